@@ -1,0 +1,163 @@
+import { lookup } from 'node:dns/promises';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
+import ssh2 from 'ssh2';
+import WebSocket, { createWebSocketStream } from 'ws';
+import type { ServerUrl } from '../config/server-url.js';
+import { ControlChannel } from '../transport/control-channel.js';
+import { fingerprintMatches, fingerprintOf } from '../transport/host-key.js';
+import { CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../transport/protocol.js';
+import type { StepClock } from './step-clock.js';
+
+export interface DialOptions {
+  server: ServerUrl;
+  proxy: URL | undefined;
+  /** Extra CAs (PEM) trusted for wss:// besides the system store. */
+  extraCa: string | undefined;
+  headers: Record<string, string>;
+  authId: string;
+  password: string;
+  fingerprint: string;
+  /** Bound on the whole attempt; each step gets what is left of it. */
+  timeoutMs: number;
+}
+
+/** An authenticated SSH session inside a WebSocket, with its control channel open. */
+export interface Link {
+  ssh: ssh2.Client;
+  control: ControlChannel;
+  fingerprint: string;
+  close(): void;
+}
+
+/** Waits for the first of `ok` or a failure event on an emitter. */
+function once<T>(emitter: NodeJS.EventEmitter, ok: string, fail: string[] = ['error']): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const cleanup = () => {
+      emitter.off(ok, onOk);
+      for (const f of fail) emitter.off(f, onFail);
+    };
+    const onOk = (v: T) => { cleanup(); resolve(v); };
+    const onFail = (e: unknown) => { cleanup(); reject(e instanceof Error ? e : new Error(String(e))); };
+    emitter.on(ok, onOk);
+    for (const f of fail) emitter.on(f, onFail);
+  });
+}
+
+async function proxyConnect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void> {
+  const auth = proxy.username ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}\r\n` : '';
+  const host = isIP(target.host) === 6 ? `[${target.host}]` : target.host;
+  sock.write(`CONNECT ${host}:${target.port} HTTP/1.1\r\nHost: ${host}:${target.port}\r\n${auth}\r\n`);
+  let head = Buffer.alloc(0);
+  while (head.indexOf('\r\n\r\n') < 0) {
+    const chunk = await once<Buffer>(sock, 'data', ['error', 'close']);
+    head = Buffer.concat([head, chunk]);
+    if (head.length > 16384) throw new Error('proxy answered with an over-long header');
+  }
+  sock.pause();
+  const end = head.indexOf('\r\n\r\n') + 4;
+  const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
+  if (!/^HTTP\/1\.[01] 2\d\d/.test(status)) throw new Error(`proxy refused CONNECT to ${target.hostPort}: ${status}`);
+  if (end < head.length) sock.unshift(head.subarray(end));
+}
+
+/**
+ * One connection attempt, step by step, each step bounded by what is left of the attempt's timeout:
+ * DNS, TCP, proxy CONNECT, TLS, WebSocket upgrade, SSH handshake and auth, control channel.
+ */
+export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) => void): Promise<Link> {
+  const end = performance.now() + o.timeoutMs;
+  const left = () => Math.max(1, end - performance.now());
+  const toClose: Array<{ destroy?: () => void; end?: () => void; terminate?: () => void }> = [];
+  const closeAll = () => {
+    for (const r of toClose.reverse()) {
+      try {
+        if (r.terminate) r.terminate();
+        else if (r.destroy) r.destroy();
+        else r.end?.();
+      } catch {
+        // already closed
+      }
+    }
+  };
+
+  try {
+    const hop = o.proxy ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port) } : o.server;
+    let address = hop.host;
+    if (!isIP(hop.host)) {
+      address = (await clock.run(`DNS lookup of ${hop.host}`, left(), () => lookup(hop.host))).address;
+      debug(`${hop.host} resolved to ${address}`);
+    }
+
+    const tcp = netConnect({ host: address, port: hop.port });
+    toClose.push(tcp);
+    tcp.setNoDelay(true);
+    await clock.run(`TCP connect to ${address}:${hop.port}`, left(), () => once(tcp, 'connect'));
+    let sock: Socket | TLSSocket = tcp;
+
+    if (o.proxy) await clock.run(`proxy CONNECT through ${o.proxy.host}`, left(), () => proxyConnect(tcp, o.server, o.proxy!));
+
+    if (o.server.secure) {
+      const tls = tlsConnect({
+        socket: tcp,
+        servername: isIP(o.server.host) ? undefined : o.server.host,
+        ca: o.extraCa ? [...rootCertificates, o.extraCa] : undefined,
+      });
+      toClose.push(tls);
+      await clock.run(`TLS handshake with ${o.server.hostPort}`, left(), () => once(tls, 'secureConnect'));
+      sock = tls;
+    }
+
+    const ws = new WebSocket(o.server.href, WS_SUBPROTOCOL, {
+      createConnection: () => sock,
+      perMessageDeflate: false,
+      headers: o.headers,
+      maxPayload: 4 << 20,
+    });
+    toClose.push(ws);
+    const upgradeFailed = new Promise<never>((_, reject) => {
+      ws.once('unexpected-response', (_req, res) => {
+        const why = res.headers['x-rport-error'] ?? res.statusMessage ?? '';
+        reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}`));
+      });
+    });
+    await clock.run(`WebSocket upgrade at ${o.server.href}`, left(), () => Promise.race([once(ws, 'open'), upgradeFailed]));
+
+    const ssh = new ssh2.Client();
+    toClose.push(ssh);
+    let seenFingerprint = '';
+    let refusedKey = false;
+    ssh.connect({
+      sock: createWebSocketStream(ws),
+      username: o.authId,
+      password: o.password,
+      readyTimeout: 0, // bounded by the step below
+      keepaliveInterval: 0, // keep-alive is ours, on the control channel
+      hostVerifier: (key: Buffer) => {
+        seenFingerprint = fingerprintOf(key);
+        refusedKey = !!o.fingerprint && !fingerprintMatches(o.fingerprint, key);
+        return !refusedKey;
+      },
+    } as ssh2.ConnectConfig);
+    try {
+      await clock.run(`SSH handshake and auth as ${o.authId}`, left(), () => once(ssh, 'ready'));
+    } catch (err) {
+      if (refusedKey) {
+        throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${o.fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`);
+      }
+      if ((err as { level?: string }).level === 'client-authentication') {
+        throw new Error(`authentication failed: the server refused id "${o.authId}" and its password (check [client] auth)`);
+      }
+      throw err;
+    }
+
+    const stream = await clock.run('opening the control channel', left(), () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
+      ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
+    }));
+    const control = new ControlChannel(stream);
+    return { ssh, control, fingerprint: seenFingerprint, close: () => { control.close(); closeAll(); } };
+  } catch (err) {
+    closeAll();
+    throw err;
+  }
+}

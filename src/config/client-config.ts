@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import { errorMessage, LEVELS, type Level } from '../log.js';
+import { Config, ConfigError, type KeyDef } from './loader.js';
+import { parseServerUrl, type ServerUrl } from './server-url.js';
+
+const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport\\data' : '/var/lib/rport';
+
+/** rport.conf: RPort's sections, keys and defaults, plus a few of our own (marked). */
+export const CLIENT_KEYS: KeyDef[] = [
+  { section: 'client', key: 'server', type: 'string', default: '', help: 'rportd to connect to: host:port, ws://host:port or wss://host:port' },
+  { section: 'client', key: 'fallback_servers', type: 'strings', default: [], help: 'servers tried in order when the main one fails' },
+  { section: 'client', key: 'server_switchback_interval', type: 'duration', default: 120_000, help: 'while on a fallback, how often to try the main server again' },
+  { section: 'client', key: 'fingerprint', type: 'string', default: '', help: "the server's host key fingerprint (SHA256:...); any other key is refused" },
+  { section: 'client', key: 'auth', type: 'string', default: '', help: 'credentials as "id:password"' },
+  { section: 'client', key: 'proxy', type: 'string', default: '', help: 'HTTP CONNECT proxy, http://host:port' },
+  { section: 'client', key: 'id', type: 'string', default: '', help: 'unique client id (default: derived from the machine id)' },
+  { section: 'client', key: 'name', type: 'string', default: '', help: 'display name (default: the host name)' },
+  { section: 'client', key: 'tags', type: 'strings', default: [], help: 'tags shown by the server' },
+  { section: 'client', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for state.json' },
+  { section: 'client', key: 'tls_ca', type: 'string', default: '', help: 'PEM file of CAs to trust for wss:// besides the system store (rport addition)' },
+  { section: 'connection', key: 'keep_alive', type: 'duration', default: 180_000, help: 'ping the server this often; 0s turns pings off' },
+  { section: 'connection', key: 'keep_alive_timeout', type: 'duration', default: 30_000, help: 'a ping not answered within this closes the connection' },
+  { section: 'connection', key: 'max_retry_count', type: 'int', default: -1, help: 'failed attempts before giving up; -1 retries forever' },
+  { section: 'connection', key: 'max_retry_interval', type: 'duration', default: 300_000, help: 'longest wait between two attempts' },
+  { section: 'connection', key: 'connect_timeout', type: 'duration', default: 20_000, help: 'bound on one whole attempt: DNS, TCP, proxy, TLS, WebSocket, SSH, request (rport addition)' },
+  { section: 'connection', key: 'watchdog_integration', type: 'bool', default: false, help: 'write state.json and notify systemd' },
+  { section: 'connection', key: 'watchdog_interval', type: 'duration', default: 0, help: 'refresh state.json this often while healthy; 0s: only on events (rport addition)' },
+  { section: 'connection', key: 'hostname', type: 'string', default: '', help: 'host name sent to the server (default: the OS host name)' },
+  { section: 'connection', key: 'headers', type: 'table', default: {}, flag: 'header', help: 'extra HTTP headers for the WebSocket upgrade ("Name: value", repeatable)' },
+  { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
+  { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
+];
+
+export interface ClientConfig {
+  servers: ServerUrl[];
+  switchbackIntervalMs: number;
+  fingerprint: string;
+  authId: string;
+  password: string;
+  proxy: URL | undefined;
+  id: string;
+  name: string;
+  tags: string[];
+  dataDir: string;
+  /** PEM text of [client] tls_ca, read at start so a bad path is a config error, not a failure per attempt. */
+  tlsCaPem: string | undefined;
+  keepAliveMs: number;
+  keepAliveTimeoutMs: number;
+  maxRetryCount: number;
+  maxRetryIntervalMs: number;
+  connectTimeoutMs: number;
+  watchdogIntegration: boolean;
+  watchdogIntervalMs: number;
+  hostname: string;
+  headers: Record<string, string>;
+  logFile: string;
+  logLevel: Level;
+}
+
+/** A stable id when none is configured: a hash of the machine id, or the host name. */
+function defaultClientId(): string {
+  for (const f of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+    try {
+      const mid = readFileSync(f, 'utf8').trim();
+      if (mid) {
+        const h = createHash('sha256').update('rport-client-id:' + mid).digest('hex');
+        return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+      }
+    } catch {
+      // next candidate
+    }
+  }
+  return osHostname();
+}
+
+function readCaFile(c: Config): string | undefined {
+  const file = c.get<string>('client', 'tls_ca');
+  if (!file) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    c.fail('client', 'tls_ca', `cannot be read: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) c.fail('client', 'tls_ca', 'is not a PEM certificate file');
+  return pem;
+}
+
+export function logLevelOf(c: Config): Level {
+  const level = c.get<string>('logging', 'log_level');
+  if (!(LEVELS as readonly string[]).includes(level)) c.fail('logging', 'log_level', `is not one of ${LEVELS.join(', ')}`);
+  return level as Level;
+}
+
+export function clientConfig(c: Config): ClientConfig {
+  const server = c.get<string>('client', 'server');
+  if (!server) throw new ConfigError(`${c.where('client', 'server')} is not set (use e.g. server = "rport.example.com:8080")`);
+  const servers = [server, ...c.get<string[]>('client', 'fallback_servers')].map((s, i) => {
+    const url = parseServerUrl(s);
+    if (!url) c.fail('client', i === 0 ? 'server' : 'fallback_servers', `has "${s}", which is not host:port, ws://host:port/ or wss://host:port/`);
+    return url;
+  });
+
+  const auth = c.get<string>('client', 'auth');
+  const colon = auth.indexOf(':');
+  if (colon <= 0) c.fail('client', 'auth', auth ? 'is not in the form "id:password"' : 'is not set (use e.g. auth = "client1:secret")');
+
+  const proxyText = c.get<string>('client', 'proxy');
+  let proxy: URL | undefined;
+  if (proxyText) {
+    try {
+      proxy = new URL(proxyText.includes('://') ? proxyText : `http://${proxyText}`);
+    } catch {
+      proxy = undefined;
+    }
+    if (!proxy || proxy.protocol !== 'http:' || !proxy.port) c.fail('client', 'proxy', 'is not an HTTP proxy address (use e.g. "http://proxy.example.com:3128")');
+  }
+
+  const keepAliveMs = c.get<number>('connection', 'keep_alive');
+  const keepAliveTimeoutMs = c.get<number>('connection', 'keep_alive_timeout');
+  if (keepAliveMs > 0 && keepAliveTimeoutMs <= 0) c.fail('connection', 'keep_alive_timeout', 'must be above 0s while keep_alive is on');
+  const maxRetryCount = c.get<number>('connection', 'max_retry_count');
+  if (maxRetryCount < -1) c.fail('connection', 'max_retry_count', 'must be -1 (retry forever), 0 or more');
+  const maxRetryIntervalMs = c.get<number>('connection', 'max_retry_interval');
+  if (maxRetryIntervalMs < 1000) c.fail('connection', 'max_retry_interval', "must be at least 1s (use e.g. '5m')");
+  const connectTimeoutMs = c.get<number>('connection', 'connect_timeout');
+  if (connectTimeoutMs < 100) c.fail('connection', 'connect_timeout', "must be at least 100ms (use e.g. '20s')");
+
+  const watchdogIntegration = c.get<boolean>('connection', 'watchdog_integration');
+  if (watchdogIntegration) {
+    if (keepAliveMs <= 0) c.fail('connection', 'watchdog_integration', `needs keep_alive on, but ${c.where('connection', 'keep_alive')} turns it off: set [connection] keep_alive = "3m"`);
+    if (maxRetryCount !== -1) c.fail('connection', 'watchdog_integration', `needs unlimited retries, but ${c.where('connection', 'max_retry_count')} is ${maxRetryCount}: set [connection] max_retry_count = -1`);
+  }
+
+  return {
+    servers: servers as ServerUrl[],
+    switchbackIntervalMs: c.get<number>('client', 'server_switchback_interval'),
+    fingerprint: c.get<string>('client', 'fingerprint'),
+    authId: auth.slice(0, colon),
+    password: auth.slice(colon + 1),
+    proxy,
+    id: c.get<string>('client', 'id') || defaultClientId(),
+    name: c.get<string>('client', 'name') || osHostname(),
+    tags: c.get<string[]>('client', 'tags'),
+    dataDir: c.get<string>('client', 'data_dir'),
+    tlsCaPem: readCaFile(c),
+    keepAliveMs,
+    keepAliveTimeoutMs,
+    maxRetryCount,
+    maxRetryIntervalMs,
+    connectTimeoutMs,
+    watchdogIntegration,
+    watchdogIntervalMs: c.get<number>('connection', 'watchdog_interval'),
+    hostname: c.get<string>('connection', 'hostname') || osHostname(),
+    headers: c.get<Record<string, string>>('connection', 'headers'),
+    logFile: c.get<string>('logging', 'log_file'),
+    logLevel: logLevelOf(c),
+  };
+}

@@ -1,0 +1,208 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { formatDuration, parseDuration } from './duration.js';
+
+export type ValueType = 'string' | 'duration' | 'seconds' | 'int' | 'bool' | 'strings' | 'table';
+export type Value = string | number | boolean | string[] | Record<string, string>;
+
+/** One key of a config file, also settable as a command-line flag. */
+export interface KeyDef {
+  section: string;
+  key: string;
+  type: ValueType;
+  default: Value;
+  help: string;
+  /** Flag name without the dashes; defaults to the key with '_' as '-'. */
+  flag?: string;
+}
+
+/** A bad config file, flag or value; the message is the whole line the user sees. */
+export class ConfigError extends Error {}
+
+export function flagName(def: KeyDef): string {
+  return def.flag ?? def.key.replace(/_/g, '-');
+}
+
+const EXPECTED: Record<ValueType, string> = {
+  string: 'is not a string (put it in quotes)',
+  duration: "is not a duration (use e.g. '3m')",
+  seconds: "is not a duration (use e.g. '1h' or a number of seconds)",
+  int: 'is not a whole number (use e.g. 5)',
+  bool: 'is not true or false',
+  strings: 'is not a list of strings (use e.g. ["a", "b"])',
+  table: 'is not a table of strings (use e.g. { "X-Name" = "value" })',
+};
+
+function show(raw: unknown): string {
+  if (raw instanceof Date) return raw.toISOString();
+  try {
+    return JSON.stringify(raw) ?? String(raw);
+  } catch {
+    return String(raw);
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** Converts a TOML value (or a flag's text, fromFlag=true) to the key's type; undefined when it does not fit. */
+function convert(type: ValueType, raw: unknown, fromFlag: boolean): Value | undefined {
+  switch (type) {
+    case 'string':
+      return typeof raw === 'string' ? raw : undefined;
+    case 'duration':
+    case 'seconds': {
+      if (typeof raw === 'number' && Number.isInteger(raw)) {
+        if (raw === 0) return 0;
+        return type === 'seconds' ? raw * 1000 : undefined;
+      }
+      if (typeof raw !== 'string') return undefined;
+      if (type === 'seconds' && /^\d+$/.test(raw.trim())) return Number(raw) * 1000;
+      const ms = parseDuration(raw);
+      return ms !== undefined && ms >= 0 ? ms : undefined;
+    }
+    case 'int': {
+      if (typeof raw === 'number') return Number.isInteger(raw) ? raw : undefined;
+      if (fromFlag && typeof raw === 'string' && /^-?\d+$/.test(raw.trim())) return Number(raw);
+      return undefined;
+    }
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (fromFlag && (raw === 'true' || raw === 'false')) return raw === 'true';
+      return undefined;
+    case 'strings':
+      if (fromFlag && typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+      return Array.isArray(raw) && raw.every((s) => typeof s === 'string') ? (raw as string[]) : undefined;
+    case 'table': {
+      if (fromFlag && typeof raw === 'string') {
+        const m = /^([^:=]+)[:=]\s*(.*)$/.exec(raw);
+        return m ? { [m[1]!.trim()]: m[2]! } : undefined;
+      }
+      if (!isPlainObject(raw)) return undefined;
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(raw)) {
+        if (typeof v !== 'string') return undefined;
+        out[k] = v;
+      }
+      return out;
+    }
+  }
+}
+
+/** A loaded configuration: every defined key has a value, and each knows where it came from. */
+export class Config {
+  constructor(
+    private readonly values: Map<string, Value>,
+    private readonly origins: Map<string, string>,
+    /** Sections and keys found in the file that this product does not implement. */
+    readonly ignored: string[],
+  ) {}
+
+  get<T extends Value>(section: string, key: string): T {
+    const v = this.values.get(`${section}.${key}`);
+    if (v === undefined) throw new Error(`config key [${section}] ${key} is not defined`);
+    return v as T;
+  }
+
+  /** "rport.conf: [connection] keep_alive = \"3s\"" or "--keep-alive \"3s\"" or "[connection] keep_alive (default 3m)". */
+  where(section: string, key: string): string {
+    return this.origins.get(`${section}.${key}`) ?? `[${section}] ${key}`;
+  }
+
+  /** Throws a ConfigError: "<where> <problem>". */
+  fail(section: string, key: string, problem: string): never {
+    throw new ConfigError(`${this.where(section, key)} ${problem}`);
+  }
+}
+
+function readToml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code;
+    throw new ConfigError(`${file}: cannot read the config file: ${why} (check the path given with -c)`);
+  }
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const first = err.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+      throw new ConfigError(`${file}: line ${err.line}: ${first} (the file is not valid TOML)`);
+    }
+    throw new ConfigError(`${file}: not valid TOML`);
+  }
+}
+
+/**
+ * Loads defaults, then the file (if any), then flags (which win). Sections and keys the schema does not
+ * know are collected in `ignored` so that a user's full RPort config loads.
+ */
+export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<string, string[]>): Config {
+  const values = new Map<string, Value>();
+  const origins = new Map<string, string>();
+  const ignored: string[] = [];
+  for (const d of defs) values.set(`${d.section}.${d.key}`, d.default);
+
+  if (file !== undefined) {
+    const doc = readToml(file);
+    const sections = new Set(defs.map((d) => d.section));
+    for (const [section, body] of Object.entries(doc)) {
+      if (!sections.has(section)) {
+        ignored.push(`[${section}]`);
+        continue;
+      }
+      if (!isPlainObject(body)) throw new ConfigError(`${file}: ${section} must be a [${section}] section`);
+      for (const [key, raw] of Object.entries(body)) {
+        const def = defs.find((d) => d.section === section && d.key === key);
+        if (!def) {
+          ignored.push(`[${section}] ${key}`);
+          continue;
+        }
+        const origin = `${file}: [${section}] ${key} = ${show(raw)}`;
+        const v = convert(def.type, raw, false);
+        if (v === undefined) throw new ConfigError(`${origin} ${EXPECTED[def.type]}`);
+        values.set(`${section}.${key}`, v);
+        origins.set(`${section}.${key}`, origin);
+      }
+    }
+  }
+
+  for (const [name, texts] of flags) {
+    const def = defs.find((d) => flagName(d) === name);
+    if (!def) throw new ConfigError(`unknown option --${name} (see --help)`);
+    const id = `${def.section}.${def.key}`;
+    let merged: Value | undefined;
+    for (const text of texts) {
+      const v = convert(def.type, text, true);
+      if (v === undefined) throw new ConfigError(`--${name} ${show(text)} ${EXPECTED[def.type]}`);
+      // Repeated list and table flags accumulate; anything else: the last one wins.
+      if (Array.isArray(v) && Array.isArray(merged)) merged = [...merged, ...v];
+      else if (def.type === 'table' && merged) merged = { ...(merged as object), ...(v as object) };
+      else merged = v;
+    }
+    values.set(id, merged!);
+    origins.set(id, `--${name} ${show(texts[texts.length - 1])}`);
+  }
+  return new Config(values, origins, ignored);
+}
+
+/** The --help text for a schema, one line a key, grouped by section. */
+export function describeKeys(defs: KeyDef[]): string {
+  const lines: string[] = [];
+  let section = '';
+  for (const d of defs) {
+    if (d.section !== section) {
+      section = d.section;
+      lines.push('', `  [${section}]`);
+    }
+    const shown =
+      d.type === 'duration' || d.type === 'seconds' ? formatDuration(d.default as number)
+      : Array.isArray(d.default) ? d.default.join(',')
+      : typeof d.default === 'object' ? '' : String(d.default);
+    lines.push(`    --${flagName(d).padEnd(34)} ${d.help}${shown !== '' ? ` (default ${shown})` : ''}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,94 @@
+import type { Level } from '../log.js';
+import { logLevelOf } from './client-config.js';
+import { Config, type KeyDef } from './loader.js';
+
+const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rportd\\data' : '/var/lib/rportd';
+
+/** rportd.conf: RPort's sections, keys and defaults for what this server implements. */
+export const SERVER_KEYS: KeyDef[] = [
+  { section: 'server', key: 'address', type: 'string', default: '0.0.0.0:8080', help: 'where clients connect (host:port)' },
+  { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
+  { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
+  { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
+  { section: 'server', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for the host key and server data' },
+  { section: 'server', key: 'check_clients_connection_interval', type: 'duration', default: 300_000, help: 'ping a client silent for this long' },
+  { section: 'server', key: 'check_clients_connection_timeout', type: 'duration', default: 30_000, help: 'drop a client that does not answer that ping within this' },
+  { section: 'server', key: 'max_failed_login', type: 'int', default: 5, help: 'failed logins from one address before it is banned; 0 never bans' },
+  { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a banned address is refused' },
+  { section: 'api', key: 'address', type: 'string', default: '127.0.0.1:3000', flag: 'api-address', help: 'REST API address (host:port); empty turns the API off' },
+  { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', help: 'API credentials, "user:password" (HTTP basic)' },
+  { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
+  { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
+];
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ServerConfig {
+  address: HostPort;
+  keySeed: string;
+  auth: string;
+  authFile: string;
+  dataDir: string;
+  checkIntervalMs: number;
+  checkTimeoutMs: number;
+  maxFailedLogin: number;
+  banTimeMs: number;
+  api: { address: HostPort | undefined; user: string; password: string };
+  logFile: string;
+  logLevel: Level;
+}
+
+export function parseHostPort(text: string): HostPort | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+export function serverConfig(c: Config): ServerConfig {
+  const address = parseHostPort(c.get<string>('server', 'address'));
+  if (!address) c.fail('server', 'address', 'is not host:port (use e.g. "0.0.0.0:8080")');
+  const auth = c.get<string>('server', 'auth');
+  if (auth && auth.indexOf(':') <= 0) c.fail('server', 'auth', 'is not in the form "id:password"');
+  const authFile = c.get<string>('server', 'auth_file');
+  if (!auth && !authFile) c.fail('server', 'auth', 'is not set and neither is auth_file: no client could log in (use e.g. auth = "client1:secret")');
+  const checkIntervalMs = c.get<number>('server', 'check_clients_connection_interval');
+  if (checkIntervalMs < 1000) c.fail('server', 'check_clients_connection_interval', "must be at least 1s (use e.g. '5m')");
+  const checkTimeoutMs = c.get<number>('server', 'check_clients_connection_timeout');
+  if (checkTimeoutMs < 100) c.fail('server', 'check_clients_connection_timeout', "must be at least 100ms (use e.g. '30s')");
+  const maxFailedLogin = c.get<number>('server', 'max_failed_login');
+  if (maxFailedLogin < 0) c.fail('server', 'max_failed_login', 'must be 0 (never ban) or more');
+
+  const apiText = c.get<string>('api', 'address');
+  const apiAddress = apiText ? parseHostPort(apiText) : undefined;
+  if (apiText && !apiAddress) c.fail('api', 'address', 'is not host:port (use e.g. "127.0.0.1:3000")');
+  const apiAuth = c.get<string>('api', 'auth');
+  const apiColon = apiAuth.indexOf(':');
+  if (apiAuth && apiColon <= 0) c.fail('api', 'auth', 'is not in the form "user:password"');
+  if (apiAddress && !apiAuth && !isLoopback(apiAddress.host)) {
+    c.fail('api', 'auth', `is not set, and the API listens on ${apiText}, beyond this machine: set auth = "admin:a-long-password"`);
+  }
+
+  return {
+    address: address as HostPort,
+    keySeed: c.get<string>('server', 'key_seed'),
+    auth,
+    authFile,
+    dataDir: c.get<string>('server', 'data_dir'),
+    checkIntervalMs,
+    checkTimeoutMs,
+    maxFailedLogin,
+    banTimeMs: c.get<number>('server', 'ban_time'),
+    api: { address: apiAddress, user: apiAuth.slice(0, apiColon), password: apiAuth.slice(apiColon + 1) },
+    logFile: c.get<string>('logging', 'log_file'),
+    logLevel: logLevelOf(c),
+  };
+}

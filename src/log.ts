@@ -1,0 +1,67 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+
+export const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type Level = (typeof LEVELS)[number];
+
+/** Where log lines go: a file opened for appending, or stderr. Writes are synchronous so no line is lost on exit. */
+export class LogSink {
+  private constructor(private readonly fd: number, private readonly owned: boolean) {}
+
+  static stderr(): LogSink {
+    return new LogSink(2, false);
+  }
+
+  /** Throws with the OS reason when the file cannot be opened; callers turn that into a config error. */
+  static file(path: string): LogSink {
+    return new LogSink(openSync(path, 'a', 0o640), true);
+  }
+
+  write(line: string): void {
+    try {
+      writeSync(this.fd, line + '\n');
+    } catch {
+      // A full disk must not take the process down; the line is dropped.
+    }
+  }
+
+  close(): void {
+    if (this.owned) closeSync(this.fd);
+  }
+}
+
+function timestamp(d: Date): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+export class Logger {
+  constructor(
+    private readonly sink: LogSink,
+    readonly level: Level,
+    private readonly component: string,
+  ) {}
+
+  child(component: string): Logger {
+    return new Logger(this.sink, this.level, component);
+  }
+
+  enabled(level: Level): boolean {
+    return LEVELS.indexOf(level) <= LEVELS.indexOf(this.level);
+  }
+
+  private emit(level: Level, msg: string): void {
+    if (!this.enabled(level)) return;
+    this.sink.write(`${timestamp(new Date())} ${level.toUpperCase().padEnd(5)} ${this.component}: ${msg}`);
+  }
+
+  error(msg: string): void { this.emit('error', msg); }
+  warn(msg: string): void { this.emit('warn', msg); }
+  info(msg: string): void { this.emit('info', msg); }
+  debug(msg: string): void { this.emit('debug', msg); }
+}
+
+/** The message of anything thrown, without a stack trace. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}

@@ -1,0 +1,91 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApiServer } from '../api/http-api.js';
+import type { ServerConfig } from '../config/server-config.js';
+import { formatDuration } from '../config/duration.js';
+import { errorMessage, type Logger } from '../log.js';
+import type { HostKey } from '../transport/host-key.js';
+import { ClientListener } from './client-listener.js';
+import { ClientRegistry } from './client-registry.js';
+import { Credentials } from './credentials.js';
+import { LoginThrottle } from './login-throttle.js';
+
+function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const hint = err.code === 'EADDRINUSE' ? 'another process uses it: stop it or choose another port' : err.code === 'EACCES' ? 'ports below 1024 need root' : errorMessage(err);
+      reject(new Error(`cannot listen on ${host}:${port} for ${what}: ${hint}`));
+    });
+    server.listen(port, host, () => resolve(server.address() as AddressInfo));
+  });
+}
+
+/** The server: the client listener, the client registry with its liveness checks, and the API. */
+export class Rportd {
+  readonly registry = new ClientRegistry();
+  private readonly http = createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
+  });
+  private api: Server | undefined;
+  private listener: ClientListener | undefined;
+  private checker: NodeJS.Timeout | undefined;
+  private readonly checking = new Set<string>();
+
+  constructor(
+    private readonly cfg: ServerConfig,
+    private readonly hostKey: HostKey,
+    private readonly credentials: Credentials,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<{ clients: AddressInfo; api: AddressInfo | undefined }> {
+    const c = this.cfg;
+    this.listener = new ClientListener({
+      hostKey: this.hostKey,
+      credentials: this.credentials,
+      throttle: new LoginThrottle(c.maxFailedLogin, c.banTimeMs),
+      registry: this.registry,
+      log: this.log.child('clients'),
+      checkTimeoutMs: c.checkTimeoutMs,
+    });
+    this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket) => socket.destroy());
+    const clients = await listen(this.http, c.address.host, c.address.port, 'clients ([server] address)');
+    let api: AddressInfo | undefined;
+    if (c.api.address) {
+      this.api = createApiServer({ user: c.api.user, password: c.api.password, registry: this.registry, fingerprint: this.hostKey.fingerprint, startedAt: Date.now() });
+      api = await listen(this.api, c.api.address.host, c.api.address.port, 'the API ([api] address)');
+      if (!c.api.user) this.log.warn(`the API on ${c.api.address.host}:${api.port} has no [api] auth: anyone on this machine can use it`);
+    }
+    const period = Math.min(5000, Math.max(250, c.checkIntervalMs / 4));
+    this.checker = setInterval(() => this.checkSilentClients(), period);
+    this.checker.unref();
+    return { clients, api };
+  }
+
+  /** Pings clients silent for check_clients_connection_interval; drops those that do not answer in time. */
+  private checkSilentClients(): void {
+    const now = Date.now();
+    for (const s of this.registry.list()) {
+      if (now - s.lastSeenAt < this.cfg.checkIntervalMs || this.checking.has(s.sessionId)) continue;
+      this.checking.add(s.sessionId);
+      s.ping(this.cfg.checkTimeoutMs)
+        .catch((err) => {
+          this.log.warn(`client ${s.info.id} (${s.remoteAddress}) silent for ${formatDuration(now - s.lastSeenAt)} and did not answer a ping: ${errorMessage(err)}; dropping it`);
+          this.registry.delete(s);
+          s.close('no answer to the liveness check');
+        })
+        .finally(() => this.checking.delete(s.sessionId));
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.checker);
+    this.listener?.closeAll();
+    const closing = [this.http, this.api].filter((s): s is Server => !!s).map((s) => new Promise<void>((r) => {
+      s.close(() => r());
+      s.closeAllConnections();
+    }));
+    await Promise.all(closing);
+  }
+}

@@ -1,0 +1,116 @@
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { errorMessage } from '../log.js';
+import { withTimeout } from '../timeout.js';
+
+// Newline-delimited JSON over one SSH channel. A request is {id, method, params}; its answer
+// {id, result} or {id, error}. A line longer than this, or one that is not JSON, ends the channel:
+// a peer that sends garbage is not worth parsing further.
+const MAX_LINE = 1 << 20;
+
+type Handler = (params: unknown) => unknown;
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+}
+
+/** The peer answered a request with an error (for example a refused connection request). */
+export class RemoteError extends Error {}
+
+export class ControlChannel extends EventEmitter {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly handlers = new Map<string, Handler>();
+  private buffered = '';
+  private closedWith: Error | undefined;
+
+  constructor(private readonly stream: Duplex) {
+    super();
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => this.receive(chunk));
+    stream.on('error', (err: Error) => this.shutdown(err));
+    stream.on('close', () => this.shutdown(new Error('control channel closed')));
+    stream.on('end', () => this.shutdown(new Error('control channel closed by the peer')));
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  handle(method: string, handler: Handler): void {
+    this.handlers.set(method, handler);
+  }
+
+  request<T>(method: string, params: unknown, timeoutMs: number): Promise<T> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const id = this.nextId++;
+    const answer = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    });
+    this.send({ id, method, params });
+    return withTimeout(answer, timeoutMs, `${method} request`, () => this.pending.delete(id));
+  }
+
+  close(): void {
+    this.shutdown(new Error('control channel closed'));
+  }
+
+  private send(msg: object): void {
+    if (!this.closedWith) this.stream.write(JSON.stringify(msg) + '\n');
+  }
+
+  private receive(chunk: string): void {
+    this.buffered += chunk;
+    let nl: number;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl);
+      this.buffered = this.buffered.slice(nl + 1);
+      if (line) this.dispatch(line);
+      if (this.closedWith) return;
+    }
+    if (this.buffered.length > MAX_LINE) this.shutdown(new Error('control message over 1 MiB from the peer'));
+  }
+
+  private dispatch(line: string): void {
+    this.emit('activity');
+    let msg: { id?: unknown; method?: unknown; params?: unknown; result?: unknown; error?: unknown };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return this.shutdown(new Error('control message from the peer is not JSON'));
+    }
+    if (typeof msg.method === 'string') {
+      void this.answer(msg.id, msg.method, msg.params);
+      return;
+    }
+    const p = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
+    if (!p) return; // an answer that arrived after its request timed out
+    this.pending.delete(msg.id as number);
+    if (msg.error !== undefined) p.reject(new RemoteError(String(msg.error)));
+    else p.resolve(msg.result);
+  }
+
+  private async answer(id: unknown, method: string, params: unknown): Promise<void> {
+    const handler = this.handlers.get(method);
+    if (id === undefined) {
+      handler?.(params);
+      return;
+    }
+    if (!handler) return this.send({ id, error: `unknown method ${method}` });
+    try {
+      this.send({ id, result: (await handler(params)) ?? null });
+    } catch (err) {
+      this.send({ id, error: errorMessage(err) });
+    }
+  }
+
+  private shutdown(err: Error): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.stream.destroy();
+    this.emit('close', err);
+  }
+}

@@ -1,0 +1,71 @@
+import { createECDH, createHash, createPrivateKey } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
+
+/** "SHA256:<base64 without padding>" of an SSH public key blob, as OpenSSH prints it. */
+export function fingerprintOf(publicKeyBlob: Buffer): string {
+  return 'SHA256:' + createHash('sha256').update(publicKeyBlob).digest('base64').replace(/=+$/, '');
+}
+
+/** "aa:bb:..." MD5 of the blob, the form older RPort configs pin. */
+function md5FingerprintOf(publicKeyBlob: Buffer): string {
+  return createHash('md5').update(publicKeyBlob).digest('hex').replace(/(..)(?!$)/g, '$1:');
+}
+
+/**
+ * Whether the server's key matches the configured fingerprint: the SHA256 form (with or without the
+ * "SHA256:" prefix; a prefix of at least 16 characters is enough, as RPort allows), or the legacy MD5 form.
+ */
+export function fingerprintMatches(expected: string, publicKeyBlob: Buffer): boolean {
+  const want = expected.trim();
+  if (/^([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(want)) return want.toLowerCase() === md5FingerprintOf(publicKeyBlob);
+  const bare = want.replace(/^SHA256:/, '');
+  return bare.length >= 16 && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
+}
+
+export interface HostKey {
+  /** Private key text that ssh2's Server accepts in hostKeys. */
+  privateKey: string;
+  fingerprint: string;
+  /** Where it came from, for the start-up log line. */
+  source: string;
+}
+
+function describe(privateKey: string, source: string): HostKey {
+  const parsed = utils.parseKey(privateKey);
+  if (parsed instanceof Error) throw new Error(`${source} is not a usable private key (${parsed.message}): delete it to have a new one generated`);
+  const key = Array.isArray(parsed) ? parsed[0]! : parsed;
+  return { privateKey, fingerprint: fingerprintOf(key.getPublicSSH()), source };
+}
+
+/** The same ECDSA P-256 key for the same seed, so several servers (or a reinstall) keep one fingerprint. */
+function keyFromSeed(seed: string): string {
+  const d = createHash('sha256').update('rportd-host-key:' + seed).digest();
+  const ecdh = createECDH('prime256v1');
+  ecdh.setPrivateKey(d);
+  const pub = ecdh.getPublicKey();
+  const b64 = (b: Buffer) => b.toString('base64url');
+  const jwk = { kty: 'EC', crv: 'P-256', d: b64(d), x: b64(pub.subarray(1, 33)), y: b64(pub.subarray(33, 65)) };
+  return createPrivateKey({ key: jwk, format: 'jwk' }).export({ type: 'sec1', format: 'pem' }).toString();
+}
+
+/** key_seed wins; otherwise a key generated once and kept (mode 0600) in data_dir. */
+export function loadHostKey(dataDir: string, keySeed: string): HostKey {
+  if (keySeed) return describe(keyFromSeed(keySeed), '[server] key_seed');
+  const file = join(dataDir, 'rportd-host-key');
+  let text: string | undefined;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (text !== undefined) return describe(text, file);
+  const generated = utils.generateKeyPairSync('ed25519').private;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(file + '.tmp', generated, { mode: 0o600 });
+  renameSync(file + '.tmp', file);
+  return describe(generated, `${file} (new)`);
+}

@@ -1,0 +1,33 @@
+// What client and server say to each other. SSH runs inside a WebSocket with this subprotocol; after auth
+// the client opens one session channel with the control subsystem, which carries JSON requests both ways.
+
+export const WS_SUBPROTOCOL = 'rport-v1';
+export const CONTROL_SUBSYSTEM = 'rport-control@rport';
+
+/** The client's first request on the control channel. */
+export interface ConnectRequest {
+  id: string;
+  name: string;
+  tags: string[];
+  hostname: string;
+  os: string;
+  arch: string;
+  version: string;
+  pid: number;
+  /** When the client process started (ms since the epoch); with pid it tells a restart from a reconnect. */
+  processStart: number;
+}
+
+export interface ConnectReply {
+  sessionId: string;
+}
+
+/** Both sides send `ping`; the answer carries the answering side's clock so a log can show skew. */
+export interface PingReply {
+  now: number;
+}
+
+export const METHOD = {
+  connect: 'connect',
+  ping: 'ping',
+} as const;

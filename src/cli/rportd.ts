@@ -42,7 +42,7 @@ runMain('rportd', async () => {
   const hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
   const server = new Rportd(cfg, hostKey, credentials, root);
   const { clients, api } = await server.start();
-  log.info(`rportd ${VERSION} listening for clients on ${clients.address}:${clients.port} (pid ${process.pid}); ${credentials.size} client credential(s)`);
+  log.info(`rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`);
   log.info(`host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source})`);
   if (api) log.info(`API listening on http://${api.address}:${api.port}/api/v1/`);
   await new Promise<void>((resolve) => onShutdown(() => {

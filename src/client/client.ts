@@ -177,6 +177,7 @@ export class RportClient {
         this.clock.begin('connected with keep_alive off', Infinity);
         return await lost;
       }
+      let lastRttMs: number | undefined;
       while (!this.stopped) {
         const interval = keepAliveMs - Math.min(keepAliveMs * KEEPALIVE_JITTER, MAX_KEEPALIVE_JITTER_MS) * Math.random();
         this.clock.begin('waiting for the next ping', interval + TIMER_SLACK_MS);
@@ -184,11 +185,12 @@ export class RportClient {
         if (early !== undefined || this.stopped) return early ?? 'stopped';
         const t0 = process.hrtime.bigint();
         try {
-          await this.clock.run(`ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, {}, keepAliveTimeoutMs));
+          await this.clock.run(`ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, { last_rtt_ms: lastRttMs }, keepAliveTimeoutMs));
         } catch (err) {
           return `ping failed: ${errorMessage(err)}`;
         }
         const rtt = since(t0);
+        lastRttMs = rtt / 1e6;
         this.log.debug(`ping to ${server.hostPort} succeeded within ${formatNanos(rtt)}`);
         this.observer.pinged(server.hostPort, rtt);
       }

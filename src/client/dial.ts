@@ -44,21 +44,41 @@ function once<T>(emitter: NodeJS.EventEmitter, ok: string, fail: string[] = ['er
   });
 }
 
-async function proxyConnect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void> {
+/**
+ * HTTP CONNECT through a proxy. Reads the answer with read() rather than 'data' so the socket is left
+ * neither paused nor flowing: the next reader (TLS or HTTP) starts it, and no byte is lost in between.
+ */
+function proxyConnect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void> {
   const auth = proxy.username ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}\r\n` : '';
   const host = isIP(target.host) === 6 ? `[${target.host}]` : target.host;
   sock.write(`CONNECT ${host}:${target.port} HTTP/1.1\r\nHost: ${host}:${target.port}\r\n${auth}\r\n`);
-  let head = Buffer.alloc(0);
-  while (head.indexOf('\r\n\r\n') < 0) {
-    const chunk = await once<Buffer>(sock, 'data', ['error', 'close']);
-    head = Buffer.concat([head, chunk]);
-    if (head.length > 16384) throw new Error('proxy answered with an over-long header');
-  }
-  sock.pause();
-  const end = head.indexOf('\r\n\r\n') + 4;
-  const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
-  if (!/^HTTP\/1\.[01] 2\d\d/.test(status)) throw new Error(`proxy refused CONNECT to ${target.hostPort}: ${status}`);
-  if (end < head.length) sock.unshift(head.subarray(end));
+  return new Promise<void>((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    const done = (err?: Error) => {
+      sock.off('readable', onReadable);
+      sock.off('end', onEnd);
+      sock.off('error', done);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onEnd = () => done(new Error('proxy closed the connection before answering CONNECT'));
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = sock.read() as Buffer | null) !== null) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          if (end + 4 < head.length) sock.unshift(head.subarray(end + 4));
+          const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
+          return done(/^HTTP\/1\.[01] 2\d\d/.test(status) ? undefined : new Error(`proxy refused CONNECT to ${target.hostPort}: ${status}`));
+        }
+        if (head.length > 16384) return done(new Error('proxy answered with an over-long header'));
+      }
+    };
+    sock.on('readable', onReadable);
+    sock.on('end', onEnd);
+    sock.on('error', done);
+  });
 }
 
 /**
@@ -115,6 +135,10 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
       maxPayload: 4 << 20,
     });
     toClose.push(ws);
+    // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and
+    // are emitted before an await after 'open' would resume. The stream queues writes until open.
+    const wsStream = createWebSocketStream(ws);
+    wsStream.on('error', () => ws.terminate());
     const upgradeFailed = new Promise<never>((_, reject) => {
       ws.once('unexpected-response', (_req, res) => {
         const why = res.headers['x-rport-error'] ?? res.statusMessage ?? '';
@@ -128,7 +152,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     let seenFingerprint = '';
     let refusedKey = false;
     ssh.connect({
-      sock: createWebSocketStream(ws),
+      sock: wsStream,
       username: o.authId,
       password: o.password,
       readyTimeout: 0, // bounded by the step below

@@ -144,6 +144,8 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
   const values = new Map<string, Value>();
   const origins = new Map<string, string>();
   const ignored: string[] = [];
+  // A bad file value counts only if no flag overrides it: flags win.
+  const fileErrors = new Map<string, string>();
   for (const d of defs) values.set(`${d.section}.${d.key}`, d.default);
 
   if (file !== undefined) {
@@ -163,8 +165,8 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
         }
         const origin = `${file}: [${section}] ${key} = ${show(raw)}`;
         const v = convert(def.type, raw, false);
-        if (v === undefined) throw new ConfigError(`${origin} ${EXPECTED[def.type]}`);
-        values.set(`${section}.${key}`, v);
+        if (v === undefined) fileErrors.set(`${section}.${key}`, `${origin} ${EXPECTED[def.type]}`);
+        else values.set(`${section}.${key}`, v);
         origins.set(`${section}.${key}`, origin);
       }
     }
@@ -185,7 +187,10 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
     }
     values.set(id, merged!);
     origins.set(id, `--${name} ${show(texts[texts.length - 1])}`);
+    fileErrors.delete(id);
   }
+  const [firstError] = fileErrors.values();
+  if (firstError) throw new ConfigError(firstError);
   return new Config(values, origins, ignored);
 }
 

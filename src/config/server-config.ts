@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
 import { logLevelOf } from './client-config.js';
 import { Config, type KeyDef } from './loader.js';
@@ -7,6 +8,8 @@ const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rpor
 /** rportd.conf: RPort's sections, keys and defaults for what this server implements. */
 export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'address', type: 'string', default: '0.0.0.0:8080', help: 'where clients connect (host:port)' },
+  { section: 'server', key: 'tls_cert', type: 'string', default: '', help: 'PEM certificate: serve wss:// instead of ws://' },
+  { section: 'server', key: 'tls_key', type: 'string', default: '', help: 'PEM private key of tls_cert' },
   { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
   { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
@@ -28,6 +31,7 @@ export interface HostPort {
 
 export interface ServerConfig {
   address: HostPort;
+  tls: { cert: string; key: string } | undefined;
   keySeed: string;
   auth: string;
   authFile: string;
@@ -47,6 +51,21 @@ export function parseHostPort(text: string): HostPort | undefined {
   const port = Number(m[3]);
   if (port > 65535) return undefined;
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function readTls(c: Config): ServerConfig['tls'] {
+  const certFile = c.get<string>('server', 'tls_cert');
+  const keyFile = c.get<string>('server', 'tls_key');
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) c.fail('server', certFile ? 'tls_cert' : 'tls_key', 'is set without its partner: set both tls_cert and tls_key');
+  const read = (key: string, file: string) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      return c.fail('server', key, `cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  };
+  return { cert: read('tls_cert', certFile), key: read('tls_key', keyFile) };
 }
 
 function isLoopback(host: string): boolean {
@@ -79,6 +98,7 @@ export function serverConfig(c: Config): ServerConfig {
 
   return {
     address: address as HostPort,
+    tls: readTls(c),
     keySeed: c.get<string>('server', 'key_seed'),
     auth,
     authFile,

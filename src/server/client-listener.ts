@@ -206,8 +206,10 @@ export class ClientListener {
       },
     };
     // A client's own pings also count as proof of life and give the round trip the API shows.
-    control.handle(METHOD.ping, () => {
+    control.handle(METHOD.ping, (params) => {
       session.lastPingAt = Date.now();
+      const rtt = (params as { last_rtt_ms?: unknown } | null)?.last_rtt_ms;
+      if (typeof rtt === 'number' && Number.isFinite(rtt) && rtt >= 0) session.lastRttMs = Math.round(rtt * 1000) / 1000;
       return { now: Date.now() };
     });
     return session;

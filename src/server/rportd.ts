@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createApiServer } from '../api/http-api.js';
 import type { ServerConfig } from '../config/server-config.js';
@@ -23,9 +24,7 @@ function listen(server: Server, host: string, port: number, what: string): Promi
 /** The server: the client listener, the client registry with its liveness checks, and the API. */
 export class Rportd {
   readonly registry = new ClientRegistry();
-  private readonly http = createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
-  });
+  private readonly http: Server;
   private api: Server | undefined;
   private listener: ClientListener | undefined;
   private checker: NodeJS.Timeout | undefined;
@@ -36,7 +35,12 @@ export class Rportd {
     private readonly hostKey: HostKey,
     private readonly credentials: Credentials,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const plain: RequestListener = (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
+    };
+    this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key }, plain) : createServer(plain);
+  }
 
   async start(): Promise<{ clients: AddressInfo; api: AddressInfo | undefined }> {
     const c = this.cfg;

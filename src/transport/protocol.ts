@@ -22,7 +22,10 @@ export interface ConnectReply {
   sessionId: string;
 }
 
-/** Both sides send `ping`; the answer carries the answering side's clock so a log can show skew. */
+/**
+ * Both sides send `ping`; the answer carries the answering side's clock so a log can show skew. The
+ * client's pings carry `last_rtt_ms`, its previous round trip, which the server shows in the API.
+ */
 export interface PingReply {
   now: number;
 }

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
+
+/** Runs a command that must fail on its config: exit code 2 and exactly one line on stderr. */
+async function configError(command: 'rport' | 'rportd', args: string[]): Promise<string> {
+  const p = run(command, args);
+  const exit = await p.exited;
+  assert.equal(exit.code, 2, `exit code for ${args.join(' ')}: output\n${p.output}`);
+  assert.equal(p.lines.length, 1, `one line, got:\n${p.output}`);
+  return p.lines[0]!;
+}
+
+const base = '[client]\nserver = "127.0.0.1:9"\nauth = "c:p"\n';
+
+test('client config errors: one line naming file, section, key, value and the fix; exit 2', async (t) => {
+  const dir = tmpDir(t);
+  const f = (name: string, text: string) => writeFile(dir, name, text);
+  assert.equal(
+    await configError('rport', ['-c', f('a.conf', `${base}[connection]\nkeep_alive = "3 minutes"\n`)]),
+    `${dir}/a.conf: [connection] keep_alive = "3 minutes" is not a duration (use e.g. '3m')`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', f('b.conf', `${base}[connection]\nmax_retry_count = "many"\n`)]),
+    `${dir}/b.conf: [connection] max_retry_count = "many" is not a whole number (use e.g. 5)`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', f('c.conf', `${base}[connection]\nwatchdog_integration = "yes"\n`)]),
+    `${dir}/c.conf: [connection] watchdog_integration = "yes" is not true or false`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', f('d.conf', '[client]\nauth = "c:p"\n')]),
+    '[client] server is not set (use e.g. server = "rport.example.com:8080")',
+  );
+  assert.equal(
+    await configError('rport', ['-c', f('e.conf', '[client]\nserver = "x:1"\nauth = "nopassword"\n')]),
+    `${dir}/e.conf: [client] auth = "nopassword" is not in the form "id:password"`,
+  );
+  assert.match(await configError('rport', ['-c', f('g.conf', '[client\nserver = 1\n')]), new RegExp(`^${dir}/g.conf: line 1: .* \\(the file is not valid TOML\\)$`));
+  assert.equal(
+    await configError('rport', ['-c', `${dir}/missing.conf`]),
+    `${dir}/missing.conf: cannot read the config file: no such file (check the path given with -c)`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', f('h.conf', `${base}[logging]\nlog_level = "loud"\n`)]),
+    `${dir}/h.conf: [logging] log_level = "loud" is not one of error, warn, info, debug`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', f('i.conf', `${base}[connection]\nmax_retry_interval = "100ms"\n`)]),
+    `${dir}/i.conf: [connection] max_retry_interval = "100ms" must be at least 1s (use e.g. '5m')`,
+  );
+});
+
+test('flags: same checks as the file, flags win over the file, unknown flags are refused', async (t) => {
+  const dir = tmpDir(t);
+  const conf = writeFile(dir, 'rport.conf', `${base}[connection]\nkeep_alive = "3 minutes"\n`);
+  // The flag overrides the bad file value, so the error is about the flag's own bad value...
+  assert.equal(await configError('rport', ['-c', conf, '--keep-alive', '2 minutes']), `--keep-alive "2 minutes" is not a duration (use e.g. '3m')`);
+  // ...and a good flag makes the file's bad value irrelevant: the next error is the unreachable-on-purpose retry count.
+  assert.equal(await configError('rport', ['-c', conf, '--keep-alive', '2m', '--max-retry-count', '-5']), '--max-retry-count "-5" must be -1 (retry forever), 0 or more');
+  assert.equal(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--keep-alive-typo', '1s']), 'unknown option --keep-alive-typo (see --help)');
+  assert.equal(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--keep-alive']), '--keep-alive needs a value');
+});
+
+test('rportd config errors exit 2 with one line', async (t) => {
+  const dir = tmpDir(t);
+  assert.equal(
+    await configError('rportd', ['-c', writeFile(dir, 'a.conf', '[server]\naddress = "nowhere"\nauth = "a:b"\n')]),
+    `${dir}/a.conf: [server] address = "nowhere" is not host:port (use e.g. "0.0.0.0:8080")`,
+  );
+  const authFile = writeFile(dir, 'auth.json', '{"c1": ');
+  assert.match(
+    await configError('rportd', ['--address', '127.0.0.1:0', '--auth-file', authFile, '--data-dir', dir]),
+    new RegExp(`^--auth-file "${authFile}": ${authFile}: not valid JSON: .*\\(expected \\{"client-id": "password", \\.\\.\\.\\}\\)$`),
+  );
+  assert.equal(
+    await configError('rportd', ['--address', '127.0.0.1:0', '--auth', 'a:b', '--api-address', '0.0.0.0:0', '--data-dir', dir]),
+    '[api] auth is not set, and the API listens on 0.0.0.0:0, beyond this machine: set auth = "admin:a-long-password"',
+  );
+});
+
+test('--help and --version exit 0', async () => {
+  for (const cmd of ['rport', 'rportd'] as const) {
+    const v = run(cmd, ['--version']);
+    assert.equal((await v.exited).code, 0);
+    assert.match(v.output, new RegExp(`^${cmd} \\d+\\.\\d+\\.\\d+$`));
+    const h = run(cmd, ['--help']);
+    assert.equal((await h.exited).code, 0);
+    assert.match(h.output, /--max-retry-interval|--check-clients-connection-interval/);
+    assert.match(h.output, /Exit codes/);
+  }
+});
+
+test("a user's full RPort rport.conf loads: unimplemented sections are named in one info line", async (t) => {
+  const server = await startServer(t);
+  const dir = tmpDir(t);
+  const conf = writeFile(dir, 'rport.conf', `
+[client]
+  server = "127.0.0.1:${server.port}"
+  fallback_servers = []
+  server_switchback_interval = "2m"
+  fingerprint = "${server.fingerprint}"
+  auth = "${CLIENT_AUTH}"
+  id = "full-conf-client"
+  name = "My Test VM"
+  tags = ["win", "server", "vm"]
+  allow_root = false
+  updates_interval = "4h"
+  data_dir = "${dir}/data"
+  tunnel_allowed = ["127.0.0.1"]
+  remotes = []
+
+[connection]
+  keep_alive = "180s"
+  keep_alive_timeout = "30s"
+  max_retry_count = -1
+  max_retry_interval = "5m"
+  [connection.headers]
+    User-Agent = "rport 0.9.12"
+
+[logging]
+  log_file = "${dir}/rport.log"
+  log_level = "debug"
+
+[remote-commands]
+  enabled = true
+  send_back_limit = 4194304
+  allow = ['^/usr/bin/.*', '^/usr/local/bin/.*', '^C:\\\\Windows\\\\System32\\\\.*']
+  deny = ['(\\||<|>|;|,|\\n|&)']
+  order = ['allow', 'deny']
+  timeout = "60s"
+
+[remote-scripts]
+  enabled = false
+
+[monitoring]
+  enabled = true
+  interval = "60s"
+  fs_type_include = ['ext3', 'ext4', 'xfs', 'jfs', 'ntfs', 'btrfs', 'hfs', 'apfs', 'fat32']
+  pm_enabled = true
+  pm_max_number_monitored_processes = 500
+  net_lan = []
+  net_wan = []
+
+[file-reception]
+  protected = ['/bin', '/sbin', '/boot', '/usr/bin']
+  enabled = true
+
+[interpreter-aliases]
+`);
+  const client = run('rport', ['-c', conf]);
+  t.after(() => client.stop());
+  const { readFileSync } = await import('node:fs');
+  const { eventually } = await import('./helpers/procs.js');
+  const log = await eventually(() => {
+    let text = '';
+    try { text = readFileSync(`${dir}/rport.log`, 'utf8'); } catch { /* not yet */ }
+    return /connected to 127\.0\.0\.1/.test(text) ? text : undefined;
+  }, 10_000, 'connection logged to log_file');
+  const ignored = log.split('\n').filter((l) => l.includes('ignoring what this version does not implement'));
+  assert.equal(ignored.length, 1, log);
+  assert.match(ignored[0]!, /\[client\] allow_root, \[client\] updates_interval, \[client\] tunnel_allowed, \[client\] remotes, \[remote-commands\], \[remote-scripts\], \[monitoring\], \[file-reception\], \[interpreter-aliases\]$/);
+  const clients = await server.api('/api/v1/clients');
+  assert.deepEqual(clients.body.data.map((c: { id: string; name: string; tags: string[] }) => [c.id, c.name, c.tags]), [['full-conf-client', 'My Test VM', ['win', 'server', 'vm']]]);
+  assert.deepEqual(await client.stop(), { code: 0, signal: null });
+});

@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { eventually, freePort, startClient, startServer, tmpDir, API_AUTH } from './helpers/procs.js';
+
+const connected = /INFO  client: connected to (\S+) within/;
+const seconds = (ms: number) => ms / 1000;
+
+test('connects, authenticates, and the API lists the client; the API wants its credentials', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'c-api', '--name', 'box', '--tags', 'a,b', '--fingerprint', server.fingerprint]);
+  await client.waitFor(connected);
+  await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded within/);
+  const list = await eventually(async () => {
+    const r = await server.api('/api/v1/clients');
+    return r.body.data[0]?.last_ping_rtt_ms !== null && r.body.data.length ? r : undefined;
+  });
+  assert.equal(list.status, 200);
+  const c = list.body.data[0];
+  assert.equal(c.id, 'c-api');
+  assert.equal(c.name, 'box');
+  assert.deepEqual(c.tags, ['a', 'b']);
+  assert.equal(c.pid, client.pid);
+  assert.equal(c.address, '127.0.0.1');
+  assert.equal(typeof c.last_ping_rtt_ms, 'number');
+  assert.equal((await server.api('/api/v1/clients', '')).status, 401);
+  assert.equal((await server.api('/api/v1/clients', 'admin:wrong')).status, 401);
+  const missing = await server.api('/api/v1/nothing');
+  assert.equal(missing.status, 404);
+  assert.equal(missing.body.error.code, 'not_found');
+  assert.match(API_AUTH, /:/);
+});
+
+test('a wrong password is refused with a clear line; max_retry_count gives up with exit code 1', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:wrong', '--max-retry-count', '2']);
+  const exit = await client.exited;
+  assert.equal(exit.code, 1);
+  assert.match(client.output, /attempt 1 to 127\.0\.0\.1:\d+ failed: authentication failed: the server refused id "client1" and its password \(check \[client\] auth\)/);
+  assert.match(client.output, /giving up after 2 failed attempts \(max_retry_count = 2\); the last one: authentication failed/);
+  await server.proc.waitFor(/failed login as "client1" from 127\.0\.0\.1/);
+});
+
+test('a server key that does not match [client] fingerprint is refused', async (t) => {
+  const server = await startServer(t);
+  const wrong = 'SHA256:' + 'A'.repeat(43);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--fingerprint', wrong, '--max-retry-count', '1']);
+  assert.equal((await client.exited).code, 1);
+  assert.match(client.output, new RegExp(`server host key ${server.fingerprint.replace(/[+/]/g, '\\$&')} does not match \\[client\\] fingerprint = "${wrong}": refusing to connect`));
+  assert.doesNotMatch(client.output, /connected to/);
+});
+
+test('the server killed with SIGKILL and restarted: the client is back within its backoff', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--max-retry-interval', '2s']);
+  await client.waitFor(connected);
+  server.proc.kill('SIGKILL');
+  await server.proc.exited;
+  const mark = client.mark();
+  await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost/, 5000, mark);
+  const again = await startServer(t, [], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
+  assert.equal(again.fingerprint, server.fingerprint, 'the host key kept in data_dir survives a restart');
+  const t0 = Date.now();
+  await client.waitFor(connected, 2000 + 3000 + 1000, mark);
+  assert.ok(Date.now() - t0 <= 6000);
+  assert.equal((await again.api('/api/v1/clients')).body.data.length, 1);
+});
+
+test('waits between attempts grow and are capped at max_retry_interval; max_retry_count exits 1', async (t) => {
+  const port = await freePort(); // nothing listens there
+  const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '3s', '--max-retry-count', '6']);
+  const exit = await client.exited;
+  assert.equal(exit.code, 1);
+  const waits = [...client.output.matchAll(/Retrying in ([\d.]+)(ms|s)\.\.\./g)].map((m) => Number(m[1]) * (m[2] === 's' ? 1000 : 1));
+  assert.equal(waits.length, 5, client.output);
+  assert.ok(waits[0]! >= 800 && waits[0]! <= 1000, `first wait ${waits}`);
+  assert.ok(waits[1]! > waits[0]! && waits[2]! > waits[1]!, `grows: ${waits}`);
+  assert.ok(waits.every((w) => w <= 3000), `capped: ${waits}`);
+  assert.ok(waits[4]! >= 2400, `reaches the cap: ${waits}`);
+  assert.match(client.output, /giving up after 6 failed attempts \(max_retry_count = 6\); the last one: .*ECONNREFUSED/);
+});
+
+test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeout + 1 s', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--keep-alive', '2s', '--keep-alive-timeout', '1s']);
+  await client.waitFor(connected);
+  await client.waitFor(/ping to .* succeeded/);
+  const mark = client.mark();
+  server.proc.kill('SIGSTOP');
+  t.after(() => server.proc.kill('SIGCONT'));
+  const t0 = Date.now();
+  await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
+  const took = Date.now() - t0;
+  assert.ok(took <= 2000 + 1000 + 1000, `noticed after ${seconds(took)}s`);
+  await client.waitFor(/Retrying in/, 1000, mark);
+});
+
+test('a stale session of the same client id is replaced; a live one keeps its id', async (t) => {
+  const server = await startServer(t, ['--check-clients-connection-timeout', '1s']);
+  const a = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id', '--keep-alive', '0s']);
+  await a.waitFor(connected);
+
+  const live = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id', '--max-retry-count', '1']);
+  assert.equal((await live.exited).code, 1);
+  assert.match(live.output, /server refused the connection: client id "same-id" is already connected from 127\.0\.0\.1 and answered a ping within [\d.]+ms: give each client its own \[client\] id/);
+
+  a.kill('SIGSTOP'); // half-open: the server still holds its session
+  t.after(() => a.kill('SIGCONT'));
+  const b = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id']);
+  await b.waitFor(connected, 8000);
+  await server.proc.waitFor(/replacing the stale session of client same-id/);
+  const list = (await server.api('/api/v1/clients')).body.data;
+  assert.deepEqual(list.map((c: { id: string; pid: number }) => [c.id, c.pid]), [['same-id', b.pid]]);
+});
+
+test('the server drops a client that went silent and does not answer its ping', async (t) => {
+  const server = await startServer(t, ['--check-clients-connection-interval', '1s', '--check-clients-connection-timeout', '500ms']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'silent', '--keep-alive', '0s']);
+  await client.waitFor(connected);
+  await eventually(async () => ((await server.api('/api/v1/clients')).body.data.length === 1 ? true : undefined));
+  client.kill('SIGSTOP');
+  t.after(() => client.kill('SIGCONT'));
+  await server.proc.waitFor(/client silent \(127\.0\.0\.1\) silent for .* and did not answer a ping: ping request timed out after 500ms; dropping it/, 5000);
+  assert.equal((await server.api('/api/v1/clients')).body.data.length, 0);
+});
+
+test('SIGTERM stops client and server cleanly within 2 s with exit code 0', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`);
+  await client.waitFor(connected);
+  for (const p of [client, server.proc]) {
+    const t0 = Date.now();
+    p.kill('SIGTERM');
+    const exit = await p.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(Date.now() - t0 < 2000, `stopped in ${Date.now() - t0}ms`);
+  }
+});
+
+test('SIGHUP skips the current wait and retries at once', async (t) => {
+  const port = await freePort();
+  const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '60s']);
+  await client.waitFor(/Retrying in [4-9][\d.]*s\.\.\./, 10_000);
+  const mark = client.mark();
+  const t0 = Date.now();
+  client.kill('SIGHUP');
+  await client.waitFor(/attempt \d+: connecting/, 2000, mark);
+  assert.ok(Date.now() - t0 < 1000);
+});
+
+test('fallback servers are used in order, and the client switches back to the main one when it answers', async (t) => {
+  const mainPort = await freePort();
+  const fallback = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${mainPort}`, ['--fallback-servers', `127.0.0.1:${fallback.port}`, '--server-switchback-interval', '1s']);
+  const m = await client.waitFor(connected, 10_000);
+  assert.equal(m[1], `127.0.0.1:${fallback.port}`);
+  const main = await startServer(t, [], { port: mainPort, apiPort: await freePort(), dataDir: tmpDir(t) });
+  await client.waitFor(/switching back to the main server/, 5000);
+  await client.waitFor(new RegExp(`connected to 127\\.0\\.0\\.1:${mainPort} within`), 5000);
+  assert.equal((await main.api('/api/v1/clients')).body.data.length, 1);
+  await eventually(async () => ((await fallback.api('/api/v1/clients')).body.data.length === 0 ? true : undefined), 5000, 'fallback released the client');
+});
+
+test('failed logins from one address get it banned for ban_time', async (t) => {
+  const server = await startServer(t, ['--max-failed-login', '2', '--ban-time', '1h']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:bad', '--max-retry-count', '3']);
+  assert.equal((await client.exited).code, 1);
+  assert.match(client.output, /giving up after 3 failed attempts .* server answered the WebSocket upgrade with HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/);
+  // Even the right password is refused while banned.
+  const good = startClient(t, `127.0.0.1:${server.port}`, ['--max-retry-count', '1']);
+  assert.equal((await good.exited).code, 1);
+});
+
+test('through an HTTP CONNECT proxy', async (t) => {
+  const server = await startServer(t);
+  const seen: string[] = [];
+  const proxy = createServer((sock: Socket) => {
+    sock.once('data', (head) => {
+      const line = head.toString().split('\r\n')[0]!;
+      seen.push(line);
+      const [, host, port] = /^CONNECT ([^:]+):(\d+) /.exec(line) ?? [];
+      const up = netConnect(Number(port), host, () => {
+        sock.write('HTTP/1.1 200 Connection established\r\n\r\n');
+        up.pipe(sock).pipe(up);
+      });
+      up.on('error', () => sock.destroy());
+      sock.on('error', () => up.destroy());
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  t.after(() => proxy.close());
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--proxy', `http://127.0.0.1:${(proxy.address() as { port: number }).port}`]);
+  await client.waitFor(connected);
+  assert.deepEqual(seen, [`CONNECT 127.0.0.1:${server.port} HTTP/1.1`]);
+});
+
+test('wss:// with TLS: verified against tls_ca; an untrusted certificate is refused', async (t) => {
+  const dir = tmpDir(t);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
+  const server = await startServer(t, ['--tls-cert', `${dir}/cert.pem`, '--tls-key', `${dir}/key.pem`]);
+  const ok = startClient(t, `wss://localhost:${server.port}`, ['--tls-ca', `${dir}/cert.pem`]);
+  await ok.waitFor(connected);
+  const untrusted = startClient(t, `wss://localhost:${server.port}`, ['--max-retry-count', '1']);
+  assert.equal((await untrusted.exited).code, 1);
+  assert.match(untrusted.output, /giving up after 1 failed attempt .*self[- ]signed certificate/);
+});
+
+test('every step has a timeout: a server that never answers the WebSocket upgrade', async (t) => {
+  const held: Socket[] = [];
+  const blackHole = createServer((s) => held.push(s));
+  await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of held) s.destroy();
+    blackHole.close();
+  });
+  const port = (blackHole.address() as { port: number }).port;
+  const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '2']);
+  const t0 = Date.now();
+  assert.equal((await client.exited).code, 1);
+  assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|9\\d\\dms)`));
+  assert.ok(Date.now() - t0 < 5000);
+});

@@ -1,0 +1,185 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+export const CLI_DIR = fileURLToPath(new URL('../../src/cli/', import.meta.url));
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function tmpDir(t: TestContext, prefix = 'rport-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function writeFile(dir: string, name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A running command of ours, with its output as lines and a way to wait for one. */
+export class Proc {
+  readonly lines: string[] = [];
+  readonly exited: Promise<Exit>;
+  private readonly waiters: Array<{ re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }> = [];
+  exit: Exit | undefined;
+
+  constructor(readonly child: ChildProcess) {
+    live.add(child);
+    let partial = '';
+    const onData = (chunk: Buffer) => {
+      partial += chunk.toString('utf8');
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      for (const line of parts) this.push(line);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        live.delete(child);
+        if (partial) this.push(partial);
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get output(): string {
+    return this.lines.join('\n');
+  }
+
+  private push(line: string): void {
+    this.lines.push(line);
+    if (process.env.RPORT_TEST_ECHO) process.stderr.write(`[${this.child.pid}] ${line}\n`);
+    for (const w of [...this.waiters]) {
+      const m = line.match(w.re);
+      if (m) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  }
+
+  /** The first line matching `re` at or after line index `from` (default: any line so far). */
+  waitFor(re: RegExp, ms = 10_000, from = 0): Promise<RegExpMatchArray> {
+    for (let i = from; i < this.lines.length; i++) {
+      const m = this.lines[i]!.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const w = { re, from, resolve: (m: RegExpMatchArray) => { clearTimeout(timer); resolve(m); } };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`no line matching ${re} within ${ms}ms; output so far:\n${this.lines.slice(-30).join('\n')}`));
+      }, ms);
+      this.waiters.push(w);
+    });
+  }
+
+  /** A mark for waitFor(re, ms, mark): only lines after this point count. */
+  mark(): number {
+    return this.lines.length;
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    if (!this.exit) this.child.kill(signal);
+  }
+
+  async stop(): Promise<Exit> {
+    this.kill('SIGTERM');
+    const timer = setTimeout(() => this.kill('SIGKILL'), 3000);
+    const e = await this.exited;
+    clearTimeout(timer);
+    return e;
+  }
+}
+
+export function run(command: 'rport' | 'rportd' | 'rport-watchdog', args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Proc {
+  const child = spawn(process.execPath, [join(CLI_DIR, `${command}.js`), ...args], {
+    env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', WATCHDOG_PID: '', ...env },
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Proc(child);
+}
+
+export interface ServerHandle {
+  proc: Proc;
+  port: number;
+  apiPort: number;
+  dataDir: string;
+  fingerprint: string;
+  api(path: string, auth?: string): Promise<{ status: number; body: any }>;
+  args: string[];
+}
+
+export const CLIENT_AUTH = 'client1:s3cret';
+export const API_AUTH = 'admin:apipass';
+
+/** Starts rportd on free loopback ports and waits until it listens. */
+export async function startServer(t: TestContext, extra: string[] = [], fixed?: { port: number; apiPort: number; dataDir: string }): Promise<ServerHandle> {
+  const port = fixed?.port ?? (await freePort());
+  const apiPort = fixed?.apiPort ?? (await freePort());
+  const dataDir = fixed?.dataDir ?? tmpDir(t, 'rportd-');
+  const args = ['--address', `127.0.0.1:${port}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH,
+    '--auth', CLIENT_AUTH, '--data-dir', dataDir, '--log-level', 'debug', ...extra];
+  const proc = run('rportd', args);
+  t.after(() => proc.stop());
+  const m = await proc.waitFor(/host key fingerprint (SHA256:\S+)/);
+  await proc.waitFor(/listening for clients/);
+  return {
+    proc, port, apiPort, dataDir, fingerprint: m[1]!, args,
+    async api(path, auth = API_AUTH) {
+      const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {} });
+      return { status: res.status, body: await res.json() };
+    },
+  };
+}
+
+/** Starts rport against a server port with short, test-friendly timings unless overridden. */
+export function startClient(t: TestContext, server: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+  const args = ['--server', server, '--auth', CLIENT_AUTH, '--log-level', 'debug', '--keep-alive', '1s', '--keep-alive-timeout', '1s',
+    '--max-retry-interval', '2s', '--connect-timeout', '3s', '--data-dir', tmpDir(t, 'rport-data-'), ...extra];
+  const proc = run('rport', args, env);
+  t.after(() => proc.stop());
+  return proc;
+}
+
+/** Waits until `check` returns a value that is not undefined, polling. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, ms = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`${what} not reached within ${ms}ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Backoff } from '../src/client/backoff.js';
+import { formatDuration, formatNanos, parseDuration } from '../src/config/duration.js';
+import { parseServerUrl } from '../src/config/server-url.js';
+import { goTimestamp } from '../src/watchdog/go-time.js';
+
+test('Go durations parse as Go parses them', () => {
+  assert.equal(parseDuration('3m'), 180_000);
+  assert.equal(parseDuration('30s'), 30_000);
+  assert.equal(parseDuration('1h30m'), 5_400_000);
+  assert.equal(parseDuration('250ms'), 250);
+  assert.equal(parseDuration('0s'), 0);
+  assert.equal(parseDuration('0'), 0);
+  assert.equal(parseDuration('1.5s'), 1500);
+  assert.equal(parseDuration('100us'), 0.1);
+  for (const bad of ['3 minutes', '3', '', 'm', '1x', '3m ', '1h 30m', '.s']) {
+    assert.equal(parseDuration(bad === '3m ' ? '3m x' : bad), undefined, bad);
+  }
+});
+
+test("durations print as Go's time.Duration.String()", () => {
+  assert.equal(formatNanos(14_682_823), '14.682823ms');
+  assert.equal(formatDuration(5000), '5s');
+  assert.equal(formatDuration(90_000), '1m30s');
+  assert.equal(formatDuration(3_600_000), '1h0m0s');
+  assert.equal(formatDuration(60_000), '1m0s');
+  assert.equal(formatDuration(1500), '1.5s');
+  assert.equal(formatDuration(0), '0s');
+  assert.equal(formatNanos(1500), '1.5µs');
+  assert.equal(formatNanos(999), '999ns');
+  assert.equal(formatDuration(1234.567), '1.234567s');
+  assert.equal(formatDuration(-2000), '-2s');
+});
+
+test('backoff grows from about 1 s, doubles, and never exceeds max_retry_interval', () => {
+  for (const r of [0, 0.5, 0.999]) {
+    const b = new Backoff(10_000, () => r);
+    const waits = Array.from({ length: 8 }, () => b.next());
+    assert.ok(waits[0]! >= 800 && waits[0]! <= 1000, `first wait ${waits[0]}`);
+    for (let i = 1; i < 4; i++) assert.ok(waits[i]! > waits[i - 1]!, `grows: ${waits}`);
+    assert.ok(waits.every((w) => w <= 10_000), `capped: ${waits}`);
+    assert.ok(waits.slice(5).every((w) => w >= 8_000), `reaches the cap: ${waits}`);
+  }
+  const b = new Backoff(5000, () => 0);
+  b.next();
+  b.next();
+  b.reset();
+  assert.equal(b.next(), 1000);
+});
+
+test('server addresses: host:port, ws://, wss://, http(s):// as RPort writes them', () => {
+  assert.equal(parseServerUrl('example.com:8080')?.href, 'ws://example.com:8080/');
+  assert.equal(parseServerUrl('wss://example.com')?.href, 'wss://example.com:443/');
+  assert.equal(parseServerUrl('https://example.com:8443/x')?.href, 'wss://example.com:8443/x');
+  assert.equal(parseServerUrl('[::1]:8080')?.host, '::1');
+  assert.equal(parseServerUrl('example.com'), undefined);
+  assert.equal(parseServerUrl('ftp://example.com:21'), undefined);
+});
+
+test('state.json times are RFC 3339 with fraction and offset, as Go prints them', () => {
+  const saved = process.env.TZ;
+  const s = goTimestamp(1660552645643839);
+  assert.match(s, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.643839(Z|[+-]\d\d:\d\d)$/);
+  assert.match(goTimestamp(1660552645000000), /:25(Z|[+-]\d\d:\d\d)$/, 'no fraction when it is zero');
+  assert.match(goTimestamp(1660552645100000), /:25\.1(Z|[+-]\d\d:\d\d)$/, 'trailing zeros dropped');
+  process.env.TZ = saved;
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
+import { cleanup, run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
 
 /** Runs a command that must fail on its config: exit code 2 and exactly one line on stderr. */
 async function configError(command: 'rport' | 'rportd', args: string[]): Promise<string> {
@@ -149,7 +149,7 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
 [interpreter-aliases]
 `);
   const client = run('rport', ['-c', conf]);
-  t.after(() => client.stop());
+  cleanup(t, () => client.stop());
   const { readFileSync } = await import('node:fs');
   const { eventually } = await import('./helpers/procs.js');
   const log = await eventually(() => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { eventually, freePort, startClient, startServer, tmpDir, API_AUTH } from './helpers/procs.js';
+import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
@@ -88,7 +88,7 @@ test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeou
   await client.waitFor(/ping to .* succeeded/);
   const mark = client.mark();
   server.proc.kill('SIGSTOP');
-  t.after(() => server.proc.kill('SIGCONT'));
+  cleanup(t, () => server.proc.kill('SIGCONT'));
   const t0 = Date.now();
   await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
   const took = Date.now() - t0;
@@ -106,7 +106,7 @@ test('a stale session of the same client id is replaced; a live one keeps its id
   assert.match(live.output, /server refused the connection: client id "same-id" is already connected from 127\.0\.0\.1 and answered a ping within [\d.]+ms: give each client its own \[client\] id/);
 
   a.kill('SIGSTOP'); // half-open: the server still holds its session
-  t.after(() => a.kill('SIGCONT'));
+  cleanup(t, () => a.kill('SIGCONT'));
   const b = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id']);
   await b.waitFor(connected, 8000);
   await server.proc.waitFor(/replacing the stale session of client same-id/);
@@ -120,7 +120,7 @@ test('the server drops a client that went silent and does not answer its ping', 
   await client.waitFor(connected);
   await eventually(async () => ((await server.api('/api/v1/clients')).body.data.length === 1 ? true : undefined));
   client.kill('SIGSTOP');
-  t.after(() => client.kill('SIGCONT'));
+  cleanup(t, () => client.kill('SIGCONT'));
   await server.proc.waitFor(/client silent \(127\.0\.0\.1\) silent for .* and did not answer a ping: ping request timed out after 500ms; dropping it/, 5000);
   assert.equal((await server.api('/api/v1/clients')).body.data.length, 0);
 });
@@ -189,7 +189,7 @@ test('through an HTTP CONNECT proxy', async (t) => {
     });
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  t.after(() => proxy.close());
+  cleanup(t, () => proxy.close());
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--proxy', `http://127.0.0.1:${(proxy.address() as { port: number }).port}`]);
   await client.waitFor(connected);
   assert.deepEqual(seen, [`CONNECT 127.0.0.1:${server.port} HTTP/1.1`]);
@@ -211,7 +211,7 @@ test('every step has a timeout: a server that never answers the WebSocket upgrad
   const held: Socket[] = [];
   const blackHole = createServer((s) => held.push(s));
   await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', r));
-  t.after(() => {
+  cleanup(t, () => {
     for (const s of held) s.destroy();
     blackHole.close();
   });

@@ -152,7 +152,7 @@ export class RportClient {
     };
     try {
       const left = Math.max(1, end - performance.now());
-      const reply = await clock.run('connection request', left, () => link.control.request<ConnectReply>(METHOD.connect, request, left));
+      const reply = await clock.run('request', 'connection request', left, () => link.control.request<ConnectReply>(METHOD.connect, request, left));
       this.log.debug(`server accepted the connection request (session ${reply.sessionId}, host key ${link.fingerprint})`);
       return link;
     } catch (err) {
@@ -185,7 +185,7 @@ export class RportClient {
         if (early !== undefined || this.stopped) return early ?? 'stopped';
         const t0 = process.hrtime.bigint();
         try {
-          await this.clock.run(`ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, { last_rtt_ms: lastRttMs }, keepAliveTimeoutMs));
+          await this.clock.run('ping', `ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, { last_rtt_ms: lastRttMs }, keepAliveTimeoutMs));
         } catch (err) {
           return `ping failed: ${errorMessage(err)}`;
         }

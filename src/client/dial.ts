@@ -105,17 +105,17 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     const hop = o.proxy ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port) } : o.server;
     let address = hop.host;
     if (!isIP(hop.host)) {
-      address = (await clock.run(`DNS lookup of ${hop.host}`, left(), () => lookup(hop.host))).address;
+      address = (await clock.run('dns', `DNS lookup of ${hop.host}`, left(), () => lookup(hop.host))).address;
       debug(`${hop.host} resolved to ${address}`);
     }
 
     const tcp = netConnect({ host: address, port: hop.port });
     toClose.push(tcp);
     tcp.setNoDelay(true);
-    await clock.run(`TCP connect to ${address}:${hop.port}`, left(), () => once(tcp, 'connect'));
+    await clock.run('tcp', `TCP connect to ${address}:${hop.port}`, left(), () => once(tcp, 'connect'));
     let sock: Socket | TLSSocket = tcp;
 
-    if (o.proxy) await clock.run(`proxy CONNECT through ${o.proxy.host}`, left(), () => proxyConnect(tcp, o.server, o.proxy!));
+    if (o.proxy) await clock.run('proxy', `proxy CONNECT through ${o.proxy.host}`, left(), () => proxyConnect(tcp, o.server, o.proxy!));
 
     if (o.server.secure) {
       const tls = tlsConnect({
@@ -124,7 +124,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
         ca: o.extraCa ? [...rootCertificates, o.extraCa] : undefined,
       });
       toClose.push(tls);
-      await clock.run(`TLS handshake with ${o.server.hostPort}`, left(), () => once(tls, 'secureConnect'));
+      await clock.run('tls', `TLS handshake with ${o.server.hostPort}`, left(), () => once(tls, 'secureConnect'));
       sock = tls;
     }
 
@@ -145,7 +145,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
         reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}`));
       });
     });
-    await clock.run(`WebSocket upgrade at ${o.server.href}`, left(), () => Promise.race([once(ws, 'open'), upgradeFailed]));
+    await clock.run('websocket', `WebSocket upgrade at ${o.server.href}`, left(), () => Promise.race([once(ws, 'open'), upgradeFailed]));
 
     const ssh = new ssh2.Client();
     toClose.push(ssh);
@@ -164,7 +164,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
       },
     } as ssh2.ConnectConfig);
     try {
-      await clock.run(`SSH handshake and auth as ${o.authId}`, left(), () => once(ssh, 'ready'));
+      await clock.run('ssh', `SSH handshake and auth as ${o.authId}`, left(), () => once(ssh, 'ready'));
     } catch (err) {
       if (refusedKey) {
         throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${o.fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`);
@@ -175,7 +175,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
       throw err;
     }
 
-    const stream = await clock.run('opening the control channel', left(), () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
+    const stream = await clock.run('control', 'opening the control channel', left(), () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
       ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
     }));
     const control = new ControlChannel(stream);

@@ -10,7 +10,10 @@ export class StepClock {
   private current = 'starting';
   private deadlineAt = Infinity;
 
-  /** A step name that hangs for good, for tests of hang detection (RPORT_TEST_HANG_STEP). */
+  /**
+   * A fault point for tests of hang detection: RPORT_TEST_HANG_STEP names a step kind (dns, tcp, proxy,
+   * tls, websocket, ssh, control, request, ping) that then never ends and never times out.
+   */
   constructor(private readonly hangStep: string | undefined = process.env.RPORT_TEST_HANG_STEP) {}
 
   get step(): string {
@@ -32,9 +35,9 @@ export class StepClock {
   }
 
   /** Runs one step under its own timeout; `onTimeout` tears down what the step was waiting on. */
-  run<T>(step: string, timeoutMs: number, work: () => Promise<T>, onTimeout?: () => void): Promise<T> {
+  run<T>(kind: string, step: string, timeoutMs: number, work: () => Promise<T>, onTimeout?: () => void): Promise<T> {
     this.begin(step, timeoutMs);
-    if (this.hangStep === step) return new Promise<T>(() => {}); // the injected fault: no timer, no end
+    if (this.hangStep === kind) return new Promise<T>(() => {}); // the injected fault: no timer, no end
     return withTimeout(work(), timeoutMs, step, onTimeout);
   }
 }

@@ -18,7 +18,7 @@ function loadBinding(): Binding | string {
 export function watchdogUsec(env: NodeJS.ProcessEnv, pid = process.pid): number | undefined {
   const usec = Number(env.WATCHDOG_USEC);
   if (!Number.isSafeInteger(usec) || usec <= 0) return undefined;
-  if (env.WATCHDOG_PID !== undefined && Number(env.WATCHDOG_PID) !== pid) return undefined;
+  if (env.WATCHDOG_PID && Number(env.WATCHDOG_PID) !== pid) return undefined;
   return usec;
 }
 

@@ -56,8 +56,8 @@ export class Watchdog implements ClientObserver {
         this.log.warn(`systemd WatchdogSec=${formatDuration(wdMs)} is below the heartbeat budget ${formatDuration(budget.maxMs)}: this client covers the gap with in-step heartbeats, but a client relying on events alone would be killed while healthy; WatchdogSec=${suggestedWatchdogSec(budget)} covers the budget`);
       }
     }
-    this.update('initialized', '', this.cfg.connectTimeoutMs);
     this.parts.notify?.send({ READY: '1', STATUS: `initialized: connecting to ${this.cfg.servers[0]!.hostPort}`, MAINPID: String(process.pid) });
+    this.update('initialized', '', this.cfg.connectTimeoutMs);
     if (Number.isFinite(this.heartbeatMs)) {
       this.timer = setInterval(() => this.heartbeat(), this.heartbeatMs);
     }

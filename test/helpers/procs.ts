@@ -23,9 +23,25 @@ export function freePort(): Promise<number> {
   });
 }
 
+const cleanups = new WeakMap<TestContext, Array<() => unknown>>();
+
+/** Runs `fn` when the test ends, last registered first: processes stop before their folders go. */
+export function cleanup(t: TestContext, fn: () => unknown): void {
+  let stack = cleanups.get(t);
+  if (!stack) {
+    const fns: Array<() => unknown> = [];
+    cleanups.set(t, fns);
+    t.after(async () => {
+      for (const f of fns.reverse()) await f();
+    });
+    stack = fns;
+  }
+  stack.push(fn);
+}
+
 export function tmpDir(t: TestContext, prefix = 'rport-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cleanup(t, () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 }));
   return dir;
 }
 
@@ -122,13 +138,25 @@ export class Proc {
   }
 }
 
-export function run(command: 'rport' | 'rportd' | 'rport-watchdog', args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Proc {
+export interface RunOptions {
+  /** Run as this user id (root only): to test what a non-root service sees. */
+  uid?: number;
+}
+
+export function run(command: 'rport' | 'rportd' | 'rport-watchdog', args: string[], env: NodeJS.ProcessEnv = {}, o: RunOptions = {}): Proc {
   const child = spawn(process.execPath, [join(CLI_DIR, `${command}.js`), ...args], {
     env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', WATCHDOG_PID: '', ...env },
-    cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(o.uid !== undefined ? { uid: o.uid, gid: o.uid } : {}),
   });
   return new Proc(child);
+}
+
+/** Any program, with the same line capture. */
+export function runProgram(t: TestContext, file: string, args: string[]): Proc {
+  const proc = new Proc(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  cleanup(t, () => proc.stop());
+  return proc;
 }
 
 export interface ServerHandle {
@@ -152,7 +180,7 @@ export async function startServer(t: TestContext, extra: string[] = [], fixed?: 
   const args = ['--address', `127.0.0.1:${port}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH,
     '--auth', CLIENT_AUTH, '--data-dir', dataDir, '--log-level', 'debug', ...extra];
   const proc = run('rportd', args);
-  t.after(() => proc.stop());
+  cleanup(t, () => proc.stop());
   const m = await proc.waitFor(/host key fingerprint (SHA256:\S+)/);
   await proc.waitFor(/listening for clients/);
   return {
@@ -165,11 +193,11 @@ export async function startServer(t: TestContext, extra: string[] = [], fixed?: 
 }
 
 /** Starts rport against a server port with short, test-friendly timings unless overridden. */
-export function startClient(t: TestContext, server: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+export function startClient(t: TestContext, server: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, o: RunOptions = {}): Proc {
   const args = ['--server', server, '--auth', CLIENT_AUTH, '--log-level', 'debug', '--keep-alive', '1s', '--keep-alive-timeout', '1s',
     '--max-retry-interval', '2s', '--connect-timeout', '3s', '--data-dir', tmpDir(t, 'rport-data-'), ...extra];
-  const proc = run('rport', args, env);
-  t.after(() => proc.stop());
+  const proc = run('rport', args, env, o);
+  cleanup(t, () => proc.stop());
   return proc;
 }
 

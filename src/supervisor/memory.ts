@@ -1,0 +1,32 @@
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+
+/** What rport-watchdog remembers between checks, also across --once runs from a scheduler. */
+export interface Memory {
+  /** Hung verdicts in a row. */
+  strikes: number;
+  /** Unix seconds of the restarts it made. */
+  restarts: number[];
+}
+
+export function loadMemory(path: string): Memory {
+  try {
+    const m = JSON.parse(readFileSync(path, 'utf8')) as Partial<Memory>;
+    return {
+      strikes: Number.isInteger(m.strikes) ? m.strikes! : 0,
+      restarts: Array.isArray(m.restarts) ? m.restarts.filter((t): t is number => typeof t === 'number') : [],
+    };
+  } catch {
+    return { strikes: 0, restarts: [] };
+  }
+}
+
+/** Atomic, like state.json; a failure is returned, not thrown: the supervisor goes on without memory. */
+export function saveMemory(path: string, m: Memory): string | undefined {
+  try {
+    writeFileSync(path + '.tmp', JSON.stringify(m) + '\n', { mode: 0o644 });
+    renameSync(path + '.tmp', path);
+    return undefined;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? String(err);
+  }
+}

@@ -164,3 +164,17 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
   assert.deepEqual(clients.body.data.map((c: { id: string; name: string; tags: string[] }) => [c.id, c.name, c.tags]), [['full-conf-client', 'My Test VM', ['win', 'server', 'vm']]]);
   assert.deepEqual(await client.stop(), { code: 0, signal: null });
 });
+
+test('npm start: the demo runs a server and a connected client, and Ctrl-C stops both', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { Proc, CLI_DIR, cleanup: onEnd } = await import('./helpers/procs.js');
+  const dir = tmpDir(t);
+  const demo = new Proc(spawn(process.execPath, [`${CLI_DIR}/demo.js`], { env: { ...process.env, RPORT_DEMO_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  onEnd(t, () => demo.stop());
+  await demo.waitFor(/\[rport \] .* connected to 127\.0\.0\.1:\d+ within/, 10_000);
+  const m = await demo.waitFor(/clients: +curl -u (admin:\S+) (http:\S+)/);
+  const res = await fetch(m[2]!, { headers: { authorization: `Basic ${Buffer.from(m[1]!).toString('base64')}` } });
+  assert.equal((await res.json()).data[0].id, 'demo-client');
+  demo.kill('SIGINT');
+  assert.deepEqual(await demo.exited, { code: 0, signal: null });
+});

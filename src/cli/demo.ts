@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// `npm start`: a local demo with embedded defaults. One rportd on 127.0.0.1 with its data in ./demo-data,
+// and one rport client connected to it with the watchdog integration on, both printing what they do.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const dataDir = resolve(process.env.RPORT_DEMO_DIR ?? 'demo-data');
+
+/** The preferred port when it is free, else any free one. */
+function port(preferred: number): Promise<number> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => {
+      const any = createServer();
+      any.listen(0, '127.0.0.1', () => {
+        const p = (any.address() as { port: number }).port;
+        any.close(() => res(p));
+      });
+    });
+    s.listen(preferred, '127.0.0.1', () => s.close(() => res(preferred)));
+  });
+}
+
+function start(name: string, args: string[], onLine: (line: string) => void): ChildProcess {
+  const child = spawn(process.execPath, [join(here, `${name}.js`), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let partial = '';
+  const take = (b: Buffer) => {
+    const parts = (partial + b.toString()).split('\n');
+    partial = parts.pop()!;
+    for (const line of parts) {
+      process.stdout.write(`[${name.padEnd(6)}] ${line}\n`);
+      onLine(line);
+    }
+  };
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
+  return child;
+}
+
+const serverPort = await port(8080);
+const apiPort = await port(3000);
+const clientSecret = randomBytes(9).toString('base64url');
+const apiPassword = randomBytes(9).toString('base64url');
+mkdirSync(join(dataDir, 'server'), { recursive: true });
+mkdirSync(join(dataDir, 'client'), { recursive: true });
+
+let client: ChildProcess | undefined;
+const server = start('rportd', ['--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', `admin:${apiPassword}`,
+  '--auth', `demo-client:${clientSecret}`, '--data-dir', join(dataDir, 'server')], (line) => {
+  const fp = /host key fingerprint (SHA256:\S+)/.exec(line);
+  if (!fp || client) return;
+  client = start('rport', ['--server', `127.0.0.1:${serverPort}`, '--auth', `demo-client:${clientSecret}`, '--fingerprint', fp[1]!, '--id', 'demo-client',
+    '--name', 'demo', '--tags', 'demo', '--keep-alive', '10s', '--watchdog-integration', '--data-dir', join(dataDir, 'client')], (l) => {
+    if (/connected to \S+ within/.test(l)) {
+      process.stdout.write(`
+  rport demo is running.
+    clients:    curl -u admin:${apiPassword} http://127.0.0.1:${apiPort}/api/v1/clients
+    state.json: ${join(dataDir, 'client', 'state.json')} (rewritten on every ping, every 10s)
+    try:        kill -STOP ${server.pid} (freeze the server; the client notices within keep_alive + keep_alive_timeout), then kill -CONT ${server.pid}
+  Ctrl-C stops both.
+
+`);
+    }
+  });
+});
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  client?.kill('SIGTERM');
+  server.kill('SIGTERM');
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+server.on('exit', (code) => {
+  if (!stopping) {
+    process.stdout.write(`rportd exited with code ${code}\n`);
+    stop();
+  }
+  const done = () => process.exit(0);
+  if (client && client.exitCode === null) client.once('exit', done);
+  else done();
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { CLIENT_KEYS } from '../src/config/client-config.js';
+import type { KeyDef } from '../src/config/loader.js';
+import { STRIKES_TO_RESTART } from '../src/supervisor/supervisor.js';
+import { WATCHDOG_OPTIONS } from '../src/supervisor/options.js';
+import { heartbeatBudget } from '../src/watchdog/budget.js';
+import { tmpDir } from './helpers/procs.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
+const def = (defs: KeyDef[], section: string, key: string) => defs.find((d) => d.section === section && d.key === key)!.default as number;
+
+test('rport.service: Type=notify, Restart=always, User=rport, and WatchdogSec above the default config budget', () => {
+  const unit = read('packaging/systemd/rport.service');
+  for (const line of ['Type=notify', 'NotifyAccess=main', 'Restart=always', 'User=rport', 'NoNewPrivileges=yes', 'ProtectSystem=strict']) {
+    assert.match(unit, new RegExp(`^${line}$`, 'm'));
+  }
+  const wd = Number(/^WatchdogSec=(\d+)$/m.exec(unit)![1]);
+  const budget = heartbeatBudget({
+    keepAliveMs: def(CLIENT_KEYS, 'connection', 'keep_alive'),
+    keepAliveTimeoutMs: def(CLIENT_KEYS, 'connection', 'keep_alive_timeout'),
+    maxRetryIntervalMs: def(CLIENT_KEYS, 'connection', 'max_retry_interval'),
+    connectTimeoutMs: def(CLIENT_KEYS, 'connection', 'connect_timeout'),
+  });
+  assert.ok(wd * 1000 > budget.maxMs, `WatchdogSec=${wd} must exceed the default budget ${budget.maxMs}ms`);
+});
+
+test('the systemd units pass systemd-analyze verify', { skip: !existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze is not installed' }, (t) => {
+  const dir = tmpDir(t);
+  for (const name of ['rport.service', 'rportd.service']) {
+    // The binaries are not installed here; point ExecStart at one that exists so only the unit is judged.
+    writeFileSync(join(dir, name), read(`packaging/systemd/${name}`).replace(/\/usr\/local\/bin\/rportd?/g, '/bin/true'));
+  }
+  const r = spawnSync('systemd-analyze', ['verify', join(dir, 'rport.service'), join(dir, 'rportd.service')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.trim(), '', 'no warnings (unknown keys, bad values)');
+  // And it would catch a mistake:
+  writeFileSync(join(dir, 'bad.service'), '[Service]\nExecStart=/bin/true\nWatchdogSecs=3\n');
+  assert.match(spawnSync('systemd-analyze', ['verify', join(dir, 'bad.service')], { encoding: 'utf8' }).stderr, /Unknown key '?WatchdogSecs'?/);
+});
+
+test('the PowerShell watchdog keeps rport-watchdog rules and says it was not run here', () => {
+  const ps = read('packaging/windows/rport-watchdog.ps1');
+  assert.match(ps, /has NOT been run by the project's tests/);
+  for (const sw of ['-Register', '-Unregister', '-State', '-Threshold', '-TestCases']) assert.ok(ps.includes(`[switch]$${sw.slice(1)}`) || ps.includes(`$${sw.slice(1)} =`) || ps.includes(`[int]$${sw.slice(1)}`) || ps.includes(`[string]$${sw.slice(1)}`), sw);
+  assert.match(ps, new RegExp(`\\$StrikesToRestart = ${STRIKES_TO_RESTART}$`, 'm'));
+  assert.match(ps, new RegExp(`\\[int\\]\\$Grace = ${def(WATCHDOG_OPTIONS, 'watchdog', 'grace') / 1000},`));
+  assert.match(ps, /\[int\]\$MaxRestartsPerHour = 3,/);
+  assert.equal(def(WATCHDOG_OPTIONS, 'watchdog', 'max_restarts'), 3);
+  assert.match(ps, /\$TaskName = 'RPort-Watchdog'/);
+  assert.match(ps, /Write-EventLog -LogName Application -Source \$EventSource/);
+  // The same reasons, word for word, as verdict.ts, so both read alike in logs.
+  const ts = read('src/supervisor/verdict.ts');
+  for (const phrase of ['state.json does not exist: is watchdog_integration on and has the client ever started?', 'state.json is not valid JSON', 'state.json has no numeric last_update_ts', 'that keep_alive and max_retry_interval allow', 'it promised to write again by']) {
+    assert.ok(ts.includes(phrase) && ps.includes(phrase), phrase);
+  }
+});

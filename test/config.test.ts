@@ -51,6 +51,22 @@ test('client config errors: one line naming file, section, key, value and the fi
   );
 });
 
+test('watchdog_integration needs keep_alive on and max_retry_count = -1 (0 included): exit 2 naming the key', async (t) => {
+  const dir = tmpDir(t);
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'a.conf', `${base}[connection]\nwatchdog_integration = true\nmax_retry_count = 0\n`)]),
+    `${dir}/a.conf: [connection] watchdog_integration = true needs max_retry_count = -1 (retry forever), but it is 0: set [connection] max_retry_count = -1`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'b.conf', `${base}[connection]\nwatchdog_integration = true\nkeep_alive = "0s"\n`)]),
+    `${dir}/b.conf: [connection] watchdog_integration = true needs keep_alive above 0s, but it is 0s: set [connection] keep_alive = "3m"`,
+  );
+  assert.equal(
+    await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--watchdog-integration', '--max-retry-count', '5']),
+    '--watchdog-integration "true" needs max_retry_count = -1 (retry forever), but it is 5: set [connection] max_retry_count = -1',
+  );
+});
+
 test('flags: same checks as the file, flags win over the file, unknown flags are refused', async (t) => {
   const dir = tmpDir(t);
   const conf = writeFile(dir, 'rport.conf', `${base}[connection]\nkeep_alive = "3 minutes"\n`);

@@ -130,8 +130,8 @@ export function clientConfig(c: Config): ClientConfig {
 
   const watchdogIntegration = c.get<boolean>('connection', 'watchdog_integration');
   if (watchdogIntegration) {
-    if (keepAliveMs <= 0) c.fail('connection', 'watchdog_integration', `needs keep_alive on, but ${c.where('connection', 'keep_alive')} turns it off: set [connection] keep_alive = "3m"`);
-    if (maxRetryCount !== -1) c.fail('connection', 'watchdog_integration', `needs unlimited retries, but ${c.where('connection', 'max_retry_count')} is ${maxRetryCount}: set [connection] max_retry_count = -1`);
+    if (keepAliveMs <= 0) c.fail('connection', 'watchdog_integration', 'needs keep_alive above 0s, but it is 0s: set [connection] keep_alive = "3m"');
+    if (maxRetryCount !== -1) c.fail('connection', 'watchdog_integration', `needs max_retry_count = -1 (retry forever), but it is ${maxRetryCount}: set [connection] max_retry_count = -1`);
   }
 
   return {

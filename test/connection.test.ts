@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH } from './helpers/procs.js';
+import { blackHole, cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
@@ -150,15 +150,17 @@ test('SIGHUP skips the current wait and retries at once', async (t) => {
 });
 
 test('fallback servers are used in order, and the client switches back to the main one when it answers', async (t) => {
-  const mainPort = await freePort();
+  const main = await blackHole(t); // holds the main server's port: it accepts and never answers
   const fallback = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${mainPort}`, ['--fallback-servers', `127.0.0.1:${fallback.port}`, '--server-switchback-interval', '1s']);
+  const client = startClient(t, `127.0.0.1:${main.port}`, ['--fallback-servers', `127.0.0.1:${fallback.port}`, '--server-switchback-interval', '1s', '--connect-timeout', '1s']);
+  await client.waitFor(new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${main.port} failed: WebSocket upgrade .* timed out`), 5000);
   const m = await client.waitFor(connected, 10_000);
   assert.equal(m[1], `127.0.0.1:${fallback.port}`);
-  const main = await startServer(t, [], { port: mainPort, apiPort: await freePort(), dataDir: tmpDir(t) });
+  await main.close();
+  const mainServer = await startServer(t, [], { port: main.port, apiPort: await freePort(), dataDir: tmpDir(t) });
   await client.waitFor(/switching back to the main server/, 5000);
-  await client.waitFor(new RegExp(`connected to 127\\.0\\.0\\.1:${mainPort} within`), 5000);
-  assert.equal((await main.api('/api/v1/clients')).body.data.length, 1);
+  await client.waitFor(new RegExp(`connected to 127\\.0\\.0\\.1:${main.port} within`), 5000);
+  assert.equal((await mainServer.api('/api/v1/clients')).body.data.length, 1);
   await eventually(async () => ((await fallback.api('/api/v1/clients')).body.data.length === 0 ? true : undefined), 5000, 'fallback released the client');
 });
 
@@ -208,14 +210,7 @@ test('wss:// with TLS: verified against tls_ca; an untrusted certificate is refu
 });
 
 test('every step has a timeout: a server that never answers the WebSocket upgrade', async (t) => {
-  const held: Socket[] = [];
-  const blackHole = createServer((s) => held.push(s));
-  await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', r));
-  cleanup(t, () => {
-    for (const s of held) s.destroy();
-    blackHole.close();
-  });
-  const port = (blackHole.address() as { port: number }).port;
+  const { port } = await blackHole(t);
   const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '2']);
   const t0 = Date.now();
   assert.equal((await client.exited).code, 1);

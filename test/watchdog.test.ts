@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cleanup, eventually, freePort, run, runProgram, startClient, startServer, tmpDir, type Proc } from './helpers/procs.js';
+import { blackHole, eventually, freePort, run, runProgram, startClient, startServer, tmpDir, type Proc } from './helpers/procs.js';
 
 const GO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?(Z|[+-]\d\d:\d\d)$/;
 const RECEIVER = fileURLToPath(new URL('../../test/helpers/notify_receiver.py', import.meta.url));
@@ -22,18 +21,6 @@ function waitState(dir: string, check: (s: Record<string, any>) => boolean, ms =
     const s = readState(dir);
     return s && check(s) ? s : undefined;
   }, ms, what);
-}
-
-async function blackHole(t: TestContext, port = 0): Promise<{ port: number; close(): Promise<void> }> {
-  const held: Socket[] = [];
-  const srv = createServer((s) => held.push(s));
-  await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
-  const close = () => new Promise<void>((r) => {
-    for (const s of held) s.destroy();
-    srv.close(() => r());
-  });
-  cleanup(t, close);
-  return { port: (srv.address() as { port: number }).port, close };
 }
 
 test('state.json on every event: initialized, reconnecting, connected, ping; fields and formats as the spec says', async (t) => {

@@ -1,5 +1,6 @@
-import { ConfigError, flagName, type KeyDef } from '../config/loader.js';
+import { Config, ConfigError, describeKeys, flagName, loadConfig, type KeyDef } from '../config/loader.js';
 import { errorMessage, LogSink, Logger, type Level } from '../log.js';
+import { VERSION } from '../version.js';
 
 export interface ParsedArgs {
   config: string | undefined;
@@ -80,4 +81,47 @@ export function onShutdown(stop: () => void): void {
   };
   process.once('SIGTERM', handler);
   process.once('SIGINT', handler);
+}
+
+export interface ServiceCommand {
+  name: 'rport' | 'rportd';
+  summary: string;
+  configFile: string;
+  defs: KeyDef[];
+  /** The closing lines of --help: signals, exit codes. */
+  notes: string;
+}
+
+/**
+ * The start shared by rport and rportd: --help, --version, the config file and flags, the logger. Returns
+ * an exit code when there is nothing more to do (help, version).
+ */
+export function startService<T extends { logFile: string; logLevel: Level }>(
+  cmd: ServiceCommand,
+  build: (c: Config) => T,
+): number | { cfg: T; config: Config; root: Logger } {
+  const args = parseArgs(process.argv.slice(2), cmd.defs);
+  if (args.help) {
+    process.stdout.write(`${cmd.name} ${VERSION}: ${cmd.summary}
+
+Usage: ${cmd.name} [-c ${cmd.configFile}] [--key value ...]
+
+  -c, --config FILE     ${cmd.configFile} (TOML, RPort's sections and keys); flags override it
+  -h, --help            this text
+  -v, --version         the version
+
+Every config key is also a flag:
+${describeKeys(cmd.defs)}
+
+${cmd.notes}
+`);
+    return 0;
+  }
+  if (args.version) return process.stdout.write(`${cmd.name} ${VERSION}\n`), 0;
+  if (args.positional.length) throw new ConfigError(`unexpected argument "${args.positional[0]}" (see --help)`);
+  const config = loadConfig(cmd.defs, args.config, args.flags);
+  const cfg = build(config);
+  const root = openLogger(cfg.logFile, cfg.logLevel, cmd.name, config.where('logging', 'log_file'));
+  if (config.ignored.length) root.info(`${args.config}: ignoring what this version does not implement: ${config.ignored.join(', ')}`);
+  return { cfg, config, root };
 }

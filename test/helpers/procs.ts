@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -210,4 +210,21 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
     if (Date.now() > end) throw new Error(`${what} not reached within ${ms}ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A port that accepts TCP connections and never answers: a server that hangs. Also a way to hold a port
+ * for a server started later in the test (close, then start on the same port).
+ */
+export async function blackHole(t: TestContext, port = 0): Promise<{ port: number; close(): Promise<void> }> {
+  const held: Socket[] = [];
+  const srv = createServer((s) => held.push(s));
+  await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
+  let closed: Promise<void> | undefined;
+  const close = () => (closed ??= new Promise<void>((r) => {
+    for (const s of held) s.destroy();
+    srv.close(() => r());
+  }));
+  cleanup(t, close);
+  return { port: (srv.address() as { port: number }).port, close };
 }

@@ -217,3 +217,19 @@ test('every step has a timeout: a server that never answers the WebSocket upgrad
   assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|9\\d\\dms)`));
   assert.ok(Date.now() - t0 < 5000);
 });
+
+test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) => {
+  const bcrypt = (await import('bcryptjs')).default;
+  const dir = tmpDir(t);
+  const { writeFile } = await import('./helpers/procs.js');
+  const hash = bcrypt.hashSync('hashed-pw', 4).replace(/^\$2[ab]\$/, '$2y$');
+  const authFile = writeFile(dir, 'auth.json', JSON.stringify({ plain: 'plain-pw', hashed: hash }));
+  const server = await startServer(t, ['--auth-file', authFile]);
+  for (const [id, pw] of [['plain', 'plain-pw'], ['hashed', 'hashed-pw']]) {
+    const ok = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `${id}:${pw}`, '--id', id!]);
+    await ok.waitFor(connected);
+  }
+  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'hashed:wrong', '--id', 'x', '--max-retry-count', '1']);
+  assert.equal((await bad.exited).code, 1);
+  assert.match(bad.output, /authentication failed/);
+});

@@ -55,9 +55,9 @@ test('the server killed with SIGKILL and restarted: the client is back within it
   const server = await startServer(t);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--max-retry-interval', '2s']);
   await client.waitFor(connected);
+  const mark = client.mark();
   server.proc.kill('SIGKILL');
   await server.proc.exited;
-  const mark = client.mark();
   await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost/, 5000, mark);
   const again = await startServer(t, [], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
   assert.equal(again.fingerprint, server.fingerprint, 'the host key kept in data_dir survives a restart');
@@ -232,4 +232,15 @@ test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) 
   const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'hashed:wrong', '--id', 'x', '--max-retry-count', '1']);
   assert.equal((await bad.exited).code, 1);
   assert.match(bad.output, /authentication failed/);
+});
+
+test('a client killed with SIGKILL is dropped by the server at once, not after the liveness check', async (t) => {
+  const server = await startServer(t); // check_clients_connection_interval stays at its 5m default
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'killed']);
+  await client.waitFor(connected);
+  client.kill('SIGKILL');
+  const t0 = Date.now();
+  await server.proc.waitFor(/client killed disconnected \(127\.0\.0\.1\)/, 3000);
+  assert.ok(Date.now() - t0 < 1000);
+  assert.equal((await server.api('/api/v1/clients')).body.data.length, 0);
 });

@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { Backoff } from './backoff.js';
 import { dial, type Link } from './dial.js';
 import { StepClock } from './step-clock.js';
+import { TunnelTargets } from './tunnel-targets.js';
 
 /** What the connection loop reports; the watchdog turns these into state.json and sd_notify updates. */
 export interface ClientObserver {
@@ -30,6 +31,7 @@ const since = (t0: bigint) => Number(process.hrtime.bigint() - t0);
 
 export class RportClient {
   private readonly backoff: Backoff;
+  private readonly tunnels: TunnelTargets;
   private stopped = false;
   private wake = new AbortController();
   private link: Link | undefined;
@@ -43,6 +45,7 @@ export class RportClient {
     readonly clock: StepClock = new StepClock(),
   ) {
     this.backoff = new Backoff(cfg.maxRetryIntervalMs);
+    this.tunnels = new TunnelTargets(cfg.tunnelAllowed, log.child('tunnels'));
   }
 
   /** Runs until stopped (resolves 0) or until max_retry_count failed attempts (resolves 1). */
@@ -149,7 +152,9 @@ export class RportClient {
       version: VERSION,
       pid: process.pid,
       processStart: PROCESS_START,
+      remotes: this.cfg.remotes,
     };
+    this.tunnels.attach(link.ssh, link.control);
     try {
       const left = Math.max(1, end - performance.now());
       const reply = await clock.run('request', 'connection request', left, () => link.control.request<ConnectReply>(METHOD.connect, request, left));

@@ -139,6 +139,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     // are emitted before an await after 'open' would resume. The stream queues writes until open.
     const wsStream = createWebSocketStream(ws);
     wsStream.on('error', () => ws.terminate());
+    ws.once('close', () => wsStream.destroy()); // so ssh2 sees the connection end (see ClientListener)
     const upgradeFailed = new Promise<never>((_, reject) => {
       ws.once('unexpected-response', (_req, res) => {
         const why = res.headers['x-rport-error'] ?? res.statusMessage ?? '';

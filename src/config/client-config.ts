@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { errorMessage, LEVELS, type Level } from '../log.js';
+import { AddressRules, parseRemoteSpec } from './host-port.js';
 import { Config, ConfigError, type KeyDef } from './loader.js';
 import { parseServerUrl, type ServerUrl } from './server-url.js';
 
@@ -19,6 +20,8 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'name', type: 'string', default: '', help: 'display name (default: the host name)' },
   { section: 'client', key: 'tags', type: 'strings', default: [], help: 'tags shown by the server' },
   { section: 'client', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for state.json' },
+  { section: 'client', key: 'remotes', type: 'strings', default: [], help: "tunnels opened on connect, RPort's forms: '3389', '2222:22', '0.0.0.0:8080:127.0.0.1:80'" },
+  { section: 'client', key: 'tunnel_allowed', type: 'strings', default: [], help: "targets tunnels may reach: '10.0.0.0/8', '192.168.1.5:22', ':3389'; empty allows all" },
   { section: 'client', key: 'tls_ca', type: 'string', default: '', help: 'PEM file of CAs to trust for wss:// besides the system store (rport addition)' },
   { section: 'connection', key: 'keep_alive', type: 'duration', default: 180_000, help: 'ping the server this often; 0s turns pings off' },
   { section: 'connection', key: 'keep_alive_timeout', type: 'duration', default: 30_000, help: 'a ping not answered within this closes the connection' },
@@ -43,6 +46,9 @@ export interface ClientConfig {
   id: string;
   name: string;
   tags: string[];
+  /** [client] remotes, checked to be RPort tunnel forms. */
+  remotes: string[];
+  tunnelAllowed: AddressRules;
   dataDir: string;
   /** PEM text of [client] tls_ca, read at start so a bad path is a config error, not a failure per attempt. */
   tlsCaPem: string | undefined;
@@ -86,6 +92,14 @@ function readCaFile(c: Config): string | undefined {
   }
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) c.fail('client', 'tls_ca', 'is not a PEM certificate file');
   return pem;
+}
+
+export function addressRules(c: Config, section: string, key: string): AddressRules {
+  try {
+    return AddressRules.parse(c.get<string[]>(section, key));
+  } catch (err) {
+    return c.fail(section, key, `has ${errorMessage(err)}`);
+  }
 }
 
 export function logLevelOf(c: Config): Level {
@@ -144,6 +158,11 @@ export function clientConfig(c: Config): ClientConfig {
     id: c.get<string>('client', 'id') || defaultClientId(),
     name: c.get<string>('client', 'name') || osHostname(),
     tags: c.get<string[]>('client', 'tags'),
+    remotes: c.get<string[]>('client', 'remotes').map((r) => {
+      if (!parseRemoteSpec(r)) c.fail('client', 'remotes', `has "${r}", which is not a tunnel (use e.g. "2222:22" or "0.0.0.0:8080:127.0.0.1:80")`);
+      return r;
+    }),
+    tunnelAllowed: addressRules(c, 'client', 'tunnel_allowed'),
     dataDir: c.get<string>('client', 'data_dir'),
     tlsCaPem: readCaFile(c),
     keepAliveMs,

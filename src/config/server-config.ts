@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
 import { logLevelOf } from './client-config.js';
+import { parseHostPort, type HostPort } from './host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rportd\\data' : '/var/lib/rportd';
@@ -10,6 +11,8 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'address', type: 'string', default: '0.0.0.0:8080', help: 'where clients connect (host:port)' },
   { section: 'server', key: 'tls_cert', type: 'string', default: '', help: 'PEM certificate: serve wss:// instead of ws://' },
   { section: 'server', key: 'tls_key', type: 'string', default: '', help: 'PEM private key of tls_cert' },
+  { section: 'server', key: 'used_ports', type: 'strings', default: ['20000-30000'], help: 'ports (and ranges) tunnels get when the API names none' },
+  { section: 'server', key: 'excluded_ports', type: 'strings', default: ['1-1024'], help: 'ports never given to tunnels' },
   { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
   { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
@@ -24,14 +27,11 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
 ];
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
 export interface ServerConfig {
   address: HostPort;
   tls: { cert: string; key: string } | undefined;
+  /** Ports tunnels may get when none is asked for: used_ports minus excluded_ports. */
+  tunnelPorts: number[];
   keySeed: string;
   auth: string;
   authFile: string;
@@ -43,14 +43,6 @@ export interface ServerConfig {
   api: { address: HostPort | undefined; user: string; password: string };
   logFile: string;
   logLevel: Level;
-}
-
-export function parseHostPort(text: string): HostPort | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
 function readTls(c: Config): ServerConfig['tls'] {
@@ -66,6 +58,26 @@ function readTls(c: Config): ServerConfig['tls'] {
     }
   };
   return { cert: read('tls_cert', certFile), key: read('tls_key', keyFile) };
+}
+
+function portRanges(c: Config, key: string): Array<[number, number]> {
+  return c.get<string[]>('server', key).map((r) => {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(r.trim());
+    const from = Number(m?.[1]);
+    const to = Number(m?.[2] ?? m?.[1]);
+    if (!m || from < 1 || to > 65535 || from > to) c.fail('server', key, `has "${r}", which is not a port or a range (use e.g. "20000-30000")`);
+    return [from, to] as [number, number];
+  });
+}
+
+function tunnelPorts(c: Config): number[] {
+  const excluded = portRanges(c, 'excluded_ports');
+  const ports = new Set<number>();
+  for (const [from, to] of portRanges(c, 'used_ports')) {
+    for (let p = from; p <= to; p++) if (!excluded.some(([a, b]) => p >= a && p <= b)) ports.add(p);
+  }
+  if (ports.size === 0) c.fail('server', 'used_ports', 'leaves no port once excluded_ports are taken out');
+  return [...ports];
 }
 
 function isLoopback(host: string): boolean {
@@ -99,6 +111,7 @@ export function serverConfig(c: Config): ServerConfig {
   return {
     address: address as HostPort,
     tls: readTls(c),
+    tunnelPorts: tunnelPorts(c),
     keySeed: c.get<string>('server', 'key_seed'),
     auth,
     authFile,

@@ -11,6 +11,7 @@ import { CONTROL_SUBSYSTEM, METHOD, WS_SUBPROTOCOL, type ConnectReply, type Conn
 import type { ClientRegistry, ClientSession } from './client-registry.js';
 import type { Credentials } from './credentials.js';
 import type { LoginThrottle } from './login-throttle.js';
+import type { ClientLink, TunnelManager } from './tunnels.js';
 
 /** From WebSocket upgrade to an accepted connection request; a client that stalls in between is dropped. */
 const SETUP_TIMEOUT_MS = 30_000;
@@ -24,6 +25,7 @@ export interface ListenerOptions {
   registry: ClientRegistry;
   log: Logger;
   checkTimeoutMs: number;
+  tunnels: TunnelManager;
 }
 
 /** Checks a connection request field by field; a bad one is named in the refusal. */
@@ -37,12 +39,15 @@ function validateConnectRequest(p: unknown): ConnectRequest {
   if (!id) throw new Error('connection request field "id" must not be empty');
   const tags = r.tags ?? [];
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string') || tags.length > 100) throw new Error('connection request field "tags" must be a list of at most 100 strings');
+  const remotes = r.remotes ?? [];
+  if (!Array.isArray(remotes) || remotes.some((t) => typeof t !== 'string') || remotes.length > 1000) throw new Error('connection request field "remotes" must be a list of at most 1000 strings');
   for (const k of ['pid', 'processStart']) {
     if (!Number.isSafeInteger(r[k])) throw new Error(`connection request field "${k}" must be an integer`);
   }
   return {
     id, name: str('name'), tags: tags as string[], hostname: str('hostname'), os: str('os', 64), arch: str('arch', 64),
     version: str('version', 64), pid: r.pid as number, processStart: r.processStart as number,
+    remotes: remotes as string[],
   };
 }
 
@@ -86,6 +91,9 @@ export class ClientListener {
       });
       const stream = createWebSocketStream(ws);
       stream.on('error', () => ws.terminate());
+      // The stream only ends its readable side when the WebSocket closes and never emits 'close' by
+      // itself, so without this ssh2 would keep the session of a client that died (SIGKILL, reboot).
+      ws.once('close', () => stream.destroy());
       Object.assign(stream, { remoteAddress: ip, remotePort: req.socket.remotePort, remoteFamily: req.socket.remoteFamily });
       this.ssh.injectSocket(stream as never);
     });
@@ -108,6 +116,7 @@ export class ClientListener {
     };
     let authId = '';
     let session: ClientSession | undefined;
+    let link: ClientLink | undefined;
     const setupTimer = setTimeout(() => {
       log.warn(`dropping ${ip}: no accepted connection request within ${formatDuration(SETUP_TIMEOUT_MS)}`);
       drop();
@@ -115,6 +124,7 @@ export class ClientListener {
     client.on('error', (err) => log.debug(`connection from ${ip}: ${errorMessage(err)}`));
     client.on('close', () => {
       clearTimeout(setupTimer);
+      if (link && session) this.o.tunnels.detach(session.info.id, link);
       if (session) {
         this.o.registry.delete(session);
         log.info(`client ${session.info.id} disconnected (${ip})`);
@@ -132,6 +142,12 @@ export class ClientListener {
       const banned = this.o.throttle.failed(ip);
       log.warn(`failed login as "${ctx.username}" from ${ip}${banned ? `: ${ip} is now banned (max_failed_login reached)` : ''}`);
       ctx.reject(['password']);
+    });
+
+    // Tunnel bindings: the bind address is a tunnel id the client agreed to carry (see TunnelTargets).
+    client.on('request', (accept, reject, name) => {
+      if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') accept?.();
+      else reject?.();
     });
 
     client.on('ready', () => {
@@ -152,6 +168,9 @@ export class ClientListener {
             this.o.registry.set(session);
             clearTimeout(setupTimer);
             log.info(`client ${info.id} (${info.name}) connected from ${ip} as ${authId}, version ${info.version}, pid ${info.pid}`);
+            const l: ClientLink = (link = { control, ssh: client });
+            // After the reply: the client must be connected before it can answer tunnel requests.
+            setImmediate(() => void this.o.tunnels.attach(info.id, l, info.remotes));
             return { sessionId: session.sessionId };
           });
           control.on('close', () => client.end());

@@ -1,7 +1,8 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { createApiServer } from '../api/http-api.js';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../api/api-server.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { formatDuration } from '../config/duration.js';
 import { errorMessage, type Logger } from '../log.js';
@@ -10,6 +11,7 @@ import { ClientListener } from './client-listener.js';
 import { ClientRegistry } from './client-registry.js';
 import { Credentials } from './credentials.js';
 import { LoginThrottle } from './login-throttle.js';
+import { TunnelManager } from './tunnels.js';
 
 function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
@@ -24,8 +26,9 @@ function listen(server: Server, host: string, port: number, what: string): Promi
 /** The server: the client listener, the client registry with its liveness checks, and the API. */
 export class Rportd {
   readonly registry = new ClientRegistry();
+  private readonly tunnels: TunnelManager;
   private readonly http: Server;
-  private api: Server | undefined;
+  private api: FastifyInstance | undefined;
   private listener: ClientListener | undefined;
   private checker: NodeJS.Timeout | undefined;
   private readonly checking = new Set<string>();
@@ -39,6 +42,7 @@ export class Rportd {
     const plain: RequestListener = (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
     };
+    this.tunnels = new TunnelManager(cfg.tunnelPorts, log.child('tunnels'));
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key }, plain) : createServer(plain);
   }
 
@@ -51,14 +55,16 @@ export class Rportd {
       registry: this.registry,
       log: this.log.child('clients'),
       checkTimeoutMs: c.checkTimeoutMs,
+      tunnels: this.tunnels,
     });
     this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket) => socket.destroy());
     const clients = await listen(this.http, c.address.host, c.address.port, 'clients ([server] address)');
     let api: AddressInfo | undefined;
     if (c.api.address) {
-      this.api = createApiServer({ user: c.api.user, password: c.api.password, registry: this.registry, fingerprint: this.hostKey.fingerprint, startedAt: Date.now() });
-      api = await listen(this.api, c.api.address.host, c.api.address.port, 'the API ([api] address)');
+      this.api = createApi({ user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, fingerprint: this.hostKey.fingerprint, startedAt: Date.now() });
+      await this.api.ready();
+      api = await listen(this.api.server, c.api.address.host, c.api.address.port, 'the API ([api] address)');
       if (!c.api.user) this.log.warn(`the API on ${c.api.address.host}:${api.port} has no [api] auth: anyone on this machine can use it`);
     }
     const period = Math.min(5000, Math.max(250, c.checkIntervalMs / 4));
@@ -86,7 +92,8 @@ export class Rportd {
   async stop(): Promise<void> {
     clearInterval(this.checker);
     this.listener?.closeAll();
-    const closing = [this.http, this.api].filter((s): s is Server => !!s).map((s) => new Promise<void>((r) => {
+    this.tunnels.closeAll();
+    const closing = [this.http, this.api?.server].filter((s): s is Server => !!s).map((s) => new Promise<void>((r) => {
       s.close(() => r());
       s.closeAllConnections();
     }));

@@ -1,4 +1,4 @@
-import { createECDH, createHash, createPrivateKey } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
@@ -63,7 +63,9 @@ export function loadHostKey(dataDir: string, keySeed: string): HostKey {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
   }
   if (text !== undefined) return describe(text, file);
-  const generated = utils.generateKeyPairSync('ed25519').private;
+  // ECDSA P-256 from Node's crypto, the kind key_seed derives too. (ssh2's own ed25519 generator makes
+  // about 1 key in 170 that its parser then rejects as malformed.)
+  const generated = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString();
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(file + '.tmp', generated, { mode: 0o600 });
   renameSync(file + '.tmp', file);

@@ -16,7 +16,22 @@ export interface ConnectRequest {
   pid: number;
   /** When the client process started (ms since the epoch); with pid it tells a restart from a reconnect. */
   processStart: number;
+  /** [client] remotes: tunnels the server opens for this client on connect. */
+  remotes: string[];
 }
+
+/**
+ * Server to client: get ready to carry a tunnel. The client checks tunnel_allowed, then asks for the
+ * SSH forwarding binding (bind address = tunnel id, port TUNNEL_BIND_PORT) under which the server opens
+ * one forwarded-tcpip channel per connection.
+ */
+export interface TunnelOpenRequest {
+  id: string;
+  /** host:port the client dials for each connection. */
+  remote: string;
+}
+
+export const TUNNEL_BIND_PORT = 1;
 
 export interface ConnectReply {
   sessionId: string;
@@ -33,4 +48,6 @@ export interface PingReply {
 export const METHOD = {
   connect: 'connect',
   ping: 'ping',
+  tunnelOpen: 'tunnel.open',
+  tunnelClose: 'tunnel.close',
 } as const;

@@ -165,7 +165,7 @@ export interface ServerHandle {
   apiPort: number;
   dataDir: string;
   fingerprint: string;
-  api(path: string, auth?: string): Promise<{ status: number; body: any }>;
+  api(path: string, auth?: string, method?: string): Promise<{ status: number; body: any }>;
   args: string[];
 }
 
@@ -185,9 +185,10 @@ export async function startServer(t: TestContext, extra: string[] = [], fixed?: 
   await proc.waitFor(/listening for clients/);
   return {
     proc, port, apiPort, dataDir, fingerprint: m[1]!, args,
-    async api(path, auth = API_AUTH) {
-      const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {} });
-      return { status: res.status, body: await res.json() };
+    async api(path, auth = API_AUTH, method = 'GET') {
+      const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { method, headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {} });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : null };
     },
   };
 }

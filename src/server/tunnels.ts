@@ -1,0 +1,273 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import type ssh2 from 'ssh2';
+import { formatDuration } from '../config/duration.js';
+import { AddressRules, formatHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
+import { errorMessage, type Logger } from '../log.js';
+import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
+import { METHOD, TUNNEL_BIND_PORT } from '../transport/protocol.js';
+
+/** Bound on the client's answer to a tunnel request, and on opening one forwarded channel. */
+const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
+/** Random ports tried from used_ports before giving up. */
+const PORT_TRIES = 50;
+
+/** A tunnel request that cannot be carried out; status and code are what the API answers. */
+export class TunnelError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** What the tunnel manager needs of a connected client. */
+export interface ClientLink {
+  control: ControlChannel;
+  ssh: ssh2.Connection;
+}
+
+export interface TunnelRequest {
+  /** Port 0: a free one from used_ports. */
+  local: HostPort;
+  remote: HostPort;
+  acl: string[];
+  idleTimeoutMs: number;
+}
+
+interface Tunnel {
+  id: string;
+  clientId: string;
+  local: HostPort;
+  remote: string;
+  acl: string[];
+  aclRules: AddressRules;
+  idleTimeoutMs: number;
+  createdBy: 'api' | 'client';
+  /** For client-defined tunnels: the [client] remotes entry. */
+  source: string;
+  createdAt: number;
+  listener: Server | undefined;
+  sockets: Set<Socket>;
+  idleTimer: NodeJS.Timeout | undefined;
+  connections: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export function describeTunnel(t: Tunnel) {
+  return {
+    id: t.id,
+    client_id: t.clientId,
+    local: formatHostPort(t.local),
+    remote: t.remote,
+    acl: t.acl,
+    idle_timeout_sec: t.idleTimeoutMs / 1000,
+    created_by: t.createdBy,
+    created_at: new Date(t.createdAt).toISOString(),
+    listening: !!t.listener,
+    open_connections: t.sockets.size,
+    connections: t.connections,
+    bytes_in: t.bytesIn,
+    bytes_out: t.bytesOut,
+  };
+}
+
+function listenOn(server: Server, a: HostPort): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(a.port, a.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Tunnels: a port on the server whose connections are carried, one SSH channel each, to a target the
+ * client dials. A client's tunnels are remembered across reconnects and listen again on the same ports;
+ * when the client goes, its ports are released at once and its open connections end.
+ */
+export class TunnelManager {
+  private readonly byClient = new Map<string, Map<string, Tunnel>>();
+  private readonly links = new Map<string, ClientLink>();
+
+  constructor(
+    private readonly ports: number[],
+    private readonly log: Logger,
+  ) {}
+
+  list(clientId: string): Tunnel[] {
+    return [...(this.byClient.get(clientId)?.values() ?? [])];
+  }
+
+  /** A client connected: its own [client] remotes replace the previous ones, then every tunnel listens again. */
+  async attach(clientId: string, link: ClientLink, remotes: string[]): Promise<void> {
+    this.links.set(clientId, link);
+    const tunnels = this.tunnelsOf(clientId);
+    for (const t of [...tunnels.values()]) if (t.createdBy === 'client' && !remotes.includes(t.source)) tunnels.delete(t.id);
+    for (const r of remotes) {
+      const spec = parseRemoteSpec(r);
+      if (!spec) {
+        this.log.warn(`client ${clientId}: ignoring [client] remotes entry "${r}": not a tunnel`);
+        continue;
+      }
+      if (![...tunnels.values()].some((t) => t.source === r)) {
+        const t = this.newTunnel(clientId, { local: spec.local, remote: spec.remote, acl: [], idleTimeoutMs: 0 }, 'client', r);
+        tunnels.set(t.id, t);
+      }
+    }
+    for (const t of tunnels.values()) {
+      try {
+        await this.activate(t, link);
+      } catch (err) {
+        this.log.error(`client ${clientId}: tunnel ${formatHostPort(t.local)} -> ${t.remote} not restored: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  /** A client went: close its listeners (the ports are free at once) and its open connections. */
+  detach(clientId: string, link: ClientLink): void {
+    if (this.links.get(clientId) !== link) return; // a newer connection of the same client took over
+    this.links.delete(clientId);
+    for (const t of this.list(clientId)) this.deactivate(t);
+  }
+
+  async create(clientId: string, req: TunnelRequest): Promise<Tunnel> {
+    const link = this.links.get(clientId);
+    if (!link) throw new TunnelError(409, 'client_not_connected', `client ${clientId} is not connected: tunnels can be created only to connected clients`);
+    const t = this.newTunnel(clientId, req, 'api', '');
+    await this.activate(t, link);
+    this.tunnelsOf(clientId).set(t.id, t);
+    this.log.info(`tunnel ${t.id}: ${formatHostPort(t.local)} -> client ${clientId} -> ${t.remote}`);
+    return t;
+  }
+
+  delete(clientId: string, tunnelId: string): boolean {
+    const t = this.byClient.get(clientId)?.get(tunnelId);
+    if (!t) return false;
+    this.byClient.get(clientId)!.delete(tunnelId);
+    this.deactivate(t);
+    const link = this.links.get(clientId);
+    link?.control.request(METHOD.tunnelClose, { id: tunnelId }, CLIENT_ANSWER_TIMEOUT_MS).catch(() => undefined);
+    this.log.info(`tunnel ${tunnelId} of client ${clientId} deleted`);
+    return true;
+  }
+
+  closeAll(): void {
+    for (const tunnels of this.byClient.values()) for (const t of tunnels.values()) this.deactivate(t);
+  }
+
+  private tunnelsOf(clientId: string): Map<string, Tunnel> {
+    let m = this.byClient.get(clientId);
+    if (!m) this.byClient.set(clientId, (m = new Map()));
+    return m;
+  }
+
+  private newTunnel(clientId: string, req: TunnelRequest, createdBy: Tunnel['createdBy'], source: string): Tunnel {
+    let aclRules: AddressRules;
+    try {
+      aclRules = AddressRules.parse(req.acl);
+    } catch (err) {
+      throw new TunnelError(400, 'bad_request', `acl ${errorMessage(err)}`);
+    }
+    return {
+      id: randomUUID(), clientId, local: { ...req.local }, remote: formatHostPort(req.remote), acl: req.acl, aclRules,
+      idleTimeoutMs: req.idleTimeoutMs, createdBy, source, createdAt: Date.now(), listener: undefined, sockets: new Set(),
+      idleTimer: undefined, connections: 0, bytesIn: 0, bytesOut: 0,
+    };
+  }
+
+  /** The client agrees (tunnel_allowed) and registers the binding, then the server listens. */
+  private async activate(t: Tunnel, link: ClientLink): Promise<void> {
+    try {
+      await link.control.request(METHOD.tunnelOpen, { id: t.id, remote: t.remote }, CLIENT_ANSWER_TIMEOUT_MS);
+    } catch (err) {
+      if (err instanceof RemoteError) throw new TunnelError(403, 'tunnel_refused', `client ${t.clientId} refused: ${err.message}`);
+      throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
+    }
+    t.listener = await this.listen(t);
+    this.armIdle(t);
+  }
+
+  private deactivate(t: Tunnel): void {
+    clearTimeout(t.idleTimer);
+    t.listener?.close();
+    t.listener = undefined;
+    for (const s of t.sockets) s.destroy();
+  }
+
+  private async listen(t: Tunnel): Promise<Server> {
+    const inUse = new Set([...this.byClient.values()].flatMap((m) => [...m.values()].filter((x) => x.listener).map((x) => x.local.port)));
+    const free = this.ports.filter((p) => !inUse.has(p));
+    const candidates = t.local.port ? [t.local.port] : Array.from({ length: Math.min(PORT_TRIES, free.length) }, () => free[Math.floor(Math.random() * free.length)]!);
+    for (const port of candidates) {
+      // allowHalfOpen: a side that finished sending (FIN) may still receive the answer, as over plain TCP.
+      const server = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.carry(t, sock));
+      try {
+        await listenOn(server, { host: t.local.host, port });
+        t.local.port = port;
+        return server;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EADDRINUSE' || t.local.port) {
+          throw new TunnelError(409, 'port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: ${code === 'EADDRINUSE' ? 'the port is in use' : code ?? errorMessage(err)}`);
+        }
+      }
+    }
+    throw new TunnelError(409, 'port_unavailable', 'no free port left in [server] used_ports');
+  }
+
+  /** One TCP connection to the tunnel's port: one forwarded-tcpip channel to the client, piped both ways. */
+  private carry(t: Tunnel, sock: Socket): void {
+    const ip = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (!t.aclRules.allows(ip)) {
+      this.log.warn(`tunnel ${t.id}: refused a connection from ${ip}: not in its acl`);
+      sock.destroy();
+      return;
+    }
+    const link = this.links.get(t.clientId);
+    if (!link) return void sock.destroy();
+    t.sockets.add(sock);
+    t.connections++;
+    clearTimeout(t.idleTimer);
+    sock.on('close', () => {
+      t.sockets.delete(sock);
+      this.armIdle(t);
+    });
+    sock.on('error', () => sock.destroy());
+    sock.pause();
+    const timer = setTimeout(() => sock.destroy(), CLIENT_ANSWER_TIMEOUT_MS);
+    link.ssh.forwardOut(t.id, TUNNEL_BIND_PORT, ip, sock.remotePort ?? 0, (err, channel) => {
+      clearTimeout(timer);
+      if (err) {
+        this.log.warn(`tunnel ${t.id}: client ${t.clientId} could not reach ${t.remote} for ${ip}: ${errorMessage(err)}`);
+        return void sock.destroy();
+      }
+      if (sock.destroyed) return void channel.close();
+      sock.on('data', (b: Buffer) => (t.bytesIn += b.length));
+      channel.on('data', (b: Buffer) => (t.bytesOut += b.length));
+      channel.on('error', () => sock.destroy());
+      // Half-close both ways, as over plain TCP. A server-side ssh2 channel sends CLOSE as soon as its
+      // writable side ends, so the user's FIN goes over as EOF alone instead of through end().
+      sock.pipe(channel, { end: false });
+      sock.on('end', () => channel.eof());
+      channel.pipe(sock);
+      channel.on('close', () => {
+        if (!sock.destroyed) sock.end();
+      });
+      sock.on('close', () => channel.close());
+      sock.resume();
+    });
+  }
+
+  /** An idle_timeout tunnel with no connections for that long is deleted. */
+  private armIdle(t: Tunnel): void {
+    if (t.idleTimeoutMs <= 0 || t.sockets.size > 0 || !t.listener) return;
+    clearTimeout(t.idleTimer);
+    t.idleTimer = setTimeout(() => {
+      this.log.info(`tunnel ${t.id} idle for ${formatDuration(t.idleTimeoutMs)}: deleting it`);
+      this.delete(t.clientId, t.id);
+    }, t.idleTimeoutMs);
+    t.idleTimer.unref();
+  }
+}

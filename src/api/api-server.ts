@@ -1,19 +1,28 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { parseDuration } from '../config/duration.js';
 import { parseHostPort } from '../config/host-port.js';
+import type { Logger } from '../log.js';
 import type { ClientRegistry } from '../server/client-registry.js';
-import { describeSession } from '../server/client-registry.js';
-import { safeEqual } from '../server/credentials.js';
+import { hashPassword, safeEqual, type Credentials } from '../server/credentials.js';
+import type { LoginThrottle } from '../server/login-throttle.js';
+import type { Metrics } from '../server/metrics.js';
 import { describeTunnel, TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
+import { DASHBOARD_HTML } from './dashboard.js';
+import { Tokens } from './tokens.js';
 
 export interface ApiOptions {
   user: string;
   password: string;
   registry: ClientRegistry;
   tunnels: TunnelManager;
+  credentials: Credentials;
+  metrics: Metrics;
   fingerprint: string;
   startedAt: number;
+  /** Failed API logins, counted like the client listener's. */
+  throttle: LoginThrottle;
+  log: Logger;
 }
 
 /** Every error the API answers: {"error": {"code": ..., "message": ...}} with the matching status. */
@@ -21,53 +30,104 @@ function fail(reply: FastifyReply, status: number, code: string, message: string
   return reply.code(status).send({ error: { code, message } });
 }
 
-function authorized(req: FastifyRequest, o: ApiOptions): boolean {
-  if (!o.user) return true;
-  const m = /^Basic (.+)$/i.exec(req.headers.authorization ?? '');
-  if (!m) return false;
-  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
-  const i = text.indexOf(':');
-  return i > 0 && safeEqual(text.slice(0, i), o.user) && safeEqual(text.slice(i + 1), o.password);
-}
-
+const ipOf = (req: FastifyRequest) => req.ip.replace(/^::ffff:/, '');
 const idParams = { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 200 } }, required: ['id'] } as const;
 
-/** The REST API under /api/v1, protected by [api] auth (HTTP basic), with JSON schema checks on input. */
+/**
+ * The REST API under /api/v1 and the dashboard at /. Auth: HTTP basic with the [api] auth credentials,
+ * or a bearer token from POST /api/v1/login. Input is checked by JSON schemas.
+ */
 export function createApi(o: ApiOptions): FastifyInstance {
-  const app = Fastify({ logger: false, ajv: { customOptions: { allErrors: false, coerceTypes: false } } });
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { allErrors: false, coerceTypes: false } } });
+  const tokens = new Tokens();
+
+  const checkBasic = (header: string | undefined): boolean | undefined => {
+    const m = /^Basic (.+)$/i.exec(header ?? '');
+    if (!m) return undefined;
+    const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+    const i = text.indexOf(':');
+    return i > 0 && safeEqual(text.slice(0, i), o.user) && safeEqual(text.slice(i + 1), o.password);
+  };
+  const authorized = (req: FastifyRequest): boolean => {
+    if (!o.user) return true;
+    const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? (req.url.startsWith('/api/v1/events') ? (req.query as { token?: string }).token : undefined);
+    if (bearer) return tokens.valid(bearer);
+    return checkBasic(req.headers.authorization) === true;
+  };
 
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/api/v1/')) return;
-    if (!authorized(req, o)) {
+    const open = req.url === '/' || req.url.startsWith('/api/v1/login');
+    if (open || !(req.url.startsWith('/api/') || req.url.startsWith('/metrics'))) return;
+    if (!authorized(req)) {
       reply.header('www-authenticate', 'Basic realm="rportd"');
-      return fail(reply, 401, 'unauthorized', 'HTTP basic auth with the [api] auth credentials is required');
+      return fail(reply, 401, 'unauthorized', 'log in: HTTP basic auth with the [api] auth credentials, or a bearer token from POST /api/v1/login');
     }
   });
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof TunnelError) return fail(reply, err.status, err.code, err.message);
-    if (err.validation) return fail(reply, 400, 'bad_request', `${err.validationContext ?? 'request'}${err.validation[0]?.instancePath ?? ''} ${err.validation[0]?.message ?? 'is invalid'}`.replace(/^(\w+)\/(\w+)/, '$1 field "$2"'));
+    if (err.validation) {
+      const v = err.validation[0];
+      const field = v?.instancePath ? ` field "${v.instancePath.slice(1)}"` : '';
+      return fail(reply, 400, 'bad_request', `${err.validationContext ?? 'request'}${field} ${v?.message ?? 'is invalid'}`);
+    }
     if (err.statusCode && err.statusCode < 500) return fail(reply, err.statusCode, 'bad_request', err.message);
+    o.log.error(`API error: ${err.message}`);
     return fail(reply, 500, 'internal', err.message);
   });
 
-  const clientOr404 = (id: string, reply: FastifyReply) => {
-    const s = o.registry.get(id);
-    if (!s) fail(reply, 404, 'not_found', `no connected client with id "${id}"`);
-    return s;
-  };
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+
+  app.post<{ Body: { username: string; password: string } }>('/api/v1/login', {
+    schema: { body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: { type: 'string', maxLength: 200 }, password: { type: 'string', maxLength: 1000 } } } },
+  }, async (req, reply) => {
+    const ip = ipOf(req);
+    const banned = o.throttle.bannedFor(ip);
+    if (banned > 0) return fail(reply, 429, 'too_many_failed_logins', `too many failed logins from ${ip}: try again in ${Math.ceil(banned / 60000)} minute(s)`);
+    const ok = !o.user || (safeEqual(req.body.username, o.user) && safeEqual(req.body.password, o.password));
+    if (!ok) {
+      o.throttle.failed(ip);
+      o.log.warn(`failed API login as "${req.body.username}" from ${ip}`);
+      return fail(reply, 401, 'unauthorized', 'wrong username or password');
+    }
+    o.throttle.succeeded(ip);
+    return { data: tokens.issue(req.body.username) };
+  });
 
   app.get('/api/v1/status', async () => ({
-    data: { version: VERSION, fingerprint: o.fingerprint, uptime_sec: Math.round((Date.now() - o.startedAt) / 1000), clients_connected: o.registry.size },
+    data: {
+      version: VERSION, fingerprint: o.fingerprint, uptime_sec: Math.round((Date.now() - o.startedAt) / 1000),
+      clients_connected: o.registry.size, clients_known: o.registry.describeAll().length, tunnels: o.tunnels.all().length,
+    },
   }));
 
-  app.get('/api/v1/clients', async () => ({
-    data: o.registry.list().map((s) => ({ ...describeSession(s), tunnels: o.tunnels.list(s.info.id).length })),
-  }));
+  const withTunnels = (c: ReturnType<ClientRegistry['describeAll']>[number]) => ({ ...c, tunnels: o.tunnels.list(c.id).map(describeTunnel) });
+
+  app.get<{ Querystring: { connected?: string; tag?: string; q?: string } }>('/api/v1/clients', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { connected: { type: 'string', enum: ['true', 'false'] }, tag: { type: 'string', maxLength: 200 }, q: { type: 'string', maxLength: 200 } } } },
+  }, async (req) => {
+    const { connected, tag, q } = req.query;
+    const text = q?.toLowerCase();
+    const data = o.registry.describeAll().filter((c) =>
+      (connected === undefined || String(c.connected) === connected)
+      && (tag === undefined || c.tags.includes(tag))
+      && (text === undefined || [c.id, c.name, c.hostname, c.address, ...c.tags].some((f) => f.toLowerCase().includes(text))));
+    return { data: data.map(withTunnels) };
+  });
 
   app.get<{ Params: { id: string } }>('/api/v1/clients/:id', { schema: { params: idParams } }, async (req, reply) => {
-    const s = clientOr404(req.params.id, reply);
-    if (s) return { data: { ...describeSession(s), tunnels: o.tunnels.list(s.info.id).map(describeTunnel) } };
+    const c = o.registry.describeOne(req.params.id);
+    return c ? { data: withTunnels(c) } : fail(reply, 404, 'not_found', `no client with id "${req.params.id}"`);
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/clients/:id', { schema: { params: idParams } }, async (req, reply) => {
+    const c = o.registry.describeOne(req.params.id);
+    if (!c) return fail(reply, 404, 'not_found', `no client with id "${req.params.id}"`);
+    if (c.connected) return fail(reply, 409, 'client_connected', `client "${c.id}" is connected: only disconnected clients can be deleted`);
+    o.tunnels.forget(c.id);
+    o.registry.store.deleteClient(c.id);
+    o.registry.changed();
+    return reply.code(204).send();
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/clients/:id/tunnels', { schema: { params: idParams } }, async (req) => ({
@@ -98,13 +158,51 @@ export function createApi(o: ApiOptions): FastifyInstance {
     const idle = q.idle_timeout ? parseDuration(q.idle_timeout) : 0;
     if (idle === undefined || idle < 0) return fail(reply, 400, 'bad_request', `querystring field "idle_timeout" = "${q.idle_timeout}" is not a duration (use e.g. '30m')`);
     const t = await o.tunnels.create(req.params.id, { local, remote, acl: q.acl ? q.acl.split(',').map((s) => s.trim()).filter(Boolean) : [], idleTimeoutMs: idle });
+    o.registry.changed();
     return { data: describeTunnel(t) };
   });
 
   app.delete<{ Params: { id: string; tunnel_id: string } }>('/api/v1/clients/:id/tunnels/:tunnel_id', async (req, reply) => {
     if (!o.tunnels.delete(req.params.id, req.params.tunnel_id)) return fail(reply, 404, 'not_found', `client "${req.params.id}" has no tunnel "${req.params.tunnel_id}"`);
+    o.registry.changed();
     return reply.code(204).send();
   });
+
+  app.get('/api/v1/credentials', async () => ({
+    data: o.registry.store.credentials().map((c) => ({ id: c.id, source: 'api', created_at: new Date(c.created_at).toISOString() })),
+  }));
+
+  app.post<{ Body: { id: string; password: string } }>('/api/v1/credentials', {
+    schema: { body: { type: 'object', required: ['id', 'password'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[^:\\s]+$' }, password: { type: 'string', minLength: 8, maxLength: 1000 } } } },
+  }, async (req, reply) => {
+    const { id, password } = req.body;
+    if (o.credentials.fromConfig(id)) return fail(reply, 409, 'conflict', `client credential "${id}" is defined in the server's config ([server] auth or auth_file)`);
+    if (!o.registry.store.addCredential(id, await hashPassword(password), Date.now())) return fail(reply, 409, 'conflict', `client credential "${id}" exists already`);
+    return reply.code(201).send({ data: { id, source: 'api' } });
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/credentials/:id', { schema: { params: idParams } }, async (req, reply) => {
+    if (o.credentials.fromConfig(req.params.id)) return fail(reply, 409, 'conflict', `client credential "${req.params.id}" is defined in the server's config and cannot be removed through the API`);
+    if (!o.registry.store.deleteCredential(req.params.id)) return fail(reply, 404, 'not_found', `no client credential "${req.params.id}"`);
+    return reply.code(204).send();
+  });
+
+  // Live updates for the dashboard: the whole client list whenever anything changes (at most once per turn).
+  app.get('/api/v1/events', (req, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const send = () => res.write(`event: clients\ndata: ${JSON.stringify(o.registry.describeAll().map(withTunnels))}\n\n`);
+    send();
+    const off = o.registry.onChange(send);
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    req.raw.on('close', () => {
+      off();
+      clearInterval(keepAlive);
+    });
+  });
+
+  app.get('/metrics', async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
 
   return app;
 }

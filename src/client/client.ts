@@ -5,7 +5,7 @@ import type { ServerUrl } from '../config/server-url.js';
 import { errorMessage, type Logger } from '../log.js';
 import { sleep } from '../timeout.js';
 import { RemoteError } from '../transport/control-channel.js';
-import { METHOD, type ConnectReply, type ConnectRequest } from '../transport/protocol.js';
+import { METHOD, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { VERSION } from '../version.js';
 import { Backoff } from './backoff.js';
 import { dial, type Link } from './dial.js';
@@ -14,6 +14,8 @@ import { TunnelTargets } from './tunnel-targets.js';
 
 /** What the connection loop reports; the watchdog turns these into state.json and sd_notify updates. */
 export interface ClientObserver {
+  /** Reported to the server with the connection request and each ping. */
+  facts(): WatchdogFacts;
   connected(server: string, latencyNs: number): void;
   pinged(server: string, latencyNs: number): void;
   retrying(waitMs: number): void;
@@ -153,6 +155,7 @@ export class RportClient {
       pid: process.pid,
       processStart: PROCESS_START,
       remotes: this.cfg.remotes,
+      watchdog: this.observer.facts(),
     };
     this.tunnels.attach(link.ssh, link.control);
     try {
@@ -190,7 +193,7 @@ export class RportClient {
         if (early !== undefined || this.stopped) return early ?? 'stopped';
         const t0 = process.hrtime.bigint();
         try {
-          await this.clock.run('ping', `ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, { last_rtt_ms: lastRttMs }, keepAliveTimeoutMs));
+          await this.clock.run('ping', `ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, { last_rtt_ms: lastRttMs, watchdog: this.observer.facts() }, keepAliveTimeoutMs));
         } catch (err) {
           return `ping failed: ${errorMessage(err)}`;
         }

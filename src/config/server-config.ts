@@ -17,6 +17,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
   { section: 'server', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for the host key and server data' },
+  { section: 'server', key: 'keep_disconnected_clients', type: 'duration', default: 3_600_000, help: 'how long a disconnected client stays in the registry' },
   { section: 'server', key: 'check_clients_connection_interval', type: 'duration', default: 300_000, help: 'ping a client silent for this long' },
   { section: 'server', key: 'check_clients_connection_timeout', type: 'duration', default: 30_000, help: 'drop a client that does not answer that ping within this' },
   { section: 'server', key: 'max_failed_login', type: 'int', default: 5, help: 'failed logins from one address before it is banned; 0 never bans' },
@@ -36,6 +37,7 @@ export interface ServerConfig {
   auth: string;
   authFile: string;
   dataDir: string;
+  keepDisconnectedMs: number;
   checkIntervalMs: number;
   checkTimeoutMs: number;
   maxFailedLogin: number;
@@ -116,6 +118,7 @@ export function serverConfig(c: Config): ServerConfig {
     auth,
     authFile,
     dataDir: c.get<string>('server', 'data_dir'),
+    keepDisconnectedMs: c.get<number>('server', 'keep_disconnected_clients'),
     checkIntervalMs,
     checkTimeoutMs,
     maxFailedLogin,

@@ -7,10 +7,11 @@ import { formatDuration } from '../config/duration.js';
 import { errorMessage, type Logger } from '../log.js';
 import { ControlChannel } from '../transport/control-channel.js';
 import type { HostKey } from '../transport/host-key.js';
-import { CONTROL_SUBSYSTEM, METHOD, WS_SUBPROTOCOL, type ConnectReply, type ConnectRequest } from '../transport/protocol.js';
+import { CONTROL_SUBSYSTEM, METHOD, WS_SUBPROTOCOL, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
 import type { Credentials } from './credentials.js';
 import type { LoginThrottle } from './login-throttle.js';
+import type { Metrics } from './metrics.js';
 import type { ClientLink, TunnelManager } from './tunnels.js';
 
 /** From WebSocket upgrade to an accepted connection request; a client that stalls in between is dropped. */
@@ -26,6 +27,7 @@ export interface ListenerOptions {
   log: Logger;
   checkTimeoutMs: number;
   tunnels: TunnelManager;
+  metrics: Metrics;
 }
 
 /** Checks a connection request field by field; a bad one is named in the refusal. */
@@ -39,6 +41,7 @@ function validateConnectRequest(p: unknown): ConnectRequest {
   if (!id) throw new Error('connection request field "id" must not be empty');
   const tags = r.tags ?? [];
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string') || tags.length > 100) throw new Error('connection request field "tags" must be a list of at most 100 strings');
+  const watchdog = r.watchdog === undefined ? undefined : validateWatchdogFacts(r.watchdog);
   const remotes = r.remotes ?? [];
   if (!Array.isArray(remotes) || remotes.some((t) => typeof t !== 'string') || remotes.length > 1000) throw new Error('connection request field "remotes" must be a list of at most 1000 strings');
   for (const k of ['pid', 'processStart']) {
@@ -48,7 +51,17 @@ function validateConnectRequest(p: unknown): ConnectRequest {
     id, name: str('name'), tags: tags as string[], hostname: str('hostname'), os: str('os', 64), arch: str('arch', 64),
     version: str('version', 64), pid: r.pid as number, processStart: r.processStart as number,
     remotes: remotes as string[],
+    watchdog,
   };
+}
+
+function validateWatchdogFacts(w: unknown): WatchdogFacts | undefined {
+  const f = w as Record<string, unknown> | null;
+  if (!f || typeof f !== 'object' || typeof f.integration !== 'boolean' || typeof f.heartbeat_budget_sec !== 'number' || typeof f.last_state !== 'string'
+    || !(f.systemd_watchdog_sec === null || typeof f.systemd_watchdog_sec === 'number')) {
+    throw new Error('connection request field "watchdog" must be {integration, systemd_watchdog_sec, heartbeat_budget_sec, last_state}');
+  }
+  return { integration: f.integration, systemd_watchdog_sec: f.systemd_watchdog_sec as number | null, heartbeat_budget_sec: f.heartbeat_budget_sec, last_state: f.last_state.slice(0, 32) };
 }
 
 /** Accepts clients: WebSocket upgrade (subprotocol rport-v1), SSH inside it, then the control channel. */
@@ -78,6 +91,7 @@ export class ClientListener {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
     const banned = this.o.throttle.bannedFor(ip);
+    if (banned > 0) this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
     if (banned > 0) return refuse(403, `too many failed logins from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)}`);
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return refuse(400, `WebSocket subprotocol ${WS_SUBPROTOCOL} required: is this an rport client?`);
@@ -119,6 +133,7 @@ export class ClientListener {
     let link: ClientLink | undefined;
     const setupTimer = setTimeout(() => {
       log.warn(`dropping ${ip}: no accepted connection request within ${formatDuration(SETUP_TIMEOUT_MS)}`);
+      this.o.metrics.handshakeFailures.inc({ reason: 'timeout' });
       drop();
     }, SETUP_TIMEOUT_MS);
     client.on('error', (err) => log.debug(`connection from ${ip}: ${errorMessage(err)}`));
@@ -139,6 +154,7 @@ export class ClientListener {
         this.o.throttle.succeeded(ip);
         return ctx.accept();
       }
+      this.o.metrics.handshakeFailures.inc({ reason: 'auth' });
       const banned = this.o.throttle.failed(ip);
       log.warn(`failed login as "${ctx.username}" from ${ip}${banned ? `: ${ip} is now banned (max_failed_login reached)` : ''}`);
       ctx.reject(['password']);
@@ -162,11 +178,18 @@ export class ClientListener {
           control.handle(METHOD.ping, () => ({ now: Date.now() }));
           control.handle(METHOD.connect, async (params): Promise<ConnectReply> => {
             if (session) throw new Error('already connected on this connection');
-            const info = validateConnectRequest(params);
-            await this.replaceStale(info, ip);
-            session = this.makeSession(info, ip, control, drop);
+            let info: ConnectRequest;
+            try {
+              info = validateConnectRequest(params);
+              await this.replaceStale(info, ip);
+            } catch (err) {
+              this.o.metrics.handshakeFailures.inc({ reason: 'refused' });
+              throw err;
+            }
+            session = this.makeSession(info, authId, ip, control, drop);
             this.o.registry.set(session);
             clearTimeout(setupTimer);
+            this.o.metrics.handshakes.inc();
             log.info(`client ${info.id} (${info.name}) connected from ${ip} as ${authId}, version ${info.version}, pid ${info.pid}`);
             const l: ClientLink = (link = { control, ssh: client });
             // After the reply: the client must be connected before it can answer tunnel requests.
@@ -200,12 +223,14 @@ export class ClientListener {
     old.close('replaced by a new connection of the same client');
   }
 
-  private makeSession(info: ConnectRequest, ip: string, control: ControlChannel, drop: () => void): ClientSession {
+  private makeSession(info: ConnectRequest, authId: string, ip: string, control: ControlChannel, drop: () => void): ClientSession {
     const now = Date.now();
     const session: ClientSession = {
       sessionId: randomUUID(),
       info,
+      authId,
       remoteAddress: ip,
+      watchdog: info.watchdog,
       connectedAt: now,
       lastSeenAt: now,
       lastPingAt: undefined,
@@ -227,8 +252,18 @@ export class ClientListener {
     // A client's own pings also count as proof of life and give the round trip the API shows.
     control.handle(METHOD.ping, (params) => {
       session.lastPingAt = Date.now();
-      const rtt = (params as { last_rtt_ms?: unknown } | null)?.last_rtt_ms;
-      if (typeof rtt === 'number' && Number.isFinite(rtt) && rtt >= 0) session.lastRttMs = Math.round(rtt * 1000) / 1000;
+      const p = (params ?? {}) as { last_rtt_ms?: unknown; watchdog?: unknown };
+      if (typeof p.last_rtt_ms === 'number' && Number.isFinite(p.last_rtt_ms) && p.last_rtt_ms >= 0) {
+        session.lastRttMs = Math.round(p.last_rtt_ms * 1000) / 1000;
+        this.o.metrics.pingRtt.observe(p.last_rtt_ms / 1000);
+      }
+      let facts: WatchdogFacts | undefined;
+      try {
+        facts = p.watchdog === undefined ? undefined : validateWatchdogFacts(p.watchdog);
+      } catch {
+        facts = undefined; // a malformed report is ignored, the ping still counts
+      }
+      this.o.registry.seen(session, facts);
       return { now: Date.now() };
     });
     return session;

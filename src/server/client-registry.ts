@@ -1,23 +1,35 @@
-import type { ConnectRequest } from '../transport/protocol.js';
+import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
+import type { ClientRow, Store } from './store.js';
 
 /** A connected client as the server sees it. */
 export interface ClientSession {
   sessionId: string;
   info: ConnectRequest;
+  /** The SSH user (client auth id) it logged in as. */
+  authId: string;
   remoteAddress: string;
   connectedAt: number;
   /** Last time anything arrived from the client. */
   lastSeenAt: number;
   lastPingAt: number | undefined;
   lastRttMs: number | undefined;
+  watchdog: WatchdogFacts | undefined;
   /** Asks the client for a ping answer; resolves the round trip in ms or rejects. */
   ping(timeoutMs: number): Promise<number>;
   close(reason: string): void;
 }
 
-/** The connected clients by id. One session per id: a returning client replaces its stale session. */
+const DAY_MS = 86_400_000;
+
+/**
+ * The clients: connected ones in memory by id (one session per id: a returning client replaces its stale
+ * session), and every client, connected or not, in the store.
+ */
 export class ClientRegistry {
   private readonly byId = new Map<string, ClientSession>();
+  private readonly listeners = new Set<() => void>();
+
+  constructor(readonly store: Store) {}
 
   get(id: string): ClientSession | undefined {
     return this.byId.get(id);
@@ -25,11 +37,28 @@ export class ClientRegistry {
 
   set(session: ClientSession): void {
     this.byId.set(session.info.id, session);
+    const i = session.info;
+    this.store.clientConnected({
+      id: i.id, name: i.name, tags: JSON.stringify(i.tags), hostname: i.hostname, os: i.os, arch: i.arch, version: i.version,
+      address: session.remoteAddress, auth_id: session.authId, pid: i.pid, process_start: i.processStart,
+      watchdog: session.watchdog ? JSON.stringify(session.watchdog) : null,
+    }, session.connectedAt);
+    this.changed();
   }
 
   /** Removes the session only if it is still the registered one (a replaced session must not evict its successor). */
   delete(session: ClientSession): void {
-    if (this.byId.get(session.info.id) === session) this.byId.delete(session.info.id);
+    if (this.byId.get(session.info.id) !== session) return;
+    this.byId.delete(session.info.id);
+    this.store.clientDisconnected(session.info.id, Date.now());
+    this.changed();
+  }
+
+  /** A ping from the client: proof of life, its round trip and its watchdog state. */
+  seen(session: ClientSession, watchdog: WatchdogFacts | undefined): void {
+    if (watchdog) session.watchdog = watchdog;
+    this.store.clientSeen(session.info.id, session.lastSeenAt, watchdog ? JSON.stringify(watchdog) : undefined);
+    this.changed();
   }
 
   list(): ClientSession[] {
@@ -39,25 +68,64 @@ export class ClientRegistry {
   get size(): number {
     return this.byId.size;
   }
-}
 
-export function describeSession(s: ClientSession) {
-  const i = s.info;
-  return {
-    id: i.id,
-    name: i.name,
-    tags: i.tags,
-    hostname: i.hostname,
-    os: i.os,
-    arch: i.arch,
-    version: i.version,
-    pid: i.pid,
-    process_start: new Date(i.processStart).toISOString(),
-    address: s.remoteAddress,
-    session_id: s.sessionId,
-    connected_since: new Date(s.connectedAt).toISOString(),
-    last_seen: new Date(s.lastSeenAt).toISOString(),
-    last_ping: s.lastPingAt ? new Date(s.lastPingAt).toISOString() : null,
-    last_ping_rtt_ms: s.lastRttMs ?? null,
-  };
+  /** Called (at most once per turn of the event loop) when any client changes: for live views. */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private pending = false;
+  changed(): void {
+    if (this.pending) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      for (const fn of this.listeners) fn();
+    });
+  }
+
+  /** Every client the server knows, connected or not, as the API shows it. */
+  describeAll(): ReturnType<ClientRegistry['describe']>[] {
+    return this.store.clients().map((row) => this.describe(row));
+  }
+
+  describeOne(id: string): ReturnType<ClientRegistry['describe']> | undefined {
+    const row = this.store.client(id);
+    return row && this.describe(row);
+  }
+
+  private describe(row: ClientRow) {
+    const live = this.byId.get(row.id);
+    const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
+    const watchdog = live?.watchdog ?? (row.watchdog ? (JSON.parse(row.watchdog) as WatchdogFacts) : undefined);
+    return {
+      id: row.id,
+      name: row.name,
+      tags: JSON.parse(row.tags) as string[],
+      hostname: row.hostname,
+      os: row.os,
+      arch: row.arch,
+      version: row.version,
+      pid: row.pid,
+      process_start: iso(row.process_start),
+      address: row.address,
+      auth_id: row.auth_id,
+      connected: !!live,
+      session_id: live?.sessionId ?? null,
+      connected_since: live ? iso(live.connectedAt) : null,
+      disconnected_at: live ? null : iso(row.disconnected_at),
+      last_seen: iso(live?.lastSeenAt ?? row.last_seen_at),
+      last_ping: iso(live?.lastPingAt),
+      last_ping_rtt_ms: live?.lastRttMs ?? null,
+      watchdog: {
+        integration: watchdog?.integration ?? false,
+        systemd_watchdog_sec: watchdog?.systemd_watchdog_sec ?? null,
+        heartbeat_budget_sec: watchdog?.heartbeat_budget_sec ?? null,
+        last_state: watchdog?.last_state ?? null,
+        armed: !!watchdog && (watchdog.integration || watchdog.systemd_watchdog_sec !== null),
+        restarts_24h: this.store.restartsSince(row.id, Date.now() - DAY_MS),
+      },
+    };
+  }
 }

@@ -11,9 +11,28 @@ export function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Client credentials from [server] auth and auth_file: id -> password, plain or a bcrypt hash. */
+/** Credentials added through the API, kept (bcrypt-hashed) in the server's store. */
+export interface CredentialStore {
+  credential(id: string): string | undefined;
+}
+
+/**
+ * Client credentials: id -> password, plain or a bcrypt hash. From [server] auth and auth_file (fixed),
+ * then those added through the API (in the store).
+ */
 export class Credentials {
+  private store: CredentialStore | undefined;
+
   private constructor(private readonly byId: Map<string, string>) {}
+
+  useStore(store: CredentialStore): void {
+    this.store = store;
+  }
+
+  /** Whether the id comes from the config files (those cannot be changed through the API). */
+  fromConfig(id: string): boolean {
+    return this.byId.has(id);
+  }
 
   /** Throws an Error whose message names the file and what is wrong with it. */
   static load(auth: string, authFile: string): Credentials {
@@ -44,9 +63,13 @@ export class Credentials {
   }
 
   async verify(id: string, password: string): Promise<boolean> {
-    const stored = this.byId.get(id);
+    const stored = this.byId.get(id) ?? this.store?.credential(id);
     if (stored === undefined) return false;
     if (BCRYPT.test(stored)) return bcrypt.compare(password, stored.replace(/^\$2[xy]\$/, '$2b$'));
     return safeEqual(stored, password);
   }
+}
+
+export function hashPassword(password: string): Promise<string> {
+  return bcrypt.hash(password, 10);
 }

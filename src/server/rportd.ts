@@ -11,6 +11,8 @@ import { ClientListener } from './client-listener.js';
 import { ClientRegistry } from './client-registry.js';
 import { Credentials } from './credentials.js';
 import { LoginThrottle } from './login-throttle.js';
+import { Metrics } from './metrics.js';
+import { Store } from './store.js';
 import { TunnelManager } from './tunnels.js';
 
 function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
@@ -25,12 +27,15 @@ function listen(server: Server, host: string, port: number, what: string): Promi
 
 /** The server: the client listener, the client registry with its liveness checks, and the API. */
 export class Rportd {
-  readonly registry = new ClientRegistry();
+  readonly store: Store;
+  readonly registry: ClientRegistry;
   private readonly tunnels: TunnelManager;
+  private readonly metrics: Metrics;
   private readonly http: Server;
   private api: FastifyInstance | undefined;
   private listener: ClientListener | undefined;
   private checker: NodeJS.Timeout | undefined;
+  private purger: NodeJS.Timeout | undefined;
   private readonly checking = new Set<string>();
 
   constructor(
@@ -42,7 +47,12 @@ export class Rportd {
     const plain: RequestListener = (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
     };
-    this.tunnels = new TunnelManager(cfg.tunnelPorts, log.child('tunnels'));
+    this.store = new Store(cfg.dataDir);
+    this.store.markAllDisconnected(Date.now());
+    credentials.useStore(this.store);
+    this.registry = new ClientRegistry(this.store);
+    this.tunnels = new TunnelManager(cfg.tunnelPorts, log.child('tunnels'), this.store);
+    this.metrics = new Metrics(this.registry, this.tunnels);
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key }, plain) : createServer(plain);
   }
 
@@ -51,7 +61,12 @@ export class Rportd {
     this.listener = new ClientListener({
       hostKey: this.hostKey,
       credentials: this.credentials,
-      throttle: new LoginThrottle(c.maxFailedLogin, c.banTimeMs),
+      throttle: new LoginThrottle(c.maxFailedLogin, c.banTimeMs, {
+        get: (a) => this.store.failedLogin(a),
+        set: (a, n, until) => this.store.setFailedLogin(a, n, until),
+        clear: (a) => this.store.clearFailedLogin(a),
+      }),
+      metrics: this.metrics,
       registry: this.registry,
       log: this.log.child('clients'),
       checkTimeoutMs: c.checkTimeoutMs,
@@ -62,7 +77,10 @@ export class Rportd {
     const clients = await listen(this.http, c.address.host, c.address.port, 'clients ([server] address)');
     let api: AddressInfo | undefined;
     if (c.api.address) {
-      this.api = createApi({ user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, fingerprint: this.hostKey.fingerprint, startedAt: Date.now() });
+      this.api = createApi({
+        user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, credentials: this.credentials,
+        metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: new LoginThrottle(c.maxFailedLogin, c.banTimeMs), log: this.log.child('api'),
+      });
       await this.api.ready();
       api = await listen(this.api.server, c.api.address.host, c.api.address.port, 'the API ([api] address)');
       if (!c.api.user) this.log.warn(`the API on ${c.api.address.host}:${api.port} has no [api] auth: anyone on this machine can use it`);
@@ -70,6 +88,8 @@ export class Rportd {
     const period = Math.min(5000, Math.max(250, c.checkIntervalMs / 4));
     this.checker = setInterval(() => this.checkSilentClients(), period);
     this.checker.unref();
+    this.purger = setInterval(() => this.purge(), Math.min(60_000, Math.max(1000, c.keepDisconnectedMs / 10)));
+    this.purger.unref();
     return { clients, api };
   }
 
@@ -89,8 +109,17 @@ export class Rportd {
     }
   }
 
+  /** keep_disconnected_clients: clients gone for longer leave the registry, with their tunnels. */
+  private purge(): void {
+    for (const id of this.store.purgeDisconnected(Date.now() - this.cfg.keepDisconnectedMs)) {
+      this.tunnels.forget(id);
+      this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);
+    }
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.checker);
+    clearInterval(this.purger);
     this.listener?.closeAll();
     this.tunnels.closeAll();
     const closing = [this.http, this.api?.server].filter((s): s is Server => !!s).map((s) => new Promise<void>((r) => {
@@ -98,5 +127,6 @@ export class Rportd {
       s.closeAllConnections();
     }));
     await Promise.all(closing);
+    this.store.close();
   }
 }

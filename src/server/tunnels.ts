@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import { formatDuration } from '../config/duration.js';
-import { AddressRules, formatHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
+import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../transport/protocol.js';
+import type { Store } from './store.js';
 
 /** Bound on the client's answer to a tunnel request, and on opening one forwarded channel. */
 const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
@@ -94,7 +95,33 @@ export class TunnelManager {
   constructor(
     private readonly ports: number[],
     private readonly log: Logger,
-  ) {}
+    private readonly store: Store,
+  ) {
+    // Tunnels outlive restarts of the server too: they listen again when their client connects.
+    for (const row of store.tunnels()) {
+      const t = this.newTunnel(row.client_id, { local: { host: row.local_host, port: row.local_port }, remote: parseHostPort(row.remote, '')!, acl: JSON.parse(row.acl), idleTimeoutMs: row.idle_timeout_ms }, row.created_by, row.source);
+      Object.assign(t, { id: row.id, createdAt: row.created_at });
+      this.tunnelsOf(row.client_id).set(t.id, t);
+    }
+  }
+
+  /** Writes the tunnel as it is now (its port once chosen). */
+  private save(t: Tunnel): void {
+    this.store.saveTunnel({
+      id: t.id, client_id: t.clientId, local_host: t.local.host, local_port: t.local.port, remote: t.remote, acl: JSON.stringify(t.acl),
+      idle_timeout_ms: t.idleTimeoutMs, created_by: t.createdBy, source: t.source, created_at: t.createdAt,
+    });
+  }
+
+  /** A client removed from the registry: its tunnels go with it. */
+  forget(clientId: string): void {
+    for (const t of this.list(clientId)) this.deactivate(t);
+    this.byClient.delete(clientId);
+  }
+
+  all(): Tunnel[] {
+    return [...this.byClient.values()].flatMap((m) => [...m.values()]);
+  }
 
   list(clientId: string): Tunnel[] {
     return [...(this.byClient.get(clientId)?.values() ?? [])];
@@ -104,7 +131,12 @@ export class TunnelManager {
   async attach(clientId: string, link: ClientLink, remotes: string[]): Promise<void> {
     this.links.set(clientId, link);
     const tunnels = this.tunnelsOf(clientId);
-    for (const t of [...tunnels.values()]) if (t.createdBy === 'client' && !remotes.includes(t.source)) tunnels.delete(t.id);
+    for (const t of [...tunnels.values()]) {
+      if (t.createdBy === 'client' && !remotes.includes(t.source)) {
+        tunnels.delete(t.id);
+        this.store.deleteTunnel(t.id);
+      }
+    }
     for (const r of remotes) {
       const spec = parseRemoteSpec(r);
       if (!spec) {
@@ -114,6 +146,7 @@ export class TunnelManager {
       if (![...tunnels.values()].some((t) => t.source === r)) {
         const t = this.newTunnel(clientId, { local: spec.local, remote: spec.remote, acl: [], idleTimeoutMs: 0 }, 'client', r);
         tunnels.set(t.id, t);
+        this.save(t);
       }
     }
     for (const t of tunnels.values()) {
@@ -138,6 +171,7 @@ export class TunnelManager {
     const t = this.newTunnel(clientId, req, 'api', '');
     await this.activate(t, link);
     this.tunnelsOf(clientId).set(t.id, t);
+    this.save(t);
     this.log.info(`tunnel ${t.id}: ${formatHostPort(t.local)} -> client ${clientId} -> ${t.remote}`);
     return t;
   }
@@ -146,6 +180,7 @@ export class TunnelManager {
     const t = this.byClient.get(clientId)?.get(tunnelId);
     if (!t) return false;
     this.byClient.get(clientId)!.delete(tunnelId);
+    this.store.deleteTunnel(tunnelId);
     this.deactivate(t);
     const link = this.links.get(clientId);
     link?.control.request(METHOD.tunnelClose, { id: tunnelId }, CLIENT_ANSWER_TIMEOUT_MS).catch(() => undefined);
@@ -186,6 +221,8 @@ export class TunnelManager {
       throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
     }
     t.listener = await this.listen(t);
+    // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
+    if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) this.save(t);
     this.armIdle(t);
   }
 

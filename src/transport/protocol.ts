@@ -18,6 +18,18 @@ export interface ConnectRequest {
   processStart: number;
   /** [client] remotes: tunnels the server opens for this client on connect. */
   remotes: string[];
+  /** What the client's supervision looks like; also sent with every ping (last_state changes). */
+  watchdog?: WatchdogFacts;
+}
+
+/** The client's watchdog, as the server shows it per client. */
+export interface WatchdogFacts {
+  integration: boolean;
+  /** systemd's WatchdogSec for this client, when systemd supervises it. */
+  systemd_watchdog_sec: number | null;
+  /** The longest gap between two watchdog events, from its config. */
+  heartbeat_budget_sec: number;
+  last_state: string;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { StepClock } from '../client/step-clock.js';
 import type { ClientConfig } from '../config/client-config.js';
 import { formatDuration, formatNanos } from '../config/duration.js';
 import type { Logger } from '../log.js';
+import type { WatchdogFacts } from '../transport/protocol.js';
 import { describeBudget, heartbeatBudget, suggestedWatchdogSec } from './budget.js';
 import { nowMicros } from './go-time.js';
 import type { SdNotify } from './sd-notify.js';
@@ -66,6 +67,16 @@ export class Watchdog implements ClientObserver {
   stop(): void {
     clearInterval(this.timer);
     this.parts.notify?.send({ STOPPING: '1', STATUS: 'stopping' });
+  }
+
+  /** For the server's view of this client (sent with the connection request and each ping). */
+  facts(): WatchdogFacts {
+    return {
+      integration: !!this.parts.stateFile,
+      systemd_watchdog_sec: this.parts.notify && this.parts.watchdogUsec ? this.parts.watchdogUsec / 1e6 : null,
+      heartbeat_budget_sec: Math.ceil(heartbeatBudget(this.cfg).maxMs / 1000),
+      last_state: this.state,
+    };
   }
 
   connected(server: string, latencyNs: number): void {

@@ -1,0 +1,238 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The server's registry on disk: SQLite in WAL mode in data_dir. Every write is one transaction that is
+ * committed before the API answers, so a server killed with SIGKILL restarts with every acknowledged
+ * write (WAL with synchronous=NORMAL survives a process crash; on power loss the database stays
+ * consistent and may lose the last transactions).
+ *
+ * The schema is versioned by PRAGMA user_version; MIGRATIONS[n] takes it from version n to n+1, in one
+ * transaction with the version bump.
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE clients (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL DEFAULT '',
+     tags TEXT NOT NULL DEFAULT '[]',
+     hostname TEXT NOT NULL DEFAULT '',
+     os TEXT NOT NULL DEFAULT '',
+     arch TEXT NOT NULL DEFAULT '',
+     version TEXT NOT NULL DEFAULT '',
+     address TEXT NOT NULL DEFAULT '',
+     auth_id TEXT NOT NULL DEFAULT '',
+     pid INTEGER,
+     process_start INTEGER,
+     connected INTEGER NOT NULL DEFAULT 0,
+     connected_at INTEGER,
+     disconnected_at INTEGER,
+     last_seen_at INTEGER,
+     watchdog TEXT
+   );
+   CREATE TABLE client_restarts (
+     client_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     old_pid INTEGER,
+     new_pid INTEGER
+   );
+   CREATE INDEX client_restarts_by_client ON client_restarts (client_id, at);
+   CREATE TABLE tunnels (
+     id TEXT PRIMARY KEY,
+     client_id TEXT NOT NULL,
+     local_host TEXT NOT NULL,
+     local_port INTEGER NOT NULL,
+     remote TEXT NOT NULL,
+     acl TEXT NOT NULL DEFAULT '[]',
+     idle_timeout_ms INTEGER NOT NULL DEFAULT 0,
+     created_by TEXT NOT NULL,
+     source TEXT NOT NULL DEFAULT '',
+     created_at INTEGER NOT NULL
+   );
+   CREATE INDEX tunnels_by_client ON tunnels (client_id);
+   CREATE TABLE credentials (
+     id TEXT PRIMARY KEY,
+     password_hash TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   );
+   CREATE TABLE failed_logins (
+     address TEXT PRIMARY KEY,
+     count INTEGER NOT NULL,
+     banned_until INTEGER NOT NULL DEFAULT 0
+   );`,
+];
+
+export interface ClientRow {
+  id: string;
+  name: string;
+  tags: string;
+  hostname: string;
+  os: string;
+  arch: string;
+  version: string;
+  address: string;
+  auth_id: string;
+  pid: number | null;
+  process_start: number | null;
+  connected: number;
+  connected_at: number | null;
+  disconnected_at: number | null;
+  last_seen_at: number | null;
+  watchdog: string | null;
+}
+
+export interface TunnelRow {
+  id: string;
+  client_id: string;
+  local_host: string;
+  local_port: number;
+  remote: string;
+  acl: string;
+  idle_timeout_ms: number;
+  created_by: 'api' | 'client';
+  source: string;
+  created_at: number;
+}
+
+export class Store {
+  readonly db: Database.Database;
+  readonly path: string;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    this.path = join(dataDir, 'rportd.db');
+    this.db = new Database(this.path, { timeout: 5000 });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const from = this.schemaVersion;
+    if (from > MIGRATIONS.length) throw new Error(`${this.path} has schema version ${from}, newer than this rportd knows (${MIGRATIONS.length}): upgrade rportd`);
+    for (let v = from; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  integrityCheck(): string {
+    return this.db.pragma('integrity_check', { simple: true }) as string;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // --- clients -------------------------------------------------------------------------------------------
+
+  /** A client connected: its row is created or updated; a new pid or start time is counted as a restart. */
+  clientConnected(c: Omit<ClientRow, 'connected' | 'connected_at' | 'disconnected_at' | 'last_seen_at'>, now: number): void {
+    this.db.transaction(() => {
+      const old = this.db.prepare('SELECT pid, process_start FROM clients WHERE id = ?').get(c.id) as Pick<ClientRow, 'pid' | 'process_start'> | undefined;
+      if (old && old.pid !== null && (old.pid !== c.pid || old.process_start !== c.process_start)) {
+        this.db.prepare('INSERT INTO client_restarts (client_id, at, old_pid, new_pid) VALUES (?, ?, ?, ?)').run(c.id, now, old.pid, c.pid);
+      }
+      this.db.prepare(`INSERT INTO clients (id, name, tags, hostname, os, arch, version, address, auth_id, pid, process_start, connected, connected_at, disconnected_at, last_seen_at, watchdog)
+        VALUES (@id, @name, @tags, @hostname, @os, @arch, @version, @address, @auth_id, @pid, @process_start, 1, @now, NULL, @now, @watchdog)
+        ON CONFLICT (id) DO UPDATE SET name = @name, tags = @tags, hostname = @hostname, os = @os, arch = @arch, version = @version, address = @address,
+          auth_id = @auth_id, pid = @pid, process_start = @process_start, connected = 1, connected_at = @now, disconnected_at = NULL, last_seen_at = @now, watchdog = @watchdog`).run({ ...c, now });
+    })();
+  }
+
+  clientDisconnected(id: string, now: number): void {
+    this.db.prepare('UPDATE clients SET connected = 0, disconnected_at = ?, last_seen_at = ? WHERE id = ?').run(now, now, id);
+  }
+
+  clientSeen(id: string, now: number, watchdog: string | undefined): void {
+    if (watchdog === undefined) this.db.prepare('UPDATE clients SET last_seen_at = ? WHERE id = ?').run(now, id);
+    else this.db.prepare('UPDATE clients SET last_seen_at = ?, watchdog = ? WHERE id = ?').run(now, watchdog, id);
+  }
+
+  /** At start: no client is connected yet, whatever the last run left behind. */
+  markAllDisconnected(now: number): void {
+    this.db.prepare('UPDATE clients SET connected = 0, disconnected_at = COALESCE(disconnected_at, ?) WHERE connected = 1').run(now);
+  }
+
+  clients(): ClientRow[] {
+    return this.db.prepare('SELECT * FROM clients ORDER BY id').all() as ClientRow[];
+  }
+
+  client(id: string): ClientRow | undefined {
+    return this.db.prepare('SELECT * FROM clients WHERE id = ?').get(id) as ClientRow | undefined;
+  }
+
+  restartsSince(id: string, since: number): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM client_restarts WHERE client_id = ? AND at >= ?').get(id, since) as { n: number }).n;
+  }
+
+  deleteClient(id: string): void {
+    this.db.transaction(() => {
+      for (const table of ['clients WHERE id', 'tunnels WHERE client_id', 'client_restarts WHERE client_id']) this.db.prepare(`DELETE FROM ${table} = ?`).run(id);
+    })();
+  }
+
+  /** keep_disconnected_clients: forget clients gone for longer; returns their ids. */
+  purgeDisconnected(before: number): string[] {
+    const ids = (this.db.prepare('SELECT id FROM clients WHERE connected = 0 AND disconnected_at < ?').all(before) as Array<{ id: string }>).map((r) => r.id);
+    for (const id of ids) this.deleteClient(id);
+    this.db.prepare('DELETE FROM client_restarts WHERE at < ?').run(before - 86_400_000);
+    return ids;
+  }
+
+  // --- tunnels -------------------------------------------------------------------------------------------
+
+  tunnels(): TunnelRow[] {
+    return this.db.prepare('SELECT * FROM tunnels ORDER BY created_at').all() as TunnelRow[];
+  }
+
+  saveTunnel(t: TunnelRow): void {
+    this.db.prepare(`INSERT INTO tunnels (id, client_id, local_host, local_port, remote, acl, idle_timeout_ms, created_by, source, created_at)
+      VALUES (@id, @client_id, @local_host, @local_port, @remote, @acl, @idle_timeout_ms, @created_by, @source, @created_at)
+      ON CONFLICT (id) DO UPDATE SET local_host = @local_host, local_port = @local_port`).run(t);
+  }
+
+  deleteTunnel(id: string): void {
+    this.db.prepare('DELETE FROM tunnels WHERE id = ?').run(id);
+  }
+
+  // --- credentials ------------------------------------------------------------------------------------------
+
+  credentials(): Array<{ id: string; password_hash: string; created_at: number }> {
+    return this.db.prepare('SELECT * FROM credentials ORDER BY id').all() as Array<{ id: string; password_hash: string; created_at: number }>;
+  }
+
+  credential(id: string): string | undefined {
+    return (this.db.prepare('SELECT password_hash FROM credentials WHERE id = ?').get(id) as { password_hash: string } | undefined)?.password_hash;
+  }
+
+  /** False when the id exists already. */
+  addCredential(id: string, hash: string, now: number): boolean {
+    return this.db.prepare('INSERT OR IGNORE INTO credentials (id, password_hash, created_at) VALUES (?, ?, ?)').run(id, hash, now).changes === 1;
+  }
+
+  deleteCredential(id: string): boolean {
+    return this.db.prepare('DELETE FROM credentials WHERE id = ?').run(id).changes === 1;
+  }
+
+  // --- failed logins ----------------------------------------------------------------------------------------
+
+  failedLogin(address: string): { count: number; banned_until: number } | undefined {
+    return this.db.prepare('SELECT count, banned_until FROM failed_logins WHERE address = ?').get(address) as { count: number; banned_until: number } | undefined;
+  }
+
+  setFailedLogin(address: string, count: number, bannedUntil: number): void {
+    this.db.prepare('INSERT INTO failed_logins (address, count, banned_until) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET count = excluded.count, banned_until = excluded.banned_until').run(address, count, bannedUntil);
+  }
+
+  clearFailedLogin(address: string): void {
+    this.db.prepare('DELETE FROM failed_logins WHERE address = ?').run(address);
+  }
+}

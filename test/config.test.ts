@@ -191,6 +191,9 @@ test('npm start: the demo runs a server and a connected client, and Ctrl-C stops
   const m = await demo.waitFor(/clients: +curl -u (admin:\S+) (http:\S+)/);
   const res = await fetch(m[2]!, { headers: { authorization: `Basic ${Buffer.from(m[1]!).toString('base64')}` } });
   assert.equal((await res.json()).data[0].id, 'demo-client');
+  assert.match(demo.output, /dashboard: +http:\/\/127\.0\.0\.1:\d+\/ +user admin, password \S+/);
+  const tunnel = (await demo.waitFor(/tunnel: +curl (http:\/\/127\.0\.0\.1:\d+\/)/))[1]!;
+  assert.match(await (await fetch(tunnel)).text(), /^Hello from behind the NAT/);
   demo.kill('SIGINT');
   assert.deepEqual(await demo.exited, { code: 0, signal: null });
 });

@@ -2,6 +2,7 @@
 // `npm start`: a local demo with embedded defaults. One rportd on 127.0.0.1 with its data in ./demo-data,
 // and one rport client connected to it with the watchdog integration on, both printing what they do.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -42,6 +43,11 @@ function start(name: string, args: string[], onLine: (line: string) => void): Ch
   return child;
 }
 
+// A web page "behind the NAT": only the client's side can reach it, the demo tunnel makes it public.
+const web = createHttpServer((req, res) => res.end(`Hello from behind the NAT (you asked for ${req.url})\n`));
+await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+const webPort = (web.address() as { port: number }).port;
+
 const serverPort = await port(8080);
 const apiPort = await port(3000);
 const clientSecret = randomBytes(9).toString('base64url');
@@ -50,21 +56,35 @@ mkdirSync(join(dataDir, 'server'), { recursive: true });
 mkdirSync(join(dataDir, 'client'), { recursive: true });
 
 let client: ChildProcess | undefined;
+let announced = false;
+
+/** The demo tunnel, through the API as an operator would open it. */
+async function openTunnel(): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${apiPort}/api/v1/clients/demo-client/tunnels?remote=127.0.0.1:${webPort}&local=127.0.0.1:0`, {
+    method: 'PUT',
+    headers: { authorization: `Basic ${Buffer.from(`admin:${apiPassword}`).toString('base64')}` },
+  });
+  const body = (await res.json()) as { data?: { local: string }; error?: { message: string } };
+  return body.data ? `curl http://${body.data.local}/` : `(not opened: ${body.error?.message})`;
+}
 const server = start('rportd', ['--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', `admin:${apiPassword}`,
   '--auth', `demo-client:${clientSecret}`, '--data-dir', join(dataDir, 'server')], (line) => {
   const fp = /host key fingerprint (SHA256:\S+)/.exec(line);
   if (!fp || client) return;
   client = start('rport', ['--server', `127.0.0.1:${serverPort}`, '--auth', `demo-client:${clientSecret}`, '--fingerprint', fp[1]!, '--id', 'demo-client',
     '--name', 'demo', '--tags', 'demo', '--keep-alive', '10s', '--watchdog-integration', '--data-dir', join(dataDir, 'client')], (l) => {
-    if (/connected to \S+ within/.test(l)) {
-      process.stdout.write(`
+    if (/connected to \S+ within/.test(l) && !announced) {
+      announced = true;
+      void openTunnel().then((tunnel) => process.stdout.write(`
   rport demo is running.
+    dashboard:  http://127.0.0.1:${apiPort}/   user admin, password ${apiPassword}
+    tunnel:     ${tunnel}   (rportd's port -> the client -> a web page only the client can reach)
     clients:    curl -u admin:${apiPassword} http://127.0.0.1:${apiPort}/api/v1/clients
     state.json: ${join(dataDir, 'client', 'state.json')} (rewritten on every ping, every 10s)
     try:        kill -STOP ${server.pid} (freeze the server; the client notices within keep_alive + keep_alive_timeout), then kill -CONT ${server.pid}
   Ctrl-C stops both.
 
-`);
+`));
     }
   });
 });
@@ -83,6 +103,7 @@ server.on('exit', (code) => {
     process.stdout.write(`rportd exited with code ${code}\n`);
     stop();
   }
+  web.close();
   const done = () => process.exit(0);
   if (client && client.exitCode === null) client.once('exit', done);
   else done();

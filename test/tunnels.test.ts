@@ -184,3 +184,40 @@ test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!SSHD && 'openssh-s
   const out = await promisify(execFile)('ssh', ['-i', join(dir, 'user_key'), '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: 20_000 });
   assert.equal(out.stdout.trim(), 'hello through rport');
 });
+
+test('idle_timeout: a tunnel without connections for that long is deleted', async (t) => {
+  const echo = await echoServer(t);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'idle']);
+  await client.waitFor(connected);
+  const r = await openTunnel(server, 'idle', `remote=127.0.0.1:${echo}&idle_timeout=1s`);
+  assert.equal(r.body.data.idle_timeout_sec, 1);
+  await roundTrip(Number(r.body.data.local.split(':').pop()), Buffer.from('still used'));
+  await server.proc.waitFor(new RegExp(`tunnel ${r.body.data.id} idle for 1s: deleting it`), 5000);
+  assert.deepEqual((await server.api('/api/v1/clients/idle/tunnels')).body.data, []);
+});
+
+test('no file descriptor leaks: rportd is back to its count after 200 tunnel connections and a client reconnect', { skip: !existsSync('/proc/self/fd') && 'needs /proc' }, async (t) => {
+  const { readdirSync } = await import('node:fs');
+  const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+  const echo = await echoServer(t);
+  const server = await startServer(t);
+  const args = ['--id', 'fd-client', '--keep-alive', '0s'];
+  let client = startClient(t, `127.0.0.1:${server.port}`, args);
+  await client.waitFor(connected);
+  const r = await openTunnel(server, 'fd-client', `remote=127.0.0.1:${echo}`);
+  const port = Number(r.body.data.local.split(':').pop());
+  await roundTrip(port, Buffer.from('warm-up'));
+  const before = fds(server.proc.pid);
+  for (let round = 0; round < 4; round++) await Promise.all(Array.from({ length: 50 }, () => roundTrip(port, randomBytes(4096))));
+  await client.stop();
+  client = startClient(t, `127.0.0.1:${server.port}`, args);
+  await client.waitFor(connected);
+  await eventually(async () => ((await server.api('/api/v1/clients/fd-client/tunnels')).body.data[0]?.listening ? true : undefined), 5000);
+  await roundTrip(port, Buffer.from('after'));
+  const after = await eventually(() => {
+    const n = fds(server.proc.pid);
+    return n <= before + 2 ? n : undefined;
+  }, 5000, `fd count back near ${before}`);
+  t.diagnostic(`rportd file descriptors: ${before} before, ${after} after`);
+});

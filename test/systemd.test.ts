@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { eventually, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
+import { cleanup, eventually, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
 import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
 
 const RPORT = fileURLToPath(new URL('../src/cli/rport.js', import.meta.url));
@@ -41,7 +41,7 @@ test('under a real systemd: Type=notify starts at once, stays up while healthy, 
   const dir = tmpDir(t);
   const conf = writeFile(dir, 'rport.conf', `[client]\nserver = "127.0.0.1:${server.port}"\nauth = "${CLIENT_AUTH}"\nid = "systemd-client"\ndata_dir = "${dir}/data"\n[connection]\nkeep_alive = "3m"\nwatchdog_integration = true\n[logging]\nlog_level = "debug"\n`);
   const log = join(dir, 'service.log');
-  const sd = await UserSystemd.start(t);
+  const sd = await UserSystemd.start((fn) => cleanup(t, fn));
   const WDSEC = 3;
   sd.writeUnit('rport.service', unit(conf, log, WDSEC));
   await sd.systemctl('start', 'rport.service'); // returns once READY=1 arrived
@@ -70,7 +70,7 @@ test('under a real systemd: a connection step that hangs, with keep_alive = 3m a
   const dir = tmpDir(t);
   const conf = writeFile(dir, 'rport.conf', `[client]\nserver = "127.0.0.1:${server.port}"\nauth = "${CLIENT_AUTH}"\ndata_dir = "${dir}/data"\n[connection]\nkeep_alive = "3m"\nconnect_timeout = "1s"\nwatchdog_integration = true\n`);
   const log = join(dir, 'service.log');
-  const sd = await UserSystemd.start(t);
+  const sd = await UserSystemd.start((fn) => cleanup(t, fn));
   sd.writeUnit('hang.service', unit(conf, log, 10, ['RPORT_TEST_HANG_STEP=request']));
   const t0 = Date.now();
   await sd.systemctl('start', 'hang.service');

@@ -31,6 +31,23 @@ const PROCESS_START = Date.now() - Math.round(process.uptime() * 1000);
 
 const since = (t0: bigint) => Number(process.hrtime.bigint() - t0);
 
+/** The client's first request on the control channel: who it is, and what it brings. */
+export function connectionRequest(cfg: Pick<ClientConfig, 'id' | 'name' | 'tags' | 'hostname' | 'remotes'>, watchdog: WatchdogFacts | undefined): ConnectRequest {
+  return {
+    id: cfg.id,
+    name: cfg.name,
+    tags: cfg.tags,
+    hostname: cfg.hostname,
+    os: platform(),
+    arch: arch(),
+    version: VERSION,
+    pid: process.pid,
+    processStart: PROCESS_START,
+    remotes: cfg.remotes,
+    watchdog,
+  };
+}
+
 export class RportClient {
   private readonly backoff: Backoff;
   private readonly tunnels: TunnelTargets;
@@ -144,19 +161,7 @@ export class RportClient {
       clock,
       (m) => this.log.debug(m),
     );
-    const request: ConnectRequest = {
-      id: this.cfg.id,
-      name: this.cfg.name,
-      tags: this.cfg.tags,
-      hostname: this.cfg.hostname,
-      os: platform(),
-      arch: arch(),
-      version: VERSION,
-      pid: process.pid,
-      processStart: PROCESS_START,
-      remotes: this.cfg.remotes,
-      watchdog: this.observer.facts(),
-    };
+    const request = connectionRequest(this.cfg, this.observer.facts());
     this.tunnels.attach(link.ssh, link.control);
     try {
       const left = Math.max(1, end - performance.now());

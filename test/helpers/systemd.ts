@@ -1,9 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, statfsSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { cleanup } from './procs.js';
 
 const run = promisify(execFile);
 const SYSTEMD = ['/lib/systemd/systemd', '/usr/lib/systemd/systemd'].find((p) => existsSync(p));
@@ -46,7 +44,8 @@ export class UserSystemd {
     this.env = { ...rest, XDG_RUNTIME_DIR: join(dir, 'runtime') };
   }
 
-  static async start(t: TestContext): Promise<UserSystemd> {
+  /** `onCleanup` registers the manager's shutdown (a test's cleanup, or a benchmark's). */
+  static async start(onCleanup: (fn: () => Promise<void>) => void): Promise<UserSystemd> {
     const dir = mkdtempSync('/var/tmp/rport-systemd-');
     for (const d of ['units', 'runtime', 'home', 'logs']) mkdirSync(join(dir, d));
     chmodSync(join(dir, 'runtime'), 0o700);
@@ -65,7 +64,7 @@ exec ${SYSTEMD} --user --unit=harness.target`;
       env: { ...process.env, XDG_RUNTIME_DIR: join(dir, 'runtime'), NOTIFY_SOCKET: '' },
     });
     const sd = new UserSystemd(dir, manager, cgroups);
-    cleanup(t, () => sd.stop());
+    onCleanup(() => sd.stop());
     const end = Date.now() + 10_000;
     while ((await sd.show('', 'SystemState').catch(() => '')) !== 'running') {
       if (Date.now() > end) throw new Error('systemd --user did not come up within 10s');

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { existsSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, Proc, type ServerHandle } from './helpers/procs.js';
+import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { SSHD, startSshd } from './helpers/sshd.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -161,27 +161,15 @@ test('API errors: JSON with the right status and the bad field named', async (t)
   assert.deepEqual([r.status, r.body.error.code], [404, 'not_found']);
 });
 
-const SSHD = ['/usr/sbin/sshd'].find((p) => existsSync(p));
 test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!SSHD && 'openssh-server is not installed') || (process.getuid?.() !== 0 && 'sshd needs root here') }, async (t) => {
-  const dir = tmpDir(t);
-  chmodSync(dir, 0o755);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'user_key')]);
-  writeFileSync(join(dir, 'authorized_keys'), execFileSync('cat', [join(dir, 'user_key.pub')]));
-  chmodSync(join(dir, 'authorized_keys'), 0o600);
-  mkdirSync('/run/sshd', { recursive: true });
-  const sshPort = await freePort();
-  writeFileSync(join(dir, 'sshd_config'), `Port ${sshPort}\nListenAddress 127.0.0.1\nHostKey ${join(dir, 'host_key')}\nAuthorizedKeysFile ${join(dir, 'authorized_keys')}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nPidFile ${join(dir, 'sshd.pid')}\n`);
-  const sshd = new Proc(spawn(SSHD!, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  cleanup(t, () => sshd.stop());
-  await sshd.waitFor(/Server listening on 127\.0\.0\.1 port/);
+  const { port: sshPort, userKey } = await startSshd(tmpDir(t), (fn) => cleanup(t, fn));
 
   const server = await startServer(t);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'ssh-target', '--remotes', `${sshPort}`]);
   await client.waitFor(connected);
   const tunnel = await eventually(async () => (await server.api('/api/v1/clients/ssh-target/tunnels')).body.data.find((x: any) => x.listening), 5000, 'tunnel');
   const port = tunnel.local.split(':').pop();
-  const out = await promisify(execFile)('ssh', ['-i', join(dir, 'user_key'), '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: 20_000 });
+  const out = await promisify(execFile)('ssh', ['-i', userKey, '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: 20_000 });
   assert.equal(out.stdout.trim(), 'hello through rport');
 });
 

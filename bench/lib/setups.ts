@@ -1,9 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, Proc, run } from '../../test/helpers/procs.js';
+import { startSshd } from '../../test/helpers/sshd.js';
 import { portOpen } from './traffic.js';
 
 /** Everything a scenario started, stopped in reverse order at the end (also on failure). */
@@ -72,25 +73,12 @@ export async function rportTunnels(c: Cleanup, targetPorts: number[], via?: (ser
 
 /** A private sshd (its own host key and config, never the system's) and `ssh -R` to `targetPort`. */
 export async function opensshTunnels(c: Cleanup, targetPorts: number[], via?: (sshdPort: number) => Promise<number>): Promise<{ entries: number[]; sshd: Proc; ssh: Proc }> {
-  const dir = tempDir(c, 'sshd-bench-');
-  chmodSync(dir, 0o755);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'user_key')]);
-  writeFileSync(join(dir, 'authorized_keys'), execFileSync('cat', [join(dir, 'user_key.pub')]));
-  chmodSync(join(dir, 'authorized_keys'), 0o600);
-  mkdirSync('/run/sshd', { recursive: true });
-  const sshdPort = await freePort();
-  writeFileSync(join(dir, 'sshd_config'), [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'host_key')}`, `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-    'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no', 'PermitRootLogin prohibit-password', 'StrictModes no', 'AllowTcpForwarding yes',
-    `PidFile ${join(dir, 'sshd.pid')}`, 'Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com'].join('\n') + '\n');
-  const sshd = new Proc(spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  c.add(() => sshd.stop());
-  await sshd.waitFor(/Server listening/);
+  const { port: sshdPort, userKey, proc: sshd } = await startSshd(tempDir(c, 'sshd-bench-'), (fn) => c.add(fn), ['AllowTcpForwarding yes', 'Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com']);
   const connectPort = via ? await via(sshdPort) : sshdPort;
   const entries: number[] = [];
   for (const _ of targetPorts) entries.push(await freePort());
   const forwards = targetPorts.flatMap((t, i) => ['-R', `127.0.0.1:${entries[i]}:127.0.0.1:${t}`]);
-  const ssh = new Proc(spawn('ssh', ['-N', '-T', '-c', 'aes128-gcm@openssh.com', '-i', join(dir, 'user_key'), '-p', String(connectPort),
+  const ssh = new Proc(spawn('ssh', ['-N', '-T', '-c', 'aes128-gcm@openssh.com', '-i', userKey, '-p', String(connectPort),
     '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR',
     ...forwards, 'root@127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   c.add(() => ssh.stop());

@@ -2,11 +2,12 @@ import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import ssh2 from 'ssh2';
-import WebSocket, { createWebSocketStream } from 'ws';
+import WebSocket from 'ws';
 import type { ServerUrl } from '../config/server-url.js';
 import { ControlChannel } from '../transport/control-channel.js';
 import { fingerprintMatches, fingerprintOf } from '../transport/host-key.js';
 import { CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../transport/protocol.js';
+import { sshStream } from '../transport/ws-stream.js';
 import type { StepClock } from './step-clock.js';
 
 export interface DialOptions {
@@ -137,9 +138,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     toClose.push(ws);
     // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and
     // are emitted before an await after 'open' would resume. The stream queues writes until open.
-    const wsStream = createWebSocketStream(ws);
-    wsStream.on('error', () => ws.terminate());
-    ws.once('close', () => wsStream.destroy()); // so ssh2 sees the connection end (see ClientListener)
+    const wsStream = sshStream(ws);
     const upgradeFailed = new Promise<never>((_, reject) => {
       ws.once('unexpected-response', (_req, res) => {
         const why = res.headers['x-rport-error'] ?? res.statusMessage ?? '';

@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { formatDuration } from '../config/duration.js';
 import { errorMessage, type Logger } from '../log.js';
 import { ControlChannel } from '../transport/control-channel.js';
 import type { HostKey } from '../transport/host-key.js';
+import { sshStream } from '../transport/ws-stream.js';
 import { CONTROL_SUBSYSTEM, METHOD, WS_SUBPROTOCOL, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
 import type { Credentials } from './credentials.js';
@@ -103,11 +104,7 @@ export class ClientListener {
         this.sockets.delete(ws);
         if (this.handshaking.get(key) === ws) this.handshaking.delete(key);
       });
-      const stream = createWebSocketStream(ws);
-      stream.on('error', () => ws.terminate());
-      // The stream only ends its readable side when the WebSocket closes and never emits 'close' by
-      // itself, so without this ssh2 would keep the session of a client that died (SIGKILL, reboot).
-      ws.once('close', () => stream.destroy());
+      const stream = sshStream(ws);
       Object.assign(stream, { remoteAddress: ip, remotePort: req.socket.remotePort, remoteFamily: req.socket.remoteFamily });
       this.ssh.injectSocket(stream as never);
     });

@@ -10,7 +10,7 @@ import { Proc, run } from '../test/helpers/procs.js';
 import { systemdUnavailable, UserSystemd } from '../test/helpers/systemd.js';
 import { BENCH_AUTH, Cleanup, delayRelay, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
 import { cpuSeconds, median, MiB, percentile, rssBytes } from './lib/stats.js';
-import { echoTarget, pingPong, pullFrom, pushInto, sinkTarget, sourceTarget } from './lib/traffic.js';
+import { echoTarget, pingPong, pullFrom, pump, pushInto, sinkTarget, sourceTarget } from './lib/traffic.js';
 
 /** One line of the results table. */
 export interface Row {
@@ -125,16 +125,7 @@ async function parallelInto(entry: number, n: number, each: number): Promise<{ s
   await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve, reject) => {
     const s = connect(entry, '127.0.0.1');
     sockets.add(s);
-    let left = each;
-    const pump = () => {
-      while (left > 0) {
-        const k = Math.min(left, chunk.length);
-        left -= k;
-        if (!s.write(k === chunk.length ? chunk : chunk.subarray(0, k))) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    s.once('connect', pump);
+    s.once('connect', () => pump(s, each, () => s.end(), chunk));
     s.on('error', reject);
     s.on('close', () => {
       times.push(performance.now() - t0);

@@ -5,6 +5,20 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 
 const CHUNK = Buffer.alloc(1 << 20, 0x5a);
 
+/** Writes `bytes` to the socket in `chunk`-sized pieces, waiting for 'drain' when it must; then `done`. */
+export function pump(s: Socket, bytes: number, done: () => void, chunk: Buffer = CHUNK): void {
+  let left = bytes;
+  const more = () => {
+    while (left > 0) {
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void s.once('drain', more);
+    }
+    done();
+  };
+  more();
+}
+
 export interface Target {
   port: number;
   close(): Promise<void>;
@@ -54,16 +68,7 @@ export async function sourceTarget(bytes: () => number): Promise<Target> {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     s.on('error', () => s.destroy());
-    let left = bytes();
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, CHUNK.length);
-        left -= n;
-        if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    pump();
+    pump(s, bytes(), () => s.end());
   });
   return { port: await listen(server), close: closer(server, sockets) };
 }
@@ -86,18 +91,7 @@ export async function pushInto(port: number, bytes: number, sink: { expect(b: nu
   const t0 = performance.now();
   const s = connect(port, '127.0.0.1');
   s.on('error', () => undefined);
-  let left = bytes;
-  await new Promise<void>((resolve) => {
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, CHUNK.length);
-        left -= n;
-        if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void s.once('drain', pump);
-      }
-      resolve();
-    };
-    s.once('connect', pump);
-  });
+  await new Promise<void>((resolve) => s.once('connect', () => pump(s, bytes, resolve)));
   const t1 = await done;
   s.destroy();
   return (t1 - t0) / 1000;

@@ -247,3 +247,19 @@ test('a client killed with SIGKILL is dropped by the server at once, not after t
   assert.ok(Date.now() - t0 < 1000);
   assert.equal((await server.api('/api/v1/clients?connected=true')).body.data.length, 0);
 });
+
+test('client_login_timeout: a connection that logs in but never sends its connection request is dropped', async (t) => {
+  const { dial } = await import('../src/client/dial.js');
+  const { StepClock } = await import('../src/client/step-clock.js');
+  const { parseServerUrl } = await import('../src/config/server-url.js');
+  const server = await startServer(t, ['--client-login-timeout', '1s']);
+  const [id, password] = ['client1', 's3cret'];
+  const link = await dial({ server: parseServerUrl(`127.0.0.1:${server.port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: id, password, fingerprint: '', timeoutMs: 5000 },
+    new StepClock(undefined), () => undefined);
+  cleanup(t, () => link.close());
+  const t0 = Date.now();
+  await new Promise<void>((r) => link.ssh.once('close', () => r()));
+  const took = Date.now() - t0;
+  assert.ok(took >= 800 && took < 3000, `dropped after ${took}ms`);
+  await server.proc.waitFor(/dropping 127\.0\.0\.1: no accepted connection request within 1s \(\[server\] client_login_timeout\)/);
+});

@@ -83,6 +83,7 @@ runMain('rport-watchdog', async () => {
     runningCmd: opts.get<string>('watchdog', 'running_cmd'),
     service: opts.get<string>('watchdog', 'service'),
     maxRestartsPerHour: opts.get<number>('watchdog', 'max_restarts'),
+    commandTimeoutMs: ms('command_timeout'),
     memoryFile: opts.get<string>('watchdog', 'memory_file') || besideState(target, 'rport-watchdog.json'),
     log,
   });

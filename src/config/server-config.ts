@@ -17,6 +17,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
   { section: 'server', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for the host key and server data' },
+  { section: 'server', key: 'client_login_timeout', type: 'duration', default: 30_000, help: 'a new connection must get from WebSocket upgrade to an accepted connection request within this (rport addition)' },
   { section: 'server', key: 'keep_disconnected_clients', type: 'duration', default: 3_600_000, help: 'how long a disconnected client stays in the registry' },
   { section: 'server', key: 'check_clients_connection_interval', type: 'duration', default: 300_000, help: 'ping a client silent for this long' },
   { section: 'server', key: 'check_clients_connection_timeout', type: 'duration', default: 30_000, help: 'drop a client that does not answer that ping within this' },
@@ -38,6 +39,7 @@ export interface ServerConfig {
   authFile: string;
   dataDir: string;
   keepDisconnectedMs: number;
+  loginTimeoutMs: number;
   checkIntervalMs: number;
   checkTimeoutMs: number;
   maxFailedLogin: number;
@@ -119,6 +121,7 @@ export function serverConfig(c: Config): ServerConfig {
     authFile,
     dataDir: c.get<string>('server', 'data_dir'),
     keepDisconnectedMs: c.get<number>('server', 'keep_disconnected_clients'),
+    loginTimeoutMs: c.get<number>('server', 'client_login_timeout') || c.fail('server', 'client_login_timeout', "must be above 0s (use e.g. '30s')"),
     checkIntervalMs,
     checkTimeoutMs,
     maxFailedLogin,

@@ -15,8 +15,6 @@ import type { LoginThrottle } from './login-throttle.js';
 import type { Metrics } from './metrics.js';
 import type { ClientLink, TunnelManager } from './tunnels.js';
 
-/** From WebSocket upgrade to an accepted connection request; a client that stalls in between is dropped. */
-const SETUP_TIMEOUT_MS = 30_000;
 /** How long an old session of a returning client id gets to prove it is alive. */
 const STALE_CHECK_MAX_MS = 5_000;
 
@@ -27,6 +25,8 @@ export interface ListenerOptions {
   registry: ClientRegistry;
   log: Logger;
   checkTimeoutMs: number;
+  /** From WebSocket upgrade to an accepted connection request; a client that stalls in between is dropped. */
+  loginTimeoutMs: number;
   tunnels: TunnelManager;
   metrics: Metrics;
 }
@@ -129,10 +129,10 @@ export class ClientListener {
     let session: ClientSession | undefined;
     let link: ClientLink | undefined;
     const setupTimer = setTimeout(() => {
-      log.warn(`dropping ${ip}: no accepted connection request within ${formatDuration(SETUP_TIMEOUT_MS)}`);
+      log.warn(`dropping ${ip}: no accepted connection request within ${formatDuration(this.o.loginTimeoutMs)} ([server] client_login_timeout)`);
       this.o.metrics.handshakeFailures.inc({ reason: 'timeout' });
       drop();
-    }, SETUP_TIMEOUT_MS);
+    }, this.o.loginTimeoutMs);
     client.on('error', (err) => log.debug(`connection from ${ip}: ${errorMessage(err)}`));
     client.on('close', () => {
       clearTimeout(setupTimer);

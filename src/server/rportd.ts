@@ -70,6 +70,7 @@ export class Rportd {
       registry: this.registry,
       log: this.log.child('clients'),
       checkTimeoutMs: c.checkTimeoutMs,
+      loginTimeoutMs: c.loginTimeoutMs,
       tunnels: this.tunnels,
     });
     this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));

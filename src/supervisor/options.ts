@@ -16,6 +16,7 @@ export const WATCHDOG_OPTIONS: KeyDef[] = [
   { section: 'watchdog', key: 'once', type: 'bool', default: false, help: 'run: check once and exit (for a scheduled task or cron); strikes are remembered between runs' },
   { section: 'watchdog', key: 'restart_cmd', type: 'string', default: '', help: 'run: command that restarts the client (default: systemctl restart rport / Restart-Service rport)' },
   { section: 'watchdog', key: 'running_cmd', type: 'string', default: '', help: 'run: command that exits 0 while the client service is meant to run (default: systemctl is-active / Get-Service; with --restart-cmd: the pid in state.json is alive)' },
+  { section: 'watchdog', key: 'command_timeout', type: 'duration', default: 60_000, help: 'run: a restart or running command that takes longer is killed' },
   { section: 'watchdog', key: 'service', type: 'string', default: 'rport', help: 'run: the service name for the default commands' },
   { section: 'watchdog', key: 'max_restarts', type: 'int', default: 3, help: 'run: restarts allowed in any hour' },
   { section: 'watchdog', key: 'log_file', type: 'string', default: '', help: 'run: where decisions are logged (default: rport-watchdog.log beside state.json)' },

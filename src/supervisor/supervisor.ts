@@ -9,7 +9,6 @@ import { judge, type Verdict } from './verdict.js';
 /** Hung verdicts in a row before a restart: one stale read (a clock step, a slow disk) is not enough. */
 export const STRIKES_TO_RESTART = 2;
 const HOUR_SEC = 3600;
-const COMMAND_TIMEOUT_MS = 60_000;
 
 export interface SupervisorOptions {
   target: Target;
@@ -20,6 +19,8 @@ export interface SupervisorOptions {
   runningCmd: string;
   service: string;
   maxRestartsPerHour: number;
+  /** Bound on the restart and running commands. */
+  commandTimeoutMs: number;
   memoryFile: string;
   log: Logger;
 }
@@ -66,9 +67,9 @@ export class Supervisor {
         log.warn(`hung (strike ${memory.strikes} of ${STRIKES_TO_RESTART}): ${verdict.reason}; checking again before restarting`);
       } else if (await this.restartAllowed(verdict, memory.restarts, nowSec)) {
         log.error(`hung (strike ${memory.strikes} of ${STRIKES_TO_RESTART}): ${verdict.reason}; restarting the client: ${this.restartCmd}`);
-        const r = await runCommand(this.restartCmd, { RPORT_PID: String(verdict.pid ?? ''), RPORT_STATE_FILE: target.statePath }, COMMAND_TIMEOUT_MS);
+        const r = await runCommand(this.restartCmd, { RPORT_PID: String(verdict.pid ?? ''), RPORT_STATE_FILE: target.statePath }, this.o.commandTimeoutMs);
         if (r.code === 0) log.info(`restart command succeeded${r.output ? `: ${r.output}` : ''}`);
-        else log.error(`restart command ${r.timedOut ? `timed out after ${formatDuration(COMMAND_TIMEOUT_MS)}` : `failed with exit code ${r.code}`}${r.output ? `: ${r.output}` : ''}`);
+        else log.error(`restart command ${r.timedOut ? `timed out after ${formatDuration(this.o.commandTimeoutMs)}` : `failed with exit code ${r.code}`}${r.output ? `: ${r.output}` : ''}`);
         memory.restarts.push(nowSec);
         memory.strikes = 0;
       }
@@ -95,7 +96,7 @@ export class Supervisor {
       return false;
     }
     if (this.runningCmd) {
-      const r = await runCommand(this.runningCmd, {}, COMMAND_TIMEOUT_MS);
+      const r = await runCommand(this.runningCmd, {}, this.o.commandTimeoutMs);
       if (r.code !== 0) {
         log.warn(`hung: ${verdict.reason}; but the service is not meant to run (${this.runningCmd} exited ${r.code ?? 'on timeout'}): stopped on purpose, not restarting`);
         return false;

@@ -30,6 +30,7 @@ function fail(reply: FastifyReply, status: number, code: string, message: string
   return reply.code(status).send({ error: { code, message } });
 }
 
+const EVENTS_MIN_INTERVAL_MS = 1000;
 const ipOf = (req: FastifyRequest) => req.ip.replace(/^::ffff:/, '');
 const idParams = { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 200 } }, required: ['id'] } as const;
 
@@ -187,17 +188,28 @@ export function createApi(o: ApiOptions): FastifyInstance {
     return reply.code(204).send();
   });
 
-  // Live updates for the dashboard: the whole client list whenever anything changes (at most once per turn).
+  // Live updates for the dashboard: the whole client list when anything changed, at most once a second
+  // (a large fleet's pings change something many times a second).
   app.get('/api/v1/events', (req, reply) => {
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = () => res.write(`event: clients\ndata: ${JSON.stringify(o.registry.describeAll().map(withTunnels))}\n\n`);
     send();
-    const off = o.registry.onChange(send);
+    let pending: NodeJS.Timeout | undefined;
+    let lastSent = Date.now();
+    const off = o.registry.onChange(() => {
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = undefined;
+        lastSent = Date.now();
+        send();
+      }, Math.max(0, lastSent + EVENTS_MIN_INTERVAL_MS - Date.now()));
+    });
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     req.raw.on('close', () => {
       off();
+      clearTimeout(pending);
       clearInterval(keepAlive);
     });
   });

@@ -87,15 +87,16 @@ export class ClientRegistry {
 
   /** Every client the server knows, connected or not, as the API shows it. */
   describeAll(): ReturnType<ClientRegistry['describe']>[] {
-    return this.store.clients().map((row) => this.describe(row));
+    const restarts = this.store.restartsSince(Date.now() - DAY_MS);
+    return this.store.clients().map((row) => this.describe(row, restarts));
   }
 
   describeOne(id: string): ReturnType<ClientRegistry['describe']> | undefined {
     const row = this.store.client(id);
-    return row && this.describe(row);
+    return row && this.describe(row, this.store.restartsSince(Date.now() - DAY_MS));
   }
 
-  private describe(row: ClientRow) {
+  private describe(row: ClientRow, restarts: Map<string, number>) {
     const live = this.byId.get(row.id);
     const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
     const watchdog = live?.watchdog ?? (row.watchdog ? (JSON.parse(row.watchdog) as WatchdogFacts) : undefined);
@@ -124,7 +125,7 @@ export class ClientRegistry {
         heartbeat_budget_sec: watchdog?.heartbeat_budget_sec ?? null,
         last_state: watchdog?.last_state ?? null,
         armed: !!watchdog && (watchdog.integration || watchdog.systemd_watchdog_sec !== null),
-        restarts_24h: this.store.restartsSince(row.id, Date.now() - DAY_MS),
+        restarts_24h: restarts.get(row.id) ?? 0,
       },
     };
   }

@@ -169,8 +169,10 @@ export class Store {
     return this.db.prepare('SELECT * FROM clients WHERE id = ?').get(id) as ClientRow | undefined;
   }
 
-  restartsSince(id: string, since: number): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM client_restarts WHERE client_id = ? AND at >= ?').get(id, since) as { n: number }).n;
+  /** Restarts per client since `since`, in one query (clients without any are absent). */
+  restartsSince(since: number): Map<string, number> {
+    const rows = this.db.prepare('SELECT client_id, COUNT(*) AS n FROM client_restarts WHERE at >= ? GROUP BY client_id').all(since) as Array<{ client_id: string; n: number }>;
+    return new Map(rows.map((r) => [r.client_id, r.n]));
   }
 
   deleteClient(id: string): void {

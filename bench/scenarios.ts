@@ -8,7 +8,7 @@ import { parseServerUrl } from '../src/config/server-url.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { Proc, run } from '../test/helpers/procs.js';
 import { systemdUnavailable, UserSystemd } from '../test/helpers/systemd.js';
-import { BENCH_AUTH, Cleanup, delayRelay, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
+import { BENCH_AUTH, Cleanup, delayRelay, withCleanup, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
 import { cpuSeconds, median, MiB, percentile, rssBytes } from './lib/stats.js';
 import { echoTarget, pingPong, pullFrom, pump, pushInto, sinkTarget, sourceTarget } from './lib/traffic.js';
 
@@ -56,8 +56,7 @@ export async function throughput(o: Options): Promise<Row[]> {
   const into: Record<string, number> = {};
   const out: Record<string, number> = {};
   for (const system of SYSTEMS) {
-    const c = new Cleanup();
-    try {
+    await withCleanup(async (c) => {
       const sink = await sinkTarget();
       let pull = size;
       const source = await sourceTarget(() => pull);
@@ -71,9 +70,7 @@ export async function throughput(o: Options): Promise<Row[]> {
       const t = await medianOf(o.runs, async () => undefined, () => pullFrom(outEntry!, size));
       out[system] = mbps(size, t);
       o.note(`throughput ${system}: into ${f0(into[system]!)} MB/s, out ${f0(out[system]!)} MB/s`);
-    } finally {
-      await c.run();
-    }
+    });
   }
   const row = (measure: string, v: Record<string, number>): Row => ({
     scenario: '1. Throughput', measure, rport: `${f0(v.rport!)} MB/s`, openssh: `${f0(v.openssh!)} MB/s`, raw: `${f0(v.raw!)} MB/s`,
@@ -87,8 +84,7 @@ export async function latency(o: Options): Promise<Row[]> {
   const med: Record<string, number> = {};
   const p99: Record<string, number> = {};
   for (const system of SYSTEMS) {
-    const c = new Cleanup();
-    try {
+    await withCleanup(async (c) => {
       const echo = await echoTarget();
       c.add(() => echo.close());
       const [entry] = await entriesFor(c, [echo.port], system);
@@ -99,9 +95,7 @@ export async function latency(o: Options): Promise<Row[]> {
       med[system] = median(runs.map((r) => median(r)));
       p99[system] = percentile(all, 99);
       o.note(`latency ${system}: median ${f0(med[system]!)} us, p99 ${f0(p99[system]!)} us`);
-    } finally {
-      await c.run();
-    }
+    });
   }
   const added = (s: System) => med[s]! - med.raw!;
   return [
@@ -140,8 +134,7 @@ export async function manyStreams(o: Options): Promise<Row[]> {
   const total = o.quick ? 200 * MiB : 1024 * MiB;
   const res: Record<string, { mbps: number; fairness: number }> = {};
   for (const system of SYSTEMS) {
-    const c = new Cleanup();
-    try {
+    await withCleanup(async (c) => {
       // A sink that reads everything and closes when the sender is done, so the sender sees the end.
       const sink = createServer((s) => {
         s.resume();
@@ -156,9 +149,7 @@ export async function manyStreams(o: Options): Promise<Row[]> {
       for (let i = 0; i < o.runs; i++) runs.push(await parallelInto(entry!, n, total / n));
       res[system] = { mbps: mbps(total, median(runs.map((r) => r.seconds))), fairness: median(runs.map((r) => r.fairness)) };
       o.note(`streams ${system}: ${f0(res[system]!.mbps)} MB/s, fairness ${res[system]!.fairness.toFixed(2)}`);
-    } finally {
-      await c.run();
-    }
+    });
   }
   return [
     { scenario: '3. Many streams', measure: `${n} parallel streams into one tunnel, aggregate (${total / MiB} MiB)`, rport: `${f0(res.rport!.mbps)} MB/s`, openssh: `${f0(res.openssh!.mbps)} MB/s`, raw: `${f0(res.raw!.mbps)} MB/s`, ratio: `${(res.rport!.mbps / res.openssh!.mbps).toFixed(2)}x` },
@@ -170,16 +161,13 @@ export async function wan(o: Options): Promise<Row[]> {
   const size = o.quick ? 48 * MiB : 256 * MiB;
   const res: Record<string, number> = {};
   for (const system of ['openssh', 'rport'] as const) {
-    const c = new Cleanup();
-    try {
+    await withCleanup(async (c) => {
       const sink = await sinkTarget();
       c.add(() => sink.close());
       const [entry] = await entriesFor(c, [sink.port], system, (port) => delayRelay(c, port, 25));
       res[system] = mbps(size, await medianOf(o.runs, () => pushInto(entry!, 8 * MiB, sink), () => pushInto(entry!, size, sink)));
       o.note(`wan ${system}: ${f1(res[system]!)} MB/s`);
-    } finally {
-      await c.run();
-    }
+    });
   }
   return [{
     scenario: '4. WAN', measure: `one stream into the tunnel over a 50 ms round trip (userspace delay relay; ${size / MiB} MiB)`, rport: `${f1(res.rport!)} MB/s`, openssh: `${f1(res.openssh!)} MB/s`,
@@ -201,8 +189,7 @@ async function handshake(serverPort: number, id: string): Promise<number> {
 
 export async function handshakes(o: Options): Promise<Row[]> {
   const n = o.quick ? 200 : 1000;
-  const c = new Cleanup();
-  try {
+  return withCleanup(async (c) => {
     const d = await startRportd(c);
     for (let i = 0; i < 50; i++) await handshake(d.serverPort, `warm-${i}`);
     const cpu0 = cpuSeconds(d.server.pid);
@@ -219,9 +206,7 @@ export async function handshakes(o: Options): Promise<Row[]> {
       { scenario: '5. Handshakes', measure: `${n} sequential: median time, server CPU each`, rport: `${f1(median(times))} ms, ${f1(cpuSeq)} ms CPU`, openssh: 'prototype anchor: 4.9 ms, 3.1 ms CPU', ratio: `${(median(times) / 4.9).toFixed(2)}x the anchor` },
       { scenario: '5. Handshakes', measure: `${n} started at once: all done, server CPU each`, rport: `${f1(allSec)} s, ${f1(cpuPar)} ms CPU` },
     ];
-  } finally {
-    await c.run();
-  }
+  });
 }
 
 const FLEET = fileURLToPath(new URL('./fleet.js', import.meta.url));
@@ -251,8 +236,7 @@ export async function idleFleet(o: Options): Promise<Row[]> {
   const sizes = o.quick ? [500] : [1000, 5000];
   const rows: Row[] = [];
   for (const n of sizes) {
-    const c = new Cleanup();
-    try {
+    await withCleanup(async (c) => {
       const d = await startRportd(c);
       await new Promise((r) => setTimeout(r, 1000));
       const before = rssBytes(d.server.pid);
@@ -265,9 +249,7 @@ export async function idleFleet(o: Options): Promise<Row[]> {
       const cpuPerMin = ((cpuSeconds(d.server.pid) - cpu0) * 60) / window;
       o.note(`idle fleet ${n}: ${f1(perClient / 1024)} KB per client, ${cpuPerMin.toFixed(2)} CPU s per minute`);
       rows.push({ scenario: '6. Idle fleet', measure: `${n} idle clients (keep_alive 3m): server memory per client, server CPU per minute`, rport: `${f1(perClient / 1024)} KB, ${cpuPerMin.toFixed(2)} CPU s/min`, openssh: 'anchor: 42 KB per client', goal: '< 50 KB per client', met: perClient < 50 * 1024 });
-    } finally {
-      await c.run();
-    }
+    });
   }
   return rows;
 }
@@ -275,8 +257,7 @@ export async function idleFleet(o: Options): Promise<Row[]> {
 export async function reconnectStorm(o: Options): Promise<Row[]> {
   const n = o.quick ? 500 : 2000;
   const maxRetrySec = 20;
-  const c = new Cleanup();
-  try {
+  return withCleanup(async (c) => {
     const d = await startRportd(c);
     const dataDir = d.server.child.spawnargs[d.server.child.spawnargs.indexOf('--data-dir') + 1]!;
     const f = await fleet(c, d.serverPort, n, '3m', `${maxRetrySec}s`, 'storm');
@@ -308,9 +289,7 @@ export async function reconnectStorm(o: Options): Promise<Row[]> {
       scenario: '7. Reconnect storm', measure: `${n} clients, rportd SIGKILLed and restarted (max_retry_interval ${maxRetrySec}s): all back, peak server CPU`,
       rport: `${back}/${n} in ${f1(seconds)} s, peak ${f0(peak * 100)}% CPU`, goal: `all within ${maxRetrySec + 10} s`, met: back === n && seconds <= maxRetrySec + 10,
     }];
-  } finally {
-    await c.run();
-  }
+  });
 }
 
 /** Counts the bytes between a client and rportd. */
@@ -338,8 +317,7 @@ async function countingRelay(c: Cleanup, target: number): Promise<{ port: number
 
 export async function watchdog(o: Options): Promise<Row[]> {
   const rows: Row[] = [];
-  const c = new Cleanup();
-  try {
+  await withCleanup(async (c) => {
     const d = await startRportd(c);
     const relay = await countingRelay(c, d.serverPort);
     const client = run('rport', ['--server', `127.0.0.1:${relay.port}`, '--auth', BENCH_AUTH, '--id', 'wire', '--keep-alive', '1s', '--log-level', 'debug', '--data-dir', tempDir(c, 'rport-wire-'), '--watchdog-integration']);
@@ -354,19 +332,16 @@ export async function watchdog(o: Options): Promise<Row[]> {
     o.note(`watchdog: ${f0(perPing)} bytes per keep-alive, client RSS ${f1(rss / MiB)} MiB`);
     rows.push({ scenario: '8. Watchdog', measure: 'bytes on the wire per client per hour at keep_alive 3m (both directions, WebSocket+SSH)', rport: `${f1((perPing * 20) / 1024)} KB/h (${f0(perPing)} bytes per ping)` });
     rows.push({ scenario: '8. Watchdog', measure: 'client memory when idle (RSS)', rport: `${f1(rss / MiB)} MiB` });
-  } finally {
-    await c.run();
-  }
+  });
   const why = systemdUnavailable();
   if (why) {
     rows.push({ scenario: '8. Watchdog', measure: 'freeze to new READY under real systemd (WatchdogSec=10, keep_alive 3m)', rport: `not run: ${why}` });
     return rows;
   }
-  const c2 = new Cleanup();
-  try {
-    const d = await startRportd(c2);
-    const sd = await UserSystemd.start((fn) => c2.add(fn));
-    const dir = tempDir(c2, 'rport-sd-');
+  await withCleanup(async (c) => {
+    const d = await startRportd(c);
+    const sd = await UserSystemd.start((fn) => c.add(fn));
+    const dir = tempDir(c, 'rport-sd-');
     const rport = fileURLToPath(new URL('../src/cli/rport.js', import.meta.url));
     sd.writeUnit('rport.service', `[Unit]\nDefaultDependencies=no\n[Service]\nType=notify\nNotifyAccess=main\nExecStart=${process.execPath} ${rport} --server 127.0.0.1:${d.serverPort} --auth ${BENCH_AUTH} --keep-alive 3m --data-dir ${dir} --watchdog-integration\nWatchdogSec=10\nRestart=always\nRestartSec=100ms\n`);
     await sd.systemctl('start', 'rport.service');
@@ -385,9 +360,7 @@ export async function watchdog(o: Options): Promise<Row[]> {
     }
     o.note(`watchdog: frozen client back (new READY) after ${f1(seconds)} s`);
     rows.push({ scenario: '8. Watchdog', measure: 'freeze (SIGSTOP) to new READY under real systemd, WatchdogSec=10, keep_alive 3m', rport: `${f1(seconds)} s`, openssh: 'anchor: 5.3-5.8 s at WatchdogSec=5', goal: '<= WatchdogSec + 2 s', met: seconds <= 12 });
-  } finally {
-    await c2.run();
-  }
+  });
   return rows;
 }
 

@@ -1,19 +1,22 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 
 export const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type Level = (typeof LEVELS)[number];
 
-/** Where log lines go: a file opened for appending, or stderr. Writes are synchronous so no line is lost on exit. */
+/**
+ * Where log lines go: a file opened for appending, or stderr. Writes are synchronous so no line is lost
+ * on exit; the file stays open for the life of the process.
+ */
 export class LogSink {
-  private constructor(private readonly fd: number, private readonly owned: boolean) {}
+  private constructor(private readonly fd: number) {}
 
   static stderr(): LogSink {
-    return new LogSink(2, false);
+    return new LogSink(2);
   }
 
   /** Throws with the OS reason when the file cannot be opened; callers turn that into a config error. */
   static file(path: string): LogSink {
-    return new LogSink(openSync(path, 'a', 0o640), true);
+    return new LogSink(openSync(path, 'a', 0o640));
   }
 
   write(line: string): void {
@@ -22,10 +25,6 @@ export class LogSink {
     } catch {
       // A full disk must not take the process down; the line is dropped.
     }
-  }
-
-  close(): void {
-    if (this.owned) closeSync(this.fd);
   }
 }
 

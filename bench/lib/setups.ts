@@ -19,6 +19,16 @@ export class Cleanup {
   }
 }
 
+/** Runs `fn` with a Cleanup that stops whatever it started, also when it throws. */
+export async function withCleanup<T>(fn: (c: Cleanup) => Promise<T>): Promise<T> {
+  const c = new Cleanup();
+  try {
+    return await fn(c);
+  } finally {
+    await c.run();
+  }
+}
+
 export function tempDir(c: Cleanup, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   c.add(() => rmSync(dir, { recursive: true, force: true }));

@@ -98,7 +98,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   app.get('/api/v1/status', async () => ({
     data: {
       version: VERSION, fingerprint: o.fingerprint, uptime_sec: Math.round((Date.now() - o.startedAt) / 1000),
-      clients_connected: o.registry.size, clients_known: o.registry.describeAll().length, tunnels: o.tunnels.all().length,
+      clients_connected: o.registry.size, clients_known: o.registry.store.clientCount(), tunnels: o.tunnels.all().length,
     },
   }));
 

@@ -20,11 +20,6 @@ export class StepClock {
     return this.current;
   }
 
-  /** Milliseconds from now until the current step's deadline (Infinity when it has none). */
-  remaining(): number {
-    return this.deadlineAt - performance.now();
-  }
-
   begin(step: string, timeoutMs: number): void {
     this.current = step;
     this.deadlineAt = performance.now() + timeoutMs;

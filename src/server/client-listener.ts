@@ -82,18 +82,16 @@ export class ClientListener {
     this.ssh = new ssh2.Server({ hostKeys: [o.hostKey.privateKey] }, (client, info) => this.onSsh(client, info.ip, info.port));
   }
 
-  get connections(): number {
-    return this.sockets.size;
-  }
-
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const refuse = (status: number, why: string) => {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
     const banned = this.o.throttle.bannedFor(ip);
-    if (banned > 0) this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
-    if (banned > 0) return refuse(403, `too many failed logins from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)}`);
+    if (banned > 0) {
+      this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
+      return refuse(403, `too many failed logins from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)}`);
+    }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return refuse(400, `WebSocket subprotocol ${WS_SUBPROTOCOL} required: is this an rport client?`);
     this.wss.handleUpgrade(req, socket, head, (ws) => {

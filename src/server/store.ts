@@ -123,10 +123,6 @@ export class Store {
     }
   }
 
-  integrityCheck(): string {
-    return this.db.pragma('integrity_check', { simple: true }) as string;
-  }
-
   close(): void {
     this.db.close();
   }
@@ -163,6 +159,10 @@ export class Store {
 
   clients(): ClientRow[] {
     return this.db.prepare('SELECT * FROM clients ORDER BY id').all() as ClientRow[];
+  }
+
+  clientCount(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM clients').get() as { n: number }).n;
   }
 
   client(id: string): ClientRow | undefined {

@@ -29,9 +29,10 @@ function version(cmd: string, a: string[]): string {
   return r.error ? 'not installed' : `${r.stdout}${r.stderr}`.trim().split('\n')[0]!;
 }
 
+const accel = nativeAcceleration();
 const machine = [
   `${cpus().length} cores, ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
-  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${nativeAcceleration().sshCrypto ? 'on' : 'OFF'}, bufferutil ${nativeAcceleration().bufferutil ? 'on' : 'OFF'}`,
+  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel window ${accel.sshWindow >> 20} MiB`,
   `OpenSSH: ${version('ssh', ['-V'])}`,
 ];
 const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;

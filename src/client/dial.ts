@@ -134,6 +134,10 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
       perMessageDeflate: false,
       headers: o.headers,
       maxPayload: 4 << 20,
+      // A zero mask lets ws skip masking here and unmasking at the server (one pass over every byte each).
+      // Masking keeps a browser page's chosen bytes from poisoning proxy caches; these bytes are SSH's own,
+      // encrypted after the key exchange, and no page chooses them.
+      generateMask: (mask) => void mask.fill(0),
     });
     toClose.push(ws);
     // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and

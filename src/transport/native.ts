@@ -2,29 +2,43 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 
-/** Whether the native add-ons that make the transport fast are loaded (ssh2's crypto, ws's bufferutil). */
-export function nativeAcceleration(): { sshCrypto: boolean; bufferutil: boolean } {
-  let sshCrypto = false;
-  let bufferutil = false;
-  try {
-    sshCrypto = !!(require('ssh2/lib/protocol/crypto.js') as { bindingAvailable?: boolean }).bindingAvailable;
-  } catch {
-    sshCrypto = false;
-  }
-  try {
-    require('bufferutil');
-    bufferutil = !process.env.WS_NO_BUFFER_UTIL;
-  } catch {
-    bufferutil = false;
-  }
-  return { sshCrypto, bufferutil };
+/** The channel window patches/ssh2+1.17.0.patch sets; unpatched ssh2 has 2 MiB. */
+export const PATCHED_SSH_WINDOW = 8 << 20;
+
+export interface Acceleration {
+  /** ssh2's native crypto binding is loaded. */
+  sshCrypto: boolean;
+  /** ws's bufferutil is loaded. */
+  bufferutil: boolean;
+  /** ssh2's channel window in bytes: PATCHED_SSH_WINDOW when the patch is applied. */
+  sshWindow: number;
 }
 
-/** One debug line when all is well, a warning naming the fix when not. */
+function loads<T>(id: string, read: (m: any) => T, otherwise: T): T {
+  try {
+    return read(require(id));
+  } catch {
+    return otherwise;
+  }
+}
+
+/** What makes the transport fast: native add-ons loaded, and ssh2 patched for large windows. */
+export function nativeAcceleration(): Acceleration {
+  return {
+    sshCrypto: loads('ssh2/lib/protocol/crypto.js', (m: { bindingAvailable?: boolean }) => !!m.bindingAvailable, false),
+    bufferutil: loads('bufferutil', () => !process.env.WS_NO_BUFFER_UTIL, false),
+    sshWindow: loads('ssh2/lib/Channel.js', (m: { MAX_WINDOW: number }) => m.MAX_WINDOW, 0),
+  };
+}
+
+/** One debug line each when all is well, a warning naming the fix when not. */
 export function reportNativeAcceleration(log: { debug(m: string): void; warn(m: string): void }): void {
   const n = nativeAcceleration();
-  if (n.sshCrypto) log.debug("ssh2 native crypto binding is active");
+  if (n.sshCrypto) log.debug('ssh2 native crypto binding is active');
   else log.warn('ssh2 native crypto binding is not loaded: SSH runs 2-3x slower; reinstall with build tools (python3, make, g++) and run npm rebuild ssh2');
   if (n.bufferutil) log.debug('bufferutil is active for WebSocket masking');
   else log.warn('bufferutil is not loaded: WebSocket masking runs in JavaScript; run npm rebuild bufferutil');
+  const mib = (n.sshWindow / (1 << 20)).toFixed(0);
+  if (n.sshWindow >= PATCHED_SSH_WINDOW) log.debug(`ssh2 channel window is ${mib} MiB (patches/ssh2+1.17.0.patch applied)`);
+  else log.warn(`ssh2 channel window is ${mib} MiB: one tunnel is capped at ${mib} MiB per round trip on long links; run npx patch-package in the install folder`);
 }

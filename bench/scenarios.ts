@@ -51,64 +51,73 @@ async function entriesFor(c: Cleanup, targets: number[], system: System, via?: (
   return (await rportTunnels(c, targets, via)).entries;
 }
 
+/**
+ * `once` for every system in turn, `runs` rounds, after a warm-up of each: a noisy spell on this shared
+ * machine then slows every system alike instead of whichever one it fell on.
+ */
+async function interleaved<T>(runs: number, entries: Record<System, number[]>, warmup: (e: number[]) => Promise<unknown>, once: (e: number[]) => Promise<T>): Promise<Record<System, T[]>> {
+  for (const system of SYSTEMS) await warmup(entries[system]);
+  const res = { raw: [], openssh: [], rport: [] } as Record<System, T[]>;
+  for (let i = 0; i < runs; i++) for (const system of SYSTEMS) res[system].push(await once(entries[system]));
+  return res;
+}
+
+/** The three systems' entry ports to the same targets, all set up at once. */
+async function allEntries(c: Cleanup, targets: number[]): Promise<Record<System, number[]>> {
+  const res = {} as Record<System, number[]>;
+  for (const system of SYSTEMS) res[system] = await entriesFor(c, targets, system);
+  return res;
+}
+
+const bySystem = <T, R>(xs: Record<System, T>, f: (x: T) => R): Record<System, R> =>
+  ({ raw: f(xs.raw), openssh: f(xs.openssh), rport: f(xs.rport) });
+
 export async function throughput(o: Options): Promise<Row[]> {
   const size = o.quick ? 256 * MiB : 1024 * MiB;
-  const into: Record<string, number> = {};
-  const out: Record<string, number> = {};
-  for (const system of SYSTEMS) {
-    await withCleanup(async (c) => {
-      const sink = await sinkTarget();
-      let pull = size;
-      const source = await sourceTarget(() => pull);
-      c.add(() => sink.close());
-      c.add(() => source.close());
-      const [inEntry, outEntry] = await entriesFor(c, [sink.port, source.port], system);
-      into[system] = mbps(size, await medianOf(o.runs, () => pushInto(inEntry!, 64 * MiB, sink), () => pushInto(inEntry!, size, sink)));
-      pull = 64 * MiB;
-      await pullFrom(outEntry!, pull);
-      pull = size;
-      const t = await medianOf(o.runs, async () => undefined, () => pullFrom(outEntry!, size));
-      out[system] = mbps(size, t);
-      o.note(`throughput ${system}: into ${f0(into[system]!)} MB/s, out ${f0(out[system]!)} MB/s`);
+  return withCleanup(async (c) => {
+    const sink = await sinkTarget();
+    let pull = size;
+    const source = await sourceTarget(() => pull);
+    c.add(() => sink.close());
+    c.add(() => source.close());
+    const entries = await allEntries(c, [sink.port, source.port]);
+    const into = bySystem(await interleaved(o.runs, entries, ([e]) => pushInto(e!, 64 * MiB, sink), ([e]) => pushInto(e!, size, sink)), (t) => mbps(size, median(t)));
+    const out = bySystem(await interleaved(o.runs, entries,
+      async ([, e]) => { pull = 64 * MiB; await pullFrom(e!, pull); pull = size; },
+      ([, e]) => pullFrom(e!, size)), (t) => mbps(size, median(t)));
+    for (const system of SYSTEMS) o.note(`throughput ${system}: into ${f0(into[system])} MB/s, out ${f0(out[system])} MB/s`);
+    const row = (measure: string, v: Record<System, number>): Row => ({
+      scenario: '1. Throughput', measure, rport: `${f0(v.rport)} MB/s`, openssh: `${f0(v.openssh)} MB/s`, raw: `${f0(v.raw)} MB/s`,
+      ratio: `${(v.rport / v.openssh).toFixed(2)}x`, goal: '>= 1.0x OpenSSH', met: v.rport >= v.openssh,
     });
-  }
-  const row = (measure: string, v: Record<string, number>): Row => ({
-    scenario: '1. Throughput', measure, rport: `${f0(v.rport!)} MB/s`, openssh: `${f0(v.openssh!)} MB/s`, raw: `${f0(v.raw!)} MB/s`,
-    ratio: `${(v.rport! / v.openssh!).toFixed(2)}x`, goal: '>= 1.0x OpenSSH', met: v.rport! >= v.openssh!,
+    return [row(`one stream into the tunnel (${size / MiB} MiB, median of ${o.runs}, systems taking turns)`, into), row(`one stream out of the tunnel (${size / MiB} MiB)`, out)];
   });
-  return [row(`one stream into the tunnel (${size / MiB} MiB, median of ${o.runs})`, into), row(`one stream out of the tunnel (${size / MiB} MiB)`, out)];
 }
 
 export async function latency(o: Options): Promise<Row[]> {
   const rounds = o.quick ? 2000 : 10_000;
-  const med: Record<string, number> = {};
-  const p99: Record<string, number> = {};
-  for (const system of SYSTEMS) {
-    await withCleanup(async (c) => {
-      const echo = await echoTarget();
-      c.add(() => echo.close());
-      const [entry] = await entriesFor(c, [echo.port], system);
-      // A long warm-up: the first few thousand round trips in fresh processes include JIT compilation,
-      // which would otherwise be most of the tail.
-      await pingPong(entry!, rounds / 2);
-      const runs: number[][] = [];
-      for (let i = 0; i < o.runs; i++) runs.push(await pingPong(entry!, rounds));
-      med[system] = median(runs.map((r) => median(r)));
-      p99[system] = median(runs.map((r) => percentile(r, 99)));
-      o.note(`latency ${system}: median ${f0(med[system]!)} us, p99 ${f0(p99[system]!)} us`);
-    });
-  }
-  const added = (s: System) => med[s]! - med.raw!;
-  return [
-    {
-      scenario: '2. Latency', measure: `1-byte round trip, median (${rounds} x ${o.runs})`, rport: `${f0(med.rport!)} us`, openssh: `${f0(med.openssh!)} us`, raw: `${f0(med.raw!)} us`,
-      ratio: `added ${f0(added('rport'))} vs ${f0(added('openssh'))} us`, goal: 'added latency <= OpenSSH', met: added('rport') <= added('openssh'),
-    },
-    {
-      scenario: '2. Latency', measure: `1-byte round trip, p99 (median of ${o.runs} runs' p99)`, rport: `${f0(p99.rport!)} us`, openssh: `${f0(p99.openssh!)} us`, raw: `${f0(p99.raw!)} us`,
-      ratio: `p99/median ${(p99.rport! / med.rport!).toFixed(2)}`, goal: 'p99 < 2x median', met: p99.rport! < 2 * med.rport!,
-    },
-  ];
+  return withCleanup(async (c) => {
+    const echo = await echoTarget();
+    c.add(() => echo.close());
+    const entries = await allEntries(c, [echo.port]);
+    // A long warm-up: the first few thousand round trips in fresh processes include JIT compilation,
+    // which would otherwise be most of the tail.
+    const runs = await interleaved(o.runs, entries, ([e]) => pingPong(e!, rounds / 2), ([e]) => pingPong(e!, rounds));
+    const med = bySystem(runs, (rs) => median(rs.map((r) => median(r))));
+    const p99 = bySystem(runs, (rs) => median(rs.map((r) => percentile(r, 99))));
+    for (const system of SYSTEMS) o.note(`latency ${system}: median ${f0(med[system])} us, p99 ${f0(p99[system])} us`);
+    const added = (s: System) => med[s] - med.raw;
+    return [
+      {
+        scenario: '2. Latency', measure: `1-byte round trip, median (${rounds} x ${o.runs}, systems taking turns)`, rport: `${f0(med.rport)} us`, openssh: `${f0(med.openssh)} us`, raw: `${f0(med.raw)} us`,
+        ratio: `added ${f0(added('rport'))} vs ${f0(added('openssh'))} us`, goal: 'added latency <= OpenSSH', met: added('rport') <= added('openssh'),
+      },
+      {
+        scenario: '2. Latency', measure: `1-byte round trip, p99 (median of ${o.runs} runs' p99)`, rport: `${f0(p99.rport)} us`, openssh: `${f0(p99.openssh)} us`, raw: `${f0(p99.raw)} us`,
+        ratio: `p99/median ${(p99.rport / med.rport).toFixed(2)}`, goal: 'p99 < 2x median', met: p99.rport < 2 * med.rport,
+      },
+    ];
+  });
 }
 
 /** n parallel streams into `entry`, each `each` bytes, counted per connection at a sink. */

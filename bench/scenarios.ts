@@ -44,6 +44,9 @@ async function medianOf(runs: number, warmup: () => Promise<unknown>, once: () =
 type System = 'rport' | 'openssh' | 'raw';
 const SYSTEMS: System[] = ['raw', 'openssh', 'rport'];
 
+const forEachSystem = <R>(f: (s: System) => R): Record<System, R> => Object.fromEntries(SYSTEMS.map((s) => [s, f(s)])) as Record<System, R>;
+const bySystem = <T, R>(xs: Record<System, T>, f: (x: T) => R): Record<System, R> => forEachSystem((s) => f(xs[s]));
+
 /** Entry ports to the same targets: directly (raw), through ssh -R, and through rport. */
 async function entriesFor(c: Cleanup, targets: number[], system: System, via?: (port: number) => Promise<number>): Promise<number[]> {
   if (system === 'raw') return targets;
@@ -57,7 +60,7 @@ async function entriesFor(c: Cleanup, targets: number[], system: System, via?: (
  */
 async function interleaved<T>(runs: number, entries: Record<System, number[]>, warmup: (e: number[]) => Promise<unknown>, once: (e: number[]) => Promise<T>): Promise<Record<System, T[]>> {
   for (const system of SYSTEMS) await warmup(entries[system]);
-  const res = { raw: [], openssh: [], rport: [] } as Record<System, T[]>;
+  const res = forEachSystem((): T[] => []);
   for (let i = 0; i < runs; i++) for (const system of SYSTEMS) res[system].push(await once(entries[system]));
   return res;
 }
@@ -68,9 +71,6 @@ async function allEntries(c: Cleanup, targets: number[]): Promise<Record<System,
   for (const system of SYSTEMS) res[system] = await entriesFor(c, targets, system);
   return res;
 }
-
-const bySystem = <T, R>(xs: Record<System, T>, f: (x: T) => R): Record<System, R> =>
-  ({ raw: f(xs.raw), openssh: f(xs.openssh), rport: f(xs.rport) });
 
 export async function throughput(o: Options): Promise<Row[]> {
   const size = o.quick ? 256 * MiB : 1024 * MiB;

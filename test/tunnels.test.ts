@@ -7,7 +7,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from './helpers/procs.js';
-import { SSHD, startSshd } from './helpers/sshd.js';
+import { sshdPath, startSshd } from './helpers/sshd.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -161,7 +161,7 @@ test('API errors: JSON with the right status and the bad field named', async (t)
   assert.deepEqual([r.status, r.body.error.code], [404, 'not_found']);
 });
 
-test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!SSHD && 'openssh-server is not installed') || (process.getuid?.() !== 0 && 'sshd needs root here') }, async (t) => {
+test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!sshdPath() && 'openssh-server is not installed') || (process.getuid?.() !== 0 && 'sshd needs root here') }, async (t) => {
   const { port: sshPort, userKey } = await startSshd(tmpDir(t), (fn) => cleanup(t, fn));
 
   const server = await startServer(t);

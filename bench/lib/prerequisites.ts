@@ -1,13 +1,18 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { SSHD_PATHS } from '../../test/helpers/sshd.js';
+import { HARNESS_TOOLS, SYSTEMD_PATHS } from '../../test/helpers/systemd.js';
 
 /** What the bench runs besides rport, each as a file that shows it is installed and its Debian package. */
-const NEEDED: Array<{ files: string[]; pkg: string; for: string }> = [
-  { files: ['/usr/sbin/sshd'], pkg: 'openssh-server', for: 'the OpenSSH anchor (a private sshd)' },
-  { files: ['/usr/bin/ssh', '/usr/bin/ssh-keygen'], pkg: 'openssh-client', for: 'the OpenSSH anchor (ssh -R)' },
-  { files: ['/lib/systemd/systemd', '/usr/lib/systemd/systemd'], pkg: 'systemd', for: 'the watchdog scenario (a real systemd)' },
-  { files: ['/usr/bin/unshare'], pkg: 'util-linux', for: 'the watchdog scenario (a private mount namespace)' },
+interface Need { files: string[]; pkg: string; for: string }
+const NEEDED: Need[] = [
+  { files: SSHD_PATHS, pkg: 'openssh-server', for: 'the OpenSSH anchor (a private sshd)' },
+  { files: ['/usr/bin/ssh'], pkg: 'openssh-client', for: 'the OpenSSH anchor (ssh -R)' },
+  { files: ['/usr/bin/ssh-keygen'], pkg: 'openssh-client', for: 'the OpenSSH anchor (its keys)' },
+  { files: SYSTEMD_PATHS, pkg: 'systemd', for: 'the watchdog scenario (a real systemd)' },
+  ...Object.entries(HARNESS_TOOLS).map(([file, pkg]) => ({ files: [file], pkg, for: 'the watchdog scenario (systemd in a private mount namespace)' })),
 ];
+const installed = (n: Need) => n.files.some((f) => existsSync(f));
 
 const APT_TIMEOUT_MS = 10 * 60_000;
 
@@ -16,7 +21,7 @@ const APT_TIMEOUT_MS = 10 * 60_000;
  * Returns a line per package installed, or throws with the install command.
  */
 export function ensurePrerequisites(): string[] {
-  const missing = NEEDED.filter((n) => !n.files.some((f) => existsSync(f)));
+  const missing = NEEDED.filter((n) => !installed(n));
   if (!missing.length) return [];
   const pkgs = [...new Set(missing.map((m) => m.pkg))];
   const why = missing.map((m) => `${m.pkg} for ${m.for}`).join(', ');
@@ -28,7 +33,7 @@ export function ensurePrerequisites(): string[] {
     const r = spawnSync('apt-get', args, { env, encoding: 'utf8', timeout: APT_TIMEOUT_MS });
     if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? '').trim().split('\n').pop()}`);
   }
-  const still = missing.filter((n) => !n.files.some((f) => existsSync(f)));
+  const still = missing.filter((n) => !installed(n));
   if (still.length) throw new Error(`apt-get installed ${pkgs.join(' ')} but ${still.map((m) => m.files.join(' or ')).join(', ')} is still missing`);
   return missing.map((m) => `installed ${m.pkg} for ${m.for}`);
 }

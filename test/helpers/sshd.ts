@@ -3,7 +3,10 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { freePort, Proc } from './procs.js';
 
-export const SSHD = ['/usr/sbin/sshd'].find((p) => existsSync(p));
+/** Where Debian's openssh-server puts sshd. */
+export const SSHD_PATHS = ['/usr/sbin/sshd'];
+/** The installed sshd, looked up when asked: the bench may install it after this module is loaded. */
+export const sshdPath = (): string | undefined => SSHD_PATHS.find((p) => existsSync(p));
 
 /**
  * A private OpenSSH server on 127.0.0.1: its own host key, config and authorized key in `dir`, never the
@@ -20,7 +23,7 @@ export async function startSshd(dir: string, onCleanup: (fn: () => unknown) => v
   writeFileSync(join(dir, 'sshd_config'), [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'host_key')}`, `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
     'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no', 'PermitRootLogin prohibit-password', 'StrictModes no',
     `PidFile ${join(dir, 'sshd.pid')}`, ...extraConfig].join('\n') + '\n');
-  const proc = new Proc(spawn(SSHD!, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const proc = new Proc(spawn(sshdPath()!, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] }));
   onCleanup(() => proc.stop());
   await proc.waitFor(/Server listening on 127\.0\.0\.1 port/);
   return { port, userKey: join(dir, 'user_key'), proc };

@@ -4,13 +4,18 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const SYSTEMD = ['/lib/systemd/systemd', '/usr/lib/systemd/systemd'].find((p) => existsSync(p));
+/** Where Debian's systemd package puts the manager. */
+export const SYSTEMD_PATHS = ['/lib/systemd/systemd', '/usr/lib/systemd/systemd'];
+/** Looked up when asked: the bench may install systemd after this module is loaded. */
+const systemdPath = (): string | undefined => SYSTEMD_PATHS.find((p) => existsSync(p));
+/** Other programs the harness runs, each with its Debian package. */
+export const HARNESS_TOOLS: Record<string, string> = { '/usr/bin/unshare': 'util-linux', '/usr/bin/setsid': 'util-linux', '/usr/bin/systemctl': 'systemd' };
 
 /** Why a real systemd cannot run here, or undefined when it can. */
 export function systemdUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (a private mount namespace and a cgroup of its own for systemd --user)';
-  if (!SYSTEMD) return 'systemd is not installed';
-  for (const tool of ['/usr/bin/unshare', '/usr/bin/setsid', '/usr/bin/systemctl']) if (!existsSync(tool)) return `${tool} is missing`;
+  if (!systemdPath()) return 'systemd is not installed';
+  for (const tool of Object.keys(HARNESS_TOOLS)) if (!existsSync(tool)) return `${tool} is missing`;
   return undefined;
 }
 
@@ -58,7 +63,7 @@ mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/systemd/system
 for d in ${cgroups.join(' ')}; do echo $$ > $d/cgroup.procs; done
 export HOME="$0/home" XDG_CONFIG_HOME="$0/home/.config" XDG_DATA_HOME="$0/home/.local/share" XDG_STATE_HOME="$0/home/.local/state" XDG_CACHE_HOME="$0/home/.cache" SYSTEMD_UNIT_PATH="$0/units"
-exec ${SYSTEMD} --user --unit=harness.target`;
+exec ${systemdPath()} --user --unit=harness.target`;
     const manager = spawn('setsid', ['unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script, dir], {
       stdio: 'ignore',
       env: { ...process.env, XDG_RUNTIME_DIR: join(dir, 'runtime'), NOTIFY_SOCKET: '' },

@@ -64,3 +64,33 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);
 }
+
+/**
+ * At most one line per interval for a kind of event a peer can repeat at will (failed logins, refused
+ * connections): the first is written at once, the rest are counted and summed up in one line when the
+ * interval ends, so a flood cannot fill the disk and the operator still sees how many there were.
+ */
+export class LogLimiter {
+  private readonly held = new Map<string, { count: number; last: string }>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly intervalMs = 60_000,
+  ) {}
+
+  warn(kind: string, msg: string): void {
+    const h = this.held.get(kind);
+    if (h) {
+      h.count++;
+      h.last = msg;
+      return;
+    }
+    this.log.warn(msg);
+    this.held.set(kind, { count: 0, last: '' });
+    setTimeout(() => {
+      const held = this.held.get(kind)!;
+      this.held.delete(kind);
+      if (held.count > 0) this.log.warn(`${held.count} more like this in the last ${this.intervalMs / 1000}s (${kind}); the last: ${held.last}`);
+    }, this.intervalMs).unref();
+  }
+}

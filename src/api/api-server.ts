@@ -83,15 +83,17 @@ export function createApi(o: ApiOptions): FastifyInstance {
     schema: { body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: { type: 'string', maxLength: 200 }, password: { type: 'string', maxLength: 1000 } } } },
   }, async (req, reply) => {
     const ip = ipOf(req);
-    const banned = o.throttle.bannedFor(ip);
+    // The throttle is shared with client logins: API users are counted under their own names.
+    const account = `api:${req.body.username}`;
+    const banned = o.throttle.bannedFor(ip, account);
     if (banned > 0) return fail(reply, 429, 'too_many_failed_logins', `too many failed logins from ${ip}: try again in ${Math.ceil(banned / 60000)} minute(s)`);
     const ok = !o.user || (safeEqual(req.body.username, o.user) && safeEqual(req.body.password, o.password));
     if (!ok) {
-      o.throttle.failed(ip);
+      o.throttle.failed(ip, account);
       o.log.warn(`failed API login as "${req.body.username}" from ${ip}`);
       return fail(reply, 401, 'unauthorized', 'wrong username or password');
     }
-    o.throttle.succeeded(ip);
+    o.throttle.succeeded(ip, account);
     return { data: tokens.issue(req.body.username) };
   });
 

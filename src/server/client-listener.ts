@@ -87,7 +87,7 @@ export class ClientListener {
     const refuse = (status: number, why: string) => {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
-    const banned = this.o.throttle.bannedFor(ip);
+    const banned = this.o.throttle.sourceBannedFor(ip);
     if (banned > 0) {
       this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
       return refuse(403, `too many failed logins from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)}`);
@@ -146,11 +146,11 @@ export class ClientListener {
       const ok = await this.o.credentials.verify(ctx.username, ctx.password).catch(() => false);
       if (ok) {
         authId = ctx.username;
-        this.o.throttle.succeeded(ip);
+        this.o.throttle.succeeded(ip, ctx.username);
         return ctx.accept();
       }
       this.o.metrics.handshakeFailures.inc({ reason: 'auth' });
-      const banned = this.o.throttle.failed(ip);
+      const banned = this.o.throttle.failed(ip, ctx.username);
       log.warn(`failed login as "${ctx.username}" from ${ip}${banned ? `: ${ip} is now banned (max_failed_login reached)` : ''}`);
       ctx.reject(['password']);
     });

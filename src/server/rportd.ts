@@ -31,6 +31,8 @@ export class Rportd {
   readonly registry: ClientRegistry;
   private readonly tunnels: TunnelManager;
   private readonly metrics: Metrics;
+  /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
+  private readonly throttle: LoginThrottle;
   private readonly http: Server;
   private api: FastifyInstance | undefined;
   private listener: ClientListener | undefined;
@@ -53,6 +55,11 @@ export class Rportd {
     this.registry = new ClientRegistry(this.store);
     this.tunnels = new TunnelManager(cfg.tunnelPorts, log.child('tunnels'), this.store);
     this.metrics = new Metrics(this.registry, this.tunnels);
+    this.throttle = new LoginThrottle(cfg.maxFailedLogin, cfg.banTimeMs, {
+      get: (k) => this.store.failedLogin(k),
+      set: (k, r) => this.store.setFailedLogin(k, r),
+      clear: (k) => this.store.clearFailedLogin(k),
+    });
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key }, plain) : createServer(plain);
   }
 
@@ -61,11 +68,7 @@ export class Rportd {
     this.listener = new ClientListener({
       hostKey: this.hostKey,
       credentials: this.credentials,
-      throttle: new LoginThrottle(c.maxFailedLogin, c.banTimeMs, {
-        get: (a) => this.store.failedLogin(a),
-        set: (a, n, until) => this.store.setFailedLogin(a, n, until),
-        clear: (a) => this.store.clearFailedLogin(a),
-      }),
+      throttle: this.throttle,
       metrics: this.metrics,
       registry: this.registry,
       log: this.log.child('clients'),
@@ -80,7 +83,7 @@ export class Rportd {
     if (c.api.address) {
       this.api = createApi({
         user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, credentials: this.credentials,
-        metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: new LoginThrottle(c.maxFailedLogin, c.banTimeMs), log: this.log.child('api'),
+        metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: this.throttle, log: this.log.child('api'),
       });
       await this.api.ready();
       api = await listen(this.api.server, c.api.address.host, c.api.address.port, 'the API ([api] address)');
@@ -110,9 +113,11 @@ export class Rportd {
     }
   }
 
-  /** keep_disconnected_clients: clients gone for longer leave the registry, with their tunnels. */
+  /** keep_disconnected_clients: clients gone for longer leave the registry, with their tunnels; stale login failures go too. */
   private purge(): void {
-    for (const id of this.store.purgeDisconnected(Date.now() - this.cfg.keepDisconnectedMs)) {
+    const now = Date.now();
+    this.store.purgeFailedLogins(now, now - this.cfg.banTimeMs);
+    for (const id of this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);
       this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);
     }

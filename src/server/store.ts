@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FailureRecord } from './login-throttle.js';
 
 /**
  * The server's registry on disk: SQLite in WAL mode in data_dir. Every write is one transaction that is
@@ -60,6 +61,8 @@ const MIGRATIONS: string[] = [
      count INTEGER NOT NULL,
      banned_until INTEGER NOT NULL DEFAULT 0
    );`,
+  // Failures counted per source and account (the key), forgotten ban_time after the last one.
+  `ALTER TABLE failed_logins ADD COLUMN last_failed_at INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export interface ClientRow {
@@ -226,15 +229,21 @@ export class Store {
 
   // --- failed logins ----------------------------------------------------------------------------------------
 
-  failedLogin(address: string): { count: number; banned_until: number } | undefined {
-    return this.db.prepare('SELECT count, banned_until FROM failed_logins WHERE address = ?').get(address) as { count: number; banned_until: number } | undefined;
+  failedLogin(key: string): FailureRecord | undefined {
+    return this.db.prepare('SELECT count, banned_until, last_failed_at FROM failed_logins WHERE address = ?').get(key) as FailureRecord | undefined;
   }
 
-  setFailedLogin(address: string, count: number, bannedUntil: number): void {
-    this.db.prepare('INSERT INTO failed_logins (address, count, banned_until) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET count = excluded.count, banned_until = excluded.banned_until').run(address, count, bannedUntil);
+  setFailedLogin(key: string, r: FailureRecord): void {
+    this.db.prepare(`INSERT INTO failed_logins (address, count, banned_until, last_failed_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (address) DO UPDATE SET count = excluded.count, banned_until = excluded.banned_until, last_failed_at = excluded.last_failed_at`).run(key, r.count, r.banned_until, r.last_failed_at);
   }
 
-  clearFailedLogin(address: string): void {
-    this.db.prepare('DELETE FROM failed_logins WHERE address = ?').run(address);
+  clearFailedLogin(key: string): void {
+    this.db.prepare('DELETE FROM failed_logins WHERE address = ?').run(key);
+  }
+
+  /** Failure counts with no ban left and no failure since `before`: a flood from many sources must not grow the table forever. */
+  purgeFailedLogins(now: number, before: number): void {
+    this.db.prepare('DELETE FROM failed_logins WHERE banned_until < ? AND last_failed_at < ?').run(now, before);
   }
 }

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import type { ServerUrl } from '../config/server-url.js';
 import { ControlChannel } from '../transport/control-channel.js';
 import { fingerprintMatches, fingerprintOf } from '../transport/host-key.js';
-import { CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../transport/protocol.js';
+import { AUTH_ID_HEADER, CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../transport/protocol.js';
 import { sshStream } from '../transport/ws-stream.js';
 import type { StepClock } from './step-clock.js';
 
@@ -132,7 +132,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     const ws = new WebSocket(o.server.href, WS_SUBPROTOCOL, {
       createConnection: () => sock,
       perMessageDeflate: false,
-      headers: o.headers,
+      headers: { ...o.headers, [AUTH_ID_HEADER]: encodeURIComponent(o.authId) },
       maxPayload: 4 << 20,
       // A zero mask lets ws skip masking here and unmasking at the server (one pass over every byte each).
       // Masking keeps a browser page's chosen bytes from poisoning proxy caches; these bytes are SSH's own,

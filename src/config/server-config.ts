@@ -16,6 +16,9 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
   { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
+  { section: 'server', key: 'auth_multiuse_creds', type: 'bool', default: true, help: 'one credential may be used by several clients (each with its own id); false: by one client id only' },
+  { section: 'server', key: 'equate_clientauthid_clientid', type: 'bool', default: false, help: "a client's id must equal its credential's id (needs auth_multiuse_creds = false)" },
+  { section: 'server', key: 'max_auth_tries', type: 'int', default: 6, help: 'password attempts on one connection before it is closed (rport addition, as OpenSSH MaxAuthTries)' },
   { section: 'server', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for the host key and server data' },
   { section: 'server', key: 'client_login_timeout', type: 'duration', default: 30_000, help: 'a new connection must get from WebSocket upgrade to an accepted connection request within this (rport addition)' },
   { section: 'server', key: 'keep_disconnected_clients', type: 'duration', default: 3_600_000, help: 'how long a disconnected client stays in the registry' },
@@ -37,6 +40,11 @@ export interface ServerConfig {
   keySeed: string;
   auth: string;
   authFile: string;
+  /** auth_multiuse_creds */
+  multiuseCreds: boolean;
+  /** equate_clientauthid_clientid */
+  equateAuthIdClientId: boolean;
+  maxAuthTries: number;
   dataDir: string;
   keepDisconnectedMs: number;
   loginTimeoutMs: number;
@@ -95,6 +103,11 @@ export function serverConfig(c: Config): ServerConfig {
   if (auth && auth.indexOf(':') <= 0) c.fail('server', 'auth', 'is not in the form "id:password"');
   const authFile = c.get<string>('server', 'auth_file');
   if (!auth && !authFile) c.fail('server', 'auth', 'is not set and neither is auth_file: no client could log in (use e.g. auth = "client1:secret")');
+  const multiuseCreds = c.get<boolean>('server', 'auth_multiuse_creds');
+  const equateAuthIdClientId = c.get<boolean>('server', 'equate_clientauthid_clientid');
+  if (equateAuthIdClientId && multiuseCreds) c.fail('server', 'equate_clientauthid_clientid', 'is true while auth_multiuse_creds is true: set auth_multiuse_creds = false too');
+  const maxAuthTries = c.get<number>('server', 'max_auth_tries');
+  if (maxAuthTries < 1) c.fail('server', 'max_auth_tries', 'must be 1 or more (use e.g. 6)');
   const checkIntervalMs = c.get<number>('server', 'check_clients_connection_interval');
   if (checkIntervalMs < 1000) c.fail('server', 'check_clients_connection_interval', "must be at least 1s (use e.g. '5m')");
   const checkTimeoutMs = c.get<number>('server', 'check_clients_connection_timeout');
@@ -119,6 +132,9 @@ export function serverConfig(c: Config): ServerConfig {
     keySeed: c.get<string>('server', 'key_seed'),
     auth,
     authFile,
+    multiuseCreds,
+    equateAuthIdClientId,
+    maxAuthTries,
     dataDir: c.get<string>('server', 'data_dir'),
     keepDisconnectedMs: c.get<number>('server', 'keep_disconnected_clients'),
     loginTimeoutMs: c.get<number>('server', 'client_login_timeout') || c.fail('server', 'client_login_timeout', "must be above 0s (use e.g. '30s')"),

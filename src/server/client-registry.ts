@@ -1,4 +1,5 @@
 import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
+import type { IdentityRecords } from './identity.js';
 import type { ClientRow, Store } from './store.js';
 
 /** A connected client as the server sees it. */
@@ -20,16 +21,31 @@ export interface ClientSession {
 }
 
 const DAY_MS = 86_400_000;
+/** Pings only move last-seen times: they reach the store in one transaction this often, not one write each. */
+export const SEEN_FLUSH_MS = 5_000;
 
 /**
  * The clients: connected ones in memory by id (one session per id: a returning client replaces its stale
  * session), and every client, connected or not, in the store.
  */
-export class ClientRegistry {
+export class ClientRegistry implements IdentityRecords {
   private readonly byId = new Map<string, ClientSession>();
   private readonly listeners = new Set<() => void>();
+  private readonly unsaved = new Map<string, { id: string; at: number; watchdog: string | undefined }>();
+  private readonly flusher: NodeJS.Timeout;
 
-  constructor(readonly store: Store) {}
+  constructor(readonly store: Store) {
+    this.flusher = setInterval(() => this.flushSeen(), SEEN_FLUSH_MS);
+    this.flusher.unref();
+  }
+
+  ownerOf(clientId: string): string | undefined {
+    return this.store.clientOwner(clientId);
+  }
+
+  clientsOf(authId: string): string[] {
+    return this.store.clientIdsOfCredential(authId);
+  }
 
   get(id: string): ClientSession | undefined {
     return this.byId.get(id);
@@ -50,6 +66,7 @@ export class ClientRegistry {
   delete(session: ClientSession): void {
     if (this.byId.get(session.info.id) !== session) return;
     this.byId.delete(session.info.id);
+    this.unsaved.delete(session.info.id);
     this.store.clientDisconnected(session.info.id, Date.now());
     this.changed();
   }
@@ -57,8 +74,21 @@ export class ClientRegistry {
   /** A ping from the client: proof of life, its round trip and its watchdog state. */
   seen(session: ClientSession, watchdog: WatchdogFacts | undefined): void {
     if (watchdog) session.watchdog = watchdog;
-    this.store.clientSeen(session.info.id, session.lastSeenAt, watchdog ? JSON.stringify(watchdog) : undefined);
+    const id = session.info.id;
+    this.unsaved.set(id, { id, at: session.lastSeenAt, watchdog: watchdog ? JSON.stringify(watchdog) : this.unsaved.get(id)?.watchdog });
     this.changed();
+  }
+
+  /** Writes the last-seen times gathered since the last flush; also at shutdown. */
+  flushSeen(): void {
+    if (this.unsaved.size === 0) return;
+    this.store.clientsSeen(this.unsaved.values());
+    this.unsaved.clear();
+  }
+
+  close(): void {
+    clearInterval(this.flusher);
+    this.flushSeen();
   }
 
   list(): ClientSession[] {

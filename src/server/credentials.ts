@@ -1,14 +1,27 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import bcrypt from 'bcryptjs';
+import { BcryptPool } from './bcrypt-pool.js';
 
 const BCRYPT = /^\$2[abxy]\$\d\d\$/;
 
-/** Compares without leaking the length of the common prefix through timing. */
+/**
+ * A failed check is answered no sooner than this after it started, whether the id is unknown (no work), has
+ * a plain password (microseconds) or a bcrypt hash (about 70 ms at cost 10): the answer's timing tells an
+ * attacker nothing about which ids exist, and unknown ids cost no CPU at all.
+ */
+export const FAILED_CHECK_MIN_MS = 250;
+/** Successful bcrypt checks remembered, so a reconnect storm of a whole fleet does not redo them. */
+const VERIFIED_CACHE_SIZE = 10_000;
+
+/** Per process: digests of secrets are worth nothing outside it. */
+const macKey = randomBytes(32);
+const mac = (s: string) => createHmac('sha256', macKey).update(s).digest();
+
+/** Compares in constant time, leaking neither the common prefix nor the length. */
 export function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  return timingSafeEqual(mac(a), mac(b));
 }
 
 /** Credentials added through the API, kept (bcrypt-hashed) in the server's store. */
@@ -22,6 +35,9 @@ export interface CredentialStore {
  */
 export class Credentials {
   private store: CredentialStore | undefined;
+  private readonly pool = new BcryptPool();
+  /** Digests of (id, stored hash, password) that bcrypt accepted; insertion order gives the eviction order. */
+  private readonly verified = new Set<string>();
 
   private constructor(private readonly byId: Map<string, string>) {}
 
@@ -62,11 +78,33 @@ export class Credentials {
     return this.byId.size;
   }
 
+  /**
+   * Whether the password is right for the id; a failure resolves after FAILED_CHECK_MIN_MS at the earliest.
+   * Rejects with PoolBusyError when too many bcrypt checks are waiting (the caller refuses without counting).
+   */
   async verify(id: string, password: string): Promise<boolean> {
+    const started = performance.now();
+    const ok = await this.check(id, password);
+    if (!ok) await sleep(Math.max(0, FAILED_CHECK_MIN_MS - (performance.now() - started)));
+    return ok;
+  }
+
+  private async check(id: string, password: string): Promise<boolean> {
     const stored = this.byId.get(id) ?? this.store?.credential(id);
     if (stored === undefined) return false;
-    if (BCRYPT.test(stored)) return bcrypt.compare(password, stored.replace(/^\$2[xy]\$/, '$2b$'));
-    return safeEqual(stored, password);
+    if (!BCRYPT.test(stored)) return safeEqual(stored, password);
+    const key = mac(JSON.stringify([id, stored, password])).toString('base64');
+    if (this.verified.has(key)) return true;
+    const ok = await this.pool.compare(password, stored.replace(/^\$2[xy]\$/, '$2b$'));
+    if (ok) {
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.values().next().value!);
+      this.verified.add(key);
+    }
+    return ok;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }
 

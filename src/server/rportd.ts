@@ -74,6 +74,8 @@ export class Rportd {
       log: this.log.child('clients'),
       checkTimeoutMs: c.checkTimeoutMs,
       loginTimeoutMs: c.loginTimeoutMs,
+      maxAuthTries: c.maxAuthTries,
+      identity: { multiuseCreds: c.multiuseCreds, equateAuthIdClientId: c.equateAuthIdClientId },
       tunnels: this.tunnels,
     });
     this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));
@@ -132,7 +134,8 @@ export class Rportd {
       s.close(() => r());
       s.closeAllConnections();
     }));
-    await Promise.all(closing);
+    await Promise.all([...closing, this.credentials.close()]);
+    this.registry.close();
     this.store.close();
   }
 }

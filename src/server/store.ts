@@ -62,7 +62,9 @@ const MIGRATIONS: string[] = [
      banned_until INTEGER NOT NULL DEFAULT 0
    );`,
   // Failures counted per source and account (the key), forgotten ban_time after the last one.
-  `ALTER TABLE failed_logins ADD COLUMN last_failed_at INTEGER NOT NULL DEFAULT 0;`,
+  // ... and a client id's owner (auth_id) looked up by credential for auth_multiuse_creds.
+  `ALTER TABLE failed_logins ADD COLUMN last_failed_at INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX clients_by_auth_id ON clients (auth_id);`,
 ];
 
 export interface ClientRow {
@@ -142,7 +144,7 @@ export class Store {
       this.db.prepare(`INSERT INTO clients (id, name, tags, hostname, os, arch, version, address, auth_id, pid, process_start, connected, connected_at, disconnected_at, last_seen_at, watchdog)
         VALUES (@id, @name, @tags, @hostname, @os, @arch, @version, @address, @auth_id, @pid, @process_start, 1, @now, NULL, @now, @watchdog)
         ON CONFLICT (id) DO UPDATE SET name = @name, tags = @tags, hostname = @hostname, os = @os, arch = @arch, version = @version, address = @address,
-          auth_id = @auth_id, pid = @pid, process_start = @process_start, connected = 1, connected_at = @now, disconnected_at = NULL, last_seen_at = @now, watchdog = @watchdog`).run({ ...c, now });
+          auth_id = COALESCE(NULLIF(auth_id, ''), @auth_id), pid = @pid, process_start = @process_start, connected = 1, connected_at = @now, disconnected_at = NULL, last_seen_at = @now, watchdog = @watchdog`).run({ ...c, now });
     })();
   }
 
@@ -150,9 +152,16 @@ export class Store {
     this.db.prepare('UPDATE clients SET connected = 0, disconnected_at = ?, last_seen_at = ? WHERE id = ?').run(now, now, id);
   }
 
-  clientSeen(id: string, now: number, watchdog: string | undefined): void {
-    if (watchdog === undefined) this.db.prepare('UPDATE clients SET last_seen_at = ? WHERE id = ?').run(now, id);
-    else this.db.prepare('UPDATE clients SET last_seen_at = ?, watchdog = ? WHERE id = ?').run(now, watchdog, id);
+  /** Last-seen times (and watchdog facts, where they changed) of many clients in one transaction. */
+  clientsSeen(seen: Iterable<{ id: string; at: number; watchdog: string | undefined }>): void {
+    const at = this.db.prepare('UPDATE clients SET last_seen_at = ? WHERE id = ?');
+    const both = this.db.prepare('UPDATE clients SET last_seen_at = ?, watchdog = ? WHERE id = ?');
+    this.db.transaction(() => {
+      for (const s of seen) {
+        if (s.watchdog === undefined) at.run(s.at, s.id);
+        else both.run(s.at, s.watchdog, s.id);
+      }
+    })();
   }
 
   /** At start: no client is connected yet, whatever the last run left behind. */
@@ -162,6 +171,15 @@ export class Store {
 
   clients(): ClientRow[] {
     return this.db.prepare('SELECT * FROM clients ORDER BY id').all() as ClientRow[];
+  }
+
+  /** The credential that first registered the client id. */
+  clientOwner(id: string): string | undefined {
+    return (this.db.prepare('SELECT auth_id FROM clients WHERE id = ?').get(id) as { auth_id: string } | undefined)?.auth_id;
+  }
+
+  clientIdsOfCredential(authId: string): string[] {
+    return (this.db.prepare('SELECT id FROM clients WHERE auth_id = ? ORDER BY id').all(authId) as Array<{ id: string }>).map((r) => r.id);
   }
 
   clientCount(): number {

@@ -3,6 +3,11 @@
 
 export const WS_SUBPROTOCOL = 'rport-v1';
 export const CONTROL_SUBSYSTEM = 'rport-control@rport';
+/**
+ * The auth id the client will log in with, sent with the WebSocket upgrade only so that a banned id can be
+ * told so in plain words (HTTP 403) instead of a bare SSH auth failure; SSH auth decides, not this header.
+ */
+export const AUTH_ID_HEADER = 'x-rport-auth-id';
 
 /** The client's first request on the control channel. */
 export interface ConnectRequest {

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import type ssh2 from 'ssh2';
+import type { WebSocket } from 'ws';
+import { formatDuration } from '../config/duration.js';
+import { errorMessage, type LogLimiter, type Logger } from '../log.js';
+import { ControlChannel } from '../transport/control-channel.js';
+import { CONTROL_SUBSYSTEM, METHOD, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
+import { PoolBusyError } from './bcrypt-pool.js';
+import type { ClientRegistry, ClientSession } from './client-registry.js';
+import { validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
+import type { Credentials } from './credentials.js';
+import { checkIdentity, type IdentityRules } from './identity.js';
+import type { KeyedLock } from './keyed-lock.js';
+import { SOURCE_FACTOR, type LoginThrottle } from './login-throttle.js';
+import type { Metrics } from './metrics.js';
+import { Refusal } from './refusal.js';
+import type { ClientLink, TunnelManager } from './tunnels.js';
+
+/** How long an old session of a returning client id gets to prove it is alive. */
+const STALE_CHECK_MAX_MS = 5_000;
+
+/** What every connection shares: the server's parts and its rules. */
+export interface ConnectionContext {
+  credentials: Credentials;
+  throttle: LoginThrottle;
+  registry: ClientRegistry;
+  tunnels: TunnelManager;
+  metrics: Metrics;
+  log: Logger;
+  /** Failed logins and refusals: a peer can repeat them at will. */
+  limited: LogLimiter;
+  /** Connection requests run one at a time per client id, so two racing for one id cannot both win. */
+  connecting: KeyedLock;
+  identity: IdentityRules;
+  maxAuthTries: number;
+  checkTimeoutMs: number;
+  /** From WebSocket upgrade to an accepted connection request; a client that stalls in between is dropped. */
+  loginTimeoutMs: number;
+}
+
+/**
+ * One client's SSH connection, from password auth through the connection request to its end. Only what
+ * rport uses is accepted: password auth, our control subsystem, tunnel bindings.
+ */
+export class ClientConnection {
+  private authId = '';
+  private authTries = 0;
+  private probed = false;
+  private session: ClientSession | undefined;
+  private link: ClientLink | undefined;
+  private closed = false;
+  private readonly setupTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly c: ConnectionContext,
+    private readonly client: ssh2.Connection,
+    private readonly ip: string,
+    private readonly ws: WebSocket | undefined,
+  ) {
+    this.setupTimer = setTimeout(() => this.onLoginTimeout(), c.loginTimeoutMs);
+    client.on('error', (err) => c.log.debug(`connection from ${ip}: ${errorMessage(err)}`));
+    client.on('close', () => this.onClose());
+    client.on('authentication', (ctx) => void this.onAuthentication(ctx));
+    // Tunnel bindings: the bind address is a tunnel id the client agreed to carry (see TunnelTargets).
+    client.on('request', (accept, reject, name) => {
+      if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') accept?.();
+      else reject?.();
+    });
+    client.on('ready', () => client.on('session', (accept) => this.onSession(accept())));
+  }
+
+  /** end() waits for the peer's close handshake, which a dead peer never sends. */
+  private drop(): void {
+    this.client.end();
+    this.ws?.terminate();
+  }
+
+  private onLoginTimeout(): void {
+    this.c.limited.warn('login timeout', `dropping ${this.ip}: no accepted connection request within ${formatDuration(this.c.loginTimeoutMs)} ([server] client_login_timeout)`);
+    this.c.metrics.handshakeFailures.inc({ reason: 'timeout' });
+    this.drop();
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    clearTimeout(this.setupTimer);
+    const s = this.session;
+    if (!s) return;
+    if (this.link) this.c.tunnels.detach(s.info.id, this.link);
+    this.c.registry.delete(s);
+    this.c.log.info(`client ${s.info.id} disconnected (${this.ip})`);
+  }
+
+  private async onAuthentication(ctx: ssh2.AuthContext): Promise<void> {
+    const { c, ip } = this;
+    // The first "none" probe is how SSH clients ask which methods there are; every other attempt counts.
+    if (ctx.method === 'none' && !this.probed) {
+      this.probed = true;
+      return ctx.reject(['password']);
+    }
+    if (++this.authTries > c.maxAuthTries) {
+      c.limited.warn('auth tries', `closing the connection from ${ip}: more than ${c.maxAuthTries} login attempts on it ([server] max_auth_tries)`);
+      ctx.reject();
+      return this.drop();
+    }
+    if (ctx.method !== 'password') return ctx.reject(['password']);
+    const user = ctx.username;
+    const banned = c.throttle.bannedFor(ip, user);
+    if (banned > 0) {
+      c.metrics.handshakeFailures.inc({ reason: 'banned' });
+      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)} after max_failed_login failures`);
+      return ctx.reject(['password']);
+    }
+    let ok: boolean;
+    try {
+      ok = await c.credentials.verify(user, ctx.password);
+    } catch (err) {
+      // Too many checks waiting: refused, not counted against the id (the flood is not its fault).
+      c.metrics.handshakeFailures.inc({ reason: 'busy' });
+      c.limited.warn('busy', `refused a login as "${user}" from ${ip} unchecked: ${err instanceof PoolBusyError ? err.message : errorMessage(err)}`);
+      return ctx.reject(['password']);
+    }
+    if (this.closed) return;
+    if (ok) {
+      this.authId = user;
+      c.throttle.succeeded(ip, user);
+      return ctx.accept();
+    }
+    c.metrics.handshakeFailures.inc({ reason: 'auth' });
+    const ban = c.throttle.failed(ip, user);
+    const what = ban === 'source' ? `: ${ip} is now banned (${c.throttle.maxFailed * SOURCE_FACTOR} failures over several ids)` : ban === 'account' ? `: ${ip} may not try "${user}" for ban_time (max_failed_login reached)` : '';
+    c.limited.warn('failed login', `failed login as "${user}" from ${ip}${what}`);
+    ctx.reject(['password']);
+  }
+
+  private onSession(s: ssh2.Session): void {
+    s.on('subsystem', (acceptSub, rejectSub, info) => {
+      if (info.name !== CONTROL_SUBSYSTEM || this.session) return rejectSub();
+      const control = new ControlChannel(acceptSub());
+      control.on('activity', () => {
+        if (this.session) this.session.lastSeenAt = Date.now();
+      });
+      control.handle(METHOD.ping, () => ({ now: Date.now() }));
+      control.handle(METHOD.connect, async (params) => {
+        try {
+          return await this.onConnectRequest(params, control);
+        } catch (err) {
+          const reason = err instanceof Refusal ? err.reason : 'refused';
+          this.c.metrics.handshakeFailures.inc({ reason });
+          this.c.limited.warn(`refused ${reason}`, `refused a connection request from ${this.ip} as ${this.authId}: ${errorMessage(err)}`);
+          throw err;
+        }
+      });
+      control.on('close', () => this.client.end());
+    });
+  }
+
+  private async onConnectRequest(params: unknown, control: ControlChannel): Promise<ConnectReply> {
+    if (this.session) throw new Refusal('refused', 'already connected on this connection');
+    const info = validateConnectRequest(params);
+    const { c } = this;
+    return c.connecting.run(info.id, async () => {
+      if (this.closed) throw new Refusal('refused', 'the connection closed while it waited for its turn');
+      checkIdentity(info.id, this.authId, c.identity, c.registry);
+      await this.replaceStale(info);
+      if (this.closed) throw new Refusal('refused', 'the connection closed during the stale-session check');
+      const session = (this.session = this.makeSession(info, control));
+      c.registry.set(session);
+      clearTimeout(this.setupTimer);
+      c.metrics.handshakes.inc();
+      c.log.info(`client ${info.id} (${info.name}) connected from ${this.ip} as ${this.authId}, version ${info.version}, pid ${info.pid}`);
+      const link: ClientLink = (this.link = { control, ssh: this.client });
+      // After the reply: the client must be connected before it can answer tunnel requests.
+      setImmediate(() => void c.tunnels.attach(info.id, link, info.remotes));
+      return { sessionId: session.sessionId };
+    });
+  }
+
+  /**
+   * A client id that is already registered: if the old session is the same process reconnecting, or does
+   * not answer a short ping, it is stale and goes; a live one keeps the id and the newcomer is refused.
+   */
+  private async replaceStale(info: ConnectRequest): Promise<void> {
+    const { c } = this;
+    const old = c.registry.get(info.id);
+    if (!old) return;
+    const sameProcess = old.info.pid === info.pid && old.info.processStart === info.processStart && old.info.hostname === info.hostname;
+    if (!sameProcess) {
+      const rtt = await old.ping(Math.min(c.checkTimeoutMs, STALE_CHECK_MAX_MS)).catch(() => undefined);
+      if (rtt !== undefined) {
+        throw new Refusal('duplicate', `client id "${info.id}" is already connected from ${old.remoteAddress} and answered a ping within ${rtt.toFixed(1)}ms: give each client its own [client] id`);
+      }
+    }
+    c.log.info(`replacing the stale session of client ${info.id} (from ${old.remoteAddress}) with the new one from ${this.ip}`);
+    c.registry.delete(old);
+    old.close('replaced by a new connection of the same client');
+  }
+
+  private makeSession(info: ConnectRequest, control: ControlChannel): ClientSession {
+    const { c } = this;
+    const now = Date.now();
+    const session: ClientSession = {
+      sessionId: randomUUID(),
+      info,
+      authId: this.authId,
+      remoteAddress: this.ip,
+      watchdog: info.watchdog,
+      connectedAt: now,
+      lastSeenAt: now,
+      lastPingAt: undefined,
+      lastRttMs: undefined,
+      ping: async (timeoutMs) => {
+        const t0 = performance.now();
+        await control.request(METHOD.ping, {}, timeoutMs);
+        const rtt = performance.now() - t0;
+        session.lastPingAt = Date.now();
+        session.lastRttMs = Math.round(rtt * 1000) / 1000;
+        return rtt;
+      },
+      close: (reason) => {
+        c.log.debug(`closing the session of ${info.id}: ${reason}`);
+        control.close();
+        this.drop();
+      },
+    };
+    // A client's own pings also count as proof of life and give the round trip the API shows.
+    control.handle(METHOD.ping, (params) => {
+      session.lastPingAt = Date.now();
+      const p = (params ?? {}) as { last_rtt_ms?: unknown; watchdog?: unknown };
+      if (typeof p.last_rtt_ms === 'number' && Number.isFinite(p.last_rtt_ms) && p.last_rtt_ms >= 0) {
+        session.lastRttMs = Math.round(p.last_rtt_ms * 1000) / 1000;
+        c.metrics.pingRtt.observe(p.last_rtt_ms / 1000);
+      }
+      let facts: WatchdogFacts | undefined;
+      try {
+        facts = p.watchdog === undefined ? undefined : validateWatchdogFacts(p.watchdog);
+      } catch {
+        facts = undefined; // a malformed report is ignored, the ping still counts
+      }
+      c.registry.seen(session, facts);
+      return { now: Date.now() };
+    });
+    return session;
+  }
+}

@@ -1,0 +1,38 @@
+import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
+import { Refusal } from './refusal.js';
+
+const refuse = (message: string) => new Refusal('refused', message);
+
+/** Checks a connection request field by field; a bad one is named in the refusal. */
+export function validateConnectRequest(p: unknown): ConnectRequest {
+  const r = (p ?? {}) as Record<string, unknown>;
+  const str = (k: string, max = 256) => {
+    if (typeof r[k] !== 'string' || (r[k] as string).length > max) throw refuse(`connection request field "${k}" must be a string of at most ${max} characters`);
+    return r[k] as string;
+  };
+  const id = str('id', 200);
+  if (!id) throw refuse('connection request field "id" must not be empty');
+  const tags = r.tags ?? [];
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string') || tags.length > 100) throw refuse('connection request field "tags" must be a list of at most 100 strings');
+  const watchdog = r.watchdog === undefined ? undefined : validateWatchdogFacts(r.watchdog);
+  const remotes = r.remotes ?? [];
+  if (!Array.isArray(remotes) || remotes.some((t) => typeof t !== 'string') || remotes.length > 1000) throw refuse('connection request field "remotes" must be a list of at most 1000 strings');
+  for (const k of ['pid', 'processStart']) {
+    if (!Number.isSafeInteger(r[k])) throw refuse(`connection request field "${k}" must be an integer`);
+  }
+  return {
+    id, name: str('name'), tags: tags as string[], hostname: str('hostname'), os: str('os', 64), arch: str('arch', 64),
+    version: str('version', 64), pid: r.pid as number, processStart: r.processStart as number,
+    remotes: remotes as string[],
+    watchdog,
+  };
+}
+
+export function validateWatchdogFacts(w: unknown): WatchdogFacts | undefined {
+  const f = w as Record<string, unknown> | null;
+  if (!f || typeof f !== 'object' || typeof f.integration !== 'boolean' || typeof f.heartbeat_budget_sec !== 'number' || typeof f.last_state !== 'string'
+    || !(f.systemd_watchdog_sec === null || typeof f.systemd_watchdog_sec === 'number')) {
+    throw refuse('connection request field "watchdog" must be {integration, systemd_watchdog_sec, heartbeat_budget_sec, last_state}');
+  }
+  return { integration: f.integration, systemd_watchdog_sec: f.systemd_watchdog_sec as number | null, heartbeat_budget_sec: f.heartbeat_budget_sec, last_state: f.last_state.slice(0, 32) };
+}

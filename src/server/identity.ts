@@ -1,0 +1,37 @@
+import { Refusal } from './refusal.js';
+
+export interface IdentityRules {
+  /** auth_multiuse_creds */
+  multiuseCreds: boolean;
+  /** equate_clientauthid_clientid */
+  equateAuthIdClientId: boolean;
+}
+
+/** What the registry knows of ids and the credentials that registered them. */
+export interface IdentityRecords {
+  /** The credential that first registered this client id ('' for none or a row from before ids were bound). */
+  ownerOf(clientId: string): string | undefined;
+  /** Client ids registered under this credential. */
+  clientsOf(authId: string): string[];
+}
+
+/**
+ * Whether a session logged in as `authId` may be client `clientId`. RPort's two keys first; then, beyond
+ * RPort, a client id belongs to the credential that first registered it, so one client's credential cannot
+ * take another client's id (and its tunnels). The operator frees an id by deleting the client.
+ */
+export function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords): void {
+  if (rules.equateAuthIdClientId && clientId !== authId) {
+    throw new Refusal('identity', `client id "${clientId}" must equal its credential "${authId}" ([server] equate_clientauthid_clientid = true): set [client] id = "${authId}" or use the credential "${clientId}"`);
+  }
+  const owner = records.ownerOf(clientId);
+  if (owner && owner !== authId) {
+    throw new Refusal('identity', `client id "${clientId}" belongs to the credential "${owner}", not "${authId}": use ${owner}'s credential, or delete client "${clientId}" through the API to free the id`);
+  }
+  if (!rules.multiuseCreds) {
+    const other = records.clientsOf(authId).find((id) => id !== clientId);
+    if (other !== undefined) {
+      throw new Refusal('identity', `credential "${authId}" is already used by client "${other}" ([server] auth_multiuse_creds = false): give this client a credential of its own, or delete client "${other}" through the API`);
+    }
+  }
+}

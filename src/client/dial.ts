@@ -179,6 +179,10 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
       throw err;
     }
 
+    // From here a broken link is seen by its 'close' (the client's serve loop): an 'error' without a listener
+    // (a write after the server hung up: EPIPE) would otherwise end the process.
+    ssh.on('error', (err) => debug(`SSH connection: ${err.message}`));
+
     const stream = await clock.run('control', 'opening the control channel', left(), () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
       ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
     }));

@@ -1,0 +1,40 @@
+import ssh2 from 'ssh2';
+import WebSocket from 'ws';
+import { dial, type Link } from '../../src/client/dial.js';
+import { StepClock } from '../../src/client/step-clock.js';
+import { parseServerUrl } from '../../src/config/server-url.js';
+import { METHOD, WS_SUBPROTOCOL, type ConnectReply, type ConnectRequest } from '../../src/transport/protocol.js';
+import { sshStream } from '../../src/transport/ws-stream.js';
+
+/**
+ * An SSH client inside rport's WebSocket that does what the test tells it, not what rport does: the
+ * hostile peer of the security tests. `authHandler` is ssh2's: return the next attempt, or false to stop.
+ */
+export function rawSsh(port: number, username: string, authHandler: ssh2.AuthHandlerMiddleware | ssh2.AuthenticationType[], headers: Record<string, string> = {}): { ssh: ssh2.Client; closed: Promise<void> } {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false, headers });
+  const ssh = new ssh2.Client();
+  ssh.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => {
+    ssh.on('close', () => resolve());
+    ws.on('error', () => resolve());
+  });
+  ws.on('open', () => ssh.connect({ sock: sshStream(ws), username, authHandler, readyTimeout: 0 } as ssh2.ConnectConfig));
+  return { ssh, closed };
+}
+
+/** A logged-in rport link that sends the connection request the test chooses, answering pings like a client. */
+export async function rawLink(port: number, auth: string, timeoutMs = 5000): Promise<Link> {
+  const i = auth.indexOf(':');
+  const link = await dial({ server: parseServerUrl(`127.0.0.1:${port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: auth.slice(0, i), password: auth.slice(i + 1), fingerprint: '', timeoutMs },
+    new StepClock(undefined), () => undefined);
+  link.control.handle(METHOD.ping, () => ({ now: Date.now() }));
+  return link;
+}
+
+export function connectRequest(id: string, pid: number, extra: Partial<ConnectRequest> = {}): ConnectRequest {
+  return { id, name: id, tags: [], hostname: 'test-host', os: 'linux', arch: 'x64', version: 'test', pid, processStart: 1_700_000_000_000 + pid, remotes: [], ...extra };
+}
+
+export function requestConnect(link: Link, request: ConnectRequest, timeoutMs = 10_000): Promise<ConnectReply> {
+  return link.control.request<ConnectReply>(METHOD.connect, request, timeoutMs);
+}

@@ -1,4 +1,5 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
 
 /** What rport-watchdog remembers between checks, also across --once runs from a scheduler. */
 export interface Memory {
@@ -23,8 +24,7 @@ export function loadMemory(path: string): Memory {
 /** Atomic, like state.json; a failure is returned, not thrown: the supervisor goes on without memory. */
 export function saveMemory(path: string, m: Memory): string | undefined {
   try {
-    writeFileSync(path + '.tmp', JSON.stringify(m) + '\n', { mode: 0o644 });
-    renameSync(path + '.tmp', path);
+    writeFileAtomic(path, JSON.stringify(m) + '\n', { mode: 0o644 });
     return undefined;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code ?? String(err);

@@ -24,6 +24,12 @@ export interface Verdict {
   pid?: number;
 }
 
+/**
+ * Without rport.conf the heartbeat budget is unknown; a promise further than this after the last update
+ * is not believed either (the default budget is 5m21s; a client with a longer max_retry_interval needs -c).
+ */
+export const MAX_PROMISE_SEC = 3600;
+
 export const EXIT_CODE: Record<Status, number> = { healthy: 0, hung: 1, unknown: 3 };
 
 export function judge(input: VerdictInput): Verdict {
@@ -52,12 +58,17 @@ export function judge(input: VerdictInput): Verdict {
       ? { ...base, status: 'hung', reason: `${last}, over the threshold of ${input.thresholdSec}s` }
       : { ...base, status: 'healthy', reason: `${last}, within the threshold of ${input.thresholdSec}s` };
   }
-  const next = doc.next_update_by_ts;
-  if (typeof next === 'number' && Number.isFinite(next)) {
+  const promised = doc.next_update_by_ts;
+  if (typeof promised === 'number' && Number.isFinite(promised)) {
+    // A healthy client never promises more than its heartbeat budget ahead: a later deadline (a clock
+    // that was far ahead, a file written by something else) would keep a hung client "healthy" forever.
+    const limit = input.budgetSec ?? MAX_PROMISE_SEC;
+    const next = Math.min(promised, ts + limit);
+    const capped = next < promised ? ` (its promise of ${promised - ts}s after the last update is beyond the ${limit}s ${input.budgetSec === undefined ? 'believed without rport.conf' : 'heartbeat budget'})` : '';
     const overdue = input.nowSec - next;
     return overdue > input.graceSec
-      ? { ...base, status: 'hung', reason: `${last}; it promised to write again by ${overdue}s ago (grace ${input.graceSec}s)` }
-      : { ...base, status: 'healthy', reason: `${last}; next update due within ${-overdue}s` };
+      ? { ...base, status: 'hung', reason: `${last}; it promised to write again by ${overdue}s ago${capped} (grace ${input.graceSec}s)` }
+      : { ...base, status: 'healthy', reason: `${last}; next update due within ${-overdue}s${capped}` };
   }
   if (input.budgetSec !== undefined) {
     return age > input.budgetSec

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 // Not defined on Windows, where symlinks need privileges to create and modes mean little.
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 const WINDOWS = process.platform === 'win32';
 
 export interface AtomicWriteOptions {
@@ -70,4 +71,49 @@ export function readableByOthers(path: string, what: string): string | undefined
   }
   if ((mode & 0o077) === 0) return undefined;
   return `${what} ${path} is accessible by group or others (mode ${mode.toString(8).padStart(4, '0')}), and holds secrets: chmod 600 ${path}`;
+}
+
+/** Thrown for what is at a path but is not a file we read or write: the message says what and why. */
+export class UnsafeFileError extends Error {}
+
+/**
+ * Reads a small file without trusting what is at the path: a FIFO would block the read forever and
+ * /dev/zero would never end, so only a regular file of at most maxBytes is read (the type is checked on
+ * what was opened, so a symlink to one is fine). Throws UnsafeFileError for anything else, or the OS error.
+ */
+export function readSmallFile(path: string, maxBytes: number): string {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const fd = openSync(path, constants.O_RDONLY | O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new UnsafeFileError(`${path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})`);
+    // One byte past the cap, so a file that grew after fstat is caught too.
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > maxBytes) throw new UnsafeFileError(`${path} is larger than ${maxBytes} bytes`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens a log file for appending. In a folder another user can write (a root rport-watchdog logging
+ * beside the client's state.json), a symlink there could point the appends at any file: it is not
+ * followed. Elsewhere symlinks are (log_file = /dev/stdout).
+ */
+export function openForAppend(path: string, mode: number): number {
+  let unsafe: string | undefined;
+  try {
+    unsafe = folderWritableByOthers(dirname(path));
+  } catch {
+    // a missing folder: open reports it
+  }
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0), mode);
+  } catch (err) {
+    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe}`);
+    throw err;
+  }
 }

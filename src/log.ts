@@ -1,4 +1,5 @@
-import { openSync, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
+import { openForAppend } from './files.js';
 
 export const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type Level = (typeof LEVELS)[number];
@@ -16,7 +17,7 @@ export class LogSink {
 
   /** Throws with the OS reason when the file cannot be opened; callers turn that into a config error. */
   static file(path: string): LogSink {
-    return new LogSink(openSync(path, 'a', 0o640));
+    return new LogSink(openForAppend(path, 0o640));
   }
 
   write(line: string): void {

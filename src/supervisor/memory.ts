@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../files.js';
+import { readSmallFile, writeFileAtomic } from '../files.js';
 
 /** What rport-watchdog remembers between checks, also across --once runs from a scheduler. */
 export interface Memory {
@@ -9,9 +8,13 @@ export interface Memory {
   restarts: number[];
 }
 
+/**
+ * It lives beside state.json, in a folder the client's user can write: whatever is found there (a FIFO, a
+ * huge file) is read safely, and anything odd means starting afresh.
+ */
 export function loadMemory(path: string): Memory {
   try {
-    const m = JSON.parse(readFileSync(path, 'utf8')) as Partial<Memory>;
+    const m = JSON.parse(readSmallFile(path, 64 * 1024)) as Partial<Memory>;
     return {
       strikes: Number.isInteger(m.strikes) ? m.strikes! : 0,
       restarts: Array.isArray(m.restarts) ? m.restarts.filter((t): t is number => typeof t === 'number') : [],

@@ -1,7 +1,7 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CLIENT_KEYS } from '../config/client-config.js';
 import { ConfigError, loadConfig, type Config, type KeyDef } from '../config/loader.js';
+import { readSmallFile, UnsafeFileError } from '../files.js';
 import { heartbeatBudget } from '../watchdog/budget.js';
 import { STATE_FILE_NAME } from '../watchdog/state-file.js';
 import type { VerdictInput } from './verdict.js';
@@ -53,33 +53,14 @@ export function resolveTarget(configPath: string | undefined, opts: Config): Tar
 /** The client writes about 300 bytes; anything much larger is not its state.json. */
 export const MAX_STATE_BYTES = 64 * 1024;
 
-/**
- * Reads state.json without trusting what is at that path: a FIFO would block the read forever and
- * /dev/zero would never end, so only a regular file of at most MAX_STATE_BYTES is read. A symlink is
- * followed (an admin may point the watchdog at a file elsewhere); the type check is on what it opened.
- */
+/** Reads state.json as readSmallFile does: a FIFO, a device or a huge file there is "unreadable". */
 export function readStateFile(path: string): VerdictInput['file'] {
-  let fd: number;
   try {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    return { text: readSmallFile(path, MAX_STATE_BYTES) };
   } catch (err) {
+    if (err instanceof UnsafeFileError) return { unreadable: err.message };
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? { missing: true } : { unreadable: code ?? String(err) };
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) return { unreadable: `${path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})` };
-    // Read one byte past the cap, so a file that grew after fstat is caught too.
-    const buf = Buffer.alloc(MAX_STATE_BYTES + 1);
-    let n = 0;
-    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
-    if (n > MAX_STATE_BYTES) return { unreadable: `${path} is larger than ${MAX_STATE_BYTES} bytes, which no rport client writes` };
-    return { text: buf.toString('utf8', 0, n) };
-  } catch (err) {
-    return { unreadable: (err as NodeJS.ErrnoException).code ?? String(err) };
-  } finally {
-    closeSync(fd);
   }
 }
 

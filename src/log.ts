@@ -42,7 +42,7 @@ const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r' };
  * escape could otherwise forge log lines or rewrite a terminal. Control characters other than tab become
  * \n, \r, \xHH or \uHHHH.
  */
-function escapeControls(msg: string): string {
+export function escapeControls(msg: string): string {
   return msg.replace(CONTROLS, (c) => NAMED[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16)}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 

@@ -216,6 +216,15 @@ test('rport-watchdog check: a state.json over 64 KiB is "unknown", even when it 
   assert.equal(r.out, `unknown: state.json cannot be read: ${big} is larger than 65536 bytes`);
 });
 
+test('rport-watchdog check prints one line whatever last_message holds', async (t) => {
+  const dir = tmpDir(t);
+  const now = Math.floor(Date.now() / 1000);
+  const state = writeFile(dir, 'state.json', JSON.stringify({ last_update_ts: now, last_state: 'connected', last_message: 'ok\nhealthy: forged\x1b[1A', next_update_by_ts: now + 60 }));
+  const r = await check(t, ['--state', state]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /^healthy: last update \d+s ago \(connected: ok\\nhealthy: forged\\x1b\[1A\); next update due within \d+s$/);
+});
+
 test('rport-watchdog check: a next_update_by far in the future does not keep a silent client healthy', async (t) => {
   const dir = tmpDir(t);
   const now = Math.floor(Date.now() / 1000);

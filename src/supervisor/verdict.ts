@@ -1,6 +1,8 @@
 // The rules by which rport-watchdog (and packaging/windows/rport-watchdog.ps1, which must stay identical;
 // both are checked against test/watchdog-verdict-cases.json) decide whether a client hangs.
 
+import { escapeControls } from '../log.js';
+
 export type Status = 'healthy' | 'hung' | 'unknown';
 
 export interface VerdictInput {
@@ -51,7 +53,8 @@ export function judge(input: VerdictInput): Verdict {
     state: typeof doc.last_state === 'string' ? doc.last_state : undefined,
     pid: typeof doc.pid === 'number' ? doc.pid : undefined,
   };
-  const last = `last update ${age}s ago (${base.state ?? 'unknown state'}${typeof doc.last_message === 'string' && doc.last_message ? `: ${doc.last_message}` : ''})`;
+  // The reason is printed by `check` for monitoring agents that read one line: the file's text stays on it.
+  const last = escapeControls(`last update ${age}s ago (${base.state ?? 'unknown state'}${typeof doc.last_message === 'string' && doc.last_message ? `: ${doc.last_message}` : ''})`);
 
   if (input.thresholdSec !== undefined) {
     return age > input.thresholdSec

@@ -58,7 +58,7 @@ export function folderWritableByOthers(dir: string): string | undefined {
 }
 
 /**
- * OpenSSH's rule for secret files: a warning when group or others may read `path`, naming the fix.
+ * OpenSSH's rule for private keys: a warning when group or others have any access to `path`, naming the fix.
  * Undefined when the file is private, missing, or on Windows (where modes do not say who can read).
  */
 export function readableByOthers(path: string, what: string): string | undefined {

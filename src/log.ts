@@ -1,4 +1,5 @@
-import { openSync, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
+import { openForAppend } from './files.js';
 
 export const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type Level = (typeof LEVELS)[number];
@@ -16,7 +17,7 @@ export class LogSink {
 
   /** Throws with the OS reason when the file cannot be opened; callers turn that into a config error. */
   static file(path: string): LogSink {
-    return new LogSink(openSync(path, 'a', 0o640));
+    return new LogSink(openForAppend(path, 0o640));
   }
 
   write(line: string): void {
@@ -31,6 +32,18 @@ export class LogSink {
 function timestamp(d: Date): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+const CONTROLS = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r' };
+
+/**
+ * One message, one line: a peer's value (an SSH user name, a client name) with a newline or a terminal
+ * escape could otherwise forge log lines or rewrite a terminal. Control characters other than tab become
+ * \n, \r, \xHH or \uHHHH.
+ */
+export function escapeControls(msg: string): string {
+  return msg.replace(CONTROLS, (c) => NAMED[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16)}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 
 export class Logger {
@@ -50,7 +63,7 @@ export class Logger {
 
   private emit(level: Level, msg: string): void {
     if (!this.enabled(level)) return;
-    this.sink.write(`${timestamp(new Date())} ${level.toUpperCase().padEnd(5)} ${this.component}: ${msg}`);
+    this.sink.write(`${timestamp(new Date())} ${level.toUpperCase().padEnd(5)} ${this.component}: ${escapeControls(msg)}`);
   }
 
   error(msg: string): void { this.emit('error', msg); }

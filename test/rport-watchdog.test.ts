@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { judge, type VerdictInput } from '../src/supervisor/verdict.js';
+import { MAX_STATE_BYTES } from '../src/supervisor/options.js';
+import { judge, MAX_PROMISE_SEC, type VerdictInput } from '../src/supervisor/verdict.js';
 import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
 
 interface Case { name: string; text?: string; missing?: boolean; unreadable?: string; now: number; grace: number; budget?: number; threshold?: number; expect: string }
@@ -16,6 +17,13 @@ test('hang rules: every case shared with the PowerShell watchdog', () => {
     const v = judge({ file, nowSec: c.now, graceSec: c.grace, budgetSec: c.budget, thresholdSec: c.threshold });
     assert.equal(v.status, c.expect, `${c.name}: ${v.reason}`);
   }
+});
+
+test('the PowerShell watchdog has the same limits: the size of state.json and the promise believed without rport.conf', () => {
+  const ps = readFileSync(fileURLToPath(new URL('../../packaging/windows/rport-watchdog.ps1', import.meta.url)), 'utf8');
+  assert.match(ps, new RegExp(`^\\$MaxPromiseSec = ${MAX_PROMISE_SEC}$`, 'm'));
+  assert.match(ps, new RegExp(`^\\$MaxStateBytes = ${MAX_STATE_BYTES}$`, 'm'));
+  assert.match(ps, /\$item -isnot \[IO\.FileInfo\]/, 'refuses what is not a regular file');
 });
 
 async function check(args: string[]): Promise<{ code: number | null; out: string }> {

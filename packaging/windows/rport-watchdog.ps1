@@ -10,7 +10,10 @@
     - hung: now is past next_update_by_ts + Grace; for files without it (older RPort clients): older
       than the heartbeat budget from rport.conf (keep_alive + keep_alive_timeout + 1s, or
       max_retry_interval + connect_timeout + 1s, whichever is longer); -Threshold overrides both.
-    - missing, unreadable or corrupt state.json, or watchdog_integration off: "unknown", no action.
+      A next_update_by_ts further after last_update_ts than the budget (1 hour without rport.conf) is
+      not believed: the deadline is last_update_ts plus the budget.
+    - missing, unreadable or corrupt state.json, a state.json that is not a regular file or is larger
+      than 64 KiB, or watchdog_integration off: "unknown", no action.
     - a restart only after 2 hung checks in a row; never when the service is not Running (stopped on
       purpose); at most -MaxRestartsPerHour restarts in any hour, with a pause of 2^k checks after the
       k-th restart.
@@ -48,6 +51,8 @@ $TaskName = 'RPort-Watchdog'
 $EventSource = 'RPort-Watchdog'
 $StrikesToRestart = 2
 $HourSec = 3600
+$MaxPromiseSec = 3600
+$MaxStateBytes = 65536
 
 # --- rport.conf: the few keys this needs, from a TOML file with RPort's sections ----------------------
 function ConvertFrom-GoDuration([string]$text) {
@@ -103,11 +108,19 @@ function Get-Verdict($file, [long]$nowSec, [int]$thresholdSec, $budgetSec, [int]
     if ($age -gt $thresholdSec) { return $base + @{ status = 'hung'; reason = "$last, over the threshold of ${thresholdSec}s" } }
     return $base + @{ status = 'healthy'; reason = "$last, within the threshold of ${thresholdSec}s" }
   }
-  $next = $doc.next_update_by_ts
-  if ($null -ne $next -and ($next -is [int] -or $next -is [long] -or $next -is [double] -or $next -is [decimal])) {
+  $promised = $doc.next_update_by_ts
+  if ($null -ne $promised -and ($promised -is [int] -or $promised -is [long] -or $promised -is [double] -or $promised -is [decimal])) {
+    # A healthy client never promises more than its heartbeat budget ahead: a later deadline is not believed.
+    $limit = if ($null -ne $budgetSec) { $budgetSec } else { $MaxPromiseSec }
+    $next = [math]::Min([double]$promised, [double]$ts + $limit)
+    $capped = ''
+    if ($next -lt $promised) {
+      $what = if ($null -ne $budgetSec) { 'heartbeat budget' } else { 'believed without rport.conf' }
+      $capped = " (its promise of $([long]($promised - $ts))s after the last update is beyond the ${limit}s $what)"
+    }
     $overdue = [long]($nowSec - $next)
-    if ($overdue -gt $graceSec) { return $base + @{ status = 'hung'; reason = "$last; it promised to write again by ${overdue}s ago (grace ${graceSec}s)" } }
-    return $base + @{ status = 'healthy'; reason = "$last; next update due within $(-$overdue)s" }
+    if ($overdue -gt $graceSec) { return $base + @{ status = 'hung'; reason = "$last; it promised to write again by ${overdue}s ago$capped (grace ${graceSec}s)" } }
+    return $base + @{ status = 'healthy'; reason = "$last; next update due within $(-$overdue)s$capped" }
   }
   if ($null -ne $budgetSec) {
     if ($age -gt $budgetSec) { return $base + @{ status = 'hung'; reason = "$last, older than the ${budgetSec}s that keep_alive and max_retry_interval allow" } }
@@ -117,8 +130,25 @@ function Get-Verdict($file, [long]$nowSec, [int]$thresholdSec, $budgetSec, [int]
 }
 
 function Read-StateFile([string]$path) {
+  # Like rport-watchdog: only a regular file, and at most $MaxStateBytes of it (one byte more is read to
+  # catch a file that grows); a device or pipe would block or never end.
   if (-not (Test-Path -LiteralPath $path)) { return @{ missing = $true } }
-  try { return @{ text = [IO.File]::ReadAllText($path) } } catch { return @{ unreadable = $_.Exception.Message } }
+  try {
+    $item = Get-Item -LiteralPath $path -Force
+    if ($item -isnot [IO.FileInfo]) { return @{ unreadable = "$path is not a regular file" } }
+    $stream = [IO.File]::Open($path, [IO.FileMode]::Open, [IO.FileAccess]::Read, [IO.FileShare]::ReadWrite -bor [IO.FileShare]::Delete)
+    try {
+      $buf = New-Object byte[] ($MaxStateBytes + 1)
+      $n = 0
+      while ($n -lt $buf.Length) {
+        $r = $stream.Read($buf, $n, $buf.Length - $n)
+        if ($r -le 0) { break }
+        $n += $r
+      }
+    } finally { $stream.Dispose() }
+    if ($n -gt $MaxStateBytes) { return @{ unreadable = "$path is larger than $MaxStateBytes bytes, which no rport client writes" } }
+    return @{ text = [Text.Encoding]::UTF8.GetString($buf, 0, $n) }
+  } catch { return @{ unreadable = $_.Exception.Message } }
 }
 
 # --- logging: Event Log and a file --------------------------------------------------------------------
@@ -142,7 +172,7 @@ function Read-Memory([string]$path) {
 }
 function Save-Memory([string]$path, $m) {
   try {
-    $tmp = "$path.tmp"
+    $tmp = "$path.$([guid]::NewGuid().ToString('N')).tmp"  # not a name another user could plant beforehand
     (@{ strikes = $m.strikes; restarts = @($m.restarts) } | ConvertTo-Json -Compress) | Set-Content -LiteralPath $tmp -Encoding UTF8
     Move-Item -LiteralPath $tmp -Destination $path -Force
   } catch { Write-Decision 'warn' 1009 "cannot save ${path}: $($_.Exception.Message); strikes are not remembered between runs" }

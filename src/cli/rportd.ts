@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError } from '../config/loader.js';
+import { readableByOthers } from '../files.js';
 import { SERVER_KEYS, serverConfig } from '../config/server-config.js';
 import { errorMessage } from '../log.js';
 import { Credentials } from '../server/credentials.js';
@@ -31,6 +32,12 @@ runMain('rportd', async () => {
   }
   reportNativeAcceleration(log);
   const hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
+  // As OpenSSH does for private keys: say so when a secret file is open to other users (the database is
+  // made 0600 by the store itself).
+  for (const [what, file] of [['[server] auth_file', cfg.authFile], ['[server] tls_key', loaded.get<string>('server', 'tls_key')], ['host key', hostKey.file]]) {
+    const warning = file ? readableByOthers(file, what!) : undefined;
+    if (warning) log.warn(warning);
+  }
   const server = new Rportd(cfg, hostKey, credentials, root);
   const { clients, api } = await server.start();
   log.info(`rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`);

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FailureRecord } from './login-throttle.js';
 
@@ -106,6 +106,23 @@ export class Store {
   constructor(dataDir: string) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.path = join(dataDir, 'rportd.db');
+    // The database holds password hashes and client details: 0600 whatever the umask or the folder's
+    // mode. Created empty (a valid SQLite file) with that mode before SQLite opens it; SQLite gives the
+    // -wal and -shm files it creates the database's mode. Files an older rportd left readable are tightened.
+    if (process.platform !== 'win32') {
+      try {
+        closeSync(openSync(this.path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      for (const f of [this.path, `${this.path}-wal`, `${this.path}-shm`]) {
+        try {
+          chmodSync(f, 0o600);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }
+    }
     this.db = new Database(this.path, { timeout: 5000 });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');

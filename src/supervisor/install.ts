@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../files.js';
 import { runCommand } from './commands.js';
 
 export const TASK_NAME = 'RPort-Watchdog';
@@ -62,7 +63,7 @@ export async function applySteps(steps: InstallStep[], print: boolean): Promise<
       try {
         if (s.file.content === null) {
           if (existsSync(s.file.path) && readFileSync(s.file.path, 'utf8').includes('rport-watchdog')) unlinkSync(s.file.path);
-        } else writeFileSync(s.file.path, s.file.content, { mode: 0o644 });
+        } else writeFileAtomic(s.file.path, s.file.content, { mode: 0o644 });
         lines.push(`done: ${s.describe}`);
       } catch (err) {
         ok = false;

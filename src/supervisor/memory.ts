@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readSmallFile, writeFileAtomic } from '../files.js';
 
 /** What rport-watchdog remembers between checks, also across --once runs from a scheduler. */
 export interface Memory {
@@ -8,9 +8,13 @@ export interface Memory {
   restarts: number[];
 }
 
+/**
+ * It lives beside state.json, in a folder the client's user can write: whatever is found there (a FIFO, a
+ * huge file) is read safely, and anything odd means starting afresh.
+ */
 export function loadMemory(path: string): Memory {
   try {
-    const m = JSON.parse(readFileSync(path, 'utf8')) as Partial<Memory>;
+    const m = JSON.parse(readSmallFile(path, 64 * 1024)) as Partial<Memory>;
     return {
       strikes: Number.isInteger(m.strikes) ? m.strikes! : 0,
       restarts: Array.isArray(m.restarts) ? m.restarts.filter((t): t is number => typeof t === 'number') : [],
@@ -23,8 +27,7 @@ export function loadMemory(path: string): Memory {
 /** Atomic, like state.json; a failure is returned, not thrown: the supervisor goes on without memory. */
 export function saveMemory(path: string, m: Memory): string | undefined {
   try {
-    writeFileSync(path + '.tmp', JSON.stringify(m) + '\n', { mode: 0o644 });
-    renameSync(path + '.tmp', path);
+    writeFileAtomic(path, JSON.stringify(m) + '\n', { mode: 0o644 });
     return undefined;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code ?? String(err);

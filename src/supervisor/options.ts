@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CLIENT_KEYS } from '../config/client-config.js';
 import { ConfigError, loadConfig, type Config, type KeyDef } from '../config/loader.js';
+import { readSmallFile, UnsafeFileError } from '../files.js';
 import { heartbeatBudget } from '../watchdog/budget.js';
 import { STATE_FILE_NAME } from '../watchdog/state-file.js';
 import type { VerdictInput } from './verdict.js';
@@ -50,10 +50,15 @@ export function resolveTarget(configPath: string | undefined, opts: Config): Tar
   };
 }
 
+/** The client writes about 300 bytes; anything much larger is not its state.json. */
+export const MAX_STATE_BYTES = 64 * 1024;
+
+/** Reads state.json as readSmallFile does: a FIFO, a device or a huge file there is "unreadable". */
 export function readStateFile(path: string): VerdictInput['file'] {
   try {
-    return { text: readFileSync(path, 'utf8') };
+    return { text: readSmallFile(path, MAX_STATE_BYTES) };
   } catch (err) {
+    if (err instanceof UnsafeFileError) return { unreadable: err.message };
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? { missing: true } : { unreadable: code ?? String(err) };
   }

@@ -1,7 +1,8 @@
 import { createECDH, createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { writeFileAtomic } from '../files.js';
 
 const { utils } = ssh2;
 
@@ -32,6 +33,8 @@ export interface HostKey {
   fingerprint: string;
   /** Where it came from, for the start-up log line. */
   source: string;
+  /** The file it was read from or written to; none for key_seed. */
+  file?: string;
 }
 
 function describe(privateKey: string, source: string): HostKey {
@@ -62,12 +65,11 @@ export function loadHostKey(dataDir: string, keySeed: string): HostKey {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
   }
-  if (text !== undefined) return describe(text, file);
+  if (text !== undefined) return { ...describe(text, file), file };
   // ECDSA P-256 from Node's crypto, the kind key_seed derives too. (ssh2's own ed25519 generator makes
   // about 1 key in 170 that its parser then rejects as malformed.)
   const generated = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString();
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  writeFileSync(file + '.tmp', generated, { mode: 0o600 });
-  renameSync(file + '.tmp', file);
-  return describe(generated, `${file} (new)`);
+  writeFileAtomic(file, generated, { mode: 0o600, durable: true });
+  return { ...describe(generated, `${file} (new)`), file };
 }

@@ -1,5 +1,6 @@
-import { closeSync, fchmodSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { folderWritableByOthers, writeFileAtomic } from '../files.js';
 import { errorMessage, type Logger } from '../log.js';
 import { goTimestamp } from './go-time.js';
 
@@ -31,18 +32,16 @@ export function stateRecord(state: WatchdogState, message: string, atMicros: num
 }
 
 /**
- * Writes state.json atomically: a temporary file in the same folder, then rename, so a reader sees the
- * old file or the new one, never an empty or partial one. A failing write is logged once per kind of
- * failure and never stops the client.
+ * Writes state.json atomically (see writeFileAtomic), mode 0644 so a supervisor running as another user
+ * can read it, and never into a folder that another user could write to: they could swap the file a
+ * root supervisor acts on. A failing write is logged once per kind of failure and never stops the client.
  */
 export class StateFile {
   readonly path: string;
-  private readonly tmp: string;
   private readonly reported = new Set<string>();
 
   constructor(dir: string, private readonly log: Logger) {
     this.path = join(dir, STATE_FILE_NAME);
-    this.tmp = join(dir, `.${STATE_FILE_NAME}.${process.pid}.tmp`);
     try {
       mkdirSync(dir, { recursive: true });
     } catch {
@@ -51,32 +50,28 @@ export class StateFile {
   }
 
   write(record: StateRecord): boolean {
-    let fd: number | undefined;
+    let unsafe: string | undefined;
     try {
-      fd = openSync(this.tmp, 'w', 0o644);
-      fchmodSync(fd, 0o644); // the umask must not make it unreadable for a supervisor running as another user
-      writeSync(fd, JSON.stringify(record, null, 2) + '\n');
-      closeSync(fd);
-      fd = undefined;
-      renameSync(this.tmp, this.path);
-      if (this.reported.size > 0) {
-        this.log.info(`${this.path} is being written again`);
-        this.reported.clear();
-      }
-      return true;
+      unsafe = folderWritableByOthers(dirname(this.path));
+      if (!unsafe) writeFileAtomic(this.path, JSON.stringify(record, null, 2) + '\n', { mode: 0o644 });
     } catch (err) {
-      if (fd !== undefined) closeSync(fd);
-      try {
-        unlinkSync(this.tmp);
-      } catch {
-        // nothing to clean up
-      }
-      const kind = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
-      if (!this.reported.has(kind)) {
-        this.reported.add(kind);
-        this.log.error(`cannot write ${this.path} (${kind}): a supervisor reading it will think the client hangs; the client keeps running. Make [client] data_dir writable for the rport user`);
-      }
+      this.report((err as NodeJS.ErrnoException).code ?? errorMessage(err), 'Make [client] data_dir writable for the rport user');
       return false;
     }
+    if (unsafe) {
+      this.report('folder writable by others', `Not writing into it: ${unsafe}`);
+      return false;
+    }
+    if (this.reported.size > 0) {
+      this.log.info(`${this.path} is being written again`);
+      this.reported.clear();
+    }
+    return true;
+  }
+
+  private report(kind: string, fix: string): void {
+    if (this.reported.has(kind)) return;
+    this.reported.add(kind);
+    this.log.error(`cannot write ${this.path} (${kind}): a supervisor reading it will think the client hangs; the client keeps running. ${fix}`);
   }
 }

@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+// Not defined on Windows, where symlinks need privileges to create and modes mean little.
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
+const WINDOWS = process.platform === 'win32';
+
+export interface AtomicWriteOptions {
+  /** Set with fchmod, so the umask cannot change it. */
+  mode: number;
+  /** fsync before the rename: for files whose loss on power failure matters (keys), not for heartbeats. */
+  durable?: boolean;
+}
+
+/**
+ * Writes `path` so that a reader sees the old file or the new one, never a partial one: a temporary file
+ * with a random name in the same folder, created exclusively and never through a symlink (a name planted
+ * there by another user makes the write fail instead of writing through it), then renamed over `path`
+ * (which replaces a symlink at `path` itself rather than writing to where it points). On failure the
+ * temporary file is removed and the error thrown.
+ */
+export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWriteOptions): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, o.mode);
+  try {
+    try {
+      if (!WINDOWS) fchmodSync(fd, o.mode);
+      const buf = typeof data === 'string' ? Buffer.from(data) : data;
+      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+      if (o.durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    throw err;
+  }
+}
+
+/**
+ * Why another local user could replace files in `dir` (world-writable without the sticky bit, or owned
+ * by another user than us and root), or undefined when only we and root can. Undefined on Windows.
+ */
+export function folderWritableByOthers(dir: string): string | undefined {
+  if (WINDOWS) return undefined;
+  const st = statSync(dir);
+  if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
+  const me = process.getuid!();
+  if (st.uid !== 0 && st.uid !== me) return `${dir} is owned by another user (uid ${st.uid}), who can replace files in it: chown ${me} ${dir}`;
+  return undefined;
+}
+
+/**
+ * OpenSSH's rule for private keys: a warning when group or others have any access to `path`, naming the fix.
+ * Undefined when the file is private, missing, or on Windows (where modes do not say who can read).
+ */
+export function readableByOthers(path: string, what: string): string | undefined {
+  if (WINDOWS) return undefined;
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return undefined; // reading it reports what is wrong
+  }
+  if ((mode & 0o077) === 0) return undefined;
+  return `${what} ${path} is accessible by group or others (mode ${mode.toString(8).padStart(4, '0')}), and holds secrets: chmod 600 ${path}`;
+}
+
+/** Thrown for what is at a path but is not a file we read or write: the message says what and why. */
+export class UnsafeFileError extends Error {}
+
+/**
+ * Reads a small file without trusting what is at the path: a FIFO would block the read forever and
+ * /dev/zero would never end, so only a regular file of at most maxBytes is read (the type is checked on
+ * what was opened, so a symlink to one is fine). Throws UnsafeFileError for anything else, or the OS error.
+ */
+export function readSmallFile(path: string, maxBytes: number): string {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const fd = openSync(path, constants.O_RDONLY | O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new UnsafeFileError(`${path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})`);
+    // One byte past the cap, so a file that grew after fstat is caught too.
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > maxBytes) throw new UnsafeFileError(`${path} is larger than ${maxBytes} bytes`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens a log file for appending. In a folder another user can write (a root rport-watchdog logging
+ * beside the client's state.json), a symlink there could point the appends at any file: it is not
+ * followed. Elsewhere symlinks are (log_file = /dev/stdout).
+ */
+export function openForAppend(path: string, mode: number): number {
+  let unsafe: string | undefined;
+  try {
+    unsafe = folderWritableByOthers(dirname(path));
+  } catch {
+    // a missing folder: open reports it
+  }
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0), mode);
+  } catch (err) {
+    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe}`);
+    throw err;
+  }
+}

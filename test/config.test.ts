@@ -32,10 +32,13 @@ test('client config errors: one line naming file, section, key, value and the fi
     await configError('rport', ['-c', f('d.conf', '[client]\nauth = "c:p"\n')]),
     '[client] server is not set (use e.g. server = "rport.example.com:8080")',
   );
+  // A malformed credential is likely a password: the line (which may reach a log) never repeats it.
   assert.equal(
     await configError('rport', ['-c', f('e.conf', '[client]\nserver = "x:1"\nauth = "nopassword"\n')]),
-    `${dir}/e.conf: [client] auth = "nopassword" is not in the form "id:password"`,
+    `${dir}/e.conf: [client] auth = "(secret, not shown)" is not in the form "id:password"`,
   );
+  assert.equal(await configError('rport', ['--server', 'x:1', '--auth', 'hunter2']), '--auth "(secret, not shown)" is not in the form "id:password"');
+  assert.equal(await configError('rportd', ['--auth', 'c1:ok', '--api-auth', 'hunter2', '--data-dir', dir]), '--api-auth "(secret, not shown)" is not in the form "user:password"');
   assert.match(await configError('rport', ['-c', f('g.conf', '[client\nserver = 1\n')]), new RegExp(`^${dir}/g.conf: line 1: .* \\(the file is not valid TOML\\)$`));
   assert.equal(
     await configError('rport', ['-c', `${dir}/missing.conf`]),

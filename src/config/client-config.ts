@@ -14,7 +14,7 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'fallback_servers', type: 'strings', default: [], help: 'servers tried in order when the main one fails' },
   { section: 'client', key: 'server_switchback_interval', type: 'duration', default: 120_000, help: 'while on a fallback, how often to try the main server again' },
   { section: 'client', key: 'fingerprint', type: 'string', default: '', help: "the server's host key fingerprint (SHA256:...); any other key is refused" },
-  { section: 'client', key: 'auth', type: 'string', default: '', help: 'credentials as "id:password"' },
+  { section: 'client', key: 'auth', type: 'string', default: '', secret: true, help: 'credentials as "id:password"' },
   { section: 'client', key: 'proxy', type: 'string', default: '', help: 'HTTP CONNECT proxy, http://host:port' },
   { section: 'client', key: 'id', type: 'string', default: '', help: 'unique client id (default: derived from the machine id)' },
   { section: 'client', key: 'name', type: 'string', default: '', help: 'display name (default: the host name)' },

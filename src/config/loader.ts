@@ -14,6 +14,8 @@ export interface KeyDef {
   help: string;
   /** Flag name without the dashes; defaults to the key with '_' as '-'. */
   flag?: string;
+  /** Holds a password: its value is never repeated in an error line (which may reach a log). */
+  secret?: boolean;
 }
 
 /** A bad config file, flag or value; the message is the whole line the user sees. */
@@ -40,6 +42,10 @@ function show(raw: unknown): string {
   } catch {
     return String(raw);
   }
+}
+
+function showValue(def: KeyDef, raw: unknown): string {
+  return def.secret ? '"(secret, not shown)"' : show(raw);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -163,7 +169,7 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
           ignored.push(`[${section}] ${key}`);
           continue;
         }
-        const origin = `${file}: [${section}] ${key} = ${show(raw)}`;
+        const origin = `${file}: [${section}] ${key} = ${showValue(def, raw)}`;
         const v = convert(def.type, raw, false);
         if (v === undefined) fileErrors.set(`${section}.${key}`, `${origin} ${EXPECTED[def.type]}`);
         else values.set(`${section}.${key}`, v);
@@ -179,14 +185,14 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
     let merged: Value | undefined;
     for (const text of texts) {
       const v = convert(def.type, text, true);
-      if (v === undefined) throw new ConfigError(`--${name} ${show(text)} ${EXPECTED[def.type]}`);
+      if (v === undefined) throw new ConfigError(`--${name} ${showValue(def, text)} ${EXPECTED[def.type]}`);
       // Repeated list and table flags accumulate; anything else: the last one wins.
       if (Array.isArray(v) && Array.isArray(merged)) merged = [...merged, ...v];
       else if (def.type === 'table' && merged) merged = { ...(merged as object), ...(v as object) };
       else merged = v;
     }
     values.set(id, merged!);
-    origins.set(id, `--${name} ${show(texts[texts.length - 1])}`);
+    origins.set(id, `--${name} ${showValue(def, texts[texts.length - 1])}`);
     fileErrors.delete(id);
   }
   const [firstError] = fileErrors.values();

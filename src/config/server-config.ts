@@ -14,7 +14,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'used_ports', type: 'strings', default: ['20000-30000'], help: 'ports (and ranges) tunnels get when the API names none' },
   { section: 'server', key: 'excluded_ports', type: 'strings', default: ['1-1024'], help: 'ports never given to tunnels' },
   { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
-  { section: 'server', key: 'auth', type: 'string', default: '', help: 'one client credential, "id:password"' },
+  { section: 'server', key: 'auth', type: 'string', default: '', secret: true, help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
   { section: 'server', key: 'auth_multiuse_creds', type: 'bool', default: true, help: 'one credential may be used by several clients (each with its own id); false: by one client id only' },
   { section: 'server', key: 'equate_clientauthid_clientid', type: 'bool', default: false, help: "a client's id must equal its credential's id (needs auth_multiuse_creds = false)" },
@@ -27,7 +27,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'max_failed_login', type: 'int', default: 5, help: 'failed logins from one address before it is banned; 0 never bans' },
   { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a banned address is refused' },
   { section: 'api', key: 'address', type: 'string', default: '127.0.0.1:3000', flag: 'api-address', help: 'REST API address (host:port); empty turns the API off' },
-  { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', help: 'API credentials, "user:password" (HTTP basic)' },
+  { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', secret: true, help: 'API credentials, "user:password" (HTTP basic)' },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
 ];

@@ -1,7 +1,18 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { test } from 'node:test';
-import { API_AUTH, cleanup, startClient, startServer } from './helpers/procs.js';
+import { join } from 'node:path';
+import { apiRoutes, createApi } from '../src/api/api-server.js';
+import { Tokens, MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS } from '../src/api/tokens.js';
+import { constantTimeEqual } from '../src/api/auth.js';
+import { Logger, LogSink } from '../src/log.js';
+import { ClientRegistry } from '../src/server/client-registry.js';
+import { Credentials } from '../src/server/credentials.js';
+import { LoginThrottle } from '../src/server/login-throttle.js';
+import { Metrics } from '../src/server/metrics.js';
+import { Store } from '../src/server/store.js';
+import { TunnelManager } from '../src/server/tunnels.js';
+import { API_AUTH, cleanup, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 const basic = (auth: string) => `Basic ${Buffer.from(auth).toString('base64')}`;
 const [USER, PASSWORD] = API_AUTH.split(':') as [string, string];
@@ -155,4 +166,149 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
   assert.equal(JSON.parse(tooBig.body).error.code, 'bad_request');
   // Without credentials the body is not even read: 401 before 413.
   assert.equal((await raw(server.apiPort, 'POST', '/api/v1/credentials', { 'content-type': 'application/json' }, big)).status, 401);
+});
+
+/** The API app in this process, with a real store, listening on loopback: so the test can ask it for its routes. */
+async function inProcessApi(t: import('node:test').TestContext) {
+  const dir = tmpDir(t, 'rport-api-');
+  const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'warn', 'api');
+  const store = new Store(join(dir, 'data'));
+  const registry = new ClientRegistry(store);
+  const tunnels = new TunnelManager([], log, store);
+  const credentials = Credentials.load('client1:s3cret', '');
+  credentials.useStore(store);
+  // max_failed_login 0: wrong credentials are refused with 401 every time, never turned into a ban.
+  const app = createApi({
+    user: USER, password: PASSWORD, registry, tunnels, credentials, metrics: new Metrics(registry, tunnels),
+    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanup(t, async () => {
+    await app.close();
+    store.close();
+  });
+  return { app, port: (app.server.address() as { port: number }).port };
+}
+
+/** Status and (for refusals) body; a stream that was wrongly opened is cut at once. */
+function probe(port: number, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers: { connection: 'close', ...headers }, timeout: 10_000 }, (res) => {
+      if (res.statusCode! < 400) {
+        resolve({ status: res.statusCode!, body: '' });
+        req.destroy();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 10s`)));
+    req.on('error', (err) => reject(new Error(`${method} ${path}: ${err.message}`)));
+    req.end();
+  });
+}
+
+const hex = (ch: string) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`;
+
+/** What an attacker sends instead of the plain path, hoping the router and the auth check read it differently. */
+function variants(path: string): string[] {
+  const segs = path.split('/').slice(1);
+  const join = (parts: string[]) => '/' + parts.join('/');
+  const out = new Set<string>([path]);
+  segs.forEach((seg, i) => {
+    if (!seg) return;
+    const swap = (s: string) => join(segs.map((x, j) => (j === i ? s : x)));
+    out.add(swap(hex(seg[0]!) + seg.slice(1))); // %61pi
+    out.add(swap(hex(seg[0]!).toLowerCase() + seg.slice(1))); // %6d
+    out.add(swap('%25' + hex(seg[0]!).slice(1) + seg.slice(1))); // %2561pi
+    out.add(swap(seg.toUpperCase()));
+    out.add(swap(seg + ';x'));
+    out.add(swap(seg + '%00'));
+  });
+  out.add(join(segs.map((seg) => [...seg].map(hex).join(''))));
+  out.add('/x/..' + path);
+  out.add('/x/%2e%2e' + path);
+  out.add('/.' + path);
+  out.add(path.replace(/\/([^/]*)$/, '/./$1'));
+  out.add(path.replace(/\/([^/]*)$/, '/z/../$1'));
+  out.add('/' + path);
+  out.add(path.replaceAll('/', '//'));
+  out.add(path + '/');
+  out.add(path.toUpperCase());
+  out.add('/' + segs.join('\\'));
+  out.add('/' + segs.join('%2F'));
+  out.add(path + '#x');
+  out.add(path + '?token=forged');
+  return [...out];
+}
+
+const WRONG: Array<[string, Record<string, string>]> = [
+  ['no credentials', {}],
+  ['wrong password', { authorization: basic(`${USER}:wrong`) }],
+  ['empty password', { authorization: basic(`${USER}:`) }],
+  ['password as user', { authorization: basic(`${PASSWORD}:${USER}`) }],
+  ['garbage basic', { authorization: 'Basic !!!' }],
+  ['forged bearer', { authorization: 'Bearer forged' }],
+  ['empty bearer', { authorization: 'Bearer ' }],
+];
+
+const PUBLIC = ['GET /', 'HEAD /', 'GET /dashboard.css', 'HEAD /dashboard.css', 'GET /dashboard.js', 'HEAD /dashboard.js', 'POST /api/v1/login'];
+
+test('issue 1, table-driven: every registered route, under every path variant, refuses requests without or with wrong credentials', async (t) => {
+  const { app, port } = await inProcessApi(t);
+  const routes = apiRoutes(app);
+  assert.ok(routes.some((r) => r.url === '/metrics') && routes.some((r) => r.url === '/api/v1/events'), 'the route list comes from the app');
+  // A new public route is a decision to make here, in the open.
+  assert.deepEqual(routes.filter((r) => r.public).map((r) => `${r.method} ${r.url}`).sort(), [...PUBLIC].sort());
+  const closed = routes.filter((r) => !r.public);
+  // Unknown paths too: 401 before any 404, so probing learns nothing.
+  closed.push({ method: 'GET', url: '/api/v1/nothing', public: false }, { method: 'GET', url: '/nothing', public: false }, { method: 'OPTIONS', url: '/api/v1/clients', public: false });
+
+  let tried = 0;
+  for (const r of closed) {
+    const path = r.url.replace(/:[a-z_]+/g, 'x');
+    // The route answers the right credentials: so the refusals below come from auth, not from a wrong path.
+    if (!r.url.includes('nothing') && r.method !== 'OPTIONS') {
+      const ok = await probe(port, r.method, path, { authorization: basic(API_AUTH) });
+      assert.ok(![401, 403, 429].includes(ok.status), `${r.method} ${path} with the right credentials: ${ok.status} ${ok.body}`);
+    }
+    for (const p of variants(path)) {
+      for (const [what, headers] of WRONG) {
+        const res = await probe(port, r.method, p, headers);
+        tried++;
+        assert.ok(res.status >= 400, `${r.method} ${p} (${what}) answered ${res.status}: route ${r.method} ${r.url} is open`);
+        assert.doesNotMatch(res.body, /"data"|rport_|event:/, `${r.method} ${p} (${what}) leaked: ${res.body.slice(0, 200)}`);
+      }
+    }
+  }
+  t.diagnostic(`${closed.length} routes, ${tried} refused requests`);
+  // An encoded variant does reach its route: with the right credentials it is answered.
+  assert.equal((await probe(port, 'GET', '/%61pi/v1/clients', { authorization: basic(API_AUTH) })).status, 200);
+});
+
+test('tokens expire after TOKEN_TTL_MS, are capped per user and in all (oldest first), and compare in constant time', () => {
+  let now = 1_000_000;
+  const tokens = new Tokens(() => now);
+  const first = tokens.issue('a').token;
+  now += TOKEN_TTL_MS - 1;
+  assert.equal(tokens.valid(first), true);
+  now += 1;
+  assert.equal(tokens.valid(first), false, 'expired');
+
+  const mine = Array.from({ length: MAX_TOKENS_PER_USER + 1 }, () => tokens.issue('a').token);
+  assert.equal(tokens.valid(mine[0]!), false, 'the oldest of the user is evicted');
+  assert.ok(mine.slice(1).every((tk) => tokens.valid(tk)));
+  const others = Array.from({ length: MAX_TOKENS }, (_, i) => tokens.issue(`u${i}`).token);
+  assert.ok(mine.every((tk) => !tokens.valid(tk)), 'the oldest in all are evicted');
+  assert.ok(others.every((tk) => tokens.valid(tk)));
+  let ended = 0;
+  tokens.watch(others[0]!, () => ended++);
+  assert.equal(tokens.revoke(others[0]!), true);
+  assert.equal(tokens.revoke(others[0]!), false);
+  assert.equal(ended, 1);
+
+  assert.equal(constantTimeEqual('apipass', 'apipass'), true);
+  assert.equal(constantTimeEqual('apipass', 'apipas'), false);
+  assert.equal(constantTimeEqual('', 'x'.repeat(10_000)), false);
 });

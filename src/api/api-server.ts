@@ -214,7 +214,8 @@ export function createApi(o: ApiOptions): FastifyInstance {
 
   // Live updates for the dashboard: the whole client list when anything changed, at most once a second
   // (a large fleet's pings change something many times a second).
-  app.get('/api/v1/events', { config: { tokenInQuery: true } }, (req, reply) => {
+  // No HEAD: a stream has no head to give, the request would hang.
+  app.get('/api/v1/events', { config: { tokenInQuery: true }, exposeHeadRoute: false }, (req, reply) => {
     const token = presentedToken(req);
     reply.hijack();
     const res = reply.raw;

@@ -151,6 +151,11 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
     assert.equal((await raw(server.apiPort, 'GET', asset)).status, 200, asset);
   }
 
+  // Refusals carry the headers too: the security headers come before the auth check.
+  const refused = await raw(server.apiPort, 'GET', '/api/v1/status');
+  assert.equal(refused.status, 401);
+  assert.equal(refused.headers['x-frame-options'], 'DENY');
+  assert.equal(refused.headers['content-security-policy'], csp);
   const api = await raw(server.apiPort, 'GET', '/api/v1/status', { authorization: basic(API_AUTH), origin: 'http://evil.example' });
   assert.equal(api.status, 200);
   assert.equal(api.headers['x-content-type-options'], 'nosniff');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { test } from 'node:test';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { LoginThrottle } from '../src/server/login-throttle.js';
 import { Metrics } from '../src/server/metrics.js';
 import { Store } from '../src/server/store.js';
 import { TunnelManager } from '../src/server/tunnels.js';
-import { API_AUTH, cleanup, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { API_AUTH, cleanup, eventually, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 const basic = (auth: string) => `Basic ${Buffer.from(auth).toString('base64')}`;
 const [USER, PASSWORD] = API_AUTH.split(':') as [string, string];
@@ -174,7 +175,7 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
 });
 
 /** The API app in this process, with a real store, listening on loopback: so the test can ask it for its routes. */
-async function inProcessApi(t: import('node:test').TestContext) {
+async function inProcessApi(t: import('node:test').TestContext, logIntervalMs?: number) {
   const dir = tmpDir(t, 'rport-api-');
   const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'warn', 'api');
   const store = new Store(join(dir, 'data'));
@@ -185,14 +186,14 @@ async function inProcessApi(t: import('node:test').TestContext) {
   // max_failed_login 0: wrong credentials are refused with 401 every time, never turned into a ban.
   const app = createApi({
     user: USER, password: PASSWORD, registry, tunnels, credentials, metrics: new Metrics(registry, tunnels),
-    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log,
+    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   cleanup(t, async () => {
     await app.close();
     store.close();
   });
-  return { app, port: (app.server.address() as { port: number }).port };
+  return { app, port: (app.server.address() as { port: number }).port, logFile: join(dir, 'rportd.log') };
 }
 
 /** Status and (for refusals) body; a stream that was wrongly opened is cut at once. */
@@ -290,6 +291,19 @@ test('issue 1, table-driven: every registered route, under every path variant, r
   t.diagnostic(`${closed.length} routes, ${tried} refused requests`);
   // An encoded variant does reach its route: with the right credentials it is answered.
   assert.equal((await probe(port, 'GET', '/%61pi/v1/clients', { authorization: basic(API_AUTH) })).status, 200);
+});
+
+test('issue 2: repeated failure lines are summed up with their count when the interval ends', async (t) => {
+  const { port, logFile } = await inProcessApi(t, 2000);
+  // Sent together, so that they fall into one interval even on a slow machine.
+  const all = await Promise.all(Array.from({ length: 20 }, (_, i) => probe(port, 'GET', '/api/v1/status', { authorization: basic(`user${i}:wrong`) })));
+  assert.ok(all.every((r) => r.status === 401));
+  const lines = () => readFileSync(logFile, 'utf8').split('\n').filter((l) => /failed API login/.test(l));
+  // Every failure is in the log, as a line of its own or in a count.
+  const accounted = () => lines().reduce((n, l) => n + Number(/(\d+) more like this/.exec(l)?.[1] ?? 1), 0);
+  await eventually(() => (accounted() === 20 ? true : undefined), 10_000, 'all 20 failures accounted for in the log');
+  assert.ok(lines().length <= 4, lines().join('\n'));
+  assert.match(lines().join('\n'), /\d+ more like this in the last 2s \(api-login-failed\); the last: failed API login as "user\d+" from 127\.0\.0\.1/);
 });
 
 test('tokens expire after TOKEN_TTL_MS, are capped per user and in all (oldest first), and compare in constant time', () => {

@@ -25,6 +25,8 @@ export interface ApiOptions {
   /** Failed API logins, counted like the client listener's. */
   throttle: LoginThrottle;
   log: Logger;
+  /** How often repeated failure lines are summed up (default: a minute). */
+  logIntervalMs?: number;
 }
 
 /** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
@@ -52,7 +54,7 @@ export function apiRoutes(app: FastifyInstance): RouteInfo[] {
 export function createApi(o: ApiOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, ajv: { customOptions: { allErrors: false, coerceTypes: false } } });
   const tokens = new Tokens();
-  const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log });
+  const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log, logIntervalMs: o.logIntervalMs });
   const routes: RouteInfo[] = [];
   routeTables.set(app, routes);
   app.addHook('onRoute', (r) => {

@@ -59,6 +59,7 @@ export interface AuthOptions {
   tokens: Tokens;
   throttle: LoginThrottle;
   log: Logger;
+  logIntervalMs?: number;
 }
 
 /**
@@ -70,7 +71,7 @@ export class ApiAuth {
   private readonly lines: LogLimiter;
 
   constructor(private readonly o: AuthOptions) {
-    this.lines = new LogLimiter(o.log);
+    this.lines = new LogLimiter(o.log, o.logIntervalMs);
   }
 
   /** Checks a user name and password from `ip`; a banned pair is refused before the password is looked at. */

@@ -92,6 +92,7 @@ export const DASHBOARD_JS = `(() => {
   let clients = [];
   let selected = null;
   let events = null;
+  let ages = null;
 
   const el = (tag, props = {}, ...children) => {
     const e = document.createElement(tag);
@@ -118,6 +119,7 @@ export const DASHBOARD_JS = `(() => {
     sessionStorage.removeItem('rport-token');
     token = null;
     if (events) events.close();
+    clearInterval(ages);
     $('app').hidden = true;
     $('login').hidden = false;
   }
@@ -172,7 +174,7 @@ export const DASHBOARD_JS = `(() => {
       // A refused stream (the token expired or was revoked) is not retried by EventSource: ask the API, which logs out on 401.
       if (events.readyState === EventSource.CLOSED) api('GET', '/api/v1/status').catch(() => {});
     };
-    setInterval(render, 5000); // "last seen" ages
+    ages = setInterval(render, 5000); // "last seen" ages
   }
 
   $('login-form').onsubmit = async (ev) => {

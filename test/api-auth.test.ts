@@ -125,7 +125,9 @@ test('tokens: logout revokes the presented token and ends its event stream; the 
   });
   assert.equal((await raw(port, 'DELETE', '/api/v1/logout', bearer)).status, 204);
   assert.equal(await streamEnded, 200);
-  assert.equal((await raw(port, 'GET', '/api/v1/status', bearer)).status, 401);
+  const stale = await raw(port, 'GET', '/api/v1/status', bearer);
+  assert.equal(stale.status, 401);
+  assert.match(String(stale.headers['www-authenticate']), /^Bearer .*invalid_token/);
   assert.equal((await raw(port, 'GET', `/api/v1/events?token=${encodeURIComponent(token)}`)).status, 401);
   // Logging out needs a token to revoke: basic auth has none.
   assert.equal((await raw(port, 'POST', '/api/v1/logout', { authorization: basic(API_AUTH) })).status, 400);
@@ -246,6 +248,8 @@ function variants(path: string): string[] {
   out.add('/' + segs.join('%2F'));
   out.add(path + '#x');
   out.add(path + '?token=forged');
+  out.add(path + '%zz'); // not decodable
+  out.add('http://127.0.0.1' + path); // absolute form, as to a proxy
   return [...out];
 }
 

@@ -108,7 +108,8 @@ export class ApiAuth {
       if (v.ok) return;
       if (v.bannedMs > 0) return this.refuseBanned(reply, ipOf(req), basic.user, v.bannedMs);
     }
-    reply.header('www-authenticate', 'Basic realm="rportd"');
+    // A stale token gets a Bearer challenge: a Basic one would make the browser pop up its login dialog over the dashboard.
+    reply.header('www-authenticate', token ? 'Bearer realm="rportd", error="invalid_token"' : 'Basic realm="rportd"');
     return fail(reply, 401, 'unauthorized', 'log in: HTTP basic auth with the [api] auth credentials, or a bearer token from POST /api/v1/login');
   };
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { test } from 'node:test';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { apiRoutes, createApi } from '../src/api/api-server.js';
-import { Tokens, MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS } from '../src/api/tokens.js';
 import { constantTimeEqual } from '../src/api/auth.js';
+import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
 import { Logger, LogSink } from '../src/log.js';
 import { ClientRegistry } from '../src/server/client-registry.js';
 import { Credentials } from '../src/server/credentials.js';

@@ -22,7 +22,12 @@ test('dashboard in headless Chromium: log in, a client appears live, a tunnel is
   cleanup(t, () => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   page.setDefaultTimeout(10_000);
-  await page.goto(`http://127.0.0.1:${server.apiPort}/`);
+  // The CSP forbids inline script and style: a violation shows up as a console error.
+  const consoleErrors: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  const loaded = await page.goto(`http://127.0.0.1:${server.apiPort}/`);
+  assert.match(loaded!.headers()['content-security-policy'] ?? '', /frame-ancestors 'none'/);
+  assert.equal(loaded!.headers()['x-frame-options'], 'DENY');
   const [user, password] = API_AUTH.split(':');
   await page.fill('input[name=username]', user!);
   await page.fill('input[name=password]', 'wrong');
@@ -54,4 +59,11 @@ test('dashboard in headless Chromium: log in, a client appears live, a tunnel is
   await page.waitForSelector('#tunnels td:has-text("No tunnels.")');
   await client.stop();
   await page.waitForSelector('tr[data-client="dash-client"]:has-text("disconnected")');
+  assert.deepEqual(consoleErrors.filter((e) => /Content Security Policy/i.test(e)), []);
+
+  // Log out revokes the token on the server: it no longer opens the API.
+  const token = await page.evaluate(() => sessionStorage.getItem('rport-token'));
+  await page.click('#logout');
+  await page.waitForSelector('#login-form', { state: 'visible' });
+  assert.equal((await fetch(`http://127.0.0.1:${server.apiPort}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } })).status, 401);
 });

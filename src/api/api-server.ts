@@ -1,14 +1,16 @@
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import helmet from '@fastify/helmet';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { parseDuration } from '../config/duration.js';
 import { parseHostPort } from '../config/host-port.js';
 import type { Logger } from '../log.js';
 import type { ClientRegistry } from '../server/client-registry.js';
-import { hashPassword, safeEqual, type Credentials } from '../server/credentials.js';
+import { hashPassword, type Credentials } from '../server/credentials.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
 import { describeTunnel, TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { ApiAuth, fail, ipOf, presentedToken } from './auth.js';
+import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { Tokens } from './tokens.js';
 
 export interface ApiOptions {
@@ -23,47 +25,58 @@ export interface ApiOptions {
   /** Failed API logins, counted like the client listener's. */
   throttle: LoginThrottle;
   log: Logger;
+  /** How often repeated failure lines are summed up (default: a minute). */
+  logIntervalMs?: number;
 }
 
-/** Every error the API answers: {"error": {"code": ..., "message": ...}} with the matching status. */
-function fail(reply: FastifyReply, status: number, code: string, message: string) {
-  return reply.code(status).send({ error: { code, message } });
-}
-
+/** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
+export const BODY_LIMIT = 16 * 1024;
 const EVENTS_MIN_INTERVAL_MS = 1000;
-const ipOf = (req: FastifyRequest) => req.ip.replace(/^::ffff:/, '');
 const idParams = { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 200 } }, required: ['id'] } as const;
+
+export interface RouteInfo {
+  method: string;
+  url: string;
+  public: boolean;
+}
+const routeTables = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/** Every route the app has, as its router knows them: the test walks them all, so none can go without auth. */
+export function apiRoutes(app: FastifyInstance): RouteInfo[] {
+  return routeTables.get(app) ?? [];
+}
 
 /**
  * The REST API under /api/v1 and the dashboard at /. Auth: HTTP basic with the [api] auth credentials,
- * or a bearer token from POST /api/v1/login. Input is checked by JSON schemas.
+ * or a bearer token from POST /api/v1/login; routes are closed unless their config says public.
+ * Input is checked by JSON schemas.
  */
 export function createApi(o: ApiOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { allErrors: false, coerceTypes: false } } });
+  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, ajv: { customOptions: { allErrors: false, coerceTypes: false } } });
   const tokens = new Tokens();
-
-  const checkBasic = (header: string | undefined): boolean | undefined => {
-    const m = /^Basic (.+)$/i.exec(header ?? '');
-    if (!m) return undefined;
-    const text = Buffer.from(m[1]!, 'base64').toString('utf8');
-    const i = text.indexOf(':');
-    return i > 0 && safeEqual(text.slice(0, i), o.user) && safeEqual(text.slice(i + 1), o.password);
-  };
-  const authorized = (req: FastifyRequest): boolean => {
-    if (!o.user) return true;
-    const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? (req.url.startsWith('/api/v1/events') ? (req.query as { token?: string }).token : undefined);
-    if (bearer) return tokens.valid(bearer);
-    return checkBasic(req.headers.authorization) === true;
-  };
-
-  app.addHook('onRequest', async (req, reply) => {
-    const open = req.url === '/' || req.url.startsWith('/api/v1/login');
-    if (open || !(req.url.startsWith('/api/') || req.url.startsWith('/metrics'))) return;
-    if (!authorized(req)) {
-      reply.header('www-authenticate', 'Basic realm="rportd"');
-      return fail(reply, 401, 'unauthorized', 'log in: HTTP basic auth with the [api] auth credentials, or a bearer token from POST /api/v1/login');
-    }
+  const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log, logIntervalMs: o.logIntervalMs });
+  const routes: RouteInfo[] = [];
+  routeTables.set(app, routes);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url, public: r.config?.public === true });
   });
+
+  // Before the auth hook, so that refusals carry the headers too. No CORS: browsers on other origins get nothing.
+  app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'"], connectSrc: ["'self'"],
+        formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"],
+      },
+    },
+    xFrameOptions: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    // The API speaks plain HTTP; HSTS is for whoever puts TLS in front of it.
+    strictTransportSecurity: false,
+  });
+  app.addHook('onRequest', auth.hook);
+
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof TunnelError) return fail(reply, err.status, err.code, err.message);
@@ -72,30 +85,41 @@ export function createApi(o: ApiOptions): FastifyInstance {
       const field = v?.instancePath ? ` field "${v.instancePath.slice(1)}"` : '';
       return fail(reply, 400, 'bad_request', `${err.validationContext ?? 'request'}${field} ${v?.message ?? 'is invalid'}`);
     }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return fail(reply, 413, 'bad_request', `the request body is over the limit of ${BODY_LIMIT} bytes`);
     if (err.statusCode && err.statusCode < 500) return fail(reply, err.statusCode, 'bad_request', err.message);
     o.log.error(`API error: ${err.message}`);
     return fail(reply, 500, 'internal', err.message);
   });
 
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+  const open = { config: { public: true } };
+  app.get('/', open, async (_req, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+  app.get('/dashboard.css', open, async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
+  app.get('/dashboard.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
 
   app.post<{ Body: { username: string; password: string } }>('/api/v1/login', {
+    ...open,
     schema: { body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: { type: 'string', maxLength: 200 }, password: { type: 'string', maxLength: 1000 } } } },
   }, async (req, reply) => {
     const ip = ipOf(req);
-    // The throttle is shared with client logins: API users are counted under their own names.
-    const account = `api:${req.body.username}`;
-    const banned = o.throttle.bannedFor(ip, account);
-    if (banned > 0) return fail(reply, 429, 'too_many_failed_logins', `too many failed logins from ${ip}: try again in ${Math.ceil(banned / 60000)} minute(s)`);
-    const ok = !o.user || (safeEqual(req.body.username, o.user) && safeEqual(req.body.password, o.password));
-    if (!ok) {
-      o.throttle.failed(ip, account);
-      o.log.warn(`failed API login as "${req.body.username}" from ${ip}`);
-      return fail(reply, 401, 'unauthorized', 'wrong username or password');
+    if (o.user) {
+      const v = auth.verify(ip, req.body.username, req.body.password);
+      if (!v.ok && v.bannedMs > 0) return auth.refuseBanned(reply, ip, req.body.username, v.bannedMs);
+      if (!v.ok) return fail(reply, 401, 'unauthorized', 'wrong username or password');
     }
-    o.throttle.succeeded(ip, account);
     return { data: tokens.issue(req.body.username) };
   });
+
+  // POST for forms and scripts, DELETE for REST clients: both revoke the token the request presents.
+  for (const method of ['POST', 'DELETE'] as const) {
+    app.route({
+      method, url: '/api/v1/logout', handler: async (req, reply) => {
+        const token = presentedToken(req);
+        if (!token) return fail(reply, 400, 'bad_request', 'log out revokes a bearer token: send it as "Authorization: Bearer TOKEN" (basic auth has nothing to revoke)');
+        tokens.revoke(token);
+        return reply.code(204).send();
+      },
+    });
+  }
 
   app.get('/api/v1/status', async () => ({
     data: {
@@ -192,7 +216,9 @@ export function createApi(o: ApiOptions): FastifyInstance {
 
   // Live updates for the dashboard: the whole client list when anything changed, at most once a second
   // (a large fleet's pings change something many times a second).
-  app.get('/api/v1/events', (req, reply) => {
+  // No HEAD: a stream has no head to give, the request would hang.
+  app.get('/api/v1/events', { config: { tokenInQuery: true }, exposeHeadRoute: false }, (req, reply) => {
+    const token = presentedToken(req);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
@@ -209,7 +235,10 @@ export function createApi(o: ApiOptions): FastifyInstance {
       }, Math.max(0, lastSent + EVENTS_MIN_INTERVAL_MS - Date.now()));
     });
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    // A stream opened with a token ends with it: logout, eviction or expiry.
+    const unwatch = token && tokens.valid(token) ? tokens.watch(token, () => res.end()) : () => {};
     req.raw.on('close', () => {
+      unwatch();
       off();
       clearTimeout(pending);
       clearInterval(keepAlive);

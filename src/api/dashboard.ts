@@ -1,13 +1,61 @@
 // The dashboard: one page served by rportd at /, with no build step. It logs in through the API
 // (POST /api/v1/login), then follows /api/v1/events (server-sent events) so the clients table is live.
+// The page has no inline script or style: the Content-Security-Policy allows only these files of its own.
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>rportd</title>
-<style>
-  :root { --bg: #f6f7f9; --fg: #1d232b; --muted: #6b7480; --line: #dde1e6; --ok: #1a8f4b; --bad: #c0392b; --warn: #b7791f; --accent: #2457c5; }
+<link rel="stylesheet" href="/dashboard.css">
+</head>
+<body>
+<div id="login" class="card" hidden>
+  <h2>rportd</h2>
+  <form id="login-form">
+    <label>User <input name="username" autocomplete="username" required></label>
+    <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+    <button type="submit">Log in</button>
+    <div class="error" id="login-error"></div>
+  </form>
+</div>
+<div id="app" hidden>
+  <header>
+    <h1>rportd</h1>
+    <span class="meta" id="status"></span>
+    <span class="live" id="live">connecting...</span>
+    <button class="ghost" id="logout" type="button">Log out</button>
+  </header>
+  <main>
+    <section class="card">
+      <table>
+        <thead><tr><th>Client</th><th>Status</th><th>Last seen</th><th>Round trip</th><th>Tags</th><th>Watchdog</th><th>Restarts (24h)</th><th>Tunnels</th></tr></thead>
+        <tbody id="clients"></tbody>
+      </table>
+      <div class="empty" id="no-clients" hidden>No clients yet. Start an rport client pointed at this server.</div>
+    </section>
+    <section class="card" id="detail" hidden>
+      <h3 id="detail-title"></h3>
+      <table>
+        <thead><tr><th>Server port</th><th>Target (from the client)</th><th>ACL</th><th>Listening</th><th>Connections</th><th>Bytes in / out</th><th></th></tr></thead>
+        <tbody id="tunnels"></tbody>
+      </table>
+      <form class="inline" id="tunnel-form">
+        <label>Target host:port <input name="remote" placeholder="127.0.0.1:22" required></label>
+        <label>Server port (optional) <input name="local" placeholder="auto"></label>
+        <label>ACL (optional) <input name="acl" placeholder="203.0.113.0/24"></label>
+        <button type="submit">Create tunnel</button>
+      </form>
+      <div class="error" id="tunnel-error"></div>
+    </section>
+  </main>
+</div>
+<script src="/dashboard.js"></script>
+</body>
+</html>
+`;
+
+export const DASHBOARD_CSS = `  :root { --bg: #f6f7f9; --fg: #1d232b; --muted: #6b7480; --line: #dde1e6; --ok: #1a8f4b; --bad: #c0392b; --warn: #b7791f; --accent: #2457c5; }
   * { box-sizing: border-box; }
   body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg); color: var(--fg); }
   header { display: flex; align-items: center; gap: 16px; padding: 12px 24px; background: #fff; border-bottom: 1px solid var(--line); }
@@ -35,55 +83,16 @@ export const DASHBOARD_HTML = `<!doctype html>
   #login form { display: flex; flex-direction: column; gap: 10px; }
   .empty { color: var(--muted); padding: 12px 8px; }
   code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
-</style>
-</head>
-<body>
-<div id="login" class="card" hidden>
-  <h2>rportd</h2>
-  <form id="login-form">
-    <label>User <input name="username" autocomplete="username" required></label>
-    <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-    <button type="submit">Log in</button>
-    <div class="error" id="login-error"></div>
-  </form>
-</div>
-<div id="app" hidden>
-  <header>
-    <h1>rportd</h1>
-    <span class="meta" id="status"></span>
-    <span class="live" id="live">connecting...</span>
-  </header>
-  <main>
-    <section class="card">
-      <table>
-        <thead><tr><th>Client</th><th>Status</th><th>Last seen</th><th>Round trip</th><th>Tags</th><th>Watchdog</th><th>Restarts (24h)</th><th>Tunnels</th></tr></thead>
-        <tbody id="clients"></tbody>
-      </table>
-      <div class="empty" id="no-clients" hidden>No clients yet. Start an rport client pointed at this server.</div>
-    </section>
-    <section class="card" id="detail" hidden>
-      <h3 id="detail-title"></h3>
-      <table>
-        <thead><tr><th>Server port</th><th>Target (from the client)</th><th>ACL</th><th>Listening</th><th>Connections</th><th>Bytes in / out</th><th></th></tr></thead>
-        <tbody id="tunnels"></tbody>
-      </table>
-      <form class="inline" id="tunnel-form">
-        <label>Target host:port <input name="remote" placeholder="127.0.0.1:22" required></label>
-        <label>Server port (optional) <input name="local" placeholder="auto"></label>
-        <label>ACL (optional) <input name="acl" placeholder="203.0.113.0/24"></label>
-        <button type="submit">Create tunnel</button>
-      </form>
-      <div class="error" id="tunnel-error"></div>
-    </section>
-  </main>
-</div>
-<script>
-(() => {
+  header button.ghost { color: var(--muted); }
+`;
+
+export const DASHBOARD_JS = `(() => {
   const $ = (id) => document.getElementById(id);
   let token = sessionStorage.getItem('rport-token');
   let clients = [];
   let selected = null;
   let events = null;
+  let ages = null;
 
   const el = (tag, props = {}, ...children) => {
     const e = document.createElement(tag);
@@ -110,6 +119,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     sessionStorage.removeItem('rport-token');
     token = null;
     if (events) events.close();
+    clearInterval(ages);
     $('app').hidden = true;
     $('login').hidden = false;
   }
@@ -159,8 +169,12 @@ export const DASHBOARD_HTML = `<!doctype html>
       $('live').textContent = 'live - updated ' + new Date().toLocaleTimeString();
       render();
     });
-    events.onerror = () => { $('live').textContent = 'reconnecting...'; };
-    setInterval(render, 5000); // "last seen" ages
+    events.onerror = () => {
+      $('live').textContent = 'reconnecting...';
+      // A refused stream (the token expired or was revoked) is not retried by EventSource: ask the API, which logs out on 401.
+      if (events.readyState === EventSource.CLOSED) api('GET', '/api/v1/status').catch(() => {});
+    };
+    ages = setInterval(render, 5000); // "last seen" ages
   }
 
   $('login-form').onsubmit = async (ev) => {
@@ -172,6 +186,11 @@ export const DASHBOARD_HTML = `<!doctype html>
     token = json.data.token;
     sessionStorage.setItem('rport-token', token);
     start();
+  };
+
+  $('logout').onclick = async () => {
+    await fetch('/api/v1/logout', { method: 'POST', headers: { authorization: 'Bearer ' + token } }).catch(() => {});
+    logout();
   };
 
   $('tunnel-form').onsubmit = async (ev) => {
@@ -189,7 +208,4 @@ export const DASHBOARD_HTML = `<!doctype html>
 
   if (token) start(); else logout();
 })();
-</script>
-</body>
-</html>
 `;

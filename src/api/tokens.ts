@@ -1,22 +1,76 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
-const TOKEN_TTL_MS = 24 * 3600_000;
+/** How long a token from POST /login is valid. */
+export const TOKEN_TTL_MS = 24 * 3600_000;
+/** Live tokens per user and in all: a login past either cap evicts the oldest, so logins cannot fill memory. */
+export const MAX_TOKENS_PER_USER = 20;
+export const MAX_TOKENS = 100;
 
-/** Bearer tokens from POST /login: random, kept in memory, valid for a day (a restart logs everyone out). */
+interface Live {
+  user: string;
+  expires: number;
+  /** Told when the token ends early (logout, eviction) or expires: open event streams close. */
+  watchers: Set<() => void>;
+}
+
+// Kept by their hash: a lookup's timing depends on the hash, which an attacker cannot steer toward a live token.
+const hashOf = (token: string) => createHash('sha256').update(token).digest('base64url');
+
+/** Bearer tokens from POST /login: random, kept in memory (a restart logs everyone out). */
 export class Tokens {
-  private readonly byToken = new Map<string, { user: string; expires: number }>();
+  /** In order of issue: the first entry of a user is its oldest. */
+  private readonly live = new Map<string, Live>();
+
+  constructor(private readonly now: () => number = Date.now) {}
 
   issue(user: string): { token: string; expires_at: string } {
-    const now = Date.now();
-    for (const [t, v] of this.byToken) if (v.expires < now) this.byToken.delete(t);
+    const now = this.now();
+    for (const [h, v] of this.live) if (v.expires <= now) this.end(h);
+    const mine = [...this.live].filter(([, v]) => v.user === user);
+    for (const [h] of mine.slice(0, Math.max(0, mine.length - MAX_TOKENS_PER_USER + 1))) this.end(h);
+    for (const [h] of [...this.live].slice(0, Math.max(0, this.live.size - MAX_TOKENS + 1))) this.end(h);
     const token = randomBytes(32).toString('base64url');
     const expires = now + TOKEN_TTL_MS;
-    this.byToken.set(token, { user, expires });
+    this.live.set(hashOf(token), { user, expires, watchers: new Set() });
     return { token, expires_at: new Date(expires).toISOString() };
   }
 
   valid(token: string): boolean {
-    const v = this.byToken.get(token);
-    return !!v && v.expires > Date.now();
+    const v = this.live.get(hashOf(token));
+    return !!v && v.expires > this.now();
+  }
+
+  /** Logout: the token stops working at once. False when it was not live. */
+  revoke(token: string): boolean {
+    const h = hashOf(token);
+    if (!this.valid(token)) return false;
+    this.end(h);
+    return true;
+  }
+
+  /** Calls `fn` once when the token stops working, for whatever reason; returns the way to stop watching. */
+  watch(token: string, fn: () => void): () => void {
+    const v = this.live.get(hashOf(token));
+    if (!v) {
+      fn();
+      return () => {};
+    }
+    const timer = setTimeout(fn, Math.max(0, v.expires - this.now()));
+    timer.unref();
+    const w = () => {
+      clearTimeout(timer);
+      fn();
+    };
+    v.watchers.add(w);
+    return () => {
+      clearTimeout(timer);
+      v.watchers.delete(w);
+    };
+  }
+
+  private end(hash: string): void {
+    const v = this.live.get(hash);
+    this.live.delete(hash);
+    for (const w of v?.watchers ?? []) w();
   }
 }

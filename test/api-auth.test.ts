@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { apiRoutes, createApi } from '../src/api/api-server.js';
-import { constantTimeEqual } from '../src/api/auth.js';
+import { safeEqual } from '../src/server/credentials.js';
 import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
 import { Logger, LogSink } from '../src/log.js';
 import { ClientRegistry } from '../src/server/client-registry.js';
@@ -331,7 +331,7 @@ test('tokens expire after TOKEN_TTL_MS, are capped per user and in all (oldest f
   assert.equal(tokens.revoke(others[0]!), false);
   assert.equal(ended, 1);
 
-  assert.equal(constantTimeEqual('apipass', 'apipass'), true);
-  assert.equal(constantTimeEqual('apipass', 'apipas'), false);
-  assert.equal(constantTimeEqual('', 'x'.repeat(10_000)), false);
+  assert.equal(safeEqual('apipass', 'apipass'), true);
+  assert.equal(safeEqual('apipass', 'apipas'), false);
+  assert.equal(safeEqual('', 'x'.repeat(10_000)), false);
 });

@@ -12,6 +12,8 @@ import { cleanup, eventually, startClient, startServer, tmpDir, writeFile, type 
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const connected = /INFO  client: connected to /;
+/** A regression may make a refused client connect and stay: fail then, do not hang. */
+const LIMIT = { timeout: 90_000 };
 
 /** Tries `passwords` as `user` on ONE SSH connection; resolves how many attempts the server answered. */
 async function guessOnOneConnection(port: number, user: string, passwords: string[]): Promise<number> {
@@ -30,7 +32,7 @@ async function authFileServer(t: test.TestContext, extra: string[] = [], account
   return startServer(t, ['--auth-file', file, ...extra]);
 }
 
-test('50 wrong passwords on one SSH connection: the server answers max_auth_tries of them, then closes it', async (t) => {
+test('50 wrong passwords on one SSH connection: the server answers max_auth_tries of them, then closes it', LIMIT, async (t) => {
   const server = await startServer(t, ['--max-failed-login', '0', '--max-auth-tries', '3']);
   const answered = await guessOnOneConnection(server.port, 'client1', Array.from({ length: 50 }, (_, i) => `guess-${i}`));
   // Three refusals, then the fourth attempt is answered by closing the connection.
@@ -38,7 +40,7 @@ test('50 wrong passwords on one SSH connection: the server answers max_auth_trie
   await server.proc.waitFor(/closing the connection from 127\.0\.0\.1: more than 3 login attempts on it \(\[server\] max_auth_tries\)/);
 });
 
-test('a guesser at one id is banned for that id only: another client behind the same address still connects, and its success does not clear the ban', async (t) => {
+test('a guesser at one id is banned for that id only: another client behind the same address still connects, and its success does not clear the ban', LIMIT, async (t) => {
   const server = await authFileServer(t, ['--max-failed-login', '3', '--ban-time', '1h']);
   for (let i = 0; i < 3; i++) await guessOnOneConnection(server.port, 'c1', [`wrong-${i}`]);
   const other = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c2']);
@@ -54,14 +56,14 @@ test('a guesser at one id is banned for that id only: another client behind the 
   assert.match(late.output, /HTTP 403 \(too many failed logins from 127\.0\.0\.1/);
 });
 
-test('failed logins are written to the log once per minute with a count, not once each', async (t) => {
+test('failed logins are written to the log once per minute with a count, not once each', LIMIT, async (t) => {
   const server = await startServer(t, ['--max-failed-login', '0']);
   for (let i = 0; i < 8; i++) await guessOnOneConnection(server.port, `user-${i}`, ['wrong']);
   await server.proc.waitFor(/failed login as "user-0" from 127\.0\.0\.1/);
   assert.equal(server.proc.lines.filter((l) => /failed login as/.test(l)).length, 1, server.proc.output);
 });
 
-test('an unknown id is refused no sooner than a known one with a bcrypt hash: the timing does not tell which ids exist', async (t) => {
+test('an unknown id is refused no sooner than a known one with a bcrypt hash: the timing does not tell which ids exist', LIMIT, async (t) => {
   const server = await authFileServer(t, ['--max-failed-login', '0'], { hashed: bcrypt.hashSync('right-password', 10) });
   const failTime = async (user: string) => {
     const t0 = performance.now();
@@ -74,7 +76,7 @@ test('an unknown id is refused no sooner than a known one with a bcrypt hash: th
   assert.ok(known >= FAILED_CHECK_MIN_MS, `known id refused after ${known.toFixed(1)} ms`);
 });
 
-test("a client id cannot be taken with another client's credential; deleting the client frees the id", async (t) => {
+test("a client id cannot be taken with another client's credential; deleting the client frees the id", LIMIT, async (t) => {
   const server = await authFileServer(t);
   const owner = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1']);
   await owner.waitFor(connected);
@@ -97,7 +99,7 @@ test("a client id cannot be taken with another client's credential; deleting the
   assert.equal((await server.api('/api/v1/clients/c1')).body.data.auth_id, 'c2');
 });
 
-test('auth_multiuse_creds = false: one credential, one client id', async (t) => {
+test('auth_multiuse_creds = false: one credential, one client id', LIMIT, async (t) => {
   const server = await authFileServer(t, ['--auth-multiuse-creds=false']);
   const first = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'first']);
   await first.waitFor(connected);
@@ -106,7 +108,7 @@ test('auth_multiuse_creds = false: one credential, one client id', async (t) => 
   assert.match(second.output, /credential "c2" is already used by client "first" \(\[server\] auth_multiuse_creds = false\)/);
 });
 
-test('equate_clientauthid_clientid = true: the client id must be the credential id', async (t) => {
+test('equate_clientauthid_clientid = true: the client id must be the credential id', LIMIT, async (t) => {
   const server = await authFileServer(t, ['--auth-multiuse-creds=false', '--equate-clientauthid-clientid']);
   const other = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'someone-else', '--max-retry-count', '1']);
   assert.equal((await other.exited).code, 1);
@@ -115,7 +117,7 @@ test('equate_clientauthid_clientid = true: the client id must be the credential 
   await same.waitFor(connected);
 });
 
-test('50 connection requests racing for one id whose old session hangs: one wins, the rest are refused, no ghost session, no leaked tunnel port', async (t) => {
+test('50 connection requests racing for one id whose old session hangs: one wins, the rest are refused, no ghost session, no leaked tunnel port', LIMIT, async (t) => {
   const server = await startServer(t, ['--check-clients-connection-timeout', '2s']);
   const stale = await rawLink(server.port, 'client1:s3cret');
   cleanup(t, () => stale.close());

@@ -1,7 +1,7 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { formatDuration } from '../config/duration.js';
 import { LogLimiter, type Logger } from '../log.js';
+import { safeEqual } from '../server/credentials.js';
 import { SOURCE_FACTOR, type LoginThrottle } from '../server/login-throttle.js';
 import type { Tokens } from './tokens.js';
 
@@ -21,13 +21,6 @@ export function fail(reply: FastifyReply, status: number, code: string, message:
 
 export const ipOf = (req: FastifyRequest) => req.ip.replace(/^::ffff:/, '');
 
-const KEY = randomBytes(32);
-const digest = (s: string) => createHmac('sha256', KEY).update(s).digest();
-
-/** Equal, with timing that tells neither where they differ nor how long either is: both are HMACed to 32 bytes first. */
-export function constantTimeEqual(a: string, b: string): boolean {
-  return timingSafeEqual(digest(a), digest(b));
-}
 
 /** The bearer token presented: the Authorization header, or ?token= on the routes that take it there. */
 export function presentedToken(req: FastifyRequest): string | undefined {
@@ -80,8 +73,8 @@ export class ApiAuth {
     const bannedMs = this.o.throttle.bannedFor(ip, account);
     if (bannedMs > 0) return { ok: false, bannedMs };
     // Both compared always: which part was wrong does not show in the timing either.
-    const userOk = constantTimeEqual(user, this.o.user);
-    const passwordOk = constantTimeEqual(password, this.o.password);
+    const userOk = safeEqual(user, this.o.user);
+    const passwordOk = safeEqual(password, this.o.password);
     if (userOk && passwordOk) {
       this.o.throttle.succeeded(ip, account);
       return { ok: true };

@@ -20,7 +20,9 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'equate_clientauthid_clientid', type: 'bool', default: false, help: "a client's id must equal its credential's id (needs auth_multiuse_creds = false)" },
   { section: 'server', key: 'max_auth_tries', type: 'int', default: 6, help: 'password attempts on one connection before it is closed (rport addition, as OpenSSH MaxAuthTries)' },
   { section: 'server', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for the host key and server data' },
-  { section: 'server', key: 'client_login_timeout', type: 'duration', default: 30_000, help: 'a new connection must get from WebSocket upgrade to an accepted connection request within this (rport addition)' },
+  { section: 'server', key: 'client_login_timeout', type: 'duration', default: 30_000, help: 'a new connection must get from TCP accept to an accepted connection request within this (rport addition)' },
+  { section: 'server', key: 'max_unauthenticated_connections', type: 'int', default: 2048, help: 'connections that have not logged in yet, in all; at the limit the oldest is closed (rport addition)' },
+  { section: 'server', key: 'max_unauthenticated_connections_per_address', type: 'int', default: 256, help: 'connections that have not logged in yet from one address; more are refused (rport addition)' },
   { section: 'server', key: 'keep_disconnected_clients', type: 'duration', default: 3_600_000, help: 'how long a disconnected client stays in the registry' },
   { section: 'server', key: 'check_clients_connection_interval', type: 'duration', default: 300_000, help: 'ping a client silent for this long' },
   { section: 'server', key: 'check_clients_connection_timeout', type: 'duration', default: 30_000, help: 'drop a client that does not answer that ping within this' },
@@ -48,6 +50,8 @@ export interface ServerConfig {
   dataDir: string;
   keepDisconnectedMs: number;
   loginTimeoutMs: number;
+  maxUnauthenticated: number;
+  maxUnauthenticatedPerAddress: number;
   checkIntervalMs: number;
   checkTimeoutMs: number;
   maxFailedLogin: number;
@@ -92,6 +96,11 @@ function tunnelPorts(c: Config): number[] {
   return [...ports];
 }
 
+function positive(c: Config, key: string): number {
+  const n = c.get<number>('server', key);
+  return n >= 1 ? n : c.fail('server', key, 'must be 1 or more');
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
@@ -106,8 +115,6 @@ export function serverConfig(c: Config): ServerConfig {
   const multiuseCreds = c.get<boolean>('server', 'auth_multiuse_creds');
   const equateAuthIdClientId = c.get<boolean>('server', 'equate_clientauthid_clientid');
   if (equateAuthIdClientId && multiuseCreds) c.fail('server', 'equate_clientauthid_clientid', 'is true while auth_multiuse_creds is true: set auth_multiuse_creds = false too');
-  const maxAuthTries = c.get<number>('server', 'max_auth_tries');
-  if (maxAuthTries < 1) c.fail('server', 'max_auth_tries', 'must be 1 or more (use e.g. 6)');
   const checkIntervalMs = c.get<number>('server', 'check_clients_connection_interval');
   if (checkIntervalMs < 1000) c.fail('server', 'check_clients_connection_interval', "must be at least 1s (use e.g. '5m')");
   const checkTimeoutMs = c.get<number>('server', 'check_clients_connection_timeout');
@@ -134,10 +141,12 @@ export function serverConfig(c: Config): ServerConfig {
     authFile,
     multiuseCreds,
     equateAuthIdClientId,
-    maxAuthTries,
+    maxAuthTries: positive(c, 'max_auth_tries'),
     dataDir: c.get<string>('server', 'data_dir'),
     keepDisconnectedMs: c.get<number>('server', 'keep_disconnected_clients'),
     loginTimeoutMs: c.get<number>('server', 'client_login_timeout') || c.fail('server', 'client_login_timeout', "must be above 0s (use e.g. '30s')"),
+    maxUnauthenticated: positive(c, 'max_unauthenticated_connections'),
+    maxUnauthenticatedPerAddress: positive(c, 'max_unauthenticated_connections_per_address'),
     checkIntervalMs,
     checkTimeoutMs,
     maxFailedLogin,

@@ -34,8 +34,14 @@ export interface ConnectionContext {
   identity: IdentityRules;
   maxAuthTries: number;
   checkTimeoutMs: number;
-  /** From WebSocket upgrade to an accepted connection request; a client that stalls in between is dropped. */
-  loginTimeoutMs: number;
+}
+
+/** What the listener does when a connection gets further. */
+export interface ConnectionHooks {
+  /** The password was right: larger WebSocket frames may come now. */
+  authenticated(): void;
+  /** The connection request was accepted: no longer a pending connection (client_login_timeout stops). */
+  accepted(): void;
 }
 
 /**
@@ -49,15 +55,14 @@ export class ClientConnection {
   private session: ClientSession | undefined;
   private link: ClientLink | undefined;
   private closed = false;
-  private readonly setupTimer: NodeJS.Timeout;
 
   constructor(
     private readonly c: ConnectionContext,
     private readonly client: ssh2.Connection,
     private readonly ip: string,
     private readonly ws: WebSocket | undefined,
+    private readonly hooks: ConnectionHooks,
   ) {
-    this.setupTimer = setTimeout(() => this.onLoginTimeout(), c.loginTimeoutMs);
     client.on('error', (err) => c.log.debug(`connection from ${ip}: ${errorMessage(err)}`));
     client.on('close', () => this.onClose());
     client.on('authentication', (ctx) => void this.onAuthentication(ctx));
@@ -75,15 +80,8 @@ export class ClientConnection {
     this.ws?.terminate();
   }
 
-  private onLoginTimeout(): void {
-    this.c.limited.warn('login timeout', `dropping ${this.ip}: no accepted connection request within ${formatDuration(this.c.loginTimeoutMs)} ([server] client_login_timeout)`);
-    this.c.metrics.handshakeFailures.inc({ reason: 'timeout' });
-    this.drop();
-  }
-
   private onClose(): void {
     this.closed = true;
-    clearTimeout(this.setupTimer);
     const s = this.session;
     if (!s) return;
     if (this.link) this.c.tunnels.detach(s.info.id, this.link);
@@ -124,6 +122,7 @@ export class ClientConnection {
     if (ok) {
       this.authId = user;
       c.throttle.succeeded(ip, user);
+      this.hooks.authenticated();
       return ctx.accept();
     }
     c.metrics.handshakeFailures.inc({ reason: 'auth' });
@@ -166,7 +165,7 @@ export class ClientConnection {
       if (this.closed) throw new Refusal('refused', 'the connection closed during the stale-session check');
       const session = (this.session = this.makeSession(info, control));
       c.registry.set(session);
-      clearTimeout(this.setupTimer);
+      this.hooks.accepted();
       c.metrics.handshakes.inc();
       c.log.info(`client ${info.id} (${info.name}) connected from ${this.ip} as ${this.authId}, version ${info.version}, pid ${info.pid}`);
       const link: ClientLink = (this.link = { control, ssh: this.client });

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -7,11 +8,28 @@ import { LogLimiter } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
 import { sshStream } from '../transport/ws-stream.js';
 import { AUTH_ID_HEADER, WS_SUBPROTOCOL } from '../transport/protocol.js';
+import { PendingConnections, type AdmissionEvent, type AdmissionLimits } from './admission.js';
 import { ClientConnection, type ConnectionContext } from './client-connection.js';
 import { KeyedLock } from './keyed-lock.js';
 
 export interface ListenerOptions extends Omit<ConnectionContext, 'limited' | 'connecting'> {
   hostKey: HostKey;
+  /** Bounds on connections that have not logged in yet. */
+  admission: AdmissionLimits;
+}
+
+/**
+ * WebSocket frames before SSH auth: key exchange and the auth request are a few KiB, so an unauthenticated
+ * peer cannot make the server hold megabytes of a frame it never finishes.
+ */
+export const PRE_AUTH_MAX_PAYLOAD = 16 << 10;
+/** After auth: one SSH packet a frame (64 KiB of data with the ssh2 patch), with room to spare. */
+export const MAX_PAYLOAD = 256 << 10;
+
+/** Raises a WebSocket's frame limit once its peer logged in (ws reads the limit on every frame). */
+function allowLargerFrames(ws: WebSocket): void {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload: number } })._receiver;
+  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = MAX_PAYLOAD;
 }
 
 function decodeHeader(value: string | string[] | undefined): string | undefined {
@@ -28,24 +46,52 @@ export class ClientListener {
   private readonly wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
-    maxPayload: 4 << 20,
+    maxPayload: PRE_AUTH_MAX_PAYLOAD,
     handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   });
   private readonly ssh: ssh2.Server;
   private readonly sockets = new Set<WebSocket>();
   /** WebSockets whose SSH handshake has not reached the connection callback yet, by "ip|port". */
-  private readonly handshaking = new Map<string, WebSocket>();
-
+  private readonly handshaking = new Map<string, { ws: WebSocket; socket: Socket }>();
   private readonly context: ConnectionContext;
+  private readonly pending: PendingConnections;
 
   constructor(private readonly o: ListenerOptions) {
-    this.context = { ...o, limited: new LogLimiter(o.log), connecting: new KeyedLock() };
+    const limited = new LogLimiter(o.log);
+    this.context = { ...o, limited, connecting: new KeyedLock() };
+    this.pending = new PendingConnections(o.admission, (e) => this.onAdmission(e));
     this.ssh = new ssh2.Server({ hostKeys: [o.hostKey.privateKey] }, (client, info) => {
       const key = `${info.ip}|${info.port}`;
-      const ws = this.handshaking.get(key);
+      const h = this.handshaking.get(key);
       this.handshaking.delete(key);
-      new ClientConnection(this.context, client, info.ip, ws);
+      if (!h) return void client.end();
+      new ClientConnection(this.context, client, info.ip, h.ws, {
+        authenticated: () => allowLargerFrames(h.ws),
+        accepted: () => this.pending.release(h.socket),
+      });
     });
+  }
+
+  /** Every TCP connection to the client port, from accept: counted and timed until it logs in. */
+  admit(socket: Socket): void {
+    this.pending.admit(socket);
+  }
+
+  private onAdmission(e: AdmissionEvent): void {
+    const { metrics } = this.o;
+    const { limited } = this.context;
+    const a = this.o.admission;
+    switch (e.kind) {
+      case 'per_address':
+        metrics.connectionsRefused.inc({ limit: e.kind });
+        return limited.warn(e.kind, `refused a connection from ${e.address}: it already has ${a.perAddress} connections that have not logged in ([server] max_unauthenticated_connections_per_address)`);
+      case 'total':
+        metrics.connectionsRefused.inc({ limit: e.kind });
+        return limited.warn(e.kind, `closed the oldest connection that had not logged in (from ${e.address}) to make room: ${a.total} are open ([server] max_unauthenticated_connections)`);
+      case 'timeout':
+        metrics.handshakeFailures.inc({ reason: 'timeout' });
+        return limited.warn('login timeout', `dropping ${e.address}: no accepted connection request within ${formatDuration(a.loginTimeoutMs)} ([server] client_login_timeout)${e.upgraded ? '' : ', not even a WebSocket upgrade'}`);
+    }
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -62,13 +108,14 @@ export class ClientListener {
     }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return refuse(400, `WebSocket subprotocol ${WS_SUBPROTOCOL} required: is this an rport client?`);
+    this.pending.upgraded(req.socket);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const key = `${ip}|${req.socket.remotePort}`;
       this.sockets.add(ws);
-      this.handshaking.set(key, ws);
+      this.handshaking.set(key, { ws, socket: req.socket });
       ws.on('close', () => {
         this.sockets.delete(ws);
-        if (this.handshaking.get(key) === ws) this.handshaking.delete(key);
+        if (this.handshaking.get(key)?.ws === ws) this.handshaking.delete(key);
       });
       const stream = sshStream(ws);
       Object.assign(stream, { remoteAddress: ip, remotePort: req.socket.remotePort, remoteFamily: req.socket.remoteFamily });

@@ -1,6 +1,6 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/api-server.js';
 import type { ServerConfig } from '../config/server-config.js';
@@ -14,6 +14,9 @@ import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store.js';
 import { TunnelManager } from './tunnels.js';
+
+/** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
+export const UPGRADE_HEADERS_TIMEOUT_MS = 10_000;
 
 function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
@@ -60,7 +63,9 @@ export class Rportd {
       set: (k, r) => this.store.setFailedLogin(k, r),
       clear: (k) => this.store.clearFailedLogin(k),
     });
-    this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key }, plain) : createServer(plain);
+    // A peer that never finishes its HTTP request is cut off early; client_login_timeout bounds the rest.
+    const limits = { headersTimeout: UPGRADE_HEADERS_TIMEOUT_MS, requestTimeout: UPGRADE_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
+    this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key, ...limits }, plain) : createServer(limits, plain);
   }
 
   async start(): Promise<{ clients: AddressInfo; api: AddressInfo | undefined }> {
@@ -73,11 +78,12 @@ export class Rportd {
       registry: this.registry,
       log: this.log.child('clients'),
       checkTimeoutMs: c.checkTimeoutMs,
-      loginTimeoutMs: c.loginTimeoutMs,
+      admission: { total: c.maxUnauthenticated, perAddress: c.maxUnauthenticatedPerAddress, loginTimeoutMs: c.loginTimeoutMs },
       maxAuthTries: c.maxAuthTries,
       identity: { multiuseCreds: c.multiuseCreds, equateAuthIdClientId: c.equateAuthIdClientId },
       tunnels: this.tunnels,
     });
+    this.http.on('connection', (socket: Socket) => this.listener!.admit(socket));
     this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket) => socket.destroy());
     const clients = await listen(this.http, c.address.host, c.address.port, 'clients ([server] address)');

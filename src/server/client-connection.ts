@@ -18,6 +18,8 @@ import type { ClientLink, TunnelManager } from './tunnels.js';
 
 /** How long an old session of a returning client id gets to prove it is alive. */
 const STALE_CHECK_MAX_MS = 5_000;
+/** A client sends a ping every keep_alive and answers what the server asks: far fewer than this. */
+export const CONTROL_MESSAGES_PER_SECOND = 200;
 
 /** What every connection shares: the server's parts and its rules. */
 export interface ConnectionContext {
@@ -52,6 +54,7 @@ export class ClientConnection {
   private authId = '';
   private authTries = 0;
   private probed = false;
+  private sessionOpened = false;
   private session: ClientSession | undefined;
   private link: ClientLink | undefined;
   private closed = false;
@@ -71,7 +74,7 @@ export class ClientConnection {
       if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') accept?.();
       else reject?.();
     });
-    client.on('ready', () => client.on('session', (accept) => this.onSession(accept())));
+    client.on('ready', () => client.on('session', (accept, reject) => this.onSession(accept, reject)));
   }
 
   /** end() waits for the peer's close handshake, which a dead peer never sends. */
@@ -132,10 +135,14 @@ export class ClientConnection {
     ctx.reject(['password']);
   }
 
-  private onSession(s: ssh2.Session): void {
+  /** One session channel per connection, for our control subsystem; anything else is refused. */
+  private onSession(accept: () => ssh2.Session, reject: () => void): void {
+    if (this.sessionOpened) return reject();
+    this.sessionOpened = true;
+    const s = accept();
     s.on('subsystem', (acceptSub, rejectSub, info) => {
       if (info.name !== CONTROL_SUBSYSTEM || this.session) return rejectSub();
-      const control = new ControlChannel(acceptSub());
+      const control = new ControlChannel(acceptSub(), CONTROL_MESSAGES_PER_SECOND);
       control.on('activity', () => {
         if (this.session) this.session.lastSeenAt = Date.now();
       });

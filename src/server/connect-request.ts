@@ -2,6 +2,18 @@ import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
 import { Refusal } from './refusal.js';
 
 const refuse = (message: string) => new Refusal('refused', message);
+const MAX_TAGS = 100;
+/** Tunnels a client may define in [client] remotes: more than the server carries for one client anyway. */
+const MAX_REMOTES = 256;
+const MAX_ITEM = 256;
+
+function stringList(r: Record<string, unknown>, k: string, max: number): string[] {
+  const v = r[k] ?? [];
+  if (!Array.isArray(v) || v.length > max || v.some((t) => typeof t !== 'string' || t.length > MAX_ITEM)) {
+    throw refuse(`connection request field "${k}" must be a list of at most ${max} strings of at most ${MAX_ITEM} characters`);
+  }
+  return v as string[];
+}
 
 /** Checks a connection request field by field; a bad one is named in the refusal. */
 export function validateConnectRequest(p: unknown): ConnectRequest {
@@ -12,18 +24,16 @@ export function validateConnectRequest(p: unknown): ConnectRequest {
   };
   const id = str('id', 200);
   if (!id) throw refuse('connection request field "id" must not be empty');
-  const tags = r.tags ?? [];
-  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string') || tags.length > 100) throw refuse('connection request field "tags" must be a list of at most 100 strings');
+  const tags = stringList(r, 'tags', MAX_TAGS);
   const watchdog = r.watchdog === undefined ? undefined : validateWatchdogFacts(r.watchdog);
-  const remotes = r.remotes ?? [];
-  if (!Array.isArray(remotes) || remotes.some((t) => typeof t !== 'string') || remotes.length > 1000) throw refuse('connection request field "remotes" must be a list of at most 1000 strings');
+  const remotes = stringList(r, 'remotes', MAX_REMOTES);
   for (const k of ['pid', 'processStart']) {
     if (!Number.isSafeInteger(r[k])) throw refuse(`connection request field "${k}" must be an integer`);
   }
   return {
-    id, name: str('name'), tags: tags as string[], hostname: str('hostname'), os: str('os', 64), arch: str('arch', 64),
+    id, name: str('name'), tags, hostname: str('hostname'), os: str('os', 64), arch: str('arch', 64),
     version: str('version', 64), pid: r.pid as number, processStart: r.processStart as number,
-    remotes: remotes as string[],
+    remotes,
     watchdog,
   };
 }

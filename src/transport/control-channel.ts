@@ -5,8 +5,9 @@ import { withTimeout } from '../timeout.js';
 
 // Newline-delimited JSON over one SSH channel. A request is {id, method, params}; its answer
 // {id, result} or {id, error}. A line longer than this, or one that is not JSON, ends the channel:
-// a peer that sends garbage is not worth parsing further.
-const MAX_LINE = 1 << 20;
+// a peer that sends garbage is not worth parsing further. The largest message is a connection request
+// (256 remotes and 100 tags of 256 characters each).
+export const MAX_LINE = 256 << 10;
 
 type Handler = (params: unknown) => unknown;
 
@@ -24,9 +25,14 @@ export class ControlChannel extends EventEmitter {
   private readonly handlers = new Map<string, Handler>();
   private buffered = '';
   private closedWith: Error | undefined;
+  /** Messages the peer may still send now (a token bucket refilled at messagesPerSecond, up to twice that). */
+  private allowance: number;
+  private refilledAt = performance.now();
 
-  constructor(private readonly stream: Duplex) {
+  /** messagesPerSecond: more than that from the peer, sustained, ends the channel (a flood is not a client). */
+  constructor(private readonly stream: Duplex, private readonly messagesPerSecond = Infinity) {
     super();
+    this.allowance = 2 * messagesPerSecond;
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => this.receive(chunk));
     stream.on('error', (err: Error) => this.shutdown(err));
@@ -69,10 +75,11 @@ export class ControlChannel extends EventEmitter {
       if (line) this.dispatch(line);
       if (this.closedWith) return;
     }
-    if (this.buffered.length > MAX_LINE) this.shutdown(new Error('control message over 1 MiB from the peer'));
+    if (this.buffered.length > MAX_LINE) this.shutdown(new Error(`control message over ${MAX_LINE >> 10} KiB from the peer`));
   }
 
   private dispatch(line: string): void {
+    if (!this.withinRate()) return this.shutdown(new Error(`more than ${this.messagesPerSecond} control messages a second from the peer`));
     this.emit('activity');
     let msg: { id?: unknown; method?: unknown; params?: unknown; result?: unknown; error?: unknown };
     try {
@@ -89,6 +96,16 @@ export class ControlChannel extends EventEmitter {
     this.pending.delete(msg.id as number);
     if (msg.error !== undefined) p.reject(new RemoteError(String(msg.error)));
     else p.resolve(msg.result);
+  }
+
+  private withinRate(): boolean {
+    if (this.messagesPerSecond === Infinity) return true;
+    const now = performance.now();
+    this.allowance = Math.min(2 * this.messagesPerSecond, this.allowance + ((now - this.refilledAt) / 1000) * this.messagesPerSecond);
+    this.refilledAt = now;
+    if (this.allowance < 1) return false;
+    this.allowance--;
+    return true;
   }
 
   private async answer(id: unknown, method: string, params: unknown): Promise<void> {

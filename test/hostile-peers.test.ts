@@ -1,0 +1,121 @@
+// An internet-facing rportd against peers that hold resources without ever logging in, and against logged-in
+// clients that ask for more than rport uses: real sockets on 127.0.0.0/8, a real rportd process.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import test from 'node:test';
+import WebSocket from 'ws';
+import { WS_SUBPROTOCOL } from '../src/transport/protocol.js';
+import { CLIENT_AUTH, cleanup, eventually, startClient, startServer, type ServerHandle } from './helpers/procs.js';
+import { connectRequest, rawLink, requestConnect } from './helpers/raw-client.js';
+
+const LIMIT = { timeout: 120_000 };
+const connected = /INFO  client: connected to /;
+
+/** Opens `n` TCP connections from `from` (a loopback address) and runs `then` on each once connected. */
+async function open(t: test.TestContext, port: number, n: number, from = '127.0.0.1', then: (s: Socket) => void = () => undefined): Promise<Socket[]> {
+  const socks = await Promise.all(Array.from({ length: n }, () => new Promise<Socket>((resolve) => {
+    const s = connect({ port, host: '127.0.0.1', localAddress: from }, () => {
+      then(s);
+      resolve(s);
+    });
+    s.on('error', () => resolve(s));
+  })));
+  cleanup(t, () => socks.forEach((s) => s.destroy()));
+  return socks;
+}
+
+const allClosed = (socks: Socket[]) => eventually(() => (socks.every((s) => s.destroyed || s.readyState === 'closed') ? true : undefined), 30_000, 'every hostile connection closed');
+
+async function metric(server: ServerHandle, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${server.apiPort}/metrics`, { headers: { authorization: `Basic ${Buffer.from('admin:apipass').toString('base64')}` } });
+  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(await res.text());
+  return m ? Number(m[1]) : 0;
+}
+
+const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+
+test('silent and half-HTTP connections are closed by client_login_timeout, counted from TCP accept', LIMIT, async (t) => {
+  const server = await startServer(t, ['--client-login-timeout', '3s']);
+  const silent = await open(t, server.port, 100);
+  const half = await open(t, server.port, 100, '127.0.0.1', (s) => s.write('GET / HTTP/1.1\r\nHost: x\r\nUpgr'));
+  await allClosed([...silent, ...half]);
+  await server.proc.waitFor(/dropping 127\.0\.0\.1: no accepted connection request within 3s \(\[server\] client_login_timeout\), not even a WebSocket upgrade/);
+});
+
+test('WebSockets that never send the SSH identification are closed by client_login_timeout', LIMIT, async (t) => {
+  const server = await startServer(t, ['--client-login-timeout', '3s']);
+  const sockets = await Promise.all(Array.from({ length: 200 }, () => new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
+    ws.on('open', () => resolve(ws));
+    ws.on('error', reject);
+  })));
+  cleanup(t, () => sockets.forEach((ws) => ws.terminate()));
+  await eventually(() => (sockets.every((ws) => ws.readyState === WebSocket.CLOSED) ? true : undefined), 30_000, 'every silent WebSocket closed');
+  await server.proc.waitFor(/dropping 127\.0\.0\.1: no accepted connection request within 3s \(\[server\] client_login_timeout\)$/);
+});
+
+test('half-sent 4 MiB WebSocket frames before login: refused at the frame header, memory stays put', LIMIT, async (t) => {
+  const server = await startServer(t);
+  const before = rssKb(server.proc.pid);
+  const sockets = await Promise.all(Array.from({ length: 50 }, () => new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
+    ws.on('open', () => resolve(ws));
+    ws.on('error', () => undefined);
+    ws.on('unexpected-response', reject);
+  })));
+  cleanup(t, () => sockets.forEach((ws) => ws.terminate()));
+  // A binary frame header announcing 4 MiB (masked, as from a client), then the first 1 MiB of it.
+  const header = Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0]);
+  for (const ws of sockets) {
+    const raw = (ws as unknown as { _socket: Socket })._socket;
+    raw.write(header);
+    raw.write(Buffer.alloc(1 << 20));
+  }
+  await eventually(() => (sockets.every((ws) => ws.readyState === WebSocket.CLOSED) ? true : undefined), 30_000, 'every oversized frame refused');
+  const grown = rssKb(server.proc.pid) - before;
+  assert.ok(grown < 64 * 1024, `rportd grew by ${grown} KiB`);
+});
+
+test('limits on connections that have not logged in: per address the newest is refused; in all the oldest makes room, so a real client gets in past 2,000 silent peers', LIMIT, async (t) => {
+  const server = await startServer(t, ['--max-unauthenticated-connections', '500', '--max-unauthenticated-connections-per-address', '100']);
+  // One address over its share: the connections past 100 are refused at once.
+  const one = await open(t, server.port, 150, '127.0.0.9');
+  await eventually(() => (one.filter((s) => s.destroyed || s.readyState === 'closed').length >= 50 ? true : undefined), 20_000, '50 refused');
+  assert.ok(await metric(server, 'rport_connections_refused_total{limit="per_address"}') >= 50);
+  await server.proc.waitFor(/refused a connection from 127\.0\.0\.9: it already has 100 connections that have not logged in \(\[server\] max_unauthenticated_connections_per_address\)/);
+  // 2,000 silent peers from 20 addresses: the oldest give way to the newest.
+  for (let i = 0; i < 20; i++) await open(t, server.port, 100, `127.0.1.${i + 1}`);
+  assert.ok(await metric(server, 'rport_connections_refused_total{limit="total"}') >= 1500);
+  const client = startClient(t, `127.0.0.1:${server.port}`);
+  await client.waitFor(connected);
+});
+
+test('a logged-in client gets only what rport uses: one session, the control subsystem, no exec, shell, env or direct-tcpip; a control flood ends it', LIMIT, async (t) => {
+  const server = await startServer(t);
+  const link = await rawLink(server.port, CLIENT_AUTH);
+  cleanup(t, () => link.close());
+  await requestConnect(link, connectRequest('probe', 4242));
+  const refused = (what: string, open: (cb: (err: Error | undefined) => void) => void) => new Promise<void>((resolve, reject) => {
+    open((err) => (err ? resolve() : reject(new Error(`${what} was accepted`))));
+  });
+  await refused('exec', (cb) => link.ssh.exec('id', (err, ch) => { ch?.close(); cb(err); }));
+  await refused('shell', (cb) => link.ssh.shell((err, ch) => { ch?.close(); cb(err); }));
+  await refused('sftp', (cb) => link.ssh.sftp((err) => cb(err)));
+  await refused('another subsystem', (cb) => link.ssh.subsys('rport-control@rport', (err, ch) => { ch?.close(); cb(err); }));
+  await refused('direct-tcpip', (cb) => link.ssh.forwardOut('127.0.0.1', 1, '127.0.0.1', server.apiPort, (err, ch) => { ch?.close(); cb(err); }));
+  // Still connected after all that; then 5,000 control messages at once.
+  assert.equal((await server.api('/api/v1/clients/probe')).body.data.connected, true);
+  for (let i = 0; i < 5000; i++) link.control.request('ping', {}, 10_000).catch(() => undefined);
+  await server.proc.waitFor(/client probe disconnected/);
+  assert.equal((await server.api('/api/v1/clients/probe')).body.data.connected, false);
+});
+
+test('connection request fields are bounded: an oversized list is refused with the field named', LIMIT, async (t) => {
+  const server = await startServer(t);
+  const link = await rawLink(server.port, CLIENT_AUTH);
+  cleanup(t, () => link.close());
+  await assert.rejects(requestConnect(link, connectRequest('big', 1, { remotes: Array.from({ length: 300 }, (_, i) => String(20000 + i)) })),
+    /connection request field "remotes" must be a list of at most 256 strings of at most 256 characters/);
+  await assert.rejects(requestConnect(link, connectRequest('big', 1, { tags: ['x'.repeat(300)] })), /field "tags"/);
+});

@@ -222,7 +222,8 @@ test('every step has a timeout: a server that never answers the WebSocket upgrad
   const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '2']);
   const t0 = Date.now();
   assert.equal((await client.exited).code, 1);
-  assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|9\\d\\dms)`));
+  // The upgrade gets what the TCP connect left of connect_timeout: under load, less than 900 ms.
+  assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|[5-9]\\d\\dms)`));
   assert.ok(Date.now() - t0 < 5000);
 });
 
@@ -259,10 +260,11 @@ test('client_login_timeout: a connection that logs in but never sends its connec
   const { parseServerUrl } = await import('../src/config/server-url.js');
   const server = await startServer(t, ['--client-login-timeout', '1s']);
   const [id, password] = ['client1', 's3cret'];
+  // client_login_timeout counts from the TCP accept, so from before the dial.
+  const t0 = Date.now();
   const link = await dial({ server: parseServerUrl(`127.0.0.1:${server.port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: id, password, fingerprint: '', timeoutMs: 5000 },
     new StepClock(undefined), () => undefined);
   cleanup(t, () => link.close());
-  const t0 = Date.now();
   await new Promise<void>((r) => link.ssh.once('close', () => r()));
   const took = Date.now() - t0;
   assert.ok(took >= 800 && took < 3000, `dropped after ${took}ms`);

@@ -51,7 +51,7 @@ export class Rportd {
     this.store.markAllDisconnected(Date.now());
     credentials.useStore(this.store);
     this.registry = new ClientRegistry(this.store);
-    this.tunnels = new TunnelManager(cfg.tunnelPorts, log.child('tunnels'), this.store);
+    this.tunnels = new TunnelManager(cfg.tunnels, log.child('tunnels'), this.store);
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key }, plain) : createServer(plain);
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { cleanup, freePort, startClient, startServer, tmpDir, writeFile, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { cleanup, freePort, run, startClient, startServer, tmpDir, writeFile, API_AUTH, type ServerHandle } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -195,4 +195,19 @@ syncBuiltinESMExports();
   assert.equal(forbiddenHits, 0, 'the client dialed an address tunnel_allowed does not allow');
   assert.equal(outcome, 'ECONNRESET');
   await client.waitFor(/rebind\.test.*127\.0\.0\.2.*not allowed by \[client\] tunnel_allowed/);
+});
+
+test('tunnel policy keys: a bad value is one line naming the key and the fix', async (t) => {
+  const dir = tmpDir(t);
+  const conf = (text: string) => writeFile(dir, 'rportd.conf', `[server]\nauth = "a:b"\ndata_dir = "${dir}"\n${text}`);
+  const cases: Array<[string, string]> = [
+    ['tunnel_bind_addresses = ["localhost"]', '[server] tunnel_bind_addresses = ["localhost"] has "localhost", which is not an IP address (use e.g. ["0.0.0.0", "127.0.0.1"])'],
+    ['tunnel_bind_addresses = []', '[server] tunnel_bind_addresses = [] is empty: no tunnel could listen (use e.g. ["0.0.0.0"])'],
+    ['max_tunnels_per_client = 0', '[server] max_tunnels_per_client = 0 must be at least 1 (use e.g. 64)'],
+  ];
+  for (const [line, message] of cases) {
+    const p = run('rportd', ['-c', conf(line)]);
+    assert.equal((await p.exited).code, 2, p.output);
+    assert.deepEqual(p.lines, [`${dir}/rportd.conf: ${message}`]);
+  }
 });

@@ -197,7 +197,7 @@ syncBuiltinESMExports();
   await client.waitFor(/rebind\.test.*127\.0\.0\.2.*not allowed by \[client\] tunnel_allowed/);
 });
 
-test('tunnel policy keys: a bad value is one line naming the key and the fix', async (t) => {
+test('tunnel policy keys: a bad value is one line naming the key and the fix', { timeout: 30_000 }, async (t) => {
   const dir = tmpDir(t);
   const conf = (text: string) => writeFile(dir, 'rportd.conf', `[server]\nauth = "a:b"\ndata_dir = "${dir}"\n${text}`);
   const cases: Array<[string, string]> = [

@@ -178,13 +178,17 @@ export function createApi(o: ApiOptions): FastifyInstance {
     },
   }, async (req, reply) => {
     const q = req.query;
-    const local = q.local ? parseHostPort(q.local.includes(':') ? q.local : `:${q.local}`) : { host: '0.0.0.0', port: 0 };
+    // No address: the server's default ([server] tunnel_bind_addresses); no port: a random one.
+    const local = q.local ? parseHostPort(q.local.includes(':') ? q.local : `:${q.local}`, '') : { host: '', port: 0 };
     if (!local) return fail(reply, 400, 'bad_request', `querystring field "local" = "${q.local}" is not [addr:]port`);
     const remote = parseHostPort(q.remote, '');
     if (!remote || !remote.port) return fail(reply, 400, 'bad_request', `querystring field "remote" = "${q.remote}" is not host:port with a port of 1-65535`);
     const idle = q.idle_timeout ? parseDuration(q.idle_timeout) : 0;
     if (idle === undefined || idle < 0) return fail(reply, 400, 'bad_request', `querystring field "idle_timeout" = "${q.idle_timeout}" is not a duration (use e.g. '30m')`);
-    const t = await o.tunnels.create(req.params.id, { local, remote, acl: q.acl ? q.acl.split(',').map((s) => s.trim()).filter(Boolean) : [], idleTimeoutMs: idle });
+    const acl = q.acl?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
+    // An acl that names no address must not become "open to all", which is what no acl means.
+    if (q.acl !== undefined && acl.length === 0) return fail(reply, 400, 'bad_request', `querystring field "acl" = "${q.acl}" has no address: list addresses or CIDRs, or leave acl out to allow everyone`);
+    const t = await o.tunnels.create(req.params.id, { local, remote, acl, idleTimeoutMs: idle });
     o.registry.changed();
     return { data: describeTunnel(t) };
   });

@@ -82,10 +82,6 @@ export class AddressRules {
     }));
   }
 
-  get empty(): boolean {
-    return this.rules.length === 0;
-  }
-
   allows(ip: string, port?: number): boolean {
     if (this.rules.length === 0) return true;
     const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';

@@ -147,7 +147,6 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
   allow = ['^/usr/bin/.*', '^/usr/local/bin/.*', '^C:\\\\Windows\\\\System32\\\\.*']
   deny = ['(\\||<|>|;|,|\\n|&)']
   order = ['allow', 'deny']
-  timeout = "60s"
 
 [remote-scripts]
   enabled = false

@@ -10,8 +10,8 @@ export function validateConnectRequest(p: unknown): ConnectRequest {
     if (typeof r[k] !== 'string' || (r[k] as string).length > max) throw refuse(`connection request field "${k}" must be a string of at most ${max} characters`);
     return r[k] as string;
   };
+  // Empty: the client has no id of its own (RPort's use_system_id = false); the server assigns one.
   const id = str('id', 200);
-  if (!id) throw refuse('connection request field "id" must not be empty');
   const tags = r.tags ?? [];
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string') || tags.length > 100) throw refuse('connection request field "tags" must be a list of at most 100 strings');
   const watchdog = r.watchdog === undefined ? undefined : validateWatchdogFacts(r.watchdog);

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { mkdirSync } from 'node:fs';
 import { Config, ConfigError } from '../config/loader.js';
 import { RPORT_SERVER_NAMES } from '../config/rport-names.js';
 import { readableByOthers } from '../files.js';
@@ -51,6 +52,8 @@ runMain('rportd', async () => {
   let hostKey: HostKey;
   let server: Rportd;
   try {
+    // Created here first, so that a folder that cannot be made fails with its own reason (not the key file's).
+    mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
     hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
     server = new Rportd(cfg, hostKey, credentials, root);
   } catch (err) {

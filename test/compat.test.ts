@@ -154,7 +154,7 @@ test('a refused connection names the address and what to check', async (t) => {
   const closed = await freePort();
   const client = startClient(t, `127.0.0.1:${closed}`, ['--max-retry-count', '1']);
   assert.equal((await client.exited).code, 1);
-  assert.match(client.output, new RegExp(`the last one: 127\\.0\\.0\\.1:${closed} refused the connection: is rportd running and listening there\\? check \\[client\\] server against rportd's \\[server\\] address$`, 'm'));
+  assert.match(client.output, new RegExp(`the last one: 127\\.0\\.0\\.1:${closed} refused the connection \\(ECONNREFUSED\\): is rportd running and listening there\\? check \\[client\\] server against rportd's \\[server\\] address$`, 'm'));
 });
 
 test("rportd as RPort: no API unless [api] address is set; disconnected clients kept unless purge_disconnected_clients = true", async (t) => {

@@ -158,7 +158,7 @@ function withHint(err: unknown, target: string, viaProxy: boolean): Error {
   const code = (err as NodeJS.ErrnoException).code;
   const key = viaProxy ? '[client] proxy' : '[client] server';
   const hint = code === 'ECONNREFUSED'
-    ? `${target} refused the connection: ${viaProxy ? 'is the proxy running there? check [client] proxy' : "is rportd running and listening there? check [client] server against rportd's [server] address"}`
+    ? `${target} refused the connection (ECONNREFUSED): ${viaProxy ? 'is the proxy running there? check [client] proxy' : "is rportd running and listening there? check [client] server against rportd's [server] address"}`
     : code === 'ENOTFOUND' || code === 'EAI_NONAME' ? `${target} is not a known host name: check ${key}`
     : code === 'EAI_AGAIN' ? `DNS could not resolve ${target} now (temporary failure): check the DNS server, or ${key}`
     : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? `no route to ${target}: check the network, or ${key}`

@@ -253,6 +253,19 @@ test("RPort's defaults: API off, data_dir /var/lib/rport, disconnected clients k
   assert.equal(c.headers['User-Agent'], `rport ${VERSION}`);
 });
 
+test('RPORT_AUTH and RPORT_FINGERPRINT stand in for [client] auth and fingerprint when the file and the flags do not set them', (t) => {
+  const dir = tmpDir(t);
+  Object.assign(process.env, { RPORT_AUTH: 'envid:envpw', RPORT_FINGERPRINT: 'SHA256:fromTheEnvironment0' });
+  t.after(() => { delete process.env.RPORT_AUTH; delete process.env.RPORT_FINGERPRINT; });
+  const fromEnv = clientConfig(loadClient(writeFile(dir, 'e.conf', '[client]\nserver = "h"\nid = "x"\n')));
+  assert.deepEqual([fromEnv.authId, fromEnv.password, fromEnv.fingerprint], ['envid', 'envpw', 'SHA256:fromTheEnvironment0']);
+  const fileWins = clientConfig(loadClient(writeFile(dir, 'f.conf', '[client]\nserver = "h"\nid = "x"\nauth = "c:p"\nfingerprint = "SHA256:fromTheFile000000"\n')));
+  assert.deepEqual([fileWins.authId, fileWins.fingerprint], ['c', 'SHA256:fromTheFile000000']);
+  process.env.RPORT_AUTH = 'no-password';
+  assert.throws(() => clientConfig(loadClient(writeFile(dir, 'g.conf', '[client]\nserver = "h"\nid = "x"\n'))),
+    { message: 'the environment variable RPORT_AUTH is not in the form "id:password" (it stands in for [client] auth)' });
+});
+
 test("server addresses in RPort's forms: default ports, http(s) schemes; socks5 proxies", (t) => {
   const cases: Array<[string, string]> = [
     ['host:80', 'ws://host:80/'], ['127.0.0.1:80', 'ws://127.0.0.1:80/'], ['rport.example.com', 'ws://rport.example.com:80/'],

@@ -137,9 +137,12 @@ export function clientConfig(c: Config): ClientConfig {
     return url;
   });
 
-  const auth = c.get<string>('client', 'auth');
+  // As RPort: RPORT_AUTH and RPORT_FINGERPRINT stand in for keys that neither the file nor a flag sets.
+  const authEnv = !c.get<string>('client', 'auth') && !!process.env.RPORT_AUTH;
+  const auth = authEnv ? process.env.RPORT_AUTH! : c.get<string>('client', 'auth');
   const colon = auth.indexOf(':');
-  if (colon <= 0) c.fail('client', 'auth', auth ? 'is not in the form "id:password"' : 'is not set (use e.g. auth = "client1:secret")');
+  if (colon <= 0 && authEnv) throw new ConfigError('the environment variable RPORT_AUTH is not in the form "id:password" (it stands in for [client] auth)');
+  if (colon <= 0) c.fail('client', 'auth', auth ? 'is not in the form "id:password"' : 'is not set (use e.g. auth = "client1:secret", or the environment variable RPORT_AUTH)');
 
   const proxyText = c.get<string>('client', 'proxy');
   let proxy: URL | undefined;
@@ -194,7 +197,7 @@ export function clientConfig(c: Config): ClientConfig {
   return {
     servers: servers as ServerUrl[],
     switchbackIntervalMs: c.get<number>('client', 'server_switchback_interval'),
-    fingerprint: c.get<string>('client', 'fingerprint'),
+    fingerprint: c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '',
     authId: auth.slice(0, colon),
     password: auth.slice(colon + 1),
     proxy,

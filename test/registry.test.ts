@@ -57,8 +57,8 @@ test('the registry keeps disconnected clients, counts restarts, and shows the wa
   assert.equal((await call(server, 'GET', '/api/v1/clients?connected=maybe')).status, 400);
 });
 
-test('keep_disconnected_clients: clients gone for longer leave the registry', async (t) => {
-  const server = await startServer(t, ['--keep-disconnected-clients', '1s']);
+test('keep_disconnected_clients: with purge_disconnected_clients, clients gone for longer leave the registry', async (t) => {
+  const server = await startServer(t, ['--purge-disconnected-clients', '--keep-disconnected-clients', '1s', '--purge-disconnected-clients-interval', '1s']);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'short-lived']);
   await client.waitFor(connected);
   await client.stop();

@@ -7,16 +7,23 @@ import { VERSION } from '../version.js';
 import { SdNotify } from '../watchdog/sd-notify.js';
 import { StateFile } from '../watchdog/state-file.js';
 import { Watchdog } from '../watchdog/watchdog.js';
+import { initCommand } from './init.js';
 import { onShutdown, runMain, startService } from './main.js';
 
+const SUBCOMMANDS: Record<string, (argv: string[]) => number | Promise<number>> = { init: initCommand, '--init': initCommand };
+
 runMain('rport', async () => {
+  const sub = SUBCOMMANDS[process.argv[2] ?? ''];
+  if (sub) return sub(process.argv.slice(3));
   const started = startService(
     {
       name: 'rport',
       summary: 'the rport client. Keeps a connection to rportd alive, through restarts, dead links and bad networks.',
       configFile: 'rport.conf',
       defs: CLIENT_KEYS,
-      notes: `Signals: SIGTERM/SIGINT stop (exit 0), SIGHUP skips the current wait and retries at once.
+      notes: `Subcommands: rport init --server HOST:PORT --auth ID:PASSWORD [--fingerprint SHA256:...] writes a
+starter rport.conf (rport init --help).
+Signals: SIGTERM/SIGINT stop (exit 0), SIGHUP skips the current wait and retries at once.
 Exit codes: 0 stopped, 1 gave up after max_retry_count failed attempts or failed to start, 2 bad config or usage.`,
     },
     clientConfig,

@@ -38,11 +38,11 @@ export function isSingleExecutable(): boolean {
 export function reportNativeAcceleration(log: { debug(m: string): void; warn(m: string): void }): void {
   const n = nativeAcceleration();
   // A single executable cannot be rebuilt: name its platform instead of npm rebuild.
-  const fix = (npm: string) => (isSingleExecutable() ? `this build for ${process.platform}-${process.arch} carries none` : npm);
+  const fix = (npm: string, addon: string) => (isSingleExecutable() ? `no working ${addon} in this build for ${process.platform}-${process.arch}` : npm);
   if (n.sshCrypto) log.debug('ssh2 native crypto binding is active');
-  else log.warn(`ssh2 native crypto binding is not loaded: SSH runs 2-3x slower (pure JavaScript); ${fix('reinstall with build tools (python3, make, g++) and run npm rebuild ssh2')}`);
+  else log.warn(`ssh2 native crypto binding is not loaded: SSH runs 2-3x slower (pure JavaScript); ${fix('reinstall with build tools (python3, make, g++) and run npm rebuild ssh2', 'sshcrypto.node')}`);
   if (n.bufferutil) log.debug('bufferutil is active for WebSocket masking');
-  else log.warn(`bufferutil is not loaded: WebSocket masking runs in JavaScript; ${fix('run npm rebuild bufferutil')}`);
+  else log.warn(`bufferutil is not loaded: WebSocket masking runs in JavaScript; ${fix('run npm rebuild bufferutil', 'bufferutil.node')}`);
   const mib = (n.sshWindow / (1 << 20)).toFixed(0);
   if (n.sshWindow >= PATCHED_SSH_WINDOW) log.debug(`ssh2 channel window is ${mib} MiB (patches/ssh2+1.17.0.patch applied)`);
   else log.warn(`ssh2 channel window is ${mib} MiB: one tunnel is capped at ${mib} MiB per round trip on long links; run npx patch-package in the install folder`);

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
+import { serviceSteps, wrapperXml } from '../src/service/windows.js';
 import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, tmpDir } from './helpers/procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -139,4 +140,37 @@ test('release rport: a cache folder others can write is not used; without ssh2\'
   await client.waitFor(/INFO {2}client: connected to 127\.0\.0\.1:\d+/);
   assert.deepEqual(readdirSync(join(shared, 'rport', 'native')), [], 'nothing extracted into the world-writable folder');
   assert.ok(readdirSync(join(dir, 'tmp')).some((d) => d.startsWith('rport-native-')), 'extracted into a private folder in TMPDIR instead');
+});
+
+test('rport service: the Windows service is WinSW running rport.exe -c CONF with restart recovery actions; off Windows it says where the Linux service is', (t) => {
+  const exe = 'C:\\Program Files\\rport\\rport.exe';
+  const conf = 'C:\\Program Files\\rport\\rport & co.conf';
+  const wrapper = Buffer.from('MZ wrapper');
+  const steps = serviceSteps('install', exe, conf, (n) => (n === 'winsw.exe' ? wrapper : Buffer.from('<configuration/>')));
+  const xml = steps.find((s) => s.file?.path.endsWith('rport-service.xml'))!.file!.content as string;
+  assert.equal(xml, wrapperXml(exe, conf));
+  assert.match(xml, /<id>rport<\/id>/);
+  assert.match(xml, /<executable>C:\\Program Files\\rport\\rport\.exe<\/executable>/);
+  assert.match(xml, /<arguments>-c "C:\\Program Files\\rport\\rport &amp; co\.conf"<\/arguments>/, 'XML-escaped');
+  assert.equal(xml.match(/<onfailure action="restart" delay="\d+ sec"\/>/g)!.length, 3);
+  assert.match(xml, /<resetfailure>1 day<\/resetfailure>/);
+  assert.equal(steps[0]!.file!.content, wrapper, 'the wrapper comes from the executable');
+  assert.deepEqual(steps.filter((s) => s.command).map((s) => s.command), [
+    ['C:\\Program Files\\rport\\rport-service.exe', 'install'],
+    ['sc.exe', 'failureflag', 'rport', '1'],
+  ]);
+  assert.deepEqual(serviceSteps('stop', exe, conf, () => Buffer.alloc(0)).map((s) => s.command), [['sc.exe', 'stop', 'rport']]);
+
+  const dir = tmpDir(t);
+  const printed = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'install', '--print', '-c', join(dir, 'rport.conf')], { encoding: 'utf8' });
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.match(printed.stdout, /rport-service\.exe install\nsc\.exe failureflag rport 1\n$/);
+  if (process.platform !== 'win32') {
+    const r = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'install'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, 'rport service is for Windows; on Linux the rport package installs rport.service (systemctl enable --now rport)\n');
+  }
+  const bad = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'restart'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^unknown service action "restart": use install, uninstall, start or stop/);
 });

@@ -44,6 +44,21 @@ function nodeBinary(target) {
   return bin;
 }
 
+/** WinSW, the Windows service wrapper node-windows ships (src/service/windows.ts): pinned, cached. */
+const NODE_WINDOWS = 'node-windows@1.0.0-beta.8';
+function serviceWrapper() {
+  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'rport-release', NODE_WINDOWS.replace('@', '-'));
+  const dir = join(cache, 'package', 'bin', 'winsw');
+  if (!existsSync(join(dir, 'winsw.exe'))) {
+    mkdirSync(cache, { recursive: true });
+    log(`fetching ${NODE_WINDOWS} (for its winsw.exe) from the npm registry into ${cache}`);
+    const tgz = run('npm', ['pack', NODE_WINDOWS, '--silent', '--pack-destination', cache], { encoding: 'utf8' }).trim().split('\n').pop();
+    run('tar', ['-xzf', join(cache, tgz), '-C', cache, 'package/bin/winsw', 'package/LICENSE']);
+    rmSync(join(cache, tgz));
+  }
+  return { 'winsw.exe': join(dir, 'winsw.exe'), 'winsw.exe.config': join(dir, 'winsw.exe.config') };
+}
+
 /** The add-ons a target carries: asset name -> file built for it. Missing ones fall back to JavaScript. */
 function addonsFor(target, linuxX64Addons) {
   if (target === 'linux-x64') return linuxX64Addons;
@@ -62,6 +77,7 @@ async function seaExecutable(target, command, bundle, addons) {
   mkdirSync(dir, { recursive: true });
   const blob = join(dir, `${command}.blob`);
   const assets = Object.fromEntries([...addons].filter(([name]) => bundle.addons.has(name)));
+  if (target === 'win-x64' && command === 'rport') Object.assign(assets, serviceWrapper());
   const config = {
     main: bundle.file,
     output: blob,

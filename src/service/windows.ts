@@ -4,7 +4,7 @@ import { win32 } from 'node:path';
 import { ConfigError } from '../config/loader.js';
 import { errorMessage } from '../log.js';
 import { packageRequire } from '../native/package-require.js';
-import { isSingleExecutable } from '../transport/native.js';
+import { isSingleExecutable } from '../native/sea.js';
 import { DEFAULT_CLIENT_CONF } from '../cli/init.js';
 import { parseArgs } from '../cli/main.js';
 

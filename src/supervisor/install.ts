@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isSingleExecutable } from '../transport/native.js';
+import { isSingleExecutable } from '../native/sea.js';
 import { runCommand } from './commands.js';
 
 export const TASK_NAME = 'RPort-Watchdog';

@@ -1,4 +1,5 @@
 import { packageRequire } from '../native/package-require.js';
+import { isSingleExecutable } from '../native/sea.js';
 
 /** The channel window patches/ssh2+1.17.0.patch sets; unpatched ssh2 has 2 MiB. */
 export const PATCHED_SSH_WINDOW = 8 << 20;
@@ -27,11 +28,6 @@ export function nativeAcceleration(): Acceleration {
     bufferutil: loads(() => packageRequire('bufferutil'), () => !process.env.WS_NO_BUFFER_UTIL, false),
     sshWindow: loads(() => packageRequire('ssh2/lib/Channel.js'), (m: { MAX_WINDOW: number }) => m.MAX_WINDOW, 0),
   };
-}
-
-/** Running as one of the release's single executables (Node's SEA), not from a checkout. */
-export function isSingleExecutable(): boolean {
-  return loads(() => packageRequire('node:sea'), (m: { isSea?: () => boolean }) => !!m.isSea?.(), false);
 }
 
 /** One debug line each when all is well, a warning naming the fix when not. */

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { serviceSteps, wrapperXml } from '../src/service/windows.js';
-import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, tmpDir } from './helpers/procs.js';
+import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir } from './helpers/procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -173,4 +173,25 @@ test('rport service: the Windows service is WinSW running rport.exe -c CONF with
   const bad = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'restart'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /^unknown service action "restart": use install, uninstall, start or stop/);
+});
+
+const ARM64 = join(ROOT, 'release', 'linux-arm64', 'rport');
+const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
+const noArm64 = !existsSync('/usr/bin/qemu-aarch64') ? 'qemu-aarch64 is not installed (apt-get install qemu-user libstdc++6-arm64-cross)'
+  : !existsSync(join(ARM64_SYSROOT, 'lib/libstdc++.so.6')) ? 'the arm64 C++ runtime is not installed (apt-get install libstdc++6-arm64-cross)'
+  : !existsSync(ARM64) ? 'release/linux-arm64 is not built: run npm run release' : undefined;
+
+test('release linux-arm64 rport under qemu-aarch64: connects to rportd on 127.0.0.1 and sends READY=1 through its cross-compiled sd_notify.node', { skip: noArm64, timeout: 240_000 }, async (t) => {
+  const server = await startServer(t);
+  const dir = tmpDir(t);
+  const socket = join(dir, 'notify.sock');
+  const receiver = new Proc(spawn('python3', [fileURLToPath(new URL('../../test/helpers/notify_receiver.py', import.meta.url)), socket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  cleanup(t, () => receiver.stop());
+  await receiver.waitFor(/"listening"/);
+  const client = runBuilt(t, '/usr/bin/qemu-aarch64', ['-L', ARM64_SYSROOT, ARM64, '--server', `127.0.0.1:${server.port}`, '--auth', CLIENT_AUTH, '--fingerprint', server.fingerprint, '--data-dir', join(dir, 'data'), '--log-level', 'debug', '--id', 'arm64-client'], { XDG_CACHE_HOME: join(dir, 'cache'), NOTIFY_SOCKET: socket });
+  await client.waitFor(/INFO {2}client: connected to 127\.0\.0\.1:\d+/, 180_000);
+  await server.proc.waitFor(/client arm64-client .* connected from 127\.0\.0\.1/);
+  await receiver.waitFor(/READY=1/, 10_000);
+  assert.match(client.output, /WARN {2}client: ssh2 native crypto binding is not loaded: .*no working sshcrypto\.node in this build for linux-arm64/);
+  assert.match(client.output, /Using NOTIFY_SOCKET \S+ for systemd watchdog integration/);
 });

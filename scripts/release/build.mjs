@@ -147,7 +147,9 @@ async function main() {
     } else {
       tarball(name('rport'), [[built[target].rport.exe, 'rport'], [built[target]['rport-watchdog'].exe, 'rport-watchdog'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], [join(ROOT, 'packaging/systemd/rport.service'), 'rport.service']]);
       if (built[target].rportd) tarball(name('rportd'), [[built[target].rportd.exe, 'rportd'], [join(ROOT, 'packaging/conf/rportd.conf'), 'rportd.conf.example'], [join(ROOT, 'packaging/systemd/rportd.service'), 'rportd.service']]);
-      for (const deb of buildDebs({ root: ROOT, out: OUT, work: join(WORK, 'deb', target), version: VERSION, arch: TARGETS[target].deb, executables: built[target] })) log(`${deb} ${mib(join(OUT, deb))}`);
+      // rport.service is Type=notify: a client without sd_notify.node would never become ready.
+      if (!addons.has('sd_notify.node')) log(`no .deb for ${target}: sd_notify.node could not be built`);
+      else for (const deb of buildDebs({ root: ROOT, out: OUT, work: join(WORK, 'deb', target), version: VERSION, arch: TARGETS[target].deb, executables: built[target] })) log(`${deb} ${mib(join(OUT, deb))}`);
     }
   }
   sha256sums();

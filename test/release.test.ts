@@ -4,6 +4,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSy
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import bcrypt from 'bcryptjs';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { serviceSteps, wrapperXml } from '../src/service/windows.js';
@@ -79,7 +80,10 @@ test('release executables: --version is package.json\'s, rportd --help, a releas
   const dir = tmpDir(t);
   const cache = join(dir, 'cache');
   const port = await freePort();
-  const server = runBuilt(t, join(BUILT, 'rportd'), ['--address', `127.0.0.1:${port}`, '--api-address', '', '--auth', CLIENT_AUTH, '--data-dir', join(dir, 'server'), '--log-level', 'debug'], { XDG_CACHE_HOME: join(dir, 'server-cache') });
+  // A bcrypt credential too: its check runs in a worker thread, whose code the executable carries.
+  const authFile = join(dir, 'auth.json');
+  writeFileSync(authFile, JSON.stringify({ hashed: bcrypt.hashSync('hashed-pw', 4) }), { mode: 0o600 });
+  const server = runBuilt(t, join(BUILT, 'rportd'), ['--address', `127.0.0.1:${port}`, '--api-address', '', '--auth', CLIENT_AUTH, '--auth-file', authFile, '--data-dir', join(dir, 'server'), '--log-level', 'debug'], { XDG_CACHE_HOME: join(dir, 'server-cache') });
   const fp = (await server.waitFor(/host key fingerprint (SHA256:\S+)/))[1]!;
   const client = runBuilt(t, join(BUILT, 'rport'), ['--server', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--fingerprint', fp, '--data-dir', join(dir, 'client'), '--log-level', 'debug', '--id', 'sea-client'], { XDG_CACHE_HOME: cache });
   await client.waitFor(/INFO {2}client: connected to 127\.0\.0\.1:\d+/);
@@ -111,7 +115,7 @@ test('release executables: --version is package.json\'s, rportd --help, a releas
   const planted = join(root, names.get('sshcrypto.node')!, 'sshcrypto.node');
   rmSync(planted);
   writeFileSync(planted, 'not an ELF file');
-  const again = runBuilt(t, join(BUILT, 'rport'), ['--server', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--data-dir', join(dir, 'client'), '--log-level', 'debug', '--id', 'sea-client-2'], { XDG_CACHE_HOME: cache });
+  const again = runBuilt(t, join(BUILT, 'rport'), ['--server', `127.0.0.1:${port}`, '--auth', 'hashed:hashed-pw', '--data-dir', join(dir, 'client'), '--log-level', 'debug', '--id', 'sea-client-2'], { XDG_CACHE_HOME: cache });
   await again.waitFor(/ssh2 native crypto binding is active/);
   await again.waitFor(/connected to 127\.0\.0\.1/);
   assert.notEqual(readFileSync(planted, 'utf8'), 'not an ELF file');

@@ -50,6 +50,14 @@ function seaPlugin(version, addons) {
           .map((id) => `    case ${JSON.stringify(id)}: return require(${JSON.stringify(id)});`)
           .join('\n')}\n    default: throw new Error('packageRequire: ' + id + ' is not bundled');\n  }\n}\n`,
       }));
+      // BcryptPool's worker thread: its code bundled on its own and carried as a string (no file beside a SEA).
+      b.onLoad({ filter: /[\\/]src[\\/]server[\\/]bcrypt-worker-entry\.ts$/ }, async () => {
+        const worker = await build({
+          absWorkingDir: ROOT, entryPoints: ['src/server/bcrypt-worker.ts'], bundle: true, write: false, platform: 'node', target: 'node20',
+          format: 'cjs', minify: true, legalComments: 'none', logLevel: 'error',
+        });
+        return { contents: `export const BCRYPT_WORKER = { code: ${JSON.stringify(worker.outputFiles[0].text)} };`, loader: 'js' };
+      });
       b.onResolve({ filter: /\.node$/ }, (args) => {
         const source = resolve(args.resolveDir, args.path);
         addons.set(basename(source), source);

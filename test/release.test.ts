@@ -52,7 +52,7 @@ test('rport init: bad or missing flags exit 2 with one line and write nothing', 
   const file = join(dir, 'rport.conf');
   for (const [args, line] of [
     [['--server', 'a b', '--auth', 'c:p'], '--server "a b" has "a b", which is not host:port, ws://host:port/ or wss://host:port/'],
-    [['--server', 'h:1'], '[client] auth is not set (use e.g. auth = "client1:secret")'],
+    [['--server', 'h:1'], '[client] auth is not set (use e.g. auth = "client1:secret", or the environment variable RPORT_AUTH)'],
     [['--server', 'h:1', '--auth', 'c:p', '--keep-alive', 'often'], /^--keep-alive "often" /],
     [['--server', 'h:1', '--auth', 'c:p', '--bogus', '1'], 'unknown option --bogus (see --help)'],
   ] as const) {

@@ -1,17 +1,16 @@
 // npm run bench:release: start-up time and memory of the release's single executables (release/linux-x64)
 // against `node dist/src/cli/...` on this machine, written into BENCHMARKS.md between its markers.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeSection } from './lib/sections.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILT = join(ROOT, 'release', 'linux-x64');
 const RUNS = 15;
 const AUTH = 'bench:secret';
-const BEGIN = '<!-- npm run bench:release: begin -->';
-const END = '<!-- npm run bench:release: end -->';
 
 type Cmd = 'rport' | 'rportd' | 'rport-watchdog';
 const variants: Array<{ name: string; argv: (c: Cmd) => string[] }> = [
@@ -93,8 +92,7 @@ async function main(): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const section = `${BEGIN}
-## Single executables
+  const section = writeSection(join(ROOT, 'BENCHMARKS.md'), 'npm run bench:release', `## Single executables
 
 Written by \`npm run bench:release\` on ${new Date().toISOString().slice(0, 10)}: release/linux-x64 (Node's single
 executable applications with the V8 code cache, add-ons loaded from the private cache) against the same
@@ -102,12 +100,7 @@ code run as \`node dist/src/cli/...\`; ${cpus().length} cores, Node ${process.ve
 
 | measure | single executable | node dist/ | ratio |
 | --- | --- | --- | --- |
-${rows.join('\n')}
-${END}`;
-  const file = join(ROOT, 'BENCHMARKS.md');
-  const doc = readFileSync(file, 'utf8');
-  const at = doc.indexOf(BEGIN);
-  writeFileSync(file, at < 0 ? `${doc.trimEnd()}\n\n${section}\n` : `${doc.slice(0, at)}${section}${doc.slice(doc.indexOf(END) + END.length)}`);
+${rows.join('\n')}`);
   process.stdout.write(`${section}\n`);
 }
 

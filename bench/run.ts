@@ -1,12 +1,12 @@
 // npm run bench [-- --quick] [scenario ...]: each scenario against its anchors in the same run, a table,
 // and BENCHMARKS.md rewritten with the figures, the ratios, the machine and the exact command.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { nativeAcceleration } from '../src/transport/native.js';
 import { VERSION } from '../src/version.js';
 import { ensurePrerequisites } from './lib/prerequisites.js';
+import { writeKeepingSections } from './lib/sections.js';
 import { SCENARIOS, type Row, type ScenarioName } from './scenarios.js';
 
 const args = process.argv.slice(2);
@@ -95,6 +95,6 @@ Notes:
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}
 `;
-writeFileSync(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), doc);
+writeKeepingSections(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), doc);
 process.stdout.write('BENCHMARKS.md written\n');
 process.exit(0);

@@ -129,7 +129,8 @@ function tunnelPolicy(c: Config): TunnelPolicy {
 
 function positive(c: Config, key: string): number {
   const n = c.get<number>('server', key);
-  return n >= 1 ? n : c.fail('server', key, 'must be 1 or more');
+  const example = SERVER_KEYS.find((d) => d.section === 'server' && d.key === key)!.default;
+  return n >= 1 ? n : c.fail('server', key, `must be 1 or more (use e.g. ${example})`);
 }
 
 function isLoopback(host: string): boolean {

@@ -161,6 +161,6 @@ test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged wri
   const Database = (await import('better-sqlite3')).default;
   const db = new Database(join(server.dataDir, 'rportd.db'), { readonly: true });
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
-  assert.equal(db.pragma('user_version', { simple: true }), 2);
+  assert.equal(db.pragma('user_version', { simple: true }), 3);
   db.close();
 });

@@ -61,7 +61,8 @@ export function apiRoutes(app: FastifyInstance): RouteInfo[] {
  * Input is checked by JSON schemas.
  */
 export function createApi(o: ApiOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, ajv: { customOptions: { allErrors: false, coerceTypes: false } } });
+  // removeAdditional off: fastify's default strips unknown parameters silently; here they are refused by name.
+  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } } });
   const tokens = new Tokens();
   const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log, logIntervalMs: o.logIntervalMs });
   const routes: RouteInfo[] = [];

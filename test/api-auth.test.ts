@@ -182,7 +182,7 @@ async function inProcessApi(t: import('node:test').TestContext, logIntervalMs?: 
   const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'warn', 'api');
   const store = new Store(join(dir, 'data'));
   const registry = new ClientRegistry(store);
-  const tunnels = new TunnelManager([], log, store);
+  const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
   const credentials = Credentials.load('client1:s3cret', '');
   credentials.useStore(store);
   // max_failed_login 0: wrong credentials are refused with 401 every time, never turned into a ban.

@@ -129,7 +129,8 @@ test('GET /metrics in Prometheus format: clients, handshakes and failures, round
 });
 
 test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged write is there after a restart, and the database is intact', async (t) => {
-  const server = await startServer(t);
+  const many = ['--max-tunnels-per-client', '1000']; // the writes are tunnels of one client
+  const server = await startServer(t, many);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'writer', '--max-retry-interval', '1s']);
   await client.waitFor(connected);
   const acknowledged: string[] = [];
@@ -152,7 +153,7 @@ test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged wri
   await server.proc.exited;
   assert.ok(acknowledged.length >= 400, `${acknowledged.length} writes acknowledged before the kill`);
 
-  const again = await startServer(t, [], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
+  const again = await startServer(t, many, { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
   await client.waitFor(/connected to/, 10_000, client.mark());
   const stored = new Set((await call(again, 'GET', '/api/v1/clients/writer/tunnels')).body.data.map((x: { id: string }) => x.id));
   const missing = acknowledged.filter((id) => !stored.has(id));

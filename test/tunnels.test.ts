@@ -102,7 +102,7 @@ test('acl: connections from addresses outside it are closed', async (t) => {
 test('client-defined [client] remotes; tunnels back on the same ports after a reconnect; ports free within 1 s when the client dies', async (t) => {
   const echo = await echoServer(t);
   const fixed = await freePort();
-  const server = await startServer(t);
+  const server = await startServer(t, ['--used-ports', `20000-30000,${fixed}`]); // an explicit port must be in used_ports
   const args = ['--id', 'keeper', '--remotes', `127.0.0.1:${fixed}:127.0.0.1:${echo}`];
   let client = startClient(t, `127.0.0.1:${server.port}`, args);
   await client.waitFor(connected);
@@ -115,6 +115,7 @@ test('client-defined [client] remotes; tunnels back on the same ports after a re
   const held = connect(apiPort, '127.0.0.1');
   await new Promise((r) => held.once('connect', r));
   const heldClosed = new Promise((r) => held.once('close', r));
+  held.on('error', () => undefined); // the client's death resets it (test/tunnel-abort.test.ts)
   client.kill('SIGKILL');
   const t0 = Date.now();
   await eventually(async () => {

@@ -79,7 +79,8 @@ export function tunnelAsk(q: TunnelQuery): TunnelAsk {
     if (q[name] !== undefined) throw notImplemented(name, 'it configures the http_proxy reverse proxy, which rportd does not run');
   }
 
-  const local = q.local ? parseHostPort(q.local.includes(':') ? q.local : `:${q.local}`) : { host: '0.0.0.0', port: 0 };
+  // No address: the server's default ([server] tunnel_bind_addresses); no port: a random one.
+  const local = q.local ? parseHostPort(q.local.includes(':') ? q.local : `:${q.local}`, '') : { host: '', port: 0 };
   if (!local) throw bad(`querystring field "local" = "${q.local}" is not [addr:]port`);
   const remote = /^\d+$/.test(q.remote) ? parseHostPort(`127.0.0.1:${q.remote}`, '') : parseHostPort(q.remote, '');
   if (!remote || !remote.port) throw bad(`querystring field "remote" = "${q.remote}" is not host:port or a port, with a port of 1-65535`);

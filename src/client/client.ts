@@ -7,6 +7,7 @@ import { sleep } from '../timeout.js';
 import { RemoteError } from '../transport/control-channel.js';
 import { METHOD, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { VERSION } from '../version.js';
+import { TIMER_SLACK_MS } from '../watchdog/budget.js';
 import { Backoff } from './backoff.js';
 import { dial, type Link } from './dial.js';
 import { StepClock } from './step-clock.js';
@@ -21,8 +22,6 @@ export interface ClientObserver {
   retrying(waitMs: number): void;
 }
 
-/** Slack on top of a timer-driven step's length before it counts as hung (timers fire late under load). */
-export const TIMER_SLACK_MS = 1000;
 /** Jitter shortens a keep-alive interval by up to this share, and by at most MAX_KEEPALIVE_JITTER_MS. */
 const KEEPALIVE_JITTER = 0.05;
 const MAX_KEEPALIVE_JITTER_MS = 5000;

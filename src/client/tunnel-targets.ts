@@ -1,19 +1,46 @@
 import { lookup } from 'node:dns/promises';
-import { isIP, connect as netConnect } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import { formatHostPort, parseHostPort, type AddressRules, type HostPort } from '../config/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 import type { ControlChannel } from '../transport/control-channel.js';
+import { pipeSocketChannel } from '../transport/pipe.js';
 import { METHOD, TUNNEL_BIND_PORT, type TunnelOpenRequest } from '../transport/protocol.js';
 
 /** Bound on dialing a tunnel target; the server's caller sees the channel refused when it runs out. */
 export const TARGET_DIAL_TIMEOUT_MS = 10_000;
+/** Bound on resolving a target's name. */
+const DNS_TIMEOUT_MS = 5000;
+
+/** The addresses a target resolves to now, and those of them tunnel_allowed allows. */
+interface Checked {
+  addresses: string[];
+  allowed: string[];
+  /** "host:port", with the addresses when the host is a name. */
+  shown: string;
+}
+
+function connectTo(host: string, port: number, ms: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = netConnect({ host, port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => sock.destroy(new Error(`connect timed out after ${TARGET_DIAL_TIMEOUT_MS / 1000}s`)), Math.max(ms, 0));
+    sock.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      resolve(sock);
+    });
+  });
+}
 
 /**
  * The client's side of tunnels: it accepts a tunnel only if [client] tunnel_allowed allows its target,
- * then, for each connection the server forwards, dials the target and pipes both ways (stream pipes
- * give backpressure: a slow side pauses the other).
+ * then, for each connection the server forwards, resolves the target again, checks every address, and
+ * dials only an address it checked (a name that resolves elsewhere later, as with DNS rebinding, gets
+ * nowhere else), then pipes both ways.
  */
 export class TunnelTargets {
   private readonly targets = new Map<string, HostPort>();
@@ -35,16 +62,27 @@ export class TunnelTargets {
     ssh.on('tcp connection', (info, accept, reject) => {
       const target = this.targets.get(info.destIP);
       if (!target) return reject();
-      this.dial(target, info.srcIP, accept, reject);
+      void this.dial(target, info.srcIP, accept, reject);
     });
+  }
+
+  private async check(target: HostPort): Promise<Checked> {
+    const addresses = isIP(target.host)
+      ? [target.host]
+      : (await withTimeout(lookup(target.host, { all: true }), DNS_TIMEOUT_MS, `DNS lookup of ${target.host}`)).map((a) => a.address);
+    return {
+      addresses,
+      allowed: addresses.filter((ip) => this.allowed.allows(ip, target.port)),
+      shown: `${formatHostPort(target)}${isIP(target.host) ? '' : ` (${addresses.join(', ')})`}`,
+    };
   }
 
   private async open(ssh: ssh2.Client, req: TunnelOpenRequest): Promise<{ remote: string }> {
     const target = typeof req?.remote === 'string' ? parseHostPort(req.remote, '') : undefined;
     if (!target || !target.host || typeof req.id !== 'string') throw new Error(`tunnel request is malformed: remote must be host:port`);
-    const ip = isIP(target.host) ? target.host : (await withTimeout(lookup(target.host), 5000, `DNS lookup of ${target.host}`)).address;
-    if (!this.allowed.allows(ip, target.port)) {
-      this.log.warn(`refused a tunnel to ${req.remote}: not allowed by [client] tunnel_allowed`);
+    const checked = await this.check(target);
+    if (checked.allowed.length === 0) {
+      this.log.warn(`refused a tunnel to ${checked.shown}: not allowed by [client] tunnel_allowed`);
       throw new Error(`tunnel to ${req.remote} is not allowed by the client's [client] tunnel_allowed`);
     }
     await new Promise<void>((resolve, reject) => ssh.forwardIn(req.id, TUNNEL_BIND_PORT, (err) => (err ? reject(err) : resolve())));
@@ -53,27 +91,28 @@ export class TunnelTargets {
     return { remote: req.remote };
   }
 
-  private dial(target: HostPort, from: string, accept: () => ssh2.ClientChannel, reject: () => void): void {
-    const sock = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
-    sock.setNoDelay(true);
-    const timer = setTimeout(() => sock.destroy(new Error(`connect timed out after ${TARGET_DIAL_TIMEOUT_MS / 1000}s`)), TARGET_DIAL_TIMEOUT_MS);
-    sock.once('error', (err) => {
-      clearTimeout(timer);
+  /** Resolves and checks the target anew, then tries its allowed addresses in turn; a refusal reaches the server as a refused channel. */
+  private async dial(target: HostPort, from: string, accept: () => ssh2.ClientChannel, reject: () => void): Promise<void> {
+    const deadline = Date.now() + TARGET_DIAL_TIMEOUT_MS;
+    let sock: Socket | undefined;
+    try {
+      const checked = await this.check(target);
+      if (checked.allowed.length === 0) {
+        this.log.warn(`tunnel connection from ${from} to ${checked.shown} refused: not allowed by [client] tunnel_allowed`);
+        return reject();
+      }
+      for (const [i, ip] of checked.allowed.entries()) {
+        try {
+          sock = await connectTo(ip, target.port, deadline - Date.now());
+          break;
+        } catch (err) {
+          if (i === checked.allowed.length - 1) throw err;
+        }
+      }
+    } catch (err) {
       this.log.warn(`tunnel connection from ${from} to ${formatHostPort(target)} failed: ${errorMessage(err)}`);
-      reject();
-    });
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      const channel = accept();
-      sock.removeAllListeners('error');
-      sock.on('error', () => channel.destroy());
-      channel.on('error', () => sock.destroy());
-      // Ending (not destroying) on close lets what is still buffered reach the target first.
-      channel.on('close', () => {
-        if (!sock.destroyed) sock.end();
-      });
-      sock.on('close', () => channel.close());
-      sock.pipe(channel).pipe(sock);
-    });
+      return reject();
+    }
+    pipeSocketChannel(sock!, accept());
   }
 }

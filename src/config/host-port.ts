@@ -20,7 +20,7 @@ export function formatHostPort(a: HostPort): string {
 
 /** A tunnel as RPort writes it in [client] remotes: "3389", "2222:22", "8080:10.0.0.5:80", "0.0.0.0:8080:127.0.0.1:80". */
 export interface RemoteSpec {
-  /** Where the server listens; port 0: a free port from used_ports. */
+  /** Where the server listens; port 0: a free port from used_ports; host "": the server's default. */
   local: HostPort;
   /** What the client dials. */
   remote: HostPort;
@@ -34,15 +34,15 @@ export function parseRemoteSpec(text: string): RemoteSpec | undefined {
   let remote: HostPort;
   switch (parts.length) {
     case 1:
-      local = { host: '0.0.0.0', port: 0 };
+      local = { host: '', port: 0 };
       remote = { host: '127.0.0.1', port: port(parts[0])! };
       break;
     case 2:
-      local = { host: '0.0.0.0', port: port(parts[0])! };
+      local = { host: '', port: port(parts[0])! };
       remote = { host: '127.0.0.1', port: port(parts[1])! };
       break;
     case 3:
-      local = { host: '0.0.0.0', port: port(parts[0])! };
+      local = { host: '', port: port(parts[0])! };
       remote = { host: host(parts[1]!), port: port(parts[2])! };
       break;
     case 4:
@@ -80,10 +80,6 @@ export class AddressRules {
       net.addSubnet(ip!, prefix, family === 6 ? 'ipv6' : 'ipv4');
       return { net, port: port === undefined ? undefined : Number(port) };
     }));
-  }
-
-  get empty(): boolean {
-    return this.rules.length === 0;
   }
 
   allows(ip: string, port?: number): boolean {

@@ -111,7 +111,7 @@ export class Config {
     return v as T;
   }
 
-  /** "rport.conf: [connection] keep_alive = \"3s\"" or "--keep-alive \"3s\"" or "[connection] keep_alive (default 3m)". */
+  /** Where a value came from: "rport.conf: [connection] keep_alive = \"3s\"", "--keep-alive \"3s\"", or "[connection] keep_alive" for a default. */
   where(section: string, key: string): string {
     return this.origins.get(`${section}.${key}`) ?? `[${section}] ${key}`;
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
 import { logLevelOf } from './client-config.js';
+import { isIP } from 'node:net';
 import { parseHostPort, type HostPort } from './host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
@@ -11,8 +12,10 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'address', type: 'string', default: '0.0.0.0:8080', help: 'where clients connect (host:port)' },
   { section: 'server', key: 'tls_cert', type: 'string', default: '', help: 'PEM certificate: serve wss:// instead of ws://' },
   { section: 'server', key: 'tls_key', type: 'string', default: '', help: 'PEM private key of tls_cert' },
-  { section: 'server', key: 'used_ports', type: 'strings', default: ['20000-30000'], help: 'ports (and ranges) tunnels get when the API names none' },
+  { section: 'server', key: 'used_ports', type: 'strings', default: ['20000-30000'], help: 'ports (and ranges) tunnels may listen on; a random one when the API names none' },
   { section: 'server', key: 'excluded_ports', type: 'strings', default: ['1-1024'], help: 'ports never given to tunnels' },
+  { section: 'server', key: 'tunnel_bind_addresses', type: 'strings', default: ['0.0.0.0', '::', '127.0.0.1', '::1'], help: 'IP addresses tunnels may listen on; the first is used when a tunnel names none (rport addition)' },
+  { section: 'server', key: 'max_tunnels_per_client', type: 'int', default: 64, help: 'tunnels one client may have, from the API and its remotes together (rport addition)' },
   { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
   { section: 'server', key: 'auth', type: 'string', default: '', secret: true, help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
@@ -37,8 +40,7 @@ export const SERVER_KEYS: KeyDef[] = [
 export interface ServerConfig {
   address: HostPort;
   tls: { cert: string; key: string } | undefined;
-  /** Ports tunnels may get when none is asked for: used_ports minus excluded_ports. */
-  tunnelPorts: number[];
+  tunnels: TunnelPolicy;
   keySeed: string;
   auth: string;
   authFile: string;
@@ -86,14 +88,38 @@ function portRanges(c: Config, key: string): Array<[number, number]> {
   });
 }
 
-function tunnelPorts(c: Config): number[] {
+/** Where tunnels may listen, and how many a client may have. */
+export interface TunnelPolicy {
+  /** used_ports minus excluded_ports: an explicit port must be one of them; a random one is drawn from them. */
+  ports: number[];
+  /** used_ports and excluded_ports as configured, for refusals that name them. */
+  usedPorts: string;
+  excludedPorts: string;
+  /** tunnel_bind_addresses: IP addresses, the first is the default. */
+  bindAddresses: string[];
+  maxPerClient: number;
+}
+
+function tunnelPolicy(c: Config): TunnelPolicy {
   const excluded = portRanges(c, 'excluded_ports');
   const ports = new Set<number>();
   for (const [from, to] of portRanges(c, 'used_ports')) {
     for (let p = from; p <= to; p++) if (!excluded.some(([a, b]) => p >= a && p <= b)) ports.add(p);
   }
   if (ports.size === 0) c.fail('server', 'used_ports', 'leaves no port once excluded_ports are taken out');
-  return [...ports];
+  const bindAddresses = c.get<string[]>('server', 'tunnel_bind_addresses').map((a) => a.trim());
+  const notIp = bindAddresses.find((a) => !isIP(a));
+  if (notIp !== undefined) c.fail('server', 'tunnel_bind_addresses', `has "${notIp}", which is not an IP address (use e.g. ["0.0.0.0", "127.0.0.1"])`);
+  if (bindAddresses.length === 0) c.fail('server', 'tunnel_bind_addresses', 'is empty: no tunnel could listen (use e.g. ["0.0.0.0"])');
+  const maxPerClient = c.get<number>('server', 'max_tunnels_per_client');
+  if (maxPerClient < 1) c.fail('server', 'max_tunnels_per_client', 'must be at least 1 (use e.g. 64)');
+  return {
+    ports: [...ports],
+    usedPorts: c.get<string[]>('server', 'used_ports').join(','),
+    excludedPorts: c.get<string[]>('server', 'excluded_ports').join(','),
+    bindAddresses,
+    maxPerClient,
+  };
 }
 
 function positive(c: Config, key: string): number {
@@ -135,7 +161,7 @@ export function serverConfig(c: Config): ServerConfig {
   return {
     address: address as HostPort,
     tls: readTls(c),
-    tunnelPorts: tunnelPorts(c),
+    tunnels: tunnelPolicy(c),
     keySeed: c.get<string>('server', 'key_seed'),
     auth,
     authFile,

@@ -56,7 +56,7 @@ export class Rportd {
     this.store.markAllDisconnected(Date.now());
     credentials.useStore(this.store);
     this.registry = new ClientRegistry(this.store);
-    this.tunnels = new TunnelManager(cfg.tunnelPorts, log.child('tunnels'), this.store);
+    this.tunnels = new TunnelManager(cfg.tunnels, log.child('tunnels'), this.store);
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.throttle = new LoginThrottle(cfg.maxFailedLogin, cfg.banTimeMs, {
       get: (k) => this.store.failedLogin(k),

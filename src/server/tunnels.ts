@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server, type Socket } from 'node:net';
+import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import { formatDuration } from '../config/duration.js';
+import type { TunnelPolicy } from '../config/server-config.js';
 import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
+import { pipeSocketChannel } from '../transport/pipe.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../transport/protocol.js';
 import type { Store } from './store.js';
 
@@ -12,6 +14,8 @@ import type { Store } from './store.js';
 const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
 /** Random ports tried from used_ports before giving up. */
 const PORT_TRIES = 50;
+/** setTimeout's limit (about 24.8 days): it fires at once for anything longer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A tunnel request that cannot be carried out; status and code are what the API answers. */
 export class TunnelError extends Error {
@@ -27,7 +31,7 @@ export interface ClientLink {
 }
 
 export interface TunnelRequest {
-  /** Port 0: a free one from used_ports. */
+  /** Port 0: a free one from used_ports; host "": the first of tunnel_bind_addresses. */
   local: HostPort;
   remote: HostPort;
   acl: string[];
@@ -91,18 +95,51 @@ function listenOn(server: Server, a: HostPort): Promise<void> {
 export class TunnelManager {
   private readonly byClient = new Map<string, Map<string, Tunnel>>();
   private readonly links = new Map<string, ClientLink>();
+  /** Tunnels being created, per client: they count against max_tunnels_per_client before they exist. */
+  private readonly pending = new Map<string, number>();
+  private readonly ports: Set<number>;
+  private readonly bindAddresses = new BlockList();
 
   constructor(
-    private readonly ports: number[],
+    private readonly policy: TunnelPolicy,
     private readonly log: Logger,
     private readonly store: Store,
   ) {
-    // Tunnels outlive restarts of the server too: they listen again when their client connects.
+    this.ports = new Set(policy.ports);
+    for (const a of policy.bindAddresses) this.bindAddresses.addAddress(a, isIP(a) === 6 ? 'ipv6' : 'ipv4');
+    // Tunnels outlive restarts of the server too: they listen again when their client connects, if the
+    // configuration still permits them.
     for (const row of store.tunnels()) {
-      const t = this.newTunnel(row.client_id, { local: { host: row.local_host, port: row.local_port }, remote: parseHostPort(row.remote, '')!, acl: JSON.parse(row.acl), idleTimeoutMs: row.idle_timeout_ms }, row.created_by, row.source);
-      Object.assign(t, { id: row.id, createdAt: row.created_at });
-      this.tunnelsOf(row.client_id).set(t.id, t);
+      const what = `stored tunnel ${row.id} of client ${row.client_id} (${formatHostPort({ host: row.local_host, port: row.local_port })} -> ${row.remote})`;
+      try {
+        const remote = parseHostPort(row.remote, '');
+        if (!remote) throw new Error(`its target "${row.remote}" is not host:port`);
+        const t = this.newTunnel(row.client_id, { local: { host: row.local_host, port: row.local_port }, remote, acl: JSON.parse(row.acl), idleTimeoutMs: row.idle_timeout_ms }, row.created_by, row.source);
+        const refusal = this.refusal(t);
+        if (refusal) throw new Error(refusal.message);
+        Object.assign(t, { id: row.id, createdAt: row.created_at });
+        this.tunnelsOf(row.client_id).set(t.id, t);
+      } catch (err) {
+        this.log.warn(`${what} not restored: ${errorMessage(err)}; deleted`);
+        store.deleteTunnel(row.id);
+      }
     }
+  }
+
+  /** Why the configuration does not permit this tunnel, as the API answers it; undefined if it does. */
+  private refusal(t: Tunnel): TunnelError | undefined {
+    const p = this.policy;
+    if (!isIP(t.local.host) || !this.bindAddresses.check(t.local.host, isIP(t.local.host) === 6 ? 'ipv6' : 'ipv4')) {
+      return new TunnelError(400, 'bind_address_not_allowed', `bind address ${t.local.host} is not in [server] tunnel_bind_addresses (${p.bindAddresses.join(', ')})`);
+    }
+    if (t.local.port && !this.ports.has(t.local.port)) {
+      return new TunnelError(400, 'port_not_allowed', `port ${t.local.port} is not in [server] used_ports (${p.usedPorts}) minus excluded_ports (${p.excludedPorts})`);
+    }
+    const count = (this.byClient.get(t.clientId)?.size ?? 0) + (this.pending.get(t.clientId) ?? 0);
+    if (count >= p.maxPerClient) {
+      return new TunnelError(400, 'too_many_tunnels', `client ${t.clientId} has ${count} tunnels, the most [server] max_tunnels_per_client allows`);
+    }
+    return undefined;
   }
 
   /** Writes the tunnel as it is now (its port once chosen). */
@@ -145,6 +182,11 @@ export class TunnelManager {
       }
       if (![...tunnels.values()].some((t) => t.source === r)) {
         const t = this.newTunnel(clientId, { local: spec.local, remote: spec.remote, acl: [], idleTimeoutMs: 0 }, 'client', r);
+        const refusal = this.refusal(t);
+        if (refusal) {
+          this.log.warn(`client ${clientId}: [client] remotes entry "${r}" refused: ${refusal.message}`);
+          continue;
+        }
         tunnels.set(t.id, t);
         this.save(t);
       }
@@ -169,9 +211,23 @@ export class TunnelManager {
     const link = this.links.get(clientId);
     if (!link) throw new TunnelError(409, 'client_not_connected', `client ${clientId} is not connected: tunnels can be created only to connected clients`);
     const t = this.newTunnel(clientId, req, 'api', '');
-    await this.activate(t, link);
+    const refusal = this.refusal(t);
+    if (refusal) throw refusal;
+    this.pending.set(clientId, (this.pending.get(clientId) ?? 0) + 1);
+    try {
+      await this.activate(t, link);
+      try {
+        this.save(t);
+      } catch (err) {
+        this.deactivate(t); // an answered error leaves no port listening
+        throw err;
+      }
+    } finally {
+      const n = this.pending.get(clientId)! - 1;
+      if (n > 0) this.pending.set(clientId, n);
+      else this.pending.delete(clientId);
+    }
     this.tunnelsOf(clientId).set(t.id, t);
-    this.save(t);
     this.log.info(`tunnel ${t.id}: ${formatHostPort(t.local)} -> client ${clientId} -> ${t.remote}`);
     return t;
   }
@@ -206,7 +262,7 @@ export class TunnelManager {
       throw new TunnelError(400, 'bad_request', `acl ${errorMessage(err)}`);
     }
     return {
-      id: randomUUID(), clientId, local: { ...req.local }, remote: formatHostPort(req.remote), acl: req.acl, aclRules,
+      id: randomUUID(), clientId, local: { host: req.local.host || this.policy.bindAddresses[0]!, port: req.local.port }, remote: formatHostPort(req.remote), acl: req.acl, aclRules,
       idleTimeoutMs: req.idleTimeoutMs, createdBy, source, createdAt: Date.now(), listener: undefined, sockets: new Set(),
       idleTimer: undefined, connections: 0, bytesIn: 0, bytesOut: 0,
     };
@@ -214,6 +270,7 @@ export class TunnelManager {
 
   /** The client agrees (tunnel_allowed) and registers the binding, then the server listens. */
   private async activate(t: Tunnel, link: ClientLink): Promise<void> {
+    this.deactivate(t); // a listener left from the client's previous connection
     try {
       await link.control.request(METHOD.tunnelOpen, { id: t.id, remote: t.remote }, CLIENT_ANSWER_TIMEOUT_MS);
     } catch (err) {
@@ -221,8 +278,14 @@ export class TunnelManager {
       throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
     }
     t.listener = await this.listen(t);
-    // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
-    if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) this.save(t);
+    try {
+      if (this.links.get(t.clientId) !== link) throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
+      // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
+      if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) this.save(t);
+    } catch (err) {
+      this.deactivate(t);
+      throw err;
+    }
     this.armIdle(t);
   }
 
@@ -230,12 +293,13 @@ export class TunnelManager {
     clearTimeout(t.idleTimer);
     t.listener?.close();
     t.listener = undefined;
-    for (const s of t.sockets) s.destroy();
+    // The tunnel's end cuts its open connections short: a reset, not a clean end.
+    for (const s of t.sockets) s.resetAndDestroy();
   }
 
   private async listen(t: Tunnel): Promise<Server> {
     const inUse = new Set([...this.byClient.values()].flatMap((m) => [...m.values()].filter((x) => x.listener).map((x) => x.local.port)));
-    const free = this.ports.filter((p) => !inUse.has(p));
+    const free = this.policy.ports.filter((p) => !inUse.has(p));
     const candidates = t.local.port ? [t.local.port] : Array.from({ length: Math.min(PORT_TRIES, free.length) }, () => free[Math.floor(Math.random() * free.length)]!);
     for (const port of candidates) {
       // allowHalfOpen: a side that finished sending (FIN) may still receive the answer, as over plain TCP.
@@ -273,27 +337,17 @@ export class TunnelManager {
     });
     sock.on('error', () => sock.destroy());
     sock.pause();
-    const timer = setTimeout(() => sock.destroy(), CLIENT_ANSWER_TIMEOUT_MS);
+    const timer = setTimeout(() => sock.resetAndDestroy(), CLIENT_ANSWER_TIMEOUT_MS);
     link.ssh.forwardOut(t.id, TUNNEL_BIND_PORT, ip, sock.remotePort ?? 0, (err, channel) => {
       clearTimeout(timer);
       if (err) {
         this.log.warn(`tunnel ${t.id}: client ${t.clientId} could not reach ${t.remote} for ${ip}: ${errorMessage(err)}`);
-        return void sock.destroy();
+        return void sock.resetAndDestroy(); // as the target's refusal would be
       }
       if (sock.destroyed) return void channel.close();
       sock.on('data', (b: Buffer) => (t.bytesIn += b.length));
       channel.on('data', (b: Buffer) => (t.bytesOut += b.length));
-      channel.on('error', () => sock.destroy());
-      // Half-close both ways, as over plain TCP. A server-side ssh2 channel sends CLOSE as soon as its
-      // writable side ends, so the user's FIN goes over as EOF alone instead of through end().
-      sock.pipe(channel, { end: false });
-      sock.on('end', () => channel.eof());
-      channel.pipe(sock);
-      channel.on('close', () => {
-        if (!sock.destroyed) sock.end();
-      });
-      sock.on('close', () => channel.close());
-      sock.resume();
+      pipeSocketChannel(sock, channel);
     });
   }
 
@@ -301,10 +355,18 @@ export class TunnelManager {
   private armIdle(t: Tunnel): void {
     if (t.idleTimeoutMs <= 0 || t.sockets.size > 0 || !t.listener) return;
     clearTimeout(t.idleTimer);
-    t.idleTimer = setTimeout(() => {
+    const deadline = Date.now() + t.idleTimeoutMs;
+    const wait = () => {
+      const left = deadline - Date.now();
+      if (left > 0) {
+        // In steps: one timer cannot wait longer than MAX_TIMER_MS.
+        t.idleTimer = setTimeout(wait, Math.min(left, MAX_TIMER_MS));
+        t.idleTimer.unref();
+        return;
+      }
       this.log.info(`tunnel ${t.id} idle for ${formatDuration(t.idleTimeoutMs)}: deleting it`);
       this.delete(t.clientId, t.id);
-    }, t.idleTimeoutMs);
-    t.idleTimer.unref();
+    };
+    wait();
   }
 }

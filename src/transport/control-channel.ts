@@ -40,10 +40,6 @@ export class ControlChannel extends EventEmitter {
     stream.on('end', () => this.shutdown(new Error('control channel closed by the peer')));
   }
 
-  get closed(): boolean {
-    return this.closedWith !== undefined;
-  }
-
   handle(method: string, handler: Handler): void {
     this.handlers.set(method, handler);
   }

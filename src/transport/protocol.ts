@@ -54,16 +54,9 @@ export interface ConnectReply {
   sessionId: string;
 }
 
-/**
- * Both sides send `ping`; the answer carries the answering side's clock so a log can show skew. The
- * client's pings carry `last_rtt_ms`, its previous round trip, which the server shows in the API.
- */
-export interface PingReply {
-  now: number;
-}
-
 export const METHOD = {
   connect: 'connect',
+  /** Both sides; answered with {now} (the answering clock). The client's carry last_rtt_ms and its watchdog facts. */
   ping: 'ping',
   tunnelOpen: 'tunnel.open',
   tunnelClose: 'tunnel.close',

@@ -42,7 +42,8 @@ function types(obj: Record<string, unknown>, spec: Record<string, string>): void
 }
 
 async function echoServer(t: TestContext): Promise<number> {
-  const srv = createServer((s) => s.pipe(s));
+  // A tunnel deleted with its connections open resets them: the target's side sees ECONNRESET.
+  const srv = createServer((s) => s.on('error', () => s.destroy()).pipe(s));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   cleanup(t, () => new Promise((r) => srv.close(r)));
   return (srv.address() as AddressInfo).port;
@@ -54,7 +55,7 @@ function openThrough(t: TestContext, port: number): Promise<Socket> {
     const s = connect(port, '127.0.0.1', () => s.write('ping'));
     cleanup(t, () => s.destroy());
     s.once('data', () => resolve(s));
-    s.once('error', reject);
+    s.on('error', reject);
   });
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { test } from 'node:test';
 import { cleanup, run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
 
@@ -98,6 +99,49 @@ test('rportd config errors exit 2 with one line', async (t) => {
   );
 });
 
+test('a name outside RPort\'s documented set and the key tables exits 2 with the nearest known name; flags and files agree', async (t) => {
+  const dir = tmpDir(t);
+  assert.equal(
+    await configError('rportd', ['-c', writeFile(dir, 'rportd.conf', '[server]\nadress = "127.0.0.1:9"\nauth = "a:b"\n')]),
+    `${dir}/rportd.conf: [server] adress is not a known key (did you mean address?)`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'a.conf', `${base}[connection]\nkeep_alvie = "1m"\n`)]),
+    `${dir}/a.conf: [connection] keep_alvie is not a known key (did you mean keep_alive?)`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'b.conf', `${base}[conection]\nwatchdog_integration = true\n`)]),
+    `${dir}/b.conf: [conection] is not a known section (did you mean [connection]?)`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'c.conf', `server = "127.0.0.1:9"\n[client]\nauth = "c:p"\n`)]),
+    `${dir}/c.conf: server is outside any section (put it under [client])`,
+  );
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'd.conf', `${base}[monitoring]\nenabeld = true\n`)]),
+    `${dir}/d.conf: [monitoring] enabeld is not a known key (did you mean enabled?)`,
+    'a section rport does not implement is checked too',
+  );
+  assert.equal(
+    await configError('rport', ['-c', writeFile(dir, 'e.conf', `${base}xyzzy_frobnicate = 1\n`)]),
+    `${dir}/e.conf: [client] xyzzy_frobnicate is not a known key of [client] (see --help for the keys rport reads)`,
+  );
+  // Keys of rport's own tables are known whether or not RPort documents them.
+  assert.equal(await configError('rportd', ['-c', writeFile(dir, 'f.conf', '[server]\nmax_auth_tries = 0\nauth = "a:b"\n')]),
+    `${dir}/f.conf: [server] max_auth_tries = 0 must be 1 or more (use e.g. 6)`);
+});
+
+test('a start-up failure reaches log_file as well as stderr, also when the config is what is wrong', async (t) => {
+  const dir = tmpDir(t);
+  const log = `${dir}/rport.log`;
+  const typo = await configError('rport', ['-c', writeFile(dir, 'a.conf', `${base}[connection]\nkeep_alvie = "1m"\n[logging]\nlog_file = "${log}"\n`)]);
+  const level = await configError('rport', ['-c', writeFile(dir, 'b.conf', `${base}[logging]\nlog_file = "${log}"\nlog_level = "loud"\n`)]);
+  const lines = readFileSync(log, 'utf8').trimEnd().split('\n');
+  assert.equal(lines.length, 2, lines.join('\n'));
+  assert.ok(lines[0]!.endsWith(`ERROR rport: ${typo}`), lines[0]);
+  assert.ok(lines[1]!.endsWith(`ERROR rport: ${level}`), lines[1]);
+});
+
 test('--help and --version exit 0', async () => {
   for (const cmd of ['rport', 'rportd'] as const) {
     const v = run(cmd, ['--version']);
@@ -147,7 +191,6 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
   allow = ['^/usr/bin/.*', '^/usr/local/bin/.*', '^C:\\\\Windows\\\\System32\\\\.*']
   deny = ['(\\||<|>|;|,|\\n|&)']
   order = ['allow', 'deny']
-  timeout = "60s"
 
 [remote-scripts]
   enabled = false
@@ -169,7 +212,6 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
 `);
   const client = run('rport', ['-c', conf]);
   cleanup(t, () => client.stop());
-  const { readFileSync } = await import('node:fs');
   const { eventually } = await import('./helpers/procs.js');
   const log = await eventually(() => {
     let text = '';
@@ -197,6 +239,18 @@ test('npm start: the demo runs a server and a connected client, and Ctrl-C stops
   assert.match(demo.output, /dashboard: +http:\/\/127\.0\.0\.1:\d+\/ +user admin, password \S+/);
   const tunnel = (await demo.waitFor(/tunnel: +curl (http:\/\/127\.0\.0\.1:\d+\/)/))[1]!;
   assert.match(await (await fetch(tunnel)).text(), /^Hello from behind the NAT/);
+  // No secret on a command line (ps shows those to every user): they are in files only the user can read.
+  const children = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try { return readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(demo.pid); } catch { return false; }
+  });
+  assert.equal(children.length, 2);
+  const secrets = [m[1]!.split(':')[1]!, /auth = "demo-client:([^"]+)"/.exec(readFileSync(`${dir}/server/rportd.conf`, 'utf8'))![1]!];
+  for (const pid of children) {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    assert.match(cmdline, /-c\0/);
+    for (const secret of secrets) assert.equal(cmdline.includes(secret), false, cmdline);
+  }
+  for (const f of ['server/rportd.conf', 'client/rport.conf']) assert.equal(statSync(`${dir}/${f}`).mode & 0o777, 0o600);
   demo.kill('SIGINT');
   assert.deepEqual(await demo.exited, { code: 0, signal: null });
 });

@@ -57,8 +57,8 @@ test('the registry keeps disconnected clients, counts restarts, and shows the wa
   assert.equal((await call(server, 'GET', '/api/v1/clients?connected=maybe')).status, 400);
 });
 
-test('keep_disconnected_clients: clients gone for longer leave the registry', async (t) => {
-  const server = await startServer(t, ['--keep-disconnected-clients', '1s']);
+test('keep_disconnected_clients: with purge_disconnected_clients, clients gone for longer leave the registry', async (t) => {
+  const server = await startServer(t, ['--purge-disconnected-clients', '--keep-disconnected-clients', '1s', '--purge-disconnected-clients-interval', '1s']);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'short-lived']);
   await client.waitFor(connected);
   await client.stop();
@@ -164,4 +164,21 @@ test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged wri
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
   assert.equal(db.pragma('user_version', { simple: true }), 3);
   db.close();
+});
+
+test('pings are not one database write each: last-seen times reach the store in batches', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'chatty', '--keep-alive', '200ms']);
+  await client.waitFor(connected);
+  const wal = join(server.dataDir, 'rportd.db-wal');
+  const { statSync } = await import('node:fs');
+  // 15 pings in 3 s: one commit each would add at least 15 pages (4 KiB) to the write-ahead log.
+  const pings = () => client.lines.filter((l) => /ping to .* succeeded/.test(l)).length;
+  const [before, pingsBefore] = [statSync(wal).size, pings()];
+  await eventually(() => (pings() >= pingsBefore + 15 ? true : undefined), 20_000, '15 pings');
+  const grown = statSync(wal).size - before;
+  assert.ok(grown <= 3 * 4096 + 3 * 24, `the write-ahead log grew by ${grown} bytes during 15 pings`);
+  // The API still shows the latest ping of a connected client at once.
+  const seen = Date.parse((await call(server, 'GET', '/api/v1/clients/chatty')).body.data.last_seen);
+  assert.ok(Date.now() - seen < 5000, `last seen ${Date.now() - seen} ms ago`);
 });

@@ -54,7 +54,7 @@ test('server addresses: host:port, ws://, wss://, http(s):// as RPort writes the
   assert.equal(parseServerUrl('wss://example.com')?.href, 'wss://example.com:443/');
   assert.equal(parseServerUrl('https://example.com:8443/x')?.href, 'wss://example.com:8443/x');
   assert.equal(parseServerUrl('[::1]:8080')?.host, '::1');
-  assert.equal(parseServerUrl('example.com'), undefined);
+  assert.equal(parseServerUrl('example.com')?.href, 'ws://example.com:80/', 'no port: 80, as RPort');
   assert.equal(parseServerUrl('ftp://example.com:21'), undefined);
 });
 

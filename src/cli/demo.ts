@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../files.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const dataDir = resolve(process.env.RPORT_DEMO_DIR ?? 'demo-data');
@@ -67,11 +68,16 @@ async function openTunnel(): Promise<string> {
   const body = (await res.json()) as { data?: { local: string }; error?: { message: string } };
   return body.data ? `curl http://${body.data.local}/` : `(not opened: ${body.error?.message})`;
 }
-const server = start('rportd', ['--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', `admin:${apiPassword}`,
-  '--auth', `demo-client:${clientSecret}`, '--data-dir', join(dataDir, 'server')], (line) => {
+// The secrets go in config files only the user can read: on a command line, ps would show them to everyone.
+const serverConf = join(dataDir, 'server', 'rportd.conf');
+const clientConf = join(dataDir, 'client', 'rport.conf');
+writeFileAtomic(serverConf, `[server]\nauth = ${JSON.stringify(`demo-client:${clientSecret}`)}\n[api]\nauth = ${JSON.stringify(`admin:${apiPassword}`)}\n`, { mode: 0o600 });
+writeFileAtomic(clientConf, `[client]\nauth = ${JSON.stringify(`demo-client:${clientSecret}`)}\n`, { mode: 0o600 });
+const server = start('rportd', ['-c', serverConf, '--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`,
+  '--data-dir', join(dataDir, 'server')], (line) => {
   const fp = /host key fingerprint (SHA256:\S+)/.exec(line);
   if (!fp || client) return;
-  client = start('rport', ['--server', `127.0.0.1:${serverPort}`, '--auth', `demo-client:${clientSecret}`, '--fingerprint', fp[1]!, '--id', 'demo-client',
+  client = start('rport', ['-c', clientConf, '--server', `127.0.0.1:${serverPort}`, '--fingerprint', fp[1]!, '--id', 'demo-client',
     '--name', 'demo', '--tags', 'demo', '--keep-alive', '10s', '--watchdog-integration', '--data-dir', join(dataDir, 'client')], (l) => {
     if (/connected to \S+ within/.test(l) && !announced) {
       announced = true;

@@ -1,5 +1,6 @@
 import { Config, ConfigError, describeKeys, flagName, loadConfig, type KeyDef } from '../config/loader.js';
-import { errorMessage, LogSink, Logger, type Level } from '../log.js';
+import type { DocumentedNames } from '../config/rport-names.js';
+import { errorMessage, LEVELS, LogSink, Logger, type Level } from '../log.js';
 import { VERSION } from '../version.js';
 
 export interface ParsedArgs {
@@ -41,6 +42,18 @@ export function parseArgs(argv: string[], defs: KeyDef[], booleans: string[] = [
   return out;
 }
 
+/** The log_file logger once open, so that a failure at start reaches the file as well as stderr. */
+let failureLog: Logger | undefined;
+
+/** log_file for one line about a failure before its logger was opened; undefined if it cannot be opened. */
+function fileLogger(file: string, component: string): Logger | undefined {
+  try {
+    return new Logger(LogSink.file(file), 'error', component);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A logger for a command, writing to log_file when set; an unopenable file is a config error. */
 export function openLogger(logFile: string, level: Level, component: string, where: string): Logger {
   let sink = LogSink.stderr();
@@ -62,10 +75,14 @@ export function runMain(command: string, main: () => Promise<number>): void {
   main().then(
     (code) => process.exit(code),
     (err) => {
+      // Whoever reads only the log file must see why the service did not start.
+      const fileLog = failureLog ?? (err instanceof ConfigError && err.logFile ? fileLogger(err.logFile, command) : undefined);
       if (err instanceof ConfigError) {
+        fileLog?.error(err.message);
         process.stderr.write(`${err.message}\n`);
         process.exit(2);
       }
+      fileLog?.error(errorMessage(err));
       process.stderr.write(`${command}: ${errorMessage(err)}\n`);
       if (process.env.RPORT_DEBUG_STACK) process.stderr.write(`${(err as Error).stack}\n`);
       process.exit(1);
@@ -90,6 +107,8 @@ export interface ServiceCommand {
   defs: KeyDef[];
   /** The closing lines of --help: signals, exit codes. */
   notes: string;
+  /** RPort's documented sections and keys: accepted, and named at start if not implemented. */
+  documented: DocumentedNames;
 }
 
 /**
@@ -119,9 +138,19 @@ ${cmd.notes}
   }
   if (args.version) return process.stdout.write(`${cmd.name} ${VERSION}\n`), 0;
   if (args.positional.length) throw new ConfigError(`unexpected argument "${args.positional[0]}" (see --help)`);
-  const config = loadConfig(cmd.defs, args.config, args.flags);
+  const config = loadConfig(cmd.defs, args.config, args.flags, cmd.documented);
+  // Opened before the rest of the config is checked, so that a bad value is reported in log_file too.
+  const logFile = config.get<string>('logging', 'log_file');
+  const level = config.get<string>('logging', 'log_level');
+  const root = openLogger(logFile, (LEVELS as readonly string[]).includes(level) ? (level as Level) : 'info', cmd.name, config.where('logging', 'log_file'));
+  if (logFile) failureLog = root;
   const cfg = build(config);
-  const root = openLogger(cfg.logFile, cfg.logLevel, cmd.name, config.where('logging', 'log_file'));
-  if (config.ignored.length) root.info(`${args.config}: ignoring what this version does not implement: ${config.ignored.join(', ')}`);
+  // One line for an RPort file: what is not implemented, and the one default kept unlike RPort's on purpose
+  // (without log_file RPort logs nothing; a service that logs nothing cannot say why it failed).
+  const notes = [
+    ...(config.ignored.length ? [`ignoring what this version does not implement: ${config.ignored.join(', ')}`] : []),
+    ...(logFile ? [] : ['[logging] log_file is not set: logging to stderr, where RPort logs nothing (see docs/migrating.md)']),
+  ];
+  if (args.config && notes.length) root.info(`${args.config}: ${notes.join('; ')}`);
   return { cfg, config, root };
 }

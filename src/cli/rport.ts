@@ -2,6 +2,7 @@
 import { RportClient } from '../client/client.js';
 import { StepClock } from '../client/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../config/client-config.js';
+import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
 import { reportNativeAcceleration } from '../transport/native.js';
 import { VERSION } from '../version.js';
 import { SdNotify } from '../watchdog/sd-notify.js';
@@ -16,6 +17,7 @@ runMain('rport', async () => {
       summary: 'the rport client. Keeps a connection to rportd alive, through restarts, dead links and bad networks.',
       configFile: 'rport.conf',
       defs: CLIENT_KEYS,
+      documented: RPORT_CLIENT_NAMES,
       notes: `Signals: SIGTERM/SIGINT stop (exit 0), SIGHUP skips the current wait and retries at once.
 Exit codes: 0 stopped, 1 gave up after max_retry_count failed attempts or failed to start, 2 bad config or usage.`,
     },
@@ -24,7 +26,7 @@ Exit codes: 0 stopped, 1 gave up after max_retry_count failed attempts or failed
   if (typeof started === 'number') return started;
   const { cfg, root } = started;
   const log = root.child('client');
-  log.info(`rport ${VERSION} starting (pid ${process.pid}); server ${cfg.servers.map((s) => s.href).join(', then ')}; client id ${cfg.id}`);
+  log.info(`rport ${VERSION} starting (pid ${process.pid}); server ${cfg.servers.map((s) => s.href).join(', then ')}; client id ${cfg.id || '(assigned by the server: [client] id is not set and use_system_id = false)'}`);
   reportNativeAcceleration(log);
 
   const { notify, watchdogUsec } = SdNotify.fromEnvironment(root.child('watchdog'));

@@ -1,14 +1,31 @@
 #!/usr/bin/env node
-import { ConfigError } from '../config/loader.js';
+import { mkdirSync } from 'node:fs';
+import { Config, ConfigError } from '../config/loader.js';
+import { RPORT_SERVER_NAMES } from '../config/rport-names.js';
 import { readableByOthers } from '../files.js';
 import { SERVER_KEYS, serverConfig } from '../config/server-config.js';
 import { errorMessage } from '../log.js';
 import { Credentials } from '../server/credentials.js';
 import { Rportd } from '../server/rportd.js';
-import { loadHostKey } from '../transport/host-key.js';
+import { loadHostKey, type HostKey } from '../transport/host-key.js';
 import { reportNativeAcceleration } from '../transport/native.js';
 import { VERSION } from '../version.js';
 import { onShutdown, runMain, startService } from './main.js';
+
+const WHY: Record<string, string> = {
+  EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'the file system is read-only', ENOENT: 'a folder on the way is missing',
+  ENOTDIR: 'a part of the path is a file, not a folder', ENOSPC: 'the disk is full', SQLITE_CANTOPEN: 'the database cannot be opened',
+  SQLITE_READONLY: 'the database is read-only',
+};
+
+/** A failure to create or write data_dir (host key, database) as one line: the key, the file, the reason, the fix. */
+function dataDirError(c: Config, dir: string, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code !== 'string' || !(e.code.startsWith('E') || e.code.startsWith('SQLITE_'))) return err as Error;
+  const where = c.where('server', 'data_dir');
+  const key = where === '[server] data_dir' ? `[server] data_dir = "${dir}" (the default)` : where;
+  return new Error(`${key}: cannot create files in ${dir}: ${WHY[e.code] ?? e.code}: create the folder, writable by the user rportd runs as (mkdir -p ${dir} && chown $(id -un) ${dir}), or set another [server] data_dir`);
+}
 
 runMain('rportd', async () => {
   const started = startService(
@@ -17,6 +34,7 @@ runMain('rportd', async () => {
       summary: 'the rport server. Accepts rport clients over WebSocket+SSH and serves the API.',
       configFile: 'rportd.conf',
       defs: SERVER_KEYS,
+      documented: RPORT_SERVER_NAMES,
       notes: 'Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failed to start, 2 bad config or usage.',
     },
     serverConfig,
@@ -31,14 +49,22 @@ runMain('rportd', async () => {
     throw new ConfigError(`${loaded.where('server', 'auth_file')}: ${errorMessage(err)}`);
   }
   reportNativeAcceleration(log);
-  const hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
+  let hostKey: HostKey;
+  let server: Rportd;
+  try {
+    // Created here first, so that a folder that cannot be made fails with its own reason (not the key file's).
+    mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+    hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
+    server = new Rportd(cfg, hostKey, credentials, root);
+  } catch (err) {
+    throw dataDirError(loaded, cfg.dataDir, err);
+  }
   // As OpenSSH does for private keys: say so when a secret file is open to other users (the database is
   // made 0600 by the store itself).
   for (const [what, file] of [['[server] auth_file', cfg.authFile], ['[server] tls_key', loaded.get<string>('server', 'tls_key')], ['host key', hostKey.file]]) {
     const warning = file ? readableByOthers(file, what!) : undefined;
     if (warning) log.warn(warning);
   }
-  const server = new Rportd(cfg, hostKey, credentials, root);
   const { clients, api } = await server.start();
   log.info(`rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`);
   log.info(`host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source})`);

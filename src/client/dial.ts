@@ -82,6 +82,90 @@ function proxyConnect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void
   });
 }
 
+/** Reads exactly n bytes (read(n) leaves the rest buffered for the next reader, as proxyConnect does). */
+function readBytes(sock: Socket, n: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const done = (err?: Error, buf?: Buffer) => {
+      sock.off('readable', onReadable);
+      sock.off('end', onEnd);
+      sock.off('error', done);
+      if (err) reject(err);
+      else resolve(buf!);
+    };
+    const onEnd = () => done(new Error('proxy closed the connection during the SOCKS5 handshake'));
+    const onReadable = () => {
+      const b = sock.read(n) as Buffer | null;
+      if (b) done(b.length === n ? undefined : new Error('proxy closed the connection during the SOCKS5 handshake'), b);
+    };
+    sock.on('readable', onReadable);
+    sock.on('end', onEnd);
+    sock.on('error', done);
+    onReadable();
+  });
+}
+
+const SOCKS5_REPLIES = ['', 'general failure', 'not allowed by its rules', 'network unreachable', 'host unreachable', 'connection refused',
+  'TTL expired', 'command not supported', 'address type not supported'];
+
+/** An IPv6 address as 16 bytes; undefined for forms with an embedded IPv4 part (sent as a name instead). */
+function ipv6Bytes(ip: string): Buffer | undefined {
+  if (ip.includes('.')) return undefined;
+  const [head, tail] = ip.split('::') as [string, string | undefined];
+  const words = (t: string | undefined) => (t ? t.split(':').map((w) => parseInt(w, 16)) : []);
+  const h = words(head);
+  const t = words(tail);
+  const all = [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
+  const b = Buffer.alloc(16);
+  all.forEach((w, i) => b.writeUInt16BE(w, i * 2));
+  return b;
+}
+
+/**
+ * SOCKS5 CONNECT (RFC 1928), with user and password (RFC 1929) when the proxy URL has them. A host name is
+ * sent as a name, for the proxy to resolve: the client may not be able to.
+ */
+async function socks5Connect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void> {
+  const user = decodeURIComponent(proxy.username);
+  const pass = decodeURIComponent(proxy.password);
+  sock.write(Buffer.from(user ? [5, 2, 0, 2] : [5, 1, 0]));
+  const [version, method] = await readBytes(sock, 2);
+  if (version !== 5) throw new Error(`${proxy.host} is not a SOCKS5 proxy (check [client] proxy)`);
+  if (method === 2 && user) {
+    const u = Buffer.from(user);
+    const p = Buffer.from(pass);
+    sock.write(Buffer.concat([Buffer.from([1, u.length]), u, Buffer.from([p.length]), p]));
+    const [, status] = await readBytes(sock, 2);
+    if (status !== 0) throw new Error(`SOCKS5 proxy ${proxy.host} refused the user and password of [client] proxy`);
+  } else if (method !== 0) {
+    throw new Error(`SOCKS5 proxy ${proxy.host} wants a login${user ? ' of a kind rport does not speak' : ': put user:password@ in [client] proxy'}`);
+  }
+  const v6 = isIP(target.host) === 6 ? ipv6Bytes(target.host) : undefined;
+  const addr = isIP(target.host) === 4 ? Buffer.from([1, ...target.host.split('.').map(Number)])
+    : v6 ? Buffer.concat([Buffer.from([4]), v6])
+    : Buffer.concat([Buffer.from([3, Buffer.byteLength(target.host)]), Buffer.from(target.host)]);
+  const port = Buffer.alloc(2);
+  port.writeUInt16BE(target.port);
+  sock.write(Buffer.concat([Buffer.from([5, 1, 0]), addr, port]));
+  const [, reply, , atyp] = await readBytes(sock, 4);
+  if (reply !== 0) throw new Error(`SOCKS5 proxy ${proxy.host} could not connect to ${target.hostPort}: ${SOCKS5_REPLIES[reply!] ?? `reply ${reply}`}`);
+  // The address the proxy bound, which we do not need, then the tunnel is open.
+  const left = atyp === 1 ? 6 : atyp === 4 ? 18 : (await readBytes(sock, 1))[0]! + 2;
+  await readBytes(sock, left);
+}
+
+/** What a failed DNS lookup or TCP connect means for the user, and which key to check. */
+function withHint(err: unknown, target: string, viaProxy: boolean): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  const key = viaProxy ? '[client] proxy' : '[client] server';
+  const hint = code === 'ECONNREFUSED'
+    ? `${target} refused the connection (ECONNREFUSED): ${viaProxy ? 'is the proxy running there? check [client] proxy' : "is rportd running and listening there? check [client] server against rportd's [server] address"}`
+    : code === 'ENOTFOUND' || code === 'EAI_NONAME' ? `${target} is not a known host name: check ${key}`
+    : code === 'EAI_AGAIN' ? `DNS could not resolve ${target} now (temporary failure): check the DNS server, or ${key}`
+    : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? `no route to ${target}: check the network, or ${key}`
+    : undefined;
+  return hint ? new Error(hint) : (err as Error);
+}
+
 /**
  * One connection attempt, step by step, each step bounded by what is left of the attempt's timeout:
  * DNS, TCP, proxy CONNECT, TLS, WebSocket upgrade, SSH handshake and auth, control channel.
@@ -103,20 +187,23 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
   };
 
   try {
-    const hop = o.proxy ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port) } : o.server;
+    const hop = o.proxy ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port || 80) } : o.server;
     let address = hop.host;
     if (!isIP(hop.host)) {
-      address = (await clock.run('dns', `DNS lookup of ${hop.host}`, left(), () => lookup(hop.host))).address;
+      address = (await clock.run('dns', `DNS lookup of ${hop.host}`, left(), () => lookup(hop.host)).catch((e) => { throw withHint(e, hop.host, !!o.proxy); })).address;
       debug(`${hop.host} resolved to ${address}`);
     }
 
     const tcp = netConnect({ host: address, port: hop.port });
     toClose.push(tcp);
     tcp.setNoDelay(true);
-    await clock.run('tcp', `TCP connect to ${address}:${hop.port}`, left(), () => once(tcp, 'connect'));
+    await clock.run('tcp', `TCP connect to ${address}:${hop.port}`, left(), () => once(tcp, 'connect')).catch((e) => { throw withHint(e, `${address}:${hop.port}`, !!o.proxy); });
     let sock: Socket | TLSSocket = tcp;
 
-    if (o.proxy) await clock.run('proxy', `proxy CONNECT through ${o.proxy.host}`, left(), () => proxyConnect(tcp, o.server, o.proxy!));
+    if (o.proxy) {
+      const socks = o.proxy.protocol.startsWith('socks5');
+      await clock.run('proxy', `proxy ${socks ? 'SOCKS5' : 'CONNECT'} through ${o.proxy.host}`, left(), () => (socks ? socks5Connect : proxyConnect)(tcp, o.server, o.proxy!));
+    }
 
     if (o.server.secure) {
       const tls = tlsConnect({
@@ -145,8 +232,11 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     const wsStream = sshStream(ws);
     const upgradeFailed = new Promise<never>((_, reject) => {
       ws.once('unexpected-response', (_req, res) => {
-        const why = res.headers['x-rport-error'] ?? res.statusMessage ?? '';
-        reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}`));
+        const own = res.headers['x-rport-error'];
+        const why = own ?? res.statusMessage ?? '';
+        // Without rportd's own reason header, something else answered: most often the API's port.
+        const hint = own ? '' : `: ${o.server.hostPort} is not rportd's client port (the API, a web server or a proxy answered): set [client] server to rportd's [server] address`;
+        reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}${hint}`));
       });
     });
     await clock.run('websocket', `WebSocket upgrade at ${o.server.href}`, left(), () => Promise.race([once(ws, 'open'), upgradeFailed]));

@@ -1,12 +1,13 @@
-import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { errorMessage, LEVELS, type Level } from '../log.js';
 import { AddressRules, parseRemoteSpec } from './host-port.js';
 import { Config, ConfigError, type KeyDef } from './loader.js';
 import { parseServerUrl, type ServerUrl } from './server-url.js';
+import { VERSION } from '../version.js';
 
-const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport\\data' : '/var/lib/rport';
+const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport' : '/var/lib/rport';
 
 /** rport.conf: RPort's sections, keys and defaults, plus a few of our own (marked). */
 export const CLIENT_KEYS: KeyDef[] = [
@@ -15,9 +16,11 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'server_switchback_interval', type: 'duration', default: 120_000, help: 'while on a fallback, how often to try the main server again' },
   { section: 'client', key: 'fingerprint', type: 'string', default: '', help: "the server's host key fingerprint (SHA256:...); any other key is refused" },
   { section: 'client', key: 'auth', type: 'string', default: '', secret: true, help: 'credentials as "id:password"' },
-  { section: 'client', key: 'proxy', type: 'string', default: '', help: 'HTTP CONNECT proxy, http://host:port' },
-  { section: 'client', key: 'id', type: 'string', default: '', help: 'unique client id (default: derived from the machine id)' },
-  { section: 'client', key: 'name', type: 'string', default: '', help: 'display name (default: the host name)' },
+  { section: 'client', key: 'proxy', type: 'string', default: '', help: 'HTTP CONNECT or SOCKS5 proxy: http://[user:pass@]host:port or socks5://[user:pass@]host:port' },
+  { section: 'client', key: 'id', type: 'string', default: '', help: 'unique client id (default: see use_system_id)' },
+  { section: 'client', key: 'use_system_id', type: 'bool', default: true, help: 'without id: use the machine id (/etc/machine-id) as the client id; false: the server gives a new id each connection' },
+  { section: 'client', key: 'name', type: 'string', default: '', help: 'display name (default: see use_hostname)' },
+  { section: 'client', key: 'use_hostname', type: 'bool', default: true, help: 'without name: use the host name as the name' },
   { section: 'client', key: 'tags', type: 'strings', default: [], help: 'tags shown by the server' },
   { section: 'client', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for state.json' },
   { section: 'client', key: 'remotes', type: 'strings', default: [], help: "tunnels opened on connect, RPort's forms: '3389', '2222:22', '0.0.0.0:8080:127.0.0.1:80'" },
@@ -30,7 +33,7 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'connection', key: 'connect_timeout', type: 'duration', default: 20_000, help: 'bound on one whole attempt: DNS, TCP, proxy, TLS, WebSocket, SSH, request (rport addition)' },
   { section: 'connection', key: 'watchdog_integration', type: 'bool', default: false, help: 'write state.json and notify systemd' },
   { section: 'connection', key: 'watchdog_interval', type: 'duration', default: 0, help: 'refresh state.json this often while healthy; 0s: only on events (rport addition)' },
-  { section: 'connection', key: 'hostname', type: 'string', default: '', help: 'host name sent to the server (default: the OS host name)' },
+  { section: 'connection', key: 'hostname', type: 'string', default: '', help: "the Host header of the WebSocket upgrade (default: the server URL's host)" },
   { section: 'connection', key: 'headers', type: 'table', default: {}, flag: 'header', help: 'extra HTTP headers for the WebSocket upgrade ("Name: value", repeatable)' },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
@@ -50,6 +53,8 @@ export interface ClientConfig {
   remotes: string[];
   tunnelAllowed: AddressRules;
   dataDir: string;
+  /** What the server shows as the machine's host name (the OS's). */
+  hostname: string;
   /** PEM text of [client] tls_ca, read at start so a bad path is a config error, not a failure per attempt. */
   tlsCaPem: string | undefined;
   keepAliveMs: number;
@@ -59,26 +64,41 @@ export interface ClientConfig {
   connectTimeoutMs: number;
   watchdogIntegration: boolean;
   watchdogIntervalMs: number;
-  hostname: string;
+  /** Extra upgrade headers, [connection] hostname as Host among them. */
   headers: Record<string, string>;
   logFile: string;
   logLevel: Level;
 }
 
-/** A stable id when none is configured: a hash of the machine id, or the host name. */
-function defaultClientId(): string {
-  for (const f of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+/**
+ * The machine id as RPort's use_system_id reads it, unchanged, so a migrated fleet keeps its client ids:
+ * Linux /var/lib/dbus/machine-id then /etc/machine-id; macOS the IOPlatformUUID; Windows the MachineGuid.
+ */
+export function machineId(): string {
+  const errors: string[] = [];
+  if (process.platform === 'darwin' || process.platform === 'win32') {
+    const [cmd, args, re] = process.platform === 'darwin'
+      ? ['ioreg', ['-rd1', '-c', 'IOPlatformExpertDevice'], /"IOPlatformUUID" = "([^"]+)"/]
+      : ['reg', ['query', 'HKLM\\SOFTWARE\\Microsoft\\Cryptography', '/v', 'MachineGuid'], /MachineGuid\s+REG_SZ\s+(\S+)/];
     try {
-      const mid = readFileSync(f, 'utf8').trim();
-      if (mid) {
-        const h = createHash('sha256').update('rport-client-id:' + mid).digest('hex');
-        return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+      const m = re.exec(execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000, windowsHide: true }));
+      if (m) return m[1]!;
+      errors.push(`${cmd}: no machine id in its output`);
+    } catch (err) {
+      errors.push(`${cmd}: ${errorMessage(err)}`);
+    }
+  } else {
+    for (const f of ['/var/lib/dbus/machine-id', '/etc/machine-id']) {
+      try {
+        const id = readFileSync(f, 'utf8').trim();
+        if (id) return id;
+        errors.push(`${f} is empty`);
+      } catch (err) {
+        errors.push(`${f}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
       }
-    } catch {
-      // next candidate
     }
   }
-  return osHostname();
+  throw new Error(errors.join('; '));
 }
 
 function readCaFile(c: Config): string | undefined {
@@ -117,9 +137,12 @@ export function clientConfig(c: Config): ClientConfig {
     return url;
   });
 
-  const auth = c.get<string>('client', 'auth');
+  // As RPort: RPORT_AUTH and RPORT_FINGERPRINT stand in for keys that neither the file nor a flag sets.
+  const authEnv = !c.get<string>('client', 'auth') && !!process.env.RPORT_AUTH;
+  const auth = authEnv ? process.env.RPORT_AUTH! : c.get<string>('client', 'auth');
   const colon = auth.indexOf(':');
-  if (colon <= 0) c.fail('client', 'auth', auth ? 'is not in the form "id:password"' : 'is not set (use e.g. auth = "client1:secret")');
+  if (colon <= 0 && authEnv) throw new ConfigError('the environment variable RPORT_AUTH is not in the form "id:password" (it stands in for [client] auth)');
+  if (colon <= 0) c.fail('client', 'auth', auth ? 'is not in the form "id:password"' : 'is not set (use e.g. auth = "client1:secret", or the environment variable RPORT_AUTH)');
 
   const proxyText = c.get<string>('client', 'proxy');
   let proxy: URL | undefined;
@@ -129,8 +152,31 @@ export function clientConfig(c: Config): ClientConfig {
     } catch {
       proxy = undefined;
     }
-    if (!proxy || proxy.protocol !== 'http:' || !proxy.port) c.fail('client', 'proxy', 'is not an HTTP proxy address (use e.g. "http://proxy.example.com:3128")');
+    if (proxy?.protocol === 'https:') c.fail('client', 'proxy', 'is an https:// proxy, which neither RPort nor rport supports: use http:// or socks5://');
+    // URL hides a scheme's own port (http://proxy:80 has port ''), so the text says whether one was given.
+    if (!proxy || !['http:', 'socks5:', 'socks5h:'].includes(proxy.protocol) || !(proxy.port || /:\d+\/?$/.test(proxyText))) {
+      c.fail('client', 'proxy', 'is not a proxy address with a port (use e.g. "http://proxy.example.com:3128" or "socks5://proxy.example.com:1080")');
+    }
   }
+
+  // As RPort: [client] id, else (use_system_id) the machine id as it is, else none and the server assigns one.
+  let id = c.get<string>('client', 'id');
+  if (!id && c.get<boolean>('client', 'use_system_id')) {
+    try {
+      id = machineId();
+    } catch (err) {
+      c.fail('client', 'use_system_id', `is true but the machine id cannot be read (${errorMessage(err)}): set [client] id = "a-unique-id", or use_system_id = false`);
+    }
+  }
+  // As RPort: hostname is the Host header, and a User-Agent naming the version unless one is given.
+  const headers = { ...c.get<Record<string, string>>('connection', 'headers') };
+  const has = (name: string) => Object.keys(headers).some((k) => k.toLowerCase() === name.toLowerCase());
+  const hostHeader = c.get<string>('connection', 'hostname');
+  if (hostHeader) {
+    for (const k of Object.keys(headers)) if (k.toLowerCase() === 'host') delete headers[k];
+    headers.Host = hostHeader;
+  }
+  if (!has('user-agent')) headers['User-Agent'] = `rport ${VERSION}`;
 
   const keepAliveMs = c.get<number>('connection', 'keep_alive');
   const keepAliveTimeoutMs = c.get<number>('connection', 'keep_alive_timeout');
@@ -151,12 +197,13 @@ export function clientConfig(c: Config): ClientConfig {
   return {
     servers: servers as ServerUrl[],
     switchbackIntervalMs: c.get<number>('client', 'server_switchback_interval'),
-    fingerprint: c.get<string>('client', 'fingerprint'),
+    fingerprint: c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '',
     authId: auth.slice(0, colon),
     password: auth.slice(colon + 1),
     proxy,
-    id: c.get<string>('client', 'id') || defaultClientId(),
-    name: c.get<string>('client', 'name') || osHostname(),
+    id,
+    name: c.get<string>('client', 'name') || (c.get<boolean>('client', 'use_hostname') ? osHostname() : ''),
+    hostname: osHostname(),
     tags: c.get<string[]>('client', 'tags'),
     remotes: c.get<string[]>('client', 'remotes').map((r) => {
       if (!parseRemoteSpec(r)) c.fail('client', 'remotes', `has "${r}", which is not a tunnel (use e.g. "2222:22" or "0.0.0.0:8080:127.0.0.1:80")`);
@@ -172,8 +219,7 @@ export function clientConfig(c: Config): ClientConfig {
     connectTimeoutMs,
     watchdogIntegration,
     watchdogIntervalMs: c.get<number>('connection', 'watchdog_interval'),
-    hostname: c.get<string>('connection', 'hostname') || osHostname(),
-    headers: c.get<Record<string, string>>('connection', 'headers'),
+    headers,
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),
   };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { formatDuration, parseDuration } from './duration.js';
+import { nearest, type DocumentedNames } from './rport-names.js';
 
 export type ValueType = 'string' | 'duration' | 'seconds' | 'int' | 'bool' | 'strings' | 'table';
 export type Value = string | number | boolean | string[] | Record<string, string>;
@@ -19,7 +20,10 @@ export interface KeyDef {
 }
 
 /** A bad config file, flag or value; the message is the whole line the user sees. */
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  /** [logging] log_file as far as it could be read before the error: the line goes there too. */
+  logFile: string | undefined;
+}
 
 export function flagName(def: KeyDef): string {
   return def.flag ?? def.key.replace(/_/g, '-');
@@ -32,7 +36,7 @@ const EXPECTED: Record<ValueType, string> = {
   int: 'is not a whole number (use e.g. 5)',
   bool: 'is not true or false',
   strings: 'is not a list of strings (use e.g. ["a", "b"])',
-  table: 'is not a table of strings (use e.g. { "X-Name" = "value" })',
+  table: `is not a list of "Name: value" strings or a table of strings (use e.g. ['User-Agent: probe'])`,
 };
 
 function show(raw: unknown): string {
@@ -81,9 +85,18 @@ function convert(type: ValueType, raw: unknown, fromFlag: boolean): Value | unde
       if (fromFlag && typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
       return Array.isArray(raw) && raw.every((s) => typeof s === 'string') ? (raw as string[]) : undefined;
     case 'table': {
+      // RPort's form is a list of "Name: value" strings; a TOML table and a flag "Name: value" work too.
+      const pair = (text: unknown) => {
+        const m = typeof text === 'string' ? /^([^:=]+)[:=]\s*(.*)$/.exec(text) : null;
+        return m && m[1]!.trim() ? [m[1]!.trim(), m[2]!.trim()] as const : undefined;
+      };
       if (fromFlag && typeof raw === 'string') {
-        const m = /^([^:=]+)[:=]\s*(.*)$/.exec(raw);
-        return m ? { [m[1]!.trim()]: m[2]! } : undefined;
+        const p = pair(raw);
+        return p ? { [p[0]]: p[1] } : undefined;
+      }
+      if (Array.isArray(raw)) {
+        const pairs = raw.map(pair);
+        return pairs.every((p) => p !== undefined) ? Object.fromEntries(pairs as Array<readonly [string, string]>) : undefined;
       }
       if (!isPlainObject(raw)) return undefined;
       const out: Record<string, string> = {};
@@ -142,27 +155,82 @@ function readToml(file: string): Record<string, unknown> {
   }
 }
 
+/** The names a file may use: the key tables' and RPort's documented set (which may hold names rport lacks). */
+class KnownNames {
+  private readonly keys = new Map<string, Set<string> | '*'>();
+
+  constructor(defs: KeyDef[], documented: DocumentedNames) {
+    for (const [section, names] of Object.entries(documented)) this.keys.set(section, names === '*' ? '*' : new Set(names));
+    for (const d of defs) {
+      const set = this.keys.get(d.section);
+      if (set === '*') continue;
+      if (set) set.add(d.key);
+      else this.keys.set(d.section, new Set([d.key]));
+    }
+  }
+
+  sectionProblem(file: string, section: string, body: unknown): string | undefined {
+    if (this.keys.has(section)) return undefined;
+    // A key above the first [section] header (or one with a stray dot) is a common slip.
+    if (!isPlainObject(body)) {
+      const home = [...this.keys].find(([, names]) => names !== '*' && names.has(section));
+      if (home) return `${file}: ${section} is outside any section (put it under [${home[0]}])`;
+    }
+    const near = nearest(section, this.keys.keys());
+    return `${file}: [${section}] is not a known section${near ? ` (did you mean [${near}]?)` : ` (known: ${[...this.keys.keys()].map((k) => `[${k}]`).join(', ')})`}`;
+  }
+
+  keyProblem(file: string, section: string, key: string): string | undefined {
+    const names = this.keys.get(section)!;
+    if (names === '*' || names.has(key)) return undefined;
+    const near = nearest(key, names);
+    return `${file}: [${section}] ${key} is not a known key${near ? ` (did you mean ${near}?)` : ` of [${section}] (see --help for the keys rport reads)`}`;
+  }
+}
+
 /**
- * Loads defaults, then the file (if any), then flags (which win). Sections and keys the schema does not
- * know are collected in `ignored` so that a user's full RPort config loads.
+ * Loads defaults, then the file (if any), then flags (which win). A section or key that RPort documents but
+ * this product does not implement is collected in `ignored`, so that a user's full RPort config loads; any
+ * other name is a mistake and throws, naming the nearest known name.
  */
-export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<string, string[]>): Config {
+export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<string, string[]>, documented: DocumentedNames = {}): Config {
+  let logFile: string | undefined;
+  try {
+    return load(defs, file, flags, documented, (f) => (logFile = f));
+  } catch (err) {
+    if (err instanceof ConfigError) err.logFile = logFile;
+    throw err;
+  }
+}
+
+function load(defs: KeyDef[], file: string | undefined, flags: Map<string, string[]>, documented: DocumentedNames, sawLogFile: (f: string) => void): Config {
   const values = new Map<string, Value>();
   const origins = new Map<string, string>();
   const ignored: string[] = [];
   // A bad file value counts only if no flag overrides it: flags win.
   const fileErrors = new Map<string, string>();
   for (const d of defs) values.set(`${d.section}.${d.key}`, d.default);
+  const flagLog = flags.get('log-file')?.at(-1);
 
   if (file !== undefined) {
     const doc = readToml(file);
+    const fileLog = (doc.logging as Record<string, unknown> | undefined)?.log_file;
+    const logNow = flagLog ?? (typeof fileLog === 'string' ? fileLog : undefined);
+    if (logNow) sawLogFile(logNow);
+    const known = new KnownNames(defs, documented);
     const sections = new Set(defs.map((d) => d.section));
     for (const [section, body] of Object.entries(doc)) {
+      const problem = known.sectionProblem(file, section, body);
+      if (problem) throw new ConfigError(problem);
+      if (!isPlainObject(body)) throw new ConfigError(`${file}: ${section} must be a [${section}] section`);
+      for (const key of Object.keys(body)) {
+        const keyProblem = known.keyProblem(file, section, key);
+        if (keyProblem) throw new ConfigError(keyProblem);
+      }
       if (!sections.has(section)) {
         ignored.push(`[${section}]`);
         continue;
       }
-      if (!isPlainObject(body)) throw new ConfigError(`${file}: ${section} must be a [${section}] section`);
       for (const [key, raw] of Object.entries(body)) {
         const def = defs.find((d) => d.section === section && d.key === key);
         if (!def) {
@@ -176,7 +244,7 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
         origins.set(`${section}.${key}`, origin);
       }
     }
-  }
+  } else if (flagLog) sawLogFile(flagLog);
 
   for (const [name, texts] of flags) {
     const def = defs.find((d) => flagName(d) === name);

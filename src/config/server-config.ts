@@ -5,7 +5,8 @@ import { isIP } from 'node:net';
 import { parseHostPort, type HostPort } from './host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
-const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rportd\\data' : '/var/lib/rportd';
+// RPort's default; the client's state.json shares it without a clash (rportd.db, rportd-host-key).
+const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\ProgramData\\rport' : '/var/lib/rport';
 
 /** rportd.conf: RPort's sections, keys and defaults for what this server implements. */
 export const SERVER_KEYS: KeyDef[] = [
@@ -26,12 +27,14 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'client_login_timeout', type: 'duration', default: 30_000, help: 'a new connection must get from TCP accept to an accepted connection request within this (rport addition)' },
   { section: 'server', key: 'max_unauthenticated_connections', type: 'int', default: 2048, help: 'connections that have not logged in yet, in all; at the limit the oldest is closed (rport addition)' },
   { section: 'server', key: 'max_unauthenticated_connections_per_address', type: 'int', default: 256, help: 'connections that have not logged in yet from one address; more are refused (rport addition)' },
-  { section: 'server', key: 'keep_disconnected_clients', type: 'duration', default: 3_600_000, help: 'how long a disconnected client stays in the registry' },
+  { section: 'server', key: 'purge_disconnected_clients', type: 'bool', default: false, help: 'remove clients disconnected for longer than keep_disconnected_clients; false keeps them' },
+  { section: 'server', key: 'keep_disconnected_clients', type: 'duration', default: 3_600_000, help: 'with purge_disconnected_clients: how long a disconnected client stays (at most 168h)' },
+  { section: 'server', key: 'purge_disconnected_clients_interval', type: 'duration', default: 60_000, help: 'with purge_disconnected_clients: how often to look for clients to remove' },
   { section: 'server', key: 'check_clients_connection_interval', type: 'duration', default: 300_000, help: 'ping a client silent for this long' },
   { section: 'server', key: 'check_clients_connection_timeout', type: 'duration', default: 30_000, help: 'drop a client that does not answer that ping within this' },
   { section: 'server', key: 'max_failed_login', type: 'int', default: 5, help: 'failed logins from one address before it is banned; 0 never bans' },
   { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a banned address is refused' },
-  { section: 'api', key: 'address', type: 'string', default: '127.0.0.1:3000', flag: 'api-address', help: 'REST API address (host:port); empty turns the API off' },
+  { section: 'api', key: 'address', type: 'string', default: '', flag: 'api-address', help: 'REST API address (host:port, e.g. 127.0.0.1:3000); empty (the default, as RPort) turns the API off' },
   { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', secret: true, help: 'API credentials, "user:password" (HTTP basic)' },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
@@ -50,7 +53,9 @@ export interface ServerConfig {
   equateAuthIdClientId: boolean;
   maxAuthTries: number;
   dataDir: string;
-  keepDisconnectedMs: number;
+  /** keep_disconnected_clients when purge_disconnected_clients is true; undefined keeps clients forever (RPort). */
+  keepDisconnectedMs: number | undefined;
+  purgeIntervalMs: number;
   loginTimeoutMs: number;
   maxUnauthenticated: number;
   maxUnauthenticatedPerAddress: number;
@@ -131,6 +136,17 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
+const MAX_KEEP_DISCONNECTED_MS = 168 * 3_600_000;
+
+function purgeSettings(c: Config): Pick<ServerConfig, 'keepDisconnectedMs' | 'purgeIntervalMs'> {
+  const purgeIntervalMs = c.get<number>('server', 'purge_disconnected_clients_interval');
+  if (!c.get<boolean>('server', 'purge_disconnected_clients')) return { keepDisconnectedMs: undefined, purgeIntervalMs };
+  const keep = c.get<number>('server', 'keep_disconnected_clients');
+  if (keep > MAX_KEEP_DISCONNECTED_MS) c.fail('server', 'keep_disconnected_clients', "is above RPort's maximum of 168h (use e.g. '24h')");
+  if (purgeIntervalMs < 1000) c.fail('server', 'purge_disconnected_clients_interval', "must be at least 1s (use e.g. '1m')");
+  return { keepDisconnectedMs: keep, purgeIntervalMs };
+}
+
 export function serverConfig(c: Config): ServerConfig {
   const address = parseHostPort(c.get<string>('server', 'address'));
   if (!address) c.fail('server', 'address', 'is not host:port (use e.g. "0.0.0.0:8080")');
@@ -169,7 +185,7 @@ export function serverConfig(c: Config): ServerConfig {
     equateAuthIdClientId,
     maxAuthTries: positive(c, 'max_auth_tries'),
     dataDir: c.get<string>('server', 'data_dir'),
-    keepDisconnectedMs: c.get<number>('server', 'keep_disconnected_clients'),
+    ...purgeSettings(c),
     loginTimeoutMs: c.get<number>('server', 'client_login_timeout') || c.fail('server', 'client_login_timeout', "must be above 0s (use e.g. '30s')"),
     maxUnauthenticated: positive(c, 'max_unauthenticated_connections'),
     maxUnauthenticatedPerAddress: positive(c, 'max_unauthenticated_connections_per_address'),

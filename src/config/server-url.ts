@@ -1,4 +1,4 @@
-/** Where a client connects: RPort accepts host:port (plain ws://), ws://... and wss://... */
+/** Where a client connects: RPort accepts host[:port] (plain ws://), ws://..., wss://..., http://... and https://... */
 export interface ServerUrl {
   secure: boolean;
   host: string;
@@ -22,8 +22,8 @@ export function parseServerUrl(text: string): ServerUrl | undefined {
   if (scheme !== 'ws:' && scheme !== 'wss:') return undefined;
   const secure = scheme === 'wss:';
   if (!u.hostname) return undefined;
+  // As RPort: no port means 80 (443 for wss/https). URL leaves u.port empty for a scheme's own default port.
   const port = u.port ? Number(u.port) : secure ? 443 : 80;
-  if (!text.includes('://') && !u.port) return undefined;
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const hostPort = `${u.hostname}:${port}`;
   return { secure, host, port, hostPort, href: `${scheme}//${hostPort}${u.pathname}${u.search}` };

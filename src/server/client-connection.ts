@@ -163,8 +163,10 @@ export class ClientConnection {
 
   private async onConnectRequest(params: unknown, control: ControlChannel): Promise<ConnectReply> {
     if (this.session) throw new Refusal('refused', 'already connected on this connection');
-    const info = validateConnectRequest(params);
     const { c } = this;
+    const asked = validateConnectRequest(params);
+    // As RPort: no id from the client gets the credential's id under equate_clientauthid_clientid, else a new one.
+    const info = asked.id ? asked : { ...asked, id: c.identity.equateAuthIdClientId ? this.authId : randomUUID() };
     return c.connecting.run(info.id, async () => {
       if (this.closed) throw new Refusal('refused', 'the connection closed while it waited for its turn');
       checkIdentity(info.id, this.authId, c.identity, c.registry);
@@ -194,6 +196,10 @@ export class ClientConnection {
     if (!sameProcess) {
       const rtt = await old.ping(Math.min(c.checkTimeoutMs, STALE_CHECK_MAX_MS)).catch(() => undefined);
       if (rtt !== undefined) {
+        // Two hosts with one id: most often a cloned machine, whose copied machine id is its client id (use_system_id).
+        if (old.info.hostname !== info.hostname) {
+          throw new Refusal('duplicate', `client id "${info.id}" is already connected from host "${old.info.hostname}" (${old.remoteAddress}) and is used by host "${info.hostname}" (${this.ip}) too: a cloned machine with a duplicate machine id? Give the clone a new machine id (remove /etc/machine-id, run systemd-machine-id-setup, restart rport) or set its [client] id`);
+        }
         throw new Refusal('duplicate', `client id "${info.id}" is already connected from ${old.remoteAddress} and answered a ping within ${rtt.toFixed(1)}ms: give each client its own [client] id`);
       }
     }

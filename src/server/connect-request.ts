@@ -22,8 +22,8 @@ export function validateConnectRequest(p: unknown): ConnectRequest {
     if (typeof r[k] !== 'string' || (r[k] as string).length > max) throw refuse(`connection request field "${k}" must be a string of at most ${max} characters`);
     return r[k] as string;
   };
+  // Empty: the client has no id of its own (RPort's use_system_id = false); the server assigns one.
   const id = str('id', 200);
-  if (!id) throw refuse('connection request field "id" must not be empty');
   const tags = stringList(r, 'tags', MAX_TAGS);
   const watchdog = r.watchdog === undefined ? undefined : validateWatchdogFacts(r.watchdog);
   const remotes = stringList(r, 'remotes', MAX_REMOTES);

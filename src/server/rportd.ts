@@ -100,7 +100,8 @@ export class Rportd {
     const period = Math.min(5000, Math.max(250, c.checkIntervalMs / 4));
     this.checker = setInterval(() => this.checkSilentClients(), period);
     this.checker.unref();
-    this.purger = setInterval(() => this.purge(), Math.min(60_000, Math.max(1000, c.keepDisconnectedMs / 10)));
+    // Stale login failures go every minute; disconnected clients only with purge_disconnected_clients (RPort).
+    this.purger = setInterval(() => this.purge(), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
     this.purger.unref();
     return { clients, api };
   }
@@ -121,10 +122,14 @@ export class Rportd {
     }
   }
 
-  /** keep_disconnected_clients: clients gone for longer leave the registry, with their tunnels; stale login failures go too. */
+  /**
+   * Stale login failures go; with purge_disconnected_clients, clients gone for over keep_disconnected_clients
+   * leave the registry too, with their tunnels.
+   */
   private purge(): void {
     const now = Date.now();
     this.store.purgeFailedLogins(now, now - this.cfg.banTimeMs);
+    if (this.cfg.keepDisconnectedMs === undefined) return;
     for (const id of this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);
       this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);

@@ -1,6 +1,7 @@
 import { dirname, join } from 'node:path';
 import { CLIENT_KEYS } from '../config/client-config.js';
 import { ConfigError, loadConfig, type Config, type KeyDef } from '../config/loader.js';
+import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
 import { readSmallFile, UnsafeFileError } from '../files.js';
 import { heartbeatBudget } from '../watchdog/budget.js';
 import { STATE_FILE_NAME } from '../watchdog/state-file.js';
@@ -39,7 +40,7 @@ export function resolveTarget(configPath: string | undefined, opts: Config): Tar
   const explicit = opts.get<string>('watchdog', 'state');
   if (!configPath && !explicit) throw new ConfigError('say which client to watch: -c /etc/rport/rport.conf or --state /var/lib/rport/state.json');
   if (!configPath) return { statePath: explicit, budgetSec: undefined, disabled: undefined, configPath };
-  const c = loadConfig(CLIENT_KEYS, configPath, new Map());
+  const c = loadConfig(CLIENT_KEYS, configPath, new Map(), RPORT_CLIENT_NAMES);
   const ms = (k: string) => c.get<number>('connection', k);
   const budget = heartbeatBudget({ keepAliveMs: ms('keep_alive'), keepAliveTimeoutMs: ms('keep_alive_timeout'), maxRetryIntervalMs: ms('max_retry_interval'), connectTimeoutMs: ms('connect_timeout') });
   return {

@@ -25,7 +25,8 @@ export interface ListForm {
 interface Filter {
   fields: string[];
   all: boolean;
-  patterns: RegExp[];
+  /** Lower-cased, with `*` wildcards. */
+  patterns: string[];
 }
 
 export interface ListQuery {
@@ -38,8 +39,31 @@ export interface ListQuery {
 
 const bad = (message: string) => new ApiError(400, 'bad_request', message);
 
-// `*` matches any run of characters; the rest is literal, case-insensitive, whole value.
-const wildcard = (text: string) => new RegExp(`^${text.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+/**
+ * Whether `text` matches `pattern`, where `*` is any run of characters and the rest is literal (both
+ * lower-cased by the caller). Not a RegExp: a pattern like `*a*a*a*...b` would backtrack for ages there;
+ * this takes at most pattern x text steps.
+ */
+export function globMatch(pattern: string, text: string): boolean {
+  let p = 0;
+  let t = 0;
+  let star = -1;
+  let resume = 0;
+  while (t < text.length) {
+    if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      resume = t;
+    } else if (p < pattern.length && pattern[p] === text[t]) {
+      p++;
+      t++;
+    } else if (star >= 0) {
+      p = star + 1;
+      t = ++resume;
+    } else return false;
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
+}
 
 function checkField(form: ListForm, field: string, allowed: readonly string[], what: string): void {
   if (allowed.includes(field)) return;
@@ -81,7 +105,7 @@ export function parseListQuery(query: RawQuery, form: ListForm): ListQuery {
       const m = /^(or|and)\((.*)\)$/.exec(value);
       const terms = (m ? m[2]! : value).split(',').map((s) => s.trim()).filter(Boolean);
       if (terms.length === 0) throw bad(`query parameter ${key} has no value: give one or more values, e.g. ${key}=a*,b`);
-      q.filters.push({ fields, all: m?.[1] === 'and', patterns: terms.map(wildcard) });
+      q.filters.push({ fields, all: m?.[1] === 'and', patterns: terms.map((x) => x.toLowerCase()) });
     } else if (key.startsWith('fields[') && key.endsWith(']')) {
       const resource = key.slice(7, -1);
       if (resource !== form.resource || !form.fieldNames) throw bad(`query parameter ${key}: this list has fields[${form.resource}] only`);
@@ -102,7 +126,7 @@ function matches(f: Filter, item: Record<string, unknown>): boolean {
     const v = item[field];
     return Array.isArray(v) ? v.map(text) : [text(v)];
   });
-  const hit = (p: RegExp) => values.some((v) => p.test(v));
+  const hit = (p: string) => values.some((v) => globMatch(p, v.toLowerCase()));
   return f.all ? f.patterns.every(hit) : f.patterns.some(hit);
 }
 

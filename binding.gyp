@@ -2,8 +2,9 @@
   "targets": [
     {
       "target_name": "sd_notify",
-      "sources": ["native/sd_notify.c"],
-      "cflags": ["-O2", "-Wall"]
+      "conditions": [
+        ["OS=='linux'", {"sources": ["native/sd_notify.c"], "cflags": ["-O2", "-Wall"]}, {"type": "none"}]
+      ]
     }
   ]
 }

@@ -108,15 +108,6 @@ test('auth_multiuse_creds = false: one credential, one client id', LIMIT, async 
   assert.match(second.output, /credential "c2" is already used by client "first" \(\[server\] auth_multiuse_creds = false\)/);
 });
 
-test('equate_clientauthid_clientid = true: the client id must be the credential id', LIMIT, async (t) => {
-  const server = await authFileServer(t, ['--auth-multiuse-creds=false', '--equate-clientauthid-clientid']);
-  const other = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'someone-else', '--max-retry-count', '1']);
-  assert.equal((await other.exited).code, 1);
-  assert.match(other.output, /client id "someone-else" must equal its credential "c1" \(\[server\] equate_clientauthid_clientid = true\)/);
-  const same = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1']);
-  await same.waitFor(connected);
-});
-
 test('50 connection requests racing for one id whose old session hangs: one wins, the rest are refused, no ghost session, no leaked tunnel port', LIMIT, async (t) => {
   const server = await startServer(t, ['--check-clients-connection-timeout', '2s']);
   const stale = await rawLink(server.port, 'client1:s3cret');

@@ -34,7 +34,7 @@ test('the systemd units pass systemd-analyze verify', { skip: !existsSync('/usr/
   const dir = tmpDir(t);
   for (const name of ['rport.service', 'rportd.service']) {
     // The binaries are not installed here; point ExecStart at one that exists so only the unit is judged.
-    writeFileSync(join(dir, name), read(`packaging/systemd/${name}`).replace(/\/usr\/local\/bin\/rportd?/g, '/bin/true'));
+    writeFileSync(join(dir, name), read(`packaging/systemd/${name}`).replace(/\/usr\/bin\/rportd?/g, '/bin/true'));
   }
   const r = spawnSync('systemd-analyze', ['verify', join(dir, 'rport.service'), join(dir, 'rportd.service')], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);

@@ -8,9 +8,15 @@ import { VERSION } from '../version.js';
 import { SdNotify } from '../watchdog/sd-notify.js';
 import { StateFile } from '../watchdog/state-file.js';
 import { Watchdog } from '../watchdog/watchdog.js';
+import { serviceCommand } from '../service/windows.js';
+import { initCommand } from './init.js';
 import { onShutdown, runMain, startService } from './main.js';
 
+const SUBCOMMANDS: Record<string, (argv: string[]) => number | Promise<number>> = { init: initCommand, '--init': initCommand, service: serviceCommand };
+
 runMain('rport', async () => {
+  const sub = SUBCOMMANDS[process.argv[2] ?? ''];
+  if (sub) return sub(process.argv.slice(3));
   const started = startService(
     {
       name: 'rport',
@@ -18,7 +24,10 @@ runMain('rport', async () => {
       configFile: 'rport.conf',
       defs: CLIENT_KEYS,
       documented: RPORT_CLIENT_NAMES,
-      notes: `Signals: SIGTERM/SIGINT stop (exit 0), SIGHUP skips the current wait and retries at once.
+      notes: `Subcommands: rport init --server HOST:PORT --auth ID:PASSWORD [--fingerprint SHA256:...] writes a
+starter rport.conf (rport init --help); rport service install|uninstall|start|stop runs it as a Windows
+service (rport service --help).
+Signals: SIGTERM/SIGINT stop (exit 0), SIGHUP skips the current wait and retries at once.
 Exit codes: 0 stopped, 1 gave up after max_retry_count failed attempts or failed to start, 2 bad config or usage.`,
     },
     clientConfig,

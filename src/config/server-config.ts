@@ -21,7 +21,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'auth', type: 'string', default: '', secret: true, help: 'one client credential, "id:password"' },
   { section: 'server', key: 'auth_file', type: 'string', default: '', help: 'JSON file of client id to password (plain or bcrypt)' },
   { section: 'server', key: 'auth_multiuse_creds', type: 'bool', default: true, help: 'one credential may be used by several clients (each with its own id); false: by one client id only' },
-  { section: 'server', key: 'equate_clientauthid_clientid', type: 'bool', default: false, help: "a client's id must equal its credential's id (needs auth_multiuse_creds = false)" },
+  { section: 'server', key: 'equate_clientauthid_clientid', type: 'bool', default: false, help: "a client that sends no id gets its credential's id (needs auth_multiuse_creds = false)" },
   { section: 'server', key: 'max_auth_tries', type: 'int', default: 6, help: 'password attempts on one connection before it is closed (rport addition, as OpenSSH MaxAuthTries)' },
   { section: 'server', key: 'data_dir', type: 'string', default: DEFAULT_DATA_DIR, help: 'folder for the host key and server data' },
   { section: 'server', key: 'client_login_timeout', type: 'duration', default: 30_000, help: 'a new connection must get from TCP accept to an accepted connection request within this (rport addition)' },

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { BCRYPT_WORKER } from './bcrypt-worker-entry.js';
 
 /** More queued comparisons than this and new ones are refused at once: a flood gets "busy", not a queue. */
 export const MAX_QUEUED_CHECKS = 256;
@@ -56,7 +57,7 @@ export class BcryptPool {
 
   private spawn(): Worker {
     this.started++;
-    const worker = new Worker(new URL('./bcrypt-worker.js', import.meta.url));
+    const worker = BCRYPT_WORKER.code !== undefined ? new Worker(BCRYPT_WORKER.code, { eval: true }) : new Worker(BCRYPT_WORKER.url!);
     worker.unref();
     worker.on('message', (m: { id: number; ok: boolean }) => {
       const job = this.running.get(worker);

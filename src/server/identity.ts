@@ -3,7 +3,7 @@ import { Refusal } from './refusal.js';
 export interface IdentityRules {
   /** auth_multiuse_creds */
   multiuseCreds: boolean;
-  /** equate_clientauthid_clientid */
+  /** equate_clientauthid_clientid: a client that sends no id gets its credential's id (see ClientConnection). */
   equateAuthIdClientId: boolean;
 }
 
@@ -16,14 +16,11 @@ export interface IdentityRecords {
 }
 
 /**
- * Whether a session logged in as `authId` may be client `clientId`. RPort's two keys first; then, beyond
+ * Whether a session logged in as `authId` may be client `clientId`. RPort's auth_multiuse_creds; then, beyond
  * RPort, a client id belongs to the credential that first registered it, so one client's credential cannot
  * take another client's id (and its tunnels). The operator frees an id by deleting the client.
  */
 export function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords): void {
-  if (rules.equateAuthIdClientId && clientId !== authId) {
-    throw new Refusal('identity', `client id "${clientId}" must equal its credential "${authId}" ([server] equate_clientauthid_clientid = true): set [client] id = "${authId}" or use the credential "${clientId}"`);
-  }
   const owner = records.ownerOf(clientId);
   if (owner && owner !== authId) {
     throw new Refusal('identity', `client id "${clientId}" belongs to the credential "${owner}", not "${authId}": use ${owner}'s credential, or delete client "${clientId}" through the API to free the id`);

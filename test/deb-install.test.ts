@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { cleanup, eventually, freePort, tmpDir, CLIENT_AUTH } from './helpers/procs.js';
+import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
+
+/**
+ * The release's .deb packages installed for real: dpkg -i into this machine's root, the installed units
+ * run by a real systemd (the test harness's), dpkg -r and --purge. Root only; CI runs it (.ci/run builds
+ * the release first; without it this test builds the linux-x64 target itself).
+ */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const DEBS = ['rport', 'rportd'].map((p) => join(ROOT, 'release', `${p}_${VERSION}_amd64.deb`));
+const exec = promisify(execFile);
+
+function installed(pkg: string): boolean {
+  return spawnSync('dpkg-query', ['-W', '-f', '${Status}', pkg], { encoding: 'utf8' }).stdout.includes('install ok installed');
+}
+
+function whySkip(): string | undefined {
+  const sd = systemdUnavailable();
+  if (sd) return `a real systemd is not available: ${sd}`;
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'the amd64 packages install on linux-x64 only';
+  for (const tool of ['/usr/bin/dpkg', '/usr/bin/dpkg-deb', '/usr/bin/setpriv', '/usr/sbin/adduser']) if (!existsSync(tool)) return `${tool} is missing`;
+  for (const pkg of ['rport', 'rportd']) if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not touching it`;
+  return undefined;
+}
+const skip = whySkip();
+
+/** Processes whose executable is one of the packages' (also after dpkg removed the file). */
+function packageProcesses(): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const exe = readlinkSync(`/proc/${pid}/exe`);
+      if (/^\/usr\/lib\/rportd?\/rport(d|-watchdog)?( \(deleted\))?$/.test(exe)) found.push(`${pid} ${exe}`);
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  return found;
+}
+
+/**
+ * A drop-in for the installed unit, for what a user manager (the harness) cannot do as the system manager
+ * would: it cannot switch users, so User= is reset and setpriv becomes the rport user in the same process
+ * (still the main PID, as NotifyAccess=main needs); StateDirectory= lands under $XDG_STATE_HOME, so the
+ * package's /var/lib folder is made writable as the system manager's StateDirectory= would. Everything
+ * else (Type=notify, hardening, Restart=always) is the installed file's.
+ */
+function dropIn(unitText: string, state: string, log: string, extra: string, unsupported: string[]): string {
+  const execStart = /^ExecStart=(.*)$/m.exec(unitText)![1];
+  const bounding = /^CapabilityBoundingSet=(.*)$/m.exec(unitText)?.[1] ?? '';
+  // The harness loads only the test's units: no basic.target to depend on.
+  return `[Unit]
+DefaultDependencies=no
+[Service]
+User=
+Group=
+CapabilityBoundingSet=${bounding} CAP_SETUID CAP_SETGID
+ExecStart=
+ExecStart=/usr/bin/setpriv --reuid=rport --regid=rport --init-groups ${execStart}
+ReadWritePaths=${state}
+# The harness's notify socket is under /var/tmp, which PrivateTmp= would hide (systemd's own is in /run).
+PrivateTmp=no
+StandardOutput=append:${log}
+StandardError=append:${log}
+${unsupported.map((d) => `${d}=no`).join('\n')}
+${extra}`;
+}
+
+/**
+ * The sandboxing directives of a unit that this machine cannot set up (a container may refuse some
+ * mounts: the service then fails with 226/NAMESPACE before it runs), each tried on /bin/true.
+ */
+async function unsupportedSandboxing(sd: UserSystemd, unitText: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const [, directive] of unitText.matchAll(/^((?:Protect|Private)\w+)=yes$/gm)) {
+    sd.writeUnit('probe.service', `[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nExecStart=/bin/true\n${directive}=yes\n`);
+    await sd.systemctl('daemon-reload');
+    if (await sd.systemctl('start', 'probe.service').then(() => false, () => true)) out.push(directive!);
+  }
+  return out;
+}
+
+test('the .deb packages: dpkg -i, the installed units under a real systemd (connected, state.json, status, frozen -> restarted), dpkg -r and --purge', { skip, timeout: 20 * 60_000 }, async (t) => {
+  // Registered first, so it runs last: even a failed test leaves neither package nor process behind.
+  cleanup(t, () => {
+    spawnSync('dpkg', ['--purge', 'rport', 'rportd'], { stdio: 'ignore', timeout: 120_000 });
+  });
+  if (!DEBS.every((d) => existsSync(d))) {
+    t.diagnostic('release/*.deb not found: building the linux-x64 release (npm run release -- linux-x64)');
+    execFileSync(process.execPath, [join(ROOT, 'scripts/release/build.mjs'), 'linux-x64'], { cwd: ROOT, stdio: 'ignore', timeout: 15 * 60_000 });
+  }
+  const dpkg = spawnSync('dpkg', ['-i', ...DEBS], { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(dpkg.status, 0, dpkg.stderr);
+
+  // What the packages put in place.
+  assert.equal(execFileSync('/usr/bin/rport', ['--version'], { encoding: 'utf8' }).trim(), `rport ${VERSION}`);
+  assert.equal(execFileSync('/usr/bin/rportd', ['--version'], { encoding: 'utf8' }).trim(), `rportd ${VERSION}`);
+  assert.equal(execFileSync('/usr/bin/rport-watchdog', ['--version'], { encoding: 'utf8' }).trim(), `rport-watchdog ${VERSION}`);
+  const uid = Number(execFileSync('id', ['-u', 'rport'], { encoding: 'utf8' }));
+  const gid = Number(execFileSync('id', ['-g', 'rport'], { encoding: 'utf8' }));
+  const owned = (p: string) => {
+    const st = statSync(p);
+    return `${st.uid === uid ? 'rport' : st.uid}:${st.gid === gid ? 'rport' : st.gid} ${(st.mode & 0o777).toString(8)}`;
+  };
+  assert.equal(owned('/var/lib/rport'), 'rport:rport 755');
+  assert.equal(owned('/var/lib/rportd'), 'rport:rport 700');
+  assert.equal(owned('/var/log/rport'), 'rport:rport 750');
+  assert.equal(owned('/etc/rport/rport.conf'), '0:rport 640');
+  assert.match(execFileSync('dpkg-query', ['-W', '-f', '${Conffiles}', 'rport'], { encoding: 'utf8' }), /\/etc\/rport\/rport\.conf [0-9a-f]{32}/);
+  for (const f of ['/lib/systemd/system/rport.service', '/lib/systemd/system/rportd.service', '/usr/lib/rport/sd_notify.node', '/usr/lib/rport/sshcrypto.node']) assert.ok(existsSync(f), f);
+
+  // rportd from its installed unit, configured as an operator would.
+  const dir = tmpDir(t);
+  const port = await freePort();
+  writeFileSync('/etc/rport/rportd.conf', `[server]\naddress = "127.0.0.1:${port}"\nauth = "${CLIENT_AUTH}"\ndata_dir = "/var/lib/rportd"\n[api]\naddress = ""\n`);
+  const sd = await UserSystemd.start((fn) => cleanup(t, fn));
+  const units = join(sd.dir, 'units');
+  // The rport user must reach the harness's notify socket, as it reaches the system manager's
+  // /run/systemd/notify (srwxrwxrwx); a user manager's is its user's alone.
+  for (const d of [sd.dir, join(sd.dir, 'runtime')]) chmodSync(d, 0o711);
+  chmodSync(join(sd.dir, 'runtime/systemd/notify'), 0o777);
+  const serverLog = join(dir, 'rportd.log');
+  const clientLog = join(dir, 'rport.log');
+  for (const [pkg, state, log, extra] of [
+    ['rportd', '/var/lib/rportd', serverLog, ''],
+    // WatchdogSec=330 would make the freeze below take 5 1/2 minutes.
+    ['rport', '/var/lib/rport', clientLog, 'WatchdogSec=3\nRestartSec=100ms\n'],
+  ] as const) {
+    const text = readFileSync(`/lib/systemd/system/${pkg}.service`, 'utf8');
+    const unsupported = await unsupportedSandboxing(sd, text);
+    if (unsupported.length) t.diagnostic(`${pkg}.service: this machine cannot set up ${unsupported.join(', ')} (226/NAMESPACE on /bin/true): turned off in the drop-in`);
+    sd.writeUnit(`${pkg}.service`, text);
+    mkdirSync(join(units, `${pkg}.service.d`));
+    writeFileSync(join(units, `${pkg}.service.d`, 'harness.conf'), dropIn(text, state, log, extra, unsupported));
+  }
+  await sd.systemctl('daemon-reload');
+  /** Starts a unit; a failure shows systemd's status and the service's log, not just the exit code. */
+  const start = async (unit: string, log: string) => {
+    await sd.systemctl('start', unit).catch(async (err: Error) => {
+      const status = await exec('systemctl', ['--user', 'status', '--no-pager', unit], { env: sd.env }).then((r) => r.stdout, (e: { stdout?: string }) => e.stdout ?? '');
+      throw new Error(`${err.message}\n${status}\n${existsSync(log) ? readFileSync(log, 'utf8') : '(no log)'}`);
+    });
+  };
+  await start('rportd.service', serverLog);
+  const fingerprint = await eventually(() => /host key fingerprint (SHA256:\S+)/.exec(existsSync(serverLog) ? readFileSync(serverLog, 'utf8') : '')?.[1], 10_000, 'rportd logs its fingerprint');
+  assert.ok(existsSync('/var/lib/rportd/rportd.db'), 'the registry in the package\'s data folder');
+
+  // The client configured in one line by the installed rport, then started by its installed unit.
+  const init = await exec('/usr/bin/rport', ['init', '--force', '--server', `127.0.0.1:${port}`, '--fingerprint', fingerprint, '--auth', CLIENT_AUTH, '--id', 'deb-client', '--log-level', 'debug']);
+  assert.match(init.stdout, /wrote \/etc\/rport\/rport\.conf/);
+  assert.equal(owned('/etc/rport/rport.conf'), '0:rport 640', 'the service user can still read it; others cannot');
+  await start('rport.service', clientLog); // returns on READY=1
+  await eventually(async () => (/^connected to 127\.0\.0\.1:\d+ within/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined), 15_000, 'the installed client connected');
+  const state = await eventually(() => (existsSync('/var/lib/rport/state.json') ? JSON.parse(readFileSync('/var/lib/rport/state.json', 'utf8')) : undefined), 10_000, 'state.json');
+  assert.equal(typeof state.last_update_ts, 'number');
+  assert.equal(owned('/var/lib/rport/state.json').split(' ')[0], 'rport:rport', 'written by the rport user');
+  const status = await exec('systemctl', ['--user', 'status', '--no-pager', 'rport.service'], { env: sd.env }).then((r) => r.stdout);
+  for (const line of status.split('\n')) t.diagnostic(line);
+  assert.match(status, /Loaded: loaded \(.*rport\.service/);
+  assert.match(status, /Drop-In: .*rport\.service\.d/);
+  assert.match(status, /Active: active \(running\)/);
+  assert.match(status, /Status: "connected to 127\.0\.0\.1:\d+/);
+  assert.match(status, /\/usr\/bin\/rport -c \/etc\/rport\/rport\.conf/);
+  assert.match(readFileSync(clientLog, 'utf8'), /Using NOTIFY_SOCKET \S+ for systemd watchdog integration/);
+  assert.match(readFileSync(clientLog, 'utf8'), /ssh2 native crypto binding is active/);
+
+  // Frozen: systemd's watchdog kills it and Restart=always brings it back, connected again.
+  const pid = await sd.show('rport.service', 'MainPID');
+  process.kill(Number(pid), 'SIGSTOP');
+  await eventually(async () => {
+    const [newPid, sub] = (await sd.systemctl('show', '-p', 'MainPID', '-p', 'SubState', '--value', 'rport.service')).split('\n');
+    return newPid !== pid && newPid !== '0' && sub === 'running' ? true : undefined;
+  }, 15_000, 'the frozen client restarted');
+  assert.ok(Number(await sd.show('rport.service', 'NRestarts')) >= 1);
+  await eventually(async () => (/^connected to/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined), 15_000, 'connected after the restart');
+  assert.ok(packageProcesses().length >= 2, 'rport and rportd run from the packages');
+
+  // dpkg -r while both run: prerm stops them; the conffiles and data stay until --purge.
+  const removed = spawnSync('dpkg', ['-r', 'rport', 'rportd'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(removed.status, 0, removed.stderr);
+  await eventually(() => (packageProcesses().length === 0 ? true : undefined), 10_000, `nothing of the packages left running (${packageProcesses().join(', ')})`);
+  for (const f of ['/usr/bin/rport', '/usr/lib/rport', '/usr/bin/rportd', '/lib/systemd/system/rport.service']) assert.ok(!existsSync(f), `${f} removed`);
+  assert.ok(existsSync('/etc/rport/rport.conf') && existsSync('/var/lib/rport/state.json'), 'dpkg -r keeps config and data');
+  const purged = spawnSync('dpkg', ['--purge', 'rport', 'rportd'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(purged.status, 0, purged.stderr);
+  for (const f of ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport']) assert.ok(!existsSync(f), `${f} purged`);
+  assert.deepEqual(packageProcesses(), []);
+});

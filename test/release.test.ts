@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import bcrypt from 'bcryptjs';
+import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
+import { loadConfig } from '../src/config/loader.js';
+import { serviceSteps, wrapperXml } from '../src/service/windows.js';
+import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir } from './helpers/procs.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const BUILT = join(ROOT, 'release', 'linux-x64');
+const notBuilt = process.platform === 'linux' && process.arch === 'x64'
+  ? (!existsSync(join(BUILT, 'rport')) && 'release/linux-x64 is not built: run npm run release (CI does, before the tests)')
+  : 'the linux-x64 executables run on linux-x64 only';
+
+function init(args: string[]) {
+  return spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), ...args], { encoding: 'utf8', timeout: 10_000 });
+}
+
+test('rport init writes a starter rport.conf (0600) that rport accepts, refuses to overwrite without --force', (t) => {
+  const dir = tmpDir(t);
+  const file = join(dir, 'etc', 'rport.conf');
+  const ok = init(['init', '-c', file, '--server', 'rport.example.com:8080', '--fingerprint', 'SHA256:Wmpb3EJYITm3qhV6xrVOhPDZ4kQwnHFju0Un5kxKLeQ', '--auth', 'c1:pa"ss', '--keep-alive', '1m', '--tags', 'a', '--tags', 'b']);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stdout, `wrote ${file}\n`);
+  assert.equal(statSync(file).mode & 0o777, 0o600, 'it holds the password');
+  const cfg = clientConfig(loadConfig(CLIENT_KEYS, file, new Map()));
+  assert.equal(cfg.servers[0]!.href, 'ws://rport.example.com:8080/');
+  assert.deepEqual([cfg.keepAliveMs, cfg.watchdogIntegration, cfg.tags], [60_000, true, ['a', 'b']]);
+  assert.match(readFileSync(file, 'utf8'), /^auth = "c1:pa\\"ss"$/m, 'quoted as TOML');
+  assert.match(readFileSync(file, 'utf8'), /^keep_alive = "1m"$/m, 'durations as given');
+
+  const before = readFileSync(file, 'utf8');
+  const again = init(['--init', '-c', file, '--server', 'other:1', '--auth', 'x:y']);
+  assert.equal(again.status, 2);
+  assert.equal(again.stderr, `${file} exists: not overwriting it (add --force to replace it)\n`);
+  assert.equal(readFileSync(file, 'utf8'), before);
+
+  chmodSync(file, 0o644);
+  const forced = init(['init', '--force', '-c', file, '--server', 'other:1', '--auth', 'x:y']);
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.match(readFileSync(file, 'utf8'), /^server = "other:1"$/m);
+  assert.equal(statSync(file).mode & 0o777, 0o640, 'kept its group access, lost the world\'s');
+});
+
+test('rport init: bad or missing flags exit 2 with one line and write nothing', (t) => {
+  const dir = tmpDir(t);
+  const file = join(dir, 'rport.conf');
+  for (const [args, line] of [
+    [['--server', 'a b', '--auth', 'c:p'], '--server "a b" has "a b", which is not host:port, ws://host:port/ or wss://host:port/'],
+    [['--server', 'h:1'], '[client] auth is not set (use e.g. auth = "client1:secret", or the environment variable RPORT_AUTH)'],
+    [['--server', 'h:1', '--auth', 'c:p', '--keep-alive', 'often'], /^--keep-alive "often" /],
+    [['--server', 'h:1', '--auth', 'c:p', '--bogus', '1'], 'unknown option --bogus (see --help)'],
+  ] as const) {
+    const r = init(['init', '-c', file, ...args]);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+    if (typeof line === 'string') assert.equal(r.stderr.trim(), line);
+    else assert.match(r.stderr, line);
+    assert.ok(!existsSync(file));
+  }
+});
+
+/** A release executable with its output captured and stopped at the end of the test. */
+function runBuilt(t: TestContext, exe: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const proc = new Proc(spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '', ...env } }));
+  cleanup(t, () => proc.stop());
+  return proc;
+}
+
+test('release executables: --version is package.json\'s, rportd --help, a release client connects to a release rportd on 127.0.0.1 with its add-ons extracted to a private cache', { skip: notBuilt }, async (t) => {
+  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
+    assert.equal(execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8' }), `${c} ${VERSION}\n`);
+  }
+  assert.match(execFileSync(join(BUILT, 'rportd'), ['--help'], { encoding: 'utf8' }), /^Usage: rportd \[-c rportd\.conf\]/m);
+  const dir = tmpDir(t);
+  const cache = join(dir, 'cache');
+  const port = await freePort();
+  // A bcrypt credential too: its check runs in a worker thread, whose code the executable carries.
+  const authFile = join(dir, 'auth.json');
+  writeFileSync(authFile, JSON.stringify({ hashed: bcrypt.hashSync('hashed-pw', 4) }), { mode: 0o600 });
+  const server = runBuilt(t, join(BUILT, 'rportd'), ['--address', `127.0.0.1:${port}`, '--api-address', '', '--auth', CLIENT_AUTH, '--auth-file', authFile, '--data-dir', join(dir, 'server'), '--log-level', 'debug'], { XDG_CACHE_HOME: join(dir, 'server-cache') });
+  const fp = (await server.waitFor(/host key fingerprint (SHA256:\S+)/))[1]!;
+  const client = runBuilt(t, join(BUILT, 'rport'), ['--server', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--fingerprint', fp, '--data-dir', join(dir, 'client'), '--log-level', 'debug', '--id', 'sea-client'], { XDG_CACHE_HOME: cache });
+  await client.waitFor(/INFO {2}client: connected to 127\.0\.0\.1:\d+/);
+  await server.waitFor(/client sea-client .* connected from 127\.0\.0\.1/);
+  for (const p of [client, server]) {
+    await p.waitFor(/DEBUG \w+: ssh2 native crypto binding is active/);
+    await p.waitFor(/DEBUG \w+: bufferutil is active/);
+  }
+  await server.waitFor(/ssh2 channel window is 8 MiB/);
+  // Content-addressed and private: <cache>/rport/native/<sha256 of the file>/<name>, folders 0700.
+  const root = join(cache, 'rport', 'native');
+  assert.equal(statSync(root).mode & 0o777, 0o700);
+  const names = new Map<string, string>();
+  for (const hash of readdirSync(root)) {
+    assert.equal(statSync(join(root, hash)).mode & 0o777, 0o700);
+    for (const name of readdirSync(join(root, hash))) {
+      names.set(name, hash);
+      const sha = execFileSync('sha256sum', [join(root, hash, name)], { encoding: 'utf8' }).split(' ')[0];
+      assert.equal(sha, hash, `${name} is stored under its own hash`);
+    }
+  }
+  // sd_notify.node is loaded only under systemd (NOTIFY_SOCKET set); SQLite only by the server.
+  assert.deepEqual([...names.keys()].sort(), ['bufferutil.node', 'cpufeatures.node', 'sshcrypto.node']);
+  assert.ok(readdirSync(join(dir, 'server-cache', 'rport', 'native')).some((h) => existsSync(join(dir, 'server-cache', 'rport', 'native', h, 'better_sqlite3.node'))));
+  await client.stop();
+
+  // Someone who can write the cache swaps in their own sshcrypto.node: its hash no longer matches its
+  // folder, so it is replaced before it is loaded, never loaded.
+  const planted = join(root, names.get('sshcrypto.node')!, 'sshcrypto.node');
+  rmSync(planted);
+  writeFileSync(planted, 'not an ELF file');
+  const again = runBuilt(t, join(BUILT, 'rport'), ['--server', `127.0.0.1:${port}`, '--auth', 'hashed:hashed-pw', '--data-dir', join(dir, 'client'), '--log-level', 'debug', '--id', 'sea-client-2'], { XDG_CACHE_HOME: cache });
+  await again.waitFor(/ssh2 native crypto binding is active/);
+  await again.waitFor(/connected to 127\.0\.0\.1/);
+  assert.notEqual(readFileSync(planted, 'utf8'), 'not an ELF file');
+});
+
+test('release rport: a cache folder others can write is not used; without ssh2\'s native crypto it connects in pure JavaScript and warns', { skip: notBuilt }, async (t) => {
+  const dir = tmpDir(t);
+  const port = await freePort();
+  const server = runBuilt(t, join(BUILT, 'rportd'), ['--address', `127.0.0.1:${port}`, '--api-address', '', '--auth', CLIENT_AUTH, '--data-dir', join(dir, 'server')], { XDG_CACHE_HOME: join(dir, 'server-cache') });
+  await server.waitFor(/listening for clients/);
+
+  // A shared, world-writable cache: anyone could plant an add-on there, so it is passed over.
+  const shared = join(dir, 'shared');
+  mkdirSync(join(shared, 'rport', 'native'), { recursive: true });
+  chmodSync(join(shared, 'rport', 'native'), 0o777);
+  // The executable alone in a folder with a broken sshcrypto.node beside it (taken first, fails to load).
+  const alone = join(dir, 'bin');
+  mkdirSync(alone);
+  copyFileSync(join(BUILT, 'rport'), join(alone, 'rport'));
+  chmodSync(join(alone, 'rport'), 0o755);
+  writeFileSync(join(alone, 'sshcrypto.node'), 'broken');
+  mkdirSync(join(dir, 'tmp'));
+  const client = runBuilt(t, join(alone, 'rport'), ['--server', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--data-dir', join(dir, 'client'), '--log-level', 'debug'], { XDG_CACHE_HOME: shared, TMPDIR: join(dir, 'tmp') });
+  const warn = await client.waitFor(/WARN {2}client: ssh2 native crypto binding is not loaded: .*/);
+  assert.match(warn[0], /pure JavaScript/);
+  await client.waitFor(/INFO {2}client: connected to 127\.0\.0\.1:\d+/);
+  assert.deepEqual(readdirSync(join(shared, 'rport', 'native')), [], 'nothing extracted into the world-writable folder');
+  assert.ok(readdirSync(join(dir, 'tmp')).some((d) => d.startsWith('rport-native-')), 'extracted into a private folder in TMPDIR instead');
+});
+
+test('rport service: the Windows service is WinSW running rport.exe -c CONF with restart recovery actions; off Windows it says where the Linux service is', (t) => {
+  const exe = 'C:\\Program Files\\rport\\rport.exe';
+  const conf = 'C:\\Program Files\\rport\\rport & co.conf';
+  const wrapper = Buffer.from('MZ wrapper');
+  const steps = serviceSteps('install', exe, conf, (n) => (n === 'winsw.exe' ? wrapper : Buffer.from('<configuration/>')));
+  const xml = steps.find((s) => s.file?.path.endsWith('rport-service.xml'))!.file!.content as string;
+  assert.equal(xml, wrapperXml(exe, conf));
+  assert.match(xml, /<id>rport<\/id>/);
+  assert.match(xml, /<executable>C:\\Program Files\\rport\\rport\.exe<\/executable>/);
+  assert.match(xml, /<arguments>-c "C:\\Program Files\\rport\\rport &amp; co\.conf"<\/arguments>/, 'XML-escaped');
+  assert.equal(xml.match(/<onfailure action="restart" delay="\d+ sec"\/>/g)!.length, 3);
+  assert.match(xml, /<resetfailure>1 day<\/resetfailure>/);
+  assert.equal(steps[0]!.file!.content, wrapper, 'the wrapper comes from the executable');
+  assert.deepEqual(steps.filter((s) => s.command).map((s) => s.command), [
+    ['C:\\Program Files\\rport\\rport-service.exe', 'install'],
+    ['sc.exe', 'failureflag', 'rport', '1'],
+  ]);
+  assert.deepEqual(serviceSteps('stop', exe, conf, () => Buffer.alloc(0)).map((s) => s.command), [['sc.exe', 'stop', 'rport']]);
+
+  const dir = tmpDir(t);
+  const printed = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'install', '--print', '-c', join(dir, 'rport.conf')], { encoding: 'utf8' });
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.match(printed.stdout, /rport-service\.exe install\nsc\.exe failureflag rport 1\n$/);
+  if (process.platform !== 'win32') {
+    const r = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'install'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, 'rport service is for Windows; on Linux the rport package installs rport.service (systemctl enable --now rport)\n');
+  }
+  const bad = spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), 'service', 'restart'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^unknown service action "restart": use install, uninstall, start or stop/);
+});
+
+const ARM64 = join(ROOT, 'release', 'linux-arm64', 'rport');
+const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
+const noArm64 = !existsSync('/usr/bin/qemu-aarch64') ? 'qemu-aarch64 is not installed (apt-get install qemu-user libstdc++6-arm64-cross)'
+  : !existsSync(join(ARM64_SYSROOT, 'lib/libstdc++.so.6')) ? 'the arm64 C++ runtime is not installed (apt-get install libstdc++6-arm64-cross)'
+  : !existsSync(ARM64) ? 'release/linux-arm64 is not built: run npm run release' : undefined;
+
+test('release linux-arm64 rport under qemu-aarch64: connects to rportd on 127.0.0.1 and sends READY=1 through its cross-compiled sd_notify.node', { skip: noArm64, timeout: 240_000 }, async (t) => {
+  const server = await startServer(t);
+  const dir = tmpDir(t);
+  const socket = join(dir, 'notify.sock');
+  const receiver = new Proc(spawn('python3', [fileURLToPath(new URL('../../test/helpers/notify_receiver.py', import.meta.url)), socket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  cleanup(t, () => receiver.stop());
+  await receiver.waitFor(/"listening"/);
+  const client = runBuilt(t, '/usr/bin/qemu-aarch64', ['-L', ARM64_SYSROOT, ARM64, '--server', `127.0.0.1:${server.port}`, '--auth', CLIENT_AUTH, '--fingerprint', server.fingerprint, '--data-dir', join(dir, 'data'), '--log-level', 'debug', '--id', 'arm64-client'], { XDG_CACHE_HOME: join(dir, 'cache'), NOTIFY_SOCKET: socket });
+  await client.waitFor(/INFO {2}client: connected to 127\.0\.0\.1:\d+/, 180_000);
+  await server.proc.waitFor(/client arm64-client .* connected from 127\.0\.0\.1/);
+  await receiver.waitFor(/READY=1/, 10_000);
+  assert.match(client.output, /WARN {2}client: ssh2 native crypto binding is not loaded: .*no working sshcrypto\.node in this build for linux-arm64/);
+  assert.match(client.output, /Using NOTIFY_SOCKET \S+ for systemd watchdog integration/);
+});

@@ -78,9 +78,9 @@ test('basic auth is throttled per source and account: ban checked before the pas
   assert.equal(banned.status, 429);
   const retry = Number(banned.headers['retry-after']);
   assert.ok(retry > 3500 && retry <= 3600, `Retry-After: ${banned.headers['retry-after']}`);
-  const err = JSON.parse(banned.body).error;
+  const err = JSON.parse(banned.body).errors[0];
   assert.equal(err.code, 'too_many_failed_logins');
-  assert.match(err.message, /"admin" from 127\.0\.0\.1.*try again after \d{4}-\d\d-\d\dT/);
+  assert.match(err.title, /"admin" from 127\.0\.0\.1.*try again after \d{4}-\d\d-\d\dT/);
   // The same ban covers POST /login for that user (one throttle, one account name)...
   assert.equal((await login(server.apiPort)).status, 429);
   // ...but not the clients behind the same address: their ids are other accounts.
@@ -171,7 +171,7 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
   const big = JSON.stringify({ username: USER, password: 'x'.repeat(20_000) });
   const tooBig = await raw(server.apiPort, 'POST', '/api/v1/login', { 'content-type': 'application/json' }, big);
   assert.equal(tooBig.status, 413);
-  assert.equal(JSON.parse(tooBig.body).error.code, 'bad_request');
+  assert.equal(JSON.parse(tooBig.body).errors[0].code, 'bad_request');
   // Without credentials the body is not even read: 401 before 413.
   assert.equal((await raw(server.apiPort, 'POST', '/api/v1/credentials', { 'content-type': 'application/json' }, big)).status, 401);
 });

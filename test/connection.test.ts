@@ -33,7 +33,7 @@ test('connects, authenticates, and the API lists the client; the API wants its c
   assert.equal((await server.api('/api/v1/clients', 'admin:wrong')).status, 401);
   const missing = await server.api('/api/v1/nothing');
   assert.equal(missing.status, 404);
-  assert.equal(missing.body.error.code, 'not_found');
+  assert.equal(missing.body.errors[0].code, 'not_found');
 });
 
 test('a wrong password is refused with a clear line; max_retry_count gives up with exit code 1', async (t) => {

@@ -73,7 +73,7 @@ test('client credentials through the API: a new client id can log in, a removed 
   assert.equal((await call(server, 'POST', '/api/v1/credentials', { id: 'added', password: 'another-one' })).status, 409);
   r = await call(server, 'POST', '/api/v1/credentials', { id: 'short', password: 'x' });
   assert.equal(r.status, 400);
-  assert.match(r.body.error.message, /body field "password" must NOT have fewer than 8 characters/);
+  assert.match(r.body.errors[0].title, /body field "password" must NOT have fewer than 8 characters/);
   assert.equal((await call(server, 'POST', '/api/v1/credentials', { id: 'client1', password: 'whatever-long' })).status, 409);
   assert.deepEqual((await call(server, 'GET', '/api/v1/credentials')).body.data.map((c: { id: string }) => c.id), ['added']);
 
@@ -98,7 +98,7 @@ test('POST /login gives a bearer token; wrong passwords get 401 and then 429 fro
   for (let i = 0; i < 3; i++) assert.equal((await call(server, 'POST', '/api/v1/login', { username: user, password: 'wrong' }, { authorization: '' })).status, 401);
   const banned = await call(server, 'POST', '/api/v1/login', { username: user, password }, { authorization: '' });
   assert.equal(banned.status, 429);
-  assert.equal(banned.body.error.code, 'too_many_failed_logins');
+  assert.equal(banned.body.errors[0].code, 'too_many_failed_logins');
   assert.equal((await call(server, 'POST', '/api/v1/login', { username: user }, { authorization: '' })).status, 400);
 });
 
@@ -162,7 +162,7 @@ test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged wri
   const Database = (await import('better-sqlite3')).default;
   const db = new Database(join(server.dataDir, 'rportd.db'), { readonly: true });
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
-  assert.equal(db.pragma('user_version', { simple: true }), 2);
+  assert.equal(db.pragma('user_version', { simple: true }), 3);
   db.close();
 });
 

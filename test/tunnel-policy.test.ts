@@ -44,8 +44,8 @@ test('explicit ports: only from used_ports and never from excluded_ports, refuse
   for (const port of [80, 1000, 42500 === fixed ? 42501 : 42500]) {
     const r = await put(server, 'ports', `remote=127.0.0.1:${target}&local=127.0.0.1:${port}`);
     assert.equal(r.status, 400, `port ${port}: ${JSON.stringify(r.body)}`);
-    assert.equal(r.body.error.code, 'port_not_allowed');
-    assert.match(r.body.error.message, new RegExp(`port ${port} .*\\[server\\] used_ports \\(1000-1100,${fixed}\\).*excluded_ports \\(1-1024\\)`));
+    assert.equal(r.body.errors[0].code, 'port_not_allowed');
+    assert.match(r.body.errors[0].title, new RegExp(`port ${port} .*\\[server\\] used_ports \\(1000-1100,${fixed}\\).*excluded_ports \\(1-1024\\)`));
   }
   assert.equal((await put(server, 'ports', `remote=127.0.0.1:${target}&local=127.0.0.1:${fixed}`)).status, 200);
   assert.ok(await listening(fixed));
@@ -56,14 +56,14 @@ test('bind addresses: only those [server] tunnel_bind_addresses permits; a tunne
   let server = await startServer(t);
   await connectedClient(t, server, 'bind-default');
   let r = await put(server, 'bind-default', `remote=127.0.0.1:${target}&local=192.0.2.1:0`);
-  assert.deepEqual([r.status, r.body.error?.code], [400, 'bind_address_not_allowed'], JSON.stringify(r.body));
-  assert.match(r.body.error.message, /192\.0\.2\.1 .*\[server\] tunnel_bind_addresses/);
+  assert.deepEqual([r.status, r.body.errors?.[0]?.code], [400, 'bind_address_not_allowed'], JSON.stringify(r.body));
+  assert.match(r.body.errors[0].title, /192\.0\.2\.1 .*\[server\] tunnel_bind_addresses/);
 
   server = await startServer(t, ['--tunnel-bind-addresses', '127.0.0.1']);
   await connectedClient(t, server, 'bind-loopback');
   for (const local of ['0.0.0.0:0', '127.0.0.2:0', 'localhost:0']) {
     r = await put(server, 'bind-loopback', `remote=127.0.0.1:${target}&local=${local}`);
-    assert.deepEqual([r.status, r.body.error?.code], [400, 'bind_address_not_allowed'], `${local}: ${JSON.stringify(r.body)}`);
+    assert.deepEqual([r.status, r.body.errors?.[0]?.code], [400, 'bind_address_not_allowed'], `${local}: ${JSON.stringify(r.body)}`);
   }
   r = await put(server, 'bind-loopback', `remote=127.0.0.1:${target}`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -78,8 +78,8 @@ test('max_tunnels_per_client: parallel requests beyond the cap get 400, and a de
   const ok = all.filter((r) => r.status === 200);
   assert.equal(ok.length, 3, JSON.stringify(all.map((r) => r.status)));
   for (const r of all.filter((x) => x.status !== 200)) {
-    assert.deepEqual([r.status, r.body.error.code], [400, 'too_many_tunnels']);
-    assert.match(r.body.error.message, /client greedy has 3 tunnels, the most \[server\] max_tunnels_per_client allows/);
+    assert.deepEqual([r.status, r.body.errors[0].code], [400, 'too_many_tunnels']);
+    assert.match(r.body.errors[0].title, /client greedy has 3 tunnels, the most \[server\] max_tunnels_per_client allows/);
   }
   assert.equal((await server.api('/api/v1/clients/greedy/tunnels')).body.data.length, 3);
   assert.equal((await server.api(`/api/v1/clients/greedy/tunnels/${ok[0]!.body.data.id}`, API_AUTH, 'DELETE')).status, 204);
@@ -114,8 +114,8 @@ test('acl given without any entry is a 400, never a tunnel open to all', async (
   await connectedClient(t, server, 'acl-empty');
   for (const acl of [',,,', '%20,%20', '']) {
     const r = await put(server, 'acl-empty', `remote=127.0.0.1:${target}&acl=${acl}`);
-    assert.deepEqual([r.status, r.body.error?.code], [400, 'bad_request'], `acl="${acl}": ${JSON.stringify(r.body)}`);
-    assert.match(r.body.error.message, /querystring field "acl" .*no address/);
+    assert.deepEqual([r.status, r.body.errors?.[0]?.code], [400, 'bad_request'], `acl="${acl}": ${JSON.stringify(r.body)}`);
+    assert.match(r.body.errors[0].title, /querystring field "acl" .*no address/);
   }
   assert.deepEqual((await server.api('/api/v1/clients/acl-empty/tunnels')).body.data, []);
 });

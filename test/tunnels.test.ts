@@ -83,7 +83,7 @@ test('tunnel_allowed: a target the client does not allow is refused, with a clea
   assert.equal((await openTunnel(server, 'strict', `remote=127.0.0.1:${echo}`)).status, 200);
   const refused = await openTunnel(server, 'strict', 'remote=127.0.0.1:22');
   assert.equal(refused.status, 403);
-  assert.deepEqual(refused.body, { error: { code: 'tunnel_refused', message: "client strict refused: tunnel to 127.0.0.1:22 is not allowed by the client's [client] tunnel_allowed" } });
+  assert.deepEqual(refused.body, { errors: [{ code: 'tunnel_refused', title: "client strict refused: tunnel to 127.0.0.1:22 is not allowed by the client's [client] tunnel_allowed", detail: '' }] });
   await client.waitFor(/WARN  tunnels: refused a tunnel to 127\.0\.0\.1:22: not allowed by \[client\] tunnel_allowed/);
 });
 
@@ -142,24 +142,24 @@ test('API errors: JSON with the right status and the bad field named', async (t)
   await client.waitFor(connected);
   let r = await openTunnel(server, 'e', 'local=1234');
   assert.equal(r.status, 400);
-  assert.equal(r.body.error.code, 'bad_request');
-  assert.match(r.body.error.message, /remote/);
+  assert.equal(r.body.errors[0].code, 'bad_request');
+  assert.match(r.body.errors[0].title, /remote/);
   r = await openTunnel(server, 'e', 'remote=nohost');
   assert.equal(r.status, 400);
-  assert.match(r.body.error.message, /querystring field "remote" must match pattern/);
+  assert.match(r.body.errors[0].title, /querystring field "remote" must match pattern/);
   r = await openTunnel(server, 'e', 'remote=127.0.0.1:22&idle_timeout=soon');
-  assert.deepEqual(r.body, { error: { code: 'bad_request', message: `querystring field "idle_timeout" = "soon" is not a duration (use e.g. '30m')` } });
+  assert.deepEqual(r.body, { errors: [{ code: 'bad_request', title: `querystring field "idle_timeout" = "soon" is not a duration (use e.g. '30m')`, detail: '' }] });
   r = await openTunnel(server, 'nobody', 'remote=127.0.0.1:22');
   assert.equal(r.status, 409);
-  assert.equal(r.body.error.code, 'client_not_connected');
+  assert.equal(r.body.errors[0].code, 'client_not_connected');
   r = await server.api('/api/v1/clients/nobody');
   assert.equal(r.status, 404);
   r = await server.api('/api/v1/clients', 'admin:nope');
-  assert.deepEqual([r.status, r.body.error.code], [401, 'unauthorized']);
+  assert.deepEqual([r.status, r.body.errors[0].code], [401, 'unauthorized']);
   r = await server.api('/api/v1/clients/e/tunnels?remote=127.0.0.1:22', '', 'PUT');
   assert.equal(r.status, 401);
   r = await server.api('/api/v2/else');
-  assert.deepEqual([r.status, r.body.error.code], [404, 'not_found']);
+  assert.deepEqual([r.status, r.body.errors[0].code], [404, 'not_found']);
 });
 
 test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!sshdPath() && 'openssh-server is not installed') || (process.getuid?.() !== 0 && 'sshd needs root here') }, async (t) => {

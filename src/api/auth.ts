@@ -3,6 +3,7 @@ import { formatDuration } from '../config/duration.js';
 import { LogLimiter, type Logger } from '../log.js';
 import { safeEqual } from '../server/credentials.js';
 import { SOURCE_FACTOR, type LoginThrottle } from '../server/login-throttle.js';
+import { fail } from './errors.js';
 import type { Tokens } from './tokens.js';
 
 declare module 'fastify' {
@@ -12,11 +13,6 @@ declare module 'fastify' {
     /** Takes the bearer token as ?token= too: EventSource cannot send headers. */
     tokenInQuery?: boolean;
   }
-}
-
-/** Every error the API answers: {"error": {"code": ..., "message": ...}} with the matching status. */
-export function fail(reply: FastifyReply, status: number, code: string, message: string) {
-  return reply.code(status).send({ error: { code, message } });
 }
 
 export const ipOf = (req: FastifyRequest) => req.ip.replace(/^::ffff:/, '');

@@ -106,12 +106,15 @@ export const DASHBOARD_JS = `(() => {
     return s < 60 ? s + 's ago' : s < 3600 ? Math.round(s / 60) + 'm ago' : Math.round(s / 3600) + 'h ago';
   };
 
+  // RPort's error envelope: {"errors": [{"code", "title", "detail"}]}.
+  const errorOf = (json) => json && json.errors && json.errors[0] ? [json.errors[0].title, json.errors[0].detail].filter(Boolean).join(': ') : '';
+
   async function api(method, path, body) {
     const res = await fetch(path, { method, headers: { authorization: 'Bearer ' + token, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
     if (res.status === 401) { logout(); throw new Error('logged out'); }
     const text = await res.text();
     const json = text ? JSON.parse(text) : null;
-    if (!res.ok) throw new Error(json && json.error ? json.error.message : res.statusText);
+    if (!res.ok) throw new Error(errorOf(json) || res.statusText);
     return json;
   }
 
@@ -149,7 +152,7 @@ export const DASHBOARD_JS = `(() => {
     $('tunnels').replaceChildren(...(c.tunnels.length ? c.tunnels.map((t) => el('tr', {},
       el('td', {}, el('code', {}, t.local)),
       el('td', {}, el('code', {}, t.remote)),
-      el('td', {}, t.acl.length ? t.acl.join(', ') : 'any'),
+      el('td', {}, t.acl ? t.acl.split(',').join(', ') : 'any'),
       el('td', {}, t.listening ? 'yes' : 'no'),
       el('td', {}, t.open_connections + ' open / ' + t.connections),
       el('td', {}, t.bytes_in + ' / ' + t.bytes_out),
@@ -182,7 +185,7 @@ export const DASHBOARD_JS = `(() => {
     const f = new FormData(ev.target);
     const res = await fetch('/api/v1/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: f.get('username'), password: f.get('password') }) });
     const json = await res.json();
-    if (!res.ok) { $('login-error').textContent = json.error.message; return; }
+    if (!res.ok) { $('login-error').textContent = errorOf(json) || res.statusText; return; }
     token = json.data.token;
     sessionStorage.setItem('rport-token', token);
     start();

@@ -2,6 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 
 /** How long a token from POST /login is valid. */
 export const TOKEN_TTL_MS = 24 * 3600_000;
+/** The longest lifetime a login may ask for (RPort's token-lifetime bound: 90 days). */
+export const MAX_TOKEN_LIFETIME_SEC = 90 * 86_400;
 /** Live tokens per user and in all: a login past either cap evicts the oldest, so logins cannot fill memory. */
 export const MAX_TOKENS_PER_USER = 20;
 export const MAX_TOKENS = 100;
@@ -23,14 +25,14 @@ export class Tokens {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  issue(user: string): { token: string; expires_at: string } {
+  issue(user: string, ttlMs = TOKEN_TTL_MS): { token: string; expires_at: string } {
     const now = this.now();
     for (const [h, v] of this.live) if (v.expires <= now) this.end(h);
     const mine = [...this.live].filter(([, v]) => v.user === user);
     for (const [h] of mine.slice(0, Math.max(0, mine.length - MAX_TOKENS_PER_USER + 1))) this.end(h);
     for (const [h] of [...this.live].slice(0, Math.max(0, this.live.size - MAX_TOKENS + 1))) this.end(h);
     const token = randomBytes(32).toString('base64url');
-    const expires = now + TOKEN_TTL_MS;
+    const expires = now + ttlMs;
     this.live.set(hashOf(token), { user, expires, watchers: new Set() });
     return { token, expires_at: new Date(expires).toISOString() };
   }

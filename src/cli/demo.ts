@@ -65,8 +65,8 @@ async function openTunnel(): Promise<string> {
     method: 'PUT',
     headers: { authorization: `Basic ${Buffer.from(`admin:${apiPassword}`).toString('base64')}` },
   });
-  const body = (await res.json()) as { data?: { local: string }; error?: { message: string } };
-  return body.data ? `curl http://${body.data.local}/` : `(not opened: ${body.error?.message})`;
+  const body = (await res.json()) as { data?: { local: string }; errors?: Array<{ title: string }> };
+  return body.data ? `curl http://${body.data.local}/` : `(not opened: ${body.errors?.[0]?.title})`;
 }
 // The secrets go in config files only the user can read: on a command line, ps would show them to everyone.
 const serverConf = join(dataDir, 'server', 'rportd.conf');

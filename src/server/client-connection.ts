@@ -4,7 +4,7 @@ import type { WebSocket } from 'ws';
 import { formatDuration } from '../config/duration.js';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { ControlChannel } from '../transport/control-channel.js';
-import { CONTROL_SUBSYSTEM, METHOD, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
+import { CONTROL_SUBSYSTEM, METHOD, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { PoolBusyError } from './bcrypt-pool.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
 import { validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
@@ -229,6 +229,22 @@ export class ClientConnection {
         session.lastRttMs = Math.round(rtt * 1000) / 1000;
         return rtt;
       },
+      // One forwarded channel, as for a tunnel connection: the client opens it only once it reached the target.
+      probeTunnel: (tunnelId, timeoutMs) => new Promise((resolve, reject) => {
+        let done = false;
+        const timer = setTimeout(() => {
+          done = true;
+          reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
+        }, timeoutMs);
+        this.client.forwardOut(tunnelId, TUNNEL_BIND_PORT, '127.0.0.1', 0, (err, channel) => {
+          clearTimeout(timer);
+          if (!err) channel.close();
+          if (done) return;
+          done = true;
+          if (err) reject(err);
+          else resolve();
+        });
+      }),
       close: (reason) => {
         c.log.debug(`closing the session of ${info.id}: ${reason}`);
         control.close();

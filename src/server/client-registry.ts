@@ -17,6 +17,8 @@ export interface ClientSession {
   watchdog: WatchdogFacts | undefined;
   /** Asks the client for a ping answer; resolves the round trip in ms or rejects. */
   ping(timeoutMs: number): Promise<number>;
+  /** Has the client connect to a tunnel's target and hang up (RPort's check_port); rejects when it cannot. */
+  probeTunnel(tunnelId: string, timeoutMs: number): Promise<void>;
   close(reason: string): void;
 }
 

@@ -65,6 +65,13 @@ const MIGRATIONS: string[] = [
   // ... and a client id's owner (auth_id) looked up by credential for auth_multiuse_creds.
   `ALTER TABLE failed_logins ADD COLUMN last_failed_at INTEGER NOT NULL DEFAULT 0;
    CREATE INDEX clients_by_auth_id ON clients (auth_id);`,
+  // What an API tunnel was asked for beyond its route (RPort's scheme, auto-close): the row goes with its tunnel.
+  `CREATE TABLE tunnel_options (
+     tunnel_id TEXT PRIMARY KEY REFERENCES tunnels (id) ON DELETE CASCADE,
+     scheme TEXT NOT NULL DEFAULT '',
+     lport_random INTEGER NOT NULL DEFAULT 0,
+     auto_close_at INTEGER
+   );`,
 ];
 
 export interface ClientRow {
@@ -84,6 +91,13 @@ export interface ClientRow {
   disconnected_at: number | null;
   last_seen_at: number | null;
   watchdog: string | null;
+}
+
+export interface TunnelOptionsRow {
+  tunnel_id: string;
+  scheme: string;
+  lport_random: number;
+  auto_close_at: number | null;
 }
 
 export interface TunnelRow {
@@ -241,6 +255,15 @@ export class Store {
 
   deleteTunnel(id: string): void {
     this.db.prepare('DELETE FROM tunnels WHERE id = ?').run(id);
+  }
+
+  /** Options of the tunnels that still exist, with their client. */
+  tunnelOptions(): Array<TunnelOptionsRow & { client_id: string }> {
+    return this.db.prepare('SELECT o.*, t.client_id FROM tunnel_options o JOIN tunnels t ON t.id = o.tunnel_id').all() as Array<TunnelOptionsRow & { client_id: string }>;
+  }
+
+  saveTunnelOptions(o: TunnelOptionsRow): void {
+    this.db.prepare('INSERT OR REPLACE INTO tunnel_options (tunnel_id, scheme, lport_random, auto_close_at) VALUES (@tunnel_id, @scheme, @lport_random, @auto_close_at)').run(o);
   }
 
   // --- credentials ------------------------------------------------------------------------------------------

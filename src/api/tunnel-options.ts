@@ -1,0 +1,87 @@
+import { parseHostPort } from '../config/host-port.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../server/store.js';
+import { describeTunnel } from '../server/tunnels.js';
+
+/** setTimeout's limit (about 24.8 days): a later deadline is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+type Described = ReturnType<typeof describeTunnel>;
+export interface Options {
+  scheme: string;
+  lport_random: boolean;
+  auto_close_at: string | null;
+}
+
+/** A tunnel as the API shows it: rport's fields and RPort's (lhost, lport, rhost, rport, scheme, protocol, acl as text). */
+export function tunnelView(d: Described, o: Options | undefined) {
+  const local = parseHostPort(d.local);
+  const remote = parseHostPort(d.remote, '');
+  return {
+    ...d,
+    // RPort's form: one comma-separated string, null for "anyone".
+    acl: d.acl.length ? d.acl.join(',') : null,
+    lhost: local?.host ?? '',
+    lport: String(local?.port ?? ''),
+    rhost: remote?.host ?? '',
+    rport: String(remote?.port ?? ''),
+    lport_random: o?.lport_random ?? false,
+    scheme: o?.scheme || null,
+    protocol: 'tcp',
+    http_proxy: false,
+    auto_close_at: o?.auto_close_at ?? null,
+  };
+}
+
+/**
+ * What API tunnels were asked for beyond what the tunnel manager keeps: scheme, whether the port was
+ * picked, and auto-close, whose deadline is kept in the store so that a restart does not let a tunnel
+ * outlive it (an overdue tunnel closes at start).
+ */
+export class TunnelOptions {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly close: (clientId: string, tunnelId: string) => void,
+    private readonly log: Logger,
+  ) {
+    for (const row of store.tunnelOptions()) if (row.auto_close_at !== null) this.arm(row.client_id, row.tunnel_id, row.auto_close_at);
+  }
+
+  /** Every live tunnel's options by tunnel id: one read per answer. */
+  all(): Map<string, Options> {
+    return new Map(this.store.tunnelOptions().map((r) => [r.tunnel_id, {
+      scheme: r.scheme, lport_random: !!r.lport_random, auto_close_at: r.auto_close_at === null ? null : new Date(r.auto_close_at).toISOString(),
+    }]));
+  }
+
+  save(clientId: string, tunnelId: string, o: { scheme: string; lportRandom: boolean; autoCloseMs: number }): void {
+    const at = o.autoCloseMs > 0 ? Date.now() + o.autoCloseMs : null;
+    this.store.saveTunnelOptions({ tunnel_id: tunnelId, scheme: o.scheme, lport_random: o.lportRandom ? 1 : 0, auto_close_at: at });
+    if (at !== null) this.arm(clientId, tunnelId, at);
+  }
+
+  /** The tunnel is gone: no timer left behind. */
+  forget(tunnelId: string): void {
+    clearTimeout(this.timers.get(tunnelId));
+    this.timers.delete(tunnelId);
+  }
+
+  stop(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private arm(clientId: string, tunnelId: string, at: number): void {
+    clearTimeout(this.timers.get(tunnelId));
+    const timer = setTimeout(() => {
+      if (Date.now() < at) return this.arm(clientId, tunnelId, at);
+      this.timers.delete(tunnelId);
+      this.log.info(`tunnel ${tunnelId} of client ${clientId} reached its auto-close time: deleting it`);
+      this.close(clientId, tunnelId);
+    }, Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS));
+    timer.unref();
+    this.timers.set(tunnelId, timer);
+  }
+}

@@ -87,6 +87,7 @@ export class ControlChannel extends EventEmitter {
     } catch {
       return this.shutdown(new Error('control message from the peer is not JSON'));
     }
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return this.shutdown(new Error('control message from the peer is not a JSON object'));
     if (typeof msg.method === 'string') {
       void this.answer(msg.id, msg.method, msg.params);
       return;
@@ -111,7 +112,13 @@ export class ControlChannel extends EventEmitter {
   private async answer(id: unknown, method: string, params: unknown): Promise<void> {
     const handler = this.handlers.get(method);
     if (id === undefined) {
-      handler?.(params);
+      // A notification has nobody to answer: a handler's failure (a refused connection request sent
+      // without an id) must not become an unhandled rejection, which would end the process.
+      try {
+        await handler?.(params);
+      } catch {
+        // the handler has logged what it refused
+      }
       return;
     }
     if (!handler) return this.send({ id, error: `unknown method ${method}` });

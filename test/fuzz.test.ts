@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import test from 'node:test';
+import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
+import { ConfigError, loadConfig, MAX_TIMER_MS } from '../src/config/loader.js';
 import { ControlChannel } from '../src/transport/control-channel.js';
 import { CONTROL_SUBSYSTEM } from '../src/transport/protocol.js';
 import { stopApi, apiTarget } from './fuzz/api-target.js';
@@ -12,7 +14,7 @@ import { connectTarget } from './fuzz/connect-target.js';
 import { controlTarget } from './fuzz/control-target.js';
 import { fuzz, readCorpus, STACK_FRAME, type Options, type Target } from './fuzz/engine.js';
 import { wireTarget } from './fuzz/wire-target.js';
-import { CLIENT_AUTH, cleanup, startServer } from './helpers/procs.js';
+import { CLIENT_AUTH, cleanup, startServer, tmpDir, writeFile } from './helpers/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const seconds = Number(process.env.FUZZ_SECONDS ?? 3);
@@ -66,4 +68,13 @@ test('regression: a connection request sent as a notification (no id) and refuse
   await requestConnect(link, connectRequest('after-notification', process.pid));
   assert.equal(server.proc.exit, undefined, 'rportd is still running');
   assert.ok(!server.proc.lines.some((l) => STACK_FRAME.test(l)), 'no stack frame in the log');
+});
+
+test('regression: a duration longer than a timer can wait (24.8 days) is refused with one line naming the key, not fired after 1 ms', (t) => {
+  const dir = tmpDir(t, 'rport-fuzz-');
+  const file = writeFile(dir, 'rport.conf', '[client]\nserver = "127.0.0.1:8080"\nauth = "c1:pw"\n[connection]\nkeep_alive = "1000h"\n');
+  assert.throws(() => clientConfig(loadConfig(CLIENT_KEYS, file, new Map())),
+    (err: Error) => err instanceof ConfigError && err.message === `${file}: [connection] keep_alive = "1000h" is longer than 24 days, more than a timer can wait (use e.g. '24h')`);
+  const ok = writeFile(dir, 'ok.conf', '[client]\nserver = "127.0.0.1:8080"\nauth = "c1:pw"\n[connection]\nkeep_alive = "576h"\n');
+  assert.ok(clientConfig(loadConfig(CLIENT_KEYS, ok, new Map())).keepAliveMs <= MAX_TIMER_MS, '24 days is accepted');
 });

@@ -1,13 +1,13 @@
 // Config text (and command-line words) -> the loader and every key's parser, for rportd and rport alike.
 // A file either loads or fails with one ConfigError line; anything else (another exception, a message over
 // several lines, a value that is not finite) is a crash.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseArgs } from '../../src/cli/main.js';
 import { CLIENT_KEYS, clientConfig } from '../../src/config/client-config.js';
-import { ConfigError, flagName, loadConfig, type KeyDef } from '../../src/config/loader.js';
+import { ConfigError, flagName, loadConfig, MAX_TIMER_MS, type KeyDef } from '../../src/config/loader.js';
 import { SERVER_KEYS, serverConfig } from '../../src/config/server-config.js';
 import { assertOneLine, type Target } from './engine.js';
 
@@ -16,7 +16,7 @@ const SECTIONS = [...new Set(ALL.map((d) => d.section))];
 
 const tomlString = fc.oneof(
   fc.string({ maxLength: 40 }),
-  fc.constantFrom('3s', '1h30m', '0', '-5m', '250ms', '1.5h', '99999999999999999999999h', '.s', '127.0.0.1:8080', '[::1]:80', 'ws://x:1/', 'c1:pw', ':x',
+  fc.constantFrom('3s', '1h30m', '0', '-5m', '250ms', '1000h', '596h31m23.648s', '1.5h', '99999999999999999999999h', '.s', '127.0.0.1:8080', '[::1]:80', 'ws://x:1/', 'c1:pw', ':x',
     '20000-30000', '0-70000', '2222:22', '0.0.0.0:8080:127.0.0.1:80', 'debug', 'none', '1-65535', '10.0.0.0/8', 'http://proxy:3128'),
 ).map((s) => JSON.stringify(s));
 
@@ -42,12 +42,29 @@ const line = fc.oneof(
 
 const generate = fc.array(line, { maxLength: 16 }).map((lines) => Buffer.from(lines.join('\n')));
 
-const dir = mkdtempSync(join(tmpdir(), 'rport-fuzz-config-'));
-const file = join(dir, 'fuzz.conf');
+let file: string | undefined;
+
+/** The file the loader reads, made at the first run and removed when the process exits. */
+function configFile(): string {
+  if (!file) {
+    const dir = mkdtempSync(join(tmpdir(), 'rport-fuzz-config-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    file = join(dir, 'fuzz.conf');
+  }
+  return file;
+}
+
+/** The durations that timers wait for: longer than MAX_TIMER_MS, Node.js fires them after 1 ms. */
+const TIMERS = new Set(['loginTimeoutMs', 'checkIntervalMs', 'checkTimeoutMs', 'keepAliveMs', 'keepAliveTimeoutMs', 'maxRetryIntervalMs', 'connectTimeoutMs', 'switchbackIntervalMs', 'watchdogIntervalMs']);
 
 function finite(v: unknown, path: string): void {
   if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`${path} is ${v}: a config value must be finite`);
-  if (v && typeof v === 'object' && !(v instanceof URL)) for (const [k, x] of Object.entries(v)) finite(x, `${path}.${k}`);
+  if (v && typeof v === 'object' && !(v instanceof URL)) {
+    for (const [k, x] of Object.entries(v)) {
+      if (TIMERS.has(k) && (x as number) > MAX_TIMER_MS) throw new Error(`${path}.${k} is ${x} ms, more than a timer can wait`);
+      finite(x, `${path}.${k}`);
+    }
+  }
 }
 
 function attempt(what: string, fn: () => unknown): void {
@@ -69,6 +86,7 @@ export const configTarget: Target = {
   run(data) {
     // Files the key parsers read (tls_ca, tls_cert) must not be devices that never end.
     const text = data.toString('utf8').replace(/\/(dev|proc|sys)\//g, '/nonexistent/');
+    const file = configFile();
     writeFileSync(file, text);
     // Words with control characters are left out: a shell user types them, no hostile peer can.
     const argv = text.split('\n').filter((l) => l.startsWith('#argv ')).flatMap((l) => l.slice(6).split(' ')).filter((w) => !/[\x00-\x1f\x7f]/.test(w));

@@ -54,6 +54,9 @@ export class Crash extends Error {
   }
 }
 
+/** Larger new inputs are used in the run but not kept: the corpus lives in the repository. */
+const MAX_SAVED = 16 << 10;
+
 export const hashOf = (b: Buffer) => createHash('sha1').update(b).digest('hex').slice(0, 16);
 
 export function readCorpus(target: string): Buffer[] {
@@ -205,7 +208,7 @@ export async function fuzz(target: Target, o: Options): Promise<Result> {
     if (coverage?.collect() && keep) {
       corpus.push(data);
       added++;
-      if (o.save) saveTo(join(CORPUS_DIR, target.name), data);
+      if (o.save && data.length <= MAX_SAVED) saveTo(join(CORPUS_DIR, target.name), data);
     }
   };
   // Inputs against another process run several at once; its coverage is not ours to see.

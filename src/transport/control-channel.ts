@@ -117,7 +117,7 @@ export class ControlChannel extends EventEmitter {
       try {
         await handler?.(params);
       } catch {
-        // the handler has logged what it refused
+        // nobody to tell (the connection request handler logs and counts its refusals itself)
       }
       return;
     }

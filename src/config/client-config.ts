@@ -178,14 +178,14 @@ export function clientConfig(c: Config): ClientConfig {
   }
   if (!has('user-agent')) headers['User-Agent'] = `rport ${VERSION}`;
 
-  const keepAliveMs = c.get<number>('connection', 'keep_alive');
-  const keepAliveTimeoutMs = c.get<number>('connection', 'keep_alive_timeout');
+  const keepAliveMs = c.timer('connection', 'keep_alive');
+  const keepAliveTimeoutMs = c.timer('connection', 'keep_alive_timeout');
   if (keepAliveMs > 0 && keepAliveTimeoutMs <= 0) c.fail('connection', 'keep_alive_timeout', 'must be above 0s while keep_alive is on');
   const maxRetryCount = c.get<number>('connection', 'max_retry_count');
   if (maxRetryCount < -1) c.fail('connection', 'max_retry_count', 'must be -1 (retry forever), 0 or more');
-  const maxRetryIntervalMs = c.get<number>('connection', 'max_retry_interval');
+  const maxRetryIntervalMs = c.timer('connection', 'max_retry_interval');
   if (maxRetryIntervalMs < 1000) c.fail('connection', 'max_retry_interval', "must be at least 1s (use e.g. '5m')");
-  const connectTimeoutMs = c.get<number>('connection', 'connect_timeout');
+  const connectTimeoutMs = c.timer('connection', 'connect_timeout');
   if (connectTimeoutMs < 100) c.fail('connection', 'connect_timeout', "must be at least 100ms (use e.g. '20s')");
 
   const watchdogIntegration = c.get<boolean>('connection', 'watchdog_integration');
@@ -196,7 +196,7 @@ export function clientConfig(c: Config): ClientConfig {
 
   return {
     servers: servers as ServerUrl[],
-    switchbackIntervalMs: c.get<number>('client', 'server_switchback_interval'),
+    switchbackIntervalMs: c.timer('client', 'server_switchback_interval'),
     fingerprint: c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '',
     authId: auth.slice(0, colon),
     password: auth.slice(colon + 1),
@@ -218,7 +218,7 @@ export function clientConfig(c: Config): ClientConfig {
     maxRetryIntervalMs,
     connectTimeoutMs,
     watchdogIntegration,
-    watchdogIntervalMs: c.get<number>('connection', 'watchdog_interval'),
+    watchdogIntervalMs: c.timer('connection', 'watchdog_interval'),
     headers,
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),

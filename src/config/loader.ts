@@ -109,6 +109,9 @@ function convert(type: ValueType, raw: unknown, fromFlag: boolean): Value | unde
   }
 }
 
+/** The longest delay a Node.js timer keeps (about 24.8 days): a longer one fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A loaded configuration: every defined key has a value, and each knows where it came from. */
 export class Config {
   constructor(
@@ -122,6 +125,12 @@ export class Config {
     const v = this.values.get(`${section}.${key}`);
     if (v === undefined) throw new Error(`config key [${section}] ${key} is not defined`);
     return v as T;
+  }
+
+  /** A duration that a timer waits for: one longer than MAX_TIMER_MS would fire at once, so it is refused. */
+  timer(section: string, key: string): number {
+    const ms = this.get<number>(section, key);
+    return ms <= MAX_TIMER_MS ? ms : this.fail(section, key, "is longer than 24 days, more than a timer can wait (use e.g. '24h')");
   }
 
   /** Where a value came from: "rport.conf: [connection] keep_alive = \"3s\"", "--keep-alive \"3s\"", or "[connection] keep_alive" for a default. */

@@ -140,7 +140,7 @@ function isLoopback(host: string): boolean {
 const MAX_KEEP_DISCONNECTED_MS = 168 * 3_600_000;
 
 function purgeSettings(c: Config): Pick<ServerConfig, 'keepDisconnectedMs' | 'purgeIntervalMs'> {
-  const purgeIntervalMs = c.get<number>('server', 'purge_disconnected_clients_interval');
+  const purgeIntervalMs = c.timer('server', 'purge_disconnected_clients_interval');
   if (!c.get<boolean>('server', 'purge_disconnected_clients')) return { keepDisconnectedMs: undefined, purgeIntervalMs };
   const keep = c.get<number>('server', 'keep_disconnected_clients');
   if (keep > MAX_KEEP_DISCONNECTED_MS) c.fail('server', 'keep_disconnected_clients', "is above RPort's maximum of 168h (use e.g. '24h')");
@@ -158,9 +158,9 @@ export function serverConfig(c: Config): ServerConfig {
   const multiuseCreds = c.get<boolean>('server', 'auth_multiuse_creds');
   const equateAuthIdClientId = c.get<boolean>('server', 'equate_clientauthid_clientid');
   if (equateAuthIdClientId && multiuseCreds) c.fail('server', 'equate_clientauthid_clientid', 'is true while auth_multiuse_creds is true: set auth_multiuse_creds = false too');
-  const checkIntervalMs = c.get<number>('server', 'check_clients_connection_interval');
+  const checkIntervalMs = c.timer('server', 'check_clients_connection_interval');
   if (checkIntervalMs < 1000) c.fail('server', 'check_clients_connection_interval', "must be at least 1s (use e.g. '5m')");
-  const checkTimeoutMs = c.get<number>('server', 'check_clients_connection_timeout');
+  const checkTimeoutMs = c.timer('server', 'check_clients_connection_timeout');
   if (checkTimeoutMs < 100) c.fail('server', 'check_clients_connection_timeout', "must be at least 100ms (use e.g. '30s')");
   const maxFailedLogin = c.get<number>('server', 'max_failed_login');
   if (maxFailedLogin < 0) c.fail('server', 'max_failed_login', 'must be 0 (never ban) or more');
@@ -187,7 +187,7 @@ export function serverConfig(c: Config): ServerConfig {
     maxAuthTries: positive(c, 'max_auth_tries'),
     dataDir: c.get<string>('server', 'data_dir'),
     ...purgeSettings(c),
-    loginTimeoutMs: c.get<number>('server', 'client_login_timeout') || c.fail('server', 'client_login_timeout', "must be above 0s (use e.g. '30s')"),
+    loginTimeoutMs: c.timer('server', 'client_login_timeout') || c.fail('server', 'client_login_timeout', "must be above 0s (use e.g. '30s')"),
     maxUnauthenticated: positive(c, 'max_unauthenticated_connections'),
     maxUnauthenticatedPerAddress: positive(c, 'max_unauthenticated_connections_per_address'),
     checkIntervalMs,

@@ -40,6 +40,11 @@ export class ControlChannel extends EventEmitter {
     stream.on('end', () => this.shutdown(new Error('control channel closed by the peer')));
   }
 
+  /** Whether the channel ended (the peer's flood or garbage closes it): for tests that drive it. */
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
   handle(method: string, handler: Handler): void {
     this.handlers.set(method, handler);
   }
@@ -83,6 +88,7 @@ export class ControlChannel extends EventEmitter {
     } catch {
       return this.shutdown(new Error('control message from the peer is not JSON'));
     }
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return this.shutdown(new Error('control message from the peer is not a JSON object'));
     if (typeof msg.method === 'string') {
       void this.answer(msg.id, msg.method, msg.params);
       return;
@@ -107,7 +113,13 @@ export class ControlChannel extends EventEmitter {
   private async answer(id: unknown, method: string, params: unknown): Promise<void> {
     const handler = this.handlers.get(method);
     if (id === undefined) {
-      handler?.(params);
+      // A notification has nobody to answer: a handler's failure (a refused connection request sent
+      // without an id) must not become an unhandled rejection, which would end the process.
+      try {
+        await handler?.(params);
+      } catch {
+        // nobody to tell (the connection request handler logs and counts its refusals itself)
+      }
       return;
     }
     if (!handler) return this.send({ id, error: `unknown method ${method}` });

@@ -10,8 +10,8 @@ import { sshStream } from '../../src/transport/ws-stream.js';
  * An SSH client inside rport's WebSocket that does what the test tells it, not what rport does: the
  * hostile peer of the security tests. `authHandler` is ssh2's: return the next attempt, or false to stop.
  */
-export function rawSsh(port: number, username: string, authHandler: ssh2.AuthHandlerMiddleware | ssh2.AuthenticationType[], headers: Record<string, string> = {}): { ssh: ssh2.Client; closed: Promise<void> } {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false, headers });
+export function rawSsh(port: number, username: string, authHandler: ssh2.AuthHandlerMiddleware | ssh2.AuthenticationType[], headers: Record<string, string> = {}, localAddress?: string): { ssh: ssh2.Client; closed: Promise<void> } {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false, headers, localAddress });
   const ssh = new ssh2.Client();
   ssh.on('error', () => undefined);
   const closed = new Promise<void>((resolve) => {

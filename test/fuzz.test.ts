@@ -58,9 +58,9 @@ test('regression: a connection request sent as a notification (no id) and refuse
   const { ssh, closed } = rawSsh(server.port, user, (_m, _p, next) => next({ type: 'password', username: user, password } as never));
   ssh.on('ready', () => ssh.subsys(CONTROL_SUBSYSTEM, (err, stream) => {
     assert.ifError(err);
-    stream.write('{"method":"connect","params":{"id":""}}\n');
+    stream.write('{"method":"connect","params":{"id":"x"}}\n');
   }));
-  await server.proc.waitFor(/refused a connection request from 127\.0\.0\.1 as client1: connection request field "id" must not be empty/);
+  await server.proc.waitFor(/refused a connection request from 127\.0\.0\.1 as client1: connection request field "pid" must be an integer/);
   ssh.end();
   await closed;
   const link = await rawLink(server.port, CLIENT_AUTH);

@@ -1,18 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { apiRoutes, createApi } from '../src/api/api-server.js';
+import { apiRoutes } from '../src/api/api-server.js';
 import { safeEqual } from '../src/server/credentials.js';
 import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
-import { Logger, LogSink } from '../src/log.js';
-import { ClientRegistry } from '../src/server/client-registry.js';
-import { Credentials } from '../src/server/credentials.js';
-import { LoginThrottle } from '../src/server/login-throttle.js';
-import { Metrics } from '../src/server/metrics.js';
-import { Store } from '../src/server/store.js';
-import { TunnelManager } from '../src/server/tunnels.js';
+import { apiApp } from './helpers/api-app.js';
 import { API_AUTH, cleanup, eventually, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 const basic = (auth: string) => `Basic ${Buffer.from(auth).toString('base64')}`;
@@ -178,24 +171,10 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
 
 /** The API app in this process, with a real store, listening on loopback: so the test can ask it for its routes. */
 async function inProcessApi(t: import('node:test').TestContext, logIntervalMs?: number) {
-  const dir = tmpDir(t, 'rport-api-');
-  const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'warn', 'api');
-  const store = new Store(join(dir, 'data'));
-  const registry = new ClientRegistry(store);
-  const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
-  const credentials = Credentials.load('client1:s3cret', '');
-  credentials.useStore(store);
-  // max_failed_login 0: wrong credentials are refused with 401 every time, never turned into a ban.
-  const app = createApi({
-    user: USER, password: PASSWORD, registry, tunnels, credentials, metrics: new Metrics(registry, tunnels),
-    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs,
-  });
+  const { app, logFile } = apiApp(tmpDir(t, 'rport-api-'), { logIntervalMs });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  cleanup(t, async () => {
-    await app.close();
-    store.close();
-  });
-  return { app, port: (app.server.address() as { port: number }).port, logFile: join(dir, 'rportd.log') };
+  cleanup(t, () => app.close());
+  return { app, port: (app.server.address() as { port: number }).port, logFile };
 }
 
 /** Status and (for refusals) body; a stream that was wrongly opened is cut at once. */

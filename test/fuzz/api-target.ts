@@ -7,14 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { createApi } from '../../src/api/api-server.js';
-import { Logger, LogSink } from '../../src/log.js';
-import { ClientRegistry } from '../../src/server/client-registry.js';
-import { Credentials } from '../../src/server/credentials.js';
-import { LoginThrottle } from '../../src/server/login-throttle.js';
-import { Metrics } from '../../src/server/metrics.js';
-import { Store } from '../../src/server/store.js';
-import { TunnelManager } from '../../src/server/tunnels.js';
+import { apiApp } from '../helpers/api-app.js';
 import { STACK_FRAME, type Target } from './engine.js';
 
 const USER = 'admin';
@@ -36,22 +29,9 @@ let api: Promise<Api> | undefined;
 
 async function start(): Promise<Api> {
   const dir = mkdtempSync(join(tmpdir(), 'rport-fuzz-api-'));
-  const logFile = join(dir, 'rportd.log');
-  const log = new Logger(LogSink.file(logFile), 'debug', 'api');
-  const store = new Store(join(dir, 'data'));
-  const registry = new ClientRegistry(store);
-  const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
-  const credentials = Credentials.load('client1:s3cret', '');
-  credentials.useStore(store);
-  const app = createApi({
-    user: USER, password: PASSWORD, registry, tunnels, credentials, metrics: new Metrics(registry, tunnels),
-    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log,
-  });
+  const { app, logFile } = apiApp(dir, { logLevel: 'debug' });
   const out: Api = { app, port: 0, token: '', logFile, lastPublic: undefined };
-  app.addHook('onClose', async () => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  app.addHook('onClose', async () => rmSync(dir, { recursive: true, force: true }));
   app.addHook('onResponse', async (req) => {
     out.lastPublic = req.routeOptions.url === undefined ? undefined : req.routeOptions.config.public === true;
   });

@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../../src/api/api-server.js';
+import { Logger, LogSink, type Level } from '../../src/log.js';
+import { ClientRegistry } from '../../src/server/client-registry.js';
+import { Credentials } from '../../src/server/credentials.js';
+import { LoginThrottle } from '../../src/server/login-throttle.js';
+import { Metrics } from '../../src/server/metrics.js';
+import { Store } from '../../src/server/store.js';
+import { TunnelManager } from '../../src/server/tunnels.js';
+import { API_AUTH } from './procs.js';
+
+const [user, password] = API_AUTH.split(':') as [string, string];
+
+/**
+ * The API app in the test's own process, on a real store in `dir`, not yet listening: for tests that walk
+ * its route table or drive it fast. Logins never turn into bans (max_failed_login 0). Closing the app
+ * closes its store.
+ */
+export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: number } = {}): { app: FastifyInstance; logFile: string } {
+  const logFile = join(dir, 'rportd.log');
+  const log = new Logger(LogSink.file(logFile), o.logLevel ?? 'warn', 'api');
+  const store = new Store(join(dir, 'data'));
+  const registry = new ClientRegistry(store);
+  const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
+  const credentials = Credentials.load('client1:s3cret', '');
+  credentials.useStore(store);
+  const app = createApi({
+    user, password, registry, tunnels, credentials, metrics: new Metrics(registry, tunnels),
+    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs: o.logIntervalMs,
+  });
+  app.addHook('onClose', async () => {
+    registry.close();
+    store.close();
+  });
+  return { app, logFile };
+}

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { formatDuration } from '../config/duration.js';
+import { plainAddress } from '../config/host-port.js';
 import { LogLimiter, type Logger } from '../log.js';
 import { safeEqual } from '../server/credentials.js';
-import { SOURCE_FACTOR, type LoginThrottle } from '../server/login-throttle.js';
+import { formatBan, SOURCE_FACTOR, type LoginThrottle } from '../server/login-throttle.js';
 import { fail } from './errors.js';
 import type { Tokens } from './tokens.js';
 
@@ -15,7 +15,7 @@ declare module 'fastify' {
   }
 }
 
-export const ipOf = (req: FastifyRequest) => req.ip.replace(/^::ffff:/, '');
+export const ipOf = (req: FastifyRequest) => plainAddress(req.ip);
 
 
 /** The bearer token presented: the Authorization header, or ?token= on the routes that take it there. */
@@ -34,7 +34,6 @@ function basicOf(req: FastifyRequest): { user: string; password: string } | unde
   return i < 0 ? undefined : { user: text.slice(0, i), password: text.slice(i + 1) };
 }
 
-const wholeSeconds = (ms: number) => formatDuration(Math.ceil(ms / 1000) * 1000);
 
 // Names come from the peer: quoted and cut so they cannot forge or flood log lines.
 const shown = (name: string) => JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}...` : name);
@@ -78,8 +77,8 @@ export class ApiAuth {
     const ban = this.o.throttle.failed(ip, account);
     this.lines.warn('api-login-failed', `failed API login as ${shown(user)} from ${ip}`);
     const t = this.o.throttle;
-    if (ban === 'account') this.lines.warn('api-ban', `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${wholeSeconds(t.bannedFor(ip, account))}`);
-    if (ban === 'source') this.lines.warn('api-ban', `API logins from ${ip}: ${t.maxFailed * SOURCE_FACTOR} failed logins over several accounts, the address is banned for ${wholeSeconds(t.bannedFor(ip, account))}`);
+    if (ban === 'account') this.lines.warn('api-ban', `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${formatBan(t.bannedFor(ip, account))}`);
+    if (ban === 'source') this.lines.warn('api-ban', `API logins from ${ip}: ${t.maxFailed * SOURCE_FACTOR} failed logins over several accounts, the address is banned for ${formatBan(t.bannedFor(ip, account))}`);
     return { ok: false, bannedMs: 0 };
   }
 
@@ -105,6 +104,6 @@ export class ApiAuth {
   refuseBanned(reply: FastifyReply, ip: string, user: string, ms: number) {
     reply.header('retry-after', String(Math.ceil(ms / 1000)));
     const until = new Date(Date.now() + ms).toISOString();
-    return fail(reply, 429, 'too_many_failed_logins', `too many failed logins as ${shown(user)} from ${ip}: try again after ${until} (in ${wholeSeconds(ms)})`);
+    return fail(reply, 429, 'too_many_failed_logins', `too many failed logins as ${shown(user)} from ${ip}: try again after ${until} (in ${formatBan(ms)})`);
   }
 }

@@ -14,6 +14,11 @@ export function parseHostPort(text: string, defaultHost = '0.0.0.0'): HostPort |
   return { host: m[1] ?? (m[2] || defaultHost), port };
 }
 
+/** A peer's address as people write it: IPv4-mapped IPv6 ("::ffff:1.2.3.4") as plain IPv4. */
+export function plainAddress(ip: string | undefined): string {
+  return (ip ?? '').replace(/^::ffff:/, '');
+}
+
 export function formatHostPort(a: HostPort): string {
   return `${isIP(a.host) === 6 ? `[${a.host}]` : a.host}:${a.port}`;
 }
@@ -85,7 +90,7 @@ export class AddressRules {
   allows(ip: string, port?: number): boolean {
     if (this.rules.length === 0) return true;
     const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-    const v4 = ip.replace(/^::ffff:/, '');
+    const v4 = plainAddress(ip);
     return this.rules.some((r) => (r.port === undefined || r.port === port) && (!r.net || r.net.check(v4, isIP(v4) === 4 ? 'ipv4' : family)));
   }
 }

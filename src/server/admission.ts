@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { plainAddress } from '../config/host-port.js';
 
 export interface AdmissionLimits {
   /** [server] max_unauthenticated_connections */
@@ -45,7 +46,7 @@ export class PendingConnections {
 
   /** A new TCP connection; it is destroyed here when its address is over its share. */
   admit(socket: Socket): void {
-    const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const address = plainAddress(socket.remoteAddress);
     if ((this.perAddress.get(address) ?? 0) >= this.limits.perAddress) {
       this.report({ kind: 'per_address', address });
       socket.destroy();

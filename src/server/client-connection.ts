@@ -11,7 +11,7 @@ import { validateConnectRequest, validateWatchdogFacts } from './connect-request
 import type { Credentials } from './credentials.js';
 import { checkIdentity, type IdentityRules } from './identity.js';
 import type { KeyedLock } from './keyed-lock.js';
-import { SOURCE_FACTOR, type LoginThrottle } from './login-throttle.js';
+import { formatBan, SOURCE_FACTOR, type LoginThrottle } from './login-throttle.js';
 import type { Metrics } from './metrics.js';
 import { Refusal } from './refusal.js';
 import type { ClientLink, TunnelManager } from './tunnels.js';
@@ -109,7 +109,7 @@ export class ClientConnection {
     const banned = c.throttle.bannedFor(ip, user);
     if (banned > 0) {
       c.metrics.handshakeFailures.inc({ reason: 'banned' });
-      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)} after max_failed_login failures`);
+      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: banned for another ${formatBan(banned)} after max_failed_login failures`);
       return ctx.reject(['password']);
     }
     let ok: boolean;

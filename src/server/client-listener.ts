@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { formatDuration } from '../config/duration.js';
+import { plainAddress } from '../config/host-port.js';
 import { LogLimiter } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
 import { sshStream } from '../transport/ws-stream.js';
@@ -11,6 +12,7 @@ import { AUTH_ID_HEADER, WS_SUBPROTOCOL } from '../transport/protocol.js';
 import { PendingConnections, type AdmissionEvent, type AdmissionLimits } from './admission.js';
 import { ClientConnection, type ConnectionContext } from './client-connection.js';
 import { KeyedLock } from './keyed-lock.js';
+import { formatBan } from './login-throttle.js';
 
 export interface ListenerOptions extends Omit<ConnectionContext, 'limited' | 'connecting'> {
   hostKey: HostKey;
@@ -95,7 +97,7 @@ export class ClientListener {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const ip = plainAddress(req.socket.remoteAddress);
     const refuse = (status: number, why: string) => {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
@@ -104,7 +106,7 @@ export class ClientListener {
     if (banned > 0) {
       this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
       this.context.limited.warn('banned', `refused a connection from ${ip}${claimed === undefined ? '' : ` for "${claimed}"`}: banned after too many failed logins`);
-      return refuse(403, `too many failed logins from ${ip}: banned for another ${formatDuration(Math.ceil(banned / 1000) * 1000)}`);
+      return refuse(403, `too many failed logins from ${ip}: banned for another ${formatBan(banned)}`);
     }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return refuse(400, `WebSocket subprotocol ${WS_SUBPROTOCOL} required: is this an rport client?`);

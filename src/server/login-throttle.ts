@@ -1,3 +1,5 @@
+import { formatDuration } from '../config/duration.js';
+
 /** Where failure counts live: in memory, or in the server's store so bans survive a restart. Keys are opaque. */
 export interface FailureRecords {
   get(key: string): FailureRecord | undefined;
@@ -85,6 +87,9 @@ export class LoginThrottle {
     return 0;
   }
 }
+
+/** How long a ban still lasts, in whole seconds, for the lines that tell the banned. */
+export const formatBan = (ms: number) => formatDuration(Math.ceil(ms / 1000) * 1000);
 
 // JSON arrays keep the two parts apart whatever characters an account name holds.
 const pairKey = (source: string, account: string) => JSON.stringify([source, account]);

@@ -3,7 +3,7 @@ import { BlockList, createServer, isIP, type Server, type Socket } from 'node:ne
 import type ssh2 from 'ssh2';
 import { formatDuration } from '../config/duration.js';
 import type { TunnelPolicy } from '../config/server-config.js';
-import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
+import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
@@ -320,7 +320,7 @@ export class TunnelManager {
 
   /** One TCP connection to the tunnel's port: one forwarded-tcpip channel to the client, piped both ways. */
   private carry(t: Tunnel, sock: Socket): void {
-    const ip = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const ip = plainAddress(sock.remoteAddress);
     if (!t.aclRules.allows(ip)) {
       this.log.warn(`tunnel ${t.id}: refused a connection from ${ip}: not in its acl`);
       sock.destroy();

@@ -3,6 +3,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import type { ClientRegistry } from '../server/client-registry.js';
 import type { Credentials } from '../server/credentials.js';
+import type { JobService, LiveOutput } from '../server/jobs/job-service.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
@@ -12,6 +13,7 @@ import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail } from './errors.js';
 import { clientRoutes, clientView } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
+import { commandRoutes } from './routes/commands.js';
 import { tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
 import { TunnelOptions } from './tunnel-options.js';
 import { MAX_TOKEN_LIFETIME_SEC, Tokens } from './tokens.js';
@@ -22,6 +24,8 @@ export interface ApiOptions {
   registry: ClientRegistry;
   tunnels: TunnelManager;
   credentials: Credentials;
+  /** Remote commands and scripts. */
+  jobs: JobService;
   metrics: Metrics;
   fingerprint: string;
   startedAt: number;
@@ -169,6 +173,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   clientRoutes(app, o, viewer);
   tunnelRoutes(app, o, options);
   clientsAuthRoutes(app, o);
+  commandRoutes(app, o);
 
   // Live updates for the dashboard: the whole client list when anything changed, at most once a second
   // (a large fleet's pings change something many times a second).
@@ -193,12 +198,19 @@ export function createApi(o: ApiOptions): FastifyInstance {
         send();
       }, Math.max(0, lastSent + EVENTS_MIN_INTERVAL_MS - Date.now()));
     });
+    // Jobs: their live output as it comes (the client paces it), and a note when one changed.
+    const onOutput = (out: LiveOutput) => res.write(`event: job-output\ndata: ${JSON.stringify(out)}\n\n`);
+    const onJob = (jid: string, clientId: string | undefined) => res.write(`event: job\ndata: ${JSON.stringify({ jid, client_id: clientId ?? null })}\n\n`);
+    o.jobs.on('output', onOutput);
+    o.jobs.on('changed', onJob);
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     // A stream opened with a token ends with it: logout, eviction or expiry.
     const unwatch = token && tokens.valid(token) ? tokens.watch(token, () => res.end()) : () => {};
     req.raw.on('close', () => {
       unwatch();
       off();
+      o.jobs.off('output', onOutput);
+      o.jobs.off('changed', onJob);
       clearTimeout(pending);
       clearInterval(keepAlive);
     });

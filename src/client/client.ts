@@ -9,6 +9,7 @@ import { METHOD, type ConnectReply, type ConnectRequest, type WatchdogFacts } fr
 import { VERSION } from '../version.js';
 import { TIMER_SLACK_MS } from '../watchdog/budget.js';
 import { Backoff } from './backoff.js';
+import { ClientJobs } from './commands/jobs.js';
 import { dial, type Link } from './dial.js';
 import { StepClock } from './step-clock.js';
 import { TunnelTargets } from './tunnel-targets.js';
@@ -50,6 +51,7 @@ export function connectionRequest(cfg: Pick<ClientConfig, 'id' | 'name' | 'tags'
 export class RportClient {
   private readonly backoff: Backoff;
   private readonly tunnels: TunnelTargets;
+  private readonly jobs: ClientJobs;
   private stopped = false;
   private wake = new AbortController();
   private link: Link | undefined;
@@ -64,6 +66,7 @@ export class RportClient {
   ) {
     this.backoff = new Backoff(cfg.maxRetryIntervalMs);
     this.tunnels = new TunnelTargets(cfg.tunnelAllowed, log.child('tunnels'));
+    this.jobs = new ClientJobs(cfg.commands, log.child('commands'));
   }
 
   /** Runs until stopped (resolves 0) or until max_retry_count failed attempts (resolves 1). */
@@ -120,6 +123,7 @@ export class RportClient {
   /** Ends the loop: closes the connection and cuts any wait short. */
   stop(): void {
     this.stopped = true;
+    this.jobs.stop();
     this.wake.abort();
     this.link?.close();
     this.switchTo?.link.close();
@@ -162,6 +166,7 @@ export class RportClient {
     );
     const request = connectionRequest(this.cfg, this.observer.facts());
     this.tunnels.attach(link.ssh, link.control);
+    this.jobs.attach(link.control);
     try {
       const left = Math.max(1, end - performance.now());
       const reply = await clock.run('request', 'connection request', left, () => link.control.request<ConnectReply>(METHOD.connect, request, left));
@@ -177,6 +182,7 @@ export class RportClient {
   /** Keeps one connection alive with pings until it is lost, stopped, or replaced by the main server. */
   private async serve(link: Link, server: ServerUrl, index: number): Promise<string> {
     link.control.handle(METHOD.ping, () => ({ now: Date.now() }));
+    this.jobs.online(link.control);
     const lost = new Promise<string>((resolve) => {
       link.control.once('close', (e: Error) => resolve(e.message));
       link.ssh.once('close', () => resolve('the server closed the connection'));

@@ -35,6 +35,12 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'connection', key: 'watchdog_interval', type: 'duration', default: 0, help: 'refresh state.json this often while healthy; 0s: only on events (rport addition)' },
   { section: 'connection', key: 'hostname', type: 'string', default: '', help: "the Host header of the WebSocket upgrade (default: the server URL's host)" },
   { section: 'connection', key: 'headers', type: 'table', default: {}, flag: 'header', help: 'extra HTTP headers for the WebSocket upgrade ("Name: value", repeatable)' },
+  { section: 'remote-commands', key: 'enabled', type: 'bool', default: true, help: 'run commands the server sends (each checked against allow, deny and order)' },
+  { section: 'remote-commands', key: 'send_back_limit', type: 'int', default: 4 << 20, help: 'bytes of stdout and of stderr (each) sent back; the rest is cut with a marker' },
+  { section: 'remote-commands', key: 'allow', type: 'strings', default: ['^/usr/bin/.*', '^/usr/local/bin/.*', '^C:\\\\Windows\\\\System32\\\\.*'], help: 'regular expressions a command may match (see order)' },
+  { section: 'remote-commands', key: 'deny', type: 'strings', default: ['(\\||<|>|;|,|\\n|&)'], help: 'regular expressions a command may not match (see order)' },
+  { section: 'remote-commands', key: 'order', type: 'strings', default: ['allow', 'deny'], help: "['allow','deny']: must match allow and no deny; ['deny','allow']: refused if it matches deny and no allow" },
+  { section: 'remote-scripts', key: 'enabled', type: 'bool', default: false, help: 'run scripts the server sends (not filtered: only [remote-commands] enabled applies)' },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
 ];
@@ -68,6 +74,54 @@ export interface ClientConfig {
   headers: Record<string, string>;
   logFile: string;
   logLevel: Level;
+  commands: CommandsConfig;
+}
+
+/** [remote-commands], [remote-scripts] and [interpreter-aliases], checked. */
+export interface CommandsConfig {
+  enabled: boolean;
+  sendBackLimit: number;
+  allow: RegExp[];
+  deny: RegExp[];
+  order: 'allow-deny' | 'deny-allow';
+  scriptsEnabled: boolean;
+  /** Alias name to the interpreter's path (RPort's encodings, the other list items, are not used). */
+  aliases: Record<string, string>;
+}
+
+/** A bound of ours: the server keeps results in memory while they arrive. */
+export const MAX_SEND_BACK_LIMIT = 16 << 20;
+
+/** RPort's filters are Go regular expressions: the common (?i) prefix becomes JavaScript's i flag. */
+function goRegex(c: Config, section: string, key: string, text: string): RegExp {
+  const insensitive = text.startsWith('(?i)');
+  try {
+    return new RegExp(insensitive ? text.slice(4) : text, insensitive ? 'i' : '');
+  } catch (err) {
+    return c.fail(section, key, `has ${JSON.stringify(text)}, which is not a regular expression (${errorMessage(err).replace(/^Invalid regular expression: /, '')})`);
+  }
+}
+
+function commandsConfig(c: Config): CommandsConfig {
+  const sendBackLimit = c.get<number>('remote-commands', 'send_back_limit');
+  if (sendBackLimit < 1 || sendBackLimit > MAX_SEND_BACK_LIMIT) c.fail('remote-commands', 'send_back_limit', `must be 1 to ${MAX_SEND_BACK_LIMIT} bytes (16 MiB; RPort's default is 4194304)`);
+  const order = c.get<string[]>('remote-commands', 'order').join(',');
+  if (order !== 'allow,deny' && order !== 'deny,allow') c.fail('remote-commands', 'order', "must be ['allow','deny'] or ['deny','allow']");
+  const aliases: Record<string, string> = {};
+  for (const [name, v] of Object.entries(c.freeForm.get('interpreter-aliases') ?? {})) {
+    const path = typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' && v.every((x) => typeof x === 'string') ? v[0] : undefined;
+    if (!path) throw new ConfigError(`[interpreter-aliases] ${name} is not an interpreter path or a list of strings (use e.g. ${name} = '/usr/bin/python3')`);
+    aliases[name] = path;
+  }
+  return {
+    enabled: c.get<boolean>('remote-commands', 'enabled'),
+    sendBackLimit,
+    allow: c.get<string[]>('remote-commands', 'allow').map((r) => goRegex(c, 'remote-commands', 'allow', r)),
+    deny: c.get<string[]>('remote-commands', 'deny').map((r) => goRegex(c, 'remote-commands', 'deny', r)),
+    order: order === 'allow,deny' ? 'allow-deny' : 'deny-allow',
+    scriptsEnabled: c.get<boolean>('remote-scripts', 'enabled'),
+    aliases,
+  };
 }
 
 /**
@@ -222,5 +276,6 @@ export function clientConfig(c: Config): ClientConfig {
     headers,
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),
+    commands: commandsConfig(c),
   };
 }

@@ -119,6 +119,8 @@ export class Config {
     private readonly origins: Map<string, string>,
     /** Sections and keys found in the file that this product does not implement. */
     readonly ignored: string[],
+    /** Free-form sections of the file, as TOML gave them. */
+    readonly freeForm: ReadonlyMap<string, Record<string, unknown>> = new Map(),
   ) {}
 
   get<T extends Value>(section: string, key: string): T {
@@ -216,6 +218,7 @@ function load(defs: KeyDef[], file: string | undefined, flags: Map<string, strin
   const values = new Map<string, Value>();
   const origins = new Map<string, string>();
   const ignored: string[] = [];
+  const freeForm = new Map<string, Record<string, unknown>>();
   // A bad file value counts only if no flag overrides it: flags win.
   const fileErrors = new Map<string, string>();
   for (const d of defs) values.set(`${d.section}.${d.key}`, d.default);
@@ -237,7 +240,9 @@ function load(defs: KeyDef[], file: string | undefined, flags: Map<string, strin
         if (keyProblem) throw new ConfigError(keyProblem);
       }
       if (!sections.has(section)) {
-        ignored.push(`[${section}]`);
+        // A free-form section ([interpreter-aliases]) is kept whole for the command's own reading.
+        if (documented[section] === '*') freeForm.set(section, body);
+        else ignored.push(`[${section}]`);
         continue;
       }
       for (const [key, raw] of Object.entries(body)) {
@@ -274,7 +279,7 @@ function load(defs: KeyDef[], file: string | undefined, flags: Map<string, strin
   }
   const [firstError] = fileErrors.values();
   if (firstError) throw new ConfigError(firstError);
-  return new Config(values, origins, ignored);
+  return new Config(values, origins, ignored, freeForm);
 }
 
 /** The --help text for a schema, one line a key, grouped by section. */

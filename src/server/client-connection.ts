@@ -36,6 +36,8 @@ export interface ConnectionContext {
   identity: IdentityRules;
   maxAuthTries: number;
   checkTimeoutMs: number;
+  /** Remote commands: each accepted connection carries the client's jobs. */
+  jobs?: { attach(clientId: string, control: ControlChannel): void };
 }
 
 /** What the listener does when a connection gets further. */
@@ -174,6 +176,7 @@ export class ClientConnection {
       if (this.closed) throw new Refusal('refused', 'the connection closed during the stale-session check');
       const session = (this.session = this.makeSession(info, control));
       c.registry.set(session);
+      c.jobs?.attach(info.id, control);
       this.hooks.accepted();
       c.metrics.handshakes.inc();
       c.log.info(`client ${info.id} (${info.name}) connected from ${this.ip} as ${this.authId}, version ${info.version}, pid ${info.pid}`);

@@ -10,6 +10,8 @@ import type { HostKey } from '../transport/host-key.js';
 import { ClientListener } from './client-listener.js';
 import { ClientRegistry } from './client-registry.js';
 import { Credentials } from './credentials.js';
+import { JobService } from './jobs/job-service.js';
+import { SqliteJobStore } from './jobs/job-store.js';
 import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store.js';
@@ -32,6 +34,7 @@ function listen(server: Server, host: string, port: number, what: string): Promi
 export class Rportd {
   readonly store: Store;
   readonly registry: ClientRegistry;
+  readonly jobs: JobService;
   private readonly tunnels: TunnelManager;
   private readonly metrics: Metrics;
   /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
@@ -56,6 +59,7 @@ export class Rportd {
     this.store.markAllDisconnected(Date.now());
     credentials.useStore(this.store);
     this.registry = new ClientRegistry(this.store);
+    this.jobs = new JobService(new SqliteJobStore(this.store.db), this.registry, log.child('jobs'));
     this.tunnels = new TunnelManager(cfg.tunnels, log.child('tunnels'), this.store);
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.throttle = new LoginThrottle(cfg.maxFailedLogin, cfg.banTimeMs, {
@@ -70,6 +74,7 @@ export class Rportd {
 
   async start(): Promise<{ clients: AddressInfo; api: AddressInfo | undefined }> {
     const c = this.cfg;
+    await this.jobs.init();
     this.listener = new ClientListener({
       hostKey: this.hostKey,
       credentials: this.credentials,
@@ -82,6 +87,7 @@ export class Rportd {
       maxAuthTries: c.maxAuthTries,
       identity: { multiuseCreds: c.multiuseCreds, equateAuthIdClientId: c.equateAuthIdClientId },
       tunnels: this.tunnels,
+      jobs: this.jobs,
     });
     this.http.on('connection', (socket: Socket) => this.listener!.admit(socket));
     this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));
@@ -90,7 +96,7 @@ export class Rportd {
     let api: AddressInfo | undefined;
     if (c.api.address) {
       this.api = createApi({
-        user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, credentials: this.credentials,
+        user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, credentials: this.credentials, jobs: this.jobs,
         metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: this.throttle, log: this.log.child('api'),
       });
       await this.api.ready();
@@ -139,6 +145,7 @@ export class Rportd {
   async stop(): Promise<void> {
     clearInterval(this.checker);
     clearInterval(this.purger);
+    this.jobs.stop();
     this.listener?.closeAll();
     this.tunnels.closeAll();
     const closing = [this.http, this.api?.server].filter((s): s is Server => !!s).map((s) => new Promise<void>((r) => {

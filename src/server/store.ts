@@ -72,6 +72,35 @@ const MIGRATIONS: string[] = [
      lport_random INTEGER NOT NULL DEFAULT 0,
      auto_close_at INTEGER
    );`,
+  // Remote commands and scripts (src/server/jobs/job-store.ts): one row per client and job, one per multi-client job.
+  `CREATE TABLE jobs (
+     jid TEXT PRIMARY KEY,
+     client_id TEXT NOT NULL,
+     client_name TEXT NOT NULL DEFAULT '',
+     multi_job_id TEXT,
+     status TEXT NOT NULL,
+     command TEXT NOT NULL,
+     is_script INTEGER NOT NULL DEFAULT 0,
+     interpreter TEXT NOT NULL DEFAULT '',
+     cwd TEXT NOT NULL DEFAULT '',
+     timeout_sec INTEGER NOT NULL,
+     pid INTEGER,
+     created_by TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     finished_at INTEGER,
+     exit_code INTEGER,
+     error TEXT NOT NULL DEFAULT '',
+     stdout TEXT NOT NULL DEFAULT '',
+     stderr TEXT NOT NULL DEFAULT ''
+   );
+   CREATE INDEX jobs_by_client ON jobs (client_id, started_at);
+   CREATE INDEX jobs_by_multi_job ON jobs (multi_job_id);
+   CREATE TABLE multi_jobs (
+     jid TEXT PRIMARY KEY,
+     created_by TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     spec TEXT NOT NULL
+   );`,
 ];
 
 export interface ClientRow {

@@ -60,4 +60,56 @@ export const METHOD = {
   ping: 'ping',
   tunnelOpen: 'tunnel.open',
   tunnelClose: 'tunnel.close',
+  /** Server to client: run a command or script (JobRunRequest), answered {pid} once it started, or refused. */
+  jobRun: 'job.run',
+  /** Client to server: live output of running jobs (JobOutput), paced by the client. */
+  jobOutput: 'job.output',
+  /** Client to server: one piece of a finished job's captured output (JobPart), in order. */
+  jobPart: 'job.part',
+  /** Client to server: a job ended (JobDone), after its parts; re-sent after a reconnect until answered. */
+  jobDone: 'job.done',
 } as const;
+
+/** Server to client: a command (run by the interpreter) or a script (written to a file and run). */
+export interface JobRunRequest {
+  jid: string;
+  /** The command line, or the script's text when is_script. */
+  command: string;
+  is_script: boolean;
+  /** sh, bash, cmd, powershell, an [interpreter-aliases] name, or '' for the system's default. */
+  interpreter: string;
+  cwd: string;
+  timeout_sec: number;
+}
+
+export interface JobRunReply {
+  pid: number;
+  /** ms since the epoch, the client's clock. */
+  started_at: number;
+}
+
+/** Output since the last message, of every running job at once (text, UTF-8 decoded). */
+export interface JobOutput {
+  jobs: Array<{ jid: string; stdout: string; stderr: string }>;
+}
+
+/** A piece of the captured output: parts of one job are numbered from 0; part 0 starts the result afresh. */
+export interface JobPart {
+  jid: string;
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  /** base64 of the bytes. */
+  data: string;
+}
+
+export interface JobDone {
+  jid: string;
+  /** How many parts came before this. */
+  parts: number;
+  status: 'successful' | 'failed';
+  exit_code: number | null;
+  error: string;
+  started_at: number;
+  finished_at: number;
+}
+

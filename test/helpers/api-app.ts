@@ -4,6 +4,8 @@ import { createApi } from '../../src/api/api-server.js';
 import { Logger, LogSink, type Level } from '../../src/log.js';
 import { ClientRegistry } from '../../src/server/client-registry.js';
 import { Credentials } from '../../src/server/credentials.js';
+import { JobService } from '../../src/server/jobs/job-service.js';
+import { SqliteJobStore } from '../../src/server/jobs/job-store.js';
 import { LoginThrottle } from '../../src/server/login-throttle.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { Store } from '../../src/server/store.js';
@@ -26,7 +28,7 @@ export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: numbe
   const credentials = Credentials.load('client1:s3cret', '');
   credentials.useStore(store);
   const app = createApi({
-    user, password, registry, tunnels, credentials, metrics: new Metrics(registry, tunnels),
+    user, password, registry, tunnels, credentials, jobs: new JobService(new SqliteJobStore(store.db), registry, log), metrics: new Metrics(registry, tunnels),
     fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs: o.logIntervalMs,
   });
   app.addHook('onClose', async () => {

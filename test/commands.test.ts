@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { ClientJobs } from '../src/client/commands/jobs.js';
+import { checkCommand } from '../src/client/commands/filter.js';
+import { CLIENT_KEYS, clientConfig, type CommandsConfig } from '../src/config/client-config.js';
+import { loadConfig } from '../src/config/loader.js';
+import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';
+import { Logger, LogSink } from '../src/log.js';
+import { ControlChannel, RemoteError } from '../src/transport/control-channel.js';
+import { METHOD } from '../src/transport/protocol.js';
+import { apiCall, runJob } from './helpers/jobs-api.js';
+import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+
+const base = '[client]\nserver = "127.0.0.1:9"\nauth = "c:p"\nid = "x"\n';
+
+/** [remote-commands] and friends as rport reads them from a file. */
+function commandsOf(dir: string, text: string): CommandsConfig {
+  return clientConfig(loadConfig(CLIENT_KEYS, writeFile(dir, `c${Math.random()}.conf`, base + text), new Map(), RPORT_CLIENT_NAMES)).commands;
+}
+
+test("filter: RPort's allow, deny and order rules (rport.example.conf) as a table", (t) => {
+  const dir = tmpDir(t);
+  const defaults = commandsOf(dir, '');
+  const zip = commandsOf(dir, "[remote-commands]\nallow = ['^/usr/bin/.*']\ndeny = ['^/usr/bin/zip']\n");
+  const onlyZip = commandsOf(dir, "[remote-commands]\norder = ['deny','allow']\ndeny = ['.*']\nallow = ['zip$']\n");
+  const denyAllowOpen = commandsOf(dir, "[remote-commands]\norder = ['deny','allow']\nallow = []\ndeny = ['^/sbin/']\n");
+  const insensitive = commandsOf(dir, "[remote-commands]\nallow = ['(?i)^c:\\\\windows\\\\system32\\\\.*']\n");
+  const cases: Array<[string, CommandsConfig, string, boolean]> = [
+    ['defaults: a full path in /usr/bin', defaults, '/usr/bin/uptime', true],
+    ['defaults: /usr/local/bin', defaults, '/usr/local/bin/tool --x', true],
+    ['defaults: System32', defaults, 'C:\\Windows\\System32\\ipconfig.exe /all', true],
+    ['defaults: no full path', defaults, 'uptime', false],
+    ['defaults: /bin is not allowed', defaults, '/bin/ls', false],
+    ['defaults: a pipe', defaults, '/usr/bin/cat /etc/passwd | /usr/bin/nc x 1', false],
+    ['defaults: ;', defaults, '/usr/bin/id; /usr/bin/reboot', false],
+    ['defaults: &', defaults, '/usr/bin/sleep 1 & /usr/bin/x', false],
+    ['defaults: a redirect', defaults, '/usr/bin/echo x > /etc/passwd', false],
+    ['defaults: <', defaults, '/usr/bin/mail x < /etc/shadow', false],
+    ['defaults: a comma', defaults, '/usr/bin/echo a,b', false],
+    ['defaults: a newline', defaults, '/usr/bin/id\n/usr/bin/reboot', false],
+    ['allow,deny example: /usr/bin/ls', zip, '/usr/bin/ls', true],
+    ['allow,deny example: /usr/bin/zip is denied', zip, '/usr/bin/zip -r a.zip .', false],
+    ['allow,deny example: nothing matches: denied', zip, '/opt/x', false],
+    ['deny,allow example: ends in zip', onlyZip, '/usr/bin/zip', true],
+    ['deny,allow example: anything else denied', onlyZip, '/usr/bin/unzip x', false],
+    ['deny,allow: matches neither: permitted', denyAllowOpen, '/opt/tool', true],
+    ['deny,allow: matches deny only: denied', denyAllowOpen, '/sbin/reboot', false],
+    ['(?i) of Go becomes the i flag', insensitive, 'C:\\WINDOWS\\System32\\whoami.exe', true],
+  ];
+  for (const [name, cfg, command, allowed] of cases) assert.equal(checkCommand(cfg, command).allowed, allowed, name);
+  assert.deepEqual(
+    [defaults.enabled, defaults.sendBackLimit, defaults.scriptsEnabled, defaults.order, defaults.allow.map(String), defaults.deny.map(String)],
+    [true, 4194304, false, 'allow-deny', ['/^\\/usr\\/bin\\/.*/', '/^\\/usr\\/local\\/bin\\/.*/', '/^C:\\\\Windows\\\\System32\\\\.*/'], ['/(\\||<|>|;|,|\\n|&)/']],
+  );
+  assert.deepEqual(commandsOf(dir, "[interpreter-aliases]\npy = '/usr/bin/python3'\npwsh7enc = ['C:\\pwsh.exe', 'windows-1252', 'cp437']\n").aliases, { py: '/usr/bin/python3', pwsh7enc: 'C:\\pwsh.exe' });
+});
+
+test('bad [remote-commands] values: one line naming the key, exit 2', async (t) => {
+  const dir = tmpDir(t);
+  const cases: Array<[string, RegExp]> = [
+    ["[remote-commands]\nallow = ['^/usr/bin/(']\n", /\[remote-commands\] allow = .* has "\^\/usr\/bin\/\(", which is not a regular expression/],
+    ["[remote-commands]\norder = ['allow']\n", /\[remote-commands\] order = \["allow"\] must be \['allow','deny'\] or \['deny','allow'\]/],
+    ['[remote-commands]\nsend_back_limit = 0\n', /\[remote-commands\] send_back_limit = 0 must be 1 to 16777216 bytes/],
+    ['[remote-scripts]\nenabled = "yes"\n', /\[remote-scripts\] enabled = "yes" is not true or false/],
+    ['[interpreter-aliases]\npy = 3\n', /\[interpreter-aliases\] py is not an interpreter path/],
+  ];
+  for (const [text, re] of cases) {
+    const p = run('rport', ['-c', writeFile(dir, `bad${Math.random()}.conf`, base + text)]);
+    const exit = await p.exited;
+    assert.equal(exit.code, 2, p.output);
+    assert.equal(p.lines.length, 1, p.output);
+    assert.match(p.lines[0]!, re);
+  }
+});
+
+/** A server written in the test: a control channel to ClientJobs, sending what a compromised rportd might. */
+async function hostileServer(t: TestContext, cfg: CommandsConfig): Promise<ControlChannel> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const accepted = new Promise<Socket>((r) => srv.once('connection', r));
+  const sock = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+  const peer = await accepted;
+  const log = new Logger(LogSink.file(join(tmpDir(t), 'client.log')), 'debug', 'commands');
+  const jobs = new ClientJobs(cfg, log);
+  const clientSide = new ControlChannel(sock);
+  jobs.attach(clientSide);
+  jobs.online(clientSide);
+  const server = new ControlChannel(peer);
+  server.handle(METHOD.jobOutput, () => null);
+  server.handle(METHOD.jobPart, () => null);
+  server.handle(METHOD.jobDone, () => null);
+  cleanup(t, () => {
+    jobs.stop();
+    server.close();
+    clientSide.close();
+    srv.close();
+  });
+  return server;
+}
+
+test("a hostile server cannot get past the client's filter, scripts off, or its interpreters", async (t) => {
+  const dir = tmpDir(t);
+  const marker = (n: number) => join(dir, `pwned-${n}`);
+  const server = await hostileServer(t, commandsOf(dir, ''));
+  const ask = (over: Record<string, unknown>) => server.request(METHOD.jobRun, { jid: `j${Math.random().toString(36).slice(2)}`, command: '/usr/bin/true', is_script: false, interpreter: '', cwd: '', timeout_sec: 5, ...over }, 5000);
+  const refusals: Array<[Record<string, unknown>, RegExp]> = [
+    [{ command: `/usr/bin/true; /usr/bin/touch ${marker(1)}` }, /command is not allowed/],
+    [{ command: `/bin/touch ${marker(2)}` }, /command is not allowed: .* no \[remote-commands\] allow pattern/],
+    [{ command: `/usr/bin/touch ${marker(3)} && /usr/bin/true` }, /command is not allowed/],
+    [{ command: `/usr/bin/touch\n${marker(4)}` }, /command is not allowed/],
+    [{ command: `/usr/bin/touch ${marker(5)}`, is_script: true }, /remote scripts are disabled/],
+    // The filter checks the command line; an interpreter of the server's choosing would run it otherwise.
+    [{ command: `/usr/bin/touch ${marker(6)}`, interpreter: '/usr/bin/perl' }, /unknown interpreter/],
+    [{ command: `/usr/bin/touch ${marker(7)}`, jid: '../../etc' }, /malformed job request: jid/],
+    [{ command: `/usr/bin/touch ${marker(8)}`, timeout_sec: 0 }, /malformed job request: timeout_sec/],
+  ];
+  for (const [over, re] of refusals) {
+    await assert.rejects(ask(over), (err: Error) => err instanceof RemoteError && re.test(err.message), JSON.stringify(over));
+  }
+  for (let i = 1; i <= 8; i++) assert.ok(!existsSync(marker(i)), `marker ${i} was not created`);
+
+  const off = await hostileServer(t, commandsOf(dir, '[remote-commands]\nenabled = false\n'));
+  await assert.rejects(off.request(METHOD.jobRun, { jid: 'a1', command: `/usr/bin/touch ${marker(9)}`, is_script: false, interpreter: '', cwd: '', timeout_sec: 5 }, 5000), /remote commands execution is disabled/);
+  assert.ok(!existsSync(marker(9)));
+  // The control: an allowed command does run.
+  await ask({ command: `/usr/bin/touch ${marker(10)}` });
+  await eventually(() => existsSync(marker(10)) || undefined, 5000, 'the allowed command to run');
+});
+
+/** Lines of the client's log matching `re` after `from`. */
+const countLines = (lines: string[], re: RegExp, from: number) => lines.slice(from).filter((l) => re.test(l)).length;
+
+function alive(pid: number): boolean {
+  try {
+    // A zombie (reaped late by a container's init) counts as dead.
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+test('commands and scripts on a real client: allowed, refused, script temp files, timeout kills the tree, truncation, pings keep going', async (t) => {
+  const dir = tmpDir(t);
+  const server = await startServer(t);
+  const conf = writeFile(dir, 'rport.conf', "[remote-commands]\nallow = ['^/usr/bin/.*', '^/bin/.*']\nsend_back_limit = 1000\n[remote-scripts]\nenabled = true\n");
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['-c', conf, '--id', 'box']);
+  await client.waitFor(/connected to/);
+
+  const ok = await runJob(server, 'box', { command: '/usr/bin/echo hello', timeout_sec: 10 });
+  assert.equal(ok.status, 'successful', JSON.stringify(ok));
+  assert.equal(ok.result.stdout, 'hello\n');
+  assert.equal(ok.exit_code, 0);
+  assert.equal(ok.created_by, 'admin');
+  assert.ok(ok.pid > 0 && Date.parse(ok.finished_at) >= Date.parse(ok.started_at));
+
+  const failing = await runJob(server, 'box', { command: '/usr/bin/ls /nonexistent-folder' });
+  assert.equal(failing.status, 'failed');
+  assert.match(failing.result.stderr, /nonexistent-folder/);
+  assert.notEqual(failing.exit_code, 0);
+
+  const denied = await runJob(server, 'box', { command: '/usr/bin/id; /usr/bin/uptime' });
+  assert.equal(denied.status, 'failed');
+  assert.match(denied.error, /command is not allowed/);
+  await client.waitFor(/job \S+: refused: command is not allowed/);
+
+  // A script: written to a private folder, which goes afterwards.
+  const script = await runJob(server, 'box', { script: Buffer.from('echo "$0"\nstat -c %a "$(dirname "$0")"\n').toString('base64'), interpreter: 'sh' }, 'scripts');
+  assert.equal(script.status, 'successful', JSON.stringify(script));
+  const [path, mode] = script.result.stdout.trim().split('\n');
+  assert.equal(mode, '700');
+  assert.ok(!existsSync(path), `${path} is removed`);
+
+  // A script that leaves a child behind and sleeps past its timeout: the whole tree dies, pings go on.
+  const pidFile = join(dir, 'grandchild.pid');
+  let from = client.mark();
+  const slow = await runJob(server, 'box', { script: Buffer.from(`sleep 300 &\necho $! > ${pidFile}\nsleep 300\n`).toString('base64'), timeout_sec: 3 }, 'scripts');
+  assert.equal(slow.status, 'failed');
+  assert.match(slow.error, /timed out after 3s/);
+  const grandchild = Number(readFileSync(pidFile, 'utf8'));
+  await eventually(() => (alive(grandchild) ? undefined : true), 5000, 'the grandchild to die');
+  assert.ok(countLines(client.lines, /ping to \S+ succeeded/, from) >= 2, 'pings while the command slept');
+
+  // A flood: cut at send_back_limit with RPort's marker, and the keep-alive pings are not held up.
+  from = client.mark();
+  const flood = await runJob(server, 'box', { command: '/usr/bin/yes', timeout_sec: 3 });
+  assert.equal(flood.status, 'failed');
+  assert.match(flood.error, /timed out/);
+  assert.equal(flood.result.stdout.indexOf('[maximum send_back_limit of 1000 bytes exceeded'), 1001);
+  assert.ok(flood.result.stdout.startsWith('y\ny\n'));
+  assert.ok(countLines(client.lines, /ping to \S+ succeeded/, from) >= 2, `pings during the flood:\n${client.lines.slice(from).join('\n')}`);
+  assert.equal(countLines(client.lines, /connection to .* lost/, 0), 0);
+
+  const list = await apiCall(server, 'GET', '/api/v1/clients/box/commands');
+  assert.equal(list.body.meta.count, 6);
+  assert.equal(list.body.data[0].jid, flood.jid, 'newest first');
+  assert.equal(list.body.data[0].result, undefined, 'lists leave the output out');
+  const offline = await apiCall(server, 'POST', '/api/v1/clients/nobody/commands', { command: '/usr/bin/true' });
+  assert.equal(offline.status, 404);
+  const sudo = await apiCall(server, 'POST', '/api/v1/clients/box/commands', { command: '/usr/bin/true', is_sudo: true });
+  assert.equal(sudo.status, 400);
+  assert.match(sudo.body.errors[0].title, /is_sudo is not implemented/);
+  const badScript = await apiCall(server, 'POST', '/api/v1/clients/box/scripts', { script: 'not base64!' });
+  assert.equal(badScript.status, 400);
+});
+
+test('scripts are refused while [remote-scripts] is off (the default), whatever the server asks', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'plain']);
+  await client.waitFor(/connected to/);
+  const j = await runJob(server, 'plain', { script: Buffer.from('/usr/bin/id\n').toString('base64') }, 'scripts');
+  assert.equal(j.status, 'failed');
+  assert.match(j.error, /remote scripts are disabled/);
+  assert.equal(j.is_script, true);
+});
+
+test('a command running across an rportd restart: the job shows unknown, then its result arrives after the reconnect', async (t) => {
+  const dir = tmpDir(t);
+  const server = await startServer(t);
+  const gate = join(dir, 'gate');
+  const conf = writeFile(dir, 'rport.conf', '[remote-scripts]\nenabled = true\n');
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['-c', conf, '--id', 'steady']);
+  await client.waitFor(/connected to/);
+  // The script waits for the test to open the gate, so that it surely runs through the restart.
+  const r = await apiCall(server, 'POST', '/api/v1/clients/steady/scripts', { script: Buffer.from(`echo before\nwhile [ ! -e ${gate} ]; do sleep 0.1; done\necho after\n`).toString('base64'), timeout_sec: 60 });
+  assert.equal(r.status, 200);
+  const jid = r.body.data.jid;
+  await client.waitFor(/job \S+: script started/);
+  await server.proc.stop();
+  const again = await startServer(t, [], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
+  const unknown = (await apiCall(again, 'GET', `/api/v1/clients/steady/commands/${jid}`)).body.data;
+  assert.equal(unknown.status, 'unknown', 'not running forever');
+  assert.match(unknown.error, /rportd restarted/);
+  writeFile(dir, 'gate', '');
+  const done = await eventually(async () => {
+    const j = (await apiCall(again, 'GET', `/api/v1/clients/steady/commands/${jid}`)).body.data;
+    return j.status === 'successful' ? j : undefined;
+  }, 30_000, 'the result after the reconnect');
+  assert.equal(done.result.stdout, 'before\nafter\n');
+  assert.equal(done.created_by, 'admin');
+});

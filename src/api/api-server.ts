@@ -9,6 +9,7 @@ import type { Metrics } from '../server/metrics.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth, ipOf, presentedToken } from './auth.js';
+import { COMMANDS_JS } from './dashboard-commands.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail } from './errors.js';
 import { clientRoutes, clientView } from './routes/clients.js';
@@ -114,6 +115,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   app.get('/', open, async (_req, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
   app.get('/dashboard.css', open, async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
   app.get('/dashboard.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
+  app.get('/dashboard-commands.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(COMMANDS_JS));
 
   // RPort's clients may send the login as a form.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {

@@ -1,6 +1,8 @@
 // The dashboard: one page served by rportd at /, with no build step. It logs in through the API
 // (POST /api/v1/login), then follows /api/v1/events (server-sent events) so the clients table is live.
 // The page has no inline script or style: the Content-Security-Policy allows only these files of its own.
+import { COMMANDS_CSS, COMMANDS_HTML } from './dashboard-commands.js';
+
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
@@ -48,8 +50,9 @@ export const DASHBOARD_HTML = `<!doctype html>
       </form>
       <div class="error" id="tunnel-error"></div>
     </section>
-  </main>
+${COMMANDS_HTML}  </main>
 </div>
+<script src="/dashboard-commands.js"></script>
 <script src="/dashboard.js"></script>
 </body>
 </html>
@@ -84,7 +87,7 @@ export const DASHBOARD_CSS = `  :root { --bg: #f6f7f9; --fg: #1d232b; --muted: #
   .empty { color: var(--muted); padding: 12px 8px; }
   code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
   header button.ghost { color: var(--muted); }
-`;
+${COMMANDS_CSS}`;
 
 export const DASHBOARD_JS = `(() => {
   const $ = (id) => document.getElementById(id);
@@ -125,6 +128,7 @@ export const DASHBOARD_JS = `(() => {
     clearInterval(ages);
     $('app').hidden = true;
     $('login').hidden = false;
+    document.dispatchEvent(new Event('rport:stop'));
   }
 
   function render() {
@@ -178,6 +182,7 @@ export const DASHBOARD_JS = `(() => {
       if (events.readyState === EventSource.CLOSED) api('GET', '/api/v1/status').catch(() => {});
     };
     ages = setInterval(render, 5000); // "last seen" ages
+    document.dispatchEvent(new Event('rport:start'));
   }
 
   $('login-form').onsubmit = async (ev) => {

@@ -51,12 +51,13 @@ const CLIENT_ROWS: Array<Row<ClientConfig>> = [
     (c) => assert.deepEqual(c.headers, { 'User-Agent': 'test1', Authorization: 'Basic XXXXXX' })],
   ['logging', 'log_file', '"/var/log/rport/rport.log"', (c) => assert.equal(c.logFile, '/var/log/rport/rport.log')],
   ['logging', 'log_level', '"info"', (c) => assert.equal(c.logLevel, 'info')],
-  ['remote-commands', 'enabled', 'true', 'ignored'],
-  ['remote-commands', 'send_back_limit', '4194304', 'ignored'],
-  ['remote-commands', 'allow', "['^/usr/bin/.*','^/usr/local/bin/.*','^C:\\\\Windows\\\\System32\\\\.*']", 'ignored'],
-  ['remote-commands', 'deny', "['(\\||<|>|;|,|\\n|&)']", 'ignored'],
-  ['remote-commands', 'order', "['allow','deny']", 'ignored'],
-  ['remote-scripts', 'enabled', 'false', 'ignored'],
+  ['remote-commands', 'enabled', 'true', (c) => assert.equal(c.commands.enabled, true)],
+  ['remote-commands', 'send_back_limit', '4194304', (c) => assert.equal(c.commands.sendBackLimit, 4194304)],
+  ['remote-commands', 'allow', "['^/usr/bin/.*','^/usr/local/bin/.*','^C:\\\\Windows\\\\System32\\\\.*']",
+    (c) => assert.deepEqual(c.commands.allow.map((r) => r.test('C:\\Windows\\System32\\ipconfig.exe')), [false, false, true])],
+  ['remote-commands', 'deny', "['(\\||<|>|;|,|\\n|&)']", (c) => assert.equal(c.commands.deny[0]!.test('/usr/bin/a | b'), true)],
+  ['remote-commands', 'order', "['allow','deny']", (c) => assert.equal(c.commands.order, 'allow-deny')],
+  ['remote-scripts', 'enabled', 'false', (c) => assert.equal(c.commands.scriptsEnabled, false)],
   ['monitoring', 'enabled', 'true', 'ignored'],
   ['monitoring', 'interval', '60', 'ignored'],
   ['monitoring', 'fs_type_include', "['ext3','ext4','xfs','jfs','ntfs','btrfs','hfs','apfs','exfat','smbfs','nfs']", 'ignored'],
@@ -68,8 +69,8 @@ const CLIENT_ROWS: Array<Row<ClientConfig>> = [
   ['monitoring', 'pm_max_number_monitored_processes', '500', 'ignored'],
   ['monitoring', 'net_lan', "['', '1000']", 'ignored'],
   ['monitoring', 'net_wan', "['', '1000']", 'ignored'],
-  ['interpreter-aliases', 'pwsh7', "'C:\\Program Files\\PowerShell\\7\\pwsh.exe'", 'ignored'],
-  ['interpreter-aliases', 'pwsh7enc', "['C:\\Program Files\\PowerShell\\7\\pwsh.exe', 'windows-1252', 'cp437']", 'ignored'],
+  ['interpreter-aliases', 'pwsh7', "'C:\\Program Files\\PowerShell\\7\\pwsh.exe'", (c) => assert.equal(c.commands.aliases.pwsh7, 'C:\\Program Files\\PowerShell\\7\\pwsh.exe')],
+  ['interpreter-aliases', 'pwsh7enc', "['C:\\Program Files\\PowerShell\\7\\pwsh.exe', 'windows-1252', 'cp437']", (c) => assert.equal(c.commands.aliases.pwsh7enc, 'C:\\Program Files\\PowerShell\\7\\pwsh.exe')],
   ['file-reception', 'enabled', 'true', 'ignored'],
   ['file-reception', 'protected', "['/bin', '/sbin', '/boot', '/usr/bin', '/usr/sbin', '/dev', '/lib*', '/run']", 'ignored'],
 ];
@@ -228,7 +229,7 @@ test("every key of RPort's rport.example.conf loads with RPort's meaning or is n
   const all = loadClient(fileWith(tmpDir(t), CLIENT_BASE, CLIENT_ROWS as Array<Row<unknown>>));
   assert.equal(clientConfig(all).id, '5616a70e-81a0-4eec-bab3-0861e3c88334');
   assert.deepEqual(all.ignored, ['[client] attributes_file_path', '[client] allow_root', '[client] updates_interval', '[client] bind_interface',
-    '[client] ip_api_url', '[client] ip_refresh_min', '[remote-commands]', '[remote-scripts]', '[monitoring]', '[interpreter-aliases]', '[file-reception]']);
+    '[client] ip_api_url', '[client] ip_refresh_min', '[monitoring]', '[file-reception]']);
 });
 
 test("every key of RPort's rportd.example.conf loads with RPort's meaning or is named as not implemented", (t) => {

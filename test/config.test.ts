@@ -220,7 +220,7 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
   }, 10_000, 'connection logged to log_file');
   const ignored = log.split('\n').filter((l) => l.includes('ignoring what this version does not implement'));
   assert.equal(ignored.length, 1, log);
-  assert.match(ignored[0]!, /\[client\] allow_root, \[client\] updates_interval, \[remote-commands\], \[remote-scripts\], \[monitoring\], \[file-reception\], \[interpreter-aliases\]$/);
+  assert.match(ignored[0]!, /\[client\] allow_root, \[client\] updates_interval, \[monitoring\], \[file-reception\]$/);
   const clients = await server.api('/api/v1/clients');
   assert.deepEqual(clients.body.data.map((c: { id: string; name: string; tags: string[] }) => [c.id, c.name, c.tags]), [['full-conf-client', 'My Test VM', ['win', 'server', 'vm']]]);
   assert.deepEqual(await client.stop(), { code: 0, signal: null });

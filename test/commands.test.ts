@@ -8,6 +8,10 @@ import { checkCommand } from '../src/client/commands/filter.js';
 import { CLIENT_KEYS, clientConfig, type CommandsConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';
+import { ClientRegistry } from '../src/server/client-registry.js';
+import { JobService } from '../src/server/jobs/job-service.js';
+import { SqliteJobStore } from '../src/server/jobs/job-store.js';
+import { Store } from '../src/server/store.js';
 import { Logger, LogSink } from '../src/log.js';
 import { ControlChannel, RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
@@ -240,4 +244,61 @@ test('a command running across an rportd restart: the job shows unknown, then it
   }, 30_000, 'the result after the reconnect');
   assert.equal(done.result.stdout, 'before\nafter\n');
   assert.equal(done.created_by, 'admin');
+});
+
+test('a hostile client cannot write results into jobs that are not its own, out of order, or past the bounds', async (t) => {
+  const dir = tmpDir(t);
+  const store = new Store(join(dir, 'data'));
+  const registry = new ClientRegistry(store);
+  const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'debug', 'jobs');
+  const jobs = new JobService(new SqliteJobStore(store.db), registry, log);
+  cleanup(t, () => {
+    jobs.stop();
+    registry.close();
+    store.close();
+  });
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanup(t, () => srv.close());
+  /** One client's connection: the server's end attached to the job service, the client's end returned. */
+  const connectAs = async (clientId: string): Promise<ControlChannel> => {
+    const accepted = new Promise<Socket>((r) => srv.once('connection', r));
+    const sock = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+    const serverSide = new ControlChannel(await accepted);
+    jobs.attach(clientId, serverSide);
+    const clientSide = new ControlChannel(sock);
+    clientSide.handle(METHOD.jobRun, () => ({ pid: 4242, started_at: Date.now() }));
+    cleanup(t, () => clientSide.close());
+    return clientSide;
+  };
+  const victim = await connectAs('victim');
+  const attacker = await connectAs('attacker');
+  const job = await jobs.runOne('victim', { command: '/usr/bin/uptime', is_script: false, interpreter: '', cwd: '', timeout_sec: 60 }, 'admin');
+  assert.equal(job.status, 'running');
+  assert.equal(job.pid, 4242);
+  const part = (seq: number, data: Buffer, jid = job.jid) => ({ jid, seq, stream: 'stdout', data: data.toString('base64') });
+  const done = (parts: number, jid = job.jid) => ({ jid, parts, status: 'successful', exit_code: 0, error: '', started_at: Date.now(), finished_at: Date.now() });
+
+  await assert.rejects(attacker.request(METHOD.jobPart, part(0, Buffer.from('forged')), 5000), /is not this client's/);
+  await assert.rejects(attacker.request(METHOD.jobDone, done(0), 5000), /is not this client's/);
+  await assert.rejects(attacker.request(METHOD.jobDone, done(0, 'no-such-job'), 5000), /not one of this client's jobs/);
+  // Live output for another client's job is dropped, not shown.
+  await attacker.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: 'forged live', stderr: '' }] }, 5000);
+  assert.equal(jobs.liveOutput(job.jid), undefined);
+  // The owner itself: parts in order only, each stream within its bound, the end must count them all.
+  await assert.rejects(victim.request(METHOD.jobPart, part(1, Buffer.from('x')), 5000), /out of order/);
+  await victim.request(METHOD.jobPart, part(0, Buffer.alloc(96 << 10, 'a')), 5000);
+  await assert.rejects(victim.request(METHOD.jobDone, done(2), 5000), /ended with 1 of its 2 result parts/);
+  for (let seq = 1; seq <= 170; seq++) {
+    const r = victim.request(METHOD.jobPart, part(seq, Buffer.alloc(96 << 10, 'a')), 5000);
+    if (seq < 170) await r;
+    else await assert.rejects(r, /is over \d+ bytes/);
+  }
+  // Starting over from part 0 is allowed (a re-sent result after a reconnect): the honest result lands.
+  await victim.request(METHOD.jobPart, part(0, Buffer.from('up 3 days\n')), 5000);
+  await victim.request(METHOD.jobDone, done(1), 5000);
+  const row = (await jobs.store.job(job.jid))!;
+  assert.deepEqual([row.status, row.stdout, row.exit_code], ['successful', 'up 3 days\n', 0]);
+  // Finished is final: a second result, even from the owner, is refused.
+  await assert.rejects(victim.request(METHOD.jobDone, done(0), 5000), /not one of this client's jobs awaiting a result/);
 });

@@ -150,8 +150,28 @@ test('commands and scripts on a real client: allowed, refused, script temp files
   const dir = tmpDir(t);
   const server = await startServer(t);
   const conf = writeFile(dir, 'rport.conf', "[remote-commands]\nallow = ['^/usr/bin/.*', '^/bin/.*']\nsend_back_limit = 1000\n[remote-scripts]\nenabled = true\n");
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['-c', conf, '--id', 'box']);
+  const data = tmpDir(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['-c', conf, '--id', 'box', '--data-dir', data, '--watchdog-integration', '--watchdog-interval', '500ms']);
   await client.waitFor(/connected to/);
+  /** state.json as the watchdog writes it, sampled while `work` runs: each sample must keep the watchdog's own promise. */
+  const watchdogDuring = async <T>(work: Promise<T>): Promise<{ value: T; updates: number }> => {
+    const seen = new Set<string>();
+    const sampler = setInterval(() => {
+      try {
+        const s = JSON.parse(readFileSync(join(data, 'state.json'), 'utf8'));
+        assert.equal(s.last_state, 'connected');
+        assert.ok(Date.now() / 1000 <= s.next_update_by_ts + 1, `state.json overdue: ${JSON.stringify(s)}`);
+        seen.add(s.last_update);
+      } catch (err) {
+        if (err instanceof assert.AssertionError) throw err;
+      }
+    }, 100);
+    try {
+      return { value: await work, updates: seen.size };
+    } finally {
+      clearInterval(sampler);
+    }
+  };
 
   const ok = await runJob(server, 'box', { command: '/usr/bin/echo hello', timeout_sec: 10 });
   assert.equal(ok.status, 'successful', JSON.stringify(ok));
@@ -180,7 +200,8 @@ test('commands and scripts on a real client: allowed, refused, script temp files
   // A script that leaves a child behind and sleeps past its timeout: the whole tree dies, pings go on.
   const pidFile = join(dir, 'grandchild.pid');
   let from = client.mark();
-  const slow = await runJob(server, 'box', { script: Buffer.from(`sleep 300 &\necho $! > ${pidFile}\nsleep 300\n`).toString('base64'), timeout_sec: 3 }, 'scripts');
+  const { value: slow, updates: slowUpdates } = await watchdogDuring(runJob(server, 'box', { script: Buffer.from(`sleep 300 &\necho $! > ${pidFile}\nsleep 300\n`).toString('base64'), timeout_sec: 3 }, 'scripts'));
+  assert.ok(slowUpdates >= 3, `state.json updated ${slowUpdates} times while the script slept`);
   assert.equal(slow.status, 'failed');
   assert.match(slow.error, /timed out after 3s/);
   const grandchild = Number(readFileSync(pidFile, 'utf8'));
@@ -189,7 +210,8 @@ test('commands and scripts on a real client: allowed, refused, script temp files
 
   // A flood: cut at send_back_limit with RPort's marker, and the keep-alive pings are not held up.
   from = client.mark();
-  const flood = await runJob(server, 'box', { command: '/usr/bin/yes', timeout_sec: 3 });
+  const { value: flood, updates: floodUpdates } = await watchdogDuring(runJob(server, 'box', { command: '/usr/bin/yes', timeout_sec: 3 }));
+  assert.ok(floodUpdates >= 3, `state.json updated ${floodUpdates} times during the flood`);
   assert.equal(flood.status, 'failed');
   assert.match(flood.error, /timed out/);
   assert.equal(flood.result.stdout.indexOf('[maximum send_back_limit of 1000 bytes exceeded'), 1001);

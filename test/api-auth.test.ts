@@ -242,7 +242,7 @@ const WRONG: Array<[string, Record<string, string>]> = [
   ['empty bearer', { authorization: 'Bearer ' }],
 ];
 
-const PUBLIC = ['GET /', 'HEAD /', 'GET /dashboard.css', 'HEAD /dashboard.css', 'GET /dashboard.js', 'HEAD /dashboard.js', 'POST /api/v1/login'];
+const PUBLIC = ['GET /', 'HEAD /', 'GET /dashboard.css', 'HEAD /dashboard.css', 'GET /dashboard.js', 'HEAD /dashboard.js', 'GET /dashboard-commands.js', 'HEAD /dashboard-commands.js', 'POST /api/v1/login'];
 
 test('issue 1, table-driven: every registered route, under every path variant, refuses requests without or with wrong credentials', async (t) => {
   const { app, port } = await inProcessApi(t);

@@ -162,7 +162,7 @@ test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged wri
   const Database = (await import('better-sqlite3')).default;
   const db = new Database(join(server.dataDir, 'rportd.db'), { readonly: true });
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
-  assert.equal(db.pragma('user_version', { simple: true }), 3);
+  assert.equal(db.pragma('user_version', { simple: true }), 4);
   db.close();
 });
 

@@ -70,6 +70,9 @@ export const METHOD = {
   jobDone: 'job.done',
 } as const;
 
+/** The longest timeout_sec of a job, at both ends. */
+export const MAX_JOB_TIMEOUT_SEC = 7 * 86_400;
+
 /** Server to client: a command (run by the interpreter) or a script (written to a file and run). */
 export interface JobRunRequest {
   jid: string;

@@ -2,16 +2,16 @@ import type { FastifyInstance } from 'fastify';
 import type { ClientRegistry } from '../../server/client-registry.js';
 import type { JobAsk, JobService, MultiJobSpec } from '../../server/jobs/job-service.js';
 import type { JobRow } from '../../server/jobs/job-store.js';
+import { MAX_JOB_TIMEOUT_SEC } from '../../transport/protocol.js';
 import { ApiError, notImplemented } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';
 import { idParams } from './schemas.js';
 
 /** RPort's run_remote_cmd_timeout_sec default. */
-export const DEFAULT_TIMEOUT_SEC = 60;
-const MAX_TIMEOUT_SEC = 7 * 86_400;
+const DEFAULT_TIMEOUT_SEC = 60;
 const MAX_COMMAND = 8192;
 /** A script travels in one control message (at most 256 KiB): its text stays well below. */
-export const MAX_SCRIPT_BYTES = 128 << 10;
+const MAX_SCRIPT_BYTES = 128 << 10;
 const SCRIPT_BODY_LIMIT = 256 << 10;
 const MULTI_BODY_LIMIT = 1 << 20;
 /** Jobs of one client that its list looks at (newest first). */
@@ -54,7 +54,7 @@ const MULTI_FORM: ListForm = { resource: 'commands', filterable: ['jid', 'create
 const common = {
   interpreter: { type: 'string', maxLength: 1024 },
   cwd: { type: 'string', maxLength: 4096 },
-  timeout_sec: { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_SEC },
+  timeout_sec: { type: 'integer', minimum: 1, maximum: MAX_JOB_TIMEOUT_SEC },
   is_sudo: { type: 'boolean' },
 } as const;
 const commandText = { type: 'string', minLength: 1, maxLength: MAX_COMMAND } as const;

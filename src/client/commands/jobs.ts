@@ -3,7 +3,7 @@ import type { CommandsConfig } from '../../config/client-config.js';
 import { errorMessage, type Logger } from '../../log.js';
 import { sleep } from '../../timeout.js';
 import { RemoteError, type ControlChannel } from '../../transport/control-channel.js';
-import { METHOD, type JobDone, type JobOutput, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
+import { MAX_JOB_TIMEOUT_SEC, METHOD, type JobDone, type JobOutput, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
 import { checkCommand } from './filter.js';
 import { JobRefused, killTree, startJob } from './runner.js';
 
@@ -20,7 +20,6 @@ const MAX_RUNNING = 32;
 /** Results kept for the next connection while the server cannot be told; the oldest go first past either bound. */
 const MAX_UNDELIVERED = 100;
 const MAX_UNDELIVERED_BYTES = 128 << 20;
-export const MAX_TIMEOUT_SEC = 7 * 86_400;
 const JID = /^[A-Za-z0-9._-]{1,64}$/;
 
 interface Running {
@@ -43,7 +42,7 @@ function validRun(params: unknown): JobRunRequest {
   if (typeof p.command !== 'string' || !p.command) throw bad('command');
   if (typeof p.is_script !== 'boolean') throw bad('is_script');
   if (typeof p.interpreter !== 'string' || typeof p.cwd !== 'string') throw bad('interpreter or cwd');
-  if (typeof p.timeout_sec !== 'number' || !Number.isInteger(p.timeout_sec) || p.timeout_sec < 1 || p.timeout_sec > MAX_TIMEOUT_SEC) throw bad('timeout_sec');
+  if (typeof p.timeout_sec !== 'number' || !Number.isInteger(p.timeout_sec) || p.timeout_sec < 1 || p.timeout_sec > MAX_JOB_TIMEOUT_SEC) throw bad('timeout_sec');
   return p as JobRunRequest;
 }
 

@@ -9,7 +9,7 @@ import type { JobRow, JobStore, MultiJobRow } from './job-store.js';
 /** The client answers a job request once the process started (or it refused): a bound on that. */
 const DISPATCH_TIMEOUT_MS = 30_000;
 /** A job without a result this long after its timeout is shown as unknown (a late result still counts). */
-export const RESULT_GRACE_MS = 30_000;
+const RESULT_GRACE_MS = 30_000;
 /** Bytes of one stream of one result: the client's send_back_limit is at most 16 MiB, plus its marker. */
 const MAX_STREAM_BYTES = (16 << 20) + 1024;
 /** Bytes of results being assembled, over all jobs: a client cannot make the server hold more. */

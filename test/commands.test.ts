@@ -230,6 +230,11 @@ test('commands and scripts on a real client: allowed, refused, script temp files
   assert.match(sudo.body.errors[0].title, /is_sudo is not implemented/);
   const badScript = await apiCall(server, 'POST', '/api/v1/clients/box/scripts', { script: 'not base64!' });
   assert.equal(badScript.status, 400);
+  // Within 128 KiB, but control characters would make its control message too long for the client: refused here.
+  const escaped = await apiCall(server, 'POST', '/api/v1/clients/box/scripts', { script: Buffer.alloc(100 << 10, 1).toString('base64') });
+  assert.equal(escaped.status, 400);
+  assert.match(escaped.body.errors[0].title, /once JSON-encoded/);
+  assert.equal(countLines(client.lines, /connection to .* lost/, 0), 0);
 });
 
 test('scripts are refused while [remote-scripts] is off (the default), whatever the server asks', async (t) => {

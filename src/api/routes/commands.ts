@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ClientRegistry } from '../../server/client-registry.js';
 import type { JobAsk, JobService, MultiJobSpec } from '../../server/jobs/job-service.js';
 import type { JobRow } from '../../server/jobs/job-store.js';
+import { MAX_LINE } from '../../transport/control-channel.js';
 import { MAX_JOB_TIMEOUT_SEC } from '../../transport/protocol.js';
 import { ApiError, notImplemented } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';
@@ -98,7 +99,10 @@ function decodeScript(b64: string): string {
   const text = Buffer.from(compact, 'base64');
   if (!text.length) throw new ApiError(400, 'bad_request', 'body field "script" is empty');
   if (text.length > MAX_SCRIPT_BYTES) throw new ApiError(400, 'bad_request', `body field "script" holds ${text.length} bytes: at most ${MAX_SCRIPT_BYTES} (128 KiB)`);
-  return text.toString('utf8');
+  const script = text.toString('utf8');
+  // It travels as JSON in one control message: control characters grow sixfold there, and the client ends a connection whose message is too long.
+  if (JSON.stringify(script).length > MAX_LINE - 4096) throw new ApiError(400, 'bad_request', `body field "script" is ${JSON.stringify(script).length} characters once JSON-encoded, over the control channel's ${(MAX_LINE - 4096) >> 10} KiB: send a smaller script, with fewer control characters`);
+  return script;
 }
 
 function askOf(b: Ask, isScript: boolean): JobAsk {

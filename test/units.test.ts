@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Backoff } from '../src/client/backoff.js';
-import { formatDuration, formatNanos, parseDuration } from '../src/config/duration.js';
+import { formatDuration, formatNanos, parseDuration } from '../src/shared/duration.js';
 import { parseServerUrl } from '../src/config/server-url.js';
-import { goTimestamp } from '../src/watchdog/go-time.js';
+import { goTimestamp } from '../src/shared/go-time.js';
 
 test('Go durations parse as Go parses them', () => {
   assert.equal(parseDuration('3m'), 180_000);

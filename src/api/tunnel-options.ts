@@ -1,4 +1,4 @@
-import { parseHostPort } from '../config/host-port.js';
+import { parseHostPort } from '../shared/host-port.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../server/store.js';
 import { describeTunnel } from '../server/tunnels.js';

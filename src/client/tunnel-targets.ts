@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
-import { formatHostPort, parseHostPort, type AddressRules, type HostPort } from '../config/host-port.js';
+import { formatHostPort, parseHostPort, type AddressRules, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 import type { ControlChannel } from '../transport/control-channel.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '../shared/duration.js';
 import { nearest, type DocumentedNames } from './rport-names.js';
 
 export type ValueType = 'string' | 'duration' | 'seconds' | 'int' | 'bool' | 'strings' | 'table';

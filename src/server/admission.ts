@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { plainAddress } from '../config/host-port.js';
+import { plainAddress } from '../shared/host-port.js';
 
 export interface AdmissionLimits {
   /** [server] max_unauthenticated_connections */

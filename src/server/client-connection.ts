@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type ssh2 from 'ssh2';
 import type { WebSocket } from 'ws';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { ControlChannel } from '../transport/control-channel.js';
 import { CONTROL_SUBSYSTEM, METHOD, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/api-server.js';
 import type { ServerConfig } from '../config/server-config.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
 import { ClientListener } from './client-listener.js';

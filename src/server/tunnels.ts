@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 import type { TunnelPolicy } from '../config/server-config.js';
-import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
+import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';

@@ -4,6 +4,7 @@ import { Backoff } from '../src/client/backoff.js';
 import { formatDuration, formatNanos, parseDuration } from '../src/shared/duration.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { goTimestamp } from '../src/shared/go-time.js';
+import { deadline, MAX_TIMER_MS, TimeoutError, withTimeout } from '../src/timeout.js';
 
 test('Go durations parse as Go parses them', () => {
   assert.equal(parseDuration('3m'), 180_000);
@@ -72,4 +73,43 @@ test('state.json times are RFC 3339 with fraction and offset, as Go prints them'
     if (saved === undefined) delete process.env.TZ;
     else process.env.TZ = saved;
   }
+});
+
+test('deadline(): fires once after its time with a TimeoutError, and not when cancelled', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const fired: string[] = [];
+  deadline(1000, 'short', (err) => fired.push(err.message));
+  deadline(1000, 'cancelled', (err) => fired.push(err.message)).cancel();
+  t.mock.timers.tick(999);
+  assert.deepEqual(fired, []);
+  t.mock.timers.tick(1);
+  assert.deepEqual(fired, ['short timed out after 1s']);
+  t.mock.timers.tick(10_000);
+  assert.deepEqual(fired, ['short timed out after 1s']);
+});
+
+test('deadline(): waits past the 24.8-day timer limit in steps', (t) => {
+  // The mock, like Node.js, fires a longer timer after 1 ms; it runs one step's timer per tick, so ticks are whole steps.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const fired: string[] = [];
+  const days90 = 90 * 86_400_000;
+  deadline(days90, 'token', (err) => fired.push(err.message));
+  let elapsed = 0;
+  while (elapsed + MAX_TIMER_MS < days90) {
+    t.mock.timers.tick(MAX_TIMER_MS);
+    elapsed += MAX_TIMER_MS;
+    assert.deepEqual(fired, [], `the 90-day deadline fired after ${elapsed} ms`);
+  }
+  t.mock.timers.tick(days90 - elapsed - 1);
+  assert.deepEqual(fired, [], 'the 90-day deadline fired 1 ms early');
+  t.mock.timers.tick(1);
+  assert.deepEqual(fired, ['token timed out after 2160h0m0s']);
+});
+
+test('withTimeout(): the work settles it, or a TimeoutError in the one duration format', async () => {
+  assert.equal(await withTimeout(Promise.resolve(7), 1000, 'quick'), 7);
+  let tornDown = false;
+  await assert.rejects(withTimeout(new Promise(() => {}), 5, 'stuck step', () => (tornDown = true)), (err: unknown) => err instanceof TimeoutError && err.message === 'stuck step timed out after 5ms');
+  assert.ok(tornDown, 'onTimeout ran');
+  assert.equal(new TimeoutError('ping request', 1234.4).message, 'ping request timed out after 1.234s');
 });

@@ -9,7 +9,7 @@ import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth, ipOf, presentedToken } from './auth.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
-import { ApiError, fail } from './errors.js';
+import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
 import { clientRoutes, clientView } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
 import { tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
@@ -90,7 +90,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.status, err.code, err.message, err.detail);
-    if (err instanceof TunnelError) return fail(reply, err.status, err.code, err.message);
+    if (err instanceof TunnelError) return fail(reply, TUNNEL_ERROR_STATUS[err.code], err.code, err.message);
     if (err.validation) {
       const v = err.validation[0];
       const context = err.validationContext ?? 'request';

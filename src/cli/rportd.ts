@@ -1,16 +1,14 @@
 #!/usr/bin/env node
 import { mkdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import type { FastifyInstance } from 'fastify';
-import { createApi } from '../api/api-server.js';
+import { startApi } from '../api/serve.js';
 import { Config, ConfigError } from '../config/loader.js';
 import { RPORT_SERVER_NAMES } from '../config/rport-names.js';
 import { readableByOthers } from '../files.js';
-import { SERVER_KEYS, serverConfig, type ServerConfig } from '../config/server-config.js';
-import { errorMessage, type Logger } from '../log.js';
+import { SERVER_KEYS, serverConfig } from '../config/server-config.js';
+import { errorMessage } from '../log.js';
 import { Credentials } from '../server/credentials.js';
 import { Rportd } from '../server/rportd.js';
-import { closeServer, listen } from '../shared/listen.js';
+import { closeServer } from '../shared/listen.js';
 import { loadHostKey, type HostKey } from '../transport/host-key.js';
 import { reportNativeAcceleration } from '../transport/native.js';
 import { VERSION } from '../version.js';
@@ -29,19 +27,6 @@ function dataDirError(c: Config, dir: string, err: unknown): Error {
   const where = c.where('server', 'data_dir');
   const key = where === '[server] data_dir' ? `[server] data_dir = "${dir}" (the default)` : where;
   return new Error(`${key}: cannot create files in ${dir}: ${WHY[e.code] ?? e.code}: create the folder, writable by the user rportd runs as (mkdir -p ${dir} && chown $(id -un) ${dir}), or set another [server] data_dir`);
-}
-
-/** The API on [api] address, given the server's parts; undefined when no address is set. */
-async function startApi(c: ServerConfig['api'], server: Rportd, log: Logger): Promise<{ app: FastifyInstance; address: AddressInfo } | undefined> {
-  if (!c.address) return undefined;
-  const app = createApi({
-    user: c.user, password: c.password, registry: server.registry, tunnels: server.tunnels, credentials: server.credentials,
-    metrics: server.metrics, fingerprint: server.hostKey.fingerprint, startedAt: Date.now(), throttle: server.throttle, log,
-  });
-  await app.ready();
-  const address = await listen(app.server, c.address.host, c.address.port, 'the API ([api] address)');
-  if (!c.user) log.warn(`the API on ${c.address.host}:${address.port} has no [api] auth: anyone on this machine can use it`);
-  return { app, address };
 }
 
 runMain('rportd', async () => {

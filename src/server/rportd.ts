@@ -120,7 +120,8 @@ export class Rportd {
   async stop(): Promise<void> {
     clearInterval(this.checker);
     clearInterval(this.purger);
-    this.listener?.closeAll();
+    // The connections' close handling writes to the registry: it runs before the store closes.
+    await this.listener?.closeAll();
     this.tunnels.closeAll();
     await Promise.all([closeServer(this.http), this.credentials.close()]);
     this.registry.close();

@@ -9,23 +9,34 @@ export type Level = (typeof LEVELS)[number];
  * on exit; the file stays open for the life of the process.
  */
 export class LogSink {
-  private constructor(private readonly fd: number) {}
+  private constructor(private readonly out: (line: string) => void) {}
 
   static stderr(): LogSink {
-    return new LogSink(2);
+    return LogSink.fd(2);
   }
 
   /** Throws with the OS reason when the file cannot be opened; callers turn that into a config error. */
   static file(path: string): LogSink {
-    return new LogSink(openForAppend(path, 0o640));
+    return LogSink.fd(openForAppend(path, 0o640));
+  }
+
+  /** Each line to a function: for a server or client run inside another program (the tests run them so). */
+  static lines(out: (line: string) => void): LogSink {
+    return new LogSink(out);
+  }
+
+  private static fd(fd: number): LogSink {
+    return new LogSink((line) => {
+      try {
+        writeSync(fd, line + '\n');
+      } catch {
+        // A full disk must not take the process down; the line is dropped.
+      }
+    });
   }
 
   write(line: string): void {
-    try {
-      writeSync(this.fd, line + '\n');
-    } catch {
-      // A full disk must not take the process down; the line is dropped.
-    }
+    this.out(line);
   }
 }
 

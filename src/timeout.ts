@@ -1,8 +1,36 @@
+import { formatDuration } from './shared/duration.js';
+
+/** setTimeout's limit (about 24.8 days): Node.js fires a longer timer after 1 ms, so deadline() waits in steps. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A step that did not finish in time; `step` names it for log lines and error messages. */
 export class TimeoutError extends Error {
   constructor(readonly step: string, readonly ms: number, detail = '') {
-    super(`${step} timed out after ${ms < 1000 ? `${Math.round(ms)}ms` : `${+(ms / 1000).toFixed(1)}s`}${detail}`);
+    super(`${step} timed out after ${formatDuration(Math.round(ms))}${detail}`);
   }
+}
+
+export interface Deadline {
+  /** The deadline no longer fires; harmless after it fired. */
+  cancel(): void;
+}
+
+/**
+ * The one timer for every bound: calls `onExpire` once with a TimeoutError naming `what` after `ms`,
+ * unless cancelled first. Waits beyond MAX_TIMER_MS are reached in steps. `unref`: the wait alone does
+ * not keep the process running (for timers of things that end with the process anyway).
+ */
+export function deadline(ms: number, what: string, onExpire: (err: TimeoutError) => void, o: { unref?: boolean } = {}): Deadline {
+  let left = Math.max(0, ms);
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const step = Math.min(left, MAX_TIMER_MS);
+    left -= step;
+    timer = setTimeout(() => (left > 0 ? arm() : onExpire(new TimeoutError(what, ms))), step);
+    if (o.unref) timer.unref();
+  };
+  arm();
+  return { cancel: () => clearTimeout(timer) };
 }
 
 /**
@@ -11,13 +39,13 @@ export class TimeoutError extends Error {
  */
 export function withTimeout<T>(work: Promise<T>, ms: number, step: string, onTimeout?: () => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const d = deadline(ms, step, (err) => {
       onTimeout?.();
-      reject(new TimeoutError(step, ms));
-    }, Math.max(0, ms));
+      reject(err);
+    });
     work.then(
-      (v) => { clearTimeout(timer); resolve(v); },
-      (e) => { clearTimeout(timer); reject(e); },
+      (v) => { d.cancel(); resolve(v); },
+      (e) => { d.cancel(); reject(e); },
     );
   });
 }

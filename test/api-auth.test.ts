@@ -6,7 +6,8 @@ import { apiRoutes } from '../src/api/api-server.js';
 import { safeEqual } from '../src/server/credentials.js';
 import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
 import { apiApp } from './helpers/api-app.js';
-import { API_AUTH, cleanup, eventually, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
+import { API_AUTH, cleanup, eventually, tmpDir } from './helpers/procs.js';
 
 const basic = (auth: string) => `Basic ${Buffer.from(auth).toString('base64')}`;
 const [USER, PASSWORD] = API_AUTH.split(':') as [string, string];
@@ -43,7 +44,7 @@ async function login(port: number, username = USER, password = PASSWORD): Promis
 }
 
 test('issue 1: percent-encoded paths to the API and /metrics without credentials are refused', async (t) => {
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   for (const path of ['/%61pi/v1/clients', '/api/v1/%63lients', '/%6detrics', '/%61%70%69/v1/status', '/api/v1/%65vents']) {
     const r = await raw(server.apiPort, 'GET', path);
     assert.equal(r.status, 401, `${path}: ${r.status} ${r.body.slice(0, 200)}`);
@@ -55,7 +56,7 @@ test('issue 1: percent-encoded paths to the API and /metrics without credentials
 });
 
 test('basic auth is throttled per source and account: ban checked before the password, 429 with Retry-After, a success clears only its own account', async (t) => {
-  const server = await startServer(t, ['--max-failed-login', '3']);
+  const server = await startServerInProcess(t, ['--max-failed-login', '3']);
   const get = (auth: string) => raw(server.apiPort, 'GET', '/api/v1/status', { authorization: basic(auth) });
   // Another name from the same address fails twice; the real user's success must not clear that count.
   for (let i = 0; i < 2; i++) assert.equal((await get('guest:nope')).status, 401);
@@ -77,7 +78,7 @@ test('basic auth is throttled per source and account: ban checked before the pas
   // The same ban covers POST /login for that user (one throttle, one account name)...
   assert.equal((await login(server.apiPort)).status, 429);
   // ...but not the clients behind the same address: their ids are other accounts.
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-address']);
+  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'same-address']);
   await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded/);
 
   // A bounded number of lines for all of that: the first failure, and the first ban with its count
@@ -90,7 +91,7 @@ test('basic auth is throttled per source and account: ban checked before the pas
 });
 
 test('issue 2: a flood of failed logins writes a bounded number of log lines', async (t) => {
-  const server = await startServer(t, ['--max-failed-login', '1000']);
+  const server = await startServerInProcess(t, ['--max-failed-login', '1000']);
   for (let i = 0; i < 40; i++) {
     assert.equal((await login(server.apiPort, `user${i}`, 'wrong')).status, 401);
     assert.equal((await raw(server.apiPort, 'GET', '/api/v1/clients', { authorization: basic(`user${i}:wrong`) })).status, 401);
@@ -100,7 +101,7 @@ test('issue 2: a flood of failed logins writes a bounded number of log lines', a
 });
 
 test('tokens: logout revokes the presented token and ends its event stream; the oldest tokens are evicted past the cap', async (t) => {
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   const port = server.apiPort;
   const token = JSON.parse((await login(port)).body).data.token as string;
   const bearer = { authorization: `Bearer ${token}` };
@@ -132,7 +133,7 @@ test('tokens: logout revokes the presented token and ends its event stream; the 
 });
 
 test('security headers on the dashboard and the API, no CORS, no inline script, body size limit', async (t) => {
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   const page = await raw(server.apiPort, 'GET', '/');
   assert.equal(page.status, 200);
   const csp = String(page.headers['content-security-policy']);

@@ -6,7 +6,8 @@ import { connect, type Socket } from 'node:net';
 import test from 'node:test';
 import WebSocket from 'ws';
 import { WS_SUBPROTOCOL } from '../src/transport/protocol.js';
-import { CLIENT_AUTH, cleanup, eventually, startClient, startServer, type ServerHandle } from './helpers/procs.js';
+import { startServerInProcess } from './helpers/in-process.js';
+import { CLIENT_AUTH, cleanup, eventually, startClient, startServer, type AnyServer } from './helpers/procs.js';
 import { connectRequest, rawLink, requestConnect } from './helpers/raw-client.js';
 
 const LIMIT = { timeout: 120_000 };
@@ -27,7 +28,7 @@ async function open(t: test.TestContext, port: number, n: number, from = '127.0.
 
 const allClosed = (socks: Socket[]) => eventually(() => (socks.every((s) => s.destroyed || s.readyState === 'closed') ? true : undefined), 30_000, 'every hostile connection closed');
 
-async function metric(server: ServerHandle, name: string): Promise<number> {
+async function metric(server: AnyServer, name: string): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${server.apiPort}/metrics`, { headers: { authorization: `Basic ${Buffer.from('admin:apipass').toString('base64')}` } });
   const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(await res.text());
   return m ? Number(m[1]) : 0;
@@ -36,7 +37,7 @@ async function metric(server: ServerHandle, name: string): Promise<number> {
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
 test('silent and half-HTTP connections are closed by client_login_timeout, counted from TCP accept', LIMIT, async (t) => {
-  const server = await startServer(t, ['--client-login-timeout', '3s']);
+  const server = await startServerInProcess(t, ['--client-login-timeout', '3s']);
   const silent = await open(t, server.port, 100);
   const half = await open(t, server.port, 100, '127.0.0.1', (s) => s.write('GET / HTTP/1.1\r\nHost: x\r\nUpgr'));
   await allClosed([...silent, ...half]);
@@ -44,7 +45,7 @@ test('silent and half-HTTP connections are closed by client_login_timeout, count
 });
 
 test('WebSockets that never send the SSH identification are closed by client_login_timeout', LIMIT, async (t) => {
-  const server = await startServer(t, ['--client-login-timeout', '3s']);
+  const server = await startServerInProcess(t, ['--client-login-timeout', '3s']);
   const sockets = await Promise.all(Array.from({ length: 200 }, () => new Promise<WebSocket>((resolve, reject) => {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
     ws.on('open', () => resolve(ws));
@@ -93,7 +94,7 @@ test('limits on connections that have not logged in: per address the newest is r
 });
 
 test('a logged-in client gets only what rport uses: one session, the control subsystem, no exec, shell, env or direct-tcpip; a control flood ends it', LIMIT, async (t) => {
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   const link = await rawLink(server.port, CLIENT_AUTH);
   cleanup(t, () => link.close());
   await requestConnect(link, connectRequest('probe', 4242));
@@ -113,7 +114,7 @@ test('a logged-in client gets only what rport uses: one session, the control sub
 });
 
 test('connection request fields are bounded: an oversized list is refused with the field named', LIMIT, async (t) => {
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   const link = await rawLink(server.port, CLIENT_AUTH);
   cleanup(t, () => link.close());
   await assert.rejects(requestConnect(link, connectRequest('big', 1, { remotes: Array.from({ length: 300 }, (_, i) => String(20000 + i)) })),

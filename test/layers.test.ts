@@ -42,10 +42,30 @@ test('lower folders never import upper ones', () => {
     watchdog: ['client', 'server', 'api', 'cli', 'supervisor'],
     supervisor: ['client', 'server', 'api', 'cli'],
     client: ['server', 'api', 'cli', 'supervisor'],
+    server: ['api', 'cli'],
   };
   for (const [folder, forbidden] of Object.entries(upper)) {
     const modules = new Set<string>();
     for (const file of readdirSync(join(SRC, folder)).filter((f) => f.endsWith('.js'))) reach(join(SRC, folder, file), modules);
     for (const f of forbidden) assert.ok(!folders(modules).has(f), `src/${folder}/ reaches src/${f}/`);
+  }
+});
+
+/** The folders (and base files, src/*.js) that one folder's modules reach. */
+function reachOf(folder: string): Set<string> {
+  const modules = new Set<string>();
+  for (const file of readdirSync(join(SRC, folder)).filter((f) => f.endsWith('.js'))) reach(join(SRC, folder, file), modules);
+  return folders(modules);
+}
+
+test('src/shared/ imports nothing of ours but itself, and config/ only shared/ and the base files', () => {
+  assert.deepEqual([...reachOf('shared')], ['shared']);
+  const isBase = (f: string) => f.endsWith('.js');
+  const beyond = [...reachOf('config')].filter((f) => f !== 'config' && f !== 'shared' && !isBase(f));
+  assert.deepEqual(beyond, [], `src/config/ reaches ${beyond.join(', ')}`);
+  // The base files sit below everything: a base file that reaches a folder other than shared/ would drag it into config/.
+  for (const base of readdirSync(SRC).filter(isBase)) {
+    const above = [...folders(reach(join(SRC, base)).modules)].filter((f) => f !== 'shared' && !isBase(f));
+    assert.deepEqual(above, [], `src/${base} reaches ${above.join(', ')}`);
   }
 });

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { cleanup, freePort, run, startClient, startServer, tmpDir, writeFile, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
+import { cleanup, freePort, run, startClient, tmpDir, writeFile, API_AUTH, type AnyServer } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -17,12 +18,14 @@ async function listen(t: TestContext, onConn: (s: Socket) => void, host = '127.0
 
 const echo = (t: TestContext) => listen(t, (s) => s.pipe(s));
 
-function put(server: ServerHandle, client: string, query: string): Promise<{ status: number; body: any }> {
+function put(server: AnyServer, client: string, query: string): Promise<{ status: number; body: any }> {
   return server.api(`/api/v1/clients/${client}/tunnels?${query}`, API_AUTH, 'PUT');
 }
 
-async function connectedClient(t: TestContext, server: ServerHandle, id: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}) {
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', id, ...extra], env);
+/** In this process, unless the test needs the client's own environment (a preload): then as a process. */
+async function connectedClient(t: TestContext, server: AnyServer, id: string, extra: string[] = [], env?: NodeJS.ProcessEnv) {
+  const to = `127.0.0.1:${server.port}`;
+  const client = env ? startClient(t, to, ['--id', id, ...extra], env) : startClientInProcess(t, to, ['--id', id, ...extra]);
   await client.waitFor(connected);
   return client;
 }
@@ -39,7 +42,7 @@ function listening(port: number): Promise<boolean> {
 test('explicit ports: only from used_ports and never from excluded_ports, refused with 400 naming both', async (t) => {
   const target = await echo(t);
   const fixed = await freePort();
-  const server = await startServer(t, ['--used-ports', `1000-1100,${fixed}`]);
+  const server = await startServerInProcess(t, ['--used-ports', `1000-1100,${fixed}`]);
   await connectedClient(t, server, 'ports');
   for (const port of [80, 1000, 42500 === fixed ? 42501 : 42500]) {
     const r = await put(server, 'ports', `remote=127.0.0.1:${target}&local=127.0.0.1:${port}`);
@@ -53,13 +56,13 @@ test('explicit ports: only from used_ports and never from excluded_ports, refuse
 
 test('bind addresses: only those [server] tunnel_bind_addresses permits; a tunnel without one gets the first', async (t) => {
   const target = await echo(t);
-  let server = await startServer(t);
+  let server = await startServerInProcess(t);
   await connectedClient(t, server, 'bind-default');
   let r = await put(server, 'bind-default', `remote=127.0.0.1:${target}&local=192.0.2.1:0`);
   assert.deepEqual([r.status, r.body.errors?.[0]?.code], [400, 'bind_address_not_allowed'], JSON.stringify(r.body));
   assert.match(r.body.errors[0].title, /192\.0\.2\.1 .*\[server\] tunnel_bind_addresses/);
 
-  server = await startServer(t, ['--tunnel-bind-addresses', '127.0.0.1']);
+  server = await startServerInProcess(t, ['--tunnel-bind-addresses', '127.0.0.1']);
   await connectedClient(t, server, 'bind-loopback');
   for (const local of ['0.0.0.0:0', '127.0.0.2:0', 'localhost:0']) {
     r = await put(server, 'bind-loopback', `remote=127.0.0.1:${target}&local=${local}`);
@@ -72,7 +75,7 @@ test('bind addresses: only those [server] tunnel_bind_addresses permits; a tunne
 
 test('max_tunnels_per_client: parallel requests beyond the cap get 400, and a deleted tunnel makes room', async (t) => {
   const target = await echo(t);
-  const server = await startServer(t, ['--max-tunnels-per-client', '3']);
+  const server = await startServerInProcess(t, ['--max-tunnels-per-client', '3']);
   await connectedClient(t, server, 'greedy');
   const all = await Promise.all(Array.from({ length: 10 }, () => put(server, 'greedy', `remote=127.0.0.1:${target}&local=127.0.0.1:0`)));
   const ok = all.filter((r) => r.status === 200);
@@ -89,7 +92,7 @@ test('max_tunnels_per_client: parallel requests beyond the cap get 400, and a de
 test('the same rules for [client] remotes (a warning each) and for stored tunnels after a restart', async (t) => {
   const target = await echo(t);
   const [good, stored] = [await freePort(), await freePort()];
-  let server = await startServer(t, ['--used-ports', `20000-30000,${good},${stored}`]);
+  let server = await startServerInProcess(t, ['--used-ports', `20000-30000,${good},${stored}`]);
   const remotes = [`127.0.0.1:80:127.0.0.1:${target}`, `127.0.0.2:${good}:127.0.0.1:${target}`, `127.0.0.1:${good}:127.0.0.1:${target}`];
   await connectedClient(t, server, 'remotes', ['--remotes', remotes.join(',')]);
   await server.proc.waitFor(/client remotes: \[client\] remotes entry "127\.0\.0\.1:80:[^"]+" refused: port 80 is not in \[server\] used_ports/);
@@ -100,7 +103,7 @@ test('the same rules for [client] remotes (a warning each) and for stored tunnel
   assert.deepEqual(list, [`127.0.0.1:${good}`, `127.0.0.1:${stored}`].sort());
 
   await server.proc.stop();
-  server = await startServer(t, ['--used-ports', `20000-30000,${good}`], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
+  server = await startServerInProcess(t, ['--used-ports', `20000-30000,${good}`], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
   await server.proc.waitFor(new RegExp(`stored tunnel ${r.body.data.id} of client remotes \\(127\\.0\\.0\\.1:${stored} -> [^)]+\\) not restored: port ${stored} is not in \\[server\\] used_ports`));
   await server.proc.waitFor(/client remotes .* connected/);
   const after = (await server.api('/api/v1/clients/remotes/tunnels')).body.data.map((x: any) => x.local);
@@ -110,7 +113,7 @@ test('the same rules for [client] remotes (a warning each) and for stored tunnel
 
 test('acl given without any entry is a 400, never a tunnel open to all', async (t) => {
   const target = await echo(t);
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   await connectedClient(t, server, 'acl-empty');
   for (const acl of [',,,', '%20,%20', '']) {
     const r = await put(server, 'acl-empty', `remote=127.0.0.1:${target}&acl=${acl}`);
@@ -122,7 +125,7 @@ test('acl given without any entry is a 400, never a tunnel open to all', async (
 
 test('idle_timeout beyond the 24.8-day timer limit: the tunnel stays', async (t) => {
   const target = await echo(t);
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   await connectedClient(t, server, 'long-idle');
   const long = await put(server, 'long-idle', `remote=127.0.0.1:${target}&idle_timeout=1000h`);
   assert.equal(long.status, 200, JSON.stringify(long.body));
@@ -137,7 +140,7 @@ test('idle_timeout beyond the 24.8-day timer limit: the tunnel stays', async (t)
 test('a PUT that fails after the listener opened closes the listener', async (t) => {
   const target = await echo(t);
   const port = await freePort();
-  const server = await startServer(t, ['--used-ports', `20000-30000,${port}`]);
+  const server = await startServerInProcess(t, ['--used-ports', `20000-30000,${port}`]);
   await connectedClient(t, server, 'store-fails', ['--keep-alive', '0s']);
   // Another writer holds the registry: the tunnel's write fails once the server's busy timeout runs out.
   const db = new Database(join(server.dataDir, 'rportd.db'));
@@ -182,7 +185,7 @@ dns.promises.lookup = async (host, options) => {
 };
 syncBuiltinESMExports();
 `);
-  const server = await startServer(t);
+  const server = await startServerInProcess(t);
   const client = await connectedClient(t, server, 'rebind', ['--tunnel-allowed', '127.0.0.1'], { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` });
   const r = await put(server, 'rebind', `remote=rebind.test:${allowed}&local=127.0.0.1:0`);
   assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -3,21 +3,23 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import type { ClientRegistry } from '../server/client-registry.js';
 import type { Credentials } from '../server/credentials.js';
-import type { JobService, LiveOutput } from '../server/jobs/job-service.js';
+import type { JobService } from '../server/jobs/job-service.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
-import { ApiAuth, ipOf, presentedToken } from './auth.js';
+import { ApiAuth } from './auth.js';
 import { COMMANDS_JS } from './dashboard-commands.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
-import { ApiError, fail } from './errors.js';
-import { clientRoutes, clientView } from './routes/clients.js';
+import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
+import { clientRoutes } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
 import { commandRoutes } from './routes/commands.js';
+import { eventRoutes } from './routes/events.js';
+import { loginRoutes } from './routes/login.js';
 import { tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
 import { TunnelOptions } from './tunnel-options.js';
-import { MAX_TOKEN_LIFETIME_SEC, Tokens } from './tokens.js';
+import { Tokens } from './tokens.js';
 
 export interface ApiOptions {
   user: string;
@@ -39,15 +41,6 @@ export interface ApiOptions {
 
 /** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
 export const BODY_LIMIT = 16 * 1024;
-const EVENTS_MIN_INTERVAL_MS = 1000;
-/** RPort's token-lifetime query parameter of /login, in seconds. */
-const lifetimeQuery = { type: 'object', additionalProperties: false, properties: { 'token-lifetime': { type: 'string', pattern: '^[0-9]{1,9}$' } } } as const;
-const lifetimeOf = (q: { 'token-lifetime'?: string }) => {
-  const sec = q['token-lifetime'] === undefined ? undefined : Number(q['token-lifetime']);
-  if (sec !== undefined && (sec < 1 || sec > MAX_TOKEN_LIFETIME_SEC)) throw new ApiError(400, 'bad_request', `querystring field "token-lifetime" = ${sec} must be 1 to ${MAX_TOKEN_LIFETIME_SEC} seconds (90 days)`);
-  return sec === undefined ? undefined : sec * 1000;
-};
-
 export interface RouteInfo {
   method: string;
   url: string;
@@ -95,7 +88,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.status, err.code, err.message, err.detail);
-    if (err instanceof TunnelError) return fail(reply, err.status, err.code, err.message);
+    if (err instanceof TunnelError) return fail(reply, TUNNEL_ERROR_STATUS[err.code], err.code, err.message);
     if (err.validation) {
       const v = err.validation[0];
       const context = err.validationContext ?? 'request';
@@ -117,45 +110,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   app.get('/dashboard.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
   app.get('/dashboard-commands.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(COMMANDS_JS));
 
-  // RPort's clients may send the login as a form.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
-  });
-
-  app.post<{ Body: { username: string; password: string }; Querystring: { 'token-lifetime'?: string } }>('/api/v1/login', {
-    ...open,
-    schema: {
-      querystring: lifetimeQuery,
-      body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: { type: 'string', maxLength: 200 }, password: { type: 'string', maxLength: 1000 } } },
-    },
-  }, async (req, reply) => {
-    const ip = ipOf(req);
-    const ttl = lifetimeOf(req.query);
-    if (o.user) {
-      const v = auth.verify(ip, req.body.username, req.body.password);
-      if (!v.ok && v.bannedMs > 0) return auth.refuseBanned(reply, ip, req.body.username, v.bannedMs);
-      if (!v.ok) return fail(reply, 401, 'unauthorized', 'wrong username or password');
-    }
-    return { data: { ...tokens.issue(req.body.username, ttl), two_fa: null } };
-  });
-
-  // RPort's other login: the credentials in HTTP basic auth, checked (and throttled) by the auth hook like any route's.
-  // No HEAD: it would issue a token that nobody sees.
-  app.get<{ Querystring: { 'token-lifetime'?: string } }>('/api/v1/login', { schema: { querystring: lifetimeQuery }, exposeHeadRoute: false }, async (req) => ({
-    data: { ...tokens.issue(o.user, lifetimeOf(req.query)), two_fa: null },
-  }));
-
-  // POST for forms and scripts, DELETE for REST clients: both revoke the token the request presents.
-  for (const method of ['POST', 'DELETE'] as const) {
-    app.route({
-      method, url: '/api/v1/logout', handler: async (req, reply) => {
-        const token = presentedToken(req);
-        if (!token) return fail(reply, 400, 'bad_request', 'log out revokes a bearer token: send it as "Authorization: Bearer TOKEN" (basic auth has nothing to revoke)');
-        tokens.revoke(token);
-        return reply.code(204).send();
-      },
-    });
-  }
+  loginRoutes(app, o, tokens, auth);
 
   app.get('/api/v1/status', async () => ({
     data: {
@@ -176,47 +131,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   tunnelRoutes(app, o, options);
   clientsAuthRoutes(app, o);
   commandRoutes(app, o);
-
-  // Live updates for the dashboard: the whole client list when anything changed, at most once a second
-  // (a large fleet's pings change something many times a second).
-  // No HEAD: a stream has no head to give, the request would hang.
-  app.get('/api/v1/events', { config: { tokenInQuery: true }, exposeHeadRoute: false }, (req, reply) => {
-    const token = presentedToken(req);
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-    const send = () => {
-      const v = viewer();
-      res.write(`event: clients\ndata: ${JSON.stringify(o.registry.describeAll().map((c) => clientView(c, o.tunnels.list(c.id).map(v))))}\n\n`);
-    };
-    send();
-    let pending: NodeJS.Timeout | undefined;
-    let lastSent = Date.now();
-    const off = o.registry.onChange(() => {
-      if (pending) return;
-      pending = setTimeout(() => {
-        pending = undefined;
-        lastSent = Date.now();
-        send();
-      }, Math.max(0, lastSent + EVENTS_MIN_INTERVAL_MS - Date.now()));
-    });
-    // Jobs: their live output as it comes (the client paces it), and a note when one changed.
-    const onOutput = (out: LiveOutput) => res.write(`event: job-output\ndata: ${JSON.stringify(out)}\n\n`);
-    const onJob = (jid: string, clientId: string | undefined) => res.write(`event: job\ndata: ${JSON.stringify({ jid, client_id: clientId ?? null })}\n\n`);
-    o.jobs.on('output', onOutput);
-    o.jobs.on('changed', onJob);
-    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    // A stream opened with a token ends with it: logout, eviction or expiry.
-    const unwatch = token && tokens.valid(token) ? tokens.watch(token, () => res.end()) : () => {};
-    req.raw.on('close', () => {
-      unwatch();
-      off();
-      o.jobs.off('output', onOutput);
-      o.jobs.off('changed', onJob);
-      clearTimeout(pending);
-      clearInterval(keepAlive);
-    });
-  });
+  eventRoutes(app, o, tokens, viewer);
 
   app.get('/metrics', async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
 

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { plainAddress } from '../config/host-port.js';
+import { plainAddress } from '../shared/host-port.js';
 import { LogLimiter, type Logger } from '../log.js';
 import { safeEqual } from '../server/credentials.js';
 import { formatBan, SOURCE_FACTOR, type LoginThrottle } from '../server/login-throttle.js';

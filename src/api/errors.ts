@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import type { TunnelErrorCode } from '../server/tunnels.js';
 
 /**
  * Every error the API answers, in RPort's envelope: {"errors": [{"code", "title", "detail"}]} with the
@@ -18,3 +19,11 @@ export class ApiError extends Error {
 
 /** 400 for a request that names what this server does not do: the caller learns it instead of having it dropped. */
 export const notImplemented = (what: string, why: string) => new ApiError(400, 'not_implemented', `${what} is not implemented by rport: ${why}`);
+
+/** The HTTP status the API answers for each reason a tunnel request fails. */
+export const TUNNEL_ERROR_STATUS: Record<TunnelErrorCode, number> = {
+  bad_request: 400, bind_address_not_allowed: 400, port_not_allowed: 400, too_many_tunnels: 400,
+  tunnel_refused: 403,
+  client_not_connected: 409, port_unavailable: 409,
+  client_unavailable: 502,
+};

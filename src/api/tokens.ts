@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { deadline } from '../timeout.js';
 
 /** How long a token from POST /login is valid. */
 export const TOKEN_TTL_MS = 24 * 3600_000;
@@ -57,15 +58,15 @@ export class Tokens {
       fn();
       return () => {};
     }
-    const timer = setTimeout(fn, Math.max(0, v.expires - this.now()));
-    timer.unref();
+    // Tokens live up to 90 days, longer than one timer can wait: deadline() waits in steps.
+    const expiry = deadline(v.expires - this.now(), 'token', fn, { unref: true });
     const w = () => {
-      clearTimeout(timer);
+      expiry.cancel();
       fn();
     };
     v.watchers.add(w);
     return () => {
-      clearTimeout(timer);
+      expiry.cancel();
       v.watchers.delete(w);
     };
   }

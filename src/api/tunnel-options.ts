@@ -1,10 +1,27 @@
-import { parseHostPort } from '../config/host-port.js';
+import { formatHostPort, parseHostPort } from '../shared/host-port.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../server/store.js';
-import { describeTunnel } from '../server/tunnels.js';
+import type { Tunnel } from '../server/tunnels.js';
+import { deadline, type Deadline } from '../timeout.js';
 
-/** setTimeout's limit (about 24.8 days): a later deadline is reached in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A tunnel's own fields as JSON. */
+export function describeTunnel(t: Tunnel) {
+  return {
+    id: t.id,
+    client_id: t.clientId,
+    local: formatHostPort(t.local),
+    remote: t.remote,
+    acl: t.acl,
+    idle_timeout_sec: t.idleTimeoutMs / 1000,
+    created_by: t.createdBy,
+    created_at: new Date(t.createdAt).toISOString(),
+    listening: !!t.listener,
+    open_connections: t.sockets.size,
+    connections: t.connections,
+    bytes_in: t.bytesIn,
+    bytes_out: t.bytesOut,
+  };
+}
 
 type Described = ReturnType<typeof describeTunnel>;
 export interface Options {
@@ -39,7 +56,7 @@ export function tunnelView(d: Described, o: Options | undefined) {
  * outlive it (an overdue tunnel closes at start).
  */
 export class TunnelOptions {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, Deadline>();
 
   constructor(
     private readonly store: Store,
@@ -64,24 +81,21 @@ export class TunnelOptions {
 
   /** The tunnel is gone: no timer left behind. */
   forget(tunnelId: string): void {
-    clearTimeout(this.timers.get(tunnelId));
+    this.timers.get(tunnelId)?.cancel();
     this.timers.delete(tunnelId);
   }
 
   stop(): void {
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
   }
 
   private arm(clientId: string, tunnelId: string, at: number): void {
-    clearTimeout(this.timers.get(tunnelId));
-    const timer = setTimeout(() => {
-      if (Date.now() < at) return this.arm(clientId, tunnelId, at);
+    this.timers.get(tunnelId)?.cancel();
+    this.timers.set(tunnelId, deadline(at - Date.now(), `auto-close of tunnel ${tunnelId}`, () => {
       this.timers.delete(tunnelId);
       this.log.info(`tunnel ${tunnelId} of client ${clientId} reached its auto-close time: deleting it`);
       this.close(clientId, tunnelId);
-    }, Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS));
-    timer.unref();
-    this.timers.set(tunnelId, timer);
+    }, { unref: true }));
   }
 }

@@ -1,5 +1,5 @@
-import { parseDuration } from '../config/duration.js';
-import { parseHostPort } from '../config/host-port.js';
+import { parseDuration } from '../shared/duration.js';
+import { parseHostPort } from '../shared/host-port.js';
 import type { TunnelRequest } from '../server/tunnels.js';
 import { ApiError, notImplemented } from './errors.js';
 

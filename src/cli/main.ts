@@ -1,6 +1,7 @@
 import { Config, ConfigError, describeKeys, flagName, loadConfig, type KeyDef } from '../config/loader.js';
 import type { DocumentedNames } from '../config/rport-names.js';
 import { errorMessage, LEVELS, LogSink, Logger, type Level } from '../log.js';
+import { deadline } from '../timeout.js';
 import { VERSION } from '../version.js';
 
 export interface ParsedArgs {
@@ -90,10 +91,13 @@ export function runMain(command: string, main: () => Promise<number>): void {
   );
 }
 
+/** A stop that has not finished by then ends the process anyway: systemd and the tests expect it gone within 2 s. */
+const SHUTDOWN_DEADLINE_MS = 1900;
+
 /** Calls `stop` on SIGTERM/SIGINT and makes sure the process is gone within 2 s whatever happens. */
 export function onShutdown(stop: () => void): void {
   const handler = () => {
-    setTimeout(() => process.exit(0), 1900).unref();
+    deadline(SHUTDOWN_DEADLINE_MS, 'stopping', () => process.exit(0), { unref: true });
     stop();
   };
   process.once('SIGTERM', handler);

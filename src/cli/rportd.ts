@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { mkdirSync } from 'node:fs';
+import { startApi } from '../api/serve.js';
 import { Config, ConfigError } from '../config/loader.js';
 import { RPORT_SERVER_NAMES } from '../config/rport-names.js';
 import { readableByOthers } from '../files.js';
@@ -7,6 +8,7 @@ import { SERVER_KEYS, serverConfig } from '../config/server-config.js';
 import { errorMessage } from '../log.js';
 import { Credentials } from '../server/credentials.js';
 import { Rportd } from '../server/rportd.js';
+import { closeServer } from '../shared/listen.js';
 import { loadHostKey, type HostKey } from '../transport/host-key.js';
 import { reportNativeAcceleration } from '../transport/native.js';
 import { VERSION } from '../version.js';
@@ -65,13 +67,14 @@ runMain('rportd', async () => {
     const warning = file ? readableByOthers(file, what!) : undefined;
     if (warning) log.warn(warning);
   }
-  const { clients, api } = await server.start();
+  const clients = await server.start();
+  const api = await startApi(cfg.api, server, root.child('api'));
   log.info(`rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`);
   log.info(`host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source})`);
-  if (api) log.info(`API listening on http://${api.address}:${api.port}/api/v1/`);
+  if (api) log.info(`API listening on http://${api.address.address}:${api.address.port}/api/v1/`);
   await new Promise<void>((resolve) => onShutdown(() => {
     log.info('stopping');
-    void server.stop().then(resolve);
+    void (api ? closeServer(api.app.server) : Promise.resolve()).then(() => server.stop()).then(resolve);
   }));
   log.info('stopped');
   return 0;

@@ -1,6 +1,6 @@
 import { arch, platform } from 'node:os';
 import type { ClientConfig } from '../config/client-config.js';
-import { formatDuration, formatNanos } from '../config/duration.js';
+import { formatDuration, formatNanos } from '../shared/duration.js';
 import type { ServerUrl } from '../config/server-url.js';
 import { errorMessage, type Logger } from '../log.js';
 import { sleep } from '../timeout.js';

@@ -166,16 +166,34 @@ function withHint(err: unknown, target: string, viaProxy: boolean): Error {
   return hint ? new Error(hint) : (err as Error);
 }
 
-/**
- * One connection attempt, step by step, each step bounded by what is left of the attempt's timeout:
- * DNS, TCP, proxy CONNECT, TLS, WebSocket upgrade, SSH handshake and auth, control channel.
- */
-export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) => void): Promise<Link> {
-  const end = performance.now() + o.timeoutMs;
-  const left = () => Math.max(1, end - performance.now());
-  const toClose: Array<{ destroy?: () => void; end?: () => void; terminate?: () => void }> = [];
-  const closeAll = () => {
-    for (const r of toClose.reverse()) {
+type Closable = { destroy?: () => void; end?: () => void; terminate?: () => void };
+
+/** One attempt's shared state: what is left of its timeout, its step clock, and what to close when it fails. */
+class Attempt {
+  private readonly end: number;
+  private readonly opened: Closable[] = [];
+
+  constructor(
+    readonly o: DialOptions,
+    private readonly clock: StepClock,
+    readonly debug: (m: string) => void,
+  ) {
+    this.end = performance.now() + o.timeoutMs;
+  }
+
+  /** Runs one step under what is left of the attempt's timeout. */
+  step<T>(kind: string, what: string, work: () => Promise<T>): Promise<T> {
+    return this.clock.run(kind, what, Math.max(1, this.end - performance.now()), work);
+  }
+
+  /** Closed, newest first, when the attempt fails or its link is closed. */
+  track<T extends Closable>(r: T): T {
+    this.opened.push(r);
+    return r;
+  }
+
+  closeAll(): void {
+    for (const r of this.opened.reverse()) {
       try {
         if (r.terminate) r.terminate();
         else if (r.destroy) r.destroy();
@@ -184,102 +202,135 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
         // already closed
       }
     }
-  };
+  }
+}
 
+/** Step dns: the server's (or the proxy's) address; an IP address is used as it is. */
+async function resolveHop(a: Attempt, host: string): Promise<string> {
+  if (isIP(host)) return host;
+  const { address } = await a.step('dns', `DNS lookup of ${host}`, () => lookup(host)).catch((e) => { throw withHint(e, host, !!a.o.proxy); });
+  a.debug(`${host} resolved to ${address}`);
+  return address;
+}
+
+/** Step tcp: a connection to the server, or to the proxy when there is one. */
+async function connectTcp(a: Attempt, host: string, port: number): Promise<Socket> {
+  const tcp = a.track(netConnect({ host, port }));
+  tcp.setNoDelay(true);
+  await a.step('tcp', `TCP connect to ${host}:${port}`, () => once(tcp, 'connect')).catch((e) => { throw withHint(e, `${host}:${port}`, !!a.o.proxy); });
+  return tcp;
+}
+
+/** Step proxy: HTTP CONNECT or SOCKS5 to the server through [client] proxy. */
+function throughProxy(a: Attempt, tcp: Socket, proxy: URL): Promise<void> {
+  const socks = proxy.protocol.startsWith('socks5');
+  return a.step('proxy', `proxy ${socks ? 'SOCKS5' : 'CONNECT'} through ${proxy.host}`, () => (socks ? socks5Connect : proxyConnect)(tcp, a.o.server, proxy));
+}
+
+/** Step tls (wss:// only): the handshake, verified against the system store and [client] tls_ca. */
+async function startTls(a: Attempt, tcp: Socket): Promise<TLSSocket> {
+  const { server, extraCa } = a.o;
+  const tls = a.track(tlsConnect({
+    socket: tcp,
+    servername: isIP(server.host) ? undefined : server.host,
+    ca: extraCa ? [...rootCertificates, extraCa] : undefined,
+  }));
+  await a.step('tls', `TLS handshake with ${server.hostPort}`, () => once(tls, 'secureConnect'));
+  return tls;
+}
+
+/** Step websocket: the upgrade, with rportd's reason when it refuses; returns the stream SSH runs on. */
+async function upgradeToWebSocket(a: Attempt, sock: Socket | TLSSocket): Promise<ReturnType<typeof sshStream>> {
+  const { server, headers, authId } = a.o;
+  const ws = a.track(new WebSocket(server.href, WS_SUBPROTOCOL, {
+    createConnection: () => sock,
+    perMessageDeflate: false,
+    headers: { ...headers, [AUTH_ID_HEADER]: encodeURIComponent(authId) },
+    maxPayload: 4 << 20,
+    // A zero mask lets ws skip masking here and unmasking at the server (one pass over every byte each).
+    // Masking keeps a browser page's chosen bytes from poisoning proxy caches; these bytes are SSH's own,
+    // encrypted after the key exchange, and no page chooses them.
+    generateMask: (mask) => void mask.fill(0),
+  }));
+  // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and
+  // are emitted before an await after 'open' would resume. The stream queues writes until open.
+  const wsStream = sshStream(ws);
+  const upgradeFailed = new Promise<never>((_, reject) => {
+    ws.once('unexpected-response', (_req, res) => {
+      const own = res.headers['x-rport-error'];
+      const why = own ?? res.statusMessage ?? '';
+      // Without rportd's own reason header, something else answered: most often the API's port.
+      const hint = own ? '' : `: ${server.hostPort} is not rportd's client port (the API, a web server or a proxy answered): set [client] server to rportd's [server] address`;
+      reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}${hint}`));
+    });
+  });
+  await a.step('websocket', `WebSocket upgrade at ${server.href}`, () => Promise.race([once(ws, 'open'), upgradeFailed]));
+  return wsStream;
+}
+
+/**
+ * Step ssh: the key exchange, the host key checked against [client] fingerprint, and the password login
+ * (ssh2 reports them as one 'ready'); a refused key or login becomes the line that names the key to fix.
+ */
+async function sshLogin(a: Attempt, stream: ReturnType<typeof sshStream>): Promise<{ ssh: ssh2.Client; fingerprint: string }> {
+  const { authId, password, fingerprint } = a.o;
+  const ssh = a.track(new ssh2.Client());
+  let seenFingerprint = '';
+  let refusedKey = false;
+  ssh.connect({
+    sock: stream,
+    username: authId,
+    password,
+    readyTimeout: 0, // bounded by the step below
+    keepaliveInterval: 0, // keep-alive is ours, on the control channel
+    hostVerifier: (key: Buffer) => {
+      seenFingerprint = fingerprintOf(key);
+      refusedKey = !!fingerprint && !fingerprintMatches(fingerprint, key);
+      return !refusedKey;
+    },
+  } as ssh2.ConnectConfig);
+  try {
+    await a.step('ssh', `SSH handshake and auth as ${authId}`, () => once(ssh, 'ready'));
+  } catch (err) {
+    if (refusedKey) {
+      throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`);
+    }
+    if ((err as { level?: string }).level === 'client-authentication') {
+      throw new Error(`authentication failed: the server refused id "${authId}" and its password (check [client] auth)`);
+    }
+    throw err;
+  }
+  // From here a broken link is seen by its 'close' (the client's serve loop): an 'error' without a listener
+  // (a write after the server hung up: EPIPE) would otherwise end the process.
+  ssh.on('error', (err) => a.debug(`SSH connection: ${err.message}`));
+  return { ssh, fingerprint: seenFingerprint };
+}
+
+/** Step control: the control channel (a subsystem) that carries pings and the connection request. */
+async function openControlChannel(a: Attempt, ssh: ssh2.Client): Promise<ControlChannel> {
+  const stream = await a.step('control', 'opening the control channel', () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
+    ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
+  }));
+  return new ControlChannel(stream);
+}
+
+/**
+ * One connection attempt, step by step, each step bounded by what is left of the attempt's timeout:
+ * DNS, TCP, proxy CONNECT, TLS, WebSocket upgrade, SSH handshake and auth, control channel. The
+ * connection request that follows is the connection loop's (client.ts).
+ */
+export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) => void): Promise<Link> {
+  const a = new Attempt(o, clock, debug);
   try {
     const hop = o.proxy ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port || 80) } : o.server;
-    let address = hop.host;
-    if (!isIP(hop.host)) {
-      address = (await clock.run('dns', `DNS lookup of ${hop.host}`, left(), () => lookup(hop.host)).catch((e) => { throw withHint(e, hop.host, !!o.proxy); })).address;
-      debug(`${hop.host} resolved to ${address}`);
-    }
-
-    const tcp = netConnect({ host: address, port: hop.port });
-    toClose.push(tcp);
-    tcp.setNoDelay(true);
-    await clock.run('tcp', `TCP connect to ${address}:${hop.port}`, left(), () => once(tcp, 'connect')).catch((e) => { throw withHint(e, `${address}:${hop.port}`, !!o.proxy); });
-    let sock: Socket | TLSSocket = tcp;
-
-    if (o.proxy) {
-      const socks = o.proxy.protocol.startsWith('socks5');
-      await clock.run('proxy', `proxy ${socks ? 'SOCKS5' : 'CONNECT'} through ${o.proxy.host}`, left(), () => (socks ? socks5Connect : proxyConnect)(tcp, o.server, o.proxy!));
-    }
-
-    if (o.server.secure) {
-      const tls = tlsConnect({
-        socket: tcp,
-        servername: isIP(o.server.host) ? undefined : o.server.host,
-        ca: o.extraCa ? [...rootCertificates, o.extraCa] : undefined,
-      });
-      toClose.push(tls);
-      await clock.run('tls', `TLS handshake with ${o.server.hostPort}`, left(), () => once(tls, 'secureConnect'));
-      sock = tls;
-    }
-
-    const ws = new WebSocket(o.server.href, WS_SUBPROTOCOL, {
-      createConnection: () => sock,
-      perMessageDeflate: false,
-      headers: { ...o.headers, [AUTH_ID_HEADER]: encodeURIComponent(o.authId) },
-      maxPayload: 4 << 20,
-      // A zero mask lets ws skip masking here and unmasking at the server (one pass over every byte each).
-      // Masking keeps a browser page's chosen bytes from poisoning proxy caches; these bytes are SSH's own,
-      // encrypted after the key exchange, and no page chooses them.
-      generateMask: (mask) => void mask.fill(0),
-    });
-    toClose.push(ws);
-    // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and
-    // are emitted before an await after 'open' would resume. The stream queues writes until open.
-    const wsStream = sshStream(ws);
-    const upgradeFailed = new Promise<never>((_, reject) => {
-      ws.once('unexpected-response', (_req, res) => {
-        const own = res.headers['x-rport-error'];
-        const why = own ?? res.statusMessage ?? '';
-        // Without rportd's own reason header, something else answered: most often the API's port.
-        const hint = own ? '' : `: ${o.server.hostPort} is not rportd's client port (the API, a web server or a proxy answered): set [client] server to rportd's [server] address`;
-        reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}${hint}`));
-      });
-    });
-    await clock.run('websocket', `WebSocket upgrade at ${o.server.href}`, left(), () => Promise.race([once(ws, 'open'), upgradeFailed]));
-
-    const ssh = new ssh2.Client();
-    toClose.push(ssh);
-    let seenFingerprint = '';
-    let refusedKey = false;
-    ssh.connect({
-      sock: wsStream,
-      username: o.authId,
-      password: o.password,
-      readyTimeout: 0, // bounded by the step below
-      keepaliveInterval: 0, // keep-alive is ours, on the control channel
-      hostVerifier: (key: Buffer) => {
-        seenFingerprint = fingerprintOf(key);
-        refusedKey = !!o.fingerprint && !fingerprintMatches(o.fingerprint, key);
-        return !refusedKey;
-      },
-    } as ssh2.ConnectConfig);
-    try {
-      await clock.run('ssh', `SSH handshake and auth as ${o.authId}`, left(), () => once(ssh, 'ready'));
-    } catch (err) {
-      if (refusedKey) {
-        throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${o.fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`);
-      }
-      if ((err as { level?: string }).level === 'client-authentication') {
-        throw new Error(`authentication failed: the server refused id "${o.authId}" and its password (check [client] auth)`);
-      }
-      throw err;
-    }
-
-    // From here a broken link is seen by its 'close' (the client's serve loop): an 'error' without a listener
-    // (a write after the server hung up: EPIPE) would otherwise end the process.
-    ssh.on('error', (err) => debug(`SSH connection: ${err.message}`));
-
-    const stream = await clock.run('control', 'opening the control channel', left(), () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
-      ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
-    }));
-    const control = new ControlChannel(stream);
-    return { ssh, control, fingerprint: seenFingerprint, close: () => { control.close(); closeAll(); } };
+    const tcp = await connectTcp(a, await resolveHop(a, hop.host), hop.port);
+    if (o.proxy) await throughProxy(a, tcp, o.proxy);
+    const sock = o.server.secure ? await startTls(a, tcp) : tcp;
+    const { ssh, fingerprint } = await sshLogin(a, await upgradeToWebSocket(a, sock));
+    const control = await openControlChannel(a, ssh);
+    return { ssh, control, fingerprint, close: () => { control.close(); a.closeAll(); } };
   } catch (err) {
-    closeAll();
+    a.closeAll();
     throw err;
   }
 }

@@ -1,9 +1,9 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
-import { formatHostPort, parseHostPort, type AddressRules, type HostPort } from '../config/host-port.js';
+import { formatHostPort, parseHostPort, type AddressRules, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
-import { withTimeout } from '../timeout.js';
+import { deadline, TimeoutError, withTimeout } from '../timeout.js';
 import type { ControlChannel } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
 import { METHOD, TUNNEL_BIND_PORT, type TunnelOpenRequest } from '../transport/protocol.js';
@@ -24,13 +24,14 @@ interface Checked {
 function connectTo(host: string, port: number, ms: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = netConnect({ host, port, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => sock.destroy(new Error(`connect timed out after ${TARGET_DIAL_TIMEOUT_MS / 1000}s`)), Math.max(ms, 0));
+    // The error names the whole bound, not what was left of it for this address.
+    const d = deadline(ms, 'connect', () => sock.destroy(new TimeoutError('connect', TARGET_DIAL_TIMEOUT_MS)));
     sock.once('error', (err) => {
-      clearTimeout(timer);
+      d.cancel();
       reject(err);
     });
     sock.once('connect', () => {
-      clearTimeout(timer);
+      d.cancel();
       resolve(sock);
     });
   });
@@ -93,7 +94,7 @@ export class TunnelTargets {
 
   /** Resolves and checks the target anew, then tries its allowed addresses in turn; a refusal reaches the server as a refused channel. */
   private async dial(target: HostPort, from: string, accept: () => ssh2.ClientChannel, reject: () => void): Promise<void> {
-    const deadline = Date.now() + TARGET_DIAL_TIMEOUT_MS;
+    const until = Date.now() + TARGET_DIAL_TIMEOUT_MS;
     let sock: Socket | undefined;
     try {
       const checked = await this.check(target);
@@ -103,7 +104,7 @@ export class TunnelTargets {
       }
       for (const [i, ip] of checked.allowed.entries()) {
         try {
-          sock = await connectTo(ip, target.port, deadline - Date.now());
+          sock = await connectTo(ip, target.port, until - Date.now());
           break;
         } catch (err) {
           if (i === checked.allowed.length - 1) throw err;

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { errorMessage, LEVELS, type Level } from '../log.js';
-import { AddressRules, parseRemoteSpec } from './host-port.js';
+import { errorMessage, type Level } from '../log.js';
+import { AddressRules, parseRemoteSpec } from '../shared/host-port.js';
 import { Config, ConfigError, type KeyDef } from './loader.js';
+import { logLevelOf } from './logging.js';
 import { parseServerUrl, type ServerUrl } from './server-url.js';
 import { VERSION } from '../version.js';
 
@@ -176,10 +177,26 @@ export function addressRules(c: Config, section: string, key: string): AddressRu
   }
 }
 
-export function logLevelOf(c: Config): Level {
-  const level = c.get<string>('logging', 'log_level');
-  if (!(LEVELS as readonly string[]).includes(level)) c.fail('logging', 'log_level', `is not one of ${LEVELS.join(', ')}`);
-  return level as Level;
+/** The [connection] timings, checked: what the client runs on and what rport-watchdog budgets from. */
+export type ConnectionTimings = Pick<ClientConfig, 'keepAliveMs' | 'keepAliveTimeoutMs' | 'maxRetryCount' | 'maxRetryIntervalMs' | 'connectTimeoutMs' | 'watchdogIntegration'>;
+
+export function connectionTimings(c: Config): ConnectionTimings {
+  const keepAliveMs = c.timer('connection', 'keep_alive');
+  const keepAliveTimeoutMs = c.timer('connection', 'keep_alive_timeout');
+  if (keepAliveMs > 0 && keepAliveTimeoutMs <= 0) c.fail('connection', 'keep_alive_timeout', 'must be above 0s while keep_alive is on');
+  const maxRetryCount = c.get<number>('connection', 'max_retry_count');
+  if (maxRetryCount < -1) c.fail('connection', 'max_retry_count', 'must be -1 (retry forever), 0 or more');
+  const maxRetryIntervalMs = c.timer('connection', 'max_retry_interval');
+  if (maxRetryIntervalMs < 1000) c.fail('connection', 'max_retry_interval', "must be at least 1s (use e.g. '5m')");
+  const connectTimeoutMs = c.timer('connection', 'connect_timeout');
+  if (connectTimeoutMs < 100) c.fail('connection', 'connect_timeout', "must be at least 100ms (use e.g. '20s')");
+
+  const watchdogIntegration = c.get<boolean>('connection', 'watchdog_integration');
+  if (watchdogIntegration) {
+    if (keepAliveMs <= 0) c.fail('connection', 'watchdog_integration', 'needs keep_alive above 0s, but it is 0s: set [connection] keep_alive = "3m"');
+    if (maxRetryCount !== -1) c.fail('connection', 'watchdog_integration', `needs max_retry_count = -1 (retry forever), but it is ${maxRetryCount}: set [connection] max_retry_count = -1`);
+  }
+  return { keepAliveMs, keepAliveTimeoutMs, maxRetryCount, maxRetryIntervalMs, connectTimeoutMs, watchdogIntegration };
 }
 
 export function clientConfig(c: Config): ClientConfig {
@@ -232,21 +249,7 @@ export function clientConfig(c: Config): ClientConfig {
   }
   if (!has('user-agent')) headers['User-Agent'] = `rport ${VERSION}`;
 
-  const keepAliveMs = c.timer('connection', 'keep_alive');
-  const keepAliveTimeoutMs = c.timer('connection', 'keep_alive_timeout');
-  if (keepAliveMs > 0 && keepAliveTimeoutMs <= 0) c.fail('connection', 'keep_alive_timeout', 'must be above 0s while keep_alive is on');
-  const maxRetryCount = c.get<number>('connection', 'max_retry_count');
-  if (maxRetryCount < -1) c.fail('connection', 'max_retry_count', 'must be -1 (retry forever), 0 or more');
-  const maxRetryIntervalMs = c.timer('connection', 'max_retry_interval');
-  if (maxRetryIntervalMs < 1000) c.fail('connection', 'max_retry_interval', "must be at least 1s (use e.g. '5m')");
-  const connectTimeoutMs = c.timer('connection', 'connect_timeout');
-  if (connectTimeoutMs < 100) c.fail('connection', 'connect_timeout', "must be at least 100ms (use e.g. '20s')");
-
-  const watchdogIntegration = c.get<boolean>('connection', 'watchdog_integration');
-  if (watchdogIntegration) {
-    if (keepAliveMs <= 0) c.fail('connection', 'watchdog_integration', 'needs keep_alive above 0s, but it is 0s: set [connection] keep_alive = "3m"');
-    if (maxRetryCount !== -1) c.fail('connection', 'watchdog_integration', `needs max_retry_count = -1 (retry forever), but it is ${maxRetryCount}: set [connection] max_retry_count = -1`);
-  }
+  const timings = connectionTimings(c);
 
   return {
     servers: servers as ServerUrl[],
@@ -266,12 +269,7 @@ export function clientConfig(c: Config): ClientConfig {
     tunnelAllowed: addressRules(c, 'client', 'tunnel_allowed'),
     dataDir: c.get<string>('client', 'data_dir'),
     tlsCaPem: readCaFile(c),
-    keepAliveMs,
-    keepAliveTimeoutMs,
-    maxRetryCount,
-    maxRetryIntervalMs,
-    connectTimeoutMs,
-    watchdogIntegration,
+    ...timings,
     watchdogIntervalMs: c.timer('connection', 'watchdog_interval'),
     headers,
     logFile: c.get<string>('logging', 'log_file'),

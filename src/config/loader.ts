@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '../shared/duration.js';
 import { nearest, type DocumentedNames } from './rport-names.js';
+import { MAX_TIMER_MS } from '../timeout.js';
 
 export type ValueType = 'string' | 'duration' | 'seconds' | 'int' | 'bool' | 'strings' | 'table';
 export type Value = string | number | boolean | string[] | Record<string, string>;
@@ -109,9 +110,6 @@ function convert(type: ValueType, raw: unknown, fromFlag: boolean): Value | unde
   }
 }
 
-/** The longest delay a Node.js timer keeps (about 24.8 days): a longer one fires after 1 ms instead. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** A loaded configuration: every defined key has a value, and each knows where it came from. */
 export class Config {
   constructor(
@@ -129,7 +127,7 @@ export class Config {
     return v as T;
   }
 
-  /** A duration that a timer waits for: one longer than MAX_TIMER_MS would fire at once, so it is refused. */
+  /** A duration that a timer waits for: the client's interval timers cannot wait longer than MAX_TIMER_MS, so it is refused. */
   timer(section: string, key: string): number {
     const ms = this.get<number>(section, key);
     return ms <= MAX_TIMER_MS ? ms : this.fail(section, key, "is longer than 24 days, more than a timer can wait (use e.g. '24h')");

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
-import { logLevelOf } from './client-config.js';
+import { logLevelOf } from './logging.js';
 import { isIP } from 'node:net';
-import { parseHostPort, type HostPort } from './host-port.js';
+import { parseHostPort, type HostPort } from '../shared/host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
 // RPort's default; the client's state.json shares it without a clash (rportd.db, rportd-host-key).

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import { plainAddress } from '../config/host-port.js';
+import { plainAddress } from '../shared/host-port.js';
+import { deadline, type Deadline } from '../timeout.js';
 
 export interface AdmissionLimits {
   /** [server] max_unauthenticated_connections */
@@ -17,7 +18,7 @@ export type AdmissionEvent =
 interface Pending {
   socket: Socket;
   address: string;
-  timer: NodeJS.Timeout;
+  timer: Deadline;
   upgraded: boolean;
 }
 
@@ -60,10 +61,10 @@ export class PendingConnections {
     const key = keyOf(socket);
     const entry: Pending = {
       socket, address, upgraded: false,
-      timer: setTimeout(() => {
+      timer: deadline(this.limits.loginTimeoutMs, 'login', () => {
         this.report({ kind: 'timeout', address, upgraded: entry.upgraded });
         this.drop(entry);
-      }, this.limits.loginTimeoutMs),
+      }),
     };
     this.pending.set(key, entry);
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
@@ -81,7 +82,7 @@ export class PendingConnections {
     const key = keyOf(s);
     const p = this.pending.get(key);
     if (!p) return;
-    clearTimeout(p.timer);
+    p.timer.cancel();
     this.pending.delete(key);
     const n = (this.perAddress.get(p.address) ?? 1) - 1;
     if (n > 0) this.perAddress.set(p.address, n);

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type ssh2 from 'ssh2';
 import type { WebSocket } from 'ws';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
+import { deadline } from '../timeout.js';
 import { ControlChannel } from '../transport/control-channel.js';
 import { CONTROL_SUBSYSTEM, METHOD, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { PoolBusyError } from './bcrypt-pool.js';
@@ -235,12 +236,12 @@ export class ClientConnection {
       // One forwarded channel, as for a tunnel connection: the client opens it only once it reached the target.
       probeTunnel: (tunnelId, timeoutMs) => new Promise((resolve, reject) => {
         let done = false;
-        const timer = setTimeout(() => {
+        const answer = deadline(timeoutMs, 'tunnel probe', () => {
           done = true;
           reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
-        }, timeoutMs);
+        });
         this.client.forwardOut(tunnelId, TUNNEL_BIND_PORT, '127.0.0.1', 0, (err, channel) => {
-          clearTimeout(timer);
+          answer.cancel();
           if (!err) channel.close();
           if (done) return;
           done = true;

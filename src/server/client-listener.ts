@@ -3,9 +3,10 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { formatDuration } from '../config/duration.js';
-import { plainAddress } from '../config/host-port.js';
-import { LogLimiter } from '../log.js';
+import { formatDuration } from '../shared/duration.js';
+import { plainAddress } from '../shared/host-port.js';
+import { errorMessage, LogLimiter } from '../log.js';
+import { withTimeout } from '../timeout.js';
 import type { HostKey } from '../transport/host-key.js';
 import { sshStream } from '../transport/ws-stream.js';
 import { AUTH_ID_HEADER, WS_SUBPROTOCOL } from '../transport/protocol.js';
@@ -27,6 +28,8 @@ export interface ListenerOptions extends Omit<ConnectionContext, 'limited' | 'co
 export const PRE_AUTH_MAX_PAYLOAD = 16 << 10;
 /** After auth: one SSH packet a frame (64 KiB of data with the ssh2 patch), with room to spare. */
 export const MAX_PAYLOAD = 256 << 10;
+/** Shutdown waits this long for the client connections' close handling; the process has 2 s in all. */
+const CLOSE_WAIT_MS = 1000;
 
 /** Raises a WebSocket's frame limit once its peer logged in (ws reads the limit on every frame). */
 function allowLargerFrames(ws: WebSocket): void {
@@ -53,6 +56,8 @@ export class ClientListener {
   });
   private readonly ssh: ssh2.Server;
   private readonly sockets = new Set<WebSocket>();
+  /** SSH connections not yet closed: shutdown waits for their close handling (the registry's writes). */
+  private readonly clients = new Set<ssh2.Connection>();
   /** WebSockets whose SSH handshake has not reached the connection callback yet, by "ip|port". */
   private readonly handshaking = new Map<string, { ws: WebSocket; socket: Socket }>();
   private readonly context: ConnectionContext;
@@ -71,6 +76,8 @@ export class ClientListener {
         authenticated: () => allowLargerFrames(h.ws),
         accepted: () => this.pending.release(h.socket),
       });
+      this.clients.add(client);
+      client.once('close', () => this.clients.delete(client));
     });
   }
 
@@ -126,8 +133,10 @@ export class ClientListener {
   }
 
   /** Ends every client connection (server shutdown). */
-  closeAll(): void {
+  closeAll(): Promise<void> {
+    const closed = Promise.all([...this.clients].map((c) => new Promise<void>((r) => c.once('close', () => r()))));
     for (const ws of this.sockets) ws.terminate();
     this.wss.close();
+    return withTimeout(closed, CLOSE_WAIT_MS, 'closing the client connections').then(() => undefined, (err) => this.o.log.warn(errorMessage(err)));
   }
 }

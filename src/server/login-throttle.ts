@@ -1,4 +1,4 @@
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 
 /** Where failure counts live: in memory, or in the server's store so bans survive a restart. Keys are opaque. */
 export interface FailureRecords {

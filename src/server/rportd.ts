@@ -1,10 +1,9 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { FastifyInstance } from 'fastify';
-import { createApi } from '../api/api-server.js';
 import type { ServerConfig } from '../config/server-config.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
+import { closeServer, listen } from '../shared/listen.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
 import { ClientListener } from './client-listener.js';
@@ -20,27 +19,19 @@ import { TunnelManager } from './tunnels.js';
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
 export const UPGRADE_HEADERS_TIMEOUT_MS = 10_000;
 
-function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const hint = err.code === 'EADDRINUSE' ? 'another process uses it: stop it or choose another port' : err.code === 'EACCES' ? 'ports below 1024 need root' : errorMessage(err);
-      reject(new Error(`cannot listen on ${host}:${port} for ${what}: ${hint}`));
-    });
-    server.listen(port, host, () => resolve(server.address() as AddressInfo));
-  });
-}
-
-/** The server: the client listener, the client registry with its liveness checks, and the API. */
+/**
+ * The server: the client listener and the client registry with its liveness checks. Its parts (registry,
+ * tunnels, credentials, metrics, throttle) are public for the API, which the process wires beside it.
+ */
 export class Rportd {
   readonly store: Store;
   readonly registry: ClientRegistry;
   readonly jobs: JobService;
-  private readonly tunnels: TunnelManager;
-  private readonly metrics: Metrics;
+  readonly tunnels: TunnelManager;
+  readonly metrics: Metrics;
   /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
-  private readonly throttle: LoginThrottle;
+  readonly throttle: LoginThrottle;
   private readonly http: Server;
-  private api: FastifyInstance | undefined;
   private listener: ClientListener | undefined;
   private checker: NodeJS.Timeout | undefined;
   private purger: NodeJS.Timeout | undefined;
@@ -48,8 +39,8 @@ export class Rportd {
 
   constructor(
     private readonly cfg: ServerConfig,
-    private readonly hostKey: HostKey,
-    private readonly credentials: Credentials,
+    readonly hostKey: HostKey,
+    readonly credentials: Credentials,
     private readonly log: Logger,
   ) {
     const plain: RequestListener = (_req, res) => {
@@ -72,7 +63,7 @@ export class Rportd {
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key, ...limits }, plain) : createServer(limits, plain);
   }
 
-  async start(): Promise<{ clients: AddressInfo; api: AddressInfo | undefined }> {
+  async start(): Promise<AddressInfo> {
     const c = this.cfg;
     await this.jobs.init();
     this.listener = new ClientListener({
@@ -93,23 +84,13 @@ export class Rportd {
     this.http.on('upgrade', (req, socket, head) => this.listener!.handleUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket) => socket.destroy());
     const clients = await listen(this.http, c.address.host, c.address.port, 'clients ([server] address)');
-    let api: AddressInfo | undefined;
-    if (c.api.address) {
-      this.api = createApi({
-        user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, credentials: this.credentials, jobs: this.jobs,
-        metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: this.throttle, log: this.log.child('api'),
-      });
-      await this.api.ready();
-      api = await listen(this.api.server, c.api.address.host, c.api.address.port, 'the API ([api] address)');
-      if (!c.api.user) this.log.warn(`the API on ${c.api.address.host}:${api.port} has no [api] auth: anyone on this machine can use it`);
-    }
     const period = Math.min(5000, Math.max(250, c.checkIntervalMs / 4));
     this.checker = setInterval(() => this.checkSilentClients(), period);
     this.checker.unref();
     // Stale login failures go every minute; disconnected clients only with purge_disconnected_clients (RPort).
     this.purger = setInterval(() => this.purge(), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
     this.purger.unref();
-    return { clients, api };
+    return clients;
   }
 
   /** Pings clients silent for check_clients_connection_interval; drops those that do not answer in time. */
@@ -146,13 +127,10 @@ export class Rportd {
     clearInterval(this.checker);
     clearInterval(this.purger);
     this.jobs.stop();
-    this.listener?.closeAll();
+    // The connections' close handling writes to the registry: it runs before the store closes.
+    await this.listener?.closeAll();
     this.tunnels.closeAll();
-    const closing = [this.http, this.api?.server].filter((s): s is Server => !!s).map((s) => new Promise<void>((r) => {
-      s.close(() => r());
-      s.closeAllConnections();
-    }));
-    await Promise.all([...closing, this.credentials.close()]);
+    await Promise.all([closeServer(this.http), this.credentials.close()]);
     this.registry.close();
     this.store.close();
   }

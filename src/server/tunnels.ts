@@ -1,25 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 import type { TunnelPolicy } from '../config/server-config.js';
-import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../config/host-port.js';
+import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../transport/protocol.js';
+import { deadline, type Deadline } from '../timeout.js';
 import type { Store } from './store.js';
 
 /** Bound on the client's answer to a tunnel request, and on opening one forwarded channel. */
 const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
 /** Random ports tried from used_ports before giving up. */
 const PORT_TRIES = 50;
-/** setTimeout's limit (about 24.8 days): it fires at once for anything longer. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A tunnel request that cannot be carried out; status and code are what the API answers. */
+/** Why a tunnel request cannot be carried out: the API answers the code with its own HTTP status. */
+export type TunnelErrorCode = 'bind_address_not_allowed' | 'port_not_allowed' | 'too_many_tunnels' | 'client_not_connected' | 'bad_request'
+  | 'tunnel_refused' | 'client_unavailable' | 'port_unavailable';
+
+/** A tunnel request that cannot be carried out; the message is the one line a user reads. */
 export class TunnelError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly code: TunnelErrorCode, message: string) {
     super(message);
   }
 }
@@ -38,7 +41,7 @@ export interface TunnelRequest {
   idleTimeoutMs: number;
 }
 
-interface Tunnel {
+export interface Tunnel {
   id: string;
   clientId: string;
   local: HostPort;
@@ -52,28 +55,10 @@ interface Tunnel {
   createdAt: number;
   listener: Server | undefined;
   sockets: Set<Socket>;
-  idleTimer: NodeJS.Timeout | undefined;
+  idleTimer: Deadline | undefined;
   connections: number;
   bytesIn: number;
   bytesOut: number;
-}
-
-export function describeTunnel(t: Tunnel) {
-  return {
-    id: t.id,
-    client_id: t.clientId,
-    local: formatHostPort(t.local),
-    remote: t.remote,
-    acl: t.acl,
-    idle_timeout_sec: t.idleTimeoutMs / 1000,
-    created_by: t.createdBy,
-    created_at: new Date(t.createdAt).toISOString(),
-    listening: !!t.listener,
-    open_connections: t.sockets.size,
-    connections: t.connections,
-    bytes_in: t.bytesIn,
-    bytes_out: t.bytesOut,
-  };
 }
 
 function listenOn(server: Server, a: HostPort): Promise<void> {
@@ -130,14 +115,14 @@ export class TunnelManager {
   private refusal(t: Tunnel): TunnelError | undefined {
     const p = this.policy;
     if (!isIP(t.local.host) || !this.bindAddresses.check(t.local.host, isIP(t.local.host) === 6 ? 'ipv6' : 'ipv4')) {
-      return new TunnelError(400, 'bind_address_not_allowed', `bind address ${t.local.host} is not in [server] tunnel_bind_addresses (${p.bindAddresses.join(', ')})`);
+      return new TunnelError('bind_address_not_allowed', `bind address ${t.local.host} is not in [server] tunnel_bind_addresses (${p.bindAddresses.join(', ')})`);
     }
     if (t.local.port && !this.ports.has(t.local.port)) {
-      return new TunnelError(400, 'port_not_allowed', `port ${t.local.port} is not in [server] used_ports (${p.usedPorts}) minus excluded_ports (${p.excludedPorts})`);
+      return new TunnelError('port_not_allowed', `port ${t.local.port} is not in [server] used_ports (${p.usedPorts}) minus excluded_ports (${p.excludedPorts})`);
     }
     const count = (this.byClient.get(t.clientId)?.size ?? 0) + (this.pending.get(t.clientId) ?? 0);
     if (count >= p.maxPerClient) {
-      return new TunnelError(400, 'too_many_tunnels', `client ${t.clientId} has ${count} tunnels, the most [server] max_tunnels_per_client allows`);
+      return new TunnelError('too_many_tunnels', `client ${t.clientId} has ${count} tunnels, the most [server] max_tunnels_per_client allows`);
     }
     return undefined;
   }
@@ -209,7 +194,7 @@ export class TunnelManager {
 
   async create(clientId: string, req: TunnelRequest): Promise<Tunnel> {
     const link = this.links.get(clientId);
-    if (!link) throw new TunnelError(409, 'client_not_connected', `client ${clientId} is not connected: tunnels can be created only to connected clients`);
+    if (!link) throw new TunnelError('client_not_connected', `client ${clientId} is not connected: tunnels can be created only to connected clients`);
     const t = this.newTunnel(clientId, req, 'api', '');
     const refusal = this.refusal(t);
     if (refusal) throw refusal;
@@ -259,7 +244,7 @@ export class TunnelManager {
     try {
       aclRules = AddressRules.parse(req.acl);
     } catch (err) {
-      throw new TunnelError(400, 'bad_request', `acl ${errorMessage(err)}`);
+      throw new TunnelError('bad_request', `acl ${errorMessage(err)}`);
     }
     return {
       id: randomUUID(), clientId, local: { host: req.local.host || this.policy.bindAddresses[0]!, port: req.local.port }, remote: formatHostPort(req.remote), acl: req.acl, aclRules,
@@ -274,12 +259,12 @@ export class TunnelManager {
     try {
       await link.control.request(METHOD.tunnelOpen, { id: t.id, remote: t.remote }, CLIENT_ANSWER_TIMEOUT_MS);
     } catch (err) {
-      if (err instanceof RemoteError) throw new TunnelError(403, 'tunnel_refused', `client ${t.clientId} refused: ${err.message}`);
-      throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
+      if (err instanceof RemoteError) throw new TunnelError('tunnel_refused', `client ${t.clientId} refused: ${err.message}`);
+      throw new TunnelError('client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
     }
     t.listener = await this.listen(t);
     try {
-      if (this.links.get(t.clientId) !== link) throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
+      if (this.links.get(t.clientId) !== link) throw new TunnelError('client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
       // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
       if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) this.save(t);
     } catch (err) {
@@ -290,7 +275,7 @@ export class TunnelManager {
   }
 
   private deactivate(t: Tunnel): void {
-    clearTimeout(t.idleTimer);
+    t.idleTimer?.cancel();
     t.listener?.close();
     t.listener = undefined;
     // The tunnel's end cuts its open connections short: a reset, not a clean end.
@@ -311,11 +296,11 @@ export class TunnelManager {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EADDRINUSE' || t.local.port) {
-          throw new TunnelError(409, 'port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: ${code === 'EADDRINUSE' ? 'the port is in use' : code ?? errorMessage(err)}`);
+          throw new TunnelError('port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: ${code === 'EADDRINUSE' ? 'the port is in use' : code ?? errorMessage(err)}`);
         }
       }
     }
-    throw new TunnelError(409, 'port_unavailable', 'no free port left in [server] used_ports');
+    throw new TunnelError('port_unavailable', 'no free port left in [server] used_ports');
   }
 
   /** One TCP connection to the tunnel's port: one forwarded-tcpip channel to the client, piped both ways. */
@@ -330,16 +315,16 @@ export class TunnelManager {
     if (!link) return void sock.destroy();
     t.sockets.add(sock);
     t.connections++;
-    clearTimeout(t.idleTimer);
+    t.idleTimer?.cancel();
     sock.on('close', () => {
       t.sockets.delete(sock);
       this.armIdle(t);
     });
     sock.on('error', () => sock.destroy());
     sock.pause();
-    const timer = setTimeout(() => sock.resetAndDestroy(), CLIENT_ANSWER_TIMEOUT_MS);
+    const answer = deadline(CLIENT_ANSWER_TIMEOUT_MS, 'forwarded channel', () => sock.resetAndDestroy());
     link.ssh.forwardOut(t.id, TUNNEL_BIND_PORT, ip, sock.remotePort ?? 0, (err, channel) => {
-      clearTimeout(timer);
+      answer.cancel();
       if (err) {
         this.log.warn(`tunnel ${t.id}: client ${t.clientId} could not reach ${t.remote} for ${ip}: ${errorMessage(err)}`);
         return void sock.resetAndDestroy(); // as the target's refusal would be
@@ -354,19 +339,10 @@ export class TunnelManager {
   /** An idle_timeout tunnel with no connections for that long is deleted. */
   private armIdle(t: Tunnel): void {
     if (t.idleTimeoutMs <= 0 || t.sockets.size > 0 || !t.listener) return;
-    clearTimeout(t.idleTimer);
-    const deadline = Date.now() + t.idleTimeoutMs;
-    const wait = () => {
-      const left = deadline - Date.now();
-      if (left > 0) {
-        // In steps: one timer cannot wait longer than MAX_TIMER_MS.
-        t.idleTimer = setTimeout(wait, Math.min(left, MAX_TIMER_MS));
-        t.idleTimer.unref();
-        return;
-      }
+    t.idleTimer?.cancel();
+    t.idleTimer = deadline(t.idleTimeoutMs, `tunnel ${t.id} idle`, () => {
       this.log.info(`tunnel ${t.id} idle for ${formatDuration(t.idleTimeoutMs)}: deleting it`);
       this.delete(t.clientId, t.id);
-    };
-    wait();
+    }, { unref: true });
   }
 }

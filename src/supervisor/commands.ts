@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { deadline } from '../timeout.js';
 
 export interface CommandResult {
   code: number | null;
@@ -19,7 +20,7 @@ export function runCommand(command: string, env: NodeJS.ProcessEnv, timeoutMs: n
     };
     child.stdout.on('data', collect);
     child.stderr.on('data', collect);
-    const timer = setTimeout(() => {
+    const d = deadline(timeoutMs, command, () => {
       timedOut = true;
       try {
         if (process.platform === 'win32') child.kill();
@@ -27,12 +28,12 @@ export function runCommand(command: string, env: NodeJS.ProcessEnv, timeoutMs: n
       } catch {
         // already gone
       }
-    }, timeoutMs);
+    });
     child.on('error', (err) => {
       output += err.message;
     });
     child.on('close', (code) => {
-      clearTimeout(timer);
+      d.cancel();
       resolve({ code, output: output.trim(), timedOut });
     });
   });

@@ -5,6 +5,9 @@ import { writeFileAtomic } from '../files.js';
 import { isSingleExecutable } from '../native/sea.js';
 import { runCommand } from './commands.js';
 
+/** Bound on one install step's command (systemctl, schtasks): they take seconds, or they hang. */
+const INSTALL_COMMAND_TIMEOUT_MS = 30_000;
+
 export const TASK_NAME = 'RPort-Watchdog';
 
 /** The command a scheduler runs: this very node and script (or the release's single executable), checking once. */
@@ -73,7 +76,7 @@ export async function applySteps(steps: InstallStep[], print: boolean): Promise<
       }
       continue;
     }
-    const r = await runCommand(s.command!, {}, 30_000);
+    const r = await runCommand(s.command!, {}, INSTALL_COMMAND_TIMEOUT_MS);
     ok &&= r.code === 0;
     lines.push(`${r.code === 0 ? 'done' : 'failed'}: ${s.describe}${r.output ? `: ${r.output}` : ''}`);
   }

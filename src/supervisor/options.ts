@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { CLIENT_KEYS } from '../config/client-config.js';
+import { CLIENT_KEYS, connectionTimings } from '../config/client-config.js';
 import { ConfigError, loadConfig, type Config, type KeyDef } from '../config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
 import { readSmallFile, UnsafeFileError } from '../files.js';
@@ -41,12 +41,12 @@ export function resolveTarget(configPath: string | undefined, opts: Config): Tar
   if (!configPath && !explicit) throw new ConfigError('say which client to watch: -c /etc/rport/rport.conf or --state /var/lib/rport/state.json');
   if (!configPath) return { statePath: explicit, budgetSec: undefined, disabled: undefined, configPath };
   const c = loadConfig(CLIENT_KEYS, configPath, new Map(), RPORT_CLIENT_NAMES);
-  const ms = (k: string) => c.get<number>('connection', k);
-  const budget = heartbeatBudget({ keepAliveMs: ms('keep_alive'), keepAliveTimeoutMs: ms('keep_alive_timeout'), maxRetryIntervalMs: ms('max_retry_interval'), connectTimeoutMs: ms('connect_timeout') });
+  const timings = connectionTimings(c);
+  const budget = heartbeatBudget(timings);
   return {
     statePath: explicit || join(c.get<string>('client', 'data_dir'), STATE_FILE_NAME),
     budgetSec: Math.ceil(budget.maxMs / 1000),
-    disabled: c.get<boolean>('connection', 'watchdog_integration') ? undefined : `watchdog_integration is off in ${configPath}: the client writes no state.json (set [connection] watchdog_integration = true)`,
+    disabled: timings.watchdogIntegration ? undefined : `watchdog_integration is off in ${configPath}: the client writes no state.json (set [connection] watchdog_integration = true)`,
     configPath,
   };
 }

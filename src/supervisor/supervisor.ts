@@ -1,4 +1,4 @@
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../timeout.js';
 import { pidAlive, platformCommands, runCommand } from './commands.js';

@@ -1,5 +1,5 @@
 import type { ClientConfig } from '../config/client-config.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../shared/duration.js';
 
 /**
  * What a timer may fire late by on a busy machine: the client adds it to every step's deadline, and the

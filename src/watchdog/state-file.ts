@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { folderWritableByOthers, writeFileAtomic } from '../files.js';
 import { errorMessage, type Logger } from '../log.js';
-import { goTimestamp } from './go-time.js';
+import { goTimestamp } from '../shared/go-time.js';
 
 export type WatchdogState = 'initialized' | 'connected' | 'reconnecting';
 

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseArgs } from '../../src/cli/main.js';
 import { CLIENT_KEYS, clientConfig } from '../../src/config/client-config.js';
-import { ConfigError, flagName, loadConfig, MAX_TIMER_MS, type KeyDef } from '../../src/config/loader.js';
+import { ConfigError, flagName, loadConfig, type KeyDef } from '../../src/config/loader.js';
+import { MAX_TIMER_MS } from '../../src/timeout.js';
 import { SERVER_KEYS, serverConfig } from '../../src/config/server-config.js';
 import { assertOneLine, type Target } from './engine.js';
 

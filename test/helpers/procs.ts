@@ -56,45 +56,20 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-/** A running command of ours, with its output as lines and a way to wait for one. */
-export class Proc {
+/** Log lines as they come, and a way to wait for one: a process's output, or an in-process logger's. */
+export class Lines {
   readonly lines: string[] = [];
-  readonly exited: Promise<Exit>;
   private readonly waiters: Array<{ re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }> = [];
-  exit: Exit | undefined;
 
-  constructor(readonly child: ChildProcess) {
-    live.add(child);
-    let partial = '';
-    const onData = (chunk: Buffer) => {
-      partial += chunk.toString('utf8');
-      const parts = partial.split('\n');
-      partial = parts.pop()!;
-      for (const line of parts) this.push(line);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    this.exited = new Promise((resolve) => {
-      child.on('exit', (code, signal) => {
-        live.delete(child);
-        if (partial) this.push(partial);
-        this.exit = { code, signal };
-        resolve(this.exit);
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
+  constructor(private readonly echoAs: string) {}
 
   get output(): string {
     return this.lines.join('\n');
   }
 
-  private push(line: string): void {
+  push(line: string): void {
     this.lines.push(line);
-    if (process.env.RPORT_TEST_ECHO) process.stderr.write(`[${this.child.pid}] ${line}\n`);
+    if (process.env.RPORT_TEST_ECHO) process.stderr.write(`[${this.echoAs}] ${line}\n`);
     for (const w of [...this.waiters]) {
       const m = line.match(w.re);
       if (m) {
@@ -123,6 +98,38 @@ export class Proc {
   /** A mark for waitFor(re, ms, mark): only lines after this point count. */
   mark(): number {
     return this.lines.length;
+  }
+}
+
+/** A running command of ours, with its output as lines and a way to wait for one. */
+export class Proc extends Lines {
+  readonly exited: Promise<Exit>;
+  exit: Exit | undefined;
+
+  constructor(readonly child: ChildProcess) {
+    super(String(child.pid));
+    live.add(child);
+    let partial = '';
+    const onData = (chunk: Buffer) => {
+      partial += chunk.toString('utf8');
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      for (const line of parts) this.push(line);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        live.delete(child);
+        if (partial) this.push(partial);
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
@@ -159,8 +166,9 @@ export function runProgram(t: TestContext, file: string, args: string[]): Proc {
   return proc;
 }
 
-export interface ServerHandle {
-  proc: Proc;
+/** A running server: `proc` is its process (Proc), or its log lines when it runs in the test's process. */
+export interface ServerHandle<P extends Stoppable = Proc> {
+  proc: P;
   port: number;
   apiPort: number;
   dataDir: string;
@@ -169,37 +177,57 @@ export interface ServerHandle {
   args: string[];
 }
 
+/** What a process and an in-process server or client both offer. */
+export type Stoppable = Lines & { stop(): Promise<Exit> };
+/** A server started either way (startServer, startServerInProcess). */
+export type AnyServer = ServerHandle<Stoppable>;
+
 export const CLIENT_AUTH = 'client1:s3cret';
 export const API_AUTH = 'admin:apipass';
 
 /** Starts rportd on free loopback ports and waits until it listens. */
 export async function startServer(t: TestContext, extra: string[] = [], fixed?: { port: number; apiPort: number; dataDir: string }): Promise<ServerHandle> {
-  const port = fixed?.port ?? (await freePort());
-  const apiPort = fixed?.apiPort ?? (await freePort());
-  const dataDir = fixed?.dataDir ?? tmpDir(t, 'rportd-');
-  const args = ['--address', `127.0.0.1:${port}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH,
-    '--auth', CLIENT_AUTH, '--data-dir', dataDir, '--log-level', 'debug', ...extra];
+  const { port, apiPort, dataDir, args } = await serverArgs(t, extra, fixed);
   const proc = run('rportd', args);
   cleanup(t, () => proc.stop());
   const m = await proc.waitFor(/host key fingerprint (SHA256:\S+)/);
   await proc.waitFor(/listening for clients/);
   return {
     proc, port, apiPort, dataDir, fingerprint: m[1]!, args,
-    async api(path, auth = API_AUTH, method = 'GET') {
-      const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { method, headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {} });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    },
+    api: apiCaller(apiPort),
+  };
+}
+
+/** The flags startServer gives rportd: loopback ports, the test credentials, debug logs. */
+export async function serverArgs(t: TestContext, extra: string[], fixed?: { port: number; apiPort: number; dataDir: string }): Promise<{ port: number; apiPort: number; dataDir: string; args: string[] }> {
+  const port = fixed?.port ?? (await freePort());
+  const apiPort = fixed?.apiPort ?? (await freePort());
+  const dataDir = fixed?.dataDir ?? tmpDir(t, 'rportd-');
+  const args = ['--address', `127.0.0.1:${port}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH,
+    '--auth', CLIENT_AUTH, '--data-dir', dataDir, '--log-level', 'debug', ...extra];
+  return { port, apiPort, dataDir, args };
+}
+
+/** One API call with basic auth (none when auth is ''); the body parsed as JSON. */
+export function apiCaller(apiPort: number): ServerHandle['api'] {
+  return async (path, auth = API_AUTH, method = 'GET') => {
+    const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { method, headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {} });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
   };
 }
 
 /** Starts rport against a server port with short, test-friendly timings unless overridden. */
 export function startClient(t: TestContext, server: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, o: RunOptions = {}): Proc {
-  const args = ['--server', server, '--auth', CLIENT_AUTH, '--log-level', 'debug', '--keep-alive', '1s', '--keep-alive-timeout', '1s',
-    '--max-retry-interval', '2s', '--connect-timeout', '3s', '--data-dir', tmpDir(t, 'rport-data-'), ...extra];
-  const proc = run('rport', args, env, o);
+  const proc = run('rport', clientArgs(t, server, extra), env, o);
   cleanup(t, () => proc.stop());
   return proc;
+}
+
+/** The flags startClient gives rport: the test credentials, short timings, debug logs, its own data_dir. */
+export function clientArgs(t: TestContext, server: string, extra: string[]): string[] {
+  return ['--server', server, '--auth', CLIENT_AUTH, '--log-level', 'debug', '--keep-alive', '1s', '--keep-alive-timeout', '1s',
+    '--max-retry-interval', '2s', '--connect-timeout', '3s', '--data-dir', tmpDir(t, 'rport-data-'), ...extra];
 }
 
 /** Waits until `check` returns a value that is not undefined, polling. */

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../../log.js';
-import { describeTunnel, type TunnelManager } from '../../server/tunnels.js';
+import type { TunnelManager } from '../../server/tunnels.js';
 import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
-import { tunnelView, type TunnelOptions } from '../tunnel-options.js';
+import { describeTunnel, tunnelView, type TunnelOptions } from '../tunnel-options.js';
 import { TUNNEL_QUERY_SCHEMA, tunnelAsk, type TunnelQuery } from '../tunnel-query.js';
 import { idParams } from './schemas.js';
 

@@ -74,7 +74,11 @@ export class JobService extends EventEmitter {
     await this.store.abandonRunning('unknown', 'rportd restarted while the job ran: its result is filled in if the client delivers it');
   }
 
+  /** Once stopping, connections closing are the server's own doing: their jobs stay running until the next start says why. */
+  private stopping = false;
+
   stop(): void {
+    this.stopping = true;
     for (const t of this.deadlines.values()) clearTimeout(t);
     this.deadlines.clear();
   }
@@ -87,6 +91,7 @@ export class JobService extends EventEmitter {
     control.handle(METHOD.jobDone, (p) => this.onDone(clientId, p));
     control.once('close', () => {
       if (this.controls.get(clientId) === control) this.controls.delete(clientId);
+      if (this.stopping) return;
       for (const [jid, o] of this.owners) {
         if (o.via !== control) continue;
         o.via = undefined;

@@ -12,7 +12,8 @@ import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail } from './errors.js';
 import { clientRoutes, clientView } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
-import { tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
+import { clusterRoutes, type ApiCluster } from './routes/cluster.js';
+import { clusterTunnels, tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
 import { TunnelOptions } from './tunnel-options.js';
 import { MAX_TOKEN_LIFETIME_SEC, Tokens } from './tokens.js';
 
@@ -30,6 +31,8 @@ export interface ApiOptions {
   log: Logger;
   /** How often repeated failure lines are summed up (default: a minute). */
   logIntervalMs?: number;
+  /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
+  cluster?: ApiCluster;
 }
 
 /** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
@@ -85,7 +88,12 @@ export function createApi(o: ApiOptions): FastifyInstance {
     // The API speaks plain HTTP; HSTS is for whoever puts TLS in front of it.
     strictTransportSecurity: false,
   });
-  app.addHook('onRequest', auth.hook);
+  // Another node of the cluster presents the cluster secret; node-to-node routes take nothing else.
+  app.addHook('onRequest', async (req, reply) => {
+    if (o.cluster?.trusted(req)) return;
+    if (req.routeOptions.config.cluster) return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
+    return auth.hook(req, reply);
+  });
 
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
   app.setErrorHandler((err: FastifyError, _req, reply) => {
@@ -151,24 +159,29 @@ export function createApi(o: ApiOptions): FastifyInstance {
     });
   }
 
-  app.get('/api/v1/status', async () => ({
-    data: {
+  app.get('/api/v1/status', async () => {
+    // The database may be away: this node then says so and what it holds itself.
+    const counts = await o.registry.counts().catch(() => undefined);
+    return { data: {
       version: VERSION, fingerprint: o.fingerprint, uptime_sec: Math.round((Date.now() - o.startedAt) / 1000),
-      clients_connected: o.registry.size, clients_disconnected: Math.max(0, o.registry.store.clientCount() - o.registry.size),
-      clients_known: o.registry.store.clientCount(), tunnels: o.tunnels.all().length,
+      clients_connected: counts?.connected ?? o.registry.size, clients_disconnected: counts ? counts.known - counts.connected : null,
+      clients_known: counts?.known ?? null, clients_connected_here: o.registry.size, tunnels: o.tunnels.all().length,
+      ...o.cluster?.status(),
       // RPort's facts about itself, as they are here: credentials from the config and the API, one API user, no 2FA, no tunnel proxy.
       clients_auth_mode: 'Read Write', users_auth_source: 'Static Credentials', two_fa_enabled: false, tunnel_proxy_enabled: false,
-    },
-  }));
+    } };
+  });
 
-  const options = new TunnelOptions(o.registry.store, (clientId, tunnelId) => {
-    if (o.tunnels.delete(clientId, tunnelId)) o.registry.changed();
+  const options = new TunnelOptions(o.tunnels, (clientId, tunnelId) => {
+    o.tunnels.delete(clientId, tunnelId).then((gone) => gone && o.registry.changed(), (err: Error) => o.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
   }, o.log);
+  app.addHook('onReady', () => options.init());
   app.addHook('onClose', async () => options.stop());
   const viewer = tunnelViewer(options);
   clientRoutes(app, o, viewer);
   tunnelRoutes(app, o, options);
   clientsAuthRoutes(app, o);
+  clusterRoutes(app, o);
 
   // Live updates for the dashboard: the whole client list when anything changed, at most once a second
   // (a large fleet's pings change something many times a second).
@@ -179,8 +192,9 @@ export function createApi(o: ApiOptions): FastifyInstance {
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = () => {
-      const v = viewer();
-      res.write(`event: clients\ndata: ${JSON.stringify(o.registry.describeAll().map((c) => clientView(c, o.tunnels.list(c.id).map(v))))}\n\n`);
+      Promise.all([o.registry.describeAll(), clusterTunnels(o), viewer()]).then(([clients, all, v]) => {
+        res.write(`event: clients\ndata: ${JSON.stringify(clients.map((c) => clientView(c, (all.get(c.id) ?? []).map(v))))}\n\n`);
+      }, (err: Error) => o.log.warn(`live update not sent: ${err.message}`));
     };
     send();
     let pending: NodeJS.Timeout | undefined;

@@ -5,14 +5,21 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/api-server.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { formatDuration } from '../config/duration.js';
+import { formatHostPort } from '../config/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
+import { Cluster } from '../cluster/cluster.js';
+import { loadNodeId } from '../cluster/node-id.js';
 import { ClientListener } from './client-listener.js';
 import { ClientRegistry } from './client-registry.js';
 import { Credentials } from './credentials.js';
+import type { Db } from './db/db.js';
+import { PostgresDb } from './db/postgres.js';
+import { SqliteDb } from './db/sqlite.js';
 import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store.js';
+import { storedFailures } from './stored-failures.js';
 import { TunnelManager } from './tunnels.js';
 
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
@@ -28,14 +35,22 @@ function listen(server: Server, host: string, port: number, what: string): Promi
   });
 }
 
-/** The server: the client listener, the client registry with its liveness checks, and the API. */
+async function openDb(cfg: ServerConfig, log: Logger): Promise<Db> {
+  const d = cfg.database;
+  if (d.type === 'sqlite') return new SqliteDb(cfg.dataDir);
+  return PostgresDb.open({ host: d.host, port: d.port, database: d.name, user: d.user, password: d.password }, log);
+}
+
+/** The server: the client listener, the client registry with its liveness checks, the API, its cluster. */
 export class Rportd {
-  readonly store: Store;
-  readonly registry: ClientRegistry;
-  private readonly tunnels: TunnelManager;
-  private readonly metrics: Metrics;
+  private store!: Store;
+  private cluster!: Cluster;
+  private registry!: ClientRegistry;
+  private tunnels!: TunnelManager;
+  private metrics!: Metrics;
   /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
-  private readonly throttle: LoginThrottle;
+  private throttle!: LoginThrottle;
+  private purgeFailures!: (now: number, before: number) => Promise<void>;
   private readonly http: Server;
   private api: FastifyInstance | undefined;
   private listener: ClientListener | undefined;
@@ -52,24 +67,44 @@ export class Rportd {
     const plain: RequestListener = (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
     };
-    this.store = new Store(cfg.dataDir);
-    this.store.markAllDisconnected(Date.now());
-    credentials.useStore(this.store);
-    this.registry = new ClientRegistry(this.store);
-    this.tunnels = new TunnelManager(cfg.tunnels, log.child('tunnels'), this.store);
-    this.metrics = new Metrics(this.registry, this.tunnels);
-    this.throttle = new LoginThrottle(cfg.maxFailedLogin, cfg.banTimeMs, {
-      get: (k) => this.store.failedLogin(k),
-      set: (k, r) => this.store.setFailedLogin(k, r),
-      clear: (k) => this.store.clearFailedLogin(k),
-    });
     // A peer that never finishes its HTTP request is cut off early; client_login_timeout bounds the rest.
     const limits = { headersTimeout: UPGRADE_HEADERS_TIMEOUT_MS, requestTimeout: UPGRADE_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key, ...limits }, plain) : createServer(limits, plain);
   }
 
+  /** The registry in its database, joined to the cluster (a lone node on SQLite is a cluster of one). */
+  private async open(): Promise<void> {
+    const c = this.cfg;
+    const db = await openDb(c, this.log.child('database'));
+    this.store = new Store(db);
+    try {
+      await this.store.migrate();
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      const hint = c.database.type === 'postgres' ? ': check [database] db_host, db_name, db_user and db_password, and that the server runs' : '';
+      throw new Error(`cannot open the registry database ${db.where}: ${errorMessage(err)}${hint}`);
+    }
+    const nodeId = loadNodeId(c.dataDir);
+    const d = c.database;
+    const publicHost = d.type === 'postgres' ? d.nodeAddress : c.address.host;
+    const apiUrl = c.api.address ? `http://${formatHostPort({ host: publicHost, port: c.api.address.port })}` : '';
+    this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost }, c.checkTimeoutMs, this.log.child('cluster'));
+    this.credentials.useStore(this.store);
+    this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
+    await this.cluster.join(this.registry);
+    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
+    await this.tunnels.load();
+    this.metrics = new Metrics(this.registry, this.tunnels);
+    this.cluster.metrics(this.metrics.registry);
+    const failures = await storedFailures(this.store, this.log.child('database'));
+    this.purgeFailures = failures.purge;
+    this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, failures);
+    this.log.info(`node ${nodeId}: registry in ${db.where}${d.type === 'postgres' ? `, ${this.cluster.peers().size} other live node(s)` : ''}`);
+  }
+
   async start(): Promise<{ clients: AddressInfo; api: AddressInfo | undefined }> {
     const c = this.cfg;
+    await this.open();
     this.listener = new ClientListener({
       hostKey: this.hostKey,
       credentials: this.credentials,
@@ -92,6 +127,7 @@ export class Rportd {
       this.api = createApi({
         user: c.api.user, password: c.api.password, registry: this.registry, tunnels: this.tunnels, credentials: this.credentials,
         metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: this.throttle, log: this.log.child('api'),
+        cluster: this.cluster,
       });
       await this.api.ready();
       api = await listen(this.api.server, c.api.address.host, c.api.address.port, 'the API ([api] address)');
@@ -101,7 +137,7 @@ export class Rportd {
     this.checker = setInterval(() => this.checkSilentClients(), period);
     this.checker.unref();
     // Stale login failures go every minute; disconnected clients only with purge_disconnected_clients (RPort).
-    this.purger = setInterval(() => this.purge(), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
+    this.purger = setInterval(() => void this.purge().catch((err) => this.log.warn(`purge skipped: ${errorMessage(err)}`)), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
     this.purger.unref();
     return { clients, api };
   }
@@ -126,11 +162,11 @@ export class Rportd {
    * Stale login failures go; with purge_disconnected_clients, clients gone for over keep_disconnected_clients
    * leave the registry too, with their tunnels.
    */
-  private purge(): void {
+  private async purge(): Promise<void> {
     const now = Date.now();
-    this.store.purgeFailedLogins(now, now - this.cfg.banTimeMs);
+    await this.purgeFailures(now, now - this.cfg.banTimeMs);
     if (this.cfg.keepDisconnectedMs === undefined) return;
-    for (const id of this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
+    for (const id of await this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);
       this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);
     }
@@ -146,7 +182,10 @@ export class Rportd {
       s.closeAllConnections();
     }));
     await Promise.all([...closing, this.credentials.close()]);
-    this.registry.close();
-    this.store.close();
+    await this.registry.close();
+    // Its clients connect again to other nodes: released now, not after the dead bound.
+    await this.cluster.leave();
+    await this.store.releaseNode(this.cluster.nodeId, Date.now()).catch(() => undefined);
+    await this.store.close();
   }
 }

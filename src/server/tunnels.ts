@@ -58,7 +58,7 @@ interface Tunnel {
   connections: number;
   bytesIn: number;
   bytesOut: number;
-  /** For a cluster-wide listing: the node the tunnel listens on, its address, whether it listens. */
+  /** The node the tunnel listens on, its address (this node's while it listens here; another's in a cluster-wide listing). */
   node?: { id: string; address: string; listening: boolean };
 }
 
@@ -176,8 +176,7 @@ export class TunnelManager {
     for (const row of await this.store.tunnels()) {
       const nodeId = where.get(row.client_id) ?? null;
       let t = this.links.has(row.client_id) ? this.byClient.get(row.client_id)?.get(row.id) : undefined;
-      if (t) t.node = { id: this.node.id, address: this.node.publicHost, listening: !!t.listener };
-      else {
+      if (!t) {
         try {
           t = this.fromRow(row);
         } catch {
@@ -360,6 +359,7 @@ export class TunnelManager {
       throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
     }
     t.listener = await this.listen(t);
+    t.node = { id: this.node.id, address: this.node.publicHost, listening: true };
     try {
       if (this.links.get(t.clientId) !== link) throw new TunnelError(502, 'client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
       // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
@@ -378,6 +378,7 @@ export class TunnelManager {
       this.release(t.local.port, t.claim);
     }
     t.listener = undefined;
+    t.node = undefined;
     // The tunnel's end cuts its open connections short: a reset, not a clean end.
     for (const s of t.sockets) s.resetAndDestroy();
   }

@@ -89,12 +89,13 @@ function machineAddress(): string {
 function databaseConfig(c: Config, api: HostPort | undefined): DatabaseConfig {
   const type = c.get<string>('database', 'db_type');
   if (type === 'sqlite') return { type };
-  if (type !== 'postgres') c.fail('database', 'db_type', `is "${type}": use "sqlite" (one node) or "postgres" (a cluster)`);
+  if (type !== 'postgres') c.fail('database', 'db_type', 'must be "sqlite" (one node) or "postgres" (a cluster)');
   if (!api) c.fail('api', 'address', 'is not set, and db_type = "postgres" needs it: the nodes of a cluster call each other through the API (use e.g. "0.0.0.0:3000")');
-  const hostText = c.get<string>('database', 'db_host');
+  // RPort's form for a socket is "socket:/path".
+  const hostText = c.get<string>('database', 'db_host').replace(/^socket:/, '');
   const socket = hostText.startsWith('/');
   const hp = socket ? { host: hostText, port: 5432 } : parseHostPort(hostText, '');
-  if (!hp || !hp.host) return c.fail('database', 'db_host', `is "${hostText}", which is neither host:port nor a socket folder (use e.g. "127.0.0.1:5432" or "/var/run/postgresql")`);
+  if (!hp || !hp.host) return c.fail('database', 'db_host', 'is neither host:port nor a socket folder (use e.g. "127.0.0.1:5432" or "/var/run/postgresql")');
   const name = c.get<string>('database', 'db_name');
   if (!name) c.fail('database', 'db_name', 'is empty (use e.g. "rport")');
   const given = c.get<string>('database', 'node_address');

@@ -104,6 +104,10 @@ Three rportd nodes on one private PostgreSQL behind HAProxy (all on 127.0.0.1, r
 in one process), against one node on SQLite. Machine: ${machine.join('; ')}.
 
 ${table}
+
+Connecting is CPU-bound (an SSH key exchange per client): on one machine the three nodes share its cores with
+PostgreSQL, HAProxy and the fleet, so the connect time shows the cluster's overhead, not its capacity; on
+separate machines each node takes its share of the fleet with its own cores and file descriptors.
 `);
 } else writeKeepingSections(benchmarks, doc);
 process.stdout.write('BENCHMARKS.md written\n');

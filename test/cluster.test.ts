@@ -17,13 +17,29 @@ const FLEET_SIZE = 300;
 const MAX_RETRY_S = 2;
 const missing = postgresMissing() ?? haproxyMissing();
 
+/**
+ * A GET on a node's API. A request that finds no answer says whether the node is still running and what it
+ * logged last; one retry covers a keep-alive connection the node closed just as it was reused.
+ */
+async function get(node: ServerHandle, path: string): Promise<{ status: number; body: any }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await node.api(path);
+    } catch (err) {
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? (err as Error).message;
+      if (attempt === 0 && !node.proc.exit) continue;
+      throw new Error(`GET ${path}: ${code}; the node ${node.proc.exit ? `exited (${JSON.stringify(node.proc.exit)})` : 'runs'}, its last lines:\n${node.proc.lines.slice(-20).join('\n')}`);
+    }
+  }
+}
+
 async function clients(node: ServerHandle): Promise<Array<{ id: string; connected: boolean; node_id: string | null; session_id: string | null }>> {
-  const r = await node.api('/api/v1/clients?page[limit]=500&fields[clients]=id,connected,node_id,session_id');
+  const r = await get(node, '/api/v1/clients?page[limit]=500&fields[clients]=id,connected,node_id,session_id');
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body.data;
 }
 
-const nodeIdOf = async (node: ServerHandle): Promise<string> => (await node.api('/api/v1/status')).body.data.node_id;
+const nodeIdOf = async (node: ServerHandle): Promise<string> => (await get(node, '/api/v1/status')).body.data.node_id;
 
 /** A connection through a tunnel that echoes: each round trip resolves what came back. */
 async function echoConnection(port: number): Promise<{ roundTrip(text: string): Promise<string>; sock: Socket }> {
@@ -161,9 +177,12 @@ test('three nodes on one PostgreSQL behind HAProxy: one fleet, any node; a node 
   const newcomer = startClient(t, `127.0.0.1:${front}`, ['--id', 'newcomer', '--auth', 'bench:bench-secret', '--max-retry-interval', '3s']);
   await newcomer.waitFor(/server refused the connection: .*registry database/, 20_000);
   for (const node of [a, c]) {
-    await eventually(async () => ((await node.api('/api/v1/status')).body.data.database.up === false ? true : undefined), 15_000, 'the node says its database is down');
+    await eventually(async () => ((await get(node, '/api/v1/status')).body.data.database.up === false ? true : undefined), 15_000, 'the node says its database is down');
     assert.match((await fetch(`http://127.0.0.1:${node.apiPort}/metrics`, { headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` } }).then((r) => r.text())), /^rport_database_up 0$/m);
   }
+  const listing = await get(a, '/api/v1/clients');
+  assert.equal(listing.status, 503, 'what needs the database says it is away');
+  assert.equal(listing.body.errors[0].code, 'database_unavailable');
   let round = 0;
   while (Date.now() - stoppedAt < 30_000) {
     assert.equal(await held.roundTrip(`during ${round}`), `during ${round}`, 'the established tunnel connection carries bytes');
@@ -175,7 +194,7 @@ test('three nodes on one PostgreSQL behind HAProxy: one fleet, any node; a node 
   await pg.start();
   await newcomer.waitFor(/connected to/, 30_000);
   for (const node of [a, c]) {
-    await eventually(async () => ((await node.api('/api/v1/status')).body.data.database.up ? true : undefined), 15_000, 'the node says its database is back');
+    await eventually(async () => ((await get(node, '/api/v1/status')).body.data.database.up ? true : undefined), 15_000, 'the node says its database is back');
     await eventually(async () => ((await clients(node)).filter((x) => x.connected).length === FLEET_SIZE + 1 ? true : undefined), 15_000, 'every client listed again');
   }
   assert.equal(await held.roundTrip('after'), 'after');

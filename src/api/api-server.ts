@@ -5,6 +5,7 @@ import type { ClientRegistry } from '../server/client-registry.js';
 import type { Credentials } from '../server/credentials.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
+import { DatabaseError } from '../server/db/db.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth, ipOf, presentedToken } from './auth.js';
@@ -99,6 +100,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.status, err.code, err.message, err.detail);
     if (err instanceof TunnelError) return fail(reply, err.status, err.code, err.message);
+    if (err instanceof DatabaseError) return fail(reply, 503, 'database_unavailable', `${err.message}: this node serves its clients and tunnels meanwhile; try again when the database is back`);
     if (err.validation) {
       const v = err.validation[0];
       const context = err.validationContext ?? 'request';

@@ -13,7 +13,7 @@ import { loadNodeId } from '../cluster/node-id.js';
 import { ClientListener } from './client-listener.js';
 import { ClientRegistry } from './client-registry.js';
 import { Credentials } from './credentials.js';
-import type { Db } from './db/db.js';
+import { DatabaseError, type Db } from './db/db.js';
 import { PostgresDb } from './db/postgres.js';
 import { SqliteDb } from './db/sqlite.js';
 import { LoginThrottle } from './login-throttle.js';
@@ -82,7 +82,8 @@ export class Rportd {
     } catch (err) {
       await db.close().catch(() => undefined);
       const hint = c.database.type === 'postgres' ? ': check [database] db_host, db_name, db_user and db_password, and that the server runs' : '';
-      throw new Error(`cannot open the registry database ${db.where}: ${errorMessage(err)}${hint}`);
+      const why = err instanceof DatabaseError && err.cause instanceof Error ? err.cause.message : errorMessage(err);
+      throw new Error(`cannot open the registry database ${db.where}: ${why}${hint}`);
     }
     const nodeId = loadNodeId(c.dataDir);
     const d = c.database;

@@ -27,3 +27,10 @@ export interface Db extends Sql {
 export function newerSchema(where: string, version: number, known: number): Error {
   return new Error(`${where} has schema version ${version}, newer than this rportd knows (${known}): upgrade rportd`);
 }
+
+/** The database did not answer or failed a statement: what callers turn into "out of reach" (API: 503). */
+export class DatabaseError extends Error {
+  constructor(where: string, cause: unknown) {
+    super(`the registry database ${where}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}

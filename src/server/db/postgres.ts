@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { errorMessage, type Logger } from '../../log.js';
-import { newerSchema, type Db, type Param, type Sql } from './db.js';
+import { DatabaseError, newerSchema, type Db, type Param, type Sql } from './db.js';
 
 export interface PostgresSettings {
   /** host:port, or the folder of a Unix socket. */
@@ -63,19 +63,30 @@ export class PostgresDb implements Db {
     return new PostgresDb(pool, `postgres://${s.user}@${s.host.startsWith('/') ? s.host : `${s.host}:${s.port}`}/${s.database}`);
   }
 
+  /** Errors of the server or the connection say which database they come from. */
+  private wrap<T>(p: Promise<T>): Promise<T> {
+    return p.catch((err: unknown) => {
+      throw err instanceof DatabaseError ? err : new DatabaseError(this.where, err);
+    });
+  }
+
   all<T>(sql: string, params?: Param[]): Promise<T[]> {
-    return this.direct.all<T>(sql, params);
+    return this.wrap(this.direct.all<T>(sql, params));
   }
 
   get<T>(sql: string, params?: Param[]): Promise<T | undefined> {
-    return this.direct.get<T>(sql, params);
+    return this.wrap(this.direct.get<T>(sql, params));
   }
 
   run(sql: string, params?: Param[]): Promise<number> {
-    return this.direct.run(sql, params);
+    return this.wrap(this.direct.run(sql, params));
   }
 
-  async tx<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
+  tx<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
+    return this.wrap(this.inTx(fn));
+  }
+
+  private async inTx<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { nativeAcceleration } from '../src/transport/native.js';
 import { VERSION } from '../src/version.js';
 import { ensurePrerequisites } from './lib/prerequisites.js';
-import { writeKeepingSections } from './lib/sections.js';
+import { writeKeepingSections, writeSection } from './lib/sections.js';
 import { SCENARIOS, type Row, type ScenarioName } from './scenarios.js';
 
 const args = process.argv.slice(2);
@@ -95,6 +95,20 @@ Notes:
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}
 `;
-writeKeepingSections(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), doc);
+const benchmarks = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
+// The cluster alone (it needs PostgreSQL and HAProxy) keeps its own section beside the full run's figures.
+if (names.length === 1 && names[0] === 'cluster') {
+  writeSection(benchmarks, 'cluster', `## Cluster (\`${command}\`, ${new Date().toISOString().slice(0, 10)})
+
+Three rportd nodes on one private PostgreSQL behind HAProxy (all on 127.0.0.1, real processes; the clients
+in one process), against one node on SQLite. Machine: ${machine.join('; ')}.
+
+${table}
+
+Connecting is CPU-bound (an SSH key exchange per client): on one machine the three nodes share its cores with
+PostgreSQL, HAProxy and the fleet, so the connect time shows the cluster's overhead, not its capacity; on
+separate machines each node takes its share of the fleet with its own cores and file descriptors.
+`);
+} else writeKeepingSections(benchmarks, doc);
 process.stdout.write('BENCHMARKS.md written\n');
 process.exit(0);

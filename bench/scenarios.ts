@@ -7,6 +7,7 @@ import { dial } from '../src/client/dial.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { Proc, run } from '../test/helpers/procs.js';
+import { cluster } from './cluster.js';
 import { systemdUnavailable, UserSystemd } from '../test/helpers/systemd.js';
 import { BENCH_AUTH, Cleanup, delayRelay, withCleanup, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
 import { cpuSeconds, median, MiB, percentile, rssBytes } from './lib/stats.js';
@@ -222,7 +223,7 @@ export async function handshakes(o: Options): Promise<Row[]> {
 const FLEET = fileURLToPath(new URL('./fleet.js', import.meta.url));
 
 /** Starts `total` real clients over several processes; resolves when all are connected. */
-async function fleet(c: Cleanup, serverPort: number, total: number, keepAlive: string, maxRetry: string, prefix: string): Promise<{ procs: Proc[]; connected(): number }> {
+export async function fleet(c: Cleanup, serverPort: number, total: number, keepAlive: string, maxRetry: string, prefix: string): Promise<{ procs: Proc[]; connected(): number }> {
   const per = 1000;
   const procs: Proc[] = [];
   for (let i = 0; i * per < total; i++) {
@@ -380,5 +381,5 @@ export async function watchdog(o: Options): Promise<Row[]> {
   return rows;
 }
 
-export const SCENARIOS = { throughput, latency, streams: manyStreams, wan, handshakes, fleet: idleFleet, storm: reconnectStorm, watchdog } as const;
+export const SCENARIOS = { throughput, latency, streams: manyStreams, wan, handshakes, fleet: idleFleet, storm: reconnectStorm, watchdog, cluster } as const;
 export type ScenarioName = keyof typeof SCENARIOS;

@@ -8,9 +8,10 @@ import { checkCommand } from '../src/client/commands/filter.js';
 import { CLIENT_KEYS, clientConfig, type CommandsConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';
-import { ClientRegistry } from '../src/server/client-registry.js';
+import { ClientRegistry, soloCluster } from '../src/server/client-registry.js';
+import { SqliteDb } from '../src/server/db/sqlite.js';
 import { JobService } from '../src/server/jobs/job-service.js';
-import { SqliteJobStore } from '../src/server/jobs/job-store.js';
+import { SqlJobStore } from '../src/server/jobs/job-store.js';
 import { Store } from '../src/server/store.js';
 import { Logger, LogSink } from '../src/log.js';
 import { ControlChannel, RemoteError } from '../src/transport/control-channel.js';
@@ -275,14 +276,16 @@ test('a command running across an rportd restart: the job shows unknown, then it
 
 test('a hostile client cannot write results into jobs that are not its own, out of order, or past the bounds', async (t) => {
   const dir = tmpDir(t);
-  const store = new Store(join(dir, 'data'));
-  const registry = new ClientRegistry(store);
+  const db = new SqliteDb(join(dir, 'data'));
+  const store = new Store(db);
+  await store.migrate();
   const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'debug', 'jobs');
-  const jobs = new JobService(new SqliteJobStore(store.db), registry, log);
-  cleanup(t, () => {
+  const registry = new ClientRegistry(store, soloCluster('test-node'), log);
+  const jobs = new JobService(new SqlJobStore(db), registry, log);
+  cleanup(t, async () => {
     jobs.stop();
-    registry.close();
-    store.close();
+    await registry.close();
+    await store.close();
   });
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));

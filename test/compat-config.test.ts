@@ -155,11 +155,13 @@ const SERVER_ROWS: Array<Row<ServerConfig>> = [
   ['api', 'max_filepush_size', '10485760', 'ignored'],
   ['api', 'cors', '[]', 'ignored'],
   ['api', 'enable_ws_test_endpoints', 'false', 'ignored'],
-  ['database', 'db_type', '"sqlite"', 'ignored'],
-  ['database', 'db_host', '"127.0.0.1:3306"', 'ignored'],
-  ['database', 'db_user', '"rport"', 'ignored'],
-  ['database', 'db_password', '"password"', 'ignored'],
-  ['database', 'db_name', '"/var/lib/rport/database.sqlite3"', 'ignored'],
+  // RPort's own database keys, rport's registry: with sqlite, RPort ignores the others but db_name (here:
+  // rportd.db in data_dir); rport's second type is postgres, not mysql (test/cluster.test.ts).
+  ['database', 'db_type', '"sqlite"', (c) => assert.deepEqual(c.database, { type: 'sqlite' })],
+  ['database', 'db_host', '"127.0.0.1:3306"', (c) => assert.equal(c.database.type, 'sqlite')],
+  ['database', 'db_user', '"rport"', (c) => assert.equal(c.database.type, 'sqlite')],
+  ['database', 'db_password', '"password"', (c) => assert.equal(c.database.type, 'sqlite')],
+  ['database', 'db_name', '"/var/lib/rport/database.sqlite3"', (c) => assert.equal(c.database.type, 'sqlite')],
   ['caddy-integration', 'caddy', '"/usr/bin/caddy"', 'ignored'],
   ['caddy-integration', 'address', '"0.0.0.0:8443"', 'ignored'],
   ['caddy-integration', 'subdomain_prefix', '"tunnels.rport.test"', 'ignored'],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { test } from 'node:test';
-import { cleanup, run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
+import { cleanup, freePort, run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
 
 /** Runs a command that must fail on its config: exit code 2 and exactly one line on stderr. */
 async function configError(command: 'rport' | 'rportd', args: string[]): Promise<string> {
@@ -253,4 +253,27 @@ test('npm start: the demo runs a server and a connected client, and Ctrl-C stops
   for (const f of ['server/rportd.conf', 'client/rport.conf']) assert.equal(statSync(`${dir}/${f}`).mode & 0o777, 0o600);
   demo.kill('SIGINT');
   assert.deepEqual(await demo.exited, { code: 0, signal: null });
+});
+
+test('rportd [database]: a bad db_type, host or a cluster without the API exit 2 with one line; an unreachable PostgreSQL fails the start with one line', async (t) => {
+  const dir = tmpDir(t);
+  const common = ['--address', '127.0.0.1:0', '--auth', 'a:b', '--data-dir', dir];
+  assert.equal(
+    await configError('rportd', [...common, '--db-type', 'mysql']),
+    '--db-type "mysql" must be "sqlite" (one node) or "postgres" (a cluster)',
+  );
+  assert.match(
+    await configError('rportd', [...common, '--db-type', 'postgres']),
+    /\[api\] address is not set, and db_type = "postgres" needs it: the nodes of a cluster call each other through the API/,
+  );
+  assert.match(
+    await configError('rportd', [...common, '--db-type', 'postgres', '--api-address', '127.0.0.1:0', '--db-host', 'db.example:port']),
+    /--db-host "db.example:port" is neither host:port nor a socket folder/,
+  );
+  const closed = await freePort();
+  const p = run('rportd', [...common, '--db-type', 'postgres', '--api-address', '127.0.0.1:0', '--db-host', `127.0.0.1:${closed}`]);
+  const exit = await p.exited;
+  assert.equal(exit.code, 1, p.output);
+  assert.match(p.output, new RegExp(`cannot open the registry database postgres://rport@127.0.0.1:${closed}/rport: .*ECONNREFUSED.*: check \\[database\\] db_host, db_name, db_user and db_password`));
+  assert.doesNotMatch(p.output, /\n\s+at /, 'no stack trace');
 });

@@ -4,7 +4,7 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Logger, LogSink } from '../src/log.js';
-import { Store } from '../src/server/store.js';
+import { SqliteDb } from '../src/server/db/sqlite.js';
 import { saveMemory } from '../src/supervisor/memory.js';
 import { loadHostKey } from '../src/transport/host-key.js';
 import { StateFile, stateRecord } from '../src/watchdog/state-file.js';
@@ -133,22 +133,22 @@ test('a failed atomic write leaves no temporary file behind', (t) => {
 
 // --- file modes of the server ---------------------------------------------------------------------------------
 
-test('rportd.db and its -wal and -shm are 0600 inside an existing data_dir, whatever the umask; an old 0644 database is tightened', (t) => {
+test('rportd.db and its -wal and -shm are 0600 inside an existing data_dir, whatever the umask; an old 0644 database is tightened', async (t) => {
   withUmask(t, 0o022);
   const dir = tmpDir(t);
   chmodSync(dir, 0o755); // an existing, ordinary folder: its mode must not decide the database's
-  const store = new Store(dir);
-  store.db.exec('CREATE TABLE probe (x)');
-  store.db.prepare('INSERT INTO probe VALUES (1)').run();
+  const db = new SqliteDb(dir);
+  await db.run('CREATE TABLE probe (x)');
+  await db.run('INSERT INTO probe VALUES (1)');
   for (const f of ['rportd.db', 'rportd.db-wal', 'rportd.db-shm']) assert.equal(mode(join(dir, f)), 0o600, f);
-  store.close();
+  await db.close();
 
   chmodSync(join(dir, 'rportd.db'), 0o644);
-  new Store(dir).close();
+  await new SqliteDb(dir).close();
   assert.equal(mode(join(dir, 'rportd.db')), 0o600);
 
   const fresh = join(tmpDir(t), 'new', 'data');
-  new Store(fresh).close();
+  await new SqliteDb(fresh).close();
   assert.equal(mode(fresh), 0o700, 'a data_dir rportd creates is 0700');
 });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { MIGRATIONS } from '../src/server/store.js';
 import { eventually, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
@@ -162,7 +163,7 @@ test('rportd killed with SIGKILL during 1,000 API writes: every acknowledged wri
   const Database = (await import('better-sqlite3')).default;
   const db = new Database(join(server.dataDir, 'rportd.db'), { readonly: true });
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
-  assert.equal(db.pragma('user_version', { simple: true }), 4);
+  assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
   db.close();
 });
 

@@ -6,6 +6,7 @@ import type { Credentials } from '../server/credentials.js';
 import type { JobService } from '../server/jobs/job-service.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
+import { DatabaseError } from '../server/db/db.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth } from './auth.js';
@@ -14,6 +15,7 @@ import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
 import { clientRoutes } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
+import { clusterRoutes, type ApiCluster } from './routes/cluster.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { loginRoutes } from './routes/login.js';
@@ -37,6 +39,8 @@ export interface ApiOptions {
   log: Logger;
   /** How often repeated failure lines are summed up (default: a minute). */
   logIntervalMs?: number;
+  /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
+  cluster?: ApiCluster;
 }
 
 /** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
@@ -83,12 +87,18 @@ export function createApi(o: ApiOptions): FastifyInstance {
     // The API speaks plain HTTP; HSTS is for whoever puts TLS in front of it.
     strictTransportSecurity: false,
   });
-  app.addHook('onRequest', auth.hook);
+  // Another node of the cluster presents the cluster secret; node-to-node routes take nothing else.
+  app.addHook('onRequest', async (req, reply) => {
+    if (o.cluster?.trusted(req)) return;
+    if (req.routeOptions.config.cluster) return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
+    return auth.hook(req, reply);
+  });
 
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.status, err.code, err.message, err.detail);
     if (err instanceof TunnelError) return fail(reply, TUNNEL_ERROR_STATUS[err.code], err.code, err.message);
+    if (err instanceof DatabaseError) return fail(reply, 503, 'database_unavailable', `${err.message}: this node serves its clients and tunnels meanwhile; try again when the database is back`);
     if (err.validation) {
       const v = err.validation[0];
       const context = err.validationContext ?? 'request';
@@ -112,24 +122,29 @@ export function createApi(o: ApiOptions): FastifyInstance {
 
   loginRoutes(app, o, tokens, auth);
 
-  app.get('/api/v1/status', async () => ({
-    data: {
+  app.get('/api/v1/status', async () => {
+    // The database may be away: this node then says so and what it holds itself.
+    const counts = await o.registry.counts().catch(() => undefined);
+    return { data: {
       version: VERSION, fingerprint: o.fingerprint, uptime_sec: Math.round((Date.now() - o.startedAt) / 1000),
-      clients_connected: o.registry.size, clients_disconnected: Math.max(0, o.registry.store.clientCount() - o.registry.size),
-      clients_known: o.registry.store.clientCount(), tunnels: o.tunnels.all().length,
+      clients_connected: counts?.connected ?? o.registry.size, clients_disconnected: counts ? counts.known - counts.connected : null,
+      clients_known: counts?.known ?? null, clients_connected_here: o.registry.size, tunnels: o.tunnels.all().length,
+      ...o.cluster?.status(),
       // RPort's facts about itself, as they are here: credentials from the config and the API, one API user, no 2FA, no tunnel proxy.
       clients_auth_mode: 'Read Write', users_auth_source: 'Static Credentials', two_fa_enabled: false, tunnel_proxy_enabled: false,
-    },
-  }));
+    } };
+  });
 
-  const options = new TunnelOptions(o.registry.store, (clientId, tunnelId) => {
-    if (o.tunnels.delete(clientId, tunnelId)) o.registry.changed();
+  const options = new TunnelOptions(o.tunnels, (clientId, tunnelId) => {
+    o.tunnels.delete(clientId, tunnelId).then((gone) => gone && o.registry.changed(), (err: Error) => o.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
   }, o.log);
+  app.addHook('onReady', () => options.init());
   app.addHook('onClose', async () => options.stop());
   const viewer = tunnelViewer(options);
   clientRoutes(app, o, viewer);
   tunnelRoutes(app, o, options);
   clientsAuthRoutes(app, o);
+  clusterRoutes(app, o);
   commandRoutes(app, o);
   eventRoutes(app, o, tokens, viewer);
 

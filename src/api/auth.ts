@@ -12,6 +12,8 @@ declare module 'fastify' {
     public?: boolean;
     /** Takes the bearer token as ?token= too: EventSource cannot send headers. */
     tokenInQuery?: boolean;
+    /** A node-to-node route: only the cluster secret opens it (see routes/cluster.ts). */
+    cluster?: boolean;
   }
 }
 

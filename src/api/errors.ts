@@ -26,4 +26,5 @@ export const TUNNEL_ERROR_STATUS: Record<TunnelErrorCode, number> = {
   tunnel_refused: 403,
   client_not_connected: 409, port_unavailable: 409,
   client_unavailable: 502,
+  database_unavailable: 503,
 };

@@ -1,6 +1,6 @@
 import { formatHostPort, parseHostPort } from '../shared/host-port.js';
 import type { Logger } from '../log.js';
-import type { Store } from '../server/store.js';
+import type { TunnelOptionsRow } from '../server/store.js';
 import type { Tunnel } from '../server/tunnels.js';
 import { deadline, type Deadline } from '../timeout.js';
 
@@ -15,7 +15,10 @@ export function describeTunnel(t: Tunnel) {
     idle_timeout_sec: t.idleTimeoutMs / 1000,
     created_by: t.createdBy,
     created_at: new Date(t.createdAt).toISOString(),
-    listening: !!t.listener,
+    listening: !!t.listener || !!t.node?.listening,
+    /** The node whose address the tunnel listens on (null while its client is disconnected). */
+    node_id: t.node?.id ?? null,
+    node_address: t.node?.address ?? null,
     open_connections: t.sockets.size,
     connections: t.connections,
     bytes_in: t.bytesIn,
@@ -55,27 +58,36 @@ export function tunnelView(d: Described, o: Options | undefined) {
  * picked, and auto-close, whose deadline is kept in the store so that a restart does not let a tunnel
  * outlive it (an overdue tunnel closes at start).
  */
+/** Where the options are kept: the tunnel manager's store. */
+export interface TunnelOptionRecords {
+  options(): Promise<Array<TunnelOptionsRow & { client_id: string }>>;
+  saveOptions(o: TunnelOptionsRow): Promise<void>;
+}
+
 export class TunnelOptions {
   private readonly timers = new Map<string, Deadline>();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: TunnelOptionRecords,
     private readonly close: (clientId: string, tunnelId: string) => void,
     private readonly log: Logger,
-  ) {
-    for (const row of store.tunnelOptions()) if (row.auto_close_at !== null) this.arm(row.client_id, row.tunnel_id, row.auto_close_at);
+  ) {}
+
+  /** Arms the auto-close timers of the stored tunnels. */
+  async init(): Promise<void> {
+    for (const row of await this.store.options()) if (row.auto_close_at !== null) this.arm(row.client_id, row.tunnel_id, row.auto_close_at);
   }
 
   /** Every live tunnel's options by tunnel id: one read per answer. */
-  all(): Map<string, Options> {
-    return new Map(this.store.tunnelOptions().map((r) => [r.tunnel_id, {
+  async all(): Promise<Map<string, Options>> {
+    return new Map((await this.store.options()).map((r) => [r.tunnel_id, {
       scheme: r.scheme, lport_random: !!r.lport_random, auto_close_at: r.auto_close_at === null ? null : new Date(r.auto_close_at).toISOString(),
     }]));
   }
 
-  save(clientId: string, tunnelId: string, o: { scheme: string; lportRandom: boolean; autoCloseMs: number }): void {
+  async save(clientId: string, tunnelId: string, o: { scheme: string; lportRandom: boolean; autoCloseMs: number }): Promise<void> {
     const at = o.autoCloseMs > 0 ? Date.now() + o.autoCloseMs : null;
-    this.store.saveTunnelOptions({ tunnel_id: tunnelId, scheme: o.scheme, lport_random: o.lportRandom ? 1 : 0, auto_close_at: at });
+    await this.store.saveOptions({ tunnel_id: tunnelId, scheme: o.scheme, lport_random: o.lportRandom ? 1 : 0, auto_close_at: at });
     if (at !== null) this.arm(clientId, tunnelId, at);
   }
 

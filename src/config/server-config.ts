@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
 import { logLevelOf } from './logging.js';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { parseHostPort, type HostPort } from '../shared/host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
@@ -36,6 +37,12 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a banned address is refused' },
   { section: 'api', key: 'address', type: 'string', default: '', flag: 'api-address', help: 'REST API address (host:port, e.g. 127.0.0.1:3000); empty (the default, as RPort) turns the API off' },
   { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', secret: true, help: 'API credentials, "user:password" (HTTP basic)' },
+  { section: 'database', key: 'db_type', type: 'string', default: 'sqlite', help: 'where the registry lives: "sqlite" (a file in data_dir, one node) or "postgres" (shared by the nodes of a cluster)' },
+  { section: 'database', key: 'db_host', type: 'string', default: '127.0.0.1:5432', help: 'with db_type = "postgres": host:port, or the folder of its Unix socket' },
+  { section: 'database', key: 'db_name', type: 'string', default: 'rport', help: 'with db_type = "postgres": the database' },
+  { section: 'database', key: 'db_user', type: 'string', default: 'rport', help: 'with db_type = "postgres": the user' },
+  { section: 'database', key: 'db_password', type: 'string', default: '', secret: true, help: 'with db_type = "postgres": the password (empty: none, e.g. for peer or trust auth)' },
+  { section: 'database', key: 'node_address', type: 'string', default: '', help: "with db_type = \"postgres\": this node's host as other nodes and tunnel users reach it (default: the [api] address's host, or this machine's first non-loopback IPv4 address when that is 0.0.0.0 or ::) (rport addition)" },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
 ];
@@ -64,8 +71,39 @@ export interface ServerConfig {
   maxFailedLogin: number;
   banTimeMs: number;
   api: { address: HostPort | undefined; user: string; password: string };
+  database: DatabaseConfig;
   logFile: string;
   logLevel: Level;
+}
+
+export type DatabaseConfig =
+  | { type: 'sqlite' }
+  | { type: 'postgres'; host: string; port: number; name: string; user: string; password: string; nodeAddress: string };
+
+/** Any address of this machine others can reach: the first non-loopback IPv4 address. */
+function machineAddress(): string {
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
+}
+
+function databaseConfig(c: Config, api: HostPort | undefined): DatabaseConfig {
+  const type = c.get<string>('database', 'db_type');
+  if (type === 'sqlite') return { type };
+  if (type !== 'postgres') c.fail('database', 'db_type', 'must be "sqlite" (one node) or "postgres" (a cluster)');
+  if (!api) c.fail('api', 'address', 'is not set, and db_type = "postgres" needs it: the nodes of a cluster call each other through the API (use e.g. "0.0.0.0:3000")');
+  // RPort's form for a socket is "socket:/path".
+  const hostText = c.get<string>('database', 'db_host').replace(/^socket:/, '');
+  const socket = hostText.startsWith('/');
+  const hp = socket ? { host: hostText, port: 5432 } : parseHostPort(hostText, '');
+  if (!hp || !hp.host) return c.fail('database', 'db_host', 'is neither host:port nor a socket folder (use e.g. "127.0.0.1:5432" or "/var/run/postgresql")');
+  const name = c.get<string>('database', 'db_name');
+  if (!name) c.fail('database', 'db_name', 'is empty (use e.g. "rport")');
+  const given = c.get<string>('database', 'node_address');
+  const any = api.host === '0.0.0.0' || api.host === '::' || api.host === '';
+  return {
+    type, host: hp.host, port: hp.port, name, user: c.get<string>('database', 'db_user'), password: c.get<string>('database', 'db_password'),
+    nodeAddress: given || (any ? machineAddress() : api.host),
+  };
 }
 
 function readTls(c: Config): ServerConfig['tls'] {
@@ -195,6 +233,7 @@ export function serverConfig(c: Config): ServerConfig {
     maxFailedLogin,
     banTimeMs: c.get<number>('server', 'ban_time'),
     api: { address: apiAddress, user: apiAuth.slice(0, apiColon), password: apiAuth.slice(apiColon + 1) },
+    database: databaseConfig(c, apiAddress),
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),
   };

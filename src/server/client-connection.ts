@@ -172,11 +172,16 @@ export class ClientConnection {
     const info = asked.id ? asked : { ...asked, id: c.identity.equateAuthIdClientId ? this.authId : randomUUID() };
     return c.connecting.run(info.id, async () => {
       if (this.closed) throw new Refusal('refused', 'the connection closed while it waited for its turn');
-      checkIdentity(info.id, this.authId, c.identity, c.registry);
+      await checkIdentity(info.id, this.authId, c.identity, c.registry).catch(storeDown);
       await this.replaceStale(info);
       if (this.closed) throw new Refusal('refused', 'the connection closed during the stale-session check');
-      const session = (this.session = this.makeSession(info, control));
-      c.registry.set(session);
+      const session = this.makeSession(info, control);
+      await c.registry.set(session);
+      if (this.closed) {
+        c.registry.delete(session);
+        throw new Refusal('refused', 'the connection closed while it was being registered');
+      }
+      this.session = session;
       c.jobs?.attach(info.id, control);
       this.hooks.accepted();
       c.metrics.handshakes.inc();
@@ -188,25 +193,13 @@ export class ClientConnection {
     });
   }
 
-  /**
-   * A client id that is already registered: if the old session is the same process reconnecting, or does
-   * not answer a short ping, it is stale and goes; a live one keeps the id and the newcomer is refused.
-   */
+  /** A client id that is already registered, here or on another node: its old session goes if it is stale. */
   private async replaceStale(info: ConnectRequest): Promise<void> {
     const { c } = this;
     const old = c.registry.get(info.id);
-    if (!old) return;
-    const sameProcess = old.info.pid === info.pid && old.info.processStart === info.processStart && old.info.hostname === info.hostname;
-    if (!sameProcess) {
-      const rtt = await old.ping(Math.min(c.checkTimeoutMs, STALE_CHECK_MAX_MS)).catch(() => undefined);
-      if (rtt !== undefined) {
-        // Two hosts with one id: most often a cloned machine, whose copied machine id is its client id (use_system_id).
-        if (old.info.hostname !== info.hostname) {
-          throw new Refusal('duplicate', `client id "${info.id}" is already connected from host "${old.info.hostname}" (${old.remoteAddress}) and is used by host "${info.hostname}" (${this.ip}) too: a cloned machine with a duplicate machine id? Give the clone a new machine id (remove /etc/machine-id, run systemd-machine-id-setup, restart rport) or set its [client] id`);
-        }
-        throw new Refusal('duplicate', `client id "${info.id}" is already connected from ${old.remoteAddress} and answered a ping within ${rtt.toFixed(1)}ms: give each client its own [client] id`);
-      }
-    }
+    // Not here: held by another node of the cluster? That node checks its session the same way.
+    if (!old) return c.registry.takeOverRemote(info, this.ip).catch(storeDown);
+    await checkStale(old, info, this.ip, c.checkTimeoutMs);
     c.log.info(`replacing the stale session of client ${info.id} (from ${old.remoteAddress}) with the new one from ${this.ip}`);
     c.registry.delete(old);
     old.close('replaced by a new connection of the same client');
@@ -274,4 +267,29 @@ export class ClientConnection {
     });
     return session;
   }
+}
+
+/**
+ * An old session of a client id that connects again is stale (resolves) if it is the same process
+ * reconnecting or does not answer a short ping; a live one keeps the id and the newcomer is refused. Also
+ * what a node answers when another node of the cluster asks about a session it holds.
+ */
+export async function checkStale(old: ClientSession, info: ConnectRequest, ip: string, checkTimeoutMs: number): Promise<void> {
+  const sameProcess = old.info.pid === info.pid && old.info.processStart === info.processStart && old.info.hostname === info.hostname;
+  if (!sameProcess) {
+    const rtt = await old.ping(Math.min(checkTimeoutMs, STALE_CHECK_MAX_MS)).catch(() => undefined);
+    if (rtt !== undefined) {
+      // Two hosts with one id: most often a cloned machine, whose copied machine id is its client id (use_system_id).
+      if (old.info.hostname !== info.hostname) {
+        throw new Refusal('duplicate', `client id "${info.id}" is already connected from host "${old.info.hostname}" (${old.remoteAddress}) and is used by host "${info.hostname}" (${ip}) too: a cloned machine with a duplicate machine id? Give the clone a new machine id (remove /etc/machine-id, run systemd-machine-id-setup, restart rport) or set its [client] id`);
+      }
+      throw new Refusal('duplicate', `client id "${info.id}" is already connected from ${old.remoteAddress} and answered a ping within ${rtt.toFixed(1)}ms: give each client its own [client] id`);
+    }
+  }
+}
+
+/** A registry lookup that fails is the database's fault, not the client's: a refusal that says so. */
+function storeDown(err: unknown): never {
+  if (err instanceof Refusal) throw err;
+  throw new Refusal('unavailable', `the server's registry database is out of reach (${errorMessage(err)}): the client retries later`);
 }

@@ -1,6 +1,8 @@
+import { errorMessage, type Logger } from '../log.js';
 import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
 import type { IdentityRecords } from './identity.js';
-import type { ClientRow, Store } from './store.js';
+import { Refusal } from './refusal.js';
+import type { ClientRow, ConnectedClient, NodeRow, Store } from './store.js';
 
 /** A connected client as the server sees it. */
 export interface ClientSession {
@@ -22,30 +24,62 @@ export interface ClientSession {
   close(reason: string): void;
 }
 
+/** What the registry needs of the cluster: this node's id, the live nodes, and a way to reach them. */
+export interface ClusterView {
+  readonly nodeId: string;
+  /** Live nodes other than this one, by id, as of the last heartbeat. */
+  peers(): Map<string, NodeRow>;
+  /**
+   * A client id that a live peer holds connects here: the peer checks its session as a node checks its own
+   * (same process or no answer to a ping: stale, dropped). Throws a Refusal when the old session is alive;
+   * resolves when it went, or when the peer cannot be reached (it is then taken to be gone).
+   */
+  takeOver(node: NodeRow, info: ConnectRequest, ip: string): Promise<void>;
+}
+
+/** One node alone: no peers. */
+export function soloCluster(nodeId: string): ClusterView {
+  return { nodeId, peers: () => new Map(), takeOver: async () => undefined };
+}
+
 const DAY_MS = 86_400_000;
 /** Pings only move last-seen times: they reach the store in one transaction this often, not one write each. */
 export const SEEN_FLUSH_MS = 5_000;
 
 /**
  * The clients: connected ones in memory by id (one session per id: a returning client replaces its stale
- * session), and every client, connected or not, in the store.
+ * session), and every client of the cluster, connected or not, in the store. The store is private: the
+ * domain methods below write it and tell the live views (changed()).
+ *
+ * A write that fails (the database is out of reach) does not end what is connected: the registry notes
+ * that it is behind and resync() writes this node's whole state once the database answers again.
  */
 export class ClientRegistry implements IdentityRecords {
   private readonly byId = new Map<string, ClientSession>();
   private readonly listeners = new Set<() => void>();
-  private readonly unsaved = new Map<string, { id: string; at: number; watchdog: string | undefined }>();
+  private unsaved = new Map<string, { id: string; at: number; watchdog: string | undefined }>();
   private readonly flusher: NodeJS.Timeout;
+  /** A write failed: the store is behind this node's sessions until resync(). */
+  behind = false;
 
-  constructor(readonly store: Store) {
-    this.flusher = setInterval(() => this.flushSeen(), SEEN_FLUSH_MS);
+  constructor(
+    private readonly store: Store,
+    readonly cluster: ClusterView,
+    private readonly log: Logger,
+  ) {
+    this.flusher = setInterval(() => void this.flushSeen(), SEEN_FLUSH_MS);
     this.flusher.unref();
   }
 
-  ownerOf(clientId: string): string | undefined {
+  get nodeId(): string {
+    return this.cluster.nodeId;
+  }
+
+  ownerOf(clientId: string): Promise<string | undefined> {
     return this.store.clientOwner(clientId);
   }
 
-  clientsOf(authId: string): string[] {
+  clientsOf(authId: string): Promise<string[]> {
     return this.store.clientIdsOfCredential(authId);
   }
 
@@ -53,14 +87,37 @@ export class ClientRegistry implements IdentityRecords {
     return this.byId.get(id);
   }
 
-  set(session: ClientSession): void {
-    this.byId.set(session.info.id, session);
-    const i = session.info;
-    this.store.clientConnected({
+  /** The live peer that holds a client this node does not, if the store says one does. */
+  async holder(clientId: string): Promise<NodeRow | undefined> {
+    if (this.byId.has(clientId)) return undefined;
+    const row = await this.store.client(clientId);
+    return row?.connected ? this.cluster.peers().get(row.node_id) : undefined;
+  }
+
+  /** A client id held by a live peer connects here: that peer's session must be stale (see ClusterView). */
+  async takeOverRemote(info: ConnectRequest, ip: string): Promise<void> {
+    const node = await this.holder(info.id);
+    if (node) await this.cluster.takeOver(node, info, ip);
+  }
+
+  private row(s: ClientSession): ConnectedClient {
+    const i = s.info;
+    return {
       id: i.id, name: i.name, tags: JSON.stringify(i.tags), hostname: i.hostname, os: i.os, arch: i.arch, version: i.version,
-      address: session.remoteAddress, auth_id: session.authId, pid: i.pid, process_start: i.processStart,
-      watchdog: session.watchdog ? JSON.stringify(session.watchdog) : null,
-    }, session.connectedAt);
+      address: s.remoteAddress, auth_id: s.authId, pid: i.pid, process_start: i.processStart,
+      watchdog: s.watchdog ? JSON.stringify(s.watchdog) : null, node_id: this.nodeId, session_id: s.sessionId,
+    };
+  }
+
+  /** Registers a new session, in the store first: a node that cannot write it refuses the client. */
+  async set(session: ClientSession): Promise<void> {
+    try {
+      await this.store.clientConnected(this.row(session), session.connectedAt);
+    } catch (err) {
+      this.failed(err);
+      throw new Refusal('unavailable', `the server's registry database (${this.store.where}) is out of reach: ${errorMessage(err)}; the client retries later`);
+    }
+    this.byId.set(session.info.id, session);
     this.changed();
   }
 
@@ -69,7 +126,7 @@ export class ClientRegistry implements IdentityRecords {
     if (this.byId.get(session.info.id) !== session) return;
     this.byId.delete(session.info.id);
     this.unsaved.delete(session.info.id);
-    this.store.clientDisconnected(session.info.id, Date.now());
+    this.store.clientDisconnected(session.info.id, session.sessionId, Date.now()).catch((err) => this.failed(err));
     this.changed();
   }
 
@@ -81,16 +138,38 @@ export class ClientRegistry implements IdentityRecords {
     this.changed();
   }
 
-  /** Writes the last-seen times gathered since the last flush; also at shutdown. */
-  flushSeen(): void {
-    if (this.unsaved.size === 0) return;
-    this.store.clientsSeen(this.unsaved.values());
-    this.unsaved.clear();
+  /** Writes the last-seen times gathered since the last flush; also at shutdown. Kept for the next try if it fails. */
+  async flushSeen(): Promise<void> {
+    if (this.unsaved.size === 0 || this.behind) return;
+    const batch = this.unsaved;
+    this.unsaved = new Map();
+    try {
+      await this.store.clientsSeen(batch.values());
+    } catch (err) {
+      for (const [id, s] of batch) if (!this.unsaved.has(id) && this.byId.has(id)) this.unsaved.set(id, s);
+      this.failed(err);
+    }
   }
 
-  close(): void {
+  private failed(err: unknown): void {
+    if (!this.behind) this.log.warn(`registry database (${this.store.where}) write failed: ${errorMessage(err)}; connected clients and tunnels go on, the database catches up when it answers`);
+    this.behind = true;
+  }
+
+  /** The database answers again: this node's rows say what it holds now. */
+  async resync(): Promise<void> {
+    const now = Date.now();
+    const live = [...this.byId.values()].map((s) => ({ client: this.row(s), connectedAt: s.connectedAt, seenAt: s.lastSeenAt }));
+    await this.store.resyncNode(this.nodeId, live, now);
+    this.unsaved.clear();
+    if (this.behind) this.log.info(`registry database (${this.store.where}) caught up: ${live.length} connected client(s) written again`);
+    this.behind = false;
+    this.changed();
+  }
+
+  async close(): Promise<void> {
     clearInterval(this.flusher);
-    this.flushSeen();
+    await this.flushSeen().catch(() => undefined);
   }
 
   list(): ClientSession[] {
@@ -117,19 +196,57 @@ export class ClientRegistry implements IdentityRecords {
     });
   }
 
-  /** Every client the server knows, connected or not, as the API shows it. */
-  describeAll(): ReturnType<ClientRegistry['describe']>[] {
-    const restarts = this.store.restartsSince(Date.now() - DAY_MS);
-    return this.store.clients().map((row) => this.describe(row, restarts));
+  // --- what the API asks ---------------------------------------------------------------------------------
+
+  /** Every client of the cluster, connected or not, as the API shows it. */
+  async describeAll(): Promise<Described[]> {
+    const [rows, restarts] = await Promise.all([this.store.clients(), this.store.restartsSince(Date.now() - DAY_MS)]);
+    const peers = this.cluster.peers();
+    return rows.map((row) => this.describe(row, restarts, peers));
   }
 
-  describeOne(id: string): ReturnType<ClientRegistry['describe']> | undefined {
-    const row = this.store.client(id);
-    return row && this.describe(row, this.store.restartsSince(Date.now() - DAY_MS));
+  async describeOne(id: string): Promise<Described | undefined> {
+    const row = await this.store.client(id);
+    return row && this.describe(row, await this.store.restartsSince(Date.now() - DAY_MS), this.cluster.peers());
   }
 
-  private describe(row: ClientRow, restarts: Map<string, number>) {
+  /** A known client's name (connected or not), undefined for an id the registry has never seen. */
+  async knownName(id: string): Promise<string | undefined> {
+    return this.byId.get(id)?.info.name ?? (await this.store.client(id))?.name;
+  }
+
+  /** Known clients in all, and how many are connected to any node. */
+  async counts(): Promise<{ known: number; connected: number }> {
+    const all = await this.describeAll();
+    return { known: all.length, connected: all.filter((c) => c.connected).length };
+  }
+
+  /** Forgets a disconnected client with its tunnels; the caller checked it is not connected. */
+  async deleteClient(id: string): Promise<void> {
+    await this.store.deleteClient(id);
+    this.changed();
+  }
+
+  credentials(): Promise<Array<{ id: string; password_hash: string; created_at: number }>> {
+    return this.store.credentials();
+  }
+
+  async hasCredential(id: string): Promise<boolean> {
+    return (await this.store.credential(id)) !== undefined;
+  }
+
+  addCredential(id: string, hash: string): Promise<boolean> {
+    return this.store.addCredential(id, hash, Date.now());
+  }
+
+  deleteCredential(id: string): Promise<boolean> {
+    return this.store.deleteCredential(id);
+  }
+
+  private describe(row: ClientRow, restarts: Map<string, number>, peers: Map<string, NodeRow>) {
     const live = this.byId.get(row.id);
+    // Connected elsewhere: only while the node that holds it is alive (a dead node's rows are released soon).
+    const remote = !live && !!row.connected && peers.has(row.node_id);
     const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
     const watchdog = live?.watchdog ?? (row.watchdog ? (JSON.parse(row.watchdog) as WatchdogFacts) : undefined);
     return {
@@ -144,10 +261,12 @@ export class ClientRegistry implements IdentityRecords {
       process_start: iso(row.process_start),
       address: row.address,
       auth_id: row.auth_id,
-      connected: !!live,
-      session_id: live?.sessionId ?? null,
-      connected_since: live ? iso(live.connectedAt) : null,
-      disconnected_at: live ? null : iso(row.disconnected_at),
+      connected: !!live || remote,
+      /** The node that holds the client (null when disconnected). */
+      node_id: live ? this.nodeId : remote ? row.node_id : null,
+      session_id: live?.sessionId ?? (remote ? row.session_id : null),
+      connected_since: live ? iso(live.connectedAt) : remote ? iso(row.connected_at) : null,
+      disconnected_at: live || remote ? null : iso(row.disconnected_at),
       last_seen: iso(live?.lastSeenAt ?? row.last_seen_at),
       last_ping: iso(live?.lastPingAt),
       last_ping_rtt_ms: live?.lastRttMs ?? null,
@@ -162,3 +281,5 @@ export class ClientRegistry implements IdentityRecords {
     };
   }
 }
+
+export type Described = ReturnType<ClientRegistry['describe']>;

@@ -26,7 +26,7 @@ export function safeEqual(a: string, b: string): boolean {
 
 /** Credentials added through the API, kept (bcrypt-hashed) in the server's store. */
 export interface CredentialStore {
-  credential(id: string): string | undefined;
+  credential(id: string): Promise<string | undefined>;
 }
 
 /**
@@ -90,7 +90,7 @@ export class Credentials {
   }
 
   private async check(id: string, password: string): Promise<boolean> {
-    const stored = this.byId.get(id) ?? this.store?.credential(id);
+    const stored = this.byId.get(id) ?? (await this.store?.credential(id));
     if (stored === undefined) return false;
     if (!BCRYPT.test(stored)) return safeEqual(stored, password);
     const key = mac(JSON.stringify([id, stored, password])).toString('base64');

@@ -10,9 +10,9 @@ export interface IdentityRules {
 /** What the registry knows of ids and the credentials that registered them. */
 export interface IdentityRecords {
   /** The credential that first registered this client id ('' for none or a row from before ids were bound). */
-  ownerOf(clientId: string): string | undefined;
+  ownerOf(clientId: string): Promise<string | undefined>;
   /** Client ids registered under this credential. */
-  clientsOf(authId: string): string[];
+  clientsOf(authId: string): Promise<string[]>;
 }
 
 /**
@@ -20,13 +20,13 @@ export interface IdentityRecords {
  * RPort, a client id belongs to the credential that first registered it, so one client's credential cannot
  * take another client's id (and its tunnels). The operator frees an id by deleting the client.
  */
-export function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords): void {
-  const owner = records.ownerOf(clientId);
+export async function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords): Promise<void> {
+  const owner = await records.ownerOf(clientId);
   if (owner && owner !== authId) {
     throw new Refusal('identity', `client id "${clientId}" belongs to the credential "${owner}", not "${authId}": use ${owner}'s credential, or delete client "${clientId}" through the API to free the id`);
   }
   if (!rules.multiuseCreds) {
-    const other = records.clientsOf(authId).find((id) => id !== clientId);
+    const other = (await records.clientsOf(authId)).find((id) => id !== clientId);
     if (other !== undefined) {
       throw new Refusal('identity', `credential "${authId}" is already used by client "${other}" ([server] auth_multiuse_creds = false): give this client a credential of its own, or delete client "${other}" through the API`);
     }

@@ -3,34 +3,50 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ServerConfig } from '../config/server-config.js';
 import { formatDuration } from '../shared/duration.js';
+import { formatHostPort } from '../shared/host-port.js';
 import { closeServer, listen } from '../shared/listen.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
+import { Cluster } from '../cluster/cluster.js';
+import { loadNodeId } from '../cluster/node-id.js';
 import { ClientListener } from './client-listener.js';
 import { ClientRegistry } from './client-registry.js';
 import { Credentials } from './credentials.js';
+import { DatabaseError, type Db } from './db/db.js';
+import { PostgresDb } from './db/postgres.js';
+import { SqliteDb } from './db/sqlite.js';
 import { JobService } from './jobs/job-service.js';
-import { SqliteJobStore } from './jobs/job-store.js';
+import { SqlJobStore } from './jobs/job-store.js';
 import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store.js';
+import { storedFailures } from './stored-failures.js';
 import { TunnelManager } from './tunnels.js';
 
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
 export const UPGRADE_HEADERS_TIMEOUT_MS = 10_000;
 
+async function openDb(cfg: ServerConfig, log: Logger): Promise<Db> {
+  const d = cfg.database;
+  if (d.type === 'sqlite') return new SqliteDb(cfg.dataDir);
+  return PostgresDb.open({ host: d.host, port: d.port, database: d.name, user: d.user, password: d.password }, log);
+}
+
 /**
- * The server: the client listener and the client registry with its liveness checks. Its parts (registry,
- * tunnels, credentials, metrics, throttle) are public for the API, which the process wires beside it.
+ * The server: the client listener, the client registry with its liveness checks, its cluster. Its parts
+ * (registry, tunnels, jobs, credentials, metrics, throttle, cluster) are there for the API once start()
+ * has opened the registry; the process wires the API beside it.
  */
 export class Rportd {
-  readonly store: Store;
-  readonly registry: ClientRegistry;
-  readonly jobs: JobService;
-  readonly tunnels: TunnelManager;
-  readonly metrics: Metrics;
+  private store!: Store;
+  cluster!: Cluster;
+  registry!: ClientRegistry;
+  tunnels!: TunnelManager;
+  jobs!: JobService;
+  metrics!: Metrics;
   /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
-  readonly throttle: LoginThrottle;
+  throttle!: LoginThrottle;
+  private purgeFailures!: (now: number, before: number) => Promise<void>;
   private readonly http: Server;
   private listener: ClientListener | undefined;
   private checker: NodeJS.Timeout | undefined;
@@ -46,26 +62,47 @@ export class Rportd {
     const plain: RequestListener = (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
     };
-    this.store = new Store(cfg.dataDir);
-    this.store.markAllDisconnected(Date.now());
-    credentials.useStore(this.store);
-    this.registry = new ClientRegistry(this.store);
-    this.jobs = new JobService(new SqliteJobStore(this.store.db), this.registry, log.child('jobs'));
-    this.tunnels = new TunnelManager(cfg.tunnels, log.child('tunnels'), this.store);
-    this.metrics = new Metrics(this.registry, this.tunnels);
-    this.throttle = new LoginThrottle(cfg.maxFailedLogin, cfg.banTimeMs, {
-      get: (k) => this.store.failedLogin(k),
-      set: (k, r) => this.store.setFailedLogin(k, r),
-      clear: (k) => this.store.clearFailedLogin(k),
-    });
     // A peer that never finishes its HTTP request is cut off early; client_login_timeout bounds the rest.
     const limits = { headersTimeout: UPGRADE_HEADERS_TIMEOUT_MS, requestTimeout: UPGRADE_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
     this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key, ...limits }, plain) : createServer(limits, plain);
   }
 
+  /** The registry in its database, joined to the cluster (a lone node on SQLite is a cluster of one). */
+  private async open(): Promise<void> {
+    const c = this.cfg;
+    const db = await openDb(c, this.log.child('database'));
+    this.store = new Store(db);
+    try {
+      await this.store.migrate();
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      const hint = c.database.type === 'postgres' ? ': check [database] db_host, db_name, db_user and db_password, and that the server runs' : '';
+      const why = err instanceof DatabaseError && err.cause instanceof Error ? err.cause.message : errorMessage(err);
+      throw new Error(`cannot open the registry database ${db.where}: ${why}${hint}`);
+    }
+    const nodeId = loadNodeId(c.dataDir);
+    const d = c.database;
+    const publicHost = d.type === 'postgres' ? d.nodeAddress : c.address.host;
+    const apiUrl = c.api.address ? `http://${formatHostPort({ host: publicHost, port: c.api.address.port })}` : '';
+    this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost }, c.checkTimeoutMs, this.log.child('cluster'));
+    this.credentials.useStore(this.store);
+    this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
+    await this.cluster.join(this.registry);
+    this.jobs = new JobService(new SqlJobStore(db), this.registry, this.log.child('jobs'));
+    await this.jobs.init();
+    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
+    await this.tunnels.load();
+    this.metrics = new Metrics(this.registry, this.tunnels);
+    this.cluster.metrics(this.metrics.registry);
+    const failures = await storedFailures(this.store, this.log.child('database'));
+    this.purgeFailures = failures.purge;
+    this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, failures);
+    this.log.info(`node ${nodeId}: registry in ${db.where}${d.type === 'postgres' ? `, ${this.cluster.peers().size} other live node(s)` : ''}`);
+  }
+
   async start(): Promise<AddressInfo> {
     const c = this.cfg;
-    await this.jobs.init();
+    await this.open();
     this.listener = new ClientListener({
       hostKey: this.hostKey,
       credentials: this.credentials,
@@ -88,7 +125,7 @@ export class Rportd {
     this.checker = setInterval(() => this.checkSilentClients(), period);
     this.checker.unref();
     // Stale login failures go every minute; disconnected clients only with purge_disconnected_clients (RPort).
-    this.purger = setInterval(() => this.purge(), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
+    this.purger = setInterval(() => void this.purge().catch((err) => this.log.warn(`purge skipped: ${errorMessage(err)}`)), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
     this.purger.unref();
     return clients;
   }
@@ -113,11 +150,11 @@ export class Rportd {
    * Stale login failures go; with purge_disconnected_clients, clients gone for over keep_disconnected_clients
    * leave the registry too, with their tunnels.
    */
-  private purge(): void {
+  private async purge(): Promise<void> {
     const now = Date.now();
-    this.store.purgeFailedLogins(now, now - this.cfg.banTimeMs);
+    await this.purgeFailures(now, now - this.cfg.banTimeMs);
     if (this.cfg.keepDisconnectedMs === undefined) return;
-    for (const id of this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
+    for (const id of await this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);
       this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);
     }
@@ -131,7 +168,10 @@ export class Rportd {
     await this.listener?.closeAll();
     this.tunnels.closeAll();
     await Promise.all([closeServer(this.http), this.credentials.close()]);
-    this.registry.close();
-    this.store.close();
+    await this.registry.close();
+    // Its clients connect again to other nodes: released now, not after the dead bound.
+    await this.cluster.leave();
+    await this.store.releaseNode(this.cluster.nodeId, Date.now()).catch(() => undefined);
+    await this.store.close();
   }
 }

@@ -9,7 +9,7 @@ import { RemoteError, type ControlChannel } from '../transport/control-channel.j
 import { pipeSocketChannel } from '../transport/pipe.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../transport/protocol.js';
 import { deadline, type Deadline } from '../timeout.js';
-import type { Store } from './store.js';
+import type { NodeRow, Store, TunnelOptionsRow, TunnelRow } from './store.js';
 
 /** Bound on the client's answer to a tunnel request, and on opening one forwarded channel. */
 const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
@@ -18,7 +18,7 @@ const PORT_TRIES = 50;
 
 /** Why a tunnel request cannot be carried out: the API answers the code with its own HTTP status. */
 export type TunnelErrorCode = 'bind_address_not_allowed' | 'port_not_allowed' | 'too_many_tunnels' | 'client_not_connected' | 'bad_request'
-  | 'tunnel_refused' | 'client_unavailable' | 'port_unavailable';
+  | 'tunnel_refused' | 'client_unavailable' | 'port_unavailable' | 'database_unavailable';
 
 /** A tunnel request that cannot be carried out; the message is the one line a user reads. */
 export class TunnelError extends Error {
@@ -54,11 +54,21 @@ export interface Tunnel {
   source: string;
   createdAt: number;
   listener: Server | undefined;
+  /** The port claim of the current listener. */
+  claim: string;
   sockets: Set<Socket>;
   idleTimer: Deadline | undefined;
   connections: number;
   bytesIn: number;
   bytesOut: number;
+  /** The node the tunnel listens on, its address (this node's while it listens here; another's in a cluster-wide listing). */
+  node?: { id: string; address: string; listening: boolean };
+}
+
+/** Where a client is, for a cluster-wide listing: this node, another (live) node, or none. */
+export interface ClientWhere {
+  id: string;
+  node_id: string | null;
 }
 
 function listenOn(server: Server, a: HostPort): Promise<void> {
@@ -89,26 +99,88 @@ export class TunnelManager {
     private readonly policy: TunnelPolicy,
     private readonly log: Logger,
     private readonly store: Store,
+    /** This node: its id claims tunnel ports across the cluster, its public host is where its tunnels listen. */
+    private readonly node: { id: string; publicHost: string } = { id: '', publicHost: '' },
   ) {
     this.ports = new Set(policy.ports);
     for (const a of policy.bindAddresses) this.bindAddresses.addAddress(a, isIP(a) === 6 ? 'ipv6' : 'ipv4');
-    // Tunnels outlive restarts of the server too: they listen again when their client connects, if the
-    // configuration still permits them.
-    for (const row of store.tunnels()) {
-      const what = `stored tunnel ${row.id} of client ${row.client_id} (${formatHostPort({ host: row.local_host, port: row.local_port })} -> ${row.remote})`;
-      try {
-        const remote = parseHostPort(row.remote, '');
-        if (!remote) throw new Error(`its target "${row.remote}" is not host:port`);
-        const t = this.newTunnel(row.client_id, { local: { host: row.local_host, port: row.local_port }, remote, acl: JSON.parse(row.acl), idleTimeoutMs: row.idle_timeout_ms }, row.created_by, row.source);
-        const refusal = this.refusal(t);
-        if (refusal) throw new Error(refusal.message);
-        Object.assign(t, { id: row.id, createdAt: row.created_at });
-        this.tunnelsOf(row.client_id).set(t.id, t);
-      } catch (err) {
-        this.log.warn(`${what} not restored: ${errorMessage(err)}; deleted`);
-        store.deleteTunnel(row.id);
+  }
+
+  /**
+   * Tunnels outlive restarts of the server too: they listen again when their client connects, if the
+   * configuration still permits them. A client's rows are read again when it connects (it may come from
+   * another node of the cluster, which changed them).
+   */
+  async load(): Promise<void> {
+    for (const row of await this.store.tunnels()) await this.restore(row);
+  }
+
+  private async reload(clientId: string): Promise<void> {
+    const rows = await this.store.tunnelsOf(clientId);
+    const mine = this.tunnelsOf(clientId);
+    const ids = new Set(rows.map((r) => r.id));
+    for (const t of [...mine.values()]) {
+      if (!ids.has(t.id)) {
+        this.deactivate(t);
+        mine.delete(t.id);
       }
     }
+    for (const row of rows) if (!mine.has(row.id)) await this.restore(row);
+  }
+
+  private async restore(row: TunnelRow): Promise<void> {
+    const what = `stored tunnel ${row.id} of client ${row.client_id} (${formatHostPort({ host: row.local_host, port: row.local_port })} -> ${row.remote})`;
+    try {
+      const t = this.fromRow(row);
+      const refusal = this.refusal(t);
+      if (refusal) throw new Error(refusal.message);
+      this.tunnelsOf(row.client_id).set(t.id, t);
+    } catch (err) {
+      this.log.warn(`${what} not restored: ${errorMessage(err)}; deleted`);
+      await this.store.deleteTunnel(row.id);
+    }
+  }
+
+  private fromRow(row: TunnelRow): Tunnel {
+    const remote = parseHostPort(row.remote, '');
+    if (!remote) throw new Error(`its target "${row.remote}" is not host:port`);
+    const t = this.newTunnel(row.client_id, { local: { host: row.local_host, port: row.local_port }, remote, acl: JSON.parse(row.acl), idleTimeoutMs: row.idle_timeout_ms }, row.created_by, row.source);
+    return Object.assign(t, { id: row.id, createdAt: row.created_at });
+  }
+
+  /**
+   * Every tunnel of the cluster by client id, for the API: this node's own as they are, those of clients
+   * held by other nodes (and of disconnected clients) as the store has them.
+   */
+  async listing(clients: ClientWhere[], peers: Map<string, NodeRow>): Promise<Map<string, Tunnel[]>> {
+    const where = new Map(clients.map((c) => [c.id, c.node_id]));
+    const out = new Map<string, Tunnel[]>();
+    for (const row of await this.store.tunnels()) {
+      const nodeId = where.get(row.client_id) ?? null;
+      let t = this.links.has(row.client_id) ? this.byClient.get(row.client_id)?.get(row.id) : undefined;
+      if (!t) {
+        try {
+          t = this.fromRow(row);
+        } catch {
+          continue; // a row this node cannot read is shown by the node that holds its client
+        }
+        const peer = nodeId ? peers.get(nodeId) : undefined;
+        if (peer) t.node = { id: peer.id, address: peer.public_host, listening: true };
+      }
+      let list = out.get(row.client_id);
+      if (!list) out.set(row.client_id, (list = []));
+      list.push(t);
+    }
+    return out;
+  }
+
+  /** A tunnel's API options: scheme, lport_random, auto-close. */
+  options(): Promise<Array<TunnelOptionsRow & { client_id: string }>> {
+    return this.store.tunnelOptions();
+  }
+
+  saveOptions(o: TunnelOptionsRow): Promise<void> {
+    return this.store.saveTunnelOptions(o);
   }
 
   /** Why the configuration does not permit this tunnel, as the API answers it; undefined if it does. */
@@ -128,8 +200,8 @@ export class TunnelManager {
   }
 
   /** Writes the tunnel as it is now (its port once chosen). */
-  private save(t: Tunnel): void {
-    this.store.saveTunnel({
+  private save(t: Tunnel): Promise<void> {
+    return this.store.saveTunnel({
       id: t.id, client_id: t.clientId, local_host: t.local.host, local_port: t.local.port, remote: t.remote, acl: JSON.stringify(t.acl),
       idle_timeout_ms: t.idleTimeoutMs, created_by: t.createdBy, source: t.source, created_at: t.createdAt,
     });
@@ -152,11 +224,17 @@ export class TunnelManager {
   /** A client connected: its own [client] remotes replace the previous ones, then every tunnel listens again. */
   async attach(clientId: string, link: ClientLink, remotes: string[]): Promise<void> {
     this.links.set(clientId, link);
+    try {
+      await this.reload(clientId);
+    } catch (err) {
+      this.log.warn(`client ${clientId}: its tunnels could not be read from the registry database (${errorMessage(err)}): those known here listen again`);
+    }
+    if (this.links.get(clientId) !== link) return; // it went, or connected again, meanwhile
     const tunnels = this.tunnelsOf(clientId);
     for (const t of [...tunnels.values()]) {
       if (t.createdBy === 'client' && !remotes.includes(t.source)) {
         tunnels.delete(t.id);
-        this.store.deleteTunnel(t.id);
+        await this.store.deleteTunnel(t.id).catch((err) => this.log.warn(`tunnel ${t.id}: not deleted from the registry database: ${errorMessage(err)}`));
       }
     }
     for (const r of remotes) {
@@ -173,7 +251,7 @@ export class TunnelManager {
           continue;
         }
         tunnels.set(t.id, t);
-        this.save(t);
+        await this.save(t).catch((err) => this.log.warn(`tunnel ${t.id}: not saved in the registry database: ${errorMessage(err)}`));
       }
     }
     for (const t of tunnels.values()) {
@@ -202,7 +280,7 @@ export class TunnelManager {
     try {
       await this.activate(t, link);
       try {
-        this.save(t);
+        await this.save(t);
       } catch (err) {
         this.deactivate(t); // an answered error leaves no port listening
         throw err;
@@ -217,11 +295,11 @@ export class TunnelManager {
     return t;
   }
 
-  delete(clientId: string, tunnelId: string): boolean {
+  async delete(clientId: string, tunnelId: string): Promise<boolean> {
     const t = this.byClient.get(clientId)?.get(tunnelId);
     if (!t) return false;
+    await this.store.deleteTunnel(tunnelId);
     this.byClient.get(clientId)!.delete(tunnelId);
-    this.store.deleteTunnel(tunnelId);
     this.deactivate(t);
     const link = this.links.get(clientId);
     link?.control.request(METHOD.tunnelClose, { id: tunnelId }, CLIENT_ANSWER_TIMEOUT_MS).catch(() => undefined);
@@ -248,7 +326,7 @@ export class TunnelManager {
     }
     return {
       id: randomUUID(), clientId, local: { host: req.local.host || this.policy.bindAddresses[0]!, port: req.local.port }, remote: formatHostPort(req.remote), acl: req.acl, aclRules,
-      idleTimeoutMs: req.idleTimeoutMs, createdBy, source, createdAt: Date.now(), listener: undefined, sockets: new Set(),
+      idleTimeoutMs: req.idleTimeoutMs, createdBy, source, createdAt: Date.now(), listener: undefined, claim: '', sockets: new Set(),
       idleTimer: undefined, connections: 0, bytesIn: 0, bytesOut: 0,
     };
   }
@@ -263,10 +341,11 @@ export class TunnelManager {
       throw new TunnelError('client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
     }
     t.listener = await this.listen(t);
+    t.node = { id: this.node.id, address: this.node.publicHost, listening: true };
     try {
       if (this.links.get(t.clientId) !== link) throw new TunnelError('client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
       // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
-      if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) this.save(t);
+      if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) await this.save(t);
     } catch (err) {
       this.deactivate(t);
       throw err;
@@ -276,10 +355,29 @@ export class TunnelManager {
 
   private deactivate(t: Tunnel): void {
     t.idleTimer?.cancel();
-    t.listener?.close();
+    if (t.listener) {
+      t.listener.close();
+      this.release(t.local.port, t.claim);
+    }
     t.listener = undefined;
+    t.node = undefined;
     // The tunnel's end cuts its open connections short: a reset, not a clean end.
     for (const s of t.sockets) s.resetAndDestroy();
+  }
+
+  /** Frees a port claim; one that fails (the database is away) is taken back by its tunnel or freed when this node starts again. */
+  private release(port: number, claim: string): void {
+    this.store.releasePort(port, claim).catch((err) => this.log.debug(`port ${port}: claim not released: ${errorMessage(err)}`));
+  }
+
+  /** The port is claimed in the store (unique across the cluster) before listening on it. */
+  private async claim(port: number, t: Tunnel): Promise<boolean> {
+    try {
+      t.claim = randomUUID();
+      return await this.store.claimPort(port, t.id, this.node.id, t.claim);
+    } catch (err) {
+      throw new TunnelError('database_unavailable', `port ${port} cannot be claimed: the registry database is out of reach (${errorMessage(err)}); try again when it is back`);
+    }
   }
 
   private async listen(t: Tunnel): Promise<Server> {
@@ -288,12 +386,17 @@ export class TunnelManager {
     const candidates = t.local.port ? [t.local.port] : Array.from({ length: Math.min(PORT_TRIES, free.length) }, () => free[Math.floor(Math.random() * free.length)]!);
     for (const port of candidates) {
       // allowHalfOpen: a side that finished sending (FIN) may still receive the answer, as over plain TCP.
+      if (!(await this.claim(port, t))) {
+        if (t.local.port) throw new TunnelError('port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: another tunnel of the cluster holds the port`);
+        continue;
+      }
       const server = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.carry(t, sock));
       try {
         await listenOn(server, { host: t.local.host, port });
         t.local.port = port;
         return server;
       } catch (err) {
+        this.release(port, t.claim);
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EADDRINUSE' || t.local.port) {
           throw new TunnelError('port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: ${code === 'EADDRINUSE' ? 'the port is in use' : code ?? errorMessage(err)}`);
@@ -342,7 +445,7 @@ export class TunnelManager {
     t.idleTimer?.cancel();
     t.idleTimer = deadline(t.idleTimeoutMs, `tunnel ${t.id} idle`, () => {
       this.log.info(`tunnel ${t.id} idle for ${formatDuration(t.idleTimeoutMs)}: deleting it`);
-      this.delete(t.clientId, t.id);
+      this.delete(t.clientId, t.id).catch((err) => this.log.warn(`tunnel ${t.id}: not deleted: ${errorMessage(err)}`));
     }, { unref: true });
   }
 }

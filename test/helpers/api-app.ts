@@ -2,12 +2,13 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/api-server.js';
 import { Logger, LogSink, type Level } from '../../src/log.js';
-import { ClientRegistry } from '../../src/server/client-registry.js';
+import { ClientRegistry, soloCluster } from '../../src/server/client-registry.js';
 import { Credentials } from '../../src/server/credentials.js';
 import { JobService } from '../../src/server/jobs/job-service.js';
-import { SqliteJobStore } from '../../src/server/jobs/job-store.js';
+import { SqlJobStore } from '../../src/server/jobs/job-store.js';
 import { LoginThrottle } from '../../src/server/login-throttle.js';
 import { Metrics } from '../../src/server/metrics.js';
+import { SqliteDb } from '../../src/server/db/sqlite.js';
 import { Store } from '../../src/server/store.js';
 import { TunnelManager } from '../../src/server/tunnels.js';
 import { API_AUTH } from './procs.js';
@@ -22,18 +23,21 @@ const [user, password] = API_AUTH.split(':') as [string, string];
 export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: number } = {}): { app: FastifyInstance; logFile: string } {
   const logFile = join(dir, 'rportd.log');
   const log = new Logger(LogSink.file(logFile), o.logLevel ?? 'warn', 'api');
-  const store = new Store(join(dir, 'data'));
-  const registry = new ClientRegistry(store);
+  const db = new SqliteDb(join(dir, 'data'));
+  const store = new Store(db);
+  // SQLite runs its operations in order: every query waits for the migration.
+  void store.migrate();
+  const registry = new ClientRegistry(store, soloCluster('test-node'), log);
   const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
   const credentials = Credentials.load('client1:s3cret', '');
   credentials.useStore(store);
   const app = createApi({
-    user, password, registry, tunnels, credentials, jobs: new JobService(new SqliteJobStore(store.db), registry, log), metrics: new Metrics(registry, tunnels),
+    user, password, registry, tunnels, credentials, jobs: new JobService(new SqlJobStore(db), registry, log), metrics: new Metrics(registry, tunnels),
     fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs: o.logIntervalMs,
   });
   app.addHook('onClose', async () => {
-    registry.close();
-    store.close();
+    await registry.close();
+    await store.close();
   });
   return { app, logFile };
 }

@@ -257,3 +257,14 @@ export async function blackHole(t: TestContext, port = 0): Promise<{ port: numbe
   cleanup(t, close);
   return { port: (srv.address() as { port: number }).port, close };
 }
+
+/** A TCP echo server on 127.0.0.1: the target of tunnels in tests. */
+export async function echoServer(t: TestContext): Promise<number> {
+  const srv = createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanup(t, () => new Promise((r) => srv.close(() => r(undefined))));
+  return (srv.address() as { port: number }).port;
+}

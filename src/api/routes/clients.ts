@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import type { ClientRegistry } from '../../server/client-registry.js';
+import type { Described } from '../../server/client-registry.js';
 import type { TunnelManager } from '../../server/tunnels.js';
 import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';
 import { idParams } from './schemas.js';
+import { clusterTunnels } from './tunnels.js';
 
-type Described = ReturnType<ClientRegistry['describeAll']>[number];
 type Tunnel = ReturnType<TunnelManager['all']>[number];
 
 /** A client as the API shows it: rport's fields and RPort's names for what both have. */
@@ -23,7 +23,7 @@ export function clientView<T>(c: Described, tunnels: T[]) {
 
 /** Every field of clientView: what fields[clients] may name (the compatibility test checks it against a real client). */
 export const CLIENT_FIELDS = [
-  'id', 'name', 'tags', 'hostname', 'os', 'arch', 'version', 'pid', 'process_start', 'address', 'auth_id', 'connected', 'session_id',
+  'id', 'name', 'tags', 'hostname', 'os', 'arch', 'version', 'pid', 'process_start', 'address', 'auth_id', 'connected', 'node_id', 'session_id',
   'connected_since', 'disconnected_at', 'last_seen', 'last_ping', 'last_ping_rtt_ms', 'watchdog',
   'os_arch', 'client_auth_id', 'connection_state', 'last_heartbeat_at', 'tunnels',
 ] as const;
@@ -58,32 +58,33 @@ function ownFilter(query: RawQuery): (c: Described) => boolean {
 }
 
 /** GET /clients (RPort's pagination, filter[...], sort, fields[clients]; answer {data, meta: {count}}), GET/DELETE /clients/{id}. */
-export function clientRoutes(app: FastifyInstance, o: ApiOptions, view: () => (t: Tunnel) => unknown): void {
-  const withTunnels = (c: Described, v: (t: Tunnel) => unknown) => clientView(c, o.tunnels.list(c.id).map(v));
+export function clientRoutes(app: FastifyInstance, o: ApiOptions, view: () => Promise<(t: Tunnel) => unknown>): void {
+  const withTunnels = (c: Described, all: Map<string, Tunnel[]>, v: (t: Tunnel) => unknown) => clientView(c, (all.get(c.id) ?? []).map(v));
 
   app.get<{ Querystring: RawQuery }>('/api/v1/clients', async (req) => {
     const q = parseListQuery(req.query, FORM);
     const keep = ownFilter(req.query);
     // RPort's order when none is asked for: by id.
     if (!q.sort.length) q.sort = [{ field: 'id', desc: false }];
-    const v = view();
-    return applyListQuery(o.registry.describeAll().filter(keep).map((c) => withTunnels(c, v)), q);
+    const [clients, v] = await Promise.all([o.registry.describeAll(), view()]);
+    const all = await o.tunnels.listing(clients, o.registry.cluster.peers());
+    return applyListQuery(clients.filter(keep).map((c) => withTunnels(c, all, v)), q);
   });
 
   app.get<{ Params: { id: string }; Querystring: RawQuery }>('/api/v1/clients/:id', { schema: { params: idParams } }, async (req) => {
     const q = parseListQuery(req.query, { resource: 'clients', filterable: [], fieldNames: CLIENT_FIELDS, missing: MISSING });
-    const c = o.registry.describeOne(req.params.id);
+    const c = await o.registry.describeOne(req.params.id);
     if (!c) throw new ApiError(404, 'not_found', `no client with id "${req.params.id}"`);
-    return { data: applyListQuery([withTunnels(c, view())], q).data[0] };
+    const [all, v] = await Promise.all([clusterTunnels(o), view()]);
+    return { data: applyListQuery([withTunnels(c, all, v)], q).data[0] };
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/clients/:id', { schema: { params: idParams } }, async (req, reply) => {
-    const c = o.registry.describeOne(req.params.id);
+    const c = await o.registry.describeOne(req.params.id);
     if (!c) throw new ApiError(404, 'not_found', `no client with id "${req.params.id}"`);
     if (c.connected) throw new ApiError(409, 'client_connected', `client "${c.id}" is connected: only disconnected clients can be deleted`);
     o.tunnels.forget(c.id);
-    o.registry.store.deleteClient(c.id);
-    o.registry.changed();
+    await o.registry.deleteClient(c.id);
     return reply.code(204).send();
   });
 }

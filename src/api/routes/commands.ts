@@ -148,11 +148,12 @@ export function commandRoutes(app: FastifyInstance, o: CommandsOptions): void {
       const tags = b.tags ? { tags: b.tags.tags, operator: (b.tags.operator?.toUpperCase() ?? 'OR') as 'OR' | 'AND' } : null;
       if (tags) {
         const hit = (t: string[]) => (tags.operator === 'AND' ? tags.tags.every((x) => t.includes(x)) : tags.tags.some((x) => t.includes(x)));
-        targets = o.registry.describeAll().filter((c) => hit(c.tags)).map((c) => c.id).sort();
+        targets = (await o.registry.describeAll()).filter((c) => hit(c.tags)).map((c) => c.id).sort();
         if (!targets.length) throw new ApiError(400, 'bad_request', `no client has ${tags.operator === 'AND' ? 'all' : 'any'} of the tags ${JSON.stringify(tags.tags)}`);
       } else {
         if (!ids.length) throw new ApiError(400, 'bad_request', 'body field "client_ids" is missing or empty: name the clients, or select them by tags');
-        const unknown = ids.find((id) => !o.registry.get(id) && !o.registry.store.client(id));
+        const names = await Promise.all(ids.map((id) => o.registry.knownName(id)));
+        const unknown = ids.find((_id, i) => names[i] === undefined);
         if (unknown !== undefined) throw new ApiError(404, 'not_found', `no client with id "${unknown}"`);
         targets = ids;
       }

@@ -5,13 +5,14 @@ import type { ApiOptions } from '../api-server.js';
 import { presentedToken } from '../auth.js';
 import type { Tokens } from '../tokens.js';
 import { clientView } from './clients.js';
+import { clusterTunnels } from './tunnels.js';
 
 const EVENTS_MIN_INTERVAL_MS = 1000;
 
 type Tunnel = ReturnType<TunnelManager['all']>[number];
 
 /** GET /events: the dashboard's live client list and job output (server-sent events). */
-export function eventRoutes(app: FastifyInstance, o: ApiOptions, tokens: Tokens, viewer: () => (t: Tunnel) => unknown): void {
+export function eventRoutes(app: FastifyInstance, o: ApiOptions, tokens: Tokens, viewer: () => Promise<(t: Tunnel) => unknown>): void {
   // Live updates for the dashboard: the whole client list when anything changed, at most once a second
   // (a large fleet's pings change something many times a second).
   // No HEAD: a stream has no head to give, the request would hang.
@@ -21,8 +22,9 @@ export function eventRoutes(app: FastifyInstance, o: ApiOptions, tokens: Tokens,
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = () => {
-      const v = viewer();
-      res.write(`event: clients\ndata: ${JSON.stringify(o.registry.describeAll().map((c) => clientView(c, o.tunnels.list(c.id).map(v))))}\n\n`);
+      Promise.all([o.registry.describeAll(), clusterTunnels(o), viewer()]).then(([clients, all, v]) => {
+        res.write(`event: clients\ndata: ${JSON.stringify(clients.map((c) => clientView(c, (all.get(c.id) ?? []).map(v))))}\n\n`);
+      }, (err: Error) => o.log.warn(`live update not sent: ${err.message}`));
     };
     send();
     let pending: NodeJS.Timeout | undefined;

@@ -108,7 +108,7 @@ export class JobService extends EventEmitter {
   /** Creates the job and sends it to the client; resolves with its row once the client started or refused it. */
   async runOne(clientId: string, ask: JobAsk, createdBy: string, multiJobId: string | null = null): Promise<JobRow> {
     const jid = randomUUID();
-    const name = this.registry.get(clientId)?.info.name ?? this.registry.store.client(clientId)?.name ?? '';
+    const name = (await this.registry.knownName(clientId)) ?? '';
     const row: JobRow = {
       jid, client_id: clientId, client_name: name, multi_job_id: multiJobId, status: 'running', command: ask.command, is_script: ask.is_script ? 1 : 0,
       interpreter: ask.interpreter, cwd: ask.cwd, timeout_sec: ask.timeout_sec, pid: null, created_by: createdBy, started_at: Date.now(),

@@ -1,8 +1,8 @@
-import type Database from 'better-sqlite3';
+import type { Param, Sql } from '../db/db.js';
 
 /**
- * Where jobs live: the whole interface the job service needs, async so that a PostgreSQL store can
- * implement it. Times are ms since the epoch; lists and objects are JSON text.
+ * Where jobs live: the whole interface the job service needs, on the registry's database (SQLite or
+ * PostgreSQL). Times are ms since the epoch; lists and objects are JSON text.
  *
  *   insertJob, updateJob, job, jobsOfClient, jobsOfMultiJob,
  *   insertMultiJob, multiJob, multiJobs, abandonRunning
@@ -57,48 +57,53 @@ export interface MultiJobRow {
   spec: string;
 }
 
-const PATCHABLE = new Set(['status', 'pid', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr']);
+const PATCHABLE = ['status', 'pid', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr'] as const;
+const JOB_COLUMNS = ['jid', 'client_id', 'client_name', 'multi_job_id', 'status', 'command', 'is_script', 'interpreter', 'cwd', 'timeout_sec', 'pid', 'created_by', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr'] as const;
 
-/** The JobStore on rportd's SQLite database (the tables of the store's jobs migration). */
-export class SqliteJobStore implements JobStore {
-  constructor(private readonly db: Database.Database) {}
+/** PostgreSQL's text cannot hold NUL: output keeps its place with U+FFFD on every backend alike. */
+function text(v: Param): Param {
+  return typeof v === 'string' && v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
+}
+
+/** The JobStore on the registry's database, SQLite or PostgreSQL (the tables of the store's jobs migration). */
+export class SqlJobStore implements JobStore {
+  constructor(private readonly db: Sql) {}
 
   async insertJob(j: JobRow): Promise<void> {
-    this.db.prepare(`INSERT INTO jobs (jid, client_id, client_name, multi_job_id, status, command, is_script, interpreter, cwd, timeout_sec, pid, created_by, started_at, finished_at, exit_code, error, stdout, stderr)
-      VALUES (@jid, @client_id, @client_name, @multi_job_id, @status, @command, @is_script, @interpreter, @cwd, @timeout_sec, @pid, @created_by, @started_at, @finished_at, @exit_code, @error, @stdout, @stderr)`).run(j);
+    await this.db.run(`INSERT INTO jobs (${JOB_COLUMNS.join(', ')}) VALUES (${JOB_COLUMNS.map(() => '?').join(', ')})`, JOB_COLUMNS.map((k) => text(j[k])));
   }
 
   async updateJob(jid: string, patch: JobPatch): Promise<void> {
-    const keys = Object.keys(patch).filter((k) => PATCHABLE.has(k));
+    const keys = PATCHABLE.filter((k) => patch[k] !== undefined);
     if (!keys.length) return;
-    this.db.prepare(`UPDATE jobs SET ${keys.map((k) => `${k} = @${k}`).join(', ')} WHERE jid = @jid`).run({ ...patch, jid });
+    await this.db.run(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE jid = ?`, [...keys.map((k) => text(patch[k]!)), jid]);
   }
 
-  async job(jid: string): Promise<JobRow | undefined> {
-    return this.db.prepare('SELECT * FROM jobs WHERE jid = ?').get(jid) as JobRow | undefined;
+  job(jid: string): Promise<JobRow | undefined> {
+    return this.db.get<JobRow>('SELECT * FROM jobs WHERE jid = ?', [jid]);
   }
 
-  async jobsOfClient(clientId: string, limit: number): Promise<JobRow[]> {
-    return this.db.prepare('SELECT * FROM jobs WHERE client_id = ? ORDER BY started_at DESC, jid LIMIT ?').all(clientId, limit) as JobRow[];
+  jobsOfClient(clientId: string, limit: number): Promise<JobRow[]> {
+    return this.db.all<JobRow>('SELECT * FROM jobs WHERE client_id = ? ORDER BY started_at DESC, jid LIMIT ?', [clientId, limit]);
   }
 
-  async jobsOfMultiJob(multiJobId: string): Promise<JobRow[]> {
-    return this.db.prepare('SELECT * FROM jobs WHERE multi_job_id = ? ORDER BY started_at, jid').all(multiJobId) as JobRow[];
+  jobsOfMultiJob(multiJobId: string): Promise<JobRow[]> {
+    return this.db.all<JobRow>('SELECT * FROM jobs WHERE multi_job_id = ? ORDER BY started_at, jid', [multiJobId]);
   }
 
   async insertMultiJob(m: MultiJobRow): Promise<void> {
-    this.db.prepare('INSERT INTO multi_jobs (jid, created_by, started_at, spec) VALUES (@jid, @created_by, @started_at, @spec)').run(m);
+    await this.db.run('INSERT INTO multi_jobs (jid, created_by, started_at, spec) VALUES (?, ?, ?, ?)', [m.jid, m.created_by, m.started_at, m.spec]);
   }
 
-  async multiJob(jid: string): Promise<MultiJobRow | undefined> {
-    return this.db.prepare('SELECT * FROM multi_jobs WHERE jid = ?').get(jid) as MultiJobRow | undefined;
+  multiJob(jid: string): Promise<MultiJobRow | undefined> {
+    return this.db.get<MultiJobRow>('SELECT * FROM multi_jobs WHERE jid = ?', [jid]);
   }
 
-  async multiJobs(limit: number): Promise<MultiJobRow[]> {
-    return this.db.prepare('SELECT * FROM multi_jobs ORDER BY started_at DESC, jid LIMIT ?').all(limit) as MultiJobRow[];
+  multiJobs(limit: number): Promise<MultiJobRow[]> {
+    return this.db.all<MultiJobRow>('SELECT * FROM multi_jobs ORDER BY started_at DESC, jid LIMIT ?', [limit]);
   }
 
   async abandonRunning(status: string, error: string): Promise<void> {
-    this.db.prepare("UPDATE jobs SET status = ?, error = ? WHERE status = 'running'").run(status, error);
+    await this.db.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running'", [status, error]);
   }
 }

@@ -1,0 +1,191 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { Gauge, type Registry } from 'prom-client';
+import { ApiError } from '../api/errors.js';
+import { CLUSTER_HEADER, type ApiCluster } from '../api/routes/cluster.js';
+import { formatDuration } from '../shared/duration.js';
+import { errorMessage, type Logger } from '../log.js';
+import type { ClientRegistry, ClusterView } from '../server/client-registry.js';
+import { safeEqual } from '../server/credentials.js';
+import { Refusal } from '../server/refusal.js';
+import type { NodeRow, Store } from '../server/store.js';
+import type { ConnectRequest } from '../transport/protocol.js';
+
+/** A node writes its heartbeat this often ... */
+export const HEARTBEAT_MS = 2_000;
+/** ... and is dead when the last one is older than this: its clients are released, its ports freed. */
+export const DEAD_AFTER_MS = 15_000;
+/** A stale-session check on another node: its ping is bounded by 5 s. */
+const TAKEOVER_TIMEOUT_MS = 8_000;
+/** A forwarded API call: creating a tunnel waits for the client (15 s) and check_port (15 s). */
+export const FORWARD_TIMEOUT_MS = 35_000;
+
+export interface NodeAddress {
+  /** http://host:port of this node's API ('' without one). */
+  apiUrl: string;
+  clientAddress: string;
+  /** Where this node's tunnels are reached. */
+  publicHost: string;
+}
+
+/**
+ * This node's part in a cluster of nodes sharing one database. It heart-beats its row in the nodes table,
+ * knows the live peers from theirs, releases the clients of nodes that stopped heart-beating, and calls
+ * peers (with the cluster secret, kept in the database) to take over a client or to forward an API call.
+ * A lone node on SQLite runs the same code with no peers.
+ */
+export class Cluster implements ClusterView, ApiCluster {
+  private peerNodes = new Map<string, NodeRow>();
+  private secret = '';
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private readonly startedAt = Date.now();
+  /** Whether the last heartbeat reached the database, and since when. */
+  private up = true;
+  private upSince = Date.now();
+  private registry: ClientRegistry | undefined;
+
+  constructor(
+    readonly nodeId: string,
+    private readonly store: Store,
+    private readonly address: NodeAddress,
+    readonly checkTimeoutMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  get databaseUp(): boolean {
+    return this.up;
+  }
+
+  /** Joins: the secret, this node's row, its old rows released (a restarted node holds nothing yet). */
+  async join(registry: ClientRegistry): Promise<void> {
+    this.registry = registry;
+    this.secret = await this.store.clusterSecret(randomBytes(32).toString('base64url'));
+    await this.store.releaseNode(this.nodeId, Date.now());
+    await this.beat();
+    this.timer = setInterval(() => void this.tick(), HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  metrics(registry: Registry): void {
+    const self = this;
+    new Gauge({ name: 'rport_database_up', help: 'Whether the last heartbeat reached the registry database (1) or not (0)', registers: [registry], collect() { this.set(self.up ? 1 : 0); } });
+    new Gauge({ name: 'rport_cluster_nodes', help: 'Live nodes of the cluster, this one included', registers: [registry], collect() { this.set(self.peerNodes.size + 1); } });
+  }
+
+  private async beat(): Promise<void> {
+    const now = Date.now();
+    await this.store.heartbeat({
+      id: this.nodeId, api_url: this.address.apiUrl, client_address: this.address.clientAddress, public_host: this.address.publicHost,
+      started_at: this.startedAt, heartbeat_at: now,
+    });
+    const nodes = await this.store.nodes();
+    this.peerNodes = new Map(nodes.filter((n) => n.id !== this.nodeId && n.heartbeat_at >= now - DEAD_AFTER_MS).map((n) => [n.id, n]));
+  }
+
+  private tick(): Promise<void> {
+    this.ticking ??= this.beatAndSweep().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async beatAndSweep(): Promise<void> {
+    const registry = this.registry!;
+    try {
+      await this.beat();
+    } catch (err) {
+      if (this.up) this.log.warn(`registry database out of reach: ${errorMessage(err)}; connected clients and tunnels go on, new clients are refused until it is back`);
+      this.up = false;
+      // What changes meanwhile is written again once it answers.
+      registry.behind = true;
+      return;
+    }
+    const now = Date.now();
+    if (!this.up) {
+      this.log.info(`registry database reachable again after ${formatDuration(now - this.upSince)}`);
+      this.up = true;
+      this.upSince = now;
+    }
+    try {
+      if (registry.behind) await registry.resync();
+      // Only a node that has heart-beaten for a whole bound judges others: after an outage of the
+      // database every node gets the time to write its heartbeat before anyone is declared dead.
+      if (now - this.upSince >= DEAD_AFTER_MS) {
+        for (const id of await this.store.sweepDeadNodes(now - DEAD_AFTER_MS, now)) {
+          this.log.warn(`node ${id} sent no heartbeat for ${formatDuration(DEAD_AFTER_MS)}: declared dead, its clients released (they connect again to any node)`);
+          registry.changed();
+        }
+      }
+    } catch (err) {
+      this.log.warn(`cluster upkeep failed: ${errorMessage(err)}`);
+    }
+  }
+
+  peers(): Map<string, NodeRow> {
+    return this.peerNodes;
+  }
+
+  async takeOver(node: NodeRow, info: ConnectRequest, ip: string): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(`${node.api_url}/api/v1/cluster/clients/${encodeURIComponent(info.id)}/takeover`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [CLUSTER_HEADER]: this.secret },
+        body: JSON.stringify({ pid: info.pid, process_start: info.processStart, hostname: info.hostname, address: ip, node_id: this.nodeId }),
+        signal: AbortSignal.timeout(TAKEOVER_TIMEOUT_MS),
+      });
+    } catch (err) {
+      // A node that does not answer is taken to be gone: its session cannot be serving the client.
+      this.log.info(`client ${info.id} was held by node ${node.id}, which does not answer (${errorMessage(err)}): taken over`);
+      return;
+    }
+    const text = await res.text().catch(() => '');
+    if (res.status === 409) {
+      let message = 'the session on the other node is alive';
+      try {
+        message = (JSON.parse(text) as { errors?: Array<{ title?: string }> }).errors?.[0]?.title || message;
+      } catch {
+        // not our JSON: the generic line
+      }
+      throw new Refusal('duplicate', `${message} (on node ${node.id})`);
+    }
+    if (!res.ok) this.log.warn(`client ${info.id}: node ${node.id} answered the takeover with ${res.status}: taken over anyway`);
+  }
+
+  trusted(req: FastifyRequest): boolean {
+    const presented = req.headers[CLUSTER_HEADER];
+    return typeof presented === 'string' && this.secret !== '' && safeEqual(presented, this.secret);
+  }
+
+  async forward(node: NodeRow, req: FastifyRequest): Promise<{ status: number; body: string }> {
+    if (!node.api_url) throw new ApiError(503, 'node_unavailable', `client is held by node ${node.id}, which has no API to forward to`);
+    const headers: Record<string, string> = { [CLUSTER_HEADER]: this.secret };
+    if (req.body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      const res = await fetch(`${node.api_url}${req.url}`, {
+        method: req.method, headers, body: req.body === undefined ? undefined : JSON.stringify(req.body),
+        signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+      });
+      return { status: res.status, body: await res.text() };
+    } catch (err) {
+      throw new ApiError(503, 'node_unavailable', `the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`);
+    }
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      node_id: this.nodeId,
+      database: { type: this.store.kind, where: this.store.where, up: this.up },
+      cluster_nodes: [
+        { id: this.nodeId, api_url: this.address.apiUrl, client_address: this.address.clientAddress, public_address: this.address.publicHost, self: true },
+        ...[...this.peerNodes.values()].map((n) => ({ id: n.id, api_url: n.api_url, client_address: n.client_address, public_address: n.public_host, last_heartbeat: new Date(n.heartbeat_at).toISOString(), self: false })),
+      ],
+    };
+  }
+
+  /** Leaves the cluster: its row goes, so its peers do not wait for the dead bound. */
+  async leave(): Promise<void> {
+    clearInterval(this.timer);
+    await this.ticking;
+    await this.store.removeNode(this.nodeId).catch(() => undefined);
+  }
+}

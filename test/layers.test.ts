@@ -43,6 +43,7 @@ test('lower folders never import upper ones', () => {
     supervisor: ['client', 'server', 'api', 'cli'],
     client: ['server', 'api', 'cli', 'supervisor'],
     server: ['api', 'cli'],
+    cluster: ['api', 'cli', 'client', 'supervisor'],
   };
   for (const [folder, forbidden] of Object.entries(upper)) {
     const modules = new Set<string>();

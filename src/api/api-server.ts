@@ -1,5 +1,6 @@
 import helmet from '@fastify/helmet';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Cluster } from '../cluster/cluster.js';
 import type { Logger } from '../log.js';
 import type { ClientRegistry } from '../server/client-registry.js';
 import type { Credentials } from '../server/credentials.js';
@@ -15,7 +16,7 @@ import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
 import { clientRoutes } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
-import { clusterRoutes, type ApiCluster } from './routes/cluster.js';
+import { clusterRoutes, fromPeer } from './routes/cluster.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { loginRoutes } from './routes/login.js';
@@ -40,7 +41,7 @@ export interface ApiOptions {
   /** How often repeated failure lines are summed up (default: a minute). */
   logIntervalMs?: number;
   /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
-  cluster?: ApiCluster;
+  cluster?: Cluster;
 }
 
 /** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
@@ -89,7 +90,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
   });
   // Another node of the cluster presents the cluster secret; node-to-node routes take nothing else.
   app.addHook('onRequest', async (req, reply) => {
-    if (o.cluster?.trusted(req)) return;
+    if (fromPeer(o, req)) return;
     if (req.routeOptions.config.cluster) return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
     return auth.hook(req, reply);
   });

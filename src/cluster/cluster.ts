@@ -1,8 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
 import { Gauge, type Registry } from 'prom-client';
-import { ApiError } from '../api/errors.js';
-import { CLUSTER_HEADER, type ApiCluster } from '../api/routes/cluster.js';
 import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { ClientRegistry, ClusterView } from '../server/client-registry.js';
@@ -20,6 +17,19 @@ const TAKEOVER_TIMEOUT_MS = 8_000;
 /** A forwarded API call: creating a tunnel waits for the client (15 s) and check_port (15 s). */
 export const FORWARD_TIMEOUT_MS = 35_000;
 
+/** The header a node presents the cluster secret in when it calls another node. */
+export const CLUSTER_HEADER = 'x-rport-cluster-secret';
+
+/** The node holding a client did not answer a forwarded call (the API answers 503). */
+export class NodeUnavailable extends Error {}
+
+/** An API request as it is sent on to another node. */
+export interface ForwardedRequest {
+  method: string;
+  url: string;
+  body: unknown;
+}
+
 export interface NodeAddress {
   /** http://host:port of this node's API ('' without one). */
   apiUrl: string;
@@ -34,7 +44,7 @@ export interface NodeAddress {
  * peers (with the cluster secret, kept in the database) to take over a client or to forward an API call.
  * A lone node on SQLite runs the same code with no peers.
  */
-export class Cluster implements ClusterView, ApiCluster {
+export class Cluster implements ClusterView {
   private peerNodes = new Map<string, NodeRow>();
   private secret = '';
   private timer: NodeJS.Timeout | undefined;
@@ -151,13 +161,14 @@ export class Cluster implements ClusterView, ApiCluster {
     if (!res.ok) this.log.warn(`client ${info.id}: node ${node.id} answered the takeover with ${res.status}: taken over anyway`);
   }
 
-  trusted(req: FastifyRequest): boolean {
-    const presented = req.headers[CLUSTER_HEADER];
+  /** Whether a request's cluster header carries the secret (then it comes from another node). */
+  trusted(presented: string | string[] | undefined): boolean {
     return typeof presented === 'string' && this.secret !== '' && safeEqual(presented, this.secret);
   }
 
-  async forward(node: NodeRow, req: FastifyRequest): Promise<{ status: number; body: string }> {
-    if (!node.api_url) throw new ApiError(503, 'node_unavailable', `client is held by node ${node.id}, which has no API to forward to`);
+  /** Sends the request on to the node, secret attached. */
+  async forward(node: NodeRow, req: ForwardedRequest): Promise<{ status: number; body: string }> {
+    if (!node.api_url) throw new NodeUnavailable(`client is held by node ${node.id}, which has no API to forward to`);
     const headers: Record<string, string> = { [CLUSTER_HEADER]: this.secret };
     if (req.body !== undefined) headers['content-type'] = 'application/json';
     try {
@@ -167,7 +178,7 @@ export class Cluster implements ClusterView, ApiCluster {
       });
       return { status: res.status, body: await res.text() };
     } catch (err) {
-      throw new ApiError(503, 'node_unavailable', `the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`);
+      throw new NodeUnavailable(`the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`);
     }
   }
 

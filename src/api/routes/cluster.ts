@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { CLUSTER_HEADER, NodeUnavailable } from '../../cluster/cluster.js';
 import { errorMessage } from '../../log.js';
 import { checkStale } from '../../server/client-connection.js';
 import type { NodeRow } from '../../server/store.js';
@@ -7,28 +8,15 @@ import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
 import { idParams } from './schemas.js';
 
-/** The header a node presents the cluster secret in when it calls another node. */
-export const CLUSTER_HEADER = 'x-rport-cluster-secret';
-
-/** What the API needs of the cluster (src/cluster/cluster.ts). */
-export interface ApiCluster {
-  readonly nodeId: string;
-  /** check_clients_connection_timeout: bounds the ping of a session another node asks about. */
-  readonly checkTimeoutMs: number;
-  /** Whether a request carries the cluster secret (then it comes from another node). */
-  trusted(req: FastifyRequest): boolean;
-  /** Sends the request on to the node, secret attached; answers 503 when that node does not answer in time. */
-  forward(node: NodeRow, req: FastifyRequest): Promise<{ status: number; body: string }>;
-  /** For /status: this node, its database, the cluster's nodes. */
-  status(): Record<string, unknown>;
-}
+/** The request carries the cluster secret: another node sent it. */
+export const fromPeer = (o: ApiOptions, req: FastifyRequest): boolean => !!o.cluster?.trusted(req.headers[CLUSTER_HEADER]);
 
 /**
  * A call about a client held by another node goes to that node, once (a forwarded call is never sent on):
  * returns the reply when it was forwarded, undefined when this node answers it.
  */
 export async function forwardToHolder(o: ApiOptions, req: FastifyRequest, reply: FastifyReply, clientId: string): Promise<FastifyReply | undefined> {
-  if (!o.cluster || o.cluster.trusted(req)) return undefined;
+  if (!o.cluster || fromPeer(o, req)) return undefined;
   let node: NodeRow | undefined;
   try {
     node = await o.registry.holder(clientId);
@@ -36,7 +24,13 @@ export async function forwardToHolder(o: ApiOptions, req: FastifyRequest, reply:
     throw new ApiError(503, 'database_unavailable', `which node holds client "${clientId}" is unknown: the registry database is out of reach (${errorMessage(err)})`);
   }
   if (!node) return undefined;
-  const r = await o.cluster.forward(node, req);
+  let r: { status: number; body: string };
+  try {
+    r = await o.cluster.forward(node, { method: req.method, url: req.url, body: req.body });
+  } catch (err) {
+    if (err instanceof NodeUnavailable) throw new ApiError(503, 'node_unavailable', err.message);
+    throw err;
+  }
   return reply.code(r.status).header('x-rport-node', node.id).type('application/json; charset=utf-8').send(r.body);
 }
 

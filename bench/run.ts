@@ -1,7 +1,7 @@
 // npm run bench [-- --quick] [scenario ...]: each scenario against its anchors in the same run, a table,
 // and BENCHMARKS.md rewritten with the figures, the ratios, the machine and the exact command.
 import { spawnSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { nativeAcceleration } from '../src/transport/native.js';
 import { VERSION } from '../src/version.js';
@@ -46,6 +46,10 @@ const machine = [
 const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
 process.stdout.write(`${machine.join('\n')}\n${command}\n\n`);
 
+// The machine is shared: the load before and after the run says how much the figures may be off.
+const load = () => loadavg().map((x) => x.toFixed(2)).join(', ');
+const loadBefore = load();
+const runs = 5;
 const rows: Row[] = [];
 const notes: string[] = [];
 const started = Date.now();
@@ -53,7 +57,7 @@ for (const name of chosen) {
   const t0 = Date.now();
   process.stdout.write(`== ${name}\n`);
   try {
-    rows.push(...(await SCENARIOS[name]({ quick, runs: 3, note: (l) => process.stdout.write(`   ${l}\n`) })));
+    rows.push(...(await SCENARIOS[name]({ quick, runs, note: (l) => process.stdout.write(`   ${l}\n`) })));
   } catch (err) {
     const msg = (err as Error).message.split('\n')[0]!;
     rows.push({ scenario: name, measure: 'failed', rport: msg });
@@ -73,10 +77,13 @@ process.stdout.write(`\n${table}\n\nin ${((Date.now() - started) / 1000).toFixed
 
 const doc = `# Benchmarks
 
-Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${((Date.now() - started) / 1000).toFixed(0)} s). Each figure is
-the median of 3 runs after a warm-up, measured in the same run as its anchor: OpenSSH's \`ssh -R\`
-(aes128-gcm, a private sshd on 127.0.0.1 with its own host key and config) and raw loopback TCP. Traffic is
-generated and counted by the bench process itself on 127.0.0.1. The machine is noisy (+-15%).${quick ? '\n\n**Quick run** (`--quick`): smaller sizes; run `npm run bench` for the full figures.' : ''}
+Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${((Date.now() - started) / 1000).toFixed(0)} s; load average
+${loadBefore} before, ${load()} after). Each figure is the median of ${runs} runs after a warm-up, measured in
+the same run as its anchor: OpenSSH's \`ssh -R\` (aes128-gcm, a private sshd on 127.0.0.1 with its own host
+key and config) and raw loopback TCP, the systems taking turns. Traffic is generated and counted by a
+separate process (bench/traffic-proc.ts), the same for every system. CPU seconds per GB are read from
+/proc/<pid>/stat (utime + stime) of each end's process tree (sshd with its per-connection children)
+over the measured runs. The machine has 2 cores shared with other work: MB/s are noisy, CPU s/GB much less so.${quick ? '\n\n**Quick run** (`--quick`): smaller sizes; run `npm run bench` for the full figures.' : ''}
 
 Machine: ${machine.join('; ')}.
 

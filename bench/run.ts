@@ -40,7 +40,7 @@ try {
 const accel = nativeAcceleration();
 const machine = [
   `${cpus().length} cores, ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
-  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel window ${accel.sshWindow >> 20} MiB`,
+  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel window ${accel.sshWindow >> 20} MiB, malloc_tune ${accel.heapKept ? 'on' : 'OFF'}`,
   `OpenSSH: ${version('ssh', ['-V'])}`,
 ];
 const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;

@@ -98,6 +98,35 @@ Notes:
 - Idle fleet: memory is read after rportd has been quiet for 25 s before the fleet connects and again at
   the end of the CPU window; in between V8 returns the handshakes' garbage to the system. The figure in
   parentheses is read 3 s after the last client connected, garbage included.
+- Data path profile (\`perf record -g\` on rportd with \`--perf-basic-prof\`, one stream into the tunnel):
+  before malloc_tune, 13% of rportd's samples were the kernel's page-fault handler and 17.5% a memmove
+  that faulted (ssh2's channelData copying each 64 KiB chunk into a fresh packet, socket reads into fresh
+  buffers): 181 page faults per MB. glibc gave freed heap back to the kernel after every GC, and the next
+  buffers faulted it in again (costly on a VM). native/malloc_tune.c keeps up to 32 MiB of freed heap:
+  3 faults per MB on rportd, 1 on rport (test/malloc-tune.test.ts: 62,563 faults without, 786 with).
+- What still costs more than OpenSSH per GB: per 64 KiB packet rport allocates and copies about four
+  times (the socket read into a fresh buffer; the copy into the SSH packet, since ssh2 encrypts in place;
+  the WebSocket frame, which the client masks into a new buffer; the receiver's concatenation of frames
+  that span two 64 KiB reads; the decrypted packet), and the garbage collector frees them. OpenSSH reads
+  into a reused buffer and encrypts out of place into its output buffer. The design change that closes
+  it: a data path that reuses buffers end to end (a socket \`onread\` with a reused buffer, encryption out
+  of place from the source chunk into a reused ring via a patched ssh2 channelData and cipher, a direct
+  WebSocket adapter writing frame header and packet with one writev), or the same in a small N-API module
+  around OpenSSL's EVP AES-GCM.
+- Fairness: a round-robin gate in src/transport/pipe.ts (a tunnel's chunk waits while the WebSocket holds
+  over 1 MiB, waiting chunks released in arrival order once per event-loop turn) did not move fairness
+  (0.15-0.39 with and without it on this machine) and was not kept. Per-stream timings show the spread
+  starts where rportd reads the tunnel sockets: the time for the generator to get all of a stream into
+  the tunnel ranged 0.4-6.2 s over the 100 streams (OpenSSH: 4.2-4.4 s). Each channel has an 8 MiB window,
+  about a whole stream here, so nothing holds the first streams back; closing it needs the scheduler to
+  pause reading the tunnel sockets (not only the channel writes) per turn, or a smaller per-channel
+  window when many channels are busy, which the WAN figure (window / round trip) argues against.
+- Idle client memory: bare Node 20 is 39-40 MiB RSS here (34 MiB of it file pages of the node binary).
+  The client loads only ws, ssh2 (with bufferutil and cpu-features) and smol-toml, so there is nothing to
+  load lazily; after a minute connected it is about 16 MiB anonymous and 44 MiB file pages (Node's own code
+  touched by compiling and running it, shared and reclaimable). \`--max-semi-space-size=1\`, \`--lite-mode\`,
+  \`--jitless\` and \`--max-old-space-size\` each moved it by 1 MiB or less. 40 MiB is bare Node's own
+  figure: only a client not built on Node would meet it.
 - Handshakes have no same-run OpenSSH counterpart (an \`ssh\` process per connection measures process start-up);
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}

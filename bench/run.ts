@@ -106,8 +106,8 @@ Notes:
   3 faults per MB on rportd, 1 on rport (test/malloc-tune.test.ts: 62,563 faults without, 786 with).
 - What still costs more than OpenSSH per GB: per 64 KiB packet rport allocates and copies about four
   times (the socket read into a fresh buffer; the copy into the SSH packet, since ssh2 encrypts in place;
-  the WebSocket frame, which the client masks into a new buffer; the receiver's concatenation of frames
-  that span two 64 KiB reads; the decrypted packet), and the garbage collector frees them. OpenSSH reads
+  the WebSocket receiver's concatenation of frames that span two 64 KiB reads; the decrypted packet), and
+  the garbage collector frees them. OpenSSH reads
   into a reused buffer and encrypts out of place into its output buffer. The design change that closes
   it: a data path that reuses buffers end to end (a socket \`onread\` with a reused buffer, encryption out
   of place from the source chunk into a reused ring via a patched ssh2 channelData and cipher, a direct
@@ -127,6 +127,15 @@ Notes:
   touched by compiling and running it, shared and reclaimable). \`--max-semi-space-size=1\`, \`--lite-mode\`,
   \`--jitless\` and \`--max-old-space-size\` each moved it by 1 MiB or less. 40 MiB is bare Node's own
   figure: only a client not built on Node would meet it.
+- Idle fleet and malloc_tune (2026-11-30): keeping freed heap costs idle memory. A/B at 1,000 idle clients (\`--quick fleet\`,
+  same load): 71.7 KB per client with malloc_tune, 57.3 KB without (about 14 MiB kept); per client it
+  shrinks as the fleet grows (32 MiB is 3.4 KB at 10,000). The change that removes the trade-off: give the
+  kept heap back with malloc_trim(0) once tunnels have been quiet for a few seconds. The rest of the gap
+  to 25 KB per client was not profiled in this change (handshakes also cost 2-3x the CPU of the 2026-11-23
+  run, with and without malloc_tune: 6.8 vs 5.6 ms each in an A/B, so not from it).
+- Noise (2026-11-30): two full runs 20 minutes apart on this machine (load average 6-11) gave rportd 1.56 and 2.66 CPU s
+  per GB against sshd's 1.32 and 1.33, and rport 1.53 and 1.38 against ssh's 1.46 and 1.50. Steer by
+  repeated runs, and by page faults per MB (/proc/<pid>/stat minflt), which the load does not move.
 - Handshakes have no same-run OpenSSH counterpart (an \`ssh\` process per connection measures process start-up);
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}

@@ -103,7 +103,7 @@ Notes:
   that faulted (ssh2's channelData copying each 64 KiB chunk into a fresh packet, socket reads into fresh
   buffers): 181 page faults per MB. glibc gave freed heap back to the kernel after every GC, and the next
   buffers faulted it in again (costly on a VM). native/malloc_tune.c keeps up to 32 MiB of freed heap:
-  3 faults per MB on rportd, 1 on rport (test/malloc-tune.test.ts: 62,563 faults without, 786 with).
+  3 faults per MB on rportd, 1 on rport.
 - What still costs more than OpenSSH per GB: per 64 KiB packet rport allocates and copies about four
   times (the socket read into a fresh buffer; the copy into the SSH packet, since ssh2 encrypts in place;
   the WebSocket receiver's concatenation of frames that span two 64 KiB reads; the decrypted packet), and
@@ -129,8 +129,9 @@ Notes:
   figure: only a client not built on Node would meet it.
 - Idle fleet and malloc_tune (2026-11-30): keeping freed heap costs idle memory. A/B at 1,000 idle clients (\`--quick fleet\`,
   same load): 71.7 KB per client with malloc_tune, 57.3 KB without (about 14 MiB kept); per client it
-  shrinks as the fleet grows (32 MiB is 3.4 KB at 10,000). The change that removes the trade-off: give the
-  kept heap back with malloc_trim(0) once tunnels have been quiet for a few seconds. The rest of the gap
+  shrinks as the fleet grows (32 MiB is 3.4 KB at 10,000). Since, malloc_tune gives the kept heap back
+  (malloc_trim) every 20 s; one quick run with that gave 69.3 KB, so the kept heap is not the whole
+  difference (single runs at this load differ by that much); not resolved in this change. The rest of the gap
   to 25 KB per client was not profiled in this change (handshakes also cost 2-3x the CPU of the 2026-11-23
   run, with and without malloc_tune: 6.8 vs 5.6 ms each in an A/B, so not from it).
 - Noise (2026-11-30): two full runs 20 minutes apart on this machine (load average 6-11) gave rportd 1.56 and 2.66 CPU s

@@ -6,7 +6,10 @@
  * When the garbage collector frees a batch of them, glibc returns the top of the heap to the kernel
  * as soon as more than 128 KiB is free, and the next buffers fault their pages in again: on a VM a page
  * fault costs more than the copy that touches it, and a tunnel at full speed spent about half of rportd's
- * CPU there. Keeping up to `bytes` of freed heap avoids that. Returns 1 when set, 0 when not (not glibc).
+ * CPU there. Keeping up to `bytes` of freed heap avoids that. Returns true when set, false when not (not glibc).
+ *
+ * releaseFreedMemory(): malloc_trim(0), what glibc would have given back; for a process gone quiet, so
+ * an idle server or client does not hold the kept heap. Returns true when memory was released.
  */
 #include <node_api.h>
 #ifdef __GLIBC__
@@ -32,9 +35,21 @@ static napi_value KeepFreedMemory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value ReleaseFreedMemory(napi_env env, napi_callback_info info) {
+  napi_value result;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_get_boolean(env, released == 1, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "keepFreedMemory", NAPI_AUTO_LENGTH, KeepFreedMemory, NULL, &fn);
   napi_set_named_property(env, exports, "keepFreedMemory", fn);
+  napi_create_function(env, "releaseFreedMemory", NAPI_AUTO_LENGTH, ReleaseFreedMemory, NULL, &fn);
+  napi_set_named_property(env, exports, "releaseFreedMemory", fn);
   return exports;
 }

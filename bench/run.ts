@@ -1,7 +1,7 @@
 // npm run bench [-- --quick] [scenario ...]: each scenario against its anchors in the same run, a table,
 // and BENCHMARKS.md rewritten with the figures, the ratios, the machine and the exact command.
 import { spawnSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { nativeAcceleration } from '../src/transport/native.js';
 import { VERSION } from '../src/version.js';
@@ -40,12 +40,16 @@ try {
 const accel = nativeAcceleration();
 const machine = [
   `${cpus().length} cores, ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
-  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel window ${accel.sshWindow >> 20} MiB`,
+  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel window ${accel.sshWindow >> 20} MiB, malloc_tune ${accel.heapKept ? 'on' : 'OFF'}`,
   `OpenSSH: ${version('ssh', ['-V'])}`,
 ];
 const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
 process.stdout.write(`${machine.join('\n')}\n${command}\n\n`);
 
+// The machine is shared: the load before and after the run says how much the figures may be off.
+const load = () => loadavg().map((x) => x.toFixed(2)).join(', ');
+const loadBefore = load();
+const runs = 5;
 const rows: Row[] = [];
 const notes: string[] = [];
 const started = Date.now();
@@ -53,7 +57,7 @@ for (const name of chosen) {
   const t0 = Date.now();
   process.stdout.write(`== ${name}\n`);
   try {
-    rows.push(...(await SCENARIOS[name]({ quick, runs: 3, note: (l) => process.stdout.write(`   ${l}\n`) })));
+    rows.push(...(await SCENARIOS[name]({ quick, runs, note: (l) => process.stdout.write(`   ${l}\n`) })));
   } catch (err) {
     const msg = (err as Error).message.split('\n')[0]!;
     rows.push({ scenario: name, measure: 'failed', rport: msg });
@@ -73,10 +77,13 @@ process.stdout.write(`\n${table}\n\nin ${((Date.now() - started) / 1000).toFixed
 
 const doc = `# Benchmarks
 
-Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${((Date.now() - started) / 1000).toFixed(0)} s). Each figure is
-the median of 3 runs after a warm-up, measured in the same run as its anchor: OpenSSH's \`ssh -R\`
-(aes128-gcm, a private sshd on 127.0.0.1 with its own host key and config) and raw loopback TCP. Traffic is
-generated and counted by the bench process itself on 127.0.0.1. The machine is noisy (+-15%).${quick ? '\n\n**Quick run** (`--quick`): smaller sizes; run `npm run bench` for the full figures.' : ''}
+Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${((Date.now() - started) / 1000).toFixed(0)} s; load average
+${loadBefore} before, ${load()} after). Each figure is the median of ${runs} runs after a warm-up, measured in
+the same run as its anchor: OpenSSH's \`ssh -R\` (aes128-gcm, a private sshd on 127.0.0.1 with its own host
+key and config) and raw loopback TCP, the systems taking turns. Traffic is generated and counted by a
+separate process (bench/traffic-proc.ts), the same for every system. CPU seconds per GB are read from
+/proc/<pid>/stat (utime + stime) of each end's process tree (sshd with its per-connection children)
+over the measured runs. The machine has 2 cores shared with other work: MB/s are noisy, CPU s/GB much less so.${quick ? '\n\n**Quick run** (`--quick`): smaller sizes; run `npm run bench` for the full figures.' : ''}
 
 Machine: ${machine.join('; ')}.
 
@@ -91,6 +98,45 @@ Notes:
 - Idle fleet: memory is read after rportd has been quiet for 25 s before the fleet connects and again at
   the end of the CPU window; in between V8 returns the handshakes' garbage to the system. The figure in
   parentheses is read 3 s after the last client connected, garbage included.
+- Data path profile (\`perf record -g\` on rportd with \`--perf-basic-prof\`, one stream into the tunnel):
+  before malloc_tune, 13% of rportd's samples were the kernel's page-fault handler and 17.5% a memmove
+  that faulted (ssh2's channelData copying each 64 KiB chunk into a fresh packet, socket reads into fresh
+  buffers): 181 page faults per MB. glibc gave freed heap back to the kernel after every GC, and the next
+  buffers faulted it in again (costly on a VM). native/malloc_tune.c keeps up to 32 MiB of freed heap:
+  3 faults per MB on rportd, 1 on rport.
+- What still costs more than OpenSSH per GB: per 64 KiB packet rport allocates and copies about four
+  times (the socket read into a fresh buffer; the copy into the SSH packet, since ssh2 encrypts in place;
+  the WebSocket receiver's concatenation of frames that span two 64 KiB reads; the decrypted packet), and
+  the garbage collector frees them. OpenSSH reads
+  into a reused buffer and encrypts out of place into its output buffer. The design change that closes
+  it: a data path that reuses buffers end to end (a socket \`onread\` with a reused buffer, encryption out
+  of place from the source chunk into a reused ring via a patched ssh2 channelData and cipher, a direct
+  WebSocket adapter writing frame header and packet with one writev), or the same in a small N-API module
+  around OpenSSL's EVP AES-GCM.
+- Fairness: a round-robin gate in src/transport/pipe.ts (a tunnel's chunk waits while the WebSocket holds
+  over 1 MiB, waiting chunks released in arrival order once per event-loop turn) did not move fairness
+  (0.15-0.39 with and without it on this machine) and was not kept. Per-stream timings show the spread
+  starts where rportd reads the tunnel sockets: the time for the generator to get all of a stream into
+  the tunnel ranged 0.4-6.2 s over the 100 streams (OpenSSH: 4.2-4.4 s). Each channel has an 8 MiB window,
+  about a whole stream here, so nothing holds the first streams back; closing it needs the scheduler to
+  pause reading the tunnel sockets (not only the channel writes) per turn, or a smaller per-channel
+  window when many channels are busy, which the WAN figure (window / round trip) argues against.
+- Idle client memory: bare Node 20 is 39-40 MiB RSS here (34 MiB of it file pages of the node binary).
+  The client loads only ws, ssh2 (with bufferutil and cpu-features) and smol-toml, so there is nothing to
+  load lazily; after a minute connected it is about 16 MiB anonymous and 44 MiB file pages (Node's own code
+  touched by compiling and running it, shared and reclaimable). \`--max-semi-space-size=1\`, \`--lite-mode\`,
+  \`--jitless\` and \`--max-old-space-size\` each moved it by 1 MiB or less. 40 MiB is bare Node's own
+  figure: only a client not built on Node would meet it.
+- Idle fleet and malloc_tune (2026-11-30): keeping freed heap costs idle memory. A/B at 1,000 idle clients (\`--quick fleet\`,
+  same load): 71.7 KB per client with malloc_tune, 57.3 KB without (about 14 MiB kept); per client it
+  shrinks as the fleet grows (32 MiB is 3.4 KB at 10,000). Since, malloc_tune gives the kept heap back
+  (malloc_trim) every 20 s; one quick run with that gave 69.3 KB, so the kept heap is not the whole
+  difference (single runs at this load differ by that much); not resolved in this change. The rest of the gap
+  to 25 KB per client was not profiled in this change (handshakes also cost 2-3x the CPU of the 2026-11-23
+  run, with and without malloc_tune: 6.8 vs 5.6 ms each in an A/B, so not from it).
+- Noise (2026-11-30): two full runs 20 minutes apart on this machine (load average 6-11) gave rportd 1.56 and 2.66 CPU s
+  per GB against sshd's 1.32 and 1.33, and rport 1.53 and 1.38 against ssh's 1.46 and 1.50. Steer by
+  repeated runs, and by page faults per MB (/proc/<pid>/stat minflt), which the load does not move.
 - Handshakes have no same-run OpenSSH counterpart (an \`ssh\` process per connection measures process start-up);
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}

@@ -45,13 +45,15 @@ export interface RportStack {
 
 const API_AUTH = 'admin:bench-api';
 export const BENCH_AUTH = 'bench:bench-secret';
+/** The bench's fleets and handshake bursts all come from 127.0.0.1: one address may have them all pending at once. */
+export const BENCH_ADMISSION = ['--max-unauthenticated-connections', '20000', '--max-unauthenticated-connections-per-address', '20000'];
 
 /** rportd on loopback; with `via` the clients connect through that port (a delay relay) instead. */
 export async function startRportd(c: Cleanup, extra: string[] = []): Promise<Omit<RportStack, 'client'>> {
   const serverPort = await freePort();
   const apiPort = await freePort();
   const server = run('rportd', ['--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH, '--auth', BENCH_AUTH,
-    '--data-dir', tempDir(c, 'rportd-bench-'), '--log-level', 'warn', ...extra]);
+    '--data-dir', tempDir(c, 'rportd-bench-'), '--log-level', 'warn', ...BENCH_ADMISSION, ...extra]);
   c.add(() => server.stop());
   await portOpen(apiPort);
   const api = async (method: string, path: string) => {

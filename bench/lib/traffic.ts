@@ -157,3 +157,33 @@ export async function portOpen(port: number, ms = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** A sink for many streams: reads everything and ends each connection when its sender is done, so the sender sees the end. */
+export async function manySink(): Promise<Target> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.resume();
+    s.on('end', () => s.end());
+    s.on('error', () => s.destroy());
+  });
+  return { port: await listen(server), close: closer(server, sockets) };
+}
+
+/** n parallel streams into `entry`, each `each` bytes; the slowest stream's time and fastest/slowest. */
+export async function parallelInto(entry: number, n: number, each: number): Promise<{ seconds: number; fairness: number }> {
+  const times: number[] = [];
+  const chunk = Buffer.alloc(256 * 1024, 0x33);
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve, reject) => {
+    const s = connect(entry, '127.0.0.1');
+    s.once('connect', () => pump(s, each, () => s.end(), chunk));
+    s.on('error', reject);
+    s.on('close', () => {
+      times.push(performance.now() - t0);
+      resolve();
+    });
+  })));
+  return { seconds: Math.max(...times) / 1000, fairness: Math.min(...times) / Math.max(...times) };
+}

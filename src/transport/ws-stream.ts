@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { createWebSocketStream, type WebSocket } from 'ws';
+import { keepFreedMemory } from './native.js';
 
 /**
  * The WebSocket as the byte stream ssh2 runs on, for both ends. The stream only ends its readable side
@@ -7,6 +8,7 @@ import { createWebSocketStream, type WebSocket } from 'ws';
  * would keep the session of a peer that died (SIGKILL, reboot).
  */
 export function sshStream(ws: WebSocket): Duplex {
+  keepFreedMemory();
   const stream = createWebSocketStream(ws);
   stream.on('error', () => ws.terminate());
   ws.once('close', () => stream.destroy());

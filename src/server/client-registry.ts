@@ -4,6 +4,20 @@ import type { IdentityRecords } from './identity.js';
 import { Refusal } from './refusal.js';
 import type { ClientRow, ConnectedClient, NodeRow, Store } from './store.js';
 
+/** A client as the registry knows it, connected or not: its stored row, and its session when it is connected here. */
+export interface ClientRecord {
+  id: string;
+  row: ClientRow;
+  tags: string[];
+  session: ClientSession | undefined;
+  /** On this node or a live peer. */
+  connected: boolean;
+  /** The node that holds it; null when it is disconnected. */
+  nodeId: string | null;
+  watchdog: WatchdogFacts | undefined;
+  restarts24h: number;
+}
+
 /** A connected client as the server sees it. */
 export interface ClientSession {
   sessionId: string;
@@ -198,16 +212,16 @@ export class ClientRegistry implements IdentityRecords {
 
   // --- what the API asks ---------------------------------------------------------------------------------
 
-  /** Every client of the cluster, connected or not, as the API shows it. */
-  async describeAll(): Promise<Described[]> {
+  /** Every client of the cluster, connected or not. */
+  async clients(): Promise<ClientRecord[]> {
     const [rows, restarts] = await Promise.all([this.store.clients(), this.store.restartsSince(Date.now() - DAY_MS)]);
     const peers = this.cluster.peers();
-    return rows.map((row) => this.describe(row, restarts, peers));
+    return rows.map((row) => this.record(row, restarts, peers));
   }
 
-  async describeOne(id: string): Promise<Described | undefined> {
+  async client(id: string): Promise<ClientRecord | undefined> {
     const row = await this.store.client(id);
-    return row && this.describe(row, await this.store.restartsSince(Date.now() - DAY_MS), this.cluster.peers());
+    return row && this.record(row, await this.store.restartsSince(Date.now() - DAY_MS), this.cluster.peers());
   }
 
   /** A known client's name (connected or not), undefined for an id the registry has never seen. */
@@ -217,7 +231,7 @@ export class ClientRegistry implements IdentityRecords {
 
   /** Known clients in all, and how many are connected to any node. */
   async counts(): Promise<{ known: number; connected: number }> {
-    const all = await this.describeAll();
+    const all = await this.clients();
     return { known: all.length, connected: all.filter((c) => c.connected).length };
   }
 
@@ -243,43 +257,19 @@ export class ClientRegistry implements IdentityRecords {
     return this.store.deleteCredential(id);
   }
 
-  private describe(row: ClientRow, restarts: Map<string, number>, peers: Map<string, NodeRow>) {
-    const live = this.byId.get(row.id);
+  private record(row: ClientRow, restarts: Map<string, number>, peers: Map<string, NodeRow>): ClientRecord {
+    const session = this.byId.get(row.id);
     // Connected elsewhere: only while the node that holds it is alive (a dead node's rows are released soon).
-    const remote = !live && !!row.connected && peers.has(row.node_id);
-    const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
-    const watchdog = live?.watchdog ?? (row.watchdog ? (JSON.parse(row.watchdog) as WatchdogFacts) : undefined);
+    const remote = !session && !!row.connected && peers.has(row.node_id);
     return {
       id: row.id,
-      name: row.name,
+      row,
       tags: JSON.parse(row.tags) as string[],
-      hostname: row.hostname,
-      os: row.os,
-      arch: row.arch,
-      version: row.version,
-      pid: row.pid,
-      process_start: iso(row.process_start),
-      address: row.address,
-      auth_id: row.auth_id,
-      connected: !!live || remote,
-      /** The node that holds the client (null when disconnected). */
-      node_id: live ? this.nodeId : remote ? row.node_id : null,
-      session_id: live?.sessionId ?? (remote ? row.session_id : null),
-      connected_since: live ? iso(live.connectedAt) : remote ? iso(row.connected_at) : null,
-      disconnected_at: live || remote ? null : iso(row.disconnected_at),
-      last_seen: iso(live?.lastSeenAt ?? row.last_seen_at),
-      last_ping: iso(live?.lastPingAt),
-      last_ping_rtt_ms: live?.lastRttMs ?? null,
-      watchdog: {
-        integration: watchdog?.integration ?? false,
-        systemd_watchdog_sec: watchdog?.systemd_watchdog_sec ?? null,
-        heartbeat_budget_sec: watchdog?.heartbeat_budget_sec ?? null,
-        last_state: watchdog?.last_state ?? null,
-        armed: !!watchdog && (watchdog.integration || watchdog.systemd_watchdog_sec !== null),
-        restarts_24h: restarts.get(row.id) ?? 0,
-      },
+      session,
+      connected: !!session || remote,
+      nodeId: session ? this.nodeId : remote ? row.node_id : null,
+      watchdog: session?.watchdog ?? (row.watchdog ? (JSON.parse(row.watchdog) as WatchdogFacts) : undefined),
+      restarts24h: restarts.get(row.id) ?? 0,
     };
   }
 }
-
-export type Described = ReturnType<ClientRegistry['describe']>;

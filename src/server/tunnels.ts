@@ -68,7 +68,7 @@ export interface Tunnel {
 /** Where a client is, for a cluster-wide listing: this node, another (live) node, or none. */
 export interface ClientWhere {
   id: string;
-  node_id: string | null;
+  nodeId: string | null;
 }
 
 function listenOn(server: Server, a: HostPort): Promise<void> {
@@ -153,7 +153,7 @@ export class TunnelManager {
    * held by other nodes (and of disconnected clients) as the store has them.
    */
   async listing(clients: ClientWhere[], peers: Map<string, NodeRow>): Promise<Map<string, Tunnel[]>> {
-    const where = new Map(clients.map((c) => [c.id, c.node_id]));
+    const where = new Map(clients.map((c) => [c.id, c.nodeId]));
     const out = new Map<string, Tunnel[]>();
     for (const row of await this.store.tunnels()) {
       const nodeId = where.get(row.client_id) ?? null;

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Described } from '../../server/client-registry.js';
+import type { ClientRecord } from '../../server/client-registry.js';
 import type { TunnelManager } from '../../server/tunnels.js';
 import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
@@ -9,8 +9,48 @@ import { clusterTunnels } from './tunnels.js';
 
 type Tunnel = ReturnType<TunnelManager['all']>[number];
 
+const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
+
+/** A client's own fields as JSON. */
+export function describeClient(r: ClientRecord) {
+  const { row, session: live, watchdog } = r;
+  const here = !!live;
+  const remote = r.connected && !here;
+  return {
+    id: row.id,
+    name: row.name,
+    tags: r.tags,
+    hostname: row.hostname,
+    os: row.os,
+    arch: row.arch,
+    version: row.version,
+    pid: row.pid,
+    process_start: iso(row.process_start),
+    address: row.address,
+    auth_id: row.auth_id,
+    connected: r.connected,
+    /** The node that holds the client (null when disconnected). */
+    node_id: r.nodeId,
+    session_id: live?.sessionId ?? (remote ? row.session_id : null),
+    connected_since: live ? iso(live.connectedAt) : remote ? iso(row.connected_at) : null,
+    disconnected_at: r.connected ? null : iso(row.disconnected_at),
+    last_seen: iso(live?.lastSeenAt ?? row.last_seen_at),
+    last_ping: iso(live?.lastPingAt),
+    last_ping_rtt_ms: live?.lastRttMs ?? null,
+    watchdog: {
+      integration: watchdog?.integration ?? false,
+      systemd_watchdog_sec: watchdog?.systemd_watchdog_sec ?? null,
+      heartbeat_budget_sec: watchdog?.heartbeat_budget_sec ?? null,
+      last_state: watchdog?.last_state ?? null,
+      armed: !!watchdog && (watchdog.integration || watchdog.systemd_watchdog_sec !== null),
+      restarts_24h: r.restarts24h,
+    },
+  };
+}
+
 /** A client as the API shows it: rport's fields and RPort's names for what both have. */
-export function clientView<T>(c: Described, tunnels: T[]) {
+export function clientView<T>(r: ClientRecord, tunnels: T[]) {
+  const c = describeClient(r);
   return {
     ...c,
     os_arch: c.arch,
@@ -47,40 +87,40 @@ const FORM: ListForm = {
 };
 
 /** rport's own filters, beside RPort's filter[...]: connected=true|false, tag=T, q=TEXT. */
-function ownFilter(query: RawQuery): (c: Described) => boolean {
+function ownFilter(query: RawQuery): (c: ClientRecord) => boolean {
   const { connected, tag, q } = query as Record<string, string | undefined>;
   if (connected !== undefined && connected !== 'true' && connected !== 'false') throw new ApiError(400, 'bad_request', `query parameter connected = "${connected}" must be true or false`);
   for (const [k, v] of [['tag', tag], ['q', q]] as const) if (v !== undefined && v.length > 200) throw new ApiError(400, 'bad_request', `query parameter ${k} is over 200 characters`);
   const text = q?.toLowerCase();
   return (c) => (connected === undefined || String(c.connected) === connected)
     && (tag === undefined || c.tags.includes(tag))
-    && (text === undefined || [c.id, c.name, c.hostname, c.address, ...c.tags].some((f) => f.toLowerCase().includes(text)));
+    && (text === undefined || [c.id, c.row.name, c.row.hostname, c.row.address, ...c.tags].some((f) => f.toLowerCase().includes(text)));
 }
 
 /** GET /clients (RPort's pagination, filter[...], sort, fields[clients]; answer {data, meta: {count}}), GET/DELETE /clients/{id}. */
 export function clientRoutes(app: FastifyInstance, o: ApiOptions, view: () => Promise<(t: Tunnel) => unknown>): void {
-  const withTunnels = (c: Described, all: Map<string, Tunnel[]>, v: (t: Tunnel) => unknown) => clientView(c, (all.get(c.id) ?? []).map(v));
+  const withTunnels = (c: ClientRecord, all: Map<string, Tunnel[]>, v: (t: Tunnel) => unknown) => clientView(c, (all.get(c.id) ?? []).map(v));
 
   app.get<{ Querystring: RawQuery }>('/api/v1/clients', async (req) => {
     const q = parseListQuery(req.query, FORM);
     const keep = ownFilter(req.query);
     // RPort's order when none is asked for: by id.
     if (!q.sort.length) q.sort = [{ field: 'id', desc: false }];
-    const [clients, v] = await Promise.all([o.registry.describeAll(), view()]);
+    const [clients, v] = await Promise.all([o.registry.clients(), view()]);
     const all = await o.tunnels.listing(clients, o.registry.cluster.peers());
     return applyListQuery(clients.filter(keep).map((c) => withTunnels(c, all, v)), q);
   });
 
   app.get<{ Params: { id: string }; Querystring: RawQuery }>('/api/v1/clients/:id', { schema: { params: idParams } }, async (req) => {
     const q = parseListQuery(req.query, { resource: 'clients', filterable: [], fieldNames: CLIENT_FIELDS, missing: MISSING });
-    const c = await o.registry.describeOne(req.params.id);
+    const c = await o.registry.client(req.params.id);
     if (!c) throw new ApiError(404, 'not_found', `no client with id "${req.params.id}"`);
     const [all, v] = await Promise.all([clusterTunnels(o), view()]);
     return { data: applyListQuery([withTunnels(c, all, v)], q).data[0] };
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/clients/:id', { schema: { params: idParams } }, async (req, reply) => {
-    const c = await o.registry.describeOne(req.params.id);
+    const c = await o.registry.client(req.params.id);
     if (!c) throw new ApiError(404, 'not_found', `no client with id "${req.params.id}"`);
     if (c.connected) throw new ApiError(409, 'client_connected', `client "${c.id}" is connected: only disconnected clients can be deleted`);
     o.tunnels.forget(c.id);

@@ -148,7 +148,7 @@ export function commandRoutes(app: FastifyInstance, o: CommandsOptions): void {
       const tags = b.tags ? { tags: b.tags.tags, operator: (b.tags.operator?.toUpperCase() ?? 'OR') as 'OR' | 'AND' } : null;
       if (tags) {
         const hit = (t: string[]) => (tags.operator === 'AND' ? tags.tags.every((x) => t.includes(x)) : tags.tags.some((x) => t.includes(x)));
-        targets = (await o.registry.describeAll()).filter((c) => hit(c.tags)).map((c) => c.id).sort();
+        targets = (await o.registry.clients()).filter((c) => hit(c.tags)).map((c) => c.id).sort();
         if (!targets.length) throw new ApiError(400, 'bad_request', `no client has ${tags.operator === 'AND' ? 'all' : 'any'} of the tags ${JSON.stringify(tags.tags)}`);
       } else {
         if (!ids.length) throw new ApiError(400, 'bad_request', 'body field "client_ids" is missing or empty: name the clients, or select them by tags');

@@ -22,7 +22,7 @@ export function eventRoutes(app: FastifyInstance, o: ApiOptions, tokens: Tokens,
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = () => {
-      Promise.all([o.registry.describeAll(), clusterTunnels(o), viewer()]).then(([clients, all, v]) => {
+      Promise.all([o.registry.clients(), clusterTunnels(o), viewer()]).then(([clients, all, v]) => {
         res.write(`event: clients\ndata: ${JSON.stringify(clients.map((c) => clientView(c, (all.get(c.id) ?? []).map(v))))}\n\n`);
       }, (err: Error) => o.log.warn(`live update not sent: ${err.message}`));
     };

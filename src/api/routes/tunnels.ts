@@ -23,7 +23,7 @@ export function tunnelViewer(options: TunnelOptions): () => Promise<(t: Tunnel) 
 
 /** Every tunnel of the cluster by client id, with the node each listens on. */
 export async function clusterTunnels(o: ApiOptions): Promise<Map<string, Tunnel[]>> {
-  return o.tunnels.listing(await o.registry.describeAll(), o.registry.cluster.peers());
+  return o.tunnels.listing(await o.registry.clients(), o.registry.cluster.peers());
 }
 
 /** GET /tunnels, GET/PUT /clients/{id}/tunnels, DELETE /clients/{id}/tunnels/{tunnel_id}. */

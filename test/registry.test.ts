@@ -3,18 +3,12 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { MIGRATIONS } from '../src/server/store.js';
-import { eventually, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { apiRequest, eventually, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
-async function call(server: ServerHandle, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${server.apiPort}${path}`, {
-    method,
-    headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}`, ...(body ? { 'content-type': 'application/json' } : {}), ...headers },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+function call(server: ServerHandle, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  return apiRequest(server.apiPort, method, path, { body, headers });
 }
 
 test('the registry keeps disconnected clients, counts restarts, and shows the watchdog; only disconnected clients can be deleted', async (t) => {

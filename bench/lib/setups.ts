@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, Proc, run } from '../../test/helpers/procs.js';
+import { apiRequest, freePort, Proc, run } from '../../test/helpers/procs.js';
 import { startSshd } from '../../test/helpers/sshd.js';
 import { portOpen } from './traffic.js';
 
@@ -57,10 +57,9 @@ export async function startRportd(c: Cleanup, extra: string[] = []): Promise<Omi
   c.add(() => server.stop());
   await portOpen(apiPort);
   const api = async (method: string, path: string) => {
-    const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { method, headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` } });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-    return text ? JSON.parse(text) : null;
+    const res = await apiRequest(apiPort, method, path, { auth: API_AUTH });
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
   };
   return { server, serverPort, apiPort, api };
 }

@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
-import { eventually, API_AUTH, type ServerHandle } from './procs.js';
+import { apiRequest, eventually, type ServerHandle } from './procs.js';
 
 /** The API with a JSON body, as the [api] auth user. */
-export async function apiCall(server: ServerHandle, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${server.apiPort}${path}`, {
-    method,
-    headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+export function apiCall(server: ServerHandle, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  return apiRequest(server.apiPort, method, path, { body });
 }
 
 /** Runs a command on one client through the API and waits until the job is no longer running. */

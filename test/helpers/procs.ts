@@ -208,13 +208,24 @@ export async function serverArgs(t: TestContext, extra: string[], fixed?: { port
   return { port, apiPort, dataDir, args };
 }
 
-/** One API call with basic auth (none when auth is ''); the body parsed as JSON. */
+/**
+ * One API call on 127.0.0.1, for tests and the bench: basic auth (none when auth is ''), a JSON body when
+ * one is given; the answer parsed as JSON.
+ */
+export async function apiRequest(apiPort: number, method: string, path: string, o: { body?: unknown; auth?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
+  const auth = o.auth ?? API_AUTH;
+  const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
+    method,
+    headers: { ...(auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {}), ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
+    body: o.body !== undefined ? JSON.stringify(o.body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** apiRequest bound to one server's API port. */
 export function apiCaller(apiPort: number): ServerHandle['api'] {
-  return async (path, auth = API_AUTH, method = 'GET') => {
-    const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, { method, headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {} });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
-  };
+  return (path, auth = API_AUTH, method = 'GET') => apiRequest(apiPort, method, path, { auth });
 }
 
 /** Starts rport against a server port with short, test-friendly timings unless overridden. */

@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { CLUSTER_HEADER, NodeUnavailable } from '../../cluster/cluster.js';
+import { CLUSTER_HEADER, NodeUnavailable, type Cluster } from '../../cluster/cluster.js';
 import { errorMessage } from '../../log.js';
 import { checkStale } from '../../server/client-connection.js';
 import type { NodeRow } from '../../server/store.js';
+import type { RemoteRun } from '../../server/jobs/job-service.js';
 import { Refusal } from '../../server/refusal.js';
 import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
@@ -34,10 +35,38 @@ export async function forwardToHolder(o: ApiOptions, req: FastifyRequest, reply:
   return reply.code(r.status).header('x-rport-node', node.id).type('application/json; charset=utf-8').send(r.body);
 }
 
+/** The error title of an API answer, or its status. */
+function titleOf(r: { status: number; body: string }): string {
+  try {
+    return (JSON.parse(r.body) as { errors?: Array<{ title?: string }> }).errors?.[0]?.title || `status ${r.status}`;
+  } catch {
+    return `status ${r.status}`;
+  }
+}
+
+/** A multi-client job's job for a client on another node: that node sends it (POST /api/v1/cluster/jobs/{jid}/run). */
+function remoteRun(cluster: Cluster): RemoteRun {
+  return async (node, jid) => {
+    const r = await cluster.forward(node, { method: 'POST', url: `/api/v1/cluster/jobs/${encodeURIComponent(jid)}/run`, body: {} });
+    if (r.status !== 200) throw new Error(`node ${node.id}, which holds the client, did not run the job: ${titleOf(r)}`);
+  };
+}
+
 /** Node-to-node routes (cluster secret only) and GET /api/v1/cluster/nodes. */
 export function clusterRoutes(app: FastifyInstance, o: ApiOptions): void {
   const cluster = o.cluster;
   if (!cluster) return;
+  o.jobs.remote = remoteRun(cluster);
+
+  // Another node created a job of a multi-client job for a client held here: it goes out from here.
+  app.post<{ Params: { jid: string } }>('/api/v1/cluster/jobs/:jid/run', {
+    config: { cluster: true },
+    schema: { params: { type: 'object', required: ['jid'], properties: { jid: { type: 'string', minLength: 1, maxLength: 64 } } } },
+  }, async (req) => {
+    const job = await o.jobs.runStored(req.params.jid);
+    if (!job) throw new ApiError(404, 'not_found', `no job "${req.params.jid}" waiting to be sent`);
+    return { data: { jid: job.jid, status: job.status, error: job.error } };
+  });
 
   // Another node has a new connection of a client id this node holds: the session here goes if it is stale.
   app.post<{ Params: { id: string }; Body: { pid: number; process_start: number; hostname: string; address: string; node_id: string } }>('/api/v1/cluster/clients/:id/takeover', {

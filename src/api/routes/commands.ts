@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import type { ClientRegistry } from '../../server/client-registry.js';
-import type { JobAsk, JobService, MultiJobSpec } from '../../server/jobs/job-service.js';
+import type { JobAsk, MultiJobSpec } from '../../server/jobs/job-service.js';
 import type { JobRow } from '../../server/jobs/job-store.js';
 import { MAX_LINE } from '../../transport/control-channel.js';
 import { MAX_JOB_TIMEOUT_SEC } from '../../transport/protocol.js';
+import type { ApiOptions } from '../api-server.js';
 import { ApiError, notImplemented } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';
+import { forwardToHolder } from './cluster.js';
 import { idParams } from './schemas.js';
 
 /** RPort's run_remote_cmd_timeout_sec default. */
@@ -17,13 +18,6 @@ const SCRIPT_BODY_LIMIT = 256 << 10;
 const MULTI_BODY_LIMIT = 1 << 20;
 /** Jobs of one client that its list looks at (newest first). */
 const CLIENT_JOBS_SCANNED = 1000;
-
-export interface CommandsOptions {
-  jobs: JobService;
-  registry: ClientRegistry;
-  /** The API user: every job records who started it. */
-  user: string;
-}
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -120,7 +114,8 @@ function askOf(b: Ask, isScript: boolean): JobAsk {
  * RPort's command and script routes: POST /clients/{id}/commands|scripts, GET /clients/{id}/commands[/{job_id}],
  * POST /commands|scripts (many clients), GET /commands[/{job_id}]. Answers are {data: ...}.
  */
-export function commandRoutes(app: FastifyInstance, o: CommandsOptions): void {
+export function commandRoutes(app: FastifyInstance, o: ApiOptions): void {
+  // The API user: every job records who started it.
   const createdBy = o.user || 'api';
 
   for (const kind of ['commands', 'scripts'] as const) {
@@ -128,8 +123,10 @@ export function commandRoutes(app: FastifyInstance, o: CommandsOptions): void {
     app.post<{ Params: { id: string }; Body: Ask }>(`/api/v1/clients/:id/${kind}`, {
       bodyLimit: isScript ? SCRIPT_BODY_LIMIT : undefined,
       schema: { params: idParams, body: body(isScript ? 'script' : 'command', false) },
-    }, async (req) => {
+    }, async (req, reply) => {
       const ask = askOf(req.body, isScript);
+      const forwarded = await forwardToHolder(o, req, reply, req.params.id);
+      if (forwarded) return forwarded;
       if (!o.registry.get(req.params.id)) throw new ApiError(404, 'not_found', `no connected client with id "${req.params.id}" (a job runs on a connected client only)`);
       const job = await o.jobs.runOne(req.params.id, ask, createdBy);
       return { data: { jid: job.jid } };

@@ -4,6 +4,7 @@ import { errorMessage, type Logger } from '../../log.js';
 import type { ControlChannel } from '../../transport/control-channel.js';
 import { METHOD, type JobDone, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
 import type { ClientRegistry } from '../client-registry.js';
+import type { NodeRow } from '../store.js';
 import type { JobRow, JobStore, MultiJobRow } from './job-store.js';
 
 /** The client answers a job request once the process started (or it refused): a bound on that. */
@@ -16,6 +17,11 @@ const MAX_STREAM_BYTES = (16 << 20) + 1024;
 const MAX_ASSEMBLING_BYTES = 256 << 20;
 /** Live output kept per running job (shown by GET while it runs). */
 const MAX_LIVE_CHARS = 1 << 20;
+/** A sequential multi-client job looks this often whether a job that another node runs has ended. */
+const REMOTE_POLL_MS = 1_000;
+
+/** Has another node of the cluster send a job (its row already stored) to the client it holds; throws, naming the node, when it did not. */
+export type RemoteRun = (node: NodeRow, jid: string) => Promise<void>;
 
 export interface JobAsk {
   command: string;
@@ -63,6 +69,8 @@ export class JobService extends EventEmitter {
   private readonly live = new Map<string, { stdout: string; stderr: string }>();
   private readonly deadlines = new Map<string, NodeJS.Timeout>();
   private readonly waiters = new Map<string, Array<() => void>>();
+  /** How a multi-client job reaches a client held by another node (set where the cluster's API is). */
+  remote: RemoteRun | undefined;
 
   constructor(readonly store: JobStore, private readonly registry: ClientRegistry, private readonly log: Logger) {
     super();
@@ -107,14 +115,34 @@ export class JobService extends EventEmitter {
 
   /** Creates the job and sends it to the client; resolves with its row once the client started or refused it. */
   async runOne(clientId: string, ask: JobAsk, createdBy: string, multiJobId: string | null = null): Promise<JobRow> {
-    const jid = randomUUID();
+    const row = await this.newJob(clientId, ask, createdBy, multiJobId);
+    return this.dispatch(row);
+  }
+
+  /**
+   * Another node created the job (a multi-client job) for a client held here: it goes out from here and this
+   * node takes its result. Undefined when the job is not one waiting to be sent.
+   */
+  async runStored(jid: string): Promise<JobRow | undefined> {
+    const row = await this.store.job(jid);
+    if (!row || row.status !== 'running' || row.pid !== null || this.owners.has(jid)) return undefined;
+    return this.dispatch(row);
+  }
+
+  private async newJob(clientId: string, ask: JobAsk, createdBy: string, multiJobId: string | null): Promise<JobRow> {
     const name = (await this.registry.knownName(clientId)) ?? '';
     const row: JobRow = {
-      jid, client_id: clientId, client_name: name, multi_job_id: multiJobId, status: 'running', command: ask.command, is_script: ask.is_script ? 1 : 0,
+      jid: randomUUID(), client_id: clientId, client_name: name, multi_job_id: multiJobId, status: 'running', command: ask.command, is_script: ask.is_script ? 1 : 0,
       interpreter: ask.interpreter, cwd: ask.cwd, timeout_sec: ask.timeout_sec, pid: null, created_by: createdBy, started_at: Date.now(),
       finished_at: null, exit_code: null, error: '', stdout: '', stderr: '',
     };
     await this.store.insertJob(row);
+    return row;
+  }
+
+  /** Sends a stored job to its client, when connected here. */
+  private async dispatch(row: JobRow): Promise<JobRow> {
+    const { jid, client_id: clientId, multi_job_id: multiJobId } = row;
     const control = this.controls.get(clientId);
     if (!control || control.closed) {
       await this.store.updateJob(jid, { status: 'failed', error: 'client is not connected', finished_at: Date.now() });
@@ -122,8 +150,8 @@ export class JobService extends EventEmitter {
       return (await this.store.job(jid))!;
     }
     this.owners.set(jid, { clientId, via: control });
-    this.log.info(`job ${jid}: ${ask.is_script ? 'script' : `command ${JSON.stringify(ask.command)}`} to client ${clientId}, by ${createdBy}${multiJobId ? ` (multi-client job ${multiJobId})` : ''}`);
-    const request: JobRunRequest = { jid, command: ask.command, is_script: ask.is_script, interpreter: ask.interpreter, cwd: ask.cwd, timeout_sec: ask.timeout_sec };
+    const request: JobRunRequest = { jid, command: row.command, is_script: row.is_script === 1, interpreter: row.interpreter, cwd: row.cwd, timeout_sec: row.timeout_sec };
+    this.log.info(`job ${jid}: ${request.is_script ? 'script' : `command ${JSON.stringify(request.command)}`} to client ${clientId}, by ${row.created_by}${multiJobId ? ` (multi-client job ${multiJobId})` : ''}`);
     try {
       const reply = await control.request<JobRunReply>(METHOD.jobRun, request, DISPATCH_TIMEOUT_MS);
       const pid = Number.isInteger(reply?.pid) ? reply.pid : null;
@@ -131,7 +159,7 @@ export class JobService extends EventEmitter {
       if (this.owners.has(jid)) {
         this.deadlines.set(jid, setTimeout(() => {
           void this.settle(jid, { status: 'unknown', error: `no result from the client within timeout_sec + ${RESULT_GRACE_MS / 1000}s` }, false);
-        }, ask.timeout_sec * 1000 + RESULT_GRACE_MS));
+        }, row.timeout_sec * 1000 + RESULT_GRACE_MS));
       }
     } catch (err) {
       // Refused by the client (its filter, scripts off, ...) or the connection failed: either way the job did not run.
@@ -142,12 +170,40 @@ export class JobService extends EventEmitter {
     return (await this.store.job(jid))!;
   }
 
-  /** Resolves once the job is no longer running (done, failed, or unknown). */
+  /**
+   * Resolves once the job is no longer running (done, failed, or unknown). A job that another node runs is
+   * looked up in the store until then, at most its timeout_sec and the grace after the dispatch bound: that
+   * node may be gone, and the row then still says running.
+   */
   async waitDone(jid: string): Promise<JobRow> {
-    const row = await this.store.job(jid);
+    let row = await this.store.job(jid);
     if (!row || row.status !== 'running') return row!;
-    await new Promise<void>((resolve) => this.waiters.set(jid, [...(this.waiters.get(jid) ?? []), resolve]));
-    return (await this.store.job(jid))!;
+    if (this.owners.has(jid)) {
+      await new Promise<void>((resolve) => this.waiters.set(jid, [...(this.waiters.get(jid) ?? []), resolve]));
+      return (await this.store.job(jid))!;
+    }
+    const end = Date.now() + DISPATCH_TIMEOUT_MS + row.timeout_sec * 1000 + RESULT_GRACE_MS;
+    while (row.status === 'running' && Date.now() < end && !this.stopping) {
+      await new Promise((r) => setTimeout(r, REMOTE_POLL_MS));
+      row = (await this.store.job(jid)) ?? row;
+    }
+    return row;
+  }
+
+  /** One client's job of a multi-client job: sent from here, or by the node that holds the client. */
+  private async runOnHolder(clientId: string, ask: JobAsk, createdBy: string, multiJobId: string): Promise<JobRow> {
+    const node = this.remote && !this.controls.has(clientId) ? await this.registry.holder(clientId) : undefined;
+    if (!node) return this.runOne(clientId, ask, createdBy, multiJobId);
+    const row = await this.newJob(clientId, ask, createdBy, multiJobId);
+    try {
+      await this.remote!(node, row.jid);
+      this.log.info(`job ${row.jid}: sent to client ${clientId} by node ${node.id} (multi-client job ${multiJobId})`);
+    } catch (err) {
+      this.log.info(`job ${row.jid}: node ${node.id}, which holds client ${clientId}, did not send it: ${errorMessage(err)}`);
+      await this.store.updateJob(row.jid, { status: 'failed', error: errorMessage(err), finished_at: Date.now() });
+    }
+    this.emit('changed', row.jid, clientId);
+    return (await this.store.job(row.jid))!;
   }
 
   /** Creates a multi-client job and runs it in the background (concurrently, or one client after the other). */
@@ -157,11 +213,11 @@ export class JobService extends EventEmitter {
     const ask: JobAsk = { command: spec.command, is_script: spec.is_script, interpreter: spec.interpreter, cwd: spec.cwd, timeout_sec: spec.timeout_sec };
     const run = async () => {
       if (spec.concurrent) {
-        await Promise.all(spec.client_ids.map((id) => this.runOne(id, ask, createdBy, m.jid)));
+        await Promise.all(spec.client_ids.map((id) => this.runOnHolder(id, ask, createdBy, m.jid)));
         return;
       }
       for (const id of spec.client_ids) {
-        const started = await this.runOne(id, ask, createdBy, m.jid);
+        const started = await this.runOnHolder(id, ask, createdBy, m.jid);
         const row = started.status === 'running' ? await this.waitDone(started.jid) : started;
         // As RPort: an offline client does not abort the rest.
         if (spec.abort_on_err && row.status === 'failed' && row.error !== 'client is not connected') {

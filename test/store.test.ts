@@ -5,6 +5,7 @@ import { Logger, LogSink } from '../src/log.js';
 import type { Db } from '../src/server/db/db.js';
 import { PostgresDb } from '../src/server/db/postgres.js';
 import { SqliteDb } from '../src/server/db/sqlite.js';
+import { SqlJobStore, type JobRow } from '../src/server/jobs/job-store.js';
 import { MIGRATIONS, Store, type ConnectedClient } from '../src/server/store.js';
 import { postgresMissing, startPostgres, type Postgres } from './helpers/postgres.js';
 import { blackHole, cleanup, tmpDir } from './helpers/procs.js';
@@ -92,6 +93,29 @@ test('store on PostgreSQL and SQLite', async (t) => {
       assert.equal((await s.client('on-dead'))!.connected, 0);
       assert.equal((await s.client('on-live'))!.connected, 1);
       assert.equal(await s.claimPort(20_001, 'tun-other', 'live', 'd'), true, 'the dead node\'s port is free');
+    });
+
+    await t.test(`${kind}: running jobs: a restarted node gives up only its own; a dead node's are given up by the sweep`, { skip }, async (t) => {
+      const db = await openDb(t, kind);
+      const s = new Store(db);
+      await s.migrate();
+      cleanup(t, () => s.close());
+      const jobs = new SqlJobStore(db);
+      const now = Date.now();
+      const job = (jid: string, node_id: string): JobRow => ({
+        jid, client_id: 'c', client_name: 'c', multi_job_id: null, status: 'running', command: '/usr/bin/true', is_script: 0, interpreter: '', cwd: '',
+        timeout_sec: 60, pid: 7, created_by: 'admin', started_at: now, finished_at: null, exit_code: null, error: '', stdout: 'a\0b', stderr: '', node_id,
+      });
+      for (const [jid, node] of [['on-a', 'node-a'], ['on-b', 'node-b'], ['on-dead', 'dead']] as const) await jobs.insertJob(job(jid, node));
+      await jobs.abandonRunning('node-a', 'unknown', 'rportd restarted');
+      assert.equal((await jobs.job('on-a'))!.status, 'unknown');
+      assert.equal((await jobs.job('on-b'))!.status, 'running', 'another node\'s job is not this node\'s to give up');
+      assert.equal((await jobs.job('on-a'))!.stdout, 'a\uFFFDb', 'output with NUL is kept, NUL as U+FFFD on every backend');
+      await s.heartbeat({ id: 'dead', api_url: '', client_address: '', public_host: '127.0.0.1', started_at: now - 60_000, heartbeat_at: now - 20_000 });
+      await s.sweepDeadNodes(now - 15_000, now);
+      assert.equal((await jobs.job('on-dead'))!.status, 'unknown');
+      assert.match((await jobs.job('on-dead'))!.error, /node dead, which sent the job, stopped heart-beating/);
+      assert.equal((await jobs.job('on-b'))!.status, 'running');
     });
 
     await t.test(`${kind}: the cluster secret is the first node's; credentials are added once`, { skip }, async (t) => {

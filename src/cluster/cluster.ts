@@ -20,6 +20,15 @@ export const FORWARD_TIMEOUT_MS = 35_000;
 /** The header a node presents the cluster secret in when it calls another node. */
 export const CLUSTER_HEADER = 'x-rport-cluster-secret';
 
+/** The one line of another node's API error answer, or `fallback` when the body is not one. */
+export function errorTitle(body: string, fallback: string): string {
+  try {
+    return (JSON.parse(body) as { errors?: Array<{ title?: string }> }).errors?.[0]?.title || fallback;
+  } catch {
+    return fallback;
+  }
+}
+
 /** The node holding a client did not answer a forwarded call (the API answers 503). */
 export class NodeUnavailable extends Error {}
 
@@ -149,15 +158,7 @@ export class Cluster implements ClusterView {
       return;
     }
     const text = await res.text().catch(() => '');
-    if (res.status === 409) {
-      let message = 'the session on the other node is alive';
-      try {
-        message = (JSON.parse(text) as { errors?: Array<{ title?: string }> }).errors?.[0]?.title || message;
-      } catch {
-        // not our JSON: the generic line
-      }
-      throw new Refusal('duplicate', `${message} (on node ${node.id})`);
-    }
+    if (res.status === 409) throw new Refusal('duplicate', `${errorTitle(text, 'the session on the other node is alive')} (on node ${node.id})`);
     if (!res.ok) this.log.warn(`client ${info.id}: node ${node.id} answered the takeover with ${res.status}: taken over anyway`);
   }
 

@@ -112,7 +112,8 @@ export const MIGRATIONS: string[] = [
      exit_code INTEGER,
      error TEXT NOT NULL DEFAULT '',
      stdout TEXT NOT NULL DEFAULT '',
-     stderr TEXT NOT NULL DEFAULT ''
+     stderr TEXT NOT NULL DEFAULT '',
+     node_id TEXT NOT NULL DEFAULT ''
    );
    CREATE INDEX jobs_by_client ON jobs (client_id, started_at);
    CREATE INDEX jobs_by_multi_job ON jobs (multi_job_id);
@@ -420,6 +421,8 @@ export class Store {
       for (const id of dead) {
         await q.run('UPDATE clients SET connected = 0, disconnected_at = COALESCE(disconnected_at, ?) WHERE connected = 1 AND node_id = ?', [now, id]);
         await q.run('DELETE FROM port_claims WHERE node_id = ?', [id]);
+        // Its jobs' results would have come in through it: no longer awaited there (a late one still counts).
+        await q.run("UPDATE jobs SET status = 'unknown', error = ? WHERE status = 'running' AND node_id = ?", [`node ${id}, which sent the job, stopped heart-beating: its result is filled in if the client delivers it to another node`, id]);
         await q.run('DELETE FROM nodes WHERE id = ?', [id]);
       }
       return dead;

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { CLUSTER_HEADER, NodeUnavailable, type Cluster } from '../../cluster/cluster.js';
+import { CLUSTER_HEADER, errorTitle, NodeUnavailable, type Cluster } from '../../cluster/cluster.js';
 import { errorMessage } from '../../log.js';
 import { checkStale } from '../../server/client-connection.js';
 import type { NodeRow } from '../../server/store.js';
@@ -36,19 +36,11 @@ export async function forwardToHolder(o: ApiOptions, req: FastifyRequest, reply:
 }
 
 /** The error title of an API answer, or its status. */
-function titleOf(r: { status: number; body: string }): string {
-  try {
-    return (JSON.parse(r.body) as { errors?: Array<{ title?: string }> }).errors?.[0]?.title || `status ${r.status}`;
-  } catch {
-    return `status ${r.status}`;
-  }
-}
-
 /** A multi-client job's job for a client on another node: that node sends it (POST /api/v1/cluster/jobs/{jid}/run). */
 function remoteRun(cluster: Cluster): RemoteRun {
   return async (node, jid) => {
     const r = await cluster.forward(node, { method: 'POST', url: `/api/v1/cluster/jobs/${encodeURIComponent(jid)}/run`, body: {} });
-    if (r.status !== 200) throw new Error(`node ${node.id}, which holds the client, did not run the job: ${titleOf(r)}`);
+    if (r.status !== 200) throw new Error(`node ${node.id}, which holds the client, did not run the job: ${errorTitle(r.body, `status ${r.status}`)}`);
   };
 }
 

@@ -79,7 +79,7 @@ export class JobService extends EventEmitter {
 
   /** At start: what the last run left running has no one waiting for it now. */
   async init(): Promise<void> {
-    await this.store.abandonRunning('unknown', 'rportd restarted while the job ran: its result is filled in if the client delivers it');
+    await this.store.abandonRunning(this.registry.nodeId, 'unknown', 'rportd restarted while the job ran: its result is filled in if the client delivers it');
   }
 
   /** Once stopping, connections closing are the server's own doing: their jobs stay running until the next start says why. */
@@ -134,7 +134,7 @@ export class JobService extends EventEmitter {
     const row: JobRow = {
       jid: randomUUID(), client_id: clientId, client_name: name, multi_job_id: multiJobId, status: 'running', command: ask.command, is_script: ask.is_script ? 1 : 0,
       interpreter: ask.interpreter, cwd: ask.cwd, timeout_sec: ask.timeout_sec, pid: null, created_by: createdBy, started_at: Date.now(),
-      finished_at: null, exit_code: null, error: '', stdout: '', stderr: '',
+      finished_at: null, exit_code: null, error: '', stdout: '', stderr: '', node_id: this.registry.nodeId,
     };
     await this.store.insertJob(row);
     return row;
@@ -150,6 +150,7 @@ export class JobService extends EventEmitter {
       return (await this.store.job(jid))!;
     }
     this.owners.set(jid, { clientId, via: control });
+    if (row.node_id !== this.registry.nodeId) await this.store.updateJob(jid, { node_id: this.registry.nodeId });
     const request: JobRunRequest = { jid, command: row.command, is_script: row.is_script === 1, interpreter: row.interpreter, cwd: row.cwd, timeout_sec: row.timeout_sec };
     this.log.info(`job ${jid}: ${request.is_script ? 'script' : `command ${JSON.stringify(request.command)}`} to client ${clientId}, by ${row.created_by}${multiJobId ? ` (multi-client job ${multiJobId})` : ''}`);
     try {

@@ -20,8 +20,8 @@ export interface JobStore {
   multiJob(jid: string): Promise<MultiJobRow | undefined>;
   /** Newest first. */
   multiJobs(limit: number): Promise<MultiJobRow[]>;
-  /** At start: jobs left running by the last run get `status` and `error`. */
-  abandonRunning(status: string, error: string): Promise<void>;
+  /** At start: the jobs this node's last run sent and left running get `status` and `error`. */
+  abandonRunning(nodeId: string, status: string, error: string): Promise<void>;
 }
 
 export type JobStatus = 'running' | 'successful' | 'failed' | 'unknown';
@@ -45,9 +45,11 @@ export interface JobRow {
   error: string;
   stdout: string;
   stderr: string;
+  /** The node that created the job, then the node that sent it to its client (which takes its result). */
+  node_id: string;
 }
 
-export type JobPatch = Partial<Pick<JobRow, 'status' | 'pid' | 'started_at' | 'finished_at' | 'exit_code' | 'error' | 'stdout' | 'stderr'>>;
+export type JobPatch = Partial<Pick<JobRow, 'status' | 'pid' | 'started_at' | 'finished_at' | 'exit_code' | 'error' | 'stdout' | 'stderr' | 'node_id'>>;
 
 export interface MultiJobRow {
   jid: string;
@@ -57,8 +59,8 @@ export interface MultiJobRow {
   spec: string;
 }
 
-const PATCHABLE = ['status', 'pid', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr'] as const;
-const JOB_COLUMNS = ['jid', 'client_id', 'client_name', 'multi_job_id', 'status', 'command', 'is_script', 'interpreter', 'cwd', 'timeout_sec', 'pid', 'created_by', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr'] as const;
+const PATCHABLE = ['status', 'pid', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr', 'node_id'] as const;
+const JOB_COLUMNS = ['jid', 'client_id', 'client_name', 'multi_job_id', 'status', 'command', 'is_script', 'interpreter', 'cwd', 'timeout_sec', 'pid', 'created_by', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr', 'node_id'] as const;
 
 /** PostgreSQL's text cannot hold NUL: output keeps its place with U+FFFD on every backend alike. */
 function text(v: Param): Param {
@@ -103,7 +105,7 @@ export class SqlJobStore implements JobStore {
     return this.db.all<MultiJobRow>('SELECT * FROM multi_jobs ORDER BY started_at DESC, jid LIMIT ?', [limit]);
   }
 
-  async abandonRunning(status: string, error: string): Promise<void> {
-    await this.db.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running'", [status, error]);
+  async abandonRunning(nodeId: string, status: string, error: string): Promise<void> {
+    await this.db.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running' AND node_id = ?", [status, error, nodeId]);
   }
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { inject } from 'postject';
 import { bundleCommand } from './bundle.mjs';
 import { buildDebs } from './deb.mjs';
-import { crossBuildSdNotify } from './cross.mjs';
+import { crossBuildAddon } from './cross.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OUT = join(ROOT, 'release');
@@ -67,8 +67,10 @@ function addonsFor(target, linuxX64Addons) {
   const out = new Map();
   if (target === 'win-x64') out.set('bufferutil.node', join(ROOT, 'node_modules/bufferutil/prebuilds/win32-x64/bufferutil.node'));
   if (target === 'linux-arm64') {
-    const sd = crossBuildSdNotify(join(WORK, 'linux-arm64'));
-    if (sd) out.set('sd_notify.node', sd);
+    for (const name of ['sd_notify', 'malloc_tune']) {
+      const built = crossBuildAddon(name, join(WORK, 'linux-arm64'));
+      if (built) out.set(`${name}.node`, built);
+    }
   }
   return out;
 }

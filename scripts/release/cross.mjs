@@ -1,4 +1,4 @@
-// sd_notify.node for linux-arm64, cross-compiled with Debian's gcc-aarch64-linux-gnu: one C file against
+// Our own add-ons (sd_notify, malloc_tune) for linux-arm64, cross-compiled with Debian's gcc-aarch64-linux-gnu: one C file against
 // Node-API (headers from the node-gyp cache or the official Node package), no libraries to link.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -16,8 +16,8 @@ function nodeHeaders() {
   return dirs.find((d) => existsSync(join(d, 'node_api.h')));
 }
 
-/** The path of the built add-on, or undefined (with the reason printed) when it cannot be built here. */
-export function crossBuildSdNotify(workDir) {
+/** The path of native/<name>.c built as <name>.node, or undefined (with the reason printed) when it cannot be built here. */
+export function crossBuildAddon(name, workDir) {
   const headers = nodeHeaders();
   const why = !headers ? 'no Node headers (node_api.h) found' : (() => {
     try {
@@ -28,12 +28,12 @@ export function crossBuildSdNotify(workDir) {
     }
   })();
   if (why) {
-    process.stdout.write(`release: linux-arm64 without sd_notify.node: ${why}\n`);
+    process.stdout.write(`release: linux-arm64 without ${name}.node: ${why}\n`);
     return undefined;
   }
   mkdirSync(workDir, { recursive: true });
-  const out = join(workDir, 'sd_notify.node');
+  const out = join(workDir, `${name}.node`);
   // Node-API symbols are resolved from the executable at load time, as node-gyp links them on Linux.
-  execFileSync(CC, ['-O2', '-Wall', '-shared', '-fPIC', '-DNODE_GYP_MODULE_NAME=sd_notify', `-I${headers}`, '-o', out, join(ROOT, 'native/sd_notify.c')], { stdio: 'inherit', timeout: 120_000 });
+  execFileSync(CC, ['-O2', '-Wall', '-shared', '-fPIC', `-DNODE_GYP_MODULE_NAME=${name}`, `-I${headers}`, '-o', out, join(ROOT, `native/${name}.c`)], { stdio: 'inherit', timeout: 120_000 });
   return out;
 }

@@ -115,7 +115,9 @@ test('run never restarts a client that was stopped on purpose', async (t) => {
   assert.equal((await client.stop()).code, 0);
   const marker = join(dir, 'restarts.txt');
   const args = ['run', '--once', '--state', join(dir, 'state.json'), '--grace', '0s', '--threshold', '1s', '--restart-cmd', `echo x >> ${marker}`, '--log-file', join(dir, 'wd.log')];
-  await new Promise((r) => setTimeout(r, 2500));
+  // The state goes stale when its promise plus --threshold has passed: wait for exactly that, not a guess.
+  const { next_update_by_ts: promised } = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { next_update_by_ts: number };
+  await new Promise((r) => setTimeout(r, Math.max(0, promised * 1000 + 1000 + 100 - Date.now())));
   for (let i = 0; i < 3; i++) assert.equal((await run('rport-watchdog', args).exited).code, 1);
   assert.equal(existsSync(marker), false);
   assert.match(readFileSync(join(dir, 'wd.log'), 'utf8'), new RegExp(`but process ${client.pid} is gone: stopped on purpose or crashed, not restarting`));

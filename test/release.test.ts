@@ -91,6 +91,7 @@ test('release executables: --version is package.json\'s, rportd --help, a releas
   for (const p of [client, server]) {
     await p.waitFor(/DEBUG \w+: ssh2 native crypto binding is active/);
     await p.waitFor(/DEBUG \w+: bufferutil is active/);
+    await p.waitFor(/DEBUG \w+: glibc keeps freed buffers for reuse \(malloc_tune\.node\)/);
   }
   await server.waitFor(/ssh2 channel window is 8 MiB/);
   // Content-addressed and private: <cache>/rport/native/<sha256 of the file>/<name>, folders 0700.
@@ -106,7 +107,7 @@ test('release executables: --version is package.json\'s, rportd --help, a releas
     }
   }
   // sd_notify.node is loaded only under systemd (NOTIFY_SOCKET set); SQLite only by the server.
-  assert.deepEqual([...names.keys()].sort(), ['bufferutil.node', 'cpufeatures.node', 'sshcrypto.node']);
+  assert.deepEqual([...names.keys()].sort(), ['bufferutil.node', 'cpufeatures.node', 'malloc_tune.node', 'sshcrypto.node']);
   assert.ok(readdirSync(join(dir, 'server-cache', 'rport', 'native')).some((h) => existsSync(join(dir, 'server-cache', 'rport', 'native', h, 'better_sqlite3.node'))));
   await client.stop();
 

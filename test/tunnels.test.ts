@@ -7,7 +7,6 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from './helpers/procs.js';
-import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
 import { sshdPath, startSshd } from './helpers/sshd.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
@@ -44,8 +43,8 @@ test('curl through a tunnel to a local HTTP server; list and delete it through t
   const http = createHttpServer((req, res) => res.end(`hello from behind the NAT: ${req.url}`));
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   cleanup(t, () => new Promise((r) => http.close(() => r(undefined))));
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'web']);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'web']);
   await client.waitFor(connected);
   const r = await openTunnel(server, 'web', `remote=127.0.0.1:${(http.address() as AddressInfo).port}&local=127.0.0.1:0`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -65,8 +64,8 @@ test('curl through a tunnel to a local HTTP server; list and delete it through t
 
 test('100 concurrent connections through one tunnel, each byte-exact', async (t) => {
   const echo = await echoServer(t);
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'echo']);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'echo']);
   await client.waitFor(connected);
   const r = await openTunnel(server, 'echo', `remote=127.0.0.1:${echo}`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -78,8 +77,8 @@ test('100 concurrent connections through one tunnel, each byte-exact', async (t)
 
 test('tunnel_allowed: a target the client does not allow is refused, with a clear API error', async (t) => {
   const echo = await echoServer(t);
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'strict', '--tunnel-allowed', `10.0.0.0/8,127.0.0.1:${echo}`]);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'strict', '--tunnel-allowed', `10.0.0.0/8,127.0.0.1:${echo}`]);
   await client.waitFor(connected);
   assert.equal((await openTunnel(server, 'strict', `remote=127.0.0.1:${echo}`)).status, 200);
   const refused = await openTunnel(server, 'strict', 'remote=127.0.0.1:22');
@@ -90,8 +89,8 @@ test('tunnel_allowed: a target the client does not allow is refused, with a clea
 
 test('acl: connections from addresses outside it are closed', async (t) => {
   const echo = await echoServer(t);
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'acl']);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'acl']);
   await client.waitFor(connected);
   const closed = await openTunnel(server, 'acl', `remote=127.0.0.1:${echo}&acl=10.0.0.0/8`);
   await assert.rejects(roundTrip(Number(closed.body.data.local.split(':').pop()), Buffer.from('x')), /got 0 of 1|ECONNRESET|EPIPE/);
@@ -137,8 +136,8 @@ test('client-defined [client] remotes; tunnels back on the same ports after a re
 });
 
 test('API errors: JSON with the right status and the bad field named', async (t) => {
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'e']);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'e']);
   await client.waitFor(connected);
   let r = await openTunnel(server, 'e', 'local=1234');
   assert.equal(r.status, 400);
@@ -165,8 +164,8 @@ test('API errors: JSON with the right status and the bad field named', async (t)
 test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!sshdPath() && 'openssh-server is not installed') || (process.getuid?.() !== 0 && 'sshd needs root here') }, async (t) => {
   const { port: sshPort, userKey } = await startSshd(tmpDir(t), (fn) => cleanup(t, fn));
 
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'ssh-target', '--remotes', `${sshPort}`]);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'ssh-target', '--remotes', `${sshPort}`]);
   await client.waitFor(connected);
   const tunnel = await eventually(async () => (await server.api('/api/v1/clients/ssh-target/tunnels')).body.data.find((x: any) => x.listening), 5000, 'tunnel');
   const port = tunnel.local.split(':').pop();
@@ -176,8 +175,8 @@ test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!sshdPath() && 'ope
 
 test('idle_timeout: a tunnel without connections for that long is deleted', async (t) => {
   const echo = await echoServer(t);
-  const server = await startServerInProcess(t);
-  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'idle']);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'idle']);
   await client.waitFor(connected);
   const r = await openTunnel(server, 'idle', `remote=127.0.0.1:${echo}&idle_timeout=1s`);
   assert.equal(r.body.data.idle_timeout_sec, 1);

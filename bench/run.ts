@@ -153,7 +153,8 @@ Notes:
   the old path (one low, 1.39 vs sshd 1.38): page faults do not tell the modes apart (29k in the low run,
   28k-70k in the high ones); in the high runs rportd sits at a full core for seconds and moves less
   (141/205 MB/s into/out against 265/316 in the low run), so the next probe is GC time and steal time per
-  mode (node --trace-gc, /proc/stat steal), not allocation counts.
+  mode (node --trace-gc) and what else ran on the cores then (this VM reports no steal time in
+  /proc/stat), not allocation counts.
 - Fairness, second try (same date): a read budget per tunnel socket (128 KiB per event-loop turn, then
   paused until setImmediate; libuv otherwise reads a ready socket up to 32 times, 2 MiB, per turn) gave
   0.18 against 0.12 without (one run each; OpenSSH 0.96 and 0.40, raw TCP 0.16 and 0.22) and 3.17 against

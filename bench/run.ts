@@ -148,7 +148,7 @@ Notes:
   2.45 (1.24). rport (client) 1.46-2.13 before, 1.38-1.88 after; round-trip medians within 10% of each
   other. The Duplex, one syscall per packet and the callback timing are not where the CPU goes. The
   old path is bimodal (3 of 7 runs at 1.44-1.56, about sshd's figure; the others 3.1-4.4) and the adapter
-  never reached the low mode in 10 runs: which state of ws/ssh2 gives the low mode is the next thing to
+  never reached the low mode in 11 runs (all three variants): which state of ws/ssh2 gives the low mode is the next thing to
   find before any further rewrite. Sampling rportd's /proc/<pid>/stat every 0.5 s over 7 more runs of
   the old path (one low, 1.39 vs sshd 1.38): page faults do not tell the modes apart (29k in the low run,
   28k-70k in the high ones); in the high runs rportd sits at a full core for seconds and moves less

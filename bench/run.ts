@@ -145,15 +145,16 @@ Notes:
   in the socket, the socket corked until setImmediate so a turn's packets leave in one writev) 3.17 (1.47),
   3.42 (1.59), 2.71 (1.35), 2.43 (1.32), 2.33 (1.35), 3.02 (1.43), 2.73 (1.34), 2.66 (1.39), median
   ratio 2.02x; without the cork 3.33 (1.59); with the callback after each send (as ws does) 2.20 (1.24),
-  2.45 (1.24). rport (client) 1.46-2.13 before, 1.38-1.88 after; round-trip medians within 10% of each
-  other. The Duplex, one syscall per packet and the callback timing are not where the CPU goes. The
-  old path is bimodal (3 of 7 runs at 1.44-1.56, about sshd's figure; the others 3.1-4.4) and the adapter
-  never reached the low mode in 11 runs (all three variants): which state of ws/ssh2 gives the low mode is the next thing to
-  find before any further rewrite. Sampling rportd's /proc/<pid>/stat every 0.5 s over 7 more runs of
+  2.45 (1.24). rport (client) 1.46-2.13 before, 1.38-1.88 after. Round trip, median of the runs' medians
+  against OpenSSH's: 1.49x before (228 us), 1.38x after (178 us), single runs 1.13x-2.64x, so not a
+  measured gain either. The Duplex, one syscall per packet and the callback timing are not where the CPU goes. The
+  old path is bimodal (3 of 7 runs at 1.44-1.56, about sshd's figure; the others 3.07-4.39) and the adapter
+  never reached the low mode in 11 runs (all three variants): what gives the low mode is the next thing
+  to find before any further rewrite. Sampling rportd's /proc/<pid>/stat every 0.5 s over 7 more runs of
   the old path (one low, 1.39 vs sshd 1.38): page faults do not tell the modes apart (29k in the low run,
   28k-70k in the high ones); in the high runs rportd sits at a full core for seconds and moves less
-  (141/205 MB/s into/out against 265/316 in the low run), so the next probe is GC time and steal time per
-  mode (node --trace-gc) and what else ran on the cores then (this VM reports no steal time in
+  (141/205 MB/s into/out against 265/316 in the low run), so the next probe is GC time per mode
+  (node --trace-gc) and what else ran on the cores then (this VM reports no steal time in
   /proc/stat), not allocation counts.
 - Fairness, second try (same date): a read budget per tunnel socket (128 KiB per event-loop turn, then
   paused until setImmediate; libuv otherwise reads a ready socket up to 32 times, 2 MiB, per turn) gave

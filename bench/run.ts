@@ -137,6 +137,31 @@ Notes:
 - Noise (2026-11-30): two full runs 20 minutes apart on this machine (load average 6-11) gave rportd 1.56 and 2.66 CPU s
   per GB against sshd's 1.32 and 1.33, and rport 1.53 and 1.38 against ssh's 1.46 and 1.50. Steer by
   repeated runs, and by page faults per MB (/proc/<pid>/stat minflt), which the load does not move.
+- Second pass on the data path (2026-11-30, \`--quick throughput latency\`, systems taking turns, load average
+  3.4-8.5; the code tried is on branch perf2-rejected, neither change kept). rportd CPU s per GB (sshd in
+  the same run in parentheses): with \`createWebSocketStream\` 4.39 (1.83), 3.27 (1.59), 3.28 (1.71), 1.45 (1.33),
+  1.56 (1.49), 1.44 (1.29), 3.07 (1.52), median ratio 1.92x; with a direct Duplex (each 'message' pushed,
+  ws paused when push() returns false, each write one ws.send, the write callback at once below 1 MiB
+  in the socket, the socket corked until setImmediate so a turn's packets leave in one writev) 3.17 (1.47),
+  3.42 (1.59), 2.71 (1.35), 2.43 (1.32), 2.33 (1.35), 3.02 (1.43), 2.73 (1.34), 2.66 (1.39), median
+  ratio 2.02x; without the cork 3.33 (1.59); with the callback after each send (as ws does) 2.20 (1.24),
+  2.45 (1.24). rport (client) 1.46-2.13 before, 1.38-1.88 after. Round trip, median of the runs' medians
+  against OpenSSH's: 1.49x before (228 us), 1.38x after (178 us), single runs 1.13x-2.64x, so not a
+  measured gain either. The Duplex, one syscall per packet and the callback timing are not where the CPU goes. The
+  old path is bimodal (3 of 7 runs at 1.44-1.56, about sshd's figure; the others 3.07-4.39) and the adapter
+  never reached the low mode in 11 runs (all three variants): what gives the low mode is the next thing
+  to find before any further rewrite. Sampling rportd's /proc/<pid>/stat every 0.5 s over 7 more runs of
+  the old path (one low, 1.39 vs sshd 1.38): page faults do not tell the modes apart (29k in the low run,
+  28k-70k in the high ones); in the high runs rportd sits at a full core for seconds and moves less
+  (141/205 MB/s into/out against 265/316 in the low run), so the next probe is GC time per mode
+  (node --trace-gc) and what else ran on the cores then (this VM reports no steal time in
+  /proc/stat), not allocation counts.
+- Fairness, second try (same date): a read budget per tunnel socket (128 KiB per event-loop turn, then
+  paused until setImmediate; libuv otherwise reads a ready socket up to 32 times, 2 MiB, per turn) gave
+  0.18 against 0.12 without (one run each; OpenSSH 0.96 and 0.40, raw TCP 0.16 and 0.22) and 3.17 against
+  2.43 rportd CPU s/GB; not kept. Raw TCP scoring 0.2 shows the measure itself: fastest / slowest time
+  from one common start, with 100 connects, mostly times connection set-up when a stream takes well
+  under a second; per-stream time from its own connect, or larger streams, would measure the scheduler.
 - Handshakes have no same-run OpenSSH counterpart (an \`ssh\` process per connection measures process start-up);
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}

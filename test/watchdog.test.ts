@@ -56,8 +56,9 @@ test('a reader in a tight loop sees only complete JSON across thousands of rewri
   await waitState(dir, (s) => s.last_state === 'connected');
   const seen = new Set<string>();
   let reads = 0;
-  const end = Date.now() + 4000;
-  while (Date.now() < end && seen.size < 3000) {
+  // Until 1000 distinct rewrites were read whole, however long a loaded machine takes; a minute is the failure bound.
+  const end = Date.now() + 60_000;
+  while (Date.now() < end && seen.size < 1000) {
     const text = readFileSync(join(dir, 'state.json'), 'utf8');
     const doc = JSON.parse(text); // throws, failing the test, on an empty or partial file
     assert.equal(doc.last_state, 'connected');

@@ -6,11 +6,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import test from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Logger, LogSink } from '../src/log.js';
-import { PostgresDb } from '../src/server/db/postgres.js';
 import { apiCall } from './helpers/jobs-api.js';
-import { haproxyMissing, postgresMissing, startHaproxy, startPostgres } from './helpers/postgres.js';
-import { API_AUTH, cleanup, eventually, freePort, Proc, startServer, tmpDir, type ServerHandle } from './helpers/procs.js';
+import { haproxyMissing, plantGhostNode, postgresMissing, startHaproxy, startPostgres } from './helpers/postgres.js';
+import { API_AUTH, cleanup, eventually, Proc, startServer, tmpDir, type ServerHandle } from './helpers/procs.js';
 
 const FLEET = fileURLToPath(new URL('../bench/fleet.js', import.meta.url));
 const FLEET_SIZE = 6;
@@ -112,13 +110,7 @@ test('commands in a cluster: forwarded to the holder, multi-client jobs over thr
   }
 
   // --- a holder that does not answer: 503 for one client; in a multi-client job that client's job fails -----
-  const log = new Logger(LogSink.stderr(), 'error', 'test');
-  const db = await PostgresDb.open({ host: '127.0.0.1', port: pg.port, database: 'postgres', user: 'rport', password: '' }, log);
-  const closedPort = await freePort();
-  const now = Date.now();
-  await db.run('INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)', ['ghost', `http://127.0.0.1:${closedPort}`, '', '127.0.0.1', now, now]);
-  await db.run("INSERT INTO clients (id, connected, node_id, session_id, auth_id) VALUES ('ghost-client', 1, 'ghost', 'g', 'bench')");
-  await db.close();
+  await plantGhostNode(pg);
   await eventually(async () => ((await apiCall(a, 'GET', '/api/v1/cluster')).body.data.cluster_nodes.some((n: { id: string }) => n.id === 'ghost') ? true : undefined), 10_000, 'node A sees the ghost node');
   const single = await apiCall(a, 'POST', '/api/v1/clients/ghost-client/commands', { command: '/usr/bin/uname -s' });
   assert.equal(single.status, 503, JSON.stringify(single.body));

@@ -6,10 +6,8 @@ import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import test from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Logger, LogSink } from '../src/log.js';
-import { PostgresDb } from '../src/server/db/postgres.js';
-import { haproxyMissing, postgresMissing, startHaproxy, startPostgres } from './helpers/postgres.js';
-import { API_AUTH, cleanup, echoServer, eventually, freePort, Proc, startClient, startServer, type ServerHandle } from './helpers/procs.js';
+import { haproxyMissing, plantGhostNode, postgresMissing, startHaproxy, startPostgres } from './helpers/postgres.js';
+import { API_AUTH, cleanup, echoServer, eventually, Proc, startClient, startServer, type ServerHandle } from './helpers/procs.js';
 
 const FLEET = fileURLToPath(new URL('../bench/fleet.js', import.meta.url));
 const FLEET_SIZE = 300;
@@ -152,13 +150,7 @@ test('three nodes on one PostgreSQL behind HAProxy: one fleet, any node; a node 
   assert.deepEqual(dropped, [], 'clients of A and C kept their sessions');
 
   // --- a call for a client on a node that does not answer: 503; that node is declared dead ------------------
-  const log = new Logger(LogSink.stderr(), 'error', 'test');
-  const db = await PostgresDb.open({ host: '127.0.0.1', port: pg.port, database: 'postgres', user: 'rport', password: '' }, log);
-  const closedPort = await freePort();
-  const now = Date.now();
-  await db.run('INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)', ['ghost', `http://127.0.0.1:${closedPort}`, '', '127.0.0.1', now, now]);
-  await db.run("INSERT INTO clients (id, connected, node_id, session_id, auth_id) VALUES ('ghost-client', 1, 'ghost', 'g', 'bench')");
-  await db.close();
+  await plantGhostNode(pg);
   const gone = await eventually(async () => {
     const r = await a.api(`/api/v1/clients/ghost-client/tunnels?remote=127.0.0.1:${target}`, API_AUTH, 'PUT');
     return r.status === 503 ? r : undefined;

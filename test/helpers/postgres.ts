@@ -2,6 +2,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { Logger, LogSink } from '../../src/log.js';
+import { PostgresDb } from '../../src/server/db/postgres.js';
 import { cleanup, freePort, Proc, tmpDir, writeFile } from './procs.js';
 
 /** Debian's PostgreSQL binaries (the newest installed), or undefined. */
@@ -116,4 +118,17 @@ ${backends.map((p, i) => `  server n${i} 127.0.0.1:${p} check`).join('\n')}
     if (proc.exit || Date.now() > end) throw new Error(`haproxy did not listen on ${port}:\n${proc.output}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * A node that looks alive in the database (a fresh heartbeat) but whose API port nobody listens on, holding
+ * client "ghost-client": what a node that froze or lost its network looks like to the others.
+ */
+export async function plantGhostNode(pg: Postgres): Promise<void> {
+  const db = await PostgresDb.open({ host: '127.0.0.1', port: pg.port, database: 'postgres', user: 'rport', password: '' }, new Logger(LogSink.stderr(), 'error', 'test'));
+  const closedPort = await freePort();
+  const now = Date.now();
+  await db.run('INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)', ['ghost', `http://127.0.0.1:${closedPort}`, '', '127.0.0.1', now, now]);
+  await db.run("INSERT INTO clients (id, connected, node_id, session_id, auth_id) VALUES ('ghost-client', 1, 'ghost', 'g', 'bench')");
+  await db.close();
 }

@@ -8,7 +8,7 @@ import { SqliteDb } from '../src/server/db/sqlite.js';
 import { SqlJobStore, type JobRow } from '../src/server/jobs/job-store.js';
 import { MIGRATIONS, Store, type ConnectedClient } from '../src/server/store.js';
 import { postgresMissing, startPostgres, type Postgres } from './helpers/postgres.js';
-import { blackHole, cleanup, tmpDir } from './helpers/procs.js';
+import { blackHole, cleanup, eventually, tmpDir } from './helpers/procs.js';
 
 const log = new Logger(LogSink.stderr(), 'error', 'test');
 const pgMissing = postgresMissing();
@@ -151,6 +151,21 @@ test('store on PostgreSQL and SQLite', async (t) => {
     assert.ok(took < 15_000, `failed after ${took} ms`);
     assert.ok(ticks >= (took / 100) * 0.5, `the event loop ran ${ticks} ticks in ${took} ms`);
     await db.close();
+  });
+
+  await t.test('postgres: a connection that breaks inside a transaction fails that transaction, not the process', { skip: pgMissing }, async (t) => {
+    const db = await openDb(t, 'postgres');
+    cleanup(t, () => db.close());
+    // Under the 5 s statement timeout: the test ends it sooner.
+    const failed = assert.rejects(db.tx(async (q) => {
+      await q.run('SELECT pg_sleep(4)');
+    }), /terminat/);
+    // What a PostgreSQL shutting down does to each connection: a FATAL error, then the socket closes.
+    const sleeping = "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'";
+    await eventually(async () => ((await db.all(sleeping)).length ? true : undefined), 3_000, 'the transaction running');
+    await db.run(`SELECT pg_terminate_backend(pid) FROM (${sleeping}) AS s`);
+    await failed;
+    assert.deepEqual(await db.get('SELECT 1 AS one'), { one: 1 }, 'the pool goes on with a new connection');
   });
 
   await t.test('postgres: the pool reconnects when the server comes back', { skip: pgMissing }, async (t) => {

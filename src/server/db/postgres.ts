@@ -89,6 +89,10 @@ export class PostgresDb implements Db {
   private async inTx<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // A connection that breaks while checked out (the server stopped) emits 'error' on its client: without
+    // a listener the process would die of it. The statement fails on its own; the client is then discarded.
+    const onError = (err: Error) => (broken ??= err);
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const r = await fn(sqlOf(client));
@@ -98,6 +102,7 @@ export class PostgresDb implements Db {
       await client.query('ROLLBACK').catch((e: Error) => (broken = e));
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

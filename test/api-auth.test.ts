@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { apiRoutes } from '../src/api/api-server.js';
 import { safeEqual } from '../src/server/credentials.js';
 import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
-import { apiApp } from './helpers/api-app.js';
+import { apiApp, rawRequest } from './helpers/api-app.js';
 import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
 import { API_AUTH, cleanup, eventually, tmpDir } from './helpers/procs.js';
 
@@ -22,19 +22,7 @@ interface Answer {
  * One request with the path sent byte for byte as given: fetch and URL would resolve dot segments and
  * normalise what an attacker sends on purpose.
  */
-function raw(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { connection: 'close', ...headers }, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 10s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const raw = (port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> => rawRequest(port, method, path, headers, body);
 
 const json = (o: unknown) => ({ 'content-type': 'application/json', body: JSON.stringify(o) });
 
@@ -179,23 +167,7 @@ async function inProcessApi(t: import('node:test').TestContext, logIntervalMs?: 
 }
 
 /** Status and (for refusals) body; a stream that was wrongly opened is cut at once. */
-function probe(port: number, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { connection: 'close', ...headers }, timeout: 10_000 }, (res) => {
-      if (res.statusCode! < 400) {
-        resolve({ status: res.statusCode!, body: '' });
-        req.destroy();
-        return;
-      }
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 10s`)));
-    req.on('error', (err) => reject(new Error(`${method} ${path}: ${err.message}`)));
-    req.end();
-  });
-}
+const probe = (port: number, method: string, path: string, headers: Record<string, string>) => rawRequest(port, method, path, headers, '', (res) => res.statusCode! < 400);
 
 const hex = (ch: string) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`;
 

@@ -2,12 +2,12 @@
 // listening on 127.0.0.1: never a 5xx, never a stack frame in a body or the log, and a route that is not
 // public answers 401 to a request without credentials.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { METHODS, request, validateHeaderName, validateHeaderValue } from 'node:http';
+import { METHODS, validateHeaderName, validateHeaderValue } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { apiApp } from '../helpers/api-app.js';
+import { apiApp, rawRequest } from '../helpers/api-app.js';
 import { STACK_FRAME, type Target } from './engine.js';
 
 const USER = 'admin';
@@ -47,25 +47,9 @@ export async function stopApi(): Promise<void> {
   api = undefined;
 }
 
-function send(a: Api, method: string, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: a.port, method, path, agent: false, headers: { connection: 'close', ...headers }, timeout: 10_000 }, (res) => {
-      // An event stream opened with credentials never ends: its head is the answer.
-      if (String(res.headers['content-type']).startsWith('text/event-stream')) {
-        resolve({ status: res.statusCode!, body: '' });
-        req.destroy();
-        return;
-      }
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 10s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+// An event stream opened with credentials never ends: its head is the answer.
+const send = (a: Api, method: string, path: string, headers: Record<string, string>, body: string) =>
+  rawRequest(a.port, method, path, headers, body, (res) => String(res.headers['content-type']).startsWith('text/event-stream'));
 
 const PATHS = ['/', '/dashboard.css', '/dashboard.js', '/api/v1/login', '/api/v1/logout', '/api/v1/status', '/api/v1/clients', '/api/v1/clients/c1',
   '/api/v1/clients/c1/tunnels', '/api/v1/clients/c1/tunnels/t1', '/api/v1/credentials', '/api/v1/credentials/c1', '/api/v1/events', '/metrics', '/nothing'];

@@ -1,3 +1,4 @@
+import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/api-server.js';
@@ -40,4 +41,28 @@ export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: numbe
     await store.close();
   });
   return { app, logFile };
+}
+
+/**
+ * One raw HTTP request to the API on 127.0.0.1 (no client-side normalisation of the path or headers), for
+ * attacks and fuzzing. The body of an answer that `cut` picks (an event stream, a success) is not read:
+ * the connection is cut at its head, since such a stream never ends.
+ */
+export function rawRequest(port: number, method: string, path: string, headers: Record<string, string>, body = '', cut: (res: IncomingMessage) => boolean = () => false): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers: { connection: 'close', ...headers }, timeout: 10_000 }, (res) => {
+      if (cut(res)) {
+        resolve({ status: res.statusCode!, headers: res.headers, body: '' });
+        req.destroy();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 10s')));
+    req.on('error', (err) => reject(new Error(`${method} ${path}: ${err.message}`)));
+    req.end(body);
+  });
 }

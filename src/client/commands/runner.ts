@@ -3,6 +3,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, isAbsolute, join } from 'node:path';
 import { errorMessage } from '../../log.js';
+import { deadline, type Deadline } from '../../timeout.js';
 
 const WINDOWS = process.platform === 'win32';
 /** After the process exits, how long its pipes may stay open (a child it left behind holds them) before they are cut. */
@@ -178,15 +179,15 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
 
   const done = new Promise<JobOutcome>((resolve) => {
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const timer = deadline(spec.timeoutMs, 'job', () => {
       timedOut = true;
       killTree(pid);
-    }, spec.timeoutMs);
+    });
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    let grace: NodeJS.Timeout | undefined;
+    let grace: Deadline | undefined;
     const finish = () => {
-      clearTimeout(timer);
-      clearTimeout(grace);
+      timer.cancel();
+      grace?.cancel();
       const { code, signal } = exit!;
       const error = timedOut
         ? `timed out after ${spec.timeoutMs / 1000}s: the process and the processes it started were killed`
@@ -198,10 +199,10 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
     child.once('exit', (code, signal) => {
       exit = { code, signal };
       // A child left behind may hold the pipes open: they are cut after a grace, the result does not wait for it.
-      grace = setTimeout(() => {
+      grace = deadline(PIPE_GRACE_MS, 'job output pipes', () => {
         child.stdout!.destroy();
         child.stderr!.destroy();
-      }, PIPE_GRACE_MS);
+      });
     });
     child.once('close', () => {
       if (!exit) exit = { code: child.exitCode, signal: child.signalCode };

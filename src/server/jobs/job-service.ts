@@ -6,6 +6,7 @@ import { METHOD, type JobDone, type JobPart, type JobRunReply, type JobRunReques
 import type { ClientRegistry } from '../client-registry.js';
 import type { NodeRow } from '../store.js';
 import type { JobRow, JobStore, MultiJobRow } from './job-store.js';
+import { deadline, type Deadline } from '../../timeout.js';
 
 /** The client answers a job request once the process started (or it refused): a bound on that. */
 const DISPATCH_TIMEOUT_MS = 30_000;
@@ -67,7 +68,7 @@ export class JobService extends EventEmitter {
   private readonly assemblies = new Map<string, Assembly>();
   private assemblingBytes = 0;
   private readonly live = new Map<string, { stdout: string; stderr: string }>();
-  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  private readonly deadlines = new Map<string, Deadline>();
   private readonly waiters = new Map<string, Array<() => void>>();
   /** How a multi-client job reaches a client held by another node (set where the cluster's API is). */
   remote: RemoteRun | undefined;
@@ -87,7 +88,7 @@ export class JobService extends EventEmitter {
 
   stop(): void {
     this.stopping = true;
-    for (const t of this.deadlines.values()) clearTimeout(t);
+    for (const d of this.deadlines.values()) d.cancel();
     this.deadlines.clear();
   }
 
@@ -158,9 +159,9 @@ export class JobService extends EventEmitter {
       const pid = Number.isInteger(reply?.pid) ? reply.pid : null;
       if (this.owners.has(jid)) await this.store.updateJob(jid, { pid });
       if (this.owners.has(jid)) {
-        this.deadlines.set(jid, setTimeout(() => {
+        this.deadlines.set(jid, deadline(row.timeout_sec * 1000 + RESULT_GRACE_MS, `job ${jid} result`, () => {
           void this.settle(jid, { status: 'unknown', error: `no result from the client within timeout_sec + ${RESULT_GRACE_MS / 1000}s` }, false);
-        }, row.timeout_sec * 1000 + RESULT_GRACE_MS));
+        }));
       }
     } catch (err) {
       // Refused by the client (its filter, scripts off, ...) or the connection failed: either way the job did not run.
@@ -241,7 +242,7 @@ export class JobService extends EventEmitter {
       this.owners.delete(jid);
       this.dropAssembly(jid);
       this.live.delete(jid);
-      clearTimeout(this.deadlines.get(jid));
+      this.deadlines.get(jid)?.cancel();
       this.deadlines.delete(jid);
     } else {
       const row = await this.store.job(jid);

@@ -20,7 +20,7 @@ function check(r: ReturnType<typeof validateConnectRequest>): void {
     if (typeof r[k] !== 'string' || (r[k] as string).length > max) throw new Error(`accepted a request whose ${k} is ${JSON.stringify(r[k])?.slice(0, 80)}`);
   };
   str('id', 200);
-  if (!r.id) throw new Error('accepted an empty id');
+  // An empty id is valid: the client has none of its own and the server assigns one (src/server/connect-request.ts).
   for (const k of ['name', 'hostname'] as const) str(k, 256);
   for (const k of ['os', 'arch', 'version'] as const) str(k, 64);
   for (const [k, max] of [['tags', 100], ['remotes', 256]] as const) {

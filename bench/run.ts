@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [scenario ...]: each scenario against its anchors in the same run, a table,
-// and BENCHMARKS.md rewritten with the figures, the ratios, the machine and the exact command.
+// and, for a full run, BENCHMARKS.md rewritten with the figures, the ratios, the machine and the exact command.
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -180,6 +180,10 @@ Connecting is CPU-bound (an SSH key exchange per client): on one machine the thr
 PostgreSQL, HAProxy and the fleet, so the connect time shows the cluster's overhead, not its capacity; on
 separate machines each node takes its share of the fleet with its own cores and file descriptors.
 `);
+} else if (quick || names.length) {
+  // A quick or partial run must not replace the full run's figures.
+  process.stdout.write('BENCHMARKS.md kept: only a full run (npm run bench, every scenario) rewrites it\n');
+  process.exit(0);
 } else writeKeepingSections(benchmarks, doc);
 process.stdout.write('BENCHMARKS.md written\n');
 process.exit(0);

@@ -171,19 +171,29 @@ export async function manySink(): Promise<Target> {
   return { port: await listen(server), close: closer(server, sockets) };
 }
 
-/** n parallel streams into `entry`, each `each` bytes; the slowest stream's time and fastest/slowest. */
+/**
+ * n parallel streams into `entry`, each `each` bytes: seconds until the last one finished, and fairness,
+ * the fastest stream's time over the slowest's, each timed from its own connect to its end (from one
+ * common start, 100 connects made even raw TCP score 0.2: it timed connection set-up, not the sharing).
+ */
 export async function parallelInto(entry: number, n: number, each: number): Promise<{ seconds: number; fairness: number }> {
   const times: number[] = [];
   const chunk = Buffer.alloc(256 * 1024, 0x33);
   const t0 = performance.now();
+  let last = t0;
   await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve, reject) => {
     const s = connect(entry, '127.0.0.1');
-    s.once('connect', () => pump(s, each, () => s.end(), chunk));
+    let connected = 0;
+    s.once('connect', () => {
+      connected = performance.now();
+      pump(s, each, () => s.end(), chunk);
+    });
     s.on('error', reject);
     s.on('close', () => {
-      times.push(performance.now() - t0);
+      last = performance.now();
+      times.push(last - connected);
       resolve();
     });
   })));
-  return { seconds: Math.max(...times) / 1000, fairness: Math.min(...times) / Math.max(...times) };
+  return { seconds: (last - t0) / 1000, fairness: Math.min(...times) / Math.max(...times) };
 }

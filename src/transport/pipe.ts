@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type ssh2 from 'ssh2';
+import { transportFull } from './ws-stream.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -26,7 +27,21 @@ export function pipeSocketChannel(sock: Socket, channel: ssh2.Channel): void {
     channel.close();
   };
 
-  sock.pipe(channel, { end: false });
+  // The socket's data goes into the channel while both the channel (its window) and the connection's
+  // WebSocket (transportFull) have room; otherwise the socket waits, and TCP slows its sender.
+  const flow = () => {
+    if (sock.destroyed || channel.writableNeedDrain || transportFull(channel, flow)) return;
+    sock.resume();
+  };
+  const onData = (chunk: Buffer) => {
+    channel.write(chunk);
+    if (channel.writableNeedDrain || transportFull(channel, flow)) sock.pause();
+  };
+  sock.on('data', onData);
+  channel.on('drain', flow);
+  // A closed channel takes no more writes (ssh2 would keep them queued forever), as pipe() unpipes.
+  channel.once('close', () => sock.off('data', onData));
+  flow();
   // EOF goes after what is still queued for the channel; channel.end() would CLOSE a server-side channel too.
   sock.on('end', () => {
     if (!channel.writable) return;

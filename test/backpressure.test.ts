@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { cleanup, eventually, startClient, startServer, API_AUTH } from './helpers/procs.js';
+
+const MiB = 1 << 20;
+const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+// A client that stops reading (a frozen process, a saturated uplink) must not make rportd read every tunnel
+// connection into its heap up to the channel window (8 MiB each): the data stays in the sockets' kernel
+// buffers, TCP slows the senders, and nothing is lost when the client reads again.
+test('a stalled client: rportd holds little of what its tunnel connections send, and every byte arrives after', async (t) => {
+  const streams = 16;
+  const each = 8 * MiB;
+  const received = new Map<number, { hash: ReturnType<typeof createHash>; bytes: number }>();
+  let nextId = 0;
+  const target = createServer((s) => {
+    // Each connection's first byte names it, so the sums can be matched whatever order they open in.
+    let id: number | undefined;
+    s.on('data', (b: Buffer) => {
+      if (id === undefined) {
+        id = b[0]!;
+        received.set(id, { hash: createHash('sha256'), bytes: 0 });
+        b = b.subarray(1);
+      }
+      const r = received.get(id)!;
+      r.hash.update(b);
+      r.bytes += b.length;
+    });
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  cleanup(t, () => new Promise((r) => target.close(() => r(undefined))));
+
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'stall', '--keep-alive', '3m', '--keep-alive-timeout', '1m']);
+  await client.waitFor(/INFO  client: connected to/);
+  const r = await server.api(`/api/v1/clients/stall/tunnels?remote=127.0.0.1:${(target.address() as AddressInfo).port}`, API_AUTH, 'PUT');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const port = Number(r.body.data.local.split(':').pop());
+
+  // Every connection's channel is open (its first byte reached the target) before the client stops.
+  const sockets: Socket[] = [];
+  for (let i = 0; i < streams; i++) {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.write(Buffer.from([nextId++]));
+    sockets.push(s);
+  }
+  cleanup(t, () => sockets.forEach((s) => s.destroy()));
+  await eventually(() => (received.size === streams ? true : undefined), 10_000, 'every connection open at the target');
+
+  client.child.kill('SIGSTOP');
+  cleanup(t, () => client.child.kill('SIGCONT'));
+  const rssBefore = rssBytes(server.proc.pid);
+  const payloads = sockets.map(() => randomBytes(each));
+  sockets.forEach((s, i) => s.write(payloads[i]));
+  // What rportd reads while the client is stopped, it reads within moments; then everything waits.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const grown = rssBytes(server.proc.pid) - rssBefore;
+  const offered = streams * each;
+  assert.ok(grown < 40 * MiB, `rportd grew by ${(grown / MiB).toFixed(1)} MiB while its client was stopped and ${offered / MiB} MiB waited to be sent`);
+
+  client.child.kill('SIGCONT');
+  await eventually(() => ([...received.values()].every((x) => x.bytes === each) ? true : undefined), 60_000, 'all bytes at the target');
+  for (let i = 0; i < streams; i++) {
+    assert.equal(received.get(i)!.hash.digest('hex'), createHash('sha256').update(payloads[i]!).digest('hex'), `connection ${i} byte-exact`);
+  }
+});

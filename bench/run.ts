@@ -104,23 +104,49 @@ Notes:
   buffers): 181 page faults per MB. glibc gave freed heap back to the kernel after every GC, and the next
   buffers faulted it in again (costly on a VM). native/malloc_tune.c keeps up to 32 MiB of freed heap:
   3 faults per MB on rportd, 1 on rport.
-- What still costs more than OpenSSH per GB: per 64 KiB packet rport allocates and copies about four
-  times (the socket read into a fresh buffer; the copy into the SSH packet, since ssh2 encrypts in place;
-  the WebSocket receiver's concatenation of frames that span two 64 KiB reads; the decrypted packet), and
-  the garbage collector frees them. OpenSSH reads
-  into a reused buffer and encrypts out of place into its output buffer. The design change that closes
-  it: a data path that reuses buffers end to end (a socket \`onread\` with a reused buffer, encryption out
-  of place from the source chunk into a reused ring via a patched ssh2 channelData and cipher, a direct
-  WebSocket adapter writing frame header and packet with one writev), or the same in a small N-API module
-  around OpenSSL's EVP AES-GCM.
-- Fairness: a round-robin gate in src/transport/pipe.ts (a tunnel's chunk waits while the WebSocket holds
-  over 1 MiB, waiting chunks released in arrival order once per event-loop turn) did not move fairness
-  (0.15-0.39 with and without it on this machine) and was not kept. Per-stream timings show the spread
-  starts where rportd reads the tunnel sockets: the time for the generator to get all of a stream into
-  the tunnel ranged 0.4-6.2 s over the 100 streams (OpenSSH: 4.2-4.4 s). Each channel has an 8 MiB window,
-  about a whole stream here, so nothing holds the first streams back; closing it needs the scheduler to
-  pause reading the tunnel sockets (not only the channel writes) per turn, or a smaller per-channel
-  window when many channels are busy, which the WAN figure (window / round trip) argues against.
+- CPU per GB, the two modes (2026-11-30, third pass; found with \`perf\`, \`--trace-gc\`, \`--trace-gc-nvp\` and
+  \`--trace-incremental-marking\` on rportd, one stream of 256 MiB each way, 2 runs per process): rportd's CPU per
+  GB was bimodal per process, not per run (all runs of one process low, about sshd's figure, or all high, 2-3x),
+  and it was full garbage collections. In a high process 30% of rportd's perf samples were V8's concurrent
+  marking and sweeping (\`ConcurrentMarking::RunMajor\` 13%, the marking visitor 6%, \`Sweeper::RawSweep\` 4%;
+  under 1% in a low one), and the trace showed 35-70 mark-compacts per 512 MiB that freed nothing (a 15 MB heap
+  before and after) against 2 in a low process: a tunnel frees about 128 KiB of Buffers per 64 KiB carried, so
+  scavenges are forced by "external memory pressure", and after each V8 started incremental marking
+  ("Start (allocation limit)") with the old generation at half its limit. Two busy loops on the machine (the load
+  these figures were taken under before) made 1 to 3 of every 4 processes high. What did not remove it, each in
+  4-6 processes under that load: \`--no-concurrent-array-buffer-sweeping\`, \`--max-semi-space-size=1\`, a semi-space
+  that does not grow, \`--no-allocation-site-pretenuring\`, V8's percent triggers for marking (all high), a free
+  list for ssh2's 64 KiB packets (3 of 4 high), 256 KiB packets gathered from a turn's reads (4 writes per MiB
+  instead of 16, no CPU gain: the cost is per byte, not per packet). What did: \`--no-incremental-marking\`
+  (src/transport/gc.ts, set before the first tunnel): 1-3 mark-compacts in every one of 16 processes, rportd
+  1.3-2.6 CPU s per GB under that load against 2.8-4.0 in the high processes without it. The price is that a full
+  collection is one pause (30 ms at 15 MB here) that grows with the heap.
+- What still costs more than OpenSSH per GB, in the low mode: the per-byte work, not the per-packet work. Each
+  64 KiB goes through about two fresh Buffers per end (the socket read, the SSH packet or the WebSocket
+  receiver's concatenation of a frame that spans two reads) and a copy into each, besides AES-GCM and the
+  kernel's two copies; OpenSSH reads into a reused buffer and encrypts out of place into its output buffer.
+  The design change that closes it: a data path that allocates nothing per chunk (reads into reused buffers,
+  which Node 20 offers with \`onread\` only for sockets it connects, not for accepted ones; encryption out of
+  place into a reused ring), or that path as a small native module around OpenSSL's EVP AES-GCM and the two
+  sockets, with the JavaScript path as the fallback.
+- Backpressure (same date): ssh2 writes every packet its channel windows allow without looking at the stream's
+  backpressure, so a client that stopped reading made rportd read each tunnel connection into its heap up to the
+  8 MiB window (16 connections: +148 MiB, test/backpressure.test.ts). Tunnels now stop reading while their
+  connection's WebSocket holds 256 KiB and resume in turn (src/transport/ws-stream.ts); the data waits in kernel
+  buffers and TCP slows the senders. Throughput did not change measurably; 100 streams 274-296 against 265-266 MB/s
+  in two quick runs each.
+- Fairness: now timed from each stream's own connect to its end. Raw TCP still scores about 0.2 (quick runs:
+  0.18-0.20; OpenSSH 0.77-0.95, rport 0.15-0.22), so the measure still mostly shows the generator and sink (one
+  process serving 100 sockets, kernel buffers that take a whole 2-10 MiB stream at once) for everything that is
+  not itself the bottleneck; OpenSSH scores high because it is the bottleneck and serves its channels in turn.
+  Two schedulers tried before (a gate releasing waiting chunks once per turn; a read budget of 128 KiB per socket
+  per turn) did not move it either. What would show rport's own scheduling: streams limited by rport (the
+  generator and sink faster than the tunnel), started together after all channels are open.
+- WAN: the window bounds it (window / round trip). With a 16 MiB window, \`--quick wan\` gave 134.0 MB/s against
+  OpenSSH's 34.8 (3.85x; 84.2 MB/s, 2.37x, with 8 MiB in the same session), but not adopted: a channel's window is
+  also what its receiver must accept and hold when the local reader is slow, so 16 MiB doubles what a slow
+  reader of a tunnel can make rportd hold per connection. The design change: windows that grow only while the
+  reader keeps up, and a bound on what one SSH connection may hold for its slow readers.
 - Idle client memory: bare Node 20 is 39-40 MiB RSS here (34 MiB of it file pages of the node binary).
   The client loads only ws, ssh2 (with bufferutil and cpu-features) and smol-toml, so there is nothing to
   load lazily; after a minute connected it is about 16 MiB anonymous and 44 MiB file pages (Node's own code
@@ -134,34 +160,6 @@ Notes:
   difference (single runs at this load differ by that much); not resolved in this change. The rest of the gap
   to 25 KB per client was not profiled in this change (handshakes also cost 2-3x the CPU of the 2026-11-23
   run, with and without malloc_tune: 6.8 vs 5.6 ms each in an A/B, so not from it).
-- Noise (2026-11-30): two full runs 20 minutes apart on this machine (load average 6-11) gave rportd 1.56 and 2.66 CPU s
-  per GB against sshd's 1.32 and 1.33, and rport 1.53 and 1.38 against ssh's 1.46 and 1.50. Steer by
-  repeated runs, and by page faults per MB (/proc/<pid>/stat minflt), which the load does not move.
-- Second pass on the data path (2026-11-30, \`--quick throughput latency\`, systems taking turns, load average
-  3.4-8.5; the code tried is on branch perf2-rejected, neither change kept). rportd CPU s per GB (sshd in
-  the same run in parentheses): with \`createWebSocketStream\` 4.39 (1.83), 3.27 (1.59), 3.28 (1.71), 1.45 (1.33),
-  1.56 (1.49), 1.44 (1.29), 3.07 (1.52), median ratio 1.92x; with a direct Duplex (each 'message' pushed,
-  ws paused when push() returns false, each write one ws.send, the write callback at once below 1 MiB
-  in the socket, the socket corked until setImmediate so a turn's packets leave in one writev) 3.17 (1.47),
-  3.42 (1.59), 2.71 (1.35), 2.43 (1.32), 2.33 (1.35), 3.02 (1.43), 2.73 (1.34), 2.66 (1.39), median
-  ratio 2.02x; without the cork 3.33 (1.59); with the callback after each send (as ws does) 2.20 (1.24),
-  2.45 (1.24). rport (client) 1.46-2.13 before, 1.38-1.88 after. Round trip, median of the runs' medians
-  against OpenSSH's: 1.49x before (228 us), 1.38x after (178 us), single runs 1.13x-2.64x, so not a
-  measured gain either. The Duplex, one syscall per packet and the callback timing are not where the CPU goes. The
-  old path is bimodal (3 of 7 runs at 1.44-1.56, about sshd's figure; the others 3.07-4.39) and the adapter
-  never reached the low mode in 11 runs (all three variants): what gives the low mode is the next thing
-  to find before any further rewrite. Sampling rportd's /proc/<pid>/stat every 0.5 s over 7 more runs of
-  the old path (one low, 1.39 vs sshd 1.38): page faults do not tell the modes apart (29k in the low run,
-  28k-70k in the high ones); in the high runs rportd sits at a full core for seconds and moves less
-  (141/205 MB/s into/out against 265/316 in the low run), so the next probe is GC time per mode
-  (node --trace-gc) and what else ran on the cores then (this VM reports no steal time in
-  /proc/stat), not allocation counts.
-- Fairness, second try (same date): a read budget per tunnel socket (128 KiB per event-loop turn, then
-  paused until setImmediate; libuv otherwise reads a ready socket up to 32 times, 2 MiB, per turn) gave
-  0.18 against 0.12 without (one run each; OpenSSH 0.96 and 0.40, raw TCP 0.16 and 0.22) and 3.17 against
-  2.43 rportd CPU s/GB; not kept. Raw TCP scoring 0.2 shows the measure itself: fastest / slowest time
-  from one common start, with 100 connects, mostly times connection set-up when a stream takes well
-  under a second; per-stream time from its own connect, or larger streams, would measure the scheduler.
 - Handshakes have no same-run OpenSSH counterpart (an \`ssh\` process per connection measures process start-up);
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}

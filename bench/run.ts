@@ -40,7 +40,7 @@ try {
 const accel = nativeAcceleration();
 const machine = [
   `${cpus().length} cores, ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
-  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel window ${accel.sshWindow >> 20} MiB, malloc_tune ${accel.heapKept ? 'on' : 'OFF'}`,
+  `Node ${process.version}; rport ${VERSION}; ssh2 native crypto ${accel.sshCrypto ? 'on' : 'OFF'}, bufferutil ${accel.bufferutil ? 'on' : 'OFF'}, ssh2 channel windows up to ${accel.sshWindow >> 20} MiB, malloc_tune ${accel.heapKept ? 'on' : 'OFF'}`,
   `OpenSSH: ${version('ssh', ['-V'])}`,
 ];
 const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
@@ -94,7 +94,8 @@ Notes:
   qdisc kind is unknown": no kernel modules), so the 50 ms round trip comes from a userspace relay that
   delays every chunk by 25 ms each way, between the SSH client and server of each system. It limits
   latency, not bandwidth. One channel's window bounds it at window / round trip: OpenSSH's 2 MiB gives
-  at most 42 MB/s; rport's patched ssh2 window of 8 MiB gives up to 168 MB/s.
+  at most 42 MB/s; rport's patched ssh2 windows grow from 2 to 16 MiB while the reader keeps up, up to 335
+  MB/s (a quick run's 48 MiB stream is mostly the growth; the full run's 256 MiB is not).
 - Idle fleet: memory is read after rportd has been quiet for 25 s before the fleet connects and again at
   the end of the CPU window; in between V8 returns the handshakes' garbage to the system. The figure in
   parentheses is read 3 s after the last client connected, garbage included.
@@ -131,7 +132,7 @@ Notes:
   sockets, with the JavaScript path as the fallback.
 - Backpressure (same date): ssh2 writes every packet its channel windows allow without looking at the stream's
   backpressure, so a client that stopped reading made rportd read each tunnel connection into its heap up to the
-  8 MiB window (16 connections: +148 MiB, test/backpressure.test.ts). Tunnels now stop reading while their
+  8 MiB window it then had (16 connections: +148 MiB, test/backpressure.test.ts). Tunnels now stop reading while their
   connection's WebSocket holds 256 KiB and resume in turn (src/transport/ws-stream.ts); the data waits in kernel
   buffers and TCP slows the senders. Throughput did not change measurably; 100 streams 274-296 against 265-266 MB/s
   in two quick runs each.
@@ -142,11 +143,14 @@ Notes:
   Two schedulers tried before (a gate releasing waiting chunks once per turn; a read budget of 128 KiB per socket
   per turn) did not move it either. What would show rport's own scheduling: streams limited by rport (the
   generator and sink faster than the tunnel), started together after all channels are open.
-- WAN: the window bounds it (window / round trip). With a 16 MiB window, \`--quick wan\` gave 134.0 MB/s against
-  OpenSSH's 34.8 (3.85x; 84.2 MB/s, 2.37x, with 8 MiB in the same session), but not adopted: a channel's window is
-  also what its receiver must accept and hold when the local reader is slow, so 16 MiB doubles what a slow
-  reader of a tunnel can make rportd hold per connection. The design change: windows that grow only while the
-  reader keeps up, and a bound on what one SSH connection may hold for its slow readers.
+- WAN and the window (same date): the window bounds one channel (window / round trip). A fixed 16 MiB window gave
+  134.0 MB/s against OpenSSH's 34.8 in \`--quick wan\` (84.2 MB/s with 8 MiB), but a channel's window is also what
+  its receiver must take and hold when the local reader is slow: ssh2 gave credit while up to a whole window
+  sat unread (its read buffer's high-water mark was the window), so 16 tunnel users who stopped reading made
+  rportd hold 314 MiB. Now a window starts at 2 MiB and doubles to 16 MiB only while the reader has nothing
+  unread, credit stops once 64 KiB waits unread, and one connection's windows grow to 64 MiB in all: the same
+  16 readers cost 65 MiB (test/backpressure.test.ts), and \`npm run bench -- wan\` gave 160.9 MB/s against
+  OpenSSH's 35.4 (4.5x).
 - Idle client memory: bare Node 20 is 39-40 MiB RSS here (34 MiB of it file pages of the node binary).
   The client loads only ws, ssh2 (with bufferutil and cpu-features) and smol-toml, so there is nothing to
   load lazily; after a minute connected it is about 16 MiB anonymous and 44 MiB file pages (Node's own code

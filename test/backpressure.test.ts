@@ -9,7 +9,7 @@ const MiB = 1 << 20;
 const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 // A client that stops reading (a frozen process, a saturated uplink) must not make rportd read every tunnel
-// connection into its heap up to the channel window (8 MiB each): the data stays in the sockets' kernel
+// connection into its heap, a whole channel window each: the data stays in the sockets' kernel
 // buffers, TCP slows the senders, and nothing is lost when the client reads again.
 test('a stalled client: rportd holds little of what its tunnel connections send, and every byte arrives after', async (t) => {
   const streams = 16;
@@ -68,4 +68,51 @@ test('a stalled client: rportd holds little of what its tunnel connections send,
   for (let i = 0; i < streams; i++) {
     assert.equal(received.get(i)!.hash.digest('hex'), createHash('sha256').update(payloads[i]!).digest('hex'), `connection ${i} byte-exact`);
   }
+});
+
+// The other way: whoever connects to a tunnel and stops reading must not make rportd hold what the
+// client's side keeps sending. Credit (the channel window) is given only while the reader keeps up, and
+// the windows of one client's channels grow to 64 MiB in all (patches/ssh2+1.17.0.patch).
+test('tunnel users who stop reading: rportd holds a bounded amount for them, and every byte arrives after', async (t) => {
+  const streams = 16;
+  const each = 24 * MiB;
+  const payload = randomBytes(each);
+  const source = createServer((s) => {
+    s.on('error', () => undefined);
+    s.end(payload);
+  });
+  await new Promise<void>((r) => source.listen(0, '127.0.0.1', r));
+  cleanup(t, () => new Promise((r) => source.close(() => r(undefined))));
+
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'slowreaders', '--keep-alive', '3m', '--keep-alive-timeout', '1m']);
+  await client.waitFor(/INFO  client: connected to/);
+  const r = await server.api(`/api/v1/clients/slowreaders/tunnels?remote=127.0.0.1:${(source.address() as AddressInfo).port}`, API_AUTH, 'PUT');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const port = Number(r.body.data.local.split(':').pop());
+
+  const rssBefore = rssBytes(server.proc.pid);
+  const readers = Array.from({ length: streams }, () => {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.pause();
+    return s;
+  });
+  cleanup(t, () => readers.forEach((s) => s.destroy()));
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  const grown = rssBytes(server.proc.pid) - rssBefore;
+  assert.ok(grown < 110 * MiB, `rportd grew by ${(grown / MiB).toFixed(1)} MiB for ${streams} readers that read nothing of ${streams * each / MiB} MiB`);
+
+  const sums = await Promise.all(readers.map((s) => new Promise<string>((resolve, reject) => {
+    const hash = createHash('sha256');
+    let got = 0;
+    s.on('data', (b: Buffer) => {
+      hash.update(b);
+      got += b.length;
+    });
+    s.on('end', () => (got === each ? resolve(hash.digest('hex')) : reject(new Error(`got ${got} of ${each} bytes`))));
+    s.resume();
+  })));
+  const want = createHash('sha256').update(payload).digest('hex');
+  sums.forEach((sum, i) => assert.equal(sum, want, `reader ${i} byte-exact`));
 });

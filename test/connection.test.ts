@@ -15,7 +15,7 @@ test('connects, authenticates, and the API lists the client; the API wants its c
   // Start-up report: native crypto, and ssh2 patched for windows larger than 2 MiB (WAN throughput).
   for (const proc of [client, server.proc]) {
     assert.ok(proc.lines.some((l) => l.includes('ssh2 native crypto binding is active')), proc.lines.join('\n'));
-    assert.ok(proc.lines.some((l) => l.includes('ssh2 channel window is 8 MiB (patches/ssh2+1.17.0.patch applied)')), proc.lines.join('\n'));
+    assert.ok(proc.lines.some((l) => l.includes('ssh2 channel windows grow to 16 MiB (patches/ssh2+1.17.0.patch applied)')), proc.lines.join('\n'));
   }
   const list = await eventually(async () => {
     const r = await server.api('/api/v1/clients');

@@ -93,7 +93,7 @@ test('release executables: --version is package.json\'s, rportd --help, a releas
     await p.waitFor(/DEBUG \w+: bufferutil is active/);
     await p.waitFor(/DEBUG \w+: glibc keeps freed buffers for reuse \(malloc_tune\.node\)/);
   }
-  await server.waitFor(/ssh2 channel window is 8 MiB/);
+  await server.waitFor(/ssh2 channel windows grow to 16 MiB/);
   // Content-addressed and private: <cache>/rport/native/<sha256 of the file>/<name>, folders 0700.
   const root = join(cache, 'rport', 'native');
   assert.equal(statSync(root).mode & 0o777, 0o700);

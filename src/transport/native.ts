@@ -1,8 +1,8 @@
 import { packageRequire } from '../native/package-require.js';
 import { isSingleExecutable } from '../native/sea.js';
 
-/** The channel window patches/ssh2+1.17.0.patch sets; unpatched ssh2 has 2 MiB. */
-export const PATCHED_SSH_WINDOW = 8 << 20;
+/** The largest channel window patches/ssh2+1.17.0.patch grows to; unpatched ssh2 keeps 2 MiB. */
+export const PATCHED_SSH_WINDOW = 16 << 20;
 
 /** Freed heap glibc keeps for the next buffers (see native/malloc_tune.c): 32 MiB took a tunnel's page faults off the profile. */
 const KEEP_FREED_BYTES = 32 << 20;
@@ -37,7 +37,7 @@ export interface Acceleration {
   sshCrypto: boolean;
   /** ws's bufferutil is loaded. */
   bufferutil: boolean;
-  /** ssh2's channel window in bytes: PATCHED_SSH_WINDOW when the patch is applied. */
+  /** The largest ssh2 channel window in bytes: PATCHED_SSH_WINDOW when the patch is applied. */
   sshWindow: number;
   /** glibc keeps freed buffers' pages (native/malloc_tune.c). */
   heapKept: boolean;
@@ -73,6 +73,6 @@ export function reportNativeAcceleration(log: { debug(m: string): void; warn(m: 
   if (n.heapKept) log.debug('glibc keeps freed buffers for reuse (malloc_tune.node)');
   else if (process.platform === 'linux') log.debug('malloc_tune.node is not loaded: tunnels cost more CPU (page faults on fresh buffers); run npm rebuild in the rport folder');
   const mib = (n.sshWindow / (1 << 20)).toFixed(0);
-  if (n.sshWindow >= PATCHED_SSH_WINDOW) log.debug(`ssh2 channel window is ${mib} MiB (patches/ssh2+1.17.0.patch applied)`);
+  if (n.sshWindow >= PATCHED_SSH_WINDOW) log.debug(`ssh2 channel windows grow to ${mib} MiB (patches/ssh2+1.17.0.patch applied)`);
   else log.warn(`ssh2 channel window is ${mib} MiB: one tunnel is capped at ${mib} MiB per round trip on long links; run npx patch-package in the install folder`);
 }

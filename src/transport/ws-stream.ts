@@ -6,9 +6,9 @@ import { keepFreedMemory } from './native.js';
 
 /**
  * Bytes the WebSocket may hold in this process before tunnels stop reading their sockets. ssh2 writes
- * every packet its channel windows allow (8 MiB each) without looking at the stream's backpressure, so
- * without this limit a peer that stopped reading made the other end read every tunnel connection into
- * its heap, 8 MiB each, queued in arrival order. Waiting data belongs in the tunnel sockets' kernel
+ * every packet its channel windows allow (megabytes each) without looking at the stream's backpressure,
+ * so without this limit a peer that stopped reading made the other end read every tunnel connection
+ * into its heap, a whole window each, queued in arrival order. Waiting data belongs in the tunnel sockets' kernel
  * buffers, where TCP slows the senders, and the tunnels that wait take turns.
  */
 export const TRANSPORT_HIGH_WATER = 256 << 10;

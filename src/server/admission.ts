@@ -36,10 +36,18 @@ export class PendingConnections {
   private readonly pending = new Map<string, Pending>();
   private readonly perAddress = new Map<string, number>();
 
+  /** Every socket's 'close' listener (the socket is `this`). */
+  private readonly releaseOnClose: (this: Socket) => void;
+
   constructor(
     private readonly limits: AdmissionLimits,
     private readonly report: (e: AdmissionEvent) => void,
-  ) {}
+  ) {
+    const pending = this;
+    this.releaseOnClose = function (this: Socket) {
+      pending.release(this);
+    };
+  }
 
   get size(): number {
     return this.pending.size;
@@ -68,8 +76,11 @@ export class PendingConnections {
     };
     this.pending.set(key, entry);
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
-    socket.once('close', () => this.release(socket));
+    // One shared listener, not a closure here: that would keep `entry` (its timer and closures) for as
+    // long as the connection lives, long after it logged in. 'close' comes once: on(), not once()'s wrapper.
+    socket.on('close', this.releaseOnClose);
   }
+
 
   /** The connection completed its WebSocket upgrade (only for the log line of a timeout). */
   upgraded(s: { remoteAddress?: string; remotePort?: number }): void {

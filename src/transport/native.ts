@@ -1,5 +1,3 @@
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { packageRequire } from '../native/package-require.js';
 import { isSingleExecutable } from '../native/sea.js';
 
@@ -26,42 +24,12 @@ interface MallocTune {
  * same, at a higher CPU cost.
  */
 export function keepFreedMemory(): boolean {
-  if (heapKept !== undefined) return heapKept;
-  const collectYoung = youngGenerationCollector();
-  const malloc = loads(() => packageRequire('./build/Release/malloc_tune.node'), (m: MallocTune) => (m.keepFreedMemory(KEEP_FREED_BYTES) ? m : undefined), undefined);
-  heapKept = malloc !== undefined;
-  if (malloc) setInterval(() => malloc.releaseFreedMemory(), RELEASE_EVERY_MS).unref();
-  if (collectYoung) {
-    setInterval(() => {
-      if (getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size > YOUNG_GROWN_BYTES) collectYoung();
-    }, YOUNG_CHECK_EVERY_MS).unref();
-  }
+  heapKept ??= loads(() => packageRequire('./build/Release/malloc_tune.node'), (m: MallocTune) => {
+    if (!m.keepFreedMemory(KEEP_FREED_BYTES)) return false;
+    setInterval(() => m.releaseFreedMemory(), RELEASE_EVERY_MS).unref();
+    return true;
+  }, false);
   return heapKept;
-}
-
-/** Above its initial 1 MiB: grown under load. */
-const YOUNG_GROWN_BYTES = 2 << 20;
-/** V8 judges allocation over the last 5 s: a check this often lands a scavenge soon after a burst ends. */
-const YOUNG_CHECK_EVERY_MS = 5_000;
-
-/**
- * V8's young generation grows to 32 MiB under load (a fleet's handshakes, a busy tunnel) and shrinks only
- * at a scavenge that finds allocation slow, which an idle process, allocating little, reaches after
- * minutes: 32 KB per client of an idle fleet of 1,000. A scavenge every YOUNG_CHECK_EVERY_MS while it is
- * grown lets V8 shrink it once the process went quiet; under load it is one more of the many that V8 runs
- * anyway (a few ms), and none runs once it is small.
- * gc() is only exposed to contexts made while --expose-gc is set, so the flag is unset again at once.
- */
-function youngGenerationCollector(): (() => void) | undefined {
-  try {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as (o: { type: 'minor' }) => void;
-    return () => gc({ type: 'minor' });
-  } catch {
-    return undefined;
-  } finally {
-    setFlagsFromString('--no-expose-gc');
-  }
 }
 
 export interface Acceleration {

@@ -1,12 +1,24 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { test } from 'node:test';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { test, type TestContext } from 'node:test';
 import { cleanup, eventually, startClient, startServer, API_AUTH } from './helpers/procs.js';
 
 const MiB = 1 << 20;
 const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+/** `target` listening, rportd, a client `id` with long keep-alives (it gets stopped), and a tunnel to the target. */
+async function tunnelTo(t: TestContext, id: string, target: Server) {
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  cleanup(t, () => new Promise((r) => target.close(() => r(undefined))));
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', id, '--keep-alive', '3m', '--keep-alive-timeout', '1m']);
+  await client.waitFor(/INFO  client: connected to/);
+  const r = await server.api(`/api/v1/clients/${id}/tunnels?remote=127.0.0.1:${(target.address() as AddressInfo).port}`, API_AUTH, 'PUT');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return { server, client, port: Number(r.body.data.local.split(':').pop()) };
+}
 
 // A client that stops reading (a frozen process, a saturated uplink) must not make rportd read every tunnel
 // connection into its heap, a whole channel window each: the data stays in the sockets' kernel
@@ -31,15 +43,7 @@ test('a stalled client: rportd holds little of what its tunnel connections send,
     });
     s.on('error', () => undefined);
   });
-  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
-  cleanup(t, () => new Promise((r) => target.close(() => r(undefined))));
-
-  const server = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'stall', '--keep-alive', '3m', '--keep-alive-timeout', '1m']);
-  await client.waitFor(/INFO  client: connected to/);
-  const r = await server.api(`/api/v1/clients/stall/tunnels?remote=127.0.0.1:${(target.address() as AddressInfo).port}`, API_AUTH, 'PUT');
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  const port = Number(r.body.data.local.split(':').pop());
+  const { server, client, port } = await tunnelTo(t, 'stall', target);
 
   // Every connection's channel is open (its first byte reached the target) before the client stops.
   const sockets: Socket[] = [];
@@ -81,15 +85,7 @@ test('tunnel users who stop reading: rportd holds a bounded amount for them, and
     s.on('error', () => undefined);
     s.end(payload);
   });
-  await new Promise<void>((r) => source.listen(0, '127.0.0.1', r));
-  cleanup(t, () => new Promise((r) => source.close(() => r(undefined))));
-
-  const server = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'slowreaders', '--keep-alive', '3m', '--keep-alive-timeout', '1m']);
-  await client.waitFor(/INFO  client: connected to/);
-  const r = await server.api(`/api/v1/clients/slowreaders/tunnels?remote=127.0.0.1:${(source.address() as AddressInfo).port}`, API_AUTH, 'PUT');
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  const port = Number(r.body.data.local.split(':').pop());
+  const { server, port } = await tunnelTo(t, 'slowreaders', source);
 
   const rssBefore = rssBytes(server.proc.pid);
   const readers = Array.from({ length: streams }, () => {

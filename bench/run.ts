@@ -119,9 +119,12 @@ Notes:
   that does not grow, \`--no-allocation-site-pretenuring\`, V8's percent triggers for marking (all high), a free
   list for ssh2's 64 KiB packets (3 of 4 high), 256 KiB packets gathered from a turn's reads (4 writes per MiB
   instead of 16, no CPU gain: the cost is per byte, not per packet). What did: \`--no-incremental-marking\`
-  (src/transport/gc.ts, set before the first tunnel): 1-3 mark-compacts in every one of 16 processes, rportd
-  1.3-2.6 CPU s per GB under that load against 2.8-4.0 in the high processes without it. The price is that a full
-  collection is one pause (30 ms at 15 MB here) that grows with the heap.
+  (set with v8.setFlagsFromString before the first tunnel): 1-3 mark-compacts in every one of 16 processes,
+  rportd 1.3-2.6 CPU s per GB under that load against 2.8-4.0 in the high processes without it. Not kept: a
+  test process that set it while V8 was marking died in V8 ("unreachable code" in
+  \`ConcurrentMarking::RunMajor\`), such flags are safe only on the command line, and the single executables
+  (what the packages install) take no V8 flags there. What closes it without a flag is the allocation-free data
+  path below: the forced scavenges come from the Buffers each chunk allocates.
 - What still costs more than OpenSSH per GB, in the low mode: the per-byte work, not the per-packet work. Each
   64 KiB goes through about two fresh Buffers per end (the socket read, the SSH packet or the WebSocket
   receiver's concatenation of a frame that spans two reads) and a copy into each, besides AES-GCM and the

@@ -7,7 +7,8 @@ const sink = await sinkTarget();
 let pull = 0;
 const source = await sourceTarget(() => pull);
 const echo = await echoTarget();
-const many = await manySink();
+let delivered: number[] = [];
+const many = await manySink((ms) => delivered.push(ms));
 
 type Call = { id: number; op: string; args: any[] };
 const OPS: Record<string, (...a: any[]) => Promise<unknown> | unknown> = {
@@ -17,7 +18,11 @@ const OPS: Record<string, (...a: any[]) => Promise<unknown> | unknown> = {
     return pullFrom(port, bytes);
   },
   ping: (port: number, rounds: number) => pingPong(port, rounds),
-  parallel: (port: number, n: number, each: number) => parallelInto(port, n, each),
+  parallel: async (port: number, n: number, each: number) => {
+    delivered = [];
+    const r = await parallelInto(port, n, each);
+    return { ...r, sinkFairness: Math.min(...delivered) / Math.max(...delivered) };
+  },
 };
 
 process.on('message', (m: Call) => {

@@ -67,8 +67,11 @@ export class TrafficProcess {
   ping(port: number, rounds: number): Promise<number[]> {
     return this.call('ping', port, rounds);
   }
-  /** `n` parallel streams of `each` bytes into `port` (to the many-streams sink). */
-  parallel(port: number, n: number, each: number): Promise<{ seconds: number; fairness: number }> {
+  /**
+   * `n` parallel streams of `each` bytes into `port` (to the many-streams sink): fairness from each
+   * stream's connect to its end, and at the sink from each stream's first byte to its end.
+   */
+  parallel(port: number, n: number, each: number): Promise<{ seconds: number; fairness: number; sinkFairness: number }> {
     return this.call('parallel', port, n, each);
   }
 }

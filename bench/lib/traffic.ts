@@ -158,14 +158,22 @@ export async function portOpen(port: number, ms = 10_000): Promise<void> {
   }
 }
 
-/** A sink for many streams: reads everything and ends each connection when its sender is done, so the sender sees the end. */
-export async function manySink(): Promise<Target> {
+/**
+ * A sink for many streams: reads everything and ends each connection when its sender is done, so the
+ * sender sees the end. `delivered(ms)` gets each connection's time from its first byte to its end here.
+ */
+export async function manySink(delivered: (ms: number) => void): Promise<Target> {
   const sockets = new Set<Socket>();
   const server = createServer((s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
+    let first = 0;
+    s.once('data', () => (first = performance.now()));
     s.resume();
-    s.on('end', () => s.end());
+    s.on('end', () => {
+      delivered(performance.now() - first);
+      s.end();
+    });
     s.on('error', () => s.destroy());
   });
   return { port: await listen(server), close: closer(server, sockets) };

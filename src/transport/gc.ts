@@ -4,20 +4,15 @@ import { runInNewContext } from 'node:vm';
 let done = false;
 
 /**
- * Once per process, before the first connection: V8 collects the old generation when it is full, in
- * one pause, instead of starting incremental marking by its own heuristics, and its young generation
- * shrinks again once the process is quiet (below). A tunnel at full speed frees
- * about 128 KiB of Buffers per 64 KiB carried; on a busy machine, in about a third of rportd's runs,
- * V8 then started incremental marking after nearly every scavenge: 35-70 mark-compacts per 512 MiB
- * that freed nothing (15 MB heap before and after), 30% of the process's samples in concurrent marking
- * and sweeping, and twice the CPU per GB. With marking started only by a full old generation: 1-3 per
- * run in every run measured (BENCHMARKS.md). The pause of a whole collection grows with the heap
- * (30 ms at 15 MB here), which incremental marking would have split up.
+ * Once per process, before the first connection: V8's young generation shrinks again once the process
+ * is quiet (below). Turning incremental marking off here as well removed the doubled CPU per GB of
+ * busy tunnels (BENCHMARKS.md), but V8 flags that change how it marks must be set before the heap is
+ * used: set at run time, one test process died in V8 (unreachable code in ConcurrentMarking::RunMajor),
+ * and the single executables take no V8 flags on their command line.
  */
-export function tuneGarbageCollection(): void {
+export function shrinkYoungGenerationWhenQuiet(): void {
   if (done) return;
   done = true;
-  setFlagsFromString('--no-incremental-marking');
   const collectYoung = youngGenerationCollector();
   if (collectYoung) {
     setInterval(() => {

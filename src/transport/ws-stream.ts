@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { createWebSocketStream, type WebSocket } from 'ws';
-import { tuneGarbageCollection } from './gc.js';
+import { shrinkYoungGenerationWhenQuiet } from './gc.js';
 import { keepFreedMemory } from './native.js';
 
 /**
@@ -20,7 +20,7 @@ export const TRANSPORT_HIGH_WATER = 256 << 10;
  */
 export function sshStream(ws: WebSocket): Duplex {
   keepFreedMemory();
-  tuneGarbageCollection();
+  shrinkYoungGenerationWhenQuiet();
   const stream = createWebSocketStream(ws, { writableHighWaterMark: TRANSPORT_HIGH_WATER });
   stream.on('error', () => ws.terminate());
   ws.once('close', () => stream.destroy());

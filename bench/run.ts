@@ -149,8 +149,10 @@ Notes:
   bursts, not in turns. libuv reads a ready socket up to 32 times (2 MiB) per event-loop turn, a whole quick
   stream, and the WebSocket gate waits only when the WebSocket cannot write, which on loopback is rare; the read
   budget again (128 KiB per socket per turn, then setImmediate) gave 0.19 against 0.13 at the sink and 0.30
-  against 0.18 from connect in one quick run each: better, far from 0.8, not kept. What would show rport's own scheduling: streams limited by rport (the
-  generator and sink faster than the tunnel), started together after all channels are open.
+  against 0.18 from connect in one quick run each: better, far from 0.8, not kept. The design change: a
+  scheduler per connection that takes one packet from each busy channel in turn (deficit round robin), with
+  what waits kept in the process rather than in the kernel (TCP_NOTSENT_LOWAT on the WebSocket's socket, so the
+  kernel no longer takes megabytes of one stream at once and the turns decide the order on the wire).
 - WAN and the window (same date): the window bounds one channel (window / round trip). A fixed 16 MiB window gave
   134.0 MB/s against OpenSSH's 34.8 in \`--quick wan\` (84.2 MB/s with 8 MiB), but a channel's window is also what
   its receiver must take and hold when the local reader is slow: ssh2 gave credit while up to a whole window
@@ -172,79 +174,26 @@ Notes:
   lets V8 shrink it (src/transport/gc.ts); ssh2 dropped the key exchange's \`finish\` closure (the shared secret,
   a slice pinning an 8 KiB pool slab) and the X25519 keys after the handshake (patch); the upgrade request and
   the login deadline's timer are no longer kept by per-connection closures. Live heap 24.8 -> 20.2 KB per
-  client, \`--quick fleet\` 30.8 and 37.8 KB in two runs. What remains per client: ws's WebSocket (4.0 KB, 2.7 of
+  client, \`--quick fleet\` 30.8 and 37.8 KB in two runs; the full run of 4ec8c1f 36.8 KB at 5,000 and 35.8 KB at 10,000
+  (38.4 and 39.0 before). What remains per client: ws's WebSocket (4.0 KB, 2.7 of
   it its listener table), ws's stream wrapper (2.0 KB), net.Socket (1.9 KB), ssh2's Protocol (4.7 KB, with 1 KB
   of per-connection handler closures), Client, Channel and the control channel (5.4 KB), two OpenSSL AES-GCM
   contexts and malloc fragmentation (5-8 KB). The design change: one adapter between the socket and ssh2
   instead of four stream layers (ws Receiver, ws stream, ssh2 Channel), handlers built once per server in
   ssh2 instead of per connection.
-- CPU per GB, the two modes (2026-11-30, third pass; found with \`perf\`, \`--trace-gc\`, \`--trace-gc-nvp\` and
-  \`--trace-incremental-marking\` on rportd, one stream of 256 MiB each way, 2 runs per process): rportd's CPU per
-  GB was bimodal per process, not per run (all runs of one process low, about sshd's figure, or all high, 2-3x),
-  and it was full garbage collections. In a high process 30% of rportd's perf samples were V8's concurrent
-  marking and sweeping (\`ConcurrentMarking::RunMajor\` 13%, the marking visitor 6%, \`Sweeper::RawSweep\` 4%;
-  under 1% in a low one), and the trace showed 35-70 mark-compacts per 512 MiB that freed nothing (a 15 MB heap
-  before and after) against 2 in a low process: a tunnel frees about 128 KiB of Buffers per 64 KiB carried, so
-  scavenges are forced by "external memory pressure", and after each V8 started incremental marking
-  ("Start (allocation limit)") with the old generation at half its limit. Two busy loops on the machine (the load
-  these figures were taken under before) made 1 to 3 of every 4 processes high. What did not remove it, each in
-  4-6 processes under that load: \`--no-concurrent-array-buffer-sweeping\`, \`--max-semi-space-size=1\`, a semi-space
-  that does not grow, \`--no-allocation-site-pretenuring\`, V8's percent triggers for marking (all high), a free
-  list for ssh2's 64 KiB packets (3 of 4 high), 256 KiB packets gathered from a turn's reads (4 writes per MiB
-  instead of 16, no CPU gain: the cost is per byte, not per packet). What did: \`--no-incremental-marking\`
-  (set with v8.setFlagsFromString before the first tunnel): 1-3 mark-compacts in every one of 16 processes,
-  rportd 1.3-2.6 CPU s per GB under that load against 2.8-4.0 in the high processes without it. Not kept: a
-  test process that set it while V8 was marking died in V8 ("unreachable code" in
-  \`ConcurrentMarking::RunMajor\`), such flags are safe only on the command line, and the single executables
-  (what the packages install) take no V8 flags there. What closes it without a flag is the allocation-free data
-  path below: the forced scavenges come from the Buffers each chunk allocates.
-- What still costs more than OpenSSH per GB, in the low mode: the per-byte work, not the per-packet work. Each
-  64 KiB goes through about two fresh Buffers per end (the socket read, the SSH packet or the WebSocket
-  receiver's concatenation of a frame that spans two reads) and a copy into each, besides AES-GCM and the
-  kernel's two copies; OpenSSH reads into a reused buffer and encrypts out of place into its output buffer.
-  The design change that closes it: a data path that allocates nothing per chunk (reads into reused buffers,
-  which Node 20 offers with \`onread\` only for sockets it connects, not for accepted ones; encryption out of
-  place into a reused ring), or that path as a small native module around OpenSSL's EVP AES-GCM and the two
-  sockets, with the JavaScript path as the fallback.
-- Backpressure (same date): ssh2 writes every packet its channel windows allow without looking at the stream's
-  backpressure, so a client that stopped reading made rportd read each tunnel connection into its heap up to the
-  8 MiB window it then had (16 connections: +148 MiB, test/backpressure.test.ts). Tunnels now stop reading while their
-  connection's WebSocket holds 256 KiB and resume in turn (src/transport/ws-stream.ts); the data waits in kernel
-  buffers and TCP slows the senders. Throughput did not change measurably; 100 streams 274-296 against 265-266 MB/s
-  in two quick runs each.
-- Fairness: now timed from each stream's own connect to its end. Raw TCP still scores about 0.2 (quick runs:
-  0.18-0.20; OpenSSH 0.77-0.95, rport 0.15-0.22), so the measure still mostly shows the generator and sink (one
-  process serving 100 sockets, kernel buffers that take a whole 2-10 MiB stream at once) for everything that is
-  not itself the bottleneck; OpenSSH scores high because it is the bottleneck and serves its channels in turn.
-  Two schedulers tried before (a gate releasing waiting chunks once per turn; a read budget of 128 KiB per socket
-  per turn) did not move it either. The bench now also reports fairness at the sink, each stream from its first
-  byte to its end (quick runs: OpenSSH 0.34-0.91, rport 0.07-0.13, raw TCP 0.02): rport delivers streams in
-  bursts, not in turns. libuv reads a ready socket up to 32 times (2 MiB) per event-loop turn, a whole quick
-  stream, and the WebSocket gate waits only when the WebSocket cannot write, which on loopback is rare; the read
-  budget again (128 KiB per socket per turn, then setImmediate) gave 0.19 against 0.13 at the sink and 0.30
-  against 0.18 from connect in one quick run each: better, far from 0.8, not kept. What would show rport's own scheduling: streams limited by rport (the
-  generator and sink faster than the tunnel), started together after all channels are open.
-- WAN and the window (same date): the window bounds one channel (window / round trip). A fixed 16 MiB window gave
-  134.0 MB/s against OpenSSH's 34.8 in \`--quick wan\` (84.2 MB/s with 8 MiB), but a channel's window is also what
-  its receiver must take and hold when the local reader is slow: ssh2 gave credit while up to a whole window
-  sat unread (its read buffer's high-water mark was the window), so 16 tunnel users who stopped reading made
-  rportd hold 314 MiB. Now a window starts at 2 MiB and doubles to 16 MiB only while the reader has nothing
-  unread, credit stops once 64 KiB waits unread, and one connection's windows grow to 64 MiB in all: the same
-  16 readers cost 65 MiB (test/backpressure.test.ts), and \`npm run bench -- wan\` gave 160.9 MB/s against
-  OpenSSH's 35.4 (4.5x).
-- Idle client memory: bare Node 20 is 39-40 MiB RSS here (34 MiB of it file pages of the node binary).
-  The client loads only ws, ssh2 (with bufferutil and cpu-features) and smol-toml, so there is nothing to
-  load lazily; after a minute connected it is about 16 MiB anonymous and 44 MiB file pages (Node's own code
-  touched by compiling and running it, shared and reclaimable). \`--max-semi-space-size=1\`, \`--lite-mode\`,
-  \`--jitless\` and \`--max-old-space-size\` each moved it by 1 MiB or less. 40 MiB is bare Node's own
-  figure: only a client not built on Node would meet it.
-- Idle fleet and malloc_tune (2026-11-30): keeping freed heap costs idle memory. A/B at 1,000 idle clients (\`--quick fleet\`,
-  same load): 71.7 KB per client with malloc_tune, 57.3 KB without (about 14 MiB kept); per client it
-  shrinks as the fleet grows (32 MiB is 3.4 KB at 10,000). Since, malloc_tune gives the kept heap back
-  (malloc_trim) every 20 s; one quick run with that gave 69.3 KB, so the kept heap is not the whole
-  difference (single runs at this load differ by that much); not resolved in this change. The rest of the gap
-  to 25 KB per client was not profiled in this change (handshakes also cost 2-3x the CPU of the 2026-11-23
-  run, with and without malloc_tune: 6.8 vs 5.6 ms each in an A/B, so not from it).
+- Round trip (2026-11-30, after the full run of 4ec8c1f, a quiet machine, 5 x 5000 pings each): rport median 115 us
+  against OpenSSH's 114 and 123, p99 288-348 us against 209-255. CPU per round trip from /proc: rportd 67 us
+  against sshd's 52-58, rport 65 against ssh's 42-46. \`perf record -g\` on both rport ends while pinging: 59% of
+  samples in the kernel (28% under \`epoll_pwait\`: the wakeup of each end, twice per round trip, as for
+  OpenSSH's), the JavaScript spread thin over the stream layers (calls, megamorphic loads, typed array creation,
+  no function above 1.5%). Young-generation GC is not the tail: 64 MiB semi-spaces (a quarter of the scavenges)
+  left p99 where it was (540-757 against 407-871 us in three pairs). On a loaded machine each extra microsecond of
+  CPU per hop shows in the round trip (that full run: 187 against 162 us). The design change is the one for
+  throughput: fewer layers between the socket and the cipher (ws Receiver, ws's stream, ssh2's parser and
+  Channel, the tunnel socket), ideally one native path.
+- The full run of 2026-11-30 (commit 4ec8c1f): its rportd for the throughput scenario was in the high GC mode
+  described above (3.33 CPU s per GB, all its runs); quick runs on a quiet machine the same day gave 1.15-1.75 for rportd against sshd's 1.23-1.56,
+  and 429 / 424 MB/s against 521 / 409 into / out of the tunnel.
 - Handshakes have no same-run OpenSSH counterpart (an \`ssh\` process per connection measures process start-up);
   the anchor is the ssh2-over-ws prototype's figure from the anchors.
 ${notes.map((n) => `- ${n}`).join('\n')}

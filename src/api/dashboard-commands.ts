@@ -1,6 +1,8 @@
 // The dashboard's commands panel: run a command on one client or a set, watch the output arrive, see the
 // history. A script of its own beside dashboard.js (the CSP allows only files), told of log in and log out
 // by dashboard.js's rport:start and rport:stop events; it follows /api/v1/events for the clients and jobs.
+import { DOM_HELPERS } from './dashboard-dom.js';
+
 export const COMMANDS_HTML = `    <section class="card" id="commands">
       <h3>Commands</h3>
       <form class="inline" id="cmd-form">
@@ -31,16 +33,9 @@ export const COMMANDS_CSS = `  #commands select { font: inherit; min-width: 180p
 `;
 
 export const COMMANDS_JS = `(() => {
-  const $ = (id) => document.getElementById(id);
-  let events = null;
+${DOM_HELPERS}  let events = null;
   let current = null; // { multi: bool, jid, client }
   let refreshing = null;
-  const el = (tag, props = {}, ...children) => {
-    const e = document.createElement(tag);
-    Object.assign(e, props);
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
-    return e;
-  };
   const token = () => sessionStorage.getItem('rport-token');
   async function api(method, path, body) {
     const res = await fetch(path, { method, headers: { authorization: 'Bearer ' + token(), ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });

@@ -2,6 +2,7 @@
 // (POST /api/v1/login), then follows /api/v1/events (server-sent events) so the clients table is live.
 // The page has no inline script or style: the Content-Security-Policy allows only these files of its own.
 import { COMMANDS_CSS, COMMANDS_HTML } from './dashboard-commands.js';
+import { DOM_HELPERS } from './dashboard-dom.js';
 
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -90,19 +91,11 @@ export const DASHBOARD_CSS = `  :root { --bg: #f6f7f9; --fg: #1d232b; --muted: #
 ${COMMANDS_CSS}`;
 
 export const DASHBOARD_JS = `(() => {
-  const $ = (id) => document.getElementById(id);
-  let token = sessionStorage.getItem('rport-token');
+${DOM_HELPERS}  let token = sessionStorage.getItem('rport-token');
   let clients = [];
   let selected = null;
   let events = null;
   let ages = null;
-
-  const el = (tag, props = {}, ...children) => {
-    const e = document.createElement(tag);
-    Object.assign(e, props);
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
-    return e;
-  };
   const ago = (iso) => {
     if (!iso) return '-';
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));

@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { cleanup, startClient, startServer, tmpDir, writeFile, API_AUTH } from './helpers/procs.js';
+import { startClient, startServer, tmpDir, writeFile, API_AUTH } from './helpers/procs.js';
+import { browserPage, NO_CHROMIUM, screenshot } from './helpers/browser.js';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
-
-test('dashboard in headless Chromium: run a command on one client and on two, watch the output arrive, see the history', { skip: !CHROMIUM && 'Chromium is not installed (apt-get install chromium)' }, async (t) => {
-  const { chromium } = await import('playwright-core');
+test('dashboard in headless Chromium: run a command on one client and on two, watch the output arrive, see the history', { skip: NO_CHROMIUM }, async (t) => {
   const server = await startServer(t);
   // This client lets /bin/sh run anything: the test needs output that arrives in two steps.
   const conf = writeFile(tmpDir(t), 'rport.conf', "[remote-commands]\nallow = ['^/bin/sh ', '^/usr/bin/']\ndeny = []\n");
@@ -16,15 +11,7 @@ test('dashboard in headless Chromium: run a command on one client and on two, wa
   const b = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'box-b', '--name', 'Box B']);
   await Promise.all([a.waitFor(/connected to/), b.waitFor(/connected to/)]);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  cleanup(t, () => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.setDefaultTimeout(15_000);
-  const consoleErrors: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  const { page, consoleErrors } = await browserPage(t, { width: 1280, height: 1000 }, 15_000);
   await page.goto(`http://127.0.0.1:${server.apiPort}/`);
   const [user, password] = API_AUTH.split(':');
   await page.fill('input[name=username]', user!);
@@ -48,8 +35,6 @@ test('dashboard in headless Chromium: run a command on one client and on two, wa
   await page.waitForSelector('.run[data-client="box-a"][data-status="successful"] pre.stdout:has-text("Linux")');
   await page.waitForSelector('.run[data-client="box-b"][data-status="failed"]:has-text("command is not allowed")');
 
-  mkdirSync(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: `${ARTIFACTS}dashboard-commands.png`, fullPage: true });
-  t.diagnostic(`screenshot: ${ARTIFACTS}dashboard-commands.png`);
+  await screenshot(t, page, 'dashboard-commands.png');
   assert.deepEqual(consoleErrors.filter((e) => /Content Security Policy/i.test(e)), []);
 });

@@ -1,30 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { cleanup, startClient, startServer, API_AUTH } from './helpers/procs.js';
+import { browserPage, NO_CHROMIUM, screenshot } from './helpers/browser.js';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
-
-test('dashboard in headless Chromium: log in, a client appears live, a tunnel is created and deleted', { skip: !CHROMIUM && 'Chromium is not installed (apt-get install chromium)' }, async (t) => {
-  const { chromium } = await import('playwright-core');
+test('dashboard in headless Chromium: log in, a client appears live, a tunnel is created and deleted', { skip: NO_CHROMIUM }, async (t) => {
   const web = createServer((_req, res) => res.end('behind the NAT'));
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
   cleanup(t, () => new Promise((r) => web.close(() => r(undefined))));
   const server = await startServer(t);
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  cleanup(t, () => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-  page.setDefaultTimeout(10_000);
-  // The CSP forbids inline script and style: a violation shows up as a console error.
-  const consoleErrors: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  const { page, consoleErrors } = await browserPage(t, { width: 1280, height: 720 }, 10_000);
   const loaded = await page.goto(`http://127.0.0.1:${server.apiPort}/`);
   assert.match(loaded!.headers()['content-security-policy'] ?? '', /frame-ancestors 'none'/);
   assert.equal(loaded!.headers()['x-frame-options'], 'DENY');
@@ -51,9 +37,7 @@ test('dashboard in headless Chromium: log in, a client appears live, a tunnel is
   assert.equal(await (await fetch(`http://127.0.0.1:${local}/`)).text(), 'behind the NAT');
   await page.waitForSelector('tr[data-client="dash-client"] td:last-child:has-text("1")');
 
-  mkdirSync(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: `${ARTIFACTS}dashboard.png`, fullPage: true });
-  t.diagnostic(`screenshot: ${ARTIFACTS}dashboard.png`);
+  await screenshot(t, page, 'dashboard.png');
 
   await page.click('#tunnels button:has-text("Delete")');
   await page.waitForSelector('#tunnels td:has-text("No tunnels.")');

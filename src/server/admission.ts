@@ -81,7 +81,6 @@ export class PendingConnections {
     socket.on('close', this.releaseOnClose);
   }
 
-
   /** The connection completed its WebSocket upgrade (only for the log line of a timeout). */
   upgraded(s: { remoteAddress?: string; remotePort?: number }): void {
     const p = this.pending.get(keyOf(s));

@@ -45,4 +45,3 @@ function youngGenerationCollector(): (() => void) | undefined {
     setFlagsFromString('--no-expose-gc');
   }
 }
-

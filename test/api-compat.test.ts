@@ -205,8 +205,9 @@ test('PUT /clients/{id}/tunnels in RPort\'s form: bare-port remote, scheme, acl,
 test('/clients-auth: POST 204, GET with filter[id] and pages, GET one, DELETE refused while clients use it unless force; /credentials stays', async (t) => {
   const server = await startServer(t);
   assert.equal((await call(server, 'POST', '/clients-auth', { json: { id: 'auth-a', password: 'a-long-secret' } })).status, 204);
-  // RPort's clients may post forms too.
-  assert.equal((await call(server, 'POST', '/clients-auth', { form: 'id=auth-b&password=b-long-secret' })).status, 204);
+  // A form is taken on POST /login only (test/api-attack.test.ts): a page on another site can post one.
+  assertError(await call(server, 'POST', '/clients-auth', { form: 'id=auth-b&password=b-long-secret' }), 415, 'bad_request', /send JSON/);
+  assert.equal((await call(server, 'POST', '/clients-auth', { json: { id: 'auth-b', password: 'b-long-secret' } })).status, 204);
   assert.equal((await call(server, 'POST', '/credentials', { json: { id: 'other', password: 'c-long-secret' } })).status, 201);
   let r = await call(server, 'GET', '/clients-auth?filter[id]=AUTH*&page[limit]=1&page[offset]=1');
   assert.deepEqual([r.body.data.map((x: { id: string }) => x.id), r.body.meta], [['auth-b'], { count: 2 }]);

@@ -11,6 +11,7 @@ import { DatabaseError } from '../server/db/db.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth } from './auth.js';
+import { foreignOrigin } from './csrf.js';
 import { COMMANDS_JS } from './dashboard-commands.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
@@ -40,6 +41,8 @@ export interface ApiOptions {
   log: Logger;
   /** How often repeated failure lines are summed up (default: a minute). */
   logIntervalMs?: number;
+  /** [api] max_token_lifetime: no bearer token lives longer (default 90 days). */
+  maxTokenLifetimeMs?: number;
   /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
   cluster?: Cluster;
 }
@@ -66,7 +69,7 @@ export function apiRoutes(app: FastifyInstance): RouteInfo[] {
 export function createApi(o: ApiOptions): FastifyInstance {
   // removeAdditional off: fastify's default strips unknown parameters silently; here they are refused by name.
   const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } } });
-  const tokens = new Tokens();
+  const tokens = new Tokens(undefined, o.maxTokenLifetimeMs);
   const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log, logIntervalMs: o.logIntervalMs });
   const routes: RouteInfo[] = [];
   routeTables.set(app, routes);
@@ -88,15 +91,21 @@ export function createApi(o: ApiOptions): FastifyInstance {
     // The API speaks plain HTTP; HSTS is for whoever puts TLS in front of it.
     strictTransportSecurity: false,
   });
+  // Bodies are JSON only (and a form on POST /login, see routes/login.ts): a page on another site can post
+  // text/plain or a form without asking the browser first, never JSON.
+  app.removeContentTypeParser('text/plain');
   // Another node of the cluster presents the cluster secret; node-to-node routes take nothing else.
   app.addHook('onRequest', async (req, reply) => {
+    // Before credentials are looked at: a foreign page's request is neither run nor counted as a failed login.
+    const foreign = foreignOrigin(req);
+    if (foreign) return fail(reply, 403, 'forbidden_origin', foreign);
     if (fromPeer(o, req)) return;
     if (req.routeOptions.config.cluster) return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
     return auth.hook(req, reply);
   });
 
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.status, err.code, err.message, err.detail);
     if (err instanceof TunnelError) return fail(reply, TUNNEL_ERROR_STATUS[err.code], err.code, err.message);
     if (err instanceof DatabaseError) return fail(reply, 503, 'database_unavailable', `${err.message}: this node serves its clients and tunnels meanwhile; try again when the database is back`);
@@ -109,6 +118,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
       const field = v?.instancePath ? ` field "${v.instancePath.slice(1)}"` : '';
       return fail(reply, 400, 'bad_request', `${context}${field} ${v?.message ?? 'is invalid'}`);
     }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return fail(reply, 415, 'bad_request', `the request body is ${JSON.stringify(req.headers['content-type'] ?? '')}: send JSON (content-type: application/json); only POST /api/v1/login takes a form too`);
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return fail(reply, 413, 'bad_request', `the request body is over the limit of ${BODY_LIMIT} bytes`);
     if (err.statusCode && err.statusCode < 500) return fail(reply, err.statusCode, 'bad_request', err.message);
     o.log.error(`API error: ${err.message}`);

@@ -6,6 +6,13 @@ export const MAX_PAGE_LIMIT = 500;
 
 export type RawQuery = Record<string, string | string[] | undefined>;
 
+/**
+ * The matching steps one request's filters may take over a whole list: patterns x text in the worst case,
+ * so a request with many long `*a...ab` patterns over long tags could hold the event loop for seconds
+ * (every other request waiting); about 0.2-0.4 s of work here. Ordinary filters take a step or a few per character.
+ */
+export const MAX_FILTER_STEPS = 20_000_000;
+
 /** What a list route accepts of RPort's forms. */
 export interface ListForm {
   /** The name in fields[...], e.g. "clients". */
@@ -42,14 +49,15 @@ const bad = (message: string) => new ApiError(400, 'bad_request', message);
 /**
  * Whether `text` matches `pattern`, where `*` is any run of characters and the rest is literal (both
  * lower-cased by the caller). Not a RegExp: a pattern like `*a*a*a*...b` would backtrack for ages there;
- * this takes at most pattern x text steps.
+ * this takes at most pattern x text steps, each charged to `steps` (false once it is spent).
  */
-export function globMatch(pattern: string, text: string): boolean {
+export function globMatch(pattern: string, text: string, steps = { left: Infinity }): boolean {
   let p = 0;
   let t = 0;
   let star = -1;
   let resume = 0;
   while (t < text.length) {
+    if (--steps.left < 0) return false;
     if (p < pattern.length && pattern[p] === '*') {
       star = p++;
       resume = t;
@@ -121,13 +129,17 @@ export function parseListQuery(query: RawQuery, form: ListForm): ListQuery {
 
 const text = (v: unknown) => (v === null || v === undefined ? '' : String(v));
 
-function matches(f: Filter, item: Record<string, unknown>): boolean {
+function matches(f: Filter, item: Record<string, unknown>, steps: { left: number }): boolean {
   const values = f.fields.flatMap((field) => {
     const v = item[field];
     return Array.isArray(v) ? v.map(text) : [text(v)];
   });
-  const hit = (p: string) => values.some((v) => globMatch(p, v.toLowerCase()));
-  return f.all ? f.patterns.every(hit) : f.patterns.some(hit);
+  const hit = (p: string) => values.some((v) => globMatch(p, v.toLowerCase(), steps));
+  const found = f.all ? f.patterns.every(hit) : f.patterns.some(hit);
+  if (steps.left < 0) {
+    throw bad(`the filters of this request take more than ${MAX_FILTER_STEPS.toLocaleString('en')} matching steps over this list (the limit per request, patterns x text): use fewer or shorter patterns with fewer "*"`);
+  }
+  return found;
 }
 
 function compare(a: unknown, b: unknown): number {
@@ -137,7 +149,8 @@ function compare(a: unknown, b: unknown): number {
 
 /** Filters, sorts, counts and cuts the list as the query says; `count` is the number before the cut. */
 export function applyListQuery<T extends Record<string, unknown>>(items: T[], q: ListQuery): { data: Array<Partial<T>>; meta: { count: number } } {
-  const kept = items.filter((item) => q.filters.every((f) => matches(f, item)));
+  const steps = { left: MAX_FILTER_STEPS };
+  const kept = items.filter((item) => q.filters.every((f) => matches(f, item, steps)));
   if (q.sort.length) {
     kept.sort((a, b) => {
       for (const s of q.sort) {

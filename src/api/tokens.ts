@@ -3,8 +3,8 @@ import { deadline } from '../timeout.js';
 
 /** How long a token from POST /login is valid. */
 export const TOKEN_TTL_MS = 24 * 3600_000;
-/** The longest lifetime a login may ask for (RPort's token-lifetime bound: 90 days). */
-export const MAX_TOKEN_LIFETIME_SEC = 90 * 86_400;
+/** The longest lifetime a token may have (RPort's bound, and the most [api] max_token_lifetime may say: 90 days). */
+export const MAX_TOKEN_LIFETIME_HOURS = 2160;
 /** Live tokens per user and in all: a login past either cap evicts the oldest, so logins cannot fill memory. */
 export const MAX_TOKENS_PER_USER = 20;
 export const MAX_TOKENS = 100;
@@ -14,6 +14,8 @@ interface Live {
   expires: number;
   /** Told when the token ends early (logout, eviction) or expires: open event streams close. */
   watchers: Set<() => void>;
+  /** The hash of the token that minted this one (GET /login with a bearer token): it ends with it. */
+  parent: string | undefined;
 }
 
 // Kept by their hash: a lookup's timing depends on the hash, which an attacker cannot steer toward a live token.
@@ -24,17 +26,23 @@ export class Tokens {
   /** In order of issue: the first entry of a user is its oldest. */
   private readonly live = new Map<string, Live>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /** `maxLifetimeMs`: [api] max_token_lifetime, the cap of every token's lifetime. */
+  constructor(private readonly now: () => number = Date.now, readonly maxLifetimeMs = MAX_TOKEN_LIFETIME_HOURS * 3600_000) {}
 
-  issue(user: string, ttlMs = TOKEN_TTL_MS): { token: string; expires_at: string } {
+  /**
+   * A new token for `user`, valid `ttlMs` (at most max_token_lifetime); minted with the token `from`, it
+   * expires no later than that one and is revoked with it, so a token cannot renew itself.
+   */
+  issue(user: string, ttlMs = TOKEN_TTL_MS, from?: string): { token: string; expires_at: string } {
     const now = this.now();
+    const parent = from === undefined ? undefined : this.live.get(hashOf(from));
     for (const [h, v] of this.live) if (v.expires <= now) this.end(h);
     const mine = [...this.live].filter(([, v]) => v.user === user);
     for (const [h] of mine.slice(0, Math.max(0, mine.length - MAX_TOKENS_PER_USER + 1))) this.end(h);
     for (const [h] of [...this.live].slice(0, Math.max(0, this.live.size - MAX_TOKENS + 1))) this.end(h);
     const token = randomBytes(32).toString('base64url');
-    const expires = now + ttlMs;
-    this.live.set(hashOf(token), { user, expires, watchers: new Set() });
+    const expires = Math.min(now + Math.min(ttlMs, this.maxLifetimeMs), parent?.expires ?? Infinity);
+    this.live.set(hashOf(token), { user, expires, watchers: new Set(), parent: from === undefined ? undefined : hashOf(from) });
     return { token, expires_at: new Date(expires).toISOString() };
   }
 
@@ -43,7 +51,7 @@ export class Tokens {
     return !!v && v.expires > this.now();
   }
 
-  /** Logout: the token stops working at once. False when it was not live. */
+  /** Logout: the token, and every token minted from it, stop working at once. False when it was not live. */
   revoke(token: string): boolean {
     const h = hashOf(token);
     if (!this.valid(token)) return false;
@@ -73,7 +81,9 @@ export class Tokens {
 
   private end(hash: string): void {
     const v = this.live.get(hash);
+    if (!v) return;
     this.live.delete(hash);
-    for (const w of v?.watchers ?? []) w();
+    for (const w of v.watchers) w();
+    for (const [h, child] of [...this.live]) if (child.parent === hash) this.end(h);
   }
 }

@@ -37,6 +37,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a banned address is refused' },
   { section: 'api', key: 'address', type: 'string', default: '', flag: 'api-address', help: 'REST API address (host:port, e.g. 127.0.0.1:3000); empty (the default, as RPort) turns the API off' },
   { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', secret: true, help: 'API credentials, "user:password" (HTTP basic)' },
+  { section: 'api', key: 'max_token_lifetime', type: 'int', default: 2160, help: 'hours a bearer token from /login may live at most, asked-for lifetimes and the 24h default alike (0 to 2160; 0: 2160, as RPort)' },
   { section: 'database', key: 'db_type', type: 'string', default: 'sqlite', help: 'where the registry lives: "sqlite" (a file in data_dir, one node) or "postgres" (shared by the nodes of a cluster)' },
   { section: 'database', key: 'db_host', type: 'string', default: '127.0.0.1:5432', help: 'with db_type = "postgres": host:port, or the folder of its Unix socket' },
   { section: 'database', key: 'db_name', type: 'string', default: 'rport', help: 'with db_type = "postgres": the database' },
@@ -70,7 +71,7 @@ export interface ServerConfig {
   checkTimeoutMs: number;
   maxFailedLogin: number;
   banTimeMs: number;
-  api: { address: HostPort | undefined; user: string; password: string };
+  api: { address: HostPort | undefined; user: string; password: string; maxTokenLifetimeMs: number };
   database: DatabaseConfig;
   logFile: string;
   logLevel: Level;
@@ -209,6 +210,8 @@ export function serverConfig(c: Config): ServerConfig {
   const apiAuth = c.get<string>('api', 'auth');
   const apiColon = apiAuth.indexOf(':');
   if (apiAuth && apiColon <= 0) c.fail('api', 'auth', 'is not in the form "user:password"');
+  const maxTokenHours = c.get<number>('api', 'max_token_lifetime');
+  if (maxTokenHours < 0 || maxTokenHours > 2160) c.fail('api', 'max_token_lifetime', 'must be 0 to 2160 hours (90 days) (use e.g. 720)');
   if (apiAddress && !apiAuth && !isLoopback(apiAddress.host)) {
     c.fail('api', 'auth', `is not set, and the API listens on ${apiText}, beyond this machine: set auth = "admin:a-long-password"`);
   }
@@ -232,7 +235,7 @@ export function serverConfig(c: Config): ServerConfig {
     checkTimeoutMs,
     maxFailedLogin,
     banTimeMs: c.get<number>('server', 'ban_time'),
-    api: { address: apiAddress, user: apiAuth.slice(0, apiColon), password: apiAuth.slice(apiColon + 1) },
+    api: { address: apiAddress, user: apiAuth.slice(0, apiColon), password: apiAuth.slice(apiColon + 1), maxTokenLifetimeMs: (maxTokenHours || 2160) * 3600_000 },
     database: databaseConfig(c, apiAddress),
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),

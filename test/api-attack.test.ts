@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { rawRequest } from './helpers/api-app.js';
+import { startServerInProcess } from './helpers/in-process.js';
+import { API_AUTH, startClient, startServer } from './helpers/procs.js';
+
+// Issue 21's attacks on the API, sent as an attacker sends them: raw HTTP on loopback.
+
+const basic = { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` };
+const [USER, PASSWORD] = API_AUTH.split(':') as [string, string];
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+const JSON_BODY = { 'content-type': 'application/json' };
+const title = (body: string) => (JSON.parse(body) as { errors: Array<{ title: string }> }).errors[0]!.title;
+
+test('issue 21 finding 5 (CSRF): a form post from another site with cached basic auth changes nothing; forms only on /login; same-origin JSON works', async (t) => {
+  const server = await startServerInProcess(t);
+  const port = server.apiPort;
+  const own = `http://127.0.0.1:${port}`;
+  const credential = async (id: string) => (await rawRequest(port, 'GET', `/api/v1/clients-auth/${id}`, basic)).status;
+
+  let r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY }, JSON.stringify({ id: 'victim', password: 'a-long-secret' }));
+  assert.equal(r.status, 204, r.body);
+
+  // What a page on evil.example makes the browser send: a form, the cached basic auth, the page's Origin.
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM, origin: 'http://evil.example' }, 'id=evil1&password=a-long-secret');
+  assert.equal(r.status, 403, r.body);
+  assert.match(title(r.body), /POST refused: its Origin "http:\/\/evil\.example" is not this API's own \("127\.0\.0\.1:\d+"\)/);
+  // The same with JSON, and a command for a client: refused before anything runs.
+  r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM, origin: 'http://evil.example' }, 'command=touch+/tmp/x&timeout_sec=5');
+  assert.equal(r.status, 403, r.body);
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY, origin: 'http://evil.example' }, JSON.stringify({ id: 'evil2', password: 'a-long-secret' }));
+  assert.equal(r.status, 403, r.body);
+  // A browser that strips Origin still sends the Referer of the page; the same port on another host is another site.
+  r = await rawRequest(port, 'DELETE', '/api/v1/clients-auth/victim', { ...basic, referer: 'http://evil.example/page' });
+  assert.equal(r.status, 403, r.body);
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM, origin: `http://127.0.0.2:${port}` }, 'id=evil3&password=a-long-secret');
+  assert.equal(r.status, 403, r.body);
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM, origin: 'null' }, 'id=evil4&password=a-long-secret');
+  assert.equal(r.status, 403, r.body);
+
+  // Without any Origin (a page that hides it) the form body itself is refused: state-changing routes take JSON only.
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM }, 'id=evil5&password=a-long-secret');
+  assert.equal(r.status, 415, r.body);
+  assert.match(title(r.body), /application\/x-www-form-urlencoded.*send JSON \(content-type: application\/json\); only POST \/api\/v1\/login takes a form/);
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, 'content-type': 'text/plain' }, JSON.stringify({ id: 'evil6', password: 'a-long-secret' }));
+  assert.equal(r.status, 415, r.body);
+  for (const id of ['evil1', 'evil2', 'evil3', 'evil4', 'evil5', 'evil6']) assert.equal(await credential(id), 404, `credential ${id} was created`);
+  assert.equal(await credential('victim'), 200, 'the credential victim was deleted');
+
+  // The API's own pages (Origin of the same host and port) and programs without Origin keep working; GETs are not checked.
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY, origin: own }, JSON.stringify({ id: 'good1', password: 'a-long-secret' }));
+  assert.equal(r.status, 204, r.body);
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY, origin: `https://127.0.0.1:${port}`, referer: `${own}/` }, JSON.stringify({ id: 'good2', password: 'a-long-secret' }));
+  assert.equal(r.status, 204, r.body);
+  assert.equal((await rawRequest(port, 'GET', '/api/v1/status', { ...basic, origin: 'http://evil.example' })).status, 200);
+  r = await rawRequest(port, 'POST', '/api/v1/login', { ...FORM, origin: own }, `username=${USER}&password=${PASSWORD}`);
+  assert.equal(r.status, 200, r.body);
+  // A login from another site's page is refused before the password is looked at: it cannot count as a failure.
+  r = await rawRequest(port, 'POST', '/api/v1/login', { ...FORM, origin: 'http://evil.example' }, `username=${USER}&password=wrong`);
+  assert.equal(r.status, 403, r.body);
+  assert.ok(!server.proc.lines.some((l) => /failed API login/.test(l)), server.proc.output);
+});
+
+test('issue 21 finding 10: a token cannot mint one that outlives it, logout revokes what it minted, [api] max_token_lifetime caps all', async (t) => {
+  const server = await startServerInProcess(t, ['--max-token-lifetime', '1']);
+  const port = server.apiPort;
+  const login = (query: string) => rawRequest(port, 'POST', `/api/v1/login${query}`, JSON_BODY, JSON.stringify({ username: USER, password: PASSWORD }));
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+  let r = await login('?token-lifetime=60');
+  assert.equal(r.status, 200, r.body);
+  const first = JSON.parse(r.body).data as { token: string; expires_at: string };
+  // The attack: the 60-second token asks for a 90-day one (RPort's bound), then for what the cap allows.
+  r = await rawRequest(port, 'GET', '/api/v1/login?token-lifetime=7776000', bearer(first.token));
+  assert.equal(r.status, 400, r.body);
+  assert.match(title(r.body), /"token-lifetime" = 7776000 must be 1 to 3600 seconds \(1h0m0s, \[api\] max_token_lifetime\)/);
+  r = await rawRequest(port, 'GET', '/api/v1/login?token-lifetime=3600', bearer(first.token));
+  assert.equal(r.status, 200, r.body);
+  const second = JSON.parse(r.body).data as { token: string; expires_at: string };
+  assert.ok(Date.parse(second.expires_at) <= Date.parse(first.expires_at), `minted ${second.expires_at}, its maker expires ${first.expires_at}`);
+  r = await rawRequest(port, 'GET', '/api/v1/login', bearer(second.token));
+  const third = JSON.parse(r.body).data as { token: string; expires_at: string };
+  assert.equal((await rawRequest(port, 'GET', '/api/v1/clients', bearer(third.token))).status, 200);
+
+  // Logging out the first token ends every token minted from it, down the chain.
+  assert.equal((await rawRequest(port, 'DELETE', '/api/v1/logout', bearer(first.token))).status, 204);
+  for (const token of [first, second, third]) assert.equal((await rawRequest(port, 'GET', '/api/v1/clients', bearer(token.token))).status, 401);
+
+  // The cap holds for the default lifetime (24 h) and for basic-auth logins too.
+  const left = (body: string) => Date.parse((JSON.parse(body) as { data: { expires_at: string } }).data.expires_at) - Date.now();
+  r = await login('');
+  assert.ok(left(r.body) <= 3600_000 && left(r.body) > 3000_000, r.body);
+  r = await rawRequest(port, 'GET', '/api/v1/login', basic);
+  assert.ok(left(r.body) <= 3600_000, r.body);
+  assert.equal((await login('?token-lifetime=3601')).status, 400);
+});
+
+test('issue 21 finding 11: filter patterns that would hold the event loop for seconds get 400 at the step budget, and other requests are answered meanwhile', async (t) => {
+  // rportd in its own process: the test's requests must not share its event loop.
+  const server = await startServer(t);
+  const tags = Array.from({ length: 100 }, (_, i) => `${'a'.repeat(250)}${i}`);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'long-tags', '--tags', tags.join(',')]);
+  await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded/);
+  // 100 patterns "*aaa...ab": each takes about pattern x text steps on every tag (some 10^9 in all).
+  const patterns = Array.from({ length: 100 }, () => `*${'a'.repeat(110)}b`).join(',');
+  const hostile = rawRequest(server.apiPort, 'GET', `/api/v1/clients?filter[tags]=${patterns}`, basic);
+  const status = rawRequest(server.apiPort, 'GET', '/api/v1/status', basic);
+  const r = await hostile;
+  assert.equal(r.status, 400, r.body.slice(0, 300));
+  assert.match(title(r.body), /take more than 20,000,000 matching steps .*use fewer or shorter patterns/);
+  assert.equal((await status).status, 200);
+  // Ordinary filters over the same tags still match.
+  const ok = await rawRequest(server.apiPort, 'GET', `/api/v1/clients?filter[tags]=*a99,b*`, basic);
+  assert.deepEqual(JSON.parse(ok.body).data.map((c: { id: string }) => c.id), ['long-tags']);
+});

@@ -7,6 +7,7 @@ import type { Credentials } from '../server/credentials.js';
 import type { JobService } from '../server/jobs/job-service.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
+import { sha256 } from '../cluster/signature.js';
 import { DatabaseError } from '../server/db/db.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
@@ -17,7 +18,7 @@ import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
 import { clientRoutes } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
-import { clusterRoutes, fromPeer } from './routes/cluster.js';
+import { clusterRoutes, fromPeer, peerBodyCheck, peerCheck } from './routes/cluster.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { loginRoutes } from './routes/login.js';
@@ -94,14 +95,28 @@ export function createApi(o: ApiOptions): FastifyInstance {
   // Bodies are JSON only (and a form on POST /login, see routes/login.ts): a page on another site can post
   // text/plain or a form without asking the browser first, never JSON.
   app.removeContentTypeParser('text/plain');
-  // Another node of the cluster presents the cluster secret; node-to-node routes take nothing else.
+  // JSON as fastify parses it, and for a node-to-node call the hash of the text its signature covers.
+  const bodyHashes = new WeakMap<object, string>();
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (fromPeer(req)) bodyHashes.set(req, sha256(body as string));
+    parseJson(req, body as string, done);
+  });
   app.addHook('onRequest', async (req, reply) => {
     // Before credentials are looked at: a foreign page's request is neither run nor counted as a failed login.
     const foreign = foreignOrigin(req);
     if (foreign) return fail(reply, 403, 'forbidden_origin', foreign);
-    if (fromPeer(o, req)) return;
+    // Another node of the cluster signs its calls; node-to-node routes take nothing else.
+    const peer = peerCheck(o, req);
+    if (peer instanceof ApiError) return fail(reply, peer.status, peer.code, peer.message);
+    if (peer) return;
     if (req.routeOptions.config.cluster) return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
     return auth.hook(req, reply);
+  });
+  app.addHook('preValidation', async (req) => {
+    const refused = peerBodyCheck(req, bodyHashes.get(req));
+    if (refused) throw refused;
   });
 
   app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));

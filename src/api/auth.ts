@@ -12,8 +12,10 @@ declare module 'fastify' {
     public?: boolean;
     /** Takes the bearer token as ?token= too: EventSource cannot send headers. */
     tokenInQuery?: boolean;
-    /** A node-to-node route: only the cluster secret opens it (see routes/cluster.ts). */
+    /** A node-to-node route: only another node's signed call opens it (see routes/cluster.ts). */
     cluster?: boolean;
+    /** A per-client call a node forwards to the node holding the client: the API's credentials, or another node's signed call. */
+    forwarded?: boolean;
   }
 }
 

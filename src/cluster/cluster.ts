@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { Gauge, type Registry } from 'prom-client';
+import { isIP } from 'node:net';
 import { formatDuration } from '../shared/duration.js';
+import type { AddressRules } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { ClientRegistry, ClusterView } from '../server/client-registry.js';
-import { safeEqual } from '../server/credentials.js';
 import { Refusal } from '../server/refusal.js';
 import type { NodeRow, Store } from '../server/store.js';
 import type { ConnectRequest } from '../transport/protocol.js';
+import { SIGNATURE_HEADER, Signer, type Signed } from './signature.js';
 
 /** A node writes its heartbeat this often ... */
 export const HEARTBEAT_MS = 2_000;
@@ -16,9 +18,6 @@ export const DEAD_AFTER_MS = 15_000;
 const TAKEOVER_TIMEOUT_MS = 8_000;
 /** A forwarded API call: creating a tunnel waits for the client (15 s) and check_port (15 s). */
 export const FORWARD_TIMEOUT_MS = 35_000;
-
-/** The header a node presents the cluster secret in when it calls another node. */
-export const CLUSTER_HEADER = 'x-rport-cluster-secret';
 
 /** The one line of another node's API error answer, or `fallback` when the body is not one. */
 export function errorTitle(body: string, fallback: string): string {
@@ -45,17 +44,20 @@ export interface NodeAddress {
   clientAddress: string;
   /** Where this node's tunnels are reached. */
   publicHost: string;
+  /** [database] allowed_node_addresses: the only addresses this node calls other nodes at; none without it (a lone node). */
+  allowedNodes?: AddressRules;
 }
 
 /**
  * This node's part in a cluster of nodes sharing one database. It heart-beats its row in the nodes table,
  * knows the live peers from theirs, releases the clients of nodes that stopped heart-beating, and calls
- * peers (with the cluster secret, kept in the database) to take over a client or to forward an API call.
+ * peers (signed with the cluster secret, kept in the database) to take over a client or to forward an API call.
  * A lone node on SQLite runs the same code with no peers.
  */
 export class Cluster implements ClusterView {
   private peerNodes = new Map<string, NodeRow>();
   private secret = '';
+  private readonly signer = new Signer(() => this.secret);
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -143,18 +145,47 @@ export class Cluster implements ClusterView {
     return this.peerNodes;
   }
 
+  /**
+   * The API URL of a node, when this node's configuration lets it call that address: a row in the nodes table
+   * is only as trustworthy as the database, and a planted one must not draw calls to any listener.
+   */
+  private urlOf(node: NodeRow): string {
+    let url: URL | undefined;
+    try {
+      url = new URL(node.api_url);
+    } catch {
+      // Refused below, with the text as it is.
+    }
+    const host = url?.hostname.replace(/^\[(.*)\]$/, '$1') ?? '';
+    const port = Number(url?.port || 80);
+    const allowed = !!url && url.protocol === 'http:' && url.origin + '/' === url.href && isIP(host) !== 0 && !!this.address.allowedNodes?.allows(host, port);
+    if (!allowed) {
+      const why = this.address.allowedNodes ? 'an address outside [database] allowed_node_addresses' : 'a node on SQLite calls no other node';
+      throw new NodeUnavailable(`node ${node.id} is registered at ${JSON.stringify(node.api_url.slice(0, 200))}, ${why}: not called (a row planted in the nodes table, or add the node's address to allowed_node_addresses)`);
+    }
+    return url!.origin;
+  }
+
+  /** A signed call to another node's API; the error says which node and why when it cannot be made. */
+  private call(node: NodeRow, method: string, url: string, body: unknown, timeoutMs: number): Promise<Response> {
+    // Appended, not resolved: a path like //host/... must not name another host.
+    const target = new URL(`${this.urlOf(node)}${url}`);
+    const text = body === undefined ? '' : JSON.stringify(body);
+    // Signed as sent: the URL parser may percent-encode what the caller's client left raw.
+    const headers: Record<string, string> = { [SIGNATURE_HEADER]: this.signer.sign(method, target.pathname + target.search, text) };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    return fetch(target, { method, headers, body: body === undefined ? undefined : text, signal: AbortSignal.timeout(timeoutMs) });
+  }
+
   async takeOver(node: NodeRow, info: ConnectRequest, ip: string): Promise<void> {
     let res: Response;
     try {
-      res = await fetch(`${node.api_url}/api/v1/cluster/clients/${encodeURIComponent(info.id)}/takeover`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', [CLUSTER_HEADER]: this.secret },
-        body: JSON.stringify({ pid: info.pid, process_start: info.processStart, hostname: info.hostname, address: ip, node_id: this.nodeId }),
-        signal: AbortSignal.timeout(TAKEOVER_TIMEOUT_MS),
-      });
+      const body = { pid: info.pid, process_start: info.processStart, hostname: info.hostname, address: ip, node_id: this.nodeId };
+      res = await this.call(node, 'POST', `/api/v1/cluster/clients/${encodeURIComponent(info.id)}/takeover`, body, TAKEOVER_TIMEOUT_MS);
     } catch (err) {
       // A node that does not answer is taken to be gone: its session cannot be serving the client.
-      this.log.info(`client ${info.id} was held by node ${node.id}, which does not answer (${errorMessage(err)}): taken over`);
+      if (err instanceof NodeUnavailable) this.log.warn(`client ${info.id}: ${err.message}; taken over`);
+      else this.log.info(`client ${info.id} was held by node ${node.id}, which does not answer (${errorMessage(err)}): taken over`);
       return;
     }
     const text = await res.text().catch(() => '');
@@ -162,23 +193,19 @@ export class Cluster implements ClusterView {
     if (!res.ok) this.log.warn(`client ${info.id}: node ${node.id} answered the takeover with ${res.status}: taken over anyway`);
   }
 
-  /** Whether a request's cluster header carries the secret (then it comes from another node). */
-  trusted(presented: string | string[] | undefined): boolean {
-    return typeof presented === 'string' && this.secret !== '' && safeEqual(presented, this.secret);
+  /** The claims of another node's signature on a call to this node, or the one line that says why it is refused. */
+  verify(method: string, url: string, header: string): Signed | string {
+    return this.signer.verify(method, url, header);
   }
 
-  /** Sends the request on to the node, secret attached. */
+  /** Sends the request on to the node, signed. */
   async forward(node: NodeRow, req: ForwardedRequest): Promise<{ status: number; body: string }> {
     if (!node.api_url) throw new NodeUnavailable(`client is held by node ${node.id}, which has no API to forward to`);
-    const headers: Record<string, string> = { [CLUSTER_HEADER]: this.secret };
-    if (req.body !== undefined) headers['content-type'] = 'application/json';
     try {
-      const res = await fetch(`${node.api_url}${req.url}`, {
-        method: req.method, headers, body: req.body === undefined ? undefined : JSON.stringify(req.body),
-        signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
-      });
+      const res = await this.call(node, req.method, req.url, req.body, FORWARD_TIMEOUT_MS);
       return { status: res.status, body: await res.text() };
     } catch (err) {
+      if (err instanceof NodeUnavailable) throw err;
       throw new NodeUnavailable(`the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`);
     }
   }

@@ -3,7 +3,7 @@ import type { Level } from '../log.js';
 import { logLevelOf } from './logging.js';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { parseHostPort, type HostPort } from '../shared/host-port.js';
+import { AddressRules, parseHostPort, type HostPort } from '../shared/host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
 // RPort's default; the client's state.json shares it without a clash (rportd.db, rportd-host-key).
@@ -44,6 +44,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'database', key: 'db_user', type: 'string', default: 'rport', help: 'with db_type = "postgres": the user' },
   { section: 'database', key: 'db_password', type: 'string', default: '', secret: true, help: 'with db_type = "postgres": the password (empty: none, e.g. for peer or trust auth)' },
   { section: 'database', key: 'node_address', type: 'string', default: '', help: "with db_type = \"postgres\": this node's host as other nodes and tunnel users reach it (default: the [api] address's host, or this machine's first non-loopback IPv4 address when that is 0.0.0.0 or ::) (rport addition)" },
+  { section: 'database', key: 'allowed_node_addresses', type: 'strings', default: ['127.0.0.0/8', '::1', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'], help: "with db_type = \"postgres\": the addresses (IPs, CIDRs, CIDR:port) this node calls other nodes' APIs at; a node row in the database with any other address is not called (rport addition)" },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
   { section: 'logging', key: 'log_level', type: 'string', default: 'info', help: 'error, warn, info or debug' },
 ];
@@ -79,7 +80,7 @@ export interface ServerConfig {
 
 export type DatabaseConfig =
   | { type: 'sqlite' }
-  | { type: 'postgres'; host: string; port: number; name: string; user: string; password: string; nodeAddress: string };
+  | { type: 'postgres'; host: string; port: number; name: string; user: string; password: string; nodeAddress: string; allowedNodes: AddressRules };
 
 /** Any address of this machine others can reach: the first non-loopback IPv4 address. */
 function machineAddress(): string {
@@ -101,10 +102,26 @@ function databaseConfig(c: Config, api: HostPort | undefined): DatabaseConfig {
   if (!name) c.fail('database', 'db_name', 'is empty (use e.g. "rport")');
   const given = c.get<string>('database', 'node_address');
   const any = api.host === '0.0.0.0' || api.host === '::' || api.host === '';
+  const nodeAddress = given || (any ? machineAddress() : api.host);
+  const allowedNodes = allowedNodeAddresses(c);
+  // The other nodes, with the same file, check this node's address before they call it.
+  if (!isIP(nodeAddress)) c.fail('database', 'node_address', `is "${nodeAddress}", not an IP address: the other nodes check it against allowed_node_addresses (use e.g. "10.0.0.11")`);
+  if (!allowedNodes.allows(nodeAddress, api.port)) c.fail('database', 'allowed_node_addresses', `does not include this node's own address ${nodeAddress} (node_address, port ${api.port}): the other nodes would not call it (add e.g. "${nodeAddress}")`);
   return {
     type, host: hp.host, port: hp.port, name, user: c.get<string>('database', 'db_user'), password: c.get<string>('database', 'db_password'),
-    nodeAddress: given || (any ? machineAddress() : api.host),
+    nodeAddress, allowedNodes,
   };
+}
+
+function allowedNodeAddresses(c: Config): AddressRules {
+  const list = c.get<string[]>('database', 'allowed_node_addresses');
+  // An empty list of AddressRules allows everything: here it would mean any listener a planted row names.
+  if (list.length === 0) c.fail('database', 'allowed_node_addresses', 'is empty: no node could be called (use e.g. ["10.0.0.0/24"])');
+  try {
+    return AddressRules.parse(list);
+  } catch (err) {
+    return c.fail('database', 'allowed_node_addresses', `has ${(err as Error).message} (use e.g. ["10.0.0.0/24", "192.168.1.5"])`);
+  }
 }
 
 function readTls(c: Config): ServerConfig['tls'] {

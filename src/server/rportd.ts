@@ -84,7 +84,7 @@ export class Rportd {
     const d = c.database;
     const publicHost = d.type === 'postgres' ? d.nodeAddress : c.address.host;
     const apiUrl = c.api.address ? `http://${formatHostPort({ host: publicHost, port: c.api.address.port })}` : '';
-    this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost }, c.checkTimeoutMs, this.log.child('cluster'));
+    this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost, allowedNodes: d.type === 'postgres' ? d.allowedNodes : undefined }, c.checkTimeoutMs, this.log.child('cluster'));
     this.credentials.useStore(this.store);
     this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
     await this.cluster.join(this.registry);

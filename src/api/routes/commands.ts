@@ -121,6 +121,7 @@ export function commandRoutes(app: FastifyInstance, o: ApiOptions): void {
   for (const kind of ['commands', 'scripts'] as const) {
     const isScript = kind === 'scripts';
     app.post<{ Params: { id: string }; Body: Ask }>(`/api/v1/clients/:id/${kind}`, {
+      config: { forwarded: true },
       bodyLimit: isScript ? SCRIPT_BODY_LIMIT : undefined,
       schema: { params: idParams, body: body(isScript ? 'script' : 'command', false) },
     }, async (req, reply) => {

@@ -41,6 +41,7 @@ export function tunnelRoutes(app: FastifyInstance, o: ApiOptions, options: Tunne
   });
 
   app.put<{ Params: { id: string }; Querystring: TunnelQuery }>('/api/v1/clients/:id/tunnels', {
+    config: { forwarded: true },
     schema: { params: idParams, querystring: TUNNEL_QUERY_SCHEMA },
   }, async (req, reply) => {
     const ask = tunnelAsk(req.query);
@@ -63,6 +64,7 @@ export function tunnelRoutes(app: FastifyInstance, o: ApiOptions, options: Tunne
 
   // Without force a deleted tunnel ends its open connections (rport's way); force=false asks RPort's 409 instead.
   app.delete<{ Params: { id: string; tunnel_id: string }; Querystring: { force?: string } }>('/api/v1/clients/:id/tunnels/:tunnel_id', {
+    config: { forwarded: true },
     schema: { querystring: { type: 'object', additionalProperties: false, properties: { force: { type: 'string', pattern: '^(0|1|true|false)$' } } } },
   }, async (req, reply) => {
     const forwarded = await forwardToHolder(o, req, reply, req.params.id);

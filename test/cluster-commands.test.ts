@@ -103,7 +103,7 @@ test('commands in a cluster: forwarded to the holder, multi-client jobs over thr
   assert.deepEqual(outcome(am), [`${onB}:successful`, `${onC}:failed`]);
   assert.equal(am.jobs[1].error, 'exit code 1');
 
-  // --- the node-to-node route takes only the cluster secret -------------------------------------------------
+  // --- the node-to-node route takes only calls signed with the cluster secret -------------------------------
   for (const auth of [API_AUTH, '']) {
     const r = await a.api(`/api/v1/cluster/jobs/${jid}/run`, auth, 'POST');
     assert.equal(r.status, 401, `run a job with ${auth ? 'the API user' : 'no credentials'}`);

@@ -111,16 +111,16 @@ test('three nodes on one PostgreSQL behind HAProxy: one fleet, any node; a node 
     assert.deepEqual([listed?.node_id, listed?.lport, listed?.listening], [idC, String(portC), true]);
   }
 
-  // --- node-to-node routes open only to the cluster secret --------------------------------------------------
+  // --- node-to-node routes open only to calls signed with the cluster secret (test/cluster-attack.test.ts) ---
   for (const auth of [API_AUTH, '']) {
     const r = await a.api(`/api/v1/cluster/clients/${onC}/takeover`, auth, 'POST');
     assert.equal(r.status, 401, `takeover with ${auth ? 'the API user' : 'no credentials'}`);
   }
   const forged = await fetch(`http://127.0.0.1:${c.apiPort}/api/v1/cluster/clients/${onC}/takeover`, {
-    method: 'POST', headers: { 'content-type': 'application/json', 'x-rport-cluster-secret': 'guessed' },
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-rport-cluster-signature': `v1 ${Date.now()} nonce ${'0'.repeat(64)} guessed` },
     body: JSON.stringify({ pid: 1, process_start: 1, hostname: 'attacker', address: '127.0.0.9', node_id: 'evil' }),
   });
-  assert.equal(forged.status, 401, 'a guessed secret');
+  assert.equal(forged.status, 401, 'a guessed signature');
   assert.equal((await clients(c)).find((x) => x.id === onC)?.node_id, idC, 'the client stays');
 
   // --- SIGKILL node B: its clients come back on A or C, their tunnels on the same ports ---------------------

@@ -5,11 +5,13 @@ import assert from 'node:assert/strict';
 import { createHmac, createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import test from 'node:test';
+import { ConfigError, loadConfig } from '../src/config/loader.js';
+import { SERVER_KEYS, serverConfig } from '../src/config/server-config.js';
 import { Logger, LogSink } from '../src/log.js';
 import { PostgresDb } from '../src/server/db/postgres.js';
 import { rawRequest } from './helpers/api-app.js';
 import { postgresMissing, startPostgres, type Postgres } from './helpers/postgres.js';
-import { API_AUTH, cleanup, eventually, startClient, startServer } from './helpers/procs.js';
+import { API_AUTH, cleanup, eventually, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
 
 const basic = { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` };
 const JSON_BODY = { 'content-type': 'application/json' };
@@ -113,4 +115,26 @@ test('issue 21 finding 13: the cluster secret opens nothing by itself; signed ca
   r = await rawRequest(a.apiPort, 'DELETE', `/api/v1/clients/on-b/tunnels/${tunnel}`, basic);
   assert.equal(r.status, 204, r.body);
   assert.equal(r.headers['x-rport-node'], bId);
+});
+
+test('[database] allowed_node_addresses, node_address and [api] max_token_lifetime: a bad value is one line naming the key and the fix', (t) => {
+  const dir = tmpDir(t);
+  const base = '[server]\nauth = "c:p"\n[api]\naddress = "10.0.0.11:3000"\nauth = "admin:secret"\n';
+  const error = (text: string) => {
+    try {
+      serverConfig(loadConfig(SERVER_KEYS, writeFile(dir, `${Math.random().toString(36).slice(2)}.conf`, base + text), new Map()));
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      return err.message.slice(dir.length + 1);
+    }
+    return 'no error';
+  };
+  // The file ends in [api]: a key line added goes there, a section added starts after it.
+  assert.match(error('max_token_lifetime = 2161\n'), /\[api\] max_token_lifetime = 2161 must be 0 to 2160 hours \(90 days\) \(use e\.g\. 720\)$/);
+  const pg = '[database]\ndb_type = "postgres"\n';
+  assert.equal(error(pg), 'no error', 'the defaults take a node on a private network');
+  assert.match(error(`${pg}allowed_node_addresses = []\n`), /\[database\] allowed_node_addresses = \[\] is empty: no node could be called \(use e\.g\. \["10\.0\.0\.0\/24"\]\)$/);
+  assert.match(error(`${pg}allowed_node_addresses = ["10.0.0.0/40"]\n`), /\[database\] allowed_node_addresses = \["10\.0\.0\.0\/40"\] has "10\.0\.0\.0\/40" is not an address, CIDR/);
+  assert.match(error(`${pg}allowed_node_addresses = ["192.168.0.0/16"]\n`), /\[database\] allowed_node_addresses = \["192\.168\.0\.0\/16"\] does not include this node's own address 10\.0\.0\.11 \(node_address, port 3000\): the other nodes would not call it \(add e\.g\. "10\.0\.0\.11"\)$/);
+  assert.match(error(`${pg}node_address = "node-a.example"\n`), /\[database\] node_address = "node-a\.example" is not an IP address: the other nodes check it against allowed_node_addresses \(use e\.g\. "10\.0\.0\.11"\)$/);
 });

@@ -137,7 +137,7 @@ const SERVER_ROWS: Array<Row<ServerConfig>> = [
   ['api', 'totp_login_session_ttl', "'600s'", 'ignored'],
   ['api', 'totp_account_name', "'RPort'", 'ignored'],
   ['api', 'jwt_secret', '"<YOUR_SECRET>"', 'ignored'],
-  ['api', 'max_token_lifetime', '720', 'ignored'],
+  ['api', 'max_token_lifetime', '720', (c) => assert.equal(c.api.maxTokenLifetimeMs, 720 * 3600_000)],
   ['api', 'doc_root', '"/var/lib/rport/docroot"', 'ignored'],
   ['api', 'cert_file', '"/var/lib/rport/server.crt"', 'ignored'],
   ['api', 'key_file', '"/var/lib/rport/server.key"', 'ignored'],

@@ -105,7 +105,10 @@ function databaseConfig(c: Config, api: HostPort | undefined): DatabaseConfig {
   const nodeAddress = given || (any ? machineAddress() : api.host);
   const allowedNodes = allowedNodeAddresses(c);
   // The other nodes, with the same file, check this node's address before they call it.
-  if (!isIP(nodeAddress)) c.fail('database', 'node_address', `is "${nodeAddress}", not an IP address: the other nodes check it against allowed_node_addresses (use e.g. "10.0.0.11")`);
+  if (!isIP(nodeAddress)) {
+    const what = given ? 'is not an IP address' : `is not set, and the [api] address host "${nodeAddress}" is not an IP address`;
+    c.fail('database', 'node_address', `${what}: the other nodes check it against allowed_node_addresses (use e.g. "10.0.0.11")`);
+  }
   if (!allowedNodes.allows(nodeAddress, api.port)) c.fail('database', 'allowed_node_addresses', `does not include this node's own address ${nodeAddress} (node_address, port ${api.port}): the other nodes would not call it (add e.g. "${nodeAddress}")`);
   return {
     type, host: hp.host, port: hp.port, name, user: c.get<string>('database', 'db_user'), password: c.get<string>('database', 'db_password'),

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ApiError } from '../src/api/errors.js';
+import { MAX_TOKENS_PER_USER, Tokens } from '../src/api/tokens.js';
 import { rawRequest } from './helpers/api-app.js';
 import { startServerInProcess } from './helpers/in-process.js';
 import { API_AUTH, startClient, startServer } from './helpers/procs.js';
@@ -93,6 +95,21 @@ test('issue 21 finding 10: a token cannot mint one that outlives it, logout revo
   r = await rawRequest(port, 'GET', '/api/v1/login', basic);
   assert.ok(left(r.body) <= 3600_000, r.body);
   assert.equal((await login('?token-lifetime=3601')).status, 400);
+});
+
+test('tokens minted from tokens: the maker is not evicted to make room for its own child, and chains are bounded', () => {
+  const tokens = new Tokens();
+  const root = tokens.issue('admin').token;
+  // The user's cap is full and the root is the oldest: minting from it evicts another, not the root (and with it the new token).
+  const others = Array.from({ length: MAX_TOKENS_PER_USER - 1 }, () => tokens.issue('admin').token);
+  const child = tokens.issue('admin', undefined, root).token;
+  assert.ok(tokens.valid(root) && tokens.valid(child), 'the maker was evicted, and its new token with it');
+  assert.ok(!tokens.valid(others[0]!), 'the oldest other token made room');
+  let last = child;
+  for (let i = 2; i < MAX_TOKENS_PER_USER; i++) last = tokens.issue('admin', undefined, last).token;
+  assert.throws(() => tokens.issue('admin', undefined, last), (e: Error) => e instanceof ApiError && /ends a chain of 20 tokens, each minted from the one before/.test(e.message));
+  tokens.revoke(root);
+  assert.ok(!tokens.valid(last), 'the end of the chain goes with its root');
 });
 
 test('issue 21 finding 11: filter patterns that would hold the event loop for seconds get 400 at the step budget, and other requests are answered meanwhile', async (t) => {

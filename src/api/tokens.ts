@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { deadline } from '../timeout.js';
+import { ApiError } from './errors.js';
 
 /** How long a token from POST /login is valid. */
 export const TOKEN_TTL_MS = 24 * 3600_000;
@@ -35,14 +36,21 @@ export class Tokens {
    */
   issue(user: string, ttlMs = TOKEN_TTL_MS, from?: string): { token: string; expires_at: string } {
     const now = this.now();
-    const parent = from === undefined ? undefined : this.live.get(hashOf(from));
     for (const [h, v] of this.live) if (v.expires <= now) this.end(h);
-    const mine = [...this.live].filter(([, v]) => v.user === user);
-    for (const [h] of mine.slice(0, Math.max(0, mine.length - MAX_TOKENS_PER_USER + 1))) this.end(h);
-    for (const [h] of [...this.live].slice(0, Math.max(0, this.live.size - MAX_TOKENS + 1))) this.end(h);
+    // The token minted from and its own makers are not evicted to make room: the new one would go with them.
+    const kin = new Set<string>();
+    for (let h = from === undefined ? undefined : hashOf(from); h !== undefined && this.live.has(h); h = this.live.get(h)!.parent) kin.add(h);
+    if (kin.size >= MAX_TOKENS_PER_USER) throw new ApiError(400, 'bad_request', `the token presented ends a chain of ${kin.size} tokens, each minted from the one before, the most there may be: log in with the credentials instead`);
+    const evict = (hashes: string[], over: number) => {
+      for (const h of hashes.filter((x) => !kin.has(x)).slice(0, Math.max(0, over))) this.end(h);
+    };
+    const mine = [...this.live].filter(([, v]) => v.user === user).map(([h]) => h);
+    evict(mine, mine.length - MAX_TOKENS_PER_USER + 1);
+    evict([...this.live.keys()], this.live.size - MAX_TOKENS + 1);
+    const parent = kin.size ? hashOf(from!) : undefined;
     const token = randomBytes(32).toString('base64url');
-    const expires = Math.min(now + Math.min(ttlMs, this.maxLifetimeMs), parent?.expires ?? Infinity);
-    this.live.set(hashOf(token), { user, expires, watchers: new Set(), parent: from === undefined ? undefined : hashOf(from) });
+    const expires = Math.min(now + Math.min(ttlMs, this.maxLifetimeMs), parent ? this.live.get(parent)!.expires : Infinity);
+    this.live.set(hashOf(token), { user, expires, watchers: new Set(), parent });
     return { token, expires_at: new Date(expires).toISOString() };
   }
 

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { ApiError } from '../src/api/errors.js';
 import { MAX_TOKENS_PER_USER, Tokens } from '../src/api/tokens.js';
 import { rawRequest } from './helpers/api-app.js';
-import { startServerInProcess } from './helpers/in-process.js';
-import { API_AUTH, startClient, startServer } from './helpers/procs.js';
+import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
+import { API_AUTH, eventually, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 // Issue 21's attacks on the API, sent as an attacker sends them: raw HTTP on loopback.
 
@@ -27,9 +29,20 @@ test('issue 21 finding 5 (CSRF): a form post from another site with cached basic
   r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM, origin: 'http://evil.example' }, 'id=evil1&password=a-long-secret');
   assert.equal(r.status, 403, r.body);
   assert.match(title(r.body), /POST refused: its Origin "http:\/\/evil\.example" is not this API's own \("127\.0\.0\.1:\d+"\)/);
-  // The same with JSON, and a command for a client: refused before anything runs.
-  r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM, origin: 'http://evil.example' }, 'command=touch+/tmp/x&timeout_sec=5');
+  // A command for a connected client, as the issue's attack sent it: refused before anything runs.
+  const files = tmpDir(t);
+  const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'c1']);
+  await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded/);
+  r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM, origin: 'http://evil.example' }, `command=/usr/bin/touch+${files}/evil`);
   assert.equal(r.status, 403, r.body);
+  r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM }, `command=/usr/bin/touch+${files}/evil`);
+  assert.equal(r.status, 415, r.body);
+  // A command sent as JSON by a program (no Origin) runs; once it has, the refused ones have not.
+  r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...JSON_BODY }, JSON.stringify({ command: `/usr/bin/touch ${files}/good` }));
+  assert.equal(r.status, 200, r.body);
+  await eventually(() => (existsSync(join(files, 'good')) ? true : undefined), 15_000, 'the JSON command ran');
+  assert.ok(!existsSync(join(files, 'evil')), 'a cross-site form ran a command');
+  // JSON from another site's page, and other state-changing routes: refused the same way.
   r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY, origin: 'http://evil.example' }, JSON.stringify({ id: 'evil2', password: 'a-long-secret' }));
   assert.equal(r.status, 403, r.body);
   // A browser that strips Origin still sends the Referer of the page; the same port on another host is another site.

@@ -22,18 +22,11 @@ test('issue 21 finding 5 (CSRF): a form post from another site with cached basic
   const own = `http://127.0.0.1:${port}`;
   const credential = async (id: string) => (await rawRequest(port, 'GET', `/api/v1/clients-auth/${id}`, basic)).status;
 
-  let r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY }, JSON.stringify({ id: 'victim', password: 'a-long-secret' }));
-  assert.equal(r.status, 204, r.body);
-
-  // What a page on evil.example makes the browser send: a form, the cached basic auth, the page's Origin.
-  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM, origin: 'http://evil.example' }, 'id=evil1&password=a-long-secret');
-  assert.equal(r.status, 403, r.body);
-  assert.match(title(r.body), /POST refused: its Origin "http:\/\/evil\.example" is not this API's own \("127\.0\.0\.1:\d+"\)/);
   // A command for a connected client, as the issue's attack sent it: refused before anything runs.
   const files = tmpDir(t);
   const client = startClientInProcess(t, `127.0.0.1:${server.port}`, ['--id', 'c1']);
   await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded/);
-  r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM, origin: 'http://evil.example' }, `command=/usr/bin/touch+${files}/evil`);
+  let r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM, origin: 'http://evil.example' }, `command=/usr/bin/touch+${files}/evil`);
   assert.equal(r.status, 403, r.body);
   r = await rawRequest(port, 'POST', '/api/v1/clients/c1/commands', { ...basic, ...FORM }, `command=/usr/bin/touch+${files}/evil`);
   assert.equal(r.status, 415, r.body);
@@ -42,6 +35,14 @@ test('issue 21 finding 5 (CSRF): a form post from another site with cached basic
   assert.equal(r.status, 200, r.body);
   await eventually(() => (existsSync(join(files, 'good')) ? true : undefined), 15_000, 'the JSON command ran');
   assert.ok(!existsSync(join(files, 'evil')), 'a cross-site form ran a command');
+
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY }, JSON.stringify({ id: 'victim', password: 'a-long-secret' }));
+  assert.equal(r.status, 204, r.body);
+
+  // What a page on evil.example makes the browser send: a form, the cached basic auth, the page's Origin.
+  r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...FORM, origin: 'http://evil.example' }, 'id=evil1&password=a-long-secret');
+  assert.equal(r.status, 403, r.body);
+  assert.match(title(r.body), /POST refused: its Origin "http:\/\/evil\.example" is not this API's own \("127\.0\.0\.1:\d+"\)/);
   // JSON from another site's page, and other state-changing routes: refused the same way.
   r = await rawRequest(port, 'POST', '/api/v1/clients-auth', { ...basic, ...JSON_BODY, origin: 'http://evil.example' }, JSON.stringify({ id: 'evil2', password: 'a-long-secret' }));
   assert.equal(r.status, 403, r.body);
@@ -76,11 +77,45 @@ test('issue 21 finding 5 (CSRF): a form post from another site with cached basic
   assert.ok(!server.proc.lines.some((l) => /failed API login/.test(l)), server.proc.output);
 });
 
-test('issue 21 finding 10: a token cannot mint one that outlives it, logout revokes what it minted, [api] max_token_lifetime caps all', async (t) => {
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const loginAt = (port: number, query: string) => rawRequest(port, 'POST', `/api/v1/login${query}`, JSON_BODY, JSON.stringify({ username: USER, password: PASSWORD }));
+const tokenOf = (body: string) => (JSON.parse(body) as { data: { token: string; expires_at: string } }).data;
+
+test('issue 21 finding 10: a token cannot mint one that outlives it, and logout revokes what it minted', async (t) => {
+  const server = await startServerInProcess(t);
+  const port = server.apiPort;
+  let r = await loginAt(port, '?token-lifetime=60');
+  assert.equal(r.status, 200, r.body);
+  const first = tokenOf(r.body);
+  // The attack: the 60-second token asks for a 90-day one (RPort's bound).
+  r = await rawRequest(port, 'GET', '/api/v1/login?token-lifetime=7776000', bearer(first.token));
+  assert.equal(r.status, 200, r.body);
+  const second = tokenOf(r.body);
+  assert.ok(Date.parse(second.expires_at) <= Date.parse(first.expires_at), `minted ${second.expires_at}, its maker expires ${first.expires_at}`);
+  r = await rawRequest(port, 'GET', '/api/v1/login', bearer(second.token));
+  const third = tokenOf(r.body);
+  assert.ok(Date.parse(third.expires_at) <= Date.parse(first.expires_at), `minted ${third.expires_at}, its maker's maker expires ${first.expires_at}`);
+  assert.equal((await rawRequest(port, 'GET', '/api/v1/clients', bearer(third.token))).status, 200);
+
+  // Logging out the first token ends every token minted from it, down the chain.
+  assert.equal((await rawRequest(port, 'DELETE', '/api/v1/logout', bearer(first.token))).status, 204);
+  for (const token of [first, second, third]) assert.equal((await rawRequest(port, 'GET', '/api/v1/clients', bearer(token.token))).status, 401);
+});
+
+test('[api] max_token_lifetime (RPort\'s key, hours) caps every token: asked-for lifetimes, the 24 h default, basic-auth logins', async (t) => {
   const server = await startServerInProcess(t, ['--max-token-lifetime', '1']);
   const port = server.apiPort;
-  const login = (query: string) => rawRequest(port, 'POST', `/api/v1/login${query}`, JSON_BODY, JSON.stringify({ username: USER, password: PASSWORD }));
-  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const first = tokenOf((await loginAt(port, '?token-lifetime=60')).body);
+  let r = await rawRequest(port, 'GET', '/api/v1/login?token-lifetime=7776000', bearer(first.token));
+  assert.equal(r.status, 400, r.body);
+  assert.match(title(r.body), /"token-lifetime" = 7776000 must be 1 to 3600 seconds \(1h0m0s, \[api\] max_token_lifetime\)/);
+  assert.equal((await loginAt(port, '?token-lifetime=3601')).status, 400);
+  const left = (body: string) => Date.parse(tokenOf(body).expires_at) - Date.now();
+  r = await loginAt(port, '');
+  assert.ok(left(r.body) <= 3600_000 && left(r.body) > 3000_000, r.body);
+  r = await rawRequest(port, 'GET', '/api/v1/login', basic);
+  assert.ok(left(r.body) <= 3600_000 && left(r.body) > 3000_000, r.body);
+});
 
   let r = await login('?token-lifetime=60');
   assert.equal(r.status, 200, r.body);

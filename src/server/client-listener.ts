@@ -105,14 +105,22 @@ export class ClientListener {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const ip = plainAddress(req.socket.remoteAddress);
+    // Node's HTTP server stops handling the socket's errors at the upgrade: a reset after that (even after
+    // a refusal is written) would be an uncaught 'error' that ends rportd.
+    socket.on('error', (err) => {
+      this.o.log.debug(`connection from ${ip}: ${errorMessage(err)}`);
+      socket.destroy();
+    });
     const refuse = (status: number, why: string) => {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
+    // Only a banned pair is refused here: an address banned from unknown ids may still log in as an id
+    // that exists, and telling the two apart here would tell which ids exist.
     const claimed = decodeHeader(req.headers[AUTH_ID_HEADER]);
-    const banned = claimed === undefined ? this.o.throttle.sourceBannedFor(ip) : this.o.throttle.bannedFor(ip, claimed);
+    const banned = claimed === undefined ? 0 : this.o.throttle.bannedFor(ip, claimed);
     if (banned > 0) {
       this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
-      this.context.limited.warn('banned', `refused a connection from ${ip}${claimed === undefined ? '' : ` for "${claimed}"`}: banned after too many failed logins`);
+      this.context.limited.warn('banned', `refused a connection from ${ip} for "${claimed}": banned after too many failed logins`);
       return refuse(403, `too many failed logins from ${ip}: banned for another ${formatBan(banned)}`);
     }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());

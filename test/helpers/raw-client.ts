@@ -1,4 +1,4 @@
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import WebSocket from 'ws';
 import { dial, type Link } from '../../src/client/dial.js';
@@ -11,7 +11,7 @@ import { sshStream } from '../../src/transport/ws-stream.js';
  * An SSH client inside rport's WebSocket that does what the test tells it, not what rport does: the
  * hostile peer of the security tests. `authHandler` is ssh2's: return the next attempt, or false to stop.
  */
-export function rawSsh(port: number, username: string, authHandler: ssh2.AuthHandlerMiddleware | ssh2.AuthenticationType[], headers: Record<string, string> = {}, localAddress?: string): { ssh: ssh2.Client; closed: Promise<void> } {
+export function rawSsh(port: number, username: string, authHandler: ssh2.AuthHandlerMiddleware | ssh2.AuthenticationType[], headers: Record<string, string> = {}, localAddress?: string): { ssh: ssh2.Client; ws: WebSocket; closed: Promise<void> } {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false, headers, localAddress });
   const ssh = new ssh2.Client();
   ssh.on('error', () => undefined);
@@ -20,7 +20,14 @@ export function rawSsh(port: number, username: string, authHandler: ssh2.AuthHan
     ws.on('error', () => resolve());
   });
   ws.on('open', () => ssh.connect({ sock: sshStream(ws), username, authHandler, readyTimeout: 0 } as ssh2.ConnectConfig));
-  return { ssh, closed };
+  return { ssh, ws, closed };
+}
+
+/** Resets a WebSocket's TCP connection (RST), as a peer that vanishes does. */
+export function resetWs(ws: WebSocket): void {
+  const socket = (ws as unknown as { _socket?: Socket })._socket;
+  if (socket) socket.resetAndDestroy();
+  else ws.terminate();
 }
 
 /** A logged-in rport link that sends the connection request the test chooses, answering pings like a client. */

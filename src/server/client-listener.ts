@@ -71,7 +71,11 @@ export class ClientListener {
       const key = `${info.ip}|${info.port}`;
       const h = this.handshaking.get(key);
       this.handshaking.delete(key);
-      if (!h) return void client.end();
+      if (!h) {
+        // Its WebSocket went before the SSH identification was read: ending it, a reset meanwhile must not be uncaught.
+        client.on('error', () => undefined);
+        return void client.end();
+      }
       new ClientConnection(this.context, client, info.ip, h.ws, {
         authenticated: () => allowLargerFrames(h.ws),
         accepted: () => this.pending.release(h.socket),

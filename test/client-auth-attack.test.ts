@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import test from 'node:test';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import bcrypt from 'bcryptjs';
 import type { Link } from '../src/client/dial.js';
 import { FAILED_CHECK_MIN_MS } from '../src/server/credentials.js';
@@ -126,6 +128,19 @@ test("issue 21.9: a credential cannot squat the id of another credential that ha
   const squatter = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c3', '--max-retry-count', '1']);
   assert.equal((await squatter.exited).code, 1);
   assert.match(squatter.output, /client id "c3" is the id of the credential "c3", so only that credential may use it, not "c2"/);
+  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c3:pass-three-3', '--id', 'c3']);
+  await real.waitFor(connected);
+  assert.equal((await server.api('/api/v1/clients/c3')).body.data.auth_id, 'c3');
+});
+
+test('a squat from before the own-id rule (c2 registered id "c3") is undone when c3 connects: the id is c3\'s from then on', LIMIT, async (t) => {
+  const file = writeFile(tmpDir(t), 'auth.json', JSON.stringify({ c2: 'pass-two-2', c3: 'pass-three-3' }));
+  const first = await startServer(t, ['--auth-file', file]);
+  await first.proc.stop();
+  const db = new Database(join(first.dataDir, 'rportd.db'));
+  db.prepare("INSERT INTO clients (id, name, auth_id) VALUES ('c3', 'squatted', 'c2')").run();
+  db.close();
+  const server = await startServer(t, ['--auth-file', file], { port: first.port, apiPort: first.apiPort, dataDir: first.dataDir });
   const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c3:pass-three-3', '--id', 'c3']);
   await real.waitFor(connected);
   assert.equal((await server.api('/api/v1/clients/c3')).body.data.auth_id, 'c3');

@@ -5,6 +5,7 @@ import { Backoff } from '../src/client/backoff.js';
 import { formatDuration, formatNanos, parseDuration } from '../src/shared/duration.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { ConfigError, loadConfig, type KeyDef } from '../src/config/loader.js';
+import { escapeControls } from '../src/log.js';
 import { formatBan, LoginThrottle, memoryRecords, SOURCE_FACTOR } from '../src/server/login-throttle.js';
 import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../src/shared/host-port.js';
 import { ControlChannel, MAX_LINE, RemoteError } from '../src/transport/control-channel.js';
@@ -282,6 +283,22 @@ test('the login throttle with an injected clock: counted before the check, per p
   assert.equal(fail2('a'), 'account');
   assert.equal(formatBan(1), '1s');
   assert.equal(formatBan(61_001), '1m2s');
+});
+
+test('log escaping, table-driven: what changes how a line reads is escaped, every script and emoji stays', () => {
+  const cases: Array<[string, string]> = [
+    ['tab\tstays', 'tab\tstays'],
+    ['a\nb\rc', 'a\\nb\\rc'],
+    ['\x1b[2J\x00\x7f\x85', '\\x1b[2J\\x00\\x7f\\x85'],
+    ['\u2028\u2029', '\\u2028\\u2029'],
+    ['evil\u202egnp.exe', 'evil\\u202egnp.exe'],
+    ['\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c', '\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c'],
+    ['zero\u200bwidth\u2060\ufeff\u00ad', 'zero\\u200bwidth\\u2060\\ufeff\\xad'],
+    ['tag \u{e0041}', 'tag \\u{e0041}'],
+    ['lone \ud800', 'lone \\ud800'],
+    ['é 中文 עברית العربية 😀', 'é 中文 עברית العربية 😀'],
+  ];
+  for (const [raw, want] of cases) assert.equal(escapeControls(raw), want, JSON.stringify(raw));
 });
 
 test('control channel framing, table-driven: split and joined lines, limits, garbage, answers', async () => {

@@ -65,6 +65,8 @@ test('issue 21.7: spraying unknown ids, or failing API logins, from one address 
   // Failed API logins (unknown users, then the admin's wrong password) ban API logins only.
   for (let i = 0; i < 12; i++) assert.equal((await server.api('/api/v1/status', `nobody-${i}:x`)).status, 401);
   assert.equal((await server.api('/api/v1/status')).status, 200, 'the API admin is not locked out by unknown users');
+  // Unknown names stay 401 after that, as a wrong password would be: the answer does not tell the API's user name.
+  assert.equal((await server.api('/api/v1/status', 'nobody-late:x')).status, 401);
   for (let i = 0; i < 5; i++) await server.api('/api/v1/status', 'admin:wrong');
   assert.equal((await server.api('/api/v1/status')).status, 429, 'the admin pair is banned after [api] max_failed_login (5)');
   const c2 = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c2']);

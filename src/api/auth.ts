@@ -66,7 +66,7 @@ export class ApiAuth {
 
   /**
    * Checks a user name and password from `ip`; a banned pair is refused before the password is looked at,
-   * and an address banned from unknown users may still try the real one (its own count bans it).
+   * and an address barred from unknown user names may still try the real one (its own count bans it).
    */
   verify(ip: string, user: string, password: string): Verdict {
     const t = this.o.throttle;
@@ -79,8 +79,12 @@ export class ApiAuth {
       t.succeeded(ip, user);
       return { ok: true };
     }
-    const sourceBan = userOk ? 0 : t.sourceBannedFor(ip);
-    if (sourceBan > 0) return { ok: false, bannedMs: sourceBan };
+    // Past the unknown-name limit such names are no longer counted, but still answered 401 as any failure:
+    // a 429 only for unknown names would tell which name is the API's.
+    if (!userOk && t.sourceBannedFor(ip) > 0) {
+      this.lines.warn('api-ban', `API logins from ${ip}: refused a login as ${shown(user)}, the address is barred from unknown user names after ${t.maxFailed * SOURCE_FACTOR} failures`);
+      return { ok: false, bannedMs: 0 };
+    }
     const ban = t.failed(ip, attempt, userOk);
     this.lines.warn('api-login-failed', `failed API login as ${shown(user)} from ${ip}`);
     if (ban === 'account') this.lines.warn('api-ban', `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${formatBan(t.bannedFor(ip, user))} ([api] max_failed_login)`);

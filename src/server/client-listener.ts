@@ -62,11 +62,18 @@ export class ClientListener {
   private readonly handshaking = new Map<string, { ws: WebSocket; socket: Socket }>();
   private readonly context: ConnectionContext;
   private readonly pending: PendingConnections;
+  /** Every upgraded socket's 'error' listener (the socket is `this`): one function, not a closure per client. */
+  private readonly dropOnError: (this: Duplex, err: Error) => void;
 
   constructor(private readonly o: ListenerOptions) {
     const limited = new LogLimiter(o.log);
     this.context = { ...o, limited, connecting: new KeyedLock() };
     this.pending = new PendingConnections(o.admission, (e) => this.onAdmission(e));
+    const log = o.log;
+    this.dropOnError = function (this: Duplex, err: Error) {
+      log.debug(`connection from ${plainAddress((this as Socket).remoteAddress)}: ${errorMessage(err)}`);
+      this.destroy();
+    };
     this.ssh = new ssh2.Server({ hostKeys: [o.hostKey.privateKey] }, (client, info) => {
       const key = `${info.ip}|${info.port}`;
       const h = this.handshaking.get(key);
@@ -111,10 +118,7 @@ export class ClientListener {
     const ip = plainAddress(req.socket.remoteAddress);
     // Node's HTTP server stops handling the socket's errors at the upgrade: a reset after that (even after
     // a refusal is written) would be an uncaught 'error' that ends rportd.
-    socket.on('error', (err) => {
-      this.o.log.debug(`connection from ${ip}: ${errorMessage(err)}`);
-      socket.destroy();
-    });
+    socket.on('error', this.dropOnError);
     const refuse = (status: number, why: string) => {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };

@@ -45,16 +45,28 @@ function timestamp(d: Date): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
 
-const CONTROLS = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
+/**
+ * What changes how a line reads without being seen: control characters but tab (Cc), format characters
+ * (Cf: bidi overrides and isolates, zero-width spaces and joiners, the soft hyphen, the BOM), line and
+ * paragraph separators (Zl, Zp) and lone surrogates (Cs).
+ */
+const CONTROLS = /[^\P{Cc}\t]|[\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r' };
 
+function escapeOne(c: string): string {
+  const code = c.codePointAt(0)!;
+  if (NAMED[c]) return NAMED[c];
+  if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`;
+  return code <= 0xffff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\u{${code.toString(16)}}`;
+}
+
 /**
- * One message, one line: a peer's value (an SSH user name, a client name) with a newline or a terminal
- * escape could otherwise forge log lines or rewrite a terminal. Control characters other than tab become
- * \n, \r, \xHH or \uHHHH.
+ * One message, one line, read as written: a peer's value (an SSH user name, a client name or tag) with a
+ * newline, a terminal escape or a bidi override could otherwise forge log lines, rewrite a terminal or
+ * show a line in another order than it holds. Such characters become \n, \r, \xHH, \uHHHH or \u{HHHHH}.
  */
 export function escapeControls(msg: string): string {
-  return msg.replace(CONTROLS, (c) => NAMED[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16)}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return msg.replace(CONTROLS, escapeOne);
 }
 
 export class Logger {

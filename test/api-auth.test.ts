@@ -44,7 +44,7 @@ test('issue 1: percent-encoded paths to the API and /metrics without credentials
 });
 
 test('basic auth is throttled per source and account: ban checked before the password, 429 with Retry-After, a success clears only its own account', async (t) => {
-  const server = await startServerInProcess(t, ['--max-failed-login', '3']);
+  const server = await startServerInProcess(t, ['--api-max-failed-login', '3']);
   const get = (auth: string) => raw(server.apiPort, 'GET', '/api/v1/status', { authorization: basic(auth) });
   // Another name from the same address fails twice; the real user's success must not clear that count.
   for (let i = 0; i < 2; i++) assert.equal((await get('guest:nope')).status, 401);
@@ -79,7 +79,7 @@ test('basic auth is throttled per source and account: ban checked before the pas
 });
 
 test('issue 2: a flood of failed logins writes a bounded number of log lines', async (t) => {
-  const server = await startServerInProcess(t, ['--max-failed-login', '1000']);
+  const server = await startServerInProcess(t, ['--api-max-failed-login', '1000']);
   for (let i = 0; i < 40; i++) {
     assert.equal((await login(server.apiPort, `user${i}`, 'wrong')).status, 401);
     assert.equal((await raw(server.apiPort, 'GET', '/api/v1/clients', { authorization: basic(`user${i}:wrong`) })).status, 401);

@@ -4,11 +4,13 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import test from 'node:test';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import bcrypt from 'bcryptjs';
 import type { Link } from '../src/client/dial.js';
 import { FAILED_CHECK_MIN_MS } from '../src/server/credentials.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../src/transport/protocol.js';
-import { cleanup, eventually, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
+import { cleanup, eventually, metric, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const connected = /INFO  client: connected to /;
@@ -16,13 +18,13 @@ const connected = /INFO  client: connected to /;
 const LIMIT = { timeout: 90_000 };
 
 /** Tries `passwords` as `user` on ONE SSH connection; resolves how many attempts the server answered. */
-async function guessOnOneConnection(port: number, user: string, passwords: string[]): Promise<number> {
+async function guessOnOneConnection(port: number, user: string, passwords: string[], from?: string): Promise<number> {
   let asked = 0;
   const { closed } = rawSsh(port, user, (_left, _partial, next) => {
     // ssh2 asks for the next attempt when the previous one was refused: each call after the first is an answer.
     if (asked >= passwords.length) return next(false as never);
     next({ type: 'password', username: user, password: passwords[asked++]! });
-  });
+  }, {}, from);
   await closed;
   return Math.max(0, asked - 1);
 }
@@ -49,11 +51,35 @@ test('a guesser at one id is banned for that id only: another client behind the 
   const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1', '--max-retry-count', '1']);
   assert.equal((await real.exited).code, 1);
   assert.match(real.output, /HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/);
-  // Spraying guesses over many ids bans the whole address (max_failed_login x 4 failures).
+});
+
+test('issue 21.7: spraying unknown ids, or failing API logins, from one address locks out no client and not the API admin behind it', LIMIT, async (t) => {
+  const server = await authFileServer(t, ['--max-failed-login', '3']);
+  // 12 unknown ids (max_failed_login x 4): the address may try no more unknown ids...
   for (let i = 0; i < 12; i++) await guessOnOneConnection(server.port, `spray-${i}`, ['x']);
-  const late = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:s3cret', '--id', 'late', '--max-retry-count', '1']);
-  assert.equal((await late.exited).code, 1);
-  assert.match(late.output, /HTTP 403 \(too many failed logins from 127\.0\.0\.1/);
+  // ... but every client id that exists, whose own record is clean, still logs in from it.
+  const c1 = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1']);
+  await c1.waitFor(connected);
+  await guessOnOneConnection(server.port, 'spray-late', ['x']);
+  await eventually(async () => ((await metric(server, 'rport_handshake_failures_total{reason="banned"}')) >= 1 ? true : undefined), 10_000, 'the 13th unknown id refused as banned');
+  // Failed API logins (unknown users, then the admin's wrong password) ban API logins only.
+  for (let i = 0; i < 12; i++) assert.equal((await server.api('/api/v1/status', `nobody-${i}:x`)).status, 401);
+  assert.equal((await server.api('/api/v1/status')).status, 200, 'the API admin is not locked out by unknown users');
+  // Unknown names stay 401 after that, as a wrong password would be: the answer does not tell the API's user name.
+  assert.equal((await server.api('/api/v1/status', 'nobody-late:x')).status, 401);
+  for (let i = 0; i < 5; i++) await server.api('/api/v1/status', 'admin:wrong');
+  assert.equal((await server.api('/api/v1/status')).status, 429, 'the admin pair is banned after [api] max_failed_login (5)');
+  const c2 = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c2']);
+  await c2.waitFor(connected);
+});
+
+test('issue 21.4: 100 connections guessing one id at the same moment get at most max_failed_login password checks', LIMIT, async (t) => {
+  const server = await authFileServer(t, ['--max-failed-login', '5'], { hashed: bcrypt.hashSync('right-password', 10) });
+  await Promise.all(Array.from({ length: 100 }, () => guessOnOneConnection(server.port, 'hashed', ['wrong-password'], '127.0.0.8')));
+  const checked = await metric(server, 'rport_handshake_failures_total{reason="auth"}');
+  const refused = await metric(server, 'rport_handshake_failures_total{reason="banned"}');
+  assert.ok(checked <= 5, `${checked} password checks for 100 parallel guesses`);
+  assert.equal(checked + refused, 100, `${checked} checked + ${refused} refused as banned`);
 });
 
 test('failed logins are written to the log once per minute with a count, not once each', LIMIT, async (t) => {
@@ -78,25 +104,48 @@ test('an unknown id is refused no sooner than a known one with a bcrypt hash: th
 
 test("a client id cannot be taken with another client's credential; deleting the client frees the id", LIMIT, async (t) => {
   const server = await authFileServer(t);
-  const owner = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1']);
+  const owner = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'web-1']);
   await owner.waitFor(connected);
   await owner.stop();
-  await eventually(async () => ((await server.api('/api/v1/clients/c1')).body.data.connected === false ? true : undefined));
+  await eventually(async () => ((await server.api('/api/v1/clients/web-1')).body.data.connected === false ? true : undefined));
 
-  const impostor = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c1', '--max-retry-count', '1']);
+  const impostor = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'web-1', '--max-retry-count', '1']);
   assert.equal((await impostor.exited).code, 1);
-  const line = /client id "c1" belongs to the credential "c1", not "c2": use c1's credential, or delete client "c1" through the API to free the id/;
+  const line = /client id "web-1" belongs to the credential "c1", not "c2": use c1's credential, or delete client "web-1" through the API to free the id/;
   assert.match(impostor.output, line);
   await server.proc.waitFor(line);
 
-  const back = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1']);
+  const back = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'web-1']);
   await back.waitFor(connected);
   await back.stop();
-  await eventually(async () => ((await server.api('/api/v1/clients/c1')).body.data.connected === false ? true : undefined));
-  assert.equal((await server.api('/api/v1/clients/c1', undefined, 'DELETE')).status, 204);
-  const newOwner = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c1']);
+  await eventually(async () => ((await server.api('/api/v1/clients/web-1')).body.data.connected === false ? true : undefined));
+  assert.equal((await server.api('/api/v1/clients/web-1', undefined, 'DELETE')).status, 204);
+  const newOwner = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'web-1']);
   await newOwner.waitFor(connected);
-  assert.equal((await server.api('/api/v1/clients/c1')).body.data.auth_id, 'c2');
+  assert.equal((await server.api('/api/v1/clients/web-1')).body.data.auth_id, 'c2');
+});
+
+test("issue 21.9: a credential cannot squat the id of another credential that has not connected yet; the real one registers it", LIMIT, async (t) => {
+  const server = await authFileServer(t, [], { c1: 'pass-one-1', c2: 'pass-two-2', c3: 'pass-three-3' });
+  const squatter = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c3', '--max-retry-count', '1']);
+  assert.equal((await squatter.exited).code, 1);
+  assert.match(squatter.output, /client id "c3" is the id of the credential "c3", so only that credential may use it, not "c2"/);
+  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c3:pass-three-3', '--id', 'c3']);
+  await real.waitFor(connected);
+  assert.equal((await server.api('/api/v1/clients/c3')).body.data.auth_id, 'c3');
+});
+
+test('a squat from before the own-id rule (c2 registered id "c3") is undone when c3 connects: the id is c3\'s from then on', LIMIT, async (t) => {
+  const file = writeFile(tmpDir(t), 'auth.json', JSON.stringify({ c2: 'pass-two-2', c3: 'pass-three-3' }));
+  const first = await startServer(t, ['--auth-file', file]);
+  await first.proc.stop();
+  const db = new Database(join(first.dataDir, 'rportd.db'));
+  db.prepare("INSERT INTO clients (id, name, auth_id) VALUES ('c3', 'squatted', 'c2')").run();
+  db.close();
+  const server = await startServer(t, ['--auth-file', file], { port: first.port, apiPort: first.apiPort, dataDir: first.dataDir });
+  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c3:pass-three-3', '--id', 'c3']);
+  await real.waitFor(connected);
+  assert.equal((await server.api('/api/v1/clients/c3')).body.data.auth_id, 'c3');
 });
 
 test('auth_multiuse_creds = false: one credential, one client id', LIMIT, async (t) => {

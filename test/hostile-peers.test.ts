@@ -7,8 +7,8 @@ import test from 'node:test';
 import WebSocket from 'ws';
 import { WS_SUBPROTOCOL } from '../src/transport/protocol.js';
 import { startServerInProcess } from './helpers/in-process.js';
-import { CLIENT_AUTH, cleanup, eventually, startClient, startServer, type AnyServer } from './helpers/procs.js';
-import { connectRequest, rawLink, requestConnect } from './helpers/raw-client.js';
+import { CLIENT_AUTH, cleanup, eventually, metric, startClient, startServer } from './helpers/procs.js';
+import { connectRequest, rawLink, rawSsh, requestConnect, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
 const LIMIT = { timeout: 120_000 };
 const connected = /INFO  client: connected to /;
@@ -27,12 +27,6 @@ async function open(t: test.TestContext, port: number, n: number, from = '127.0.
 }
 
 const allClosed = (socks: Socket[]) => eventually(() => (socks.every((s) => s.destroyed || s.readyState === 'closed') ? true : undefined), 30_000, 'every hostile connection closed');
-
-async function metric(server: AnyServer, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${server.apiPort}/metrics`, { headers: { authorization: `Basic ${Buffer.from('admin:apipass').toString('base64')}` } });
-  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(await res.text());
-  return m ? Number(m[1]) : 0;
-}
 
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
@@ -120,4 +114,41 @@ test('connection request fields are bounded: an oversized list is refused with t
   await assert.rejects(requestConnect(link, connectRequest('big', 1, { remotes: Array.from({ length: 300 }, (_, i) => String(20000 + i)) })),
     /connection request field "remotes" must be a list of at most 256 strings of at most 256 characters/);
   await assert.rejects(requestConnect(link, connectRequest('big', 1, { tags: ['x'.repeat(300)] })), /field "tags"/);
+});
+
+test('an upgrade rportd refuses (wrong subprotocol, a banned login) followed by a TCP reset does not end rportd', LIMIT, async (t) => {
+  const server = await startServer(t, ['--max-failed-login', '1']);
+  // One wrong password bans (127.0.0.6, client1): its upgrades naming client1 are refused with 403.
+  const { closed } = rawSsh(server.port, 'client1', [{ type: 'password', username: 'client1', password: 'wrong' } as never], {}, '127.0.0.6');
+  await closed;
+  const wrongProtocol = upgradeRequest(server.port, { 'Sec-WebSocket-Protocol': 'not-rport' });
+  const banned = upgradeRequest(server.port, { 'X-Rport-Auth-Id': 'client1' });
+  for (let i = 0; i < 30; i++) {
+    await Promise.all([
+      sendAndReset(server.port, wrongProtocol),
+      sendAndReset(server.port, wrongProtocol, { after: 'answer' }),
+      sendAndReset(server.port, banned, { from: '127.0.0.6' }),
+      sendAndReset(server.port, banned, { from: '127.0.0.6', after: 'answer' }),
+    ]);
+  }
+  await server.proc.waitFor(/refused a connection from 127\.0\.0\.6 for "client1": banned after too many failed logins/);
+  assert.equal(server.proc.exit, undefined, `rportd exited:\n${server.proc.output}`);
+  const client = startClient(t, `127.0.0.1:${server.port}`);
+  await client.waitFor(connected);
+  assert.ok(!server.proc.lines.some((l) => / ERROR |Unhandled|    at /.test(l)), server.proc.output);
+});
+
+test('bidi overrides, zero-width and separator characters in a client id, name or login name reach the log escaped', LIMIT, async (t) => {
+  const server = await startServerInProcess(t, ['--max-failed-login', '0']);
+  // U+202E shows "evil\u202Egnp.exe" as "evilexe.png"; U+2066 opens an isolate; U+200B hides in a name.
+  const id = 'evil\u202egnp.exe';
+  const link = await rawLink(server.port, CLIENT_AUTH);
+  cleanup(t, () => link.close());
+  await requestConnect(link, connectRequest(id, 77, { name: 'n\u2066a\u200bme\u2069', tags: ['t\u202etag'] }));
+  const { closed } = rawSsh(server.port, 'user\u202d\u2029x', [{ type: 'password', username: 'user\u202d\u2029x', password: 'wrong' } as never]);
+  await closed;
+  await server.proc.waitFor(/client evil\\u202egnp\.exe \(n\\u2066a\\u200bme\\u2069\) connected/);
+  await server.proc.waitFor(/failed login as "user\\u202d\\u2029x"/);
+  const raw = server.proc.lines.filter((l) => /[\u200b-\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]/.test(l));
+  assert.deepEqual(raw, [], 'no line holds such a character raw');
 });

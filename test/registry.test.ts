@@ -82,7 +82,7 @@ test('client credentials through the API: a new client id can log in, a removed 
 });
 
 test('POST /login gives a bearer token; wrong passwords get 401 and then 429 from the same address', async (t) => {
-  const server = await startServer(t, ['--max-failed-login', '3']);
+  const server = await startServer(t, ['--api-max-failed-login', '3']);
   const [user, password] = API_AUTH.split(':');
   const login = await call(server, 'POST', '/api/v1/login', { username: user, password }, { authorization: '' });
   assert.equal(login.status, 200);

@@ -5,6 +5,7 @@ import { Backoff } from '../src/client/backoff.js';
 import { formatDuration, formatNanos, parseDuration } from '../src/shared/duration.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { ConfigError, loadConfig, type KeyDef } from '../src/config/loader.js';
+import { escapeControls } from '../src/log.js';
 import { formatBan, LoginThrottle, memoryRecords, SOURCE_FACTOR } from '../src/server/login-throttle.js';
 import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../src/shared/host-port.js';
 import { ControlChannel, MAX_LINE, RemoteError } from '../src/transport/control-channel.js';
@@ -213,15 +214,21 @@ test("the loader's converters, table-driven: each type from TOML and from a flag
   for (const [key, text, want] of flags) assert.deepEqual(fromFlag(key, text), want, `--${key} ${text}`);
 });
 
-test('the login throttle with an injected clock: per pair, per source, forgetting after ban_time', () => {
+test('the login throttle with an injected clock: counted before the check, per pair, unknown ids per source, realms apart, forgetting after ban_time', () => {
   let now = 1_000_000;
-  const th = new LoginThrottle(3, 60_000, memoryRecords(), () => now);
+  const th = new LoginThrottle(3, 60_000, { now: () => now });
+  /** One attempt that fails at a known id. */
+  const fail = (source: string, account: string) => {
+    const a = th.begin(source, account);
+    return a.bannedMs > 0 ? `refused ${a.bannedMs}` : th.failed(source, a, true);
+  };
   const steps: Array<[string, () => unknown, unknown]> = [
-    ['1st failure', () => th.failed('1.2.3.4', 'a'), undefined],
-    ['2nd failure', () => th.failed('1.2.3.4', 'a'), undefined],
+    ['1st failure', () => fail('1.2.3.4', 'a'), undefined],
+    ['2nd failure', () => fail('1.2.3.4', 'a'), undefined],
     ['not banned yet', () => th.bannedFor('1.2.3.4', 'a'), 0],
-    ['3rd failure bans the pair', () => th.failed('1.2.3.4', 'a'), 'account'],
+    ['3rd failure bans the pair', () => fail('1.2.3.4', 'a'), 'account'],
     ['the pair is banned for ban_time', () => th.bannedFor('1.2.3.4', 'a'), 60_000],
+    ['a 4th attempt is refused unchecked', () => fail('1.2.3.4', 'a'), 'refused 60000'],
     ['another id from the same source may try', () => th.bannedFor('1.2.3.4', 'b'), 0],
     ['the same id from another source may try', () => th.bannedFor('5.6.7.8', 'a'), 0],
     ['59 s pass', () => void (now += 59_000), undefined],
@@ -230,24 +237,68 @@ test('the login throttle with an injected clock: per pair, per source, forgettin
   ];
   for (const [what, step, want] of steps) assert.deepEqual(step(), want, what);
 
-  // A source spraying over many ids is banned as a whole after max_failed_login x SOURCE_FACTOR failures.
-  const spray = new LoginThrottle(3, 60_000, memoryRecords(), () => now);
-  const kinds = Array.from({ length: 3 * SOURCE_FACTOR }, (_, i) => spray.failed('9.9.9.9', `id${i}`));
+  // Parallel attempts: each is counted when it starts, so the 4th is refused before the first three finish.
+  const par = new LoginThrottle(3, 60_000, { now: () => now });
+  const started = Array.from({ length: 10 }, () => par.begin('2.2.2.2', 'x'));
+  assert.deepEqual(started.map((a) => a.bannedMs > 0), [false, false, false, true, true, true, true, true, true, true]);
+  assert.deepEqual(started.slice(0, 3).map((a) => a.last), [false, false, true]);
+  // An attempt that could not be checked (busy) gives its count back.
+  const busy = new LoginThrottle(2, 60_000, { now: () => now });
+  busy.begin('3.3.3.3', 'x');
+  busy.cancel('3.3.3.3', 'x');
+  busy.begin('3.3.3.3', 'x');
+  assert.equal(busy.begin('3.3.3.3', 'x').last, true, 'the cancelled attempt was not counted');
+
+  // A source spraying over unknown ids is banned from unknown ids after max_failed_login x SOURCE_FACTOR failures.
+  const spray = new LoginThrottle(3, 60_000, { now: () => now });
+  const kinds = Array.from({ length: 3 * SOURCE_FACTOR }, (_, i) => spray.failed('9.9.9.9', spray.begin('9.9.9.9', `id${i}`), false));
   assert.deepEqual(kinds.slice(0, -1).filter(Boolean), []);
   assert.equal(kinds.at(-1), 'source');
   assert.equal(spray.sourceBannedFor('9.9.9.9'), 60_000);
-  assert.equal(spray.bannedFor('9.9.9.9', 'fresh-id'), 60_000);
+  assert.equal(spray.bannedFor('9.9.9.9', 'fresh-id'), 0, 'an id whose own record is clean is not banned');
+  // Failures at known ids never ban the source.
+  const known = new LoginThrottle(3, 60_000, { now: () => now });
+  for (let i = 0; i < 3 * SOURCE_FACTOR; i++) known.failed('8.8.8.8', known.begin('8.8.8.8', `k${i}`), true);
+  assert.equal(known.sourceBannedFor('8.8.8.8'), 0);
+
+  // Client logins and API logins in one store: neither bans the other.
+  const records = memoryRecords();
+  const clients = new LoginThrottle(1, 60_000, { records, realm: 'clients', now: () => now });
+  const api = new LoginThrottle(1, 60_000, { records, realm: 'api', now: () => now });
+  for (let i = 0; i < 4; i++) api.failed('7.7.7.7', api.begin('7.7.7.7', `admin${i}`), false);
+  api.failed('7.7.7.7', api.begin('7.7.7.7', 'admin'), true);
+  assert.ok(api.bannedFor('7.7.7.7', 'admin') > 0 && api.sourceBannedFor('7.7.7.7') > 0);
+  assert.equal(clients.bannedFor('7.7.7.7', 'admin'), 0);
+  assert.equal(clients.sourceBannedFor('7.7.7.7'), 0);
 
   // A success clears its own pair only; failures older than ban_time are forgotten.
-  const th2 = new LoginThrottle(2, 60_000, memoryRecords(), () => now);
-  th2.failed('1.1.1.1', 'a');
+  const th2 = new LoginThrottle(2, 60_000, { now: () => now });
+  const fail2 = (account: string) => th2.failed('1.1.1.1', th2.begin('1.1.1.1', account), true);
+  fail2('a');
+  th2.begin('1.1.1.1', 'a');
   th2.succeeded('1.1.1.1', 'a');
-  assert.equal(th2.failed('1.1.1.1', 'a'), undefined, 'the count restarted after the success');
+  assert.equal(fail2('a'), undefined, 'the count restarted after the success');
   now += 60_001;
-  assert.equal(th2.failed('1.1.1.1', 'a'), undefined, 'the old failure was forgotten');
-  assert.equal(th2.failed('1.1.1.1', 'a'), 'account');
+  assert.equal(fail2('a'), undefined, 'the old failure was forgotten');
+  assert.equal(fail2('a'), 'account');
   assert.equal(formatBan(1), '1s');
   assert.equal(formatBan(61_001), '1m2s');
+});
+
+test('log escaping, table-driven: what changes how a line reads is escaped, every script and emoji stays', () => {
+  const cases: Array<[string, string]> = [
+    ['tab\tstays', 'tab\tstays'],
+    ['a\nb\rc', 'a\\nb\\rc'],
+    ['\x1b[2J\x00\x7f\x85', '\\x1b[2J\\x00\\x7f\\x85'],
+    ['\u2028\u2029', '\\u2028\\u2029'],
+    ['evil\u202egnp.exe', 'evil\\u202egnp.exe'],
+    ['\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c', '\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c'],
+    ['zero\u200bwidth\u2060\ufeff\u00ad', 'zero\\u200bwidth\\u2060\\ufeff\\xad'],
+    ['tag \u{e0041}', 'tag \\u{e0041}'],
+    ['lone \ud800', 'lone \\ud800'],
+    ['é 中文 עברית العربية 😀', 'é 中文 עברית العربية 😀'],
+  ];
+  for (const [raw, want] of cases) assert.equal(escapeControls(raw), want, JSON.stringify(raw));
 });
 
 test('control channel framing, table-driven: split and joined lines, limits, garbage, answers', async () => {

@@ -56,8 +56,8 @@ export interface AuthOptions {
 
 /**
  * Who may use the API: decided on the route that matched (its config), never on the URL string, since
- * the router decodes what the string encodes. Basic auth and POST /login share the login throttle,
- * per (source, `api:<user>`); failures are logged at a bounded rate.
+ * the router decodes what the string encodes. Basic auth and POST /login share the API's login throttle
+ * ([api] max_failed_login, per source and user, apart from client logins'); failures are logged at a bounded rate.
  */
 export class ApiAuth {
   private readonly lines: LogLimiter;
@@ -66,23 +66,31 @@ export class ApiAuth {
     this.lines = new LogLimiter(o.log, o.logIntervalMs);
   }
 
-  /** Checks a user name and password from `ip`; a banned pair is refused before the password is looked at. */
+  /**
+   * Checks a user name and password from `ip`; a banned pair is refused before the password is looked at,
+   * and an address barred from unknown user names may still try the real one (its own count bans it).
+   */
   verify(ip: string, user: string, password: string): Verdict {
-    const account = `api:${user}`;
-    const bannedMs = this.o.throttle.bannedFor(ip, account);
-    if (bannedMs > 0) return { ok: false, bannedMs };
+    const t = this.o.throttle;
+    const attempt = t.begin(ip, user);
+    if (attempt.bannedMs > 0) return { ok: false, bannedMs: attempt.bannedMs };
     // Both compared always: which part was wrong does not show in the timing either.
     const userOk = safeEqual(user, this.o.user);
     const passwordOk = safeEqual(password, this.o.password);
     if (userOk && passwordOk) {
-      this.o.throttle.succeeded(ip, account);
+      t.succeeded(ip, user);
       return { ok: true };
     }
-    const ban = this.o.throttle.failed(ip, account);
+    // Past the unknown-name limit such names are no longer counted, but still answered 401 as any failure:
+    // a 429 only for unknown names would tell which name is the API's.
+    if (!userOk && t.sourceBannedFor(ip) > 0) {
+      this.lines.warn('api-ban', `API logins from ${ip}: refused a login as ${shown(user)}, the address is barred from unknown user names after ${t.maxFailed * SOURCE_FACTOR} failures`);
+      return { ok: false, bannedMs: 0 };
+    }
+    const ban = t.failed(ip, attempt, userOk);
     this.lines.warn('api-login-failed', `failed API login as ${shown(user)} from ${ip}`);
-    const t = this.o.throttle;
-    if (ban === 'account') this.lines.warn('api-ban', `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${formatBan(t.bannedFor(ip, account))}`);
-    if (ban === 'source') this.lines.warn('api-ban', `API logins from ${ip}: ${t.maxFailed * SOURCE_FACTOR} failed logins over several accounts, the address is banned for ${formatBan(t.bannedFor(ip, account))}`);
+    if (ban === 'account') this.lines.warn('api-ban', `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${formatBan(t.bannedFor(ip, user))} ([api] max_failed_login)`);
+    if (ban === 'source') this.lines.warn('api-ban', `API logins from ${ip}: ${t.maxFailed * SOURCE_FACTOR} failed logins as unknown users, the address may try only the real user for ${formatBan(t.sourceBannedFor(ip))}`);
     return { ok: false, bannedMs: 0 };
   }
 

@@ -11,7 +11,7 @@ export async function startApi(c: ServerConfig['api'], server: Rportd, log: Logg
   if (!c.address) return undefined;
   const app = createApi({
     user: c.user, password: c.password, registry: server.registry, tunnels: server.tunnels, credentials: server.credentials, jobs: server.jobs, cluster: server.cluster,
-    metrics: server.metrics, fingerprint: server.hostKey.fingerprint, startedAt: Date.now(), throttle: server.throttle, log, maxTokenLifetimeMs: c.maxTokenLifetimeMs,
+    metrics: server.metrics, fingerprint: server.hostKey.fingerprint, startedAt: Date.now(), throttle: server.apiThrottle, log, maxTokenLifetimeMs: c.maxTokenLifetimeMs,
   });
   await app.ready();
   const address = await listen(app.server, c.address.host, c.address.port, 'the API ([api] address)');

@@ -41,6 +41,7 @@ function start(name: string, args: string[], onLine: (line: string) => void): Ch
   };
   child.stdout!.on('data', take);
   child.stderr!.on('data', take);
+  child.on('error', (err) => process.stderr.write(`[${name.padEnd(6)}] cannot run: ${err.message}\n`));
   return child;
 }
 

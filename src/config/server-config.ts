@@ -33,11 +33,13 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'purge_disconnected_clients_interval', type: 'duration', default: 60_000, help: 'with purge_disconnected_clients: how often to look for clients to remove' },
   { section: 'server', key: 'check_clients_connection_interval', type: 'duration', default: 300_000, help: 'ping a client silent for this long' },
   { section: 'server', key: 'check_clients_connection_timeout', type: 'duration', default: 30_000, help: 'drop a client that does not answer that ping within this' },
-  { section: 'server', key: 'max_failed_login', type: 'int', default: 5, help: 'failed logins from one address before it is banned; 0 never bans' },
-  { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a banned address is refused' },
+  { section: 'server', key: 'max_failed_login', type: 'int', default: 5, help: 'failed client logins from one address at one client id before that address may not try that id; 0 never bans' },
+  { section: 'server', key: 'ban_time', type: 'seconds', default: 3_600_000, help: 'how long a ban of client logins lasts (a number of seconds, as in RPort)' },
   { section: 'api', key: 'address', type: 'string', default: '', flag: 'api-address', help: 'REST API address (host:port, e.g. 127.0.0.1:3000); empty (the default, as RPort) turns the API off' },
   { section: 'api', key: 'auth', type: 'string', default: '', flag: 'api-auth', secret: true, help: 'API credentials, "user:password" (HTTP basic)' },
   { section: 'api', key: 'max_token_lifetime', type: 'int', default: 2160, help: 'hours a bearer token from /login may live at most, asked-for lifetimes and the 24h default alike (0 to 2160; 0: 2160, as RPort)' },
+  { section: 'api', key: 'max_failed_login', type: 'int', default: 5, flag: 'api-max-failed-login', help: 'failed API logins from one address at one user before that address may not try that user; 0 never bans' },
+  { section: 'api', key: 'ban_time', type: 'seconds', default: 3_600_000, flag: 'api-ban-time', help: 'how long a ban of API logins lasts (a number of seconds, as in RPort)' },
   { section: 'database', key: 'db_type', type: 'string', default: 'sqlite', help: 'where the registry lives: "sqlite" (a file in data_dir, one node) or "postgres" (shared by the nodes of a cluster)' },
   { section: 'database', key: 'db_host', type: 'string', default: '127.0.0.1:5432', help: 'with db_type = "postgres": host:port, or the folder of its Unix socket' },
   { section: 'database', key: 'db_name', type: 'string', default: 'rport', help: 'with db_type = "postgres": the database' },
@@ -72,7 +74,8 @@ export interface ServerConfig {
   checkTimeoutMs: number;
   maxFailedLogin: number;
   banTimeMs: number;
-  api: { address: HostPort | undefined; user: string; password: string; maxTokenLifetimeMs: number };
+  /** The API's own login throttle ([api] max_failed_login and ban_time) and the cap on token lifetimes. */
+  api: { address: HostPort | undefined; user: string; password: string; maxFailedLogin: number; banTimeMs: number; maxTokenLifetimeMs: number };
   database: DatabaseConfig;
   logFile: string;
   logLevel: Level;
@@ -223,6 +226,8 @@ export function serverConfig(c: Config): ServerConfig {
   if (checkTimeoutMs < 100) c.fail('server', 'check_clients_connection_timeout', "must be at least 100ms (use e.g. '30s')");
   const maxFailedLogin = c.get<number>('server', 'max_failed_login');
   if (maxFailedLogin < 0) c.fail('server', 'max_failed_login', 'must be 0 (never ban) or more');
+  const apiMaxFailedLogin = c.get<number>('api', 'max_failed_login');
+  if (apiMaxFailedLogin < 0) c.fail('api', 'max_failed_login', 'must be 0 (never ban) or more');
 
   const apiText = c.get<string>('api', 'address');
   const apiAddress = apiText ? parseHostPort(apiText) : undefined;
@@ -255,7 +260,11 @@ export function serverConfig(c: Config): ServerConfig {
     checkTimeoutMs,
     maxFailedLogin,
     banTimeMs: c.get<number>('server', 'ban_time'),
-    api: { address: apiAddress, user: apiAuth.slice(0, apiColon), password: apiAuth.slice(apiColon + 1), maxTokenLifetimeMs: (maxTokenHours || 2160) * 3600_000 },
+    api: {
+      address: apiAddress, user: apiAuth.slice(0, apiColon), password: apiAuth.slice(apiColon + 1),
+      maxFailedLogin: apiMaxFailedLogin, banTimeMs: c.get<number>('api', 'ban_time'),
+      maxTokenLifetimeMs: (maxTokenHours || 2160) * 3600_000,
+    },
     database: databaseConfig(c, apiAddress),
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),

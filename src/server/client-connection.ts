@@ -9,7 +9,7 @@ import { CONTROL_SUBSYSTEM, METHOD, TUNNEL_BIND_PORT, type ConnectReply, type Co
 import { PoolBusyError } from './bcrypt-pool.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
 import { validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
-import type { Credentials } from './credentials.js';
+import type { CheckResult, Credentials } from './credentials.js';
 import { checkIdentity, type IdentityRules } from './identity.js';
 import type { KeyedLock } from './keyed-lock.js';
 import { formatBan, SOURCE_FACTOR, type LoginThrottle } from './login-throttle.js';
@@ -109,33 +109,42 @@ export class ClientConnection {
     }
     if (ctx.method !== 'password') return ctx.reject(['password']);
     const user = ctx.username;
-    const banned = c.throttle.bannedFor(ip, user);
-    if (banned > 0) {
+    // Counted before the check: a hundred parallel guesses get at most max_failed_login checks.
+    const attempt = c.throttle.begin(ip, user);
+    if (attempt.bannedMs > 0) {
       c.metrics.handshakeFailures.inc({ reason: 'banned' });
-      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: banned for another ${formatBan(banned)} after max_failed_login failures`);
+      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: banned for another ${formatBan(attempt.bannedMs)} after max_failed_login failures`);
       return ctx.reject(['password']);
     }
-    let ok: boolean;
+    let result: CheckResult;
     try {
-      ok = await c.credentials.verify(user, ctx.password);
+      result = await c.credentials.verify(user, ctx.password);
     } catch (err) {
       // Too many checks waiting: refused, not counted against the id (the flood is not its fault).
+      c.throttle.cancel(ip, user);
       c.metrics.handshakeFailures.inc({ reason: 'busy' });
       c.limited.warn('busy', `refused a login as "${user}" from ${ip} unchecked: ${err instanceof PoolBusyError ? err.message : errorMessage(err)}`);
       return ctx.reject(['password']);
     }
-    if (this.closed) return;
-    if (ok) {
-      this.authId = user;
+    if (result === 'ok') {
       c.throttle.succeeded(ip, user);
+      if (this.closed) return;
+      this.authId = user;
       this.hooks.authenticated();
       return ctx.accept();
     }
-    c.metrics.handshakeFailures.inc({ reason: 'auth' });
-    const ban = c.throttle.failed(ip, user);
-    const what = ban === 'source' ? `: ${ip} is now banned (${c.throttle.maxFailed * SOURCE_FACTOR} failures over several ids)` : ban === 'account' ? `: ${ip} may not try "${user}" for ban_time (max_failed_login reached)` : '';
-    c.limited.warn('failed login', `failed login as "${user}" from ${ip}${what}`);
-    ctx.reject(['password']);
+    // An address that sprayed over unknown ids may go on trying only ids that exist (each under its own count).
+    const sourceBan = result === 'unknown' ? c.throttle.sourceBannedFor(ip) : 0;
+    if (sourceBan > 0) {
+      c.metrics.handshakeFailures.inc({ reason: 'banned' });
+      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: the address is banned from unknown ids for another ${formatBan(sourceBan)} after ${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids`);
+    } else {
+      c.metrics.handshakeFailures.inc({ reason: 'auth' });
+      const ban = c.throttle.failed(ip, attempt, result !== 'unknown');
+      const what = ban === 'source' ? `: ${ip} may not try unknown ids for ban_time (${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids)` : ban === 'account' ? `: ${ip} may not try "${user}" for ban_time (max_failed_login reached)` : '';
+      c.limited.warn('failed login', `failed login as "${user}" from ${ip}${what}`);
+    }
+    if (!this.closed) ctx.reject(['password']);
   }
 
   /** One session channel per connection, for our control subsystem; anything else is refused. */
@@ -172,7 +181,7 @@ export class ClientConnection {
     const info = asked.id ? asked : { ...asked, id: c.identity.equateAuthIdClientId ? this.authId : randomUUID() };
     return c.connecting.run(info.id, async () => {
       if (this.closed) throw new Refusal('refused', 'the connection closed while it waited for its turn');
-      await checkIdentity(info.id, this.authId, c.identity, c.registry).catch(storeDown);
+      await checkIdentity(info.id, this.authId, c.identity, c.registry, c.credentials).catch(storeDown);
       await this.replaceStale(info);
       if (this.closed) throw new Refusal('refused', 'the connection closed during the stale-session check');
       const session = this.makeSession(info, control);

@@ -62,16 +62,27 @@ export class ClientListener {
   private readonly handshaking = new Map<string, { ws: WebSocket; socket: Socket }>();
   private readonly context: ConnectionContext;
   private readonly pending: PendingConnections;
+  /** Every upgraded socket's 'error' listener (the socket is `this`): one function, not a closure per client. */
+  private readonly dropOnError: (this: Duplex, err: Error) => void;
 
   constructor(private readonly o: ListenerOptions) {
     const limited = new LogLimiter(o.log);
     this.context = { ...o, limited, connecting: new KeyedLock() };
     this.pending = new PendingConnections(o.admission, (e) => this.onAdmission(e));
+    const log = o.log;
+    this.dropOnError = function (this: Duplex, err: Error) {
+      log.debug(`connection from ${plainAddress((this as Socket).remoteAddress)}: ${errorMessage(err)}`);
+      this.destroy();
+    };
     this.ssh = new ssh2.Server({ hostKeys: [o.hostKey.privateKey] }, (client, info) => {
       const key = `${info.ip}|${info.port}`;
       const h = this.handshaking.get(key);
       this.handshaking.delete(key);
-      if (!h) return void client.end();
+      if (!h) {
+        // Its WebSocket went before the SSH identification was read: ending it, a reset meanwhile must not be uncaught.
+        client.on('error', () => undefined);
+        return void client.end();
+      }
       new ClientConnection(this.context, client, info.ip, h.ws, {
         authenticated: () => allowLargerFrames(h.ws),
         accepted: () => this.pending.release(h.socket),
@@ -105,14 +116,19 @@ export class ClientListener {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const ip = plainAddress(req.socket.remoteAddress);
+    // Node's HTTP server stops handling the socket's errors at the upgrade: a reset after that (even after
+    // a refusal is written) would be an uncaught 'error' that ends rportd.
+    socket.on('error', this.dropOnError);
     const refuse = (status: number, why: string) => {
       socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
+    // Only a banned pair is refused here: an address banned from unknown ids may still log in as an id
+    // that exists, and telling the two apart here would tell which ids exist.
     const claimed = decodeHeader(req.headers[AUTH_ID_HEADER]);
-    const banned = claimed === undefined ? this.o.throttle.sourceBannedFor(ip) : this.o.throttle.bannedFor(ip, claimed);
+    const banned = claimed === undefined ? 0 : this.o.throttle.bannedFor(ip, claimed);
     if (banned > 0) {
       this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
-      this.context.limited.warn('banned', `refused a connection from ${ip}${claimed === undefined ? '' : ` for "${claimed}"`}: banned after too many failed logins`);
+      this.context.limited.warn('banned', `refused a connection from ${ip} for "${claimed}": banned after too many failed logins`);
       return refuse(403, `too many failed logins from ${ip}: banned for another ${formatBan(banned)}`);
     }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());

@@ -24,6 +24,9 @@ export function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(mac(a), mac(b));
 }
 
+/** A check's outcome: 'unknown' when no credential has the id (no work was done). */
+export type CheckResult = 'ok' | 'wrong' | 'unknown';
+
 /** Credentials added through the API, kept (bcrypt-hashed) in the server's store. */
 export interface CredentialStore {
   credential(id: string): Promise<string | undefined>;
@@ -79,28 +82,33 @@ export class Credentials {
   }
 
   /**
-   * Whether the password is right for the id; a failure resolves after FAILED_CHECK_MIN_MS at the earliest.
-   * Rejects with PoolBusyError when too many bcrypt checks are waiting (the caller refuses without counting).
+   * Whether the password is right for the id, and whether the id exists at all; a failure resolves after
+   * FAILED_CHECK_MIN_MS at the earliest, whichever it is. Rejects with PoolBusyError when too many bcrypt
+   * checks are waiting (the caller refuses without counting).
    */
-  async verify(id: string, password: string): Promise<boolean> {
+  async verify(id: string, password: string): Promise<CheckResult> {
     const started = performance.now();
-    const ok = await this.check(id, password);
-    if (!ok) await sleep(Math.max(0, FAILED_CHECK_MIN_MS - (performance.now() - started)));
-    return ok;
+    const result = await this.check(id, password);
+    if (result !== 'ok') await sleep(Math.max(0, FAILED_CHECK_MIN_MS - (performance.now() - started)));
+    return result;
   }
 
-  private async check(id: string, password: string): Promise<boolean> {
+  /** Whether a credential has this id (its auth id): from the config files or added through the API. */
+  async exists(id: string): Promise<boolean> {
+    return (this.byId.get(id) ?? (await this.store?.credential(id))) !== undefined;
+  }
+
+  private async check(id: string, password: string): Promise<CheckResult> {
     const stored = this.byId.get(id) ?? (await this.store?.credential(id));
-    if (stored === undefined) return false;
-    if (!BCRYPT.test(stored)) return safeEqual(stored, password);
+    if (stored === undefined) return 'unknown';
+    if (!BCRYPT.test(stored)) return safeEqual(stored, password) ? 'ok' : 'wrong';
     const key = mac(JSON.stringify([id, stored, password])).toString('base64');
-    if (this.verified.has(key)) return true;
+    if (this.verified.has(key)) return 'ok';
     const ok = await this.pool.compare(password, stored.replace(/^\$2[xy]\$/, '$2b$'));
-    if (ok) {
-      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.values().next().value!);
-      this.verified.add(key);
-    }
-    return ok;
+    if (!ok) return 'wrong';
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.values().next().value!);
+    this.verified.add(key);
+    return 'ok';
   }
 
   close(): Promise<void> {

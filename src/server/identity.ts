@@ -15,13 +15,24 @@ export interface IdentityRecords {
   clientsOf(authId: string): Promise<string[]>;
 }
 
+/** Which ids are credentials' own (their auth ids). */
+export interface CredentialIds {
+  exists(id: string): Promise<boolean>;
+}
+
 /**
- * Whether a session logged in as `authId` may be client `clientId`. RPort's auth_multiuse_creds; then, beyond
- * RPort, a client id belongs to the credential that first registered it, so one client's credential cannot
- * take another client's id (and its tunnels). The operator frees an id by deleting the client.
+ * Whether a session logged in as `authId` may be client `clientId`. An id that is a credential's own (its
+ * auth id) belongs to that credential alone, even if another took it before: no credential can squat the id
+ * of one that has not connected yet. RPort's auth_multiuse_creds; then, beyond RPort, a client id belongs to
+ * the credential that first registered it, so one client's credential cannot take another client's id (and
+ * its tunnels). The operator frees an id by deleting the client.
  */
-export async function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords): Promise<void> {
-  const owner = await records.ownerOf(clientId);
+export async function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords, credentials: CredentialIds): Promise<void> {
+  const ownId = clientId === authId;
+  if (!ownId && (await credentials.exists(clientId))) {
+    throw new Refusal('identity', `client id "${clientId}" is the id of the credential "${clientId}", so only that credential may use it, not "${authId}": give this client another id (or log in as "${clientId}")`);
+  }
+  const owner = ownId ? undefined : await records.ownerOf(clientId);
   if (owner && owner !== authId) {
     throw new Refusal('identity', `client id "${clientId}" belongs to the credential "${owner}", not "${authId}": use ${owner}'s credential, or delete client "${clientId}" through the API to free the id`);
   }

@@ -24,54 +24,85 @@ export function memoryRecords(): FailureRecords {
 }
 
 /**
- * A source that fails this many times max_failed_login, summed over every account it tried, is banned as a
- * whole: one address spraying guesses over many ids. Guessing one id never gets that far, since the pair is
- * banned first and refused attempts are not counted.
+ * A source that fails this many times max_failed_login at ids that do not exist is banned from trying
+ * unknown ids: one address spraying guesses over many ids. Known ids are never blocked by it, only by
+ * their own pair's count, so a sprayer behind a NAT cannot lock the real clients out.
  */
 export const SOURCE_FACTOR = 4;
 
 export type BanKind = 'account' | 'source';
 
+/** One login attempt, counted before its check starts. */
+export interface Attempt {
+  /** Over 0: refused unchecked, the pair is banned for this many more milliseconds (not counted). */
+  bannedMs: number;
+  /** This attempt took the pair's last try: if it fails, the pair is banned. */
+  last: boolean;
+}
+
 /**
  * Failed logins counted per source address and account (client id or API user), so a guesser at one id
  * behind a NAT does not lock out the other clients behind it; a success clears only its own pair, never
- * another id's count or the source's. Counts older than ban_time are forgotten.
+ * another id's count or the source's. Each realm (client logins, API logins) counts on its own: one never
+ * bans the other. An attempt is counted when it starts, so parallel attempts cannot outrun the count:
+ * at most max_failed_login checks per pair and ban_time. Counts older than ban_time are forgotten.
  */
 export class LoginThrottle {
-  constructor(
-    readonly maxFailed: number,
-    private readonly banMs: number,
-    private readonly records: FailureRecords = memoryRecords(),
-    private readonly now: () => number = Date.now,
-  ) {}
+  readonly maxFailed: number;
+  private readonly records: FailureRecords;
+  private readonly realm: string;
+  private readonly now: () => number;
 
-  /** Milliseconds the whole source is still banned for: checked before any account is named. */
+  constructor(maxFailed: number, private readonly banMs: number, o: { records?: FailureRecords; realm?: 'clients' | 'api'; now?: () => number } = {}) {
+    this.maxFailed = maxFailed;
+    this.records = o.records ?? memoryRecords();
+    this.realm = o.realm ?? 'clients';
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Milliseconds this source may not try unknown accounts (after spraying over them). */
   sourceBannedFor(source: string): number {
-    return this.left(sourceKey(source));
+    return this.left(this.sourceKey(source));
   }
 
-  /** Milliseconds this source may not try this account (or any account); 0 when it may try. */
+  /** Milliseconds this source may not try this account; 0 when it may try. */
   bannedFor(source: string, account: string): number {
-    return Math.max(this.left(sourceKey(source)), this.left(pairKey(source, account)));
+    return this.left(this.pairKey(source, account));
   }
 
-  /** Records a failure; says what it got banned, if anything. */
-  failed(source: string, account: string): BanKind | undefined {
+  /** Before a check: refused while the pair is banned, else counted now (a success clears it again). */
+  begin(source: string, account: string): Attempt {
+    const bannedMs = this.bannedFor(source, account);
+    if (bannedMs > 0 || this.maxFailed <= 0) return { bannedMs, last: false };
+    return { bannedMs: 0, last: this.count(this.pairKey(source, account), this.maxFailed) };
+  }
+
+  /** The check could not run (too busy): the attempt is not held against the pair. */
+  cancel(source: string, account: string): void {
+    const key = this.pairKey(source, account);
+    const r = this.records.get(key);
+    if (!r || this.maxFailed <= 0) return;
+    if (r.count <= 1) return this.records.clear(key);
+    this.records.set(key, { ...r, count: r.count - 1, banned_until: r.count - 1 >= this.maxFailed ? r.banned_until : 0 });
+  }
+
+  /** The check failed (the attempt is counted already); an unknown account counts against the whole source too. */
+  failed(source: string, attempt: Attempt, known: boolean): BanKind | undefined {
     if (this.maxFailed <= 0) return undefined;
-    const pair = this.count(pairKey(source, account), this.maxFailed);
-    const whole = this.count(sourceKey(source), this.maxFailed * SOURCE_FACTOR);
-    return whole ? 'source' : pair ? 'account' : undefined;
+    if (!known && this.count(this.sourceKey(source), this.maxFailed * SOURCE_FACTOR)) return 'source';
+    return attempt.last ? 'account' : undefined;
   }
 
   succeeded(source: string, account: string): void {
-    const key = pairKey(source, account);
+    const key = this.pairKey(source, account);
     if (this.records.get(key)) this.records.clear(key);
   }
 
+  /** Adds one to a count; true when that reached the limit (and banned). */
   private count(key: string, limit: number): boolean {
     const now = this.now();
     const old = this.records.get(key);
-    const fresh = !old || now - old.last_failed_at > this.banMs;
+    const fresh = !old || (old.banned_until <= now && now - old.last_failed_at > this.banMs);
     const count = (fresh ? 0 : old.count) + 1;
     const banned = count >= limit;
     this.records.set(key, { count, banned_until: banned ? now + this.banMs : 0, last_failed_at: now });
@@ -86,11 +117,16 @@ export class LoginThrottle {
     if (f.banned_until !== 0 || now - f.last_failed_at > this.banMs) this.records.clear(key);
     return 0;
   }
+
+  // JSON arrays keep the parts apart whatever characters an account name holds.
+  private pairKey(source: string, account: string): string {
+    return JSON.stringify(this.realm === 'clients' ? [source, account] : [this.realm, source, account]);
+  }
+
+  private sourceKey(source: string): string {
+    return JSON.stringify(this.realm === 'clients' ? [source] : [this.realm, source]);
+  }
 }
 
 /** How long a ban still lasts, in whole seconds, for the lines that tell the banned. */
 export const formatBan = (ms: number) => formatDuration(Math.ceil(ms / 1000) * 1000);
-
-// JSON arrays keep the two parts apart whatever characters an account name holds.
-const pairKey = (source: string, account: string) => JSON.stringify([source, account]);
-const sourceKey = (source: string) => JSON.stringify([source]);

@@ -44,8 +44,10 @@ export class Rportd {
   tunnels!: TunnelManager;
   jobs!: JobService;
   metrics!: Metrics;
-  /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
+  /** Client logins' throttle, its counts in the store so bans survive a restart. */
   throttle!: LoginThrottle;
+  /** The API's, in the same store under its own keys: API and client logins never ban each other. */
+  apiThrottle!: LoginThrottle;
   private purgeFailures!: (now: number, before: number) => Promise<void>;
   private readonly http: Server;
   private listener: ClientListener | undefined;
@@ -96,7 +98,8 @@ export class Rportd {
     this.cluster.metrics(this.metrics.registry);
     const failures = await storedFailures(this.store, this.log.child('database'));
     this.purgeFailures = failures.purge;
-    this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, failures);
+    this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, { records: failures, realm: 'clients' });
+    this.apiThrottle = new LoginThrottle(c.api.maxFailedLogin, c.api.banTimeMs, { records: failures, realm: 'api' });
     this.log.info(`node ${nodeId}: registry in ${db.where}${d.type === 'postgres' ? `, ${this.cluster.peers().size} other live node(s)` : ''}`);
   }
 
@@ -152,7 +155,7 @@ export class Rportd {
    */
   private async purge(): Promise<void> {
     const now = Date.now();
-    await this.purgeFailures(now, now - this.cfg.banTimeMs);
+    await this.purgeFailures(now, now - Math.max(this.cfg.banTimeMs, this.cfg.api.banTimeMs));
     if (this.cfg.keepDisconnectedMs === undefined) return;
     for (const id of await this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);

@@ -179,10 +179,11 @@ export interface NodeRow {
   heartbeat_at: number;
 }
 
+// The first credential that registered an id keeps it, except that a credential's own id is always its own.
 const UPSERT_CLIENT = `INSERT INTO clients (id, name, tags, hostname, os, arch, version, address, auth_id, pid, process_start, connected, connected_at, disconnected_at, last_seen_at, watchdog, node_id, session_id)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, NULL, ?, ?, ?, ?)
   ON CONFLICT (id) DO UPDATE SET name = excluded.name, tags = excluded.tags, hostname = excluded.hostname, os = excluded.os, arch = excluded.arch,
-    version = excluded.version, address = excluded.address, auth_id = COALESCE(NULLIF(clients.auth_id, ''), excluded.auth_id), pid = excluded.pid,
+    version = excluded.version, address = excluded.address, auth_id = CASE WHEN excluded.auth_id = excluded.id THEN excluded.auth_id ELSE COALESCE(NULLIF(clients.auth_id, ''), excluded.auth_id) END, pid = excluded.pid,
     process_start = excluded.process_start, connected = 1, connected_at = excluded.connected_at, disconnected_at = NULL,
     last_seen_at = excluded.last_seen_at, watchdog = excluded.watchdog, node_id = excluded.node_id, session_id = excluded.session_id`;
 

@@ -76,7 +76,8 @@ function listenOn(server: Server, a: HostPort): Promise<void> {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
     server.listen(a.port, a.host, () => {
-      server.off('error', onError);
+      // From now on an 'error' is a failed accept(): that connection is lost, the tunnel keeps listening.
+      server.off('error', onError).on('error', () => undefined);
       resolve();
     });
   });

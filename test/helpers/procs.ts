@@ -228,6 +228,14 @@ export function apiCaller(apiPort: number): ServerHandle['api'] {
   return (path, auth = API_AUTH, method = 'GET') => apiRequest(apiPort, method, path, { auth });
 }
 
+/** One counter of rportd's /metrics (0 when it has no sample yet), e.g. `rport_handshake_failures_total{reason="auth"}`. */
+export async function metric(server: AnyServer, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${server.apiPort}/metrics`, { headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` } });
+  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}: ${await res.text()}`);
+  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(await res.text());
+  return m ? Number(m[1]) : 0;
+}
+
 /** Starts rport against a server port with short, test-friendly timings unless overridden. */
 export function startClient(t: TestContext, server: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, o: RunOptions = {}): Proc {
   const proc = run('rport', clientArgs(t, server, extra), env, o);

@@ -4,12 +4,11 @@ import type { WebSocket } from 'ws';
 import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { deadline } from '../timeout.js';
-import { VERSION } from '../version.js';
 import { ControlChannel, type Control } from '../transport/control-channel.js';
 import { CONTROL_SUBSYSTEM, METHOD, RPORT_REFUSAL, RPORT_REQUEST, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { PoolBusyError } from './bcrypt-pool.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
-import { validateConnectRequest, validateRportConnectionRequest, validateWatchdogFacts } from './connect-request.js';
+import { parseRportConnectionRequest, validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
 import type { Credentials } from './credentials.js';
 import { checkIdentity, type IdentityRules } from './identity.js';
 import type { KeyedLock } from './keyed-lock.js';
@@ -159,30 +158,24 @@ export class ClientConnection {
   /** A stock RPort client's connection request: answered with its remotes, or false and the reason it shows. */
   private async onRportConnect(data: Buffer | undefined, accept: Accept, reject: Reject): Promise<void> {
     this.rportConnecting = true;
-    const control = new RPortRequests(this.client, this.ip, this.authId, this.c.log, this.c.metrics, CONTROL_MESSAGES_PER_SECOND);
+    const control = new RPortRequests(this.client, this.ip, this.authId, this.c, CONTROL_MESSAGES_PER_SECOND);
     let remotes: unknown = [];
     try {
-      const asked = (() => {
-        try {
-          const json = JSON.parse((data ?? Buffer.alloc(0)).toString('utf8')) as { Remotes?: unknown };
-          remotes = json?.Remotes ?? [];
-          return validateRportConnectionRequest(json);
-        } catch (err) {
-          throw err instanceof Refusal ? err : new Refusal('refused', 'the connection request is not JSON');
-        }
-      })();
-      await this.connectRequest(asked, control, control.forward, (id) => (control.clientId = id));
+      const asked = parseRportConnectionRequest(data);
+      remotes = asked.remotes;
+      await this.connectRequest(asked.request, control, control.forward, (id) => (control.clientId = id));
     } catch (err) {
       const refusal = this.refused(err);
       // RPort's client matches these words: it closes and retries with its backoff.
       const text = refusal.reason === 'duplicate' ? `${RPORT_REFUSAL.alreadyConnected} ${refusal.message}` : refusal.message;
       reject?.(Buffer.from(text));
-      return this.drop();
+      // Not drop(): the reason must reach the client first. A peer that never closes is still pending, so
+      // client_login_timeout ends it.
+      return void this.client.end();
     }
     this.rport = control;
     accept?.(Buffer.from(JSON.stringify(remotes)));
-    // No monitoring and no IP address reports: rportd keeps neither, so a stock client need not send them.
-    (this.client as unknown as { globalRequest(name: string, data: Buffer): void }).globalRequest(RPORT_REQUEST.capabilities, Buffer.from(JSON.stringify({ ServerVersion: VERSION, MonitoringVersion: 0, IPAddressesVersion: 0 })));
+    control.sendCapabilities();
   }
 
   /** Logs and counts a refused connection request; what the client is told. */

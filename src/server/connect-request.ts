@@ -69,7 +69,7 @@ function remoteSpec(r: unknown): string {
  * A stock RPort client's ConnectionRequest (Go field names) as rport's: checked field by field as rport's
  * own. It has no pid: the same SessionID (one per client process) tells a reconnect from a second process.
  */
-export function validateRportConnectionRequest(p: unknown): ConnectRequest {
+function validateRportConnectionRequest(p: unknown): ConnectRequest {
   if (typeof p !== 'object' || p === null || Array.isArray(p)) throw refuse('the connection request is not a JSON object');
   const r = p as Record<string, unknown>;
   const tags = r.Tags === null ? [] : stringList(r, 'Tags', MAX_TAGS);
@@ -82,4 +82,15 @@ export function validateRportConnectionRequest(p: unknown): ConnectRequest {
     remotes: remotes.map(remoteSpec),
     watchdog: undefined,
   };
+}
+
+/** The connection request's payload: rport's form of it, and RPort's Remotes as sent (the answer echoes them). */
+export function parseRportConnectionRequest(data: Buffer | undefined): { request: ConnectRequest; remotes: unknown } {
+  let json: { Remotes?: unknown };
+  try {
+    json = JSON.parse((data ?? Buffer.alloc(0)).toString('utf8')) as { Remotes?: unknown };
+  } catch {
+    throw refuse('the connection request is not JSON');
+  }
+  return { request: validateRportConnectionRequest(json), remotes: json?.Remotes ?? [] };
 }

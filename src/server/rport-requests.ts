@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type ssh2 from 'ssh2';
-import { errorMessage, type Logger } from '../log.js';
+import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
+import { VERSION } from '../version.js';
 import { MAX_LINE, RateBucket, RemoteError, type Control, type Handler } from '../transport/control-channel.js';
 import {
   METHOD, RPORT_CHANNEL, RPORT_REFUSAL, RPORT_REQUEST, type JobDone, type JobPart, type JobRunReply, type JobRunRequest, type RportJob, type TunnelOpenRequest,
@@ -35,8 +36,7 @@ export class RPortRequests extends EventEmitter implements Control {
     private readonly ssh: ssh2.Connection,
     private readonly ip: string,
     public clientId: string,
-    private readonly log: Logger,
-    private readonly metrics: Metrics,
+    private readonly c: { log: Logger; limited: LogLimiter; metrics: Metrics },
     messagesPerSecond: number,
   ) {
     super();
@@ -55,6 +55,12 @@ export class RPortRequests extends EventEmitter implements Control {
 
   close(): void {
     this.shutdown(new Error('connection closed'));
+  }
+
+  /** Sent once after the connection request: no monitoring and no IP address reports, rportd keeps neither. */
+  sendCapabilities(): void {
+    const caps = { ServerVersion: VERSION, MonitoringVersion: 0, IPAddressesVersion: 0 };
+    (this.ssh as unknown as SshRport).globalRequest(RPORT_REQUEST.capabilities, Buffer.from(JSON.stringify(caps)));
   }
 
   /** Our methods as RPort's requests. */
@@ -114,7 +120,7 @@ export class RPortRequests extends EventEmitter implements Control {
       case RPORT_REQUEST.ipAddresses:
         // Reports rportd has no place for yet: accepted (the client sends them again later) and not kept.
         if (!this.json(name, data)) return;
-        this.log.debug(`client ${this.clientId}: ${name} accepted, not kept`);
+        this.c.log.debug(`client ${this.clientId}: ${name} accepted, not kept`);
         accept?.();
         return;
       default:
@@ -127,7 +133,8 @@ export class RPortRequests extends EventEmitter implements Control {
   onChannel(type: string, data: Buffer | undefined, accept: () => ssh2.Channel, reject: (code?: number) => void): void {
     if (type !== RPORT_CHANNEL.stdout && type !== RPORT_CHANNEL.stderr) {
       reject(1); // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
-      return this.refuse(`${type} channel`, `channels of type "${type.slice(0, 64)}" are not taken (a client may not make the server dial)`, false);
+      const shown = type.slice(0, 64);
+      return this.refuse(`${shown} channel`, `channels of type "${shown}" are not taken (a client may not make the server dial)`, false);
     }
     const job = this.json(`${type} channel`, data) as Partial<RportJob> | undefined;
     if (!job || typeof job.jid !== 'string' || this.outputChannels >= MAX_OUTPUT_CHANNELS) return reject();
@@ -169,7 +176,7 @@ export class RPortRequests extends EventEmitter implements Control {
       for (const p of parts) await this.tell(METHOD.jobPart, p, true);
       await this.tell(METHOD.jobDone, done, true);
     } catch (err) {
-      this.log.info(`client ${this.clientId} (${this.ip}): cmd_result of job ${String(job.jid).slice(0, 64)} not taken: ${errorMessage(err)}`);
+      this.c.log.info(`client ${this.clientId} (${this.ip}): cmd_result of job ${String(job.jid).slice(0, 64)} not taken: ${errorMessage(err)}`);
     }
   }
 
@@ -194,8 +201,10 @@ export class RPortRequests extends EventEmitter implements Control {
   }
 
   private refuse(what: string, why: string, fatal: boolean): void {
-    this.metrics.messagesRefused.inc({ kind: what.replace(/[^a-z_ ]/gi, '').slice(0, 32) });
-    this.log.info(`refused ${what} from client ${this.clientId} (${this.ip}): ${why}${fatal ? ': closing the connection' : ''}`);
+    const kind = what.replace(/[^a-z_ -]/gi, '').slice(0, 32);
+    this.c.metrics.messagesRefused.inc({ kind });
+    // Rate-limited: a peer can repeat these at will.
+    this.c.limited.warn(`refused ${kind}`, `refused ${what} from client ${this.clientId} (${this.ip}): ${why}${fatal ? ': closing the connection' : ''}`);
     if (fatal) {
       this.shutdown(new Error(`${what}: ${why}`));
       this.ssh.end();
@@ -231,6 +240,6 @@ export class RPortRequests extends EventEmitter implements Control {
 
 /** What the ssh2 patch adds to a server-side connection. */
 interface SshRport {
-  globalRequest(name: string, data: Buffer | undefined, cb: (ok: boolean, data: Buffer | null) => void): void;
+  globalRequest(name: string, data: Buffer | undefined, cb?: (ok: boolean, data: Buffer | null) => void): void;
   openChannel(type: string, data: Buffer, cb: (err: Error | undefined, channel: ssh2.Channel) => void): void;
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runJob } from './helpers/jobs-api.js';
-import { cleanup, eventually, freePort, runProgram, startClient, startServer, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
+import { eventually, freePort, runProgram, startClient, startServer, target, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
 
 // The real openrport 0.9.13 binaries, as RPort users run them: ../shared/peers/openrport/bin from the repo
 // root (dist/test/ is two below it), or OPENRPORT_BIN (a worktree elsewhere).
@@ -54,22 +54,6 @@ async function listed(server: ServerHandle, id: string): Promise<any> {
     const r = await server.api(`/api/v1/clients/${id}`);
     return r.status === 200 && r.body.data.connection_state === 'connected' ? r.body.data : undefined;
   }, 30_000, `client ${id} listed as connected`);
-}
-
-async function target(t: TestContext, onConn: (s: Socket) => void): Promise<number> {
-  const open = new Set<Socket>();
-  const srv = createServer((s) => {
-    open.add(s);
-    s.on('close', () => open.delete(s));
-    s.on('error', () => undefined);
-    onConn(s);
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  cleanup(t, () => new Promise((r) => {
-    for (const s of open) s.destroy();
-    srv.close(() => r(undefined));
-  }));
-  return (srv.address() as AddressInfo).port;
 }
 
 async function tunnel(server: ServerHandle, client: string, remotePort: number): Promise<number> {

@@ -70,6 +70,9 @@ test("a stock client's channel that names host:port (RPort's server dialed it) i
   }
   assert.equal(dialed, 0, 'rportd dialed the address a client named');
   assert.equal(await metric(server, 'rport_client_messages_refused_total{kind="rport channel"}'), 1);
+  // A result for a job that is not this client's is not taken (as an rport client's would not be).
+  peer.ssh.globalRequest('cmd_result', Buffer.from(JSON.stringify({ jid: 'not-my-job', status: 'successful', result: { stdout: 'forged' } })));
+  await server.proc.waitFor(/refused cmd_result from client hostile \(127\.0\.0\.1\): the result of job not-my-job is not taken: job not-my-job is not one of this client's jobs awaiting a result/);
   const unknown = await peer.ask('some_request', {});
   assert.deepEqual(unknown, { ok: false, text: 'unknown request' });
   assert.equal((await server.api('/api/v1/clients/hostile')).body.data.connected, true, 'refusals alone do not end the connection');

@@ -176,7 +176,7 @@ export class RPortRequests extends EventEmitter implements Control {
       for (const p of parts) await this.tell(METHOD.jobPart, p, true);
       await this.tell(METHOD.jobDone, done, true);
     } catch (err) {
-      this.c.log.info(`client ${this.clientId} (${this.ip}): cmd_result of job ${String(job.jid).slice(0, 64)} not taken: ${errorMessage(err)}`);
+      this.refuse(RPORT_REQUEST.cmdResult, `the result of job ${String(job.jid).slice(0, 64)} is not taken: ${errorMessage(err)}`, false);
     }
   }
 

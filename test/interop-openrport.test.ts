@@ -33,6 +33,8 @@ interface StockOptions {
   fingerprint: string;
   password?: string;
   tunnelAllowed?: string;
+  /** [client] remotes, as RPort writes them. */
+  remotes?: string[];
 }
 
 /** The real RPort client with an rport.conf as RPort users write it. */
@@ -41,7 +43,7 @@ function stockClient(t: TestContext, server: ServerHandle, o: StockOptions) {
   const conf = writeFile(dir, 'rport.conf', [
     '[client]', `  server = "127.0.0.1:${server.port}"`, `  fingerprint = "${o.fingerprint}"`, `  auth = "${AUTH_ID}:${o.password ?? AUTH_PW}"`,
     `  id = "${o.id}"`, `  name = "stock ${o.id}"`, '  allow_root = true', "  updates_interval = '0'", `  data_dir = "${dir}"`,
-    `  tunnel_allowed = ["${o.tunnelAllowed ?? '127.0.0.1'}"]`,
+    `  tunnel_allowed = ["${o.tunnelAllowed ?? '127.0.0.1'}"]`, `  remotes = [${(o.remotes ?? []).map((r) => `'${r}'`).join(', ')}]`,
     '[connection]', '  keep_alive = "2s"', '  keep_alive_timeout = "5s"',
     '[remote-commands]', '  enabled = true', '  allow = ["^/usr/bin/.*", "^/bin/.*"]', '[remote-scripts]', '  enabled = true',
     '[logging]', '  log_level = "debug"', '',
@@ -162,4 +164,16 @@ test('a mixed fleet: a stock RPort client and an rport client in one rportd, eac
     const r = await exchange(await tunnel(server, id, echo), Buffer.from(`via ${id}`), `via ${id}`.length);
     assert.deepEqual([r.how, r.got.toString()], ['complete', `via ${id}`]);
   }
+});
+
+test("a stock RPort client's [client] remotes become tunnels on rportd, on the port it names", { skip }, async (t) => {
+  const fixed = await freePort();
+  const server = await startServer(t, ['--key-seed', SEED, '--used-ports', `20000-30000,${fixed}`]);
+  const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+  const echo = await target(t, (s) => s.pipe(s));
+  stockClient(t, server, { id: 'stock-remotes', fingerprint: fp, remotes: [`127.0.0.1:${fixed}:127.0.0.1:${echo}`] });
+  await listed(server, 'stock-remotes');
+  await eventually(async () => ((await server.api('/api/v1/clients/stock-remotes/tunnels')).body.data.some((x: any) => x.listening) ? true : undefined), 20_000, 'the client-defined tunnel listening');
+  const r = await exchange(fixed, Buffer.from('through remotes'), 'through remotes'.length);
+  assert.deepEqual([r.how, r.got.toString()], ['complete', 'through remotes']);
 });

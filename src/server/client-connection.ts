@@ -159,6 +159,9 @@ export class ClientConnection {
   private async onRportConnect(data: Buffer | undefined, accept: Accept, reject: Reject): Promise<void> {
     this.rportConnecting = true;
     const control = new RPortRequests(this.client, this.ip, this.authId, this.c, CONTROL_MESSAGES_PER_SECOND);
+    control.on('activity', () => {
+      if (this.session) this.session.lastSeenAt = Date.now();
+    });
     let remotes: unknown = [];
     try {
       const asked = parseRportConnectionRequest(data);

@@ -12,6 +12,7 @@ import { CONTROL_SUBSYSTEM } from '../src/transport/protocol.js';
 import { stopApi, apiTarget } from './fuzz/api-target.js';
 import { configTarget } from './fuzz/config-target.js';
 import { connectTarget } from './fuzz/connect-target.js';
+import { rportConnectTarget } from './fuzz/rport-connect-target.js';
 import { controlTarget } from './fuzz/control-target.js';
 import { fuzz, readCorpus, STACK_FRAME, type Options, type Target } from './fuzz/engine.js';
 import { wireTarget } from './fuzz/wire-target.js';
@@ -31,7 +32,7 @@ async function pass(t: test.TestContext, target: Target): Promise<void> {
   assert.ok(r.replayed === corpus && corpus > 0, `${target.name}: the corpus (${corpus} inputs) was replayed`);
 }
 
-for (const target of [configTarget, controlTarget, connectTarget, apiTarget]) {
+for (const target of [configTarget, controlTarget, connectTarget, rportConnectTarget, apiTarget]) {
   test(`fuzz ${target.name}: corpus replay and ${seconds}s of coverage-guided inputs`, { ...LIMIT, skip: only && !only.includes(target.name) }, async (t) => {
     if (target === apiTarget) t.after(stopApi);
     await pass(t, target);

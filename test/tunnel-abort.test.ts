@@ -1,26 +1,9 @@
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { cleanup, freePort, startClient, startServer, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { freePort, startClient, startServer, target, API_AUTH, type ServerHandle } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
-
-/** A target server; `onConn` decides what each connection gets. */
-async function target(t: TestContext, onConn: (s: Socket) => void): Promise<number> {
-  const open = new Set<Socket>();
-  const srv = createServer({ allowHalfOpen: true }, (s) => {
-    open.add(s);
-    s.on('close', () => open.delete(s));
-    s.on('error', () => undefined);
-    onConn(s);
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  cleanup(t, () => new Promise((r) => {
-    for (const s of open) s.destroy();
-    srv.close(r);
-  }));
-  return (srv.address() as AddressInfo).port;
-}
 
 async function tunnel(server: ServerHandle, client: string, remotePort: number): Promise<number> {
   const r = await server.api(`/api/v1/clients/${client}/tunnels?remote=127.0.0.1:${remotePort}&local=127.0.0.1:0`, API_AUTH, 'PUT');

@@ -9,6 +9,8 @@ import { escapeControls } from '../src/log.js';
 import { formatBan, LoginThrottle, memoryRecords, SOURCE_FACTOR } from '../src/server/login-throttle.js';
 import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../src/shared/host-port.js';
 import { ControlChannel, MAX_LINE, RemoteError } from '../src/transport/control-channel.js';
+import { fingerprintMatches, loadHostKey } from '../src/transport/host-key.js';
+import ssh2 from 'ssh2';
 import { tmpDir, writeFile } from './helpers/procs.js';
 import { goTimestamp } from '../src/shared/go-time.js';
 import { deadline, MAX_TIMER_MS, TimeoutError, withTimeout } from '../src/timeout.js';
@@ -356,4 +358,19 @@ test('control channel framing, table-driven: split and joined lines, limits, gar
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(asked.map((l) => JSON.parse(l)).at(-1), { id: 7, error: 'unknown method nothing' });
   ch.close();
+});
+
+test("key_seed gives RPort's host key (the MD5 fingerprints openrport 0.9.13's rportd logs for these seeds); RPort's MD5 form matches by prefix", () => {
+  for (const [seed, md5] of [['abc-seed-123', '45:f3:be:90:08:bd:85:e5:72:52:77:14:4c:af:f9:62'], ['interop-key-seed', '4c:6e:d5:6c:3a:76:ae:e8:9c:8f:97:5b:64:74:e7:04']] as const) {
+    const key = loadHostKey('/nonexistent', seed);
+    assert.equal(key.md5Fingerprint, md5, seed);
+    const parsed = ssh2.utils.parseKey(key.privateKey);
+    const blob = (Array.isArray(parsed) ? parsed[0]! : (parsed as ssh2.ParsedKey)).getPublicSSH();
+    const cases: Array<[string, boolean]> = [
+      [md5, true], [md5.toUpperCase(), true], [md5.slice(0, 11), true], [` ${md5.slice(0, 20)} `, true],
+      [key.fingerprint, true], [key.fingerprint.slice(7, 30), true],
+      ['00:11:22:33', false], [md5.slice(0, 5), false], [md5.slice(0, 11).replace(/.$/, md5[10] === '0' ? '1' : '0'), false],
+    ];
+    for (const [expected, ok] of cases) assert.equal(fingerprintMatches(expected, blob), ok, `${seed}: "${expected}"`);
+  }
 });

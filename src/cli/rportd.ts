@@ -70,7 +70,7 @@ runMain('rportd', async () => {
   const clients = await server.start();
   const api = await startApi(cfg.api, server, root.child('api'));
   log.info(`rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`);
-  log.info(`host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source})`);
+  log.info(`host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source}), ${hostKey.md5Fingerprint} in the MD5 form RPort clients pin`);
   if (api) log.info(`API listening on http://${api.address.address}:${api.address.port}/api/v1/`);
   await new Promise<void>((resolve) => onShutdown(() => {
     log.info('stopping');

@@ -15,7 +15,7 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'server', type: 'string', default: '', help: 'rportd to connect to: host:port, ws://host:port or wss://host:port' },
   { section: 'client', key: 'fallback_servers', type: 'strings', default: [], help: 'servers tried in order when the main one fails' },
   { section: 'client', key: 'server_switchback_interval', type: 'duration', default: 120_000, help: 'while on a fallback, how often to try the main server again' },
-  { section: 'client', key: 'fingerprint', type: 'string', default: '', help: "the server's host key fingerprint (SHA256:...); any other key is refused" },
+  { section: 'client', key: 'fingerprint', type: 'string', default: '', help: "the server's host key fingerprint (SHA256:..., or RPort's MD5 form aa:bb:...; a prefix is enough); any other key is refused" },
   { section: 'client', key: 'auth', type: 'string', default: '', secret: true, help: 'credentials as "id:password"' },
   { section: 'client', key: 'proxy', type: 'string', default: '', help: 'HTTP CONNECT or SOCKS5 proxy: http://[user:pass@]host:port or socks5://[user:pass@]host:port' },
   { section: 'client', key: 'id', type: 'string', default: '', help: 'unique client id (default: see use_system_id)' },

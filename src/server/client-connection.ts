@@ -4,18 +4,19 @@ import type { WebSocket } from 'ws';
 import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { deadline } from '../timeout.js';
-import { ControlChannel } from '../transport/control-channel.js';
-import { CONTROL_SUBSYSTEM, METHOD, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
+import { ControlChannel, type Control } from '../transport/control-channel.js';
+import { CONTROL_SUBSYSTEM, METHOD, RPORT_REFUSAL, RPORT_REQUEST, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { PoolBusyError } from './bcrypt-pool.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
-import { validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
+import { parseRportConnectionRequest, validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
 import type { CheckResult, Credentials } from './credentials.js';
 import { checkIdentity, type IdentityRules } from './identity.js';
 import type { KeyedLock } from './keyed-lock.js';
 import { formatBan, SOURCE_FACTOR, type LoginThrottle } from './login-throttle.js';
 import type { Metrics } from './metrics.js';
 import { Refusal } from './refusal.js';
-import type { ClientLink, TunnelManager } from './tunnels.js';
+import { RPortRequests, type Accept, type Reject } from './rport-requests.js';
+import type { ClientLink, Forward, TunnelManager } from './tunnels.js';
 
 /** How long an old session of a returning client id gets to prove it is alive. */
 const STALE_CHECK_MAX_MS = 5_000;
@@ -38,7 +39,7 @@ export interface ConnectionContext {
   maxAuthTries: number;
   checkTimeoutMs: number;
   /** Remote commands: each accepted connection carries the client's jobs. */
-  jobs?: { attach(clientId: string, control: ControlChannel): void };
+  jobs?: { attach(clientId: string, control: Control): void };
 }
 
 /** What the listener does when a connection gets further. */
@@ -50,8 +51,9 @@ export interface ConnectionHooks {
 }
 
 /**
- * One client's SSH connection, from password auth through the connection request to its end. Only what
- * rport uses is accepted: password auth, our control subsystem, tunnel bindings.
+ * One client's SSH connection, from password auth through the connection request to its end: an rport
+ * client's (our control subsystem, tunnel bindings) or a stock RPort client's (RPort's new_connection and
+ * the requests and channels after it, see RPortRequests). Password auth for both.
  */
 export class ClientConnection {
   private authId = '';
@@ -61,6 +63,9 @@ export class ClientConnection {
   private session: ClientSession | undefined;
   private link: ClientLink | undefined;
   private closed = false;
+  /** A stock RPort client's requests, once its connection request was accepted. */
+  private rport: RPortRequests | undefined;
+  private rportConnecting = false;
 
   constructor(
     private readonly c: ConnectionContext,
@@ -72,10 +77,14 @@ export class ClientConnection {
     client.on('error', (err) => c.log.debug(`connection from ${ip}: ${errorMessage(err)}`));
     client.on('close', () => this.onClose());
     client.on('authentication', (ctx) => void this.onAuthentication(ctx));
-    // Tunnel bindings: the bind address is a tunnel id the client agreed to carry (see TunnelTargets).
-    client.on('request', (accept, reject, name) => {
-      if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') accept?.();
-      else reject?.();
+    // The ssh2 patch hands over every global request (RPort's carry JSON) and channels of other types.
+    const events = client as unknown as NodeJS.EventEmitter;
+    events.on('request', (accept: Accept, reject: Reject, name: string, data: unknown) => this.onRequest(name, Buffer.isBuffer(data) ? data : undefined, accept, reject));
+    events.on('channel', (type: string, data: Buffer | undefined, accept: () => ssh2.Channel, reject: (code?: number) => void) => {
+      if (this.rport) return this.rport.onChannel(type, data, accept, reject);
+      reject(1); // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
+      c.metrics.messagesRefused.inc({ kind: 'channel' });
+      c.limited.warn('channel', `refused a channel of type "${type.slice(0, 64)}" from ${ip}: not one rportd takes`);
     });
     client.on('ready', () => client.on('session', (accept, reject) => this.onSession(accept, reject)));
   }
@@ -147,6 +156,48 @@ export class ClientConnection {
     if (!this.closed) ctx.reject(['password']);
   }
 
+  private onRequest(name: string, data: Buffer | undefined, accept: Accept, reject: Reject): void {
+    // Tunnel bindings: the bind address is a tunnel id the client agreed to carry (see TunnelTargets).
+    if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') return accept?.();
+    if (this.rport) return this.rport.onRequest(name, data, accept, reject);
+    if (name === RPORT_REQUEST.connect && !this.session && !this.rportConnecting) return void this.onRportConnect(data, accept, reject);
+    reject?.();
+  }
+
+  /** A stock RPort client's connection request: answered with its remotes, or false and the reason it shows. */
+  private async onRportConnect(data: Buffer | undefined, accept: Accept, reject: Reject): Promise<void> {
+    this.rportConnecting = true;
+    const control = new RPortRequests(this.client, this.ip, this.authId, this.c, CONTROL_MESSAGES_PER_SECOND);
+    control.on('activity', () => {
+      if (this.session) this.session.lastSeenAt = Date.now();
+    });
+    let remotes: unknown = [];
+    try {
+      const asked = parseRportConnectionRequest(data);
+      remotes = asked.remotes;
+      await this.connectRequest(asked.request, control, control.forward, (id) => (control.clientId = id));
+    } catch (err) {
+      const refusal = this.refused(err);
+      // RPort's client matches these words: it closes and retries with its backoff.
+      const text = refusal.reason === 'duplicate' ? `${RPORT_REFUSAL.alreadyConnected} ${refusal.message}` : refusal.message;
+      reject?.(Buffer.from(text));
+      // Not drop(): the reason must reach the client first. A peer that never closes is still pending, so
+      // client_login_timeout ends it.
+      return void this.client.end();
+    }
+    this.rport = control;
+    accept?.(Buffer.from(JSON.stringify(remotes)));
+    control.sendCapabilities();
+  }
+
+  /** Logs and counts a refused connection request; what the client is told. */
+  private refused(err: unknown): Refusal {
+    const refusal = err instanceof Refusal ? err : new Refusal('refused', errorMessage(err));
+    this.c.metrics.handshakeFailures.inc({ reason: refusal.reason });
+    this.c.limited.warn(`refused ${refusal.reason}`, `refused a connection request from ${this.ip} as ${this.authId}: ${refusal.message}`);
+    return refusal;
+  }
+
   /** One session channel per connection, for our control subsystem; anything else is refused. */
   private onSession(accept: () => ssh2.Session, reject: () => void): void {
     if (this.sessionOpened) return reject();
@@ -159,32 +210,31 @@ export class ClientConnection {
         if (this.session) this.session.lastSeenAt = Date.now();
       });
       control.handle(METHOD.ping, () => ({ now: Date.now() }));
+      const forward: Forward = (id, ip, port, cb) => this.client.forwardOut(id, TUNNEL_BIND_PORT, ip, port, cb);
       control.handle(METHOD.connect, async (params) => {
         try {
-          return await this.onConnectRequest(params, control);
+          return await this.connectRequest(validateConnectRequest(params), control, forward);
         } catch (err) {
-          const reason = err instanceof Refusal ? err.reason : 'refused';
-          this.c.metrics.handshakeFailures.inc({ reason });
-          this.c.limited.warn(`refused ${reason}`, `refused a connection request from ${this.ip} as ${this.authId}: ${errorMessage(err)}`);
-          throw err;
+          throw this.refused(err);
         }
       });
       control.on('close', () => this.client.end());
     });
   }
 
-  private async onConnectRequest(params: unknown, control: ControlChannel): Promise<ConnectReply> {
+  /** A connection request of either protocol; named: the client id once it is known. */
+  private async connectRequest(asked: ConnectRequest, control: Control, forward: Forward, named?: (id: string) => void): Promise<ConnectReply> {
     if (this.session) throw new Refusal('refused', 'already connected on this connection');
     const { c } = this;
-    const asked = validateConnectRequest(params);
     // As RPort: no id from the client gets the credential's id under equate_clientauthid_clientid, else a new one.
     const info = asked.id ? asked : { ...asked, id: c.identity.equateAuthIdClientId ? this.authId : randomUUID() };
+    named?.(info.id);
     return c.connecting.run(info.id, async () => {
       if (this.closed) throw new Refusal('refused', 'the connection closed while it waited for its turn');
       await checkIdentity(info.id, this.authId, c.identity, c.registry, c.credentials).catch(storeDown);
       await this.replaceStale(info);
       if (this.closed) throw new Refusal('refused', 'the connection closed during the stale-session check');
-      const session = this.makeSession(info, control);
+      const session = this.makeSession(info, control, forward);
       await c.registry.set(session);
       if (this.closed) {
         c.registry.delete(session);
@@ -195,7 +245,7 @@ export class ClientConnection {
       this.hooks.accepted();
       c.metrics.handshakes.inc();
       c.log.info(`client ${info.id} (${info.name}) connected from ${this.ip} as ${this.authId}, version ${info.version}, pid ${info.pid}`);
-      const link: ClientLink = (this.link = { control, ssh: this.client });
+      const link: ClientLink = (this.link = { control, forward });
       // After the reply: the client must be connected before it can answer tunnel requests.
       setImmediate(() => void c.tunnels.attach(info.id, link, info.remotes));
       return { sessionId: session.sessionId };
@@ -214,7 +264,7 @@ export class ClientConnection {
     old.close('replaced by a new connection of the same client');
   }
 
-  private makeSession(info: ConnectRequest, control: ControlChannel): ClientSession {
+  private makeSession(info: ConnectRequest, control: Control, forward: Forward): ClientSession {
     const { c } = this;
     const now = Date.now();
     const session: ClientSession = {
@@ -242,7 +292,7 @@ export class ClientConnection {
           done = true;
           reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
         });
-        this.client.forwardOut(tunnelId, TUNNEL_BIND_PORT, '127.0.0.1', 0, (err, channel) => {
+        forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
           answer.cancel();
           if (!err) channel.close();
           if (done) return;

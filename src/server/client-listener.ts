@@ -28,6 +28,8 @@ export interface ListenerOptions extends Omit<ConnectionContext, 'limited' | 'co
 export const PRE_AUTH_MAX_PAYLOAD = 16 << 10;
 /** After auth: one SSH packet a frame (64 KiB of data with the ssh2 patch), with room to spare. */
 export const MAX_PAYLOAD = 256 << 10;
+/** The identification lines ssh2 takes (with the patch): SSH's own and RPort's. */
+const SSH_IDENT = /^SSH-(2\.0|1\.99|rport-v1)-\S/;
 /** Shutdown waits this long for the client connections' close handling; the process has 2 s in all. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -149,6 +151,11 @@ export class ClientListener {
     ws.on('close', () => {
       this.sockets.delete(ws);
       if (this.handshaking.get(key)?.ws === ws) this.handshaking.delete(key);
+    });
+    // ssh2 drops a peer whose first line is not SSH's without a word: say so here, where the address is known.
+    ws.once('message', (first: Buffer) => {
+      const line = first.subarray(0, 64).toString('latin1').split(/\r?\n/)[0]!;
+      if (!SSH_IDENT.test(line)) this.context.limited.warn('identification line', `refused a connection from ${ip} at the identification line: it sent "${line}", not "SSH-2.0-..." or RPort's "SSH-rport-v1-client"`);
     });
     const stream = sshStream(ws);
     Object.assign(stream, { remoteAddress: ip, remotePort: tcp.remotePort, remoteFamily: tcp.remoteFamily });

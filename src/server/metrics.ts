@@ -7,6 +7,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly handshakes = new Counter({ name: 'rport_handshakes_total', help: 'Client connections accepted (WebSocket, SSH, auth, connection request)', registers: [this.registry] });
   readonly handshakeFailures = new Counter({ name: 'rport_handshake_failures_total', help: 'Client connections that failed, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
+  readonly messagesRefused = new Counter({ name: 'rport_client_messages_refused_total', help: 'Requests and channels of logged-in clients refused (malformed, unknown, over a limit), by kind', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly connectionsRefused = new Counter({ name: 'rport_connections_refused_total', help: 'Connections to the client port closed before login by a limit', labelNames: ['limit'] as const, registers: [this.registry] });
   readonly pingRtt = new Histogram({
     name: 'rport_ping_rtt_seconds',

@@ -5,9 +5,9 @@ import { formatDuration } from '../shared/duration.js';
 import type { TunnelPolicy } from '../config/server-config.js';
 import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
-import { RemoteError, type ControlChannel } from '../transport/control-channel.js';
+import { RemoteError, type Control } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
-import { METHOD, TUNNEL_BIND_PORT } from '../transport/protocol.js';
+import { METHOD } from '../transport/protocol.js';
 import { deadline, type Deadline } from '../timeout.js';
 import type { NodeRow, Store, TunnelOptionsRow, TunnelRow } from './store.js';
 
@@ -27,10 +27,14 @@ export class TunnelError extends Error {
   }
 }
 
+/** Opens one channel that carries one tunnel connection. */
+export type Forward = (tunnelId: string, originIp: string, originPort: number, cb: (err: Error | undefined, channel: ssh2.Channel) => void) => void;
+
 /** What the tunnel manager needs of a connected client. */
 export interface ClientLink {
-  control: ControlChannel;
-  ssh: ssh2.Connection;
+  control: Control;
+  /** Opens the channel of one tunnel connection (rport's forwarded-tcpip under the tunnel's binding, RPort's `rport` channel). */
+  forward: Forward;
 }
 
 export interface TunnelRequest {
@@ -427,7 +431,7 @@ export class TunnelManager {
     sock.on('error', () => sock.destroy());
     sock.pause();
     const answer = deadline(CLIENT_ANSWER_TIMEOUT_MS, 'forwarded channel', () => sock.resetAndDestroy());
-    link.ssh.forwardOut(t.id, TUNNEL_BIND_PORT, ip, sock.remotePort ?? 0, (err, channel) => {
+    link.forward(t.id, ip, sock.remotePort ?? 0, (err, channel) => {
       answer.cancel();
       if (err) {
         this.log.warn(`tunnel ${t.id}: client ${t.clientId} could not reach ${t.remote} for ${ip}: ${errorMessage(err)}`);

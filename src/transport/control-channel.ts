@@ -9,7 +9,39 @@ import { withTimeout } from '../timeout.js';
 // (256 remotes and 100 tags of 256 characters each).
 export const MAX_LINE = 256 << 10;
 
-type Handler = (params: unknown) => unknown;
+export type Handler = (params: unknown) => unknown;
+
+/**
+ * What the server's parts (tunnels, jobs, sessions) use of a client's connection: requests by method both
+ * ways. A ControlChannel for rport's own channel, an RPortRequests for RPort's global requests.
+ */
+export interface Control extends EventEmitter {
+  readonly closed: boolean;
+  handle(method: string, handler: Handler): void;
+  request<T>(method: string, params: unknown, timeoutMs: number): Promise<T>;
+  close(): void;
+}
+
+/** Messages a peer may send: a token bucket refilled at perSecond, holding up to twice that. */
+export class RateBucket {
+  private allowance: number;
+  private refilledAt = performance.now();
+
+  constructor(readonly perSecond: number) {
+    this.allowance = 2 * perSecond;
+  }
+
+  /** Takes one message; false when the peer is over the rate. */
+  take(): boolean {
+    if (this.perSecond === Infinity) return true;
+    const now = performance.now();
+    this.allowance = Math.min(2 * this.perSecond, this.allowance + ((now - this.refilledAt) / 1000) * this.perSecond);
+    this.refilledAt = now;
+    if (this.allowance < 1) return false;
+    this.allowance--;
+    return true;
+  }
+}
 
 interface Pending {
   resolve(v: unknown): void;
@@ -19,20 +51,18 @@ interface Pending {
 /** The peer answered a request with an error (for example a refused connection request). */
 export class RemoteError extends Error {}
 
-export class ControlChannel extends EventEmitter {
+export class ControlChannel extends EventEmitter implements Control {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly handlers = new Map<string, Handler>();
   private buffered = '';
   private closedWith: Error | undefined;
-  /** Messages the peer may still send now (a token bucket refilled at messagesPerSecond, up to twice that). */
-  private allowance: number;
-  private refilledAt = performance.now();
+  private readonly rate: RateBucket;
 
   /** messagesPerSecond: more than that from the peer, sustained, ends the channel (a flood is not a client). */
   constructor(private readonly stream: Duplex, private readonly messagesPerSecond = Infinity) {
     super();
-    this.allowance = 2 * messagesPerSecond;
+    this.rate = new RateBucket(messagesPerSecond);
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => this.receive(chunk));
     stream.on('error', (err: Error) => this.shutdown(err));
@@ -80,7 +110,7 @@ export class ControlChannel extends EventEmitter {
   }
 
   private dispatch(line: string): void {
-    if (!this.withinRate()) return this.shutdown(new Error(`more than ${this.messagesPerSecond} control messages a second from the peer`));
+    if (!this.rate.take()) return this.shutdown(new Error(`more than ${this.messagesPerSecond} control messages a second from the peer`));
     this.emit('activity');
     let msg: { id?: unknown; method?: unknown; params?: unknown; result?: unknown; error?: unknown };
     try {
@@ -98,16 +128,6 @@ export class ControlChannel extends EventEmitter {
     this.pending.delete(msg.id as number);
     if (msg.error !== undefined) p.reject(new RemoteError(String(msg.error)));
     else p.resolve(msg.result);
-  }
-
-  private withinRate(): boolean {
-    if (this.messagesPerSecond === Infinity) return true;
-    const now = performance.now();
-    this.allowance = Math.min(2 * this.messagesPerSecond, this.allowance + ((now - this.refilledAt) / 1000) * this.messagesPerSecond);
-    this.refilledAt = now;
-    if (this.allowance < 1) return false;
-    this.allowance--;
-    return true;
   }
 
   private async answer(id: unknown, method: string, params: unknown): Promise<void> {

@@ -11,18 +11,20 @@ export function fingerprintOf(publicKeyBlob: Buffer): string {
   return 'SHA256:' + createHash('sha256').update(publicKeyBlob).digest('base64').replace(/=+$/, '');
 }
 
-/** "aa:bb:..." MD5 of the blob, the form older RPort configs pin. */
-function md5FingerprintOf(publicKeyBlob: Buffer): string {
+/** "aa:bb:..." MD5 of the blob, the form RPort's rportd logs and its clients pin. */
+export function md5FingerprintOf(publicKeyBlob: Buffer): string {
   return createHash('md5').update(publicKeyBlob).digest('hex').replace(/(..)(?!$)/g, '$1:');
 }
 
 /**
  * Whether the server's key matches the configured fingerprint: the SHA256 form (with or without the
- * "SHA256:" prefix; a prefix of at least 16 characters is enough, as RPort allows), or the legacy MD5 form.
+ * "SHA256:" prefix; a prefix of at least 16 characters is enough, as RPort allows), or RPort's MD5 colon-hex
+ * form, whose prefix is enough as RPort's client takes it (at least "aa:bb:cc:dd", so that a stray short value
+ * does not match one key in a few hundred).
  */
 export function fingerprintMatches(expected: string, publicKeyBlob: Buffer): boolean {
   const want = expected.trim();
-  if (/^([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(want)) return want.toLowerCase() === md5FingerprintOf(publicKeyBlob);
+  if (/^([0-9a-f]{2}:){3,15}[0-9a-f]{0,2}$/i.test(want)) return md5FingerprintOf(publicKeyBlob).startsWith(want.toLowerCase());
   const bare = want.replace(/^SHA256:/, '');
   return bare.length >= 16 && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
 }
@@ -31,6 +33,8 @@ export interface HostKey {
   /** Private key text that ssh2's Server accepts in hostKeys. */
   privateKey: string;
   fingerprint: string;
+  /** RPort's form of the same key's fingerprint (MD5, colon-hex), which RPort clients pin. */
+  md5Fingerprint: string;
   /** Where it came from, for the start-up log line. */
   source: string;
   /** The file it was read from or written to; none for key_seed. */
@@ -41,12 +45,29 @@ function describe(privateKey: string, source: string): HostKey {
   const parsed = utils.parseKey(privateKey);
   if (parsed instanceof Error) throw new Error(`${source} is not a usable private key (${parsed.message}): delete it to have a new one generated`);
   const key = Array.isArray(parsed) ? parsed[0]! : parsed;
-  return { privateKey, fingerprint: fingerprintOf(key.getPublicSSH()), source };
+  const blob = key.getPublicSSH();
+  return { privateKey, fingerprint: fingerprintOf(blob), md5Fingerprint: md5FingerprintOf(blob), source };
 }
 
-/** The same ECDSA P-256 key for the same seed, so several servers (or a reinstall) keep one fingerprint. */
+/** The order of P-256's group. */
+const P256_N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+
+/**
+ * The same ECDSA P-256 key for the same seed as RPort's rportd derives (so every client pinned to an RPort
+ * server's fingerprint keeps matching): SHA-512 chained 2048 times from the seed, then 40 bytes of the
+ * chain's output taken as a number k, the private scalar being k mod (n-1) + 1 (Go 1.19's ecdsa.GenerateKey).
+ */
 function keyFromSeed(seed: string): string {
-  const d = createHash('sha256').update('rportd-host-key:' + seed).digest();
+  let next: Buffer = Buffer.from(seed, 'utf8');
+  const step = () => {
+    const h = createHash('sha512').update(next).digest();
+    next = h.subarray(0, 32);
+    return h.subarray(32);
+  };
+  for (let i = 0; i < 2048; i++) step();
+  const bytes = Buffer.concat([step(), step()]).subarray(0, 40);
+  const k = (BigInt('0x' + bytes.toString('hex')) % (P256_N - 1n)) + 1n;
+  const d = Buffer.from(k.toString(16).padStart(64, '0'), 'hex');
   const ecdh = createECDH('prime256v1');
   ecdh.setPrivateKey(d);
   const pub = ecdh.getPublicKey();

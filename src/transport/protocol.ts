@@ -116,3 +116,81 @@ export interface JobDone {
   finished_at: number;
 }
 
+
+/**
+ * RPort's protocol (openrport 0.9): SSH inside the WebSocket with these identification lines, password auth
+ * (user = auth id), then SSH global requests carrying JSON both ways and one channel per tunnel connection.
+ */
+export const RPORT_IDENT = { client: 'SSH-rport-v1-client', server: 'SSH-rport-v1-server' } as const;
+
+/** RPort's global requests (their JSON uses Go's field names). */
+export const RPORT_REQUEST = {
+  /** Client to server, first: the ConnectionRequest; answered with the JSON remotes, or false and the reason. */
+  connect: 'new_connection',
+  /** Both ways; an empty answer. */
+  ping: 'ping',
+  /** Server to client, no answer: {ServerVersion, MonitoringVersion, IPAddressesVersion}. */
+  capabilities: 'put_capabilities',
+  checkPort: 'check_port',
+  /** Server to client: {Remote} answered {IsAllowed}. */
+  checkTunnelAllowed: 'check_tunnel_allowed',
+  /** Server to client: the Job; answered {Pid, StartedAt}, or false and the reason. */
+  runCmd: 'run_cmd',
+  /** Client to server, no answer: the Job with its status and result. */
+  cmdResult: 'cmd_result',
+  updateAttributes: 'update_client_metadata',
+  refreshUpdates: 'refresh_updates_status',
+  updatesStatus: 'updates_status',
+  saveMeasurement: 'save_measurement',
+  ipAddresses: 'ip_addresses',
+} as const;
+
+/** RPort's channel types: one `rport` channel per tunnel connection (extra data host:port), and a job's live output. */
+export const RPORT_CHANNEL = { tunnel: 'rport', stdout: 'stdout', stderr: 'stderr' } as const;
+
+/** The words RPort's client looks for in a refused connection request's reason. */
+export const RPORT_REFUSAL = {
+  /** The client waits a while, then connects again. */
+  reconnect: 'please reconnect',
+  /** The client closes and retries with its backoff. */
+  alreadyConnected: 'client is already connected:',
+} as const;
+
+/** RPort's ConnectionRequest as its client sends it (the fields rportd uses). */
+export interface RportConnectionRequest {
+  ID: string;
+  Name: string;
+  SessionID: string;
+  OS: string;
+  OSFullName?: string;
+  OSArch: string;
+  OSKernel?: string;
+  Version: string;
+  Hostname: string;
+  Tags: string[] | null;
+  Labels?: Record<string, string> | null;
+  IPv4?: string[] | null;
+  IPv6?: string[] | null;
+  Remotes: Array<{ lhost?: string; lport?: string; rhost?: string; rport?: string; protocol?: string }> | null;
+}
+
+/** RPort's Job, as run_cmd sends it and cmd_result returns it. */
+export interface RportJob {
+  jid: string;
+  status?: string;
+  client_id?: string;
+  client_name?: string;
+  command: string;
+  cwd: string;
+  interpreter: string;
+  pid?: number | null;
+  started_at?: string;
+  finished_at?: string | null;
+  created_by?: string;
+  timeout_sec: number;
+  error?: string;
+  result?: { stdout?: string; stderr?: string; summary?: string } | null;
+  is_sudo?: boolean;
+  is_script: boolean;
+  stream_result?: boolean;
+}

@@ -15,7 +15,8 @@ const generate = fc.tuple(
   fc.boolean(),
 ).map(([over, wd]) => Buffer.from(JSON.stringify({ ...connectRequest('c1', 42, wd ? { watchdog } : {}), ...over })));
 
-function check(r: ReturnType<typeof validateConnectRequest>): void {
+/** Every field of an accepted request within its bound. */
+export function check(r: ReturnType<typeof validateConnectRequest>): void {
   const str = (k: keyof typeof r, max: number) => {
     if (typeof r[k] !== 'string' || (r[k] as string).length > max) throw new Error(`accepted a request whose ${k} is ${JSON.stringify(r[k])?.slice(0, 80)}`);
   };

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -286,4 +286,21 @@ export async function echoServer(t: TestContext): Promise<number> {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   cleanup(t, () => new Promise((r) => srv.close(() => r(undefined))));
   return (srv.address() as { port: number }).port;
+}
+
+/** A target server; `onConn` decides what each connection gets. */
+export async function target(t: TestContext, onConn: (s: Socket) => void): Promise<number> {
+  const open = new Set<Socket>();
+  const srv = createServer({ allowHalfOpen: true }, (s) => {
+    open.add(s);
+    s.on('close', () => open.delete(s));
+    s.on('error', () => undefined);
+    onConn(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanup(t, () => new Promise((r) => {
+    for (const s of open) s.destroy();
+    srv.close(r);
+  }));
+  return (srv.address() as AddressInfo).port;
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorMessage, type Logger } from '../../log.js';
-import type { ControlChannel } from '../../transport/control-channel.js';
+import type { Control } from '../../transport/control-channel.js';
 import { METHOD, type JobDone, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
 import type { ClientRegistry } from '../client-registry.js';
 import type { NodeRow } from '../store.js';
@@ -62,9 +62,9 @@ class RefusedResult extends Error {}
  * that arrives after a reconnect (or a restart of rportd) still counts.
  */
 export class JobService extends EventEmitter {
-  private readonly controls = new Map<string, ControlChannel>();
+  private readonly controls = new Map<string, Control>();
   /** Jobs whose result is awaited: the client that runs them, and the connection they went out on. */
-  private readonly owners = new Map<string, { clientId: string; via: ControlChannel | undefined }>();
+  private readonly owners = new Map<string, { clientId: string; via: Control | undefined }>();
   private readonly assemblies = new Map<string, Assembly>();
   private assemblingBytes = 0;
   private readonly live = new Map<string, { stdout: string; stderr: string }>();
@@ -93,7 +93,7 @@ export class JobService extends EventEmitter {
   }
 
   /** A client's accepted connection: jobs go out on it, and its output and results come in on it. */
-  attach(clientId: string, control: ControlChannel): void {
+  attach(clientId: string, control: Control): void {
     this.controls.set(clientId, control);
     control.handle(METHOD.jobOutput, (p) => this.onOutput(clientId, p));
     control.handle(METHOD.jobPart, (p) => this.onPart(clientId, p));

@@ -285,6 +285,13 @@ test('a hostile client cannot write results into jobs that are not its own, out 
   // Live output for another client's job is dropped, not shown.
   await attacker.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: 'forged live', stderr: '' }] }, 5000);
   assert.equal(jobs.liveOutput(job.jid), undefined);
+  // Live output past what is kept (1 MiB a stream) goes to no event stream either: a flood is bounded per job.
+  let emitted = 0;
+  jobs.on('output', (o: { stdout: string; stderr: string }) => (emitted += o.stdout.length + o.stderr.length));
+  const flood = 'o'.repeat(100 << 10);
+  for (let i = 0; i < 12; i++) await victim.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: flood, stderr: flood }] }, 5000);
+  assert.equal(emitted, 2 << 20, 'live output sent on to event streams');
+  assert.equal(jobs.liveOutput(job.jid)!.stdout.length, 1 << 20);
   // The owner itself: parts in order only, each stream within its bound, the end must count them all.
   await assert.rejects(victim.request(METHOD.jobPart, part(1, Buffer.from('x')), 5000), /out of order/);
   await victim.request(METHOD.jobPart, part(0, Buffer.alloc(96 << 10, 'a')), 5000);

@@ -288,10 +288,14 @@ export class JobService extends EventEmitter {
       const stdout = typeof j.stdout === 'string' ? j.stdout : '';
       const stderr = typeof j.stderr === 'string' ? j.stderr : '';
       const kept = this.live.get(j.jid) ?? { stdout: '', stderr: '' };
-      if (kept.stdout.length < MAX_LIVE_CHARS) kept.stdout += stdout.slice(0, MAX_LIVE_CHARS - kept.stdout.length);
-      if (kept.stderr.length < MAX_LIVE_CHARS) kept.stderr += stderr.slice(0, MAX_LIVE_CHARS - kept.stderr.length);
+      // Only what is kept goes to the event streams too: a client's flood of live output is bounded per job
+      // there as well (a stream that reads slowly buffers it), and the whole output is in the result.
+      const out = stdout.slice(0, Math.max(0, MAX_LIVE_CHARS - kept.stdout.length));
+      const err = stderr.slice(0, Math.max(0, MAX_LIVE_CHARS - kept.stderr.length));
+      kept.stdout += out;
+      kept.stderr += err;
       this.live.set(j.jid, kept);
-      this.emit('output', { jid: j.jid, client_id: clientId, stdout, stderr } satisfies LiveOutput);
+      if (out || err) this.emit('output', { jid: j.jid, client_id: clientId, stdout: out, stderr: err } satisfies LiveOutput);
     }
     return null;
   }

@@ -55,7 +55,8 @@ export function folderWritableByOthers(dir: string, strict = false): string | un
   const st = statSync(dir);
   const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
   const me = process.getuid!();
-  if (strict && st.mode & 0o022) return `${dir} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${mode}, owner uid ${st.uid}): chmod go-w ${dir}`;
+  // A sticky folder is shared on purpose (/tmp): the fix is another folder, not taking it from its users.
+  if (strict && st.mode & 0o022) return `${dir} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${mode}, owner uid ${st.uid}): ${st.mode & 0o1000 ? 'use a folder of its own' : `chmod go-w ${dir}`}`;
   if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
   if (st.uid !== 0 && st.uid !== me) return `${dir} is owned by another user (uid ${st.uid}), who can replace files in it: chown ${me} ${dir}`;
   return undefined;

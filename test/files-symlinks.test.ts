@@ -34,11 +34,11 @@ async function refused(t: Parameters<typeof tmpDir>[0], dataDir: string, code: n
 
 test('rportd refuses a data_dir its group or others can write, or another user owns: one line naming the folder, the owner and the fix', { skip: !POSIX && 'modes' }, async (t) => {
   const base = tmpDir(t);
-  for (const [name, mode, what] of [['group', 0o770, 'its group'], ['world', 0o777, 'every user'], ['sticky', 0o1777, 'every user']] as const) {
+  for (const [name, mode, what, fix] of [['group', 0o770, 'its group', 'chmod go-w '], ['world', 0o777, 'every user', 'chmod go-w '], ['sticky', 0o1777, 'every user', 'use a folder of its own']] as const) {
     const dir = join(base, name);
     mkdirSync(dir);
     chmodSync(dir, mode);
-    await refused(t, dir, 2, new RegExp(`--data-dir "${dir}": ${dir} is writable by ${what} \\(mode ${mode.toString(8).padStart(4, '0')}, owner uid \\d+\\): chmod go-w ${dir}$`));
+    await refused(t, dir, 2, new RegExp(`--data-dir "${dir}": ${dir} is writable by ${what} \\(mode ${mode.toString(8).padStart(4, '0')}, owner uid \\d+\\): ${fix === 'chmod go-w ' ? fix + dir : fix}$`));
   }
   if (ROOT) {
     const theirs = join(base, 'theirs');

@@ -1,25 +1,12 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { withTimeout } from '../src/timeout.js';
-import { cleanup, run, serverArgs, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { cleanup, run, serverArgs, startServer, tmpDir, victim } from './helpers/procs.js';
 
 const ROOT = process.getuid?.() === 0;
 const POSIX = process.platform !== 'win32';
-
-/** A file another user wants rportd to overwrite or chmod, and a check that rportd did neither. */
-function victim(dir: string): { path: string; untouched(): void } {
-  const path = writeFile(dir, 'victim', 'precious\n');
-  chmodSync(path, 0o644);
-  return {
-    path,
-    untouched() {
-      assert.equal(readFileSync(path, 'utf8'), 'precious\n', `${path} was written through a symlink`);
-      assert.equal(statSync(path).mode & 0o7777, 0o644, `${path} had its mode changed through a symlink`);
-    },
-  };
-}
 
 /** rportd with this data_dir (and flags): it must exit with `code` and say `line`, without a stack trace. */
 async function refused(t: Parameters<typeof tmpDir>[0], dataDir: string, code: number, line: RegExp, extra: string[] = []): Promise<void> {
@@ -56,7 +43,7 @@ test('rportd refuses a data_dir its group or others can write, or another user o
 test('symlinks planted in data_dir (node-id, the database and its -wal and -shm, the host key) are refused, their targets untouched', { skip: !POSIX && 'symlinks' }, async (t) => {
   for (const name of ['node-id', 'rportd.db', 'rportd.db-wal', 'rportd.db-shm', 'rportd-host-key']) {
     const dir = tmpDir(t);
-    const v = victim(tmpDir(t));
+    const v = victim(tmpDir(t), 0o644);
     symlinkSync(v.path, join(dir, name));
     try {
       await refused(t, dir, 1, new RegExp(`${join(dir, name).replaceAll('.', '\\.')} is a symbolic link, which rport does not follow among its own files .*: remove it`));
@@ -69,7 +56,7 @@ test('symlinks planted in data_dir (node-id, the database and its -wal and -shm,
 test('log_file in a sticky world-writable folder (like /tmp): a planted symlink is not followed', { skip: !POSIX && 'symlinks' }, async (t) => {
   const shared = tmpDir(t);
   chmodSync(shared, 0o1777);
-  const v = victim(tmpDir(t));
+  const v = victim(tmpDir(t), 0o644);
   const log = join(shared, 'rportd.log');
   symlinkSync(v.path, log);
   try {

@@ -8,7 +8,7 @@ import { SqliteDb } from '../src/server/db/sqlite.js';
 import { saveMemory } from '../src/supervisor/memory.js';
 import { loadHostKey } from '../src/transport/host-key.js';
 import { StateFile, stateRecord } from '../src/watchdog/state-file.js';
-import { API_AUTH, CLIENT_AUTH, cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { API_AUTH, CLIENT_AUTH, cleanup, eventually, run, startClient, startServer, tmpDir, victim, writeFile } from './helpers/procs.js';
 
 const ROOT = process.getuid?.() === 0;
 const mode = (p: string) => statSync(p).mode & 0o7777;
@@ -17,19 +17,6 @@ const mode = (p: string) => statSync(p).mode & 0o7777;
 function withUmask(t: TestContext, mask: number): void {
   const old = process.umask(mask);
   t.after(() => void process.umask(old));
-}
-
-/** A file an attacker wants overwritten, and a check that it was not. */
-function victim(dir: string): { path: string; untouched(): void } {
-  const path = writeFile(dir, 'victim', 'precious\n');
-  chmodSync(path, 0o600);
-  return {
-    path,
-    untouched() {
-      assert.equal(readFileSync(path, 'utf8'), 'precious\n', `${path} was written through a symlink`);
-      assert.equal(mode(path), 0o600, `${path} had its mode changed through a symlink`);
-    },
-  };
 }
 
 function logTo(dir: string): { log: Logger; lines(): string[] } {

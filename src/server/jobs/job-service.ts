@@ -324,11 +324,14 @@ export class JobService extends EventEmitter {
     if (p.seq !== a.next) throw new RefusedResult(`result part ${p.seq} of job ${jid} out of order (expected ${a.next})`);
     const data = Buffer.from(p.data, 'base64');
     const streamBytes = a[p.stream].reduce((n, b) => n + b.length, 0) + data.length;
-    if (streamBytes > MAX_STREAM_BYTES) throw new RefusedResult(`the ${p.stream} of job ${jid} is over ${MAX_STREAM_BYTES} bytes`);
-    if ((this.clientAssemblingBytes.get(clientId) ?? 0) + data.length > MAX_CLIENT_ASSEMBLING_BYTES) {
-      throw new RefusedResult(`client ${clientId} has over ${MAX_CLIENT_ASSEMBLING_BYTES} bytes of unfinished results: finish one before sending the next`);
+    const over = streamBytes > MAX_STREAM_BYTES ? `the ${p.stream} of job ${jid} is over ${MAX_STREAM_BYTES} bytes`
+      : (this.clientAssemblingBytes.get(clientId) ?? 0) + data.length > MAX_CLIENT_ASSEMBLING_BYTES ? `client ${clientId} has over ${MAX_CLIENT_ASSEMBLING_BYTES} bytes of unfinished results: finish one before sending the next`
+      : this.assemblingBytes + data.length > MAX_ASSEMBLING_BYTES ? 'too many results arriving at once: try again later' : undefined;
+    if (over) {
+      // The client drops a refused result: what arrived of it would only hold the client's budget.
+      this.dropAssembly(jid);
+      throw new RefusedResult(over);
     }
-    if (this.assemblingBytes + data.length > MAX_ASSEMBLING_BYTES) throw new RefusedResult('too many results arriving at once: try again later');
     a[p.stream].push(data);
     a.bytes += data.length;
     a.next++;

@@ -54,12 +54,12 @@ export function writeFile(dir: string, name: string, text: string): string {
 
 /** A file an attacker wants written or chmod'ed through a planted symlink, and a check that it was not. */
 export function victim(dir: string, mode = 0o600): { path: string; untouched(): void } {
-  const path = writeFile(dir, 'victim', 'precious\n');
+  const path = writeFile(dir, 'victim', 'precious: not an id, not a key\n');
   chmodSync(path, mode);
   return {
     path,
     untouched() {
-      assert.equal(readFileSync(path, 'utf8'), 'precious\n', `${path} was written through a symlink`);
+      assert.equal(readFileSync(path, 'utf8'), 'precious: not an id, not a key\n', `${path} was written through a symlink`);
       assert.equal(statSync(path).mode & 0o7777, mode, `${path} had its mode changed through a symlink`);
     },
   };

@@ -46,7 +46,7 @@ export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWr
 
 /**
  * Why another local user could replace files in `dir`, or undefined when only we and root can (always on
- * Windows). Owned by a user other than us and root counts, and world-writable without the sticky bit.
+ * Windows). Owned by a user other than us and root counts, and group- or world-writable without the sticky bit.
  * `strict`, for files opened in place rather than renamed into place (data_dir, logs): any group or world
  * write bit counts, sticky or not, since the sticky bit does not stop a symlink planted under a new name.
  */
@@ -58,6 +58,7 @@ export function folderWritableByOthers(dir: string, strict = false): string | un
   // A sticky folder is shared on purpose (/tmp): the fix is another folder, not taking it from its users.
   if (strict && st.mode & 0o022) return `${dir} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${mode}, owner uid ${st.uid}): ${st.mode & 0o1000 ? 'use a folder of its own' : `chmod go-w ${dir}`}`;
   if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
+  if (st.mode & 0o020 && !(st.mode & 0o1000)) return `${dir} is writable by its group (mode ${mode}, owner uid ${st.uid}): chmod g-w ${dir}`;
   if (st.uid !== 0 && st.uid !== me) return `${dir} is owned by another user (uid ${st.uid}), who can replace files in it: chown ${me} ${dir}`;
   return undefined;
 }

@@ -74,6 +74,13 @@ test('state.json is never written into a folder other users can write: one error
   assert.equal(sf.write(RECORD), true);
   assert.match(lines().at(-1)!, /is being written again/);
 
+  // Writable by its group: its members could replace the file as well.
+  chmodSync(open, 0o775);
+  assert.equal(sf.write(RECORD), false);
+  assert.match(lines().at(-1)!, new RegExp(`cannot write ${open}/state\\.json \\(folder writable by others\\): .*${open} is writable by its group \\(mode 0775, owner uid 0\\): chmod g-w ${open}$`));
+  chmodSync(open, 0o755);
+  assert.equal(sf.write(RECORD), true);
+
   // Sticky like /tmp: others cannot replace our files, so that is fine.
   chmodSync(open, 0o1777);
   assert.equal(sf.write(RECORD), true);

@@ -195,13 +195,8 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
     await writeFile(scriptFile, spec.command, { mode: 0o700, flag: 'wx' });
   }
   const removeScript = () => (folder ? rm(folder, { recursive: true, force: true }).catch(() => {}) : Promise.resolve());
-  let argv: string[];
-  try {
-    argv = interpreterArgv(spec, scriptFile);
-  } catch (e) {
-    await removeScript();
-    throw e;
-  }
+  // Throws only for commands (a script's interpreter was checked above), so no script file is left behind.
+  const argv = interpreterArgv(spec, scriptFile);
   const startedAt = Date.now();
   const child = spawn(argv[0]!, argv.slice(1), {
     cwd: spec.cwd || undefined,

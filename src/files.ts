@@ -45,14 +45,20 @@ export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWr
 }
 
 /**
- * Why another local user could replace files in `dir` (world-writable without the sticky bit, or owned
- * by another user than us and root), or undefined when only we and root can. Undefined on Windows.
+ * Why another local user could replace files in `dir`, or undefined when only we and root can (always on
+ * Windows). Owned by a user other than us and root counts, and group- or world-writable without the sticky bit.
+ * `strict`, for files opened in place rather than renamed into place (data_dir, logs): any group or world
+ * write bit counts, sticky or not, since the sticky bit does not stop a symlink planted under a new name.
  */
-export function folderWritableByOthers(dir: string): string | undefined {
+export function folderWritableByOthers(dir: string, strict = false): string | undefined {
   if (WINDOWS) return undefined;
   const st = statSync(dir);
-  if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
+  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
   const me = process.getuid!();
+  // A sticky folder is shared on purpose (/tmp): the fix is another folder, not taking it from its users.
+  if (strict && st.mode & 0o022) return `${dir} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${mode}, owner uid ${st.uid}): ${st.mode & 0o1000 ? 'use a folder of its own' : `chmod go-w ${dir}`}`;
+  if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
+  if (st.mode & 0o020 && !(st.mode & 0o1000)) return `${dir} is writable by its group (mode ${mode}, owner uid ${st.uid}): chmod g-w ${dir}`;
   if (st.uid !== 0 && st.uid !== me) return `${dir} is owned by another user (uid ${st.uid}), who can replace files in it: chown ${me} ${dir}`;
   return undefined;
 }
@@ -76,14 +82,25 @@ export function readableByOthers(path: string, what: string): string | undefined
 /** Thrown for what is at a path but is not a file we read or write: the message says what and why. */
 export class UnsafeFileError extends Error {}
 
+/** Opens without following a symlink at `path` itself: one that is there is refused, naming the path. */
+function openNoFollow(path: string, flags: number): number {
+  try {
+    return openSync(path, flags | O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symbolic link, which rport does not follow among its own files (another user may have planted it): remove it`);
+    throw err;
+  }
+}
+
 /**
  * Reads a small file without trusting what is at the path: a FIFO would block the read forever and
  * /dev/zero would never end, so only a regular file of at most maxBytes is read (the type is checked on
- * what was opened, so a symlink to one is fine). Throws UnsafeFileError for anything else, or the OS error.
+ * what was opened). A symlink to one is fine when `follow`; rport's own files (data_dir) are read with
+ * follow false. Throws UnsafeFileError for anything else, or the OS error.
  */
-export function readSmallFile(path: string, maxBytes: number): string {
+export function readSmallFile(path: string, maxBytes: number, follow = true): string {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-  const fd = openSync(path, constants.O_RDONLY | O_NONBLOCK);
+  const fd = follow ? openSync(path, constants.O_RDONLY | O_NONBLOCK) : openNoFollow(path, constants.O_RDONLY | O_NONBLOCK);
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new UnsafeFileError(`${path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})`);
@@ -98,15 +115,32 @@ export function readSmallFile(path: string, maxBytes: number): string {
   }
 }
 
+/** chmod of one of rport's own files, never through a symlink (refused); a missing file is left missing. */
+export function chmodOwnFile(path: string, mode: number): void {
+  let fd: number;
+  try {
+    fd = openNoFollow(path, constants.O_RDONLY | O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new UnsafeFileError(`${path} is not a regular file: remove it`);
+    fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Opens a log file for appending. In a folder another user can write (a root rport-watchdog logging
- * beside the client's state.json), a symlink there could point the appends at any file: it is not
- * followed. Elsewhere symlinks are (log_file = /dev/stdout).
+ * beside the client's state.json, a log in /tmp), a symlink there could point the appends at any file:
+ * it is not followed. Elsewhere symlinks are (log_file = /dev/stdout).
  */
 export function openForAppend(path: string, mode: number): number {
   let unsafe: string | undefined;
   try {
-    unsafe = folderWritableByOthers(dirname(path));
+    unsafe = folderWritableByOthers(dirname(path), true);
   } catch {
     // a missing folder: open reports it
   }

@@ -2,12 +2,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { ClientJobs } from '../src/client/commands/jobs.js';
+import { test } from 'node:test';
 import { checkCommand } from '../src/client/commands/filter.js';
-import { CLIENT_KEYS, clientConfig, type CommandsConfig } from '../src/config/client-config.js';
-import { loadConfig } from '../src/config/loader.js';
-import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';
+import type { CommandsConfig } from '../src/config/client-config.js';
 import { ClientRegistry, soloCluster } from '../src/server/client-registry.js';
 import { SqliteDb } from '../src/server/db/sqlite.js';
 import { JobService } from '../src/server/jobs/job-service.js';
@@ -17,14 +14,8 @@ import { Logger, LogSink } from '../src/log.js';
 import { ControlChannel, RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { apiCall, runJob } from './helpers/jobs-api.js';
+import { CLIENT_BASE, commandsOf, hostileServer } from './helpers/client-jobs.js';
 import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
-
-const base = '[client]\nserver = "127.0.0.1:9"\nauth = "c:p"\nid = "x"\n';
-
-/** [remote-commands] and friends as rport reads them from a file. */
-function commandsOf(dir: string, text: string): CommandsConfig {
-  return clientConfig(loadConfig(CLIENT_KEYS, writeFile(dir, `c${Math.random()}.conf`, base + text), new Map(), RPORT_CLIENT_NAMES)).commands;
-}
 
 test("filter: RPort's allow, deny and order rules (rport.example.conf) as a table", (t) => {
   const dir = tmpDir(t);
@@ -46,6 +37,10 @@ test("filter: RPort's allow, deny and order rules (rport.example.conf) as a tabl
     ['defaults: <', defaults, '/usr/bin/mail x < /etc/shadow', false],
     ['defaults: a comma', defaults, '/usr/bin/echo a,b', false],
     ['defaults: a newline', defaults, '/usr/bin/id\n/usr/bin/reboot', false],
+    ['defaults: $', defaults, '/usr/bin/echo $HOME', false],
+    ['defaults: a program that runs another', defaults, '/usr/bin/env /bin/sh', false],
+    ['defaults: System32 cmd.exe', defaults, 'C:\\Windows\\System32\\CMD.EXE /c whoami', false],
+    ['defaults: a name that only starts like a runner', defaults, '/usr/bin/envsubst', true],
     ['allow,deny example: /usr/bin/ls', zip, '/usr/bin/ls', true],
     ['allow,deny example: /usr/bin/zip is denied', zip, '/usr/bin/zip -r a.zip .', false],
     ['allow,deny example: nothing matches: denied', zip, '/opt/x', false],
@@ -58,7 +53,7 @@ test("filter: RPort's allow, deny and order rules (rport.example.conf) as a tabl
   for (const [name, cfg, command, allowed] of cases) assert.equal(checkCommand(cfg, command).allowed, allowed, name);
   assert.deepEqual(
     [defaults.enabled, defaults.sendBackLimit, defaults.scriptsEnabled, defaults.order, defaults.allow.map(String), defaults.deny.map(String)],
-    [true, 4194304, false, 'allow-deny', ['/^\\/usr\\/bin\\/.*/', '/^\\/usr\\/local\\/bin\\/.*/', '/^C:\\\\Windows\\\\System32\\\\.*/'], ['/(\\||<|>|;|,|\\n|&)/']],
+    [true, 4194304, false, 'allow-deny', ['/^\\/usr\\/bin\\/.*/', '/^\\/usr\\/local\\/bin\\/.*/', '/^C:\\\\Windows\\\\System32\\\\.*/'], ['/(\\||<|>|;|,|\\n|&|\\$|`)/', String(defaults.deny[1])]],
   );
   assert.deepEqual(commandsOf(dir, "[interpreter-aliases]\npy = '/usr/bin/python3'\npwsh7enc = ['C:\\pwsh.exe', 'windows-1252', 'cp437']\n").aliases, { py: '/usr/bin/python3', pwsh7enc: 'C:\\pwsh.exe' });
 });
@@ -73,38 +68,13 @@ test('bad [remote-commands] values: one line naming the key, exit 2', async (t) 
     ['[interpreter-aliases]\npy = 3\n', /\[interpreter-aliases\] py is not an interpreter path/],
   ];
   for (const [text, re] of cases) {
-    const p = run('rport', ['-c', writeFile(dir, `bad${Math.random()}.conf`, base + text)]);
+    const p = run('rport', ['-c', writeFile(dir, `bad${Math.random()}.conf`, CLIENT_BASE + text)]);
     const exit = await p.exited;
     assert.equal(exit.code, 2, p.output);
     assert.equal(p.lines.length, 1, p.output);
     assert.match(p.lines[0]!, re);
   }
 });
-
-/** A server written in the test: a control channel to ClientJobs, sending what a compromised rportd might. */
-async function hostileServer(t: TestContext, cfg: CommandsConfig): Promise<ControlChannel> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<Socket>((r) => srv.once('connection', r));
-  const sock = connect((srv.address() as AddressInfo).port, '127.0.0.1');
-  const peer = await accepted;
-  const log = new Logger(LogSink.file(join(tmpDir(t), 'client.log')), 'debug', 'commands');
-  const jobs = new ClientJobs(cfg, log);
-  const clientSide = new ControlChannel(sock);
-  jobs.attach(clientSide);
-  jobs.online(clientSide);
-  const server = new ControlChannel(peer);
-  server.handle(METHOD.jobOutput, () => null);
-  server.handle(METHOD.jobPart, () => null);
-  server.handle(METHOD.jobDone, () => null);
-  cleanup(t, () => {
-    jobs.stop();
-    server.close();
-    clientSide.close();
-    srv.close();
-  });
-  return server;
-}
 
 test("a hostile server cannot get past the client's filter, scripts off, or its interpreters", async (t) => {
   const dir = tmpDir(t);
@@ -118,7 +88,7 @@ test("a hostile server cannot get past the client's filter, scripts off, or its 
     [{ command: `/usr/bin/touch\n${marker(4)}` }, /command is not allowed/],
     [{ command: `/usr/bin/touch ${marker(5)}`, is_script: true }, /remote scripts are disabled/],
     // The filter checks the command line; an interpreter of the server's choosing would run it otherwise.
-    [{ command: `/usr/bin/touch ${marker(6)}`, interpreter: '/usr/bin/perl' }, /unknown interpreter/],
+    [{ command: `/usr/bin/touch ${marker(6)}`, interpreter: '/usr/bin/perl' }, /interpreter "\/usr\/bin\/perl" refused: commands run without a shell/],
     [{ command: `/usr/bin/touch ${marker(7)}`, jid: '../../etc' }, /malformed job request: jid/],
     [{ command: `/usr/bin/touch ${marker(8)}`, timeout_sec: 0 }, /malformed job request: timeout_sec/],
   ];
@@ -315,6 +285,13 @@ test('a hostile client cannot write results into jobs that are not its own, out 
   // Live output for another client's job is dropped, not shown.
   await attacker.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: 'forged live', stderr: '' }] }, 5000);
   assert.equal(jobs.liveOutput(job.jid), undefined);
+  // Live output past what is kept (1 MiB a stream) goes to no event stream either: a flood is bounded per job.
+  let emitted = 0;
+  jobs.on('output', (o: { stdout: string; stderr: string }) => (emitted += o.stdout.length + o.stderr.length));
+  const flood = 'o'.repeat(100 << 10);
+  for (let i = 0; i < 12; i++) await victim.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: flood, stderr: flood }] }, 5000);
+  assert.equal(emitted, 2 << 20, 'live output sent on to event streams');
+  assert.equal(jobs.liveOutput(job.jid)!.stdout.length, 1 << 20);
   // The owner itself: parts in order only, each stream within its bound, the end must count them all.
   await assert.rejects(victim.request(METHOD.jobPart, part(1, Buffer.from('x')), 5000), /out of order/);
   await victim.request(METHOD.jobPart, part(0, Buffer.alloc(96 << 10, 'a')), 5000);

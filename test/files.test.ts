@@ -8,7 +8,7 @@ import { SqliteDb } from '../src/server/db/sqlite.js';
 import { saveMemory } from '../src/supervisor/memory.js';
 import { loadHostKey } from '../src/transport/host-key.js';
 import { StateFile, stateRecord } from '../src/watchdog/state-file.js';
-import { API_AUTH, CLIENT_AUTH, cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { API_AUTH, CLIENT_AUTH, cleanup, eventually, run, startClient, startServer, tmpDir, victim, writeFile } from './helpers/procs.js';
 
 const ROOT = process.getuid?.() === 0;
 const mode = (p: string) => statSync(p).mode & 0o7777;
@@ -17,19 +17,6 @@ const mode = (p: string) => statSync(p).mode & 0o7777;
 function withUmask(t: TestContext, mask: number): void {
   const old = process.umask(mask);
   t.after(() => void process.umask(old));
-}
-
-/** A file an attacker wants overwritten, and a check that it was not. */
-function victim(dir: string): { path: string; untouched(): void } {
-  const path = writeFile(dir, 'victim', 'precious\n');
-  chmodSync(path, 0o600);
-  return {
-    path,
-    untouched() {
-      assert.equal(readFileSync(path, 'utf8'), 'precious\n', `${path} was written through a symlink`);
-      assert.equal(mode(path), 0o600, `${path} had its mode changed through a symlink`);
-    },
-  };
 }
 
 function logTo(dir: string): { log: Logger; lines(): string[] } {
@@ -86,6 +73,13 @@ test('state.json is never written into a folder other users can write: one error
   chmodSync(open, 0o755);
   assert.equal(sf.write(RECORD), true);
   assert.match(lines().at(-1)!, /is being written again/);
+
+  // Writable by its group: its members could replace the file as well.
+  chmodSync(open, 0o775);
+  assert.equal(sf.write(RECORD), false);
+  assert.match(lines().at(-1)!, new RegExp(`cannot write ${open}/state\\.json \\(folder writable by others\\): .*${open} is writable by its group \\(mode 0775, owner uid 0\\): chmod g-w ${open}$`));
+  chmodSync(open, 0o755);
+  assert.equal(sf.write(RECORD), true);
 
   // Sticky like /tmp: others cannot replace our files, so that is fine.
   chmodSync(open, 0o1777);

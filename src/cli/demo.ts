@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,8 +54,11 @@ const serverPort = await port(8080);
 const apiPort = await port(3000);
 const clientSecret = randomBytes(9).toString('base64url');
 const apiPassword = randomBytes(9).toString('base64url');
-mkdirSync(join(dataDir, 'server'), { recursive: true });
-mkdirSync(join(dataDir, 'client'), { recursive: true });
+// Private whatever the umask: rportd refuses a data_dir that its group or others can write.
+for (const d of ['server', 'client']) {
+  mkdirSync(join(dataDir, d), { recursive: true });
+  chmodSync(join(dataDir, d), 0o700);
+}
 
 let client: ChildProcess | undefined;
 let announced = false;

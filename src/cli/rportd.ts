@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { startApi } from '../api/serve.js';
 import { Config, ConfigError } from '../config/loader.js';
 import { RPORT_SERVER_NAMES } from '../config/rport-names.js';
-import { readableByOthers } from '../files.js';
+import { folderWritableByOthers, readableByOthers } from '../files.js';
 import { SERVER_KEYS, serverConfig } from '../config/server-config.js';
 import { errorMessage } from '../log.js';
 import { Credentials } from '../server/credentials.js';
@@ -56,6 +56,9 @@ runMain('rportd', async () => {
   try {
     // Created here first, so that a folder that cannot be made fails with its own reason (not the key file's).
     mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+    // Another user who can write there could plant links to the files rportd writes as its own.
+    const unsafe = folderWritableByOthers(cfg.dataDir, true);
+    if (unsafe) throw new ConfigError(`${loaded.where('server', 'data_dir')}: ${unsafe}`);
     hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
     server = new Rportd(cfg, hostKey, credentials, root);
   } catch (err) {

@@ -1,17 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readSmallFile, writeFileAtomic } from '../files.js';
 
-/** This node's id: generated once and kept in data_dir, so that a restarted node is the same node. */
+/**
+ * This node's id: generated once and kept in data_dir, so that a restarted node is the same node. Never
+ * read or written through a symlink (see readSmallFile and writeFileAtomic).
+ */
 export function loadNodeId(dataDir: string): string {
   const file = join(dataDir, 'node-id');
   try {
-    const id = readFileSync(file, 'utf8').trim();
+    const id = readSmallFile(file, 4096, false).trim();
     if (/^[\w.-]{1,64}$/.test(id)) return id;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new Error(code ? `${file}: cannot read: ${code}` : (err as Error).message);
   }
   const id = randomUUID();
-  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  writeFileAtomic(file, `${id}\n`, { mode: 0o600 });
   return id;
 }

@@ -10,6 +10,15 @@ import { VERSION } from '../version.js';
 
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport' : '/var/lib/rport';
 
+/**
+ * RPort's deny list, plus `$` and backticks (expansions, should use_shell be on) and the programs that run
+ * another program named in their arguments: with them, an allowed folder would reach every program.
+ */
+const DEFAULT_DENY = [
+  '(\\||<|>|;|,|\\n|&|\\$|`)',
+  '(?i)^(\\S*[/\\\\])?(env|xargs|nohup|nice|ionice|chrt|taskset|timeout|setsid|stdbuf|flock|watch|script|sudo|su|doas|runuser|pkexec|chroot|unshare|nsenter|systemd-run|busybox|sh|bash|dash|zsh|ksh|mksh|csh|tcsh|fish|python[0-9.]*|perl[0-9.]*|ruby|node|nodejs|php[0-9.]*|lua[0-9.]*|tclsh|awk|gawk|mawk|nawk|find|ssh|expect|cmd|powershell|pwsh|wscript|cscript|rundll32|mshta)(\\.exe)?(\\s|$)',
+];
+
 /** rport.conf: RPort's sections, keys and defaults, plus a few of our own (marked). */
 export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'server', type: 'string', default: '', help: 'rportd to connect to: host:port, ws://host:port or wss://host:port' },
@@ -39,7 +48,8 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'remote-commands', key: 'enabled', type: 'bool', default: true, flag: 'remote-commands-enabled', help: 'run commands the server sends (each checked against allow, deny and order)' },
   { section: 'remote-commands', key: 'send_back_limit', type: 'int', default: 4 << 20, help: 'bytes of stdout and of stderr (each) sent back; the rest is cut with a marker' },
   { section: 'remote-commands', key: 'allow', type: 'strings', default: ['^/usr/bin/.*', '^/usr/local/bin/.*', '^C:\\\\Windows\\\\System32\\\\.*'], flag: 'remote-commands-allow', help: 'regular expressions a command may match (see order)' },
-  { section: 'remote-commands', key: 'deny', type: 'strings', default: ['(\\||<|>|;|,|\\n|&)'], flag: 'remote-commands-deny', help: 'regular expressions a command may not match (see order)' },
+  { section: 'remote-commands', key: 'deny', type: 'strings', default: DEFAULT_DENY, flag: 'remote-commands-deny', help: 'regular expressions a command may not match (see order)' },
+  { section: 'remote-commands', key: 'use_shell', type: 'bool', default: false, flag: 'remote-commands-use-shell', help: "run commands through sh -c / cmd.exe /c (RPort's way; the filter then cannot see what the shell expands) instead of as a program and its arguments (rport addition)" },
   { section: 'remote-commands', key: 'order', type: 'strings', default: ['allow', 'deny'], flag: 'remote-commands-order', help: "['allow','deny']: must match allow and no deny; ['deny','allow']: refused if it matches deny and no allow" },
   { section: 'remote-scripts', key: 'enabled', type: 'bool', default: false, flag: 'remote-scripts-enabled', help: 'run scripts the server sends (not filtered: only [remote-commands] enabled applies)' },
   { section: 'logging', key: 'log_file', type: 'string', default: '', help: 'append logs to this file (default: stderr)' },
@@ -88,6 +98,8 @@ export interface CommandsConfig {
   scriptsEnabled: boolean;
   /** Alias name to the interpreter's path (RPort's encodings, the other list items, are not used). */
   aliases: Record<string, string>;
+  /** Commands through sh -c / cmd.exe /c (RPort's way) rather than split into a program and its arguments. */
+  useShell: boolean;
 }
 
 /** A bound of ours: the server keeps results in memory while they arrive. */
@@ -122,6 +134,7 @@ function commandsConfig(c: Config): CommandsConfig {
     order: order === 'allow,deny' ? 'allow-deny' : 'deny-allow',
     scriptsEnabled: c.get<boolean>('remote-scripts', 'enabled'),
     aliases,
+    useShell: c.get<boolean>('remote-commands', 'use_shell'),
   };
 }
 

@@ -1,8 +1,8 @@
 import { createECDH, createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { writeFileAtomic } from '../files.js';
+import { readSmallFile, writeFileAtomic } from '../files.js';
 
 const { utils } = ssh2;
 
@@ -82,7 +82,8 @@ export function loadHostKey(dataDir: string, keySeed: string): HostKey {
   const file = join(dataDir, 'rportd-host-key');
   let text: string | undefined;
   try {
-    text = readFileSync(file, 'utf8');
+    // Not through a symlink: another user's file would become the server's identity.
+    text = readSmallFile(file, 64 << 10, false);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
   }

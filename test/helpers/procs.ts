@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +50,19 @@ export function writeFile(dir: string, name: string, text: string): string {
   const p = join(dir, name);
   writeFileSync(p, text);
   return p;
+}
+
+/** A file an attacker wants written or chmod'ed through a planted symlink, and a check that it was not. */
+export function victim(dir: string, mode = 0o600): { path: string; untouched(): void } {
+  const path = writeFile(dir, 'victim', 'precious: not an id, not a key\n');
+  chmodSync(path, mode);
+  return {
+    path,
+    untouched() {
+      assert.equal(readFileSync(path, 'utf8'), 'precious: not an id, not a key\n', `${path} was written through a symlink`);
+      assert.equal(statSync(path).mode & 0o7777, mode, `${path} had its mode changed through a symlink`);
+    },
+  };
 }
 
 export interface Exit {

@@ -61,6 +61,8 @@ function toParts(jid: string, stdout: Buffer, stderr: Buffer): JobPart[] {
  */
 export class ClientJobs {
   private readonly running = new Map<string, Running>();
+  /** Jobs between their checks and their start: counted with `running`, so requests arriving together cannot all pass the limit. */
+  private readonly starting = new Set<string>();
   private readonly undelivered = new Map<string, Delivery>();
   private control: ControlChannel | undefined;
   private readonly flusher: NodeJS.Timeout;
@@ -105,15 +107,21 @@ export class ClientJobs {
         if (!d.allowed) throw new JobRefused(`command is not allowed: ${JSON.stringify(job.command)}: ${d.reason}`);
         this.log.info(`job ${job.jid}: command ${JSON.stringify(job.command)} allowed: ${d.reason}`);
       }
-      if (this.running.has(job.jid) || this.undelivered.has(job.jid)) throw new JobRefused(`job ${job.jid} is known already`);
-      if (this.running.size >= MAX_RUNNING) throw new JobRefused(`${MAX_RUNNING} jobs are running already: try again later`);
+      if (this.running.has(job.jid) || this.starting.has(job.jid) || this.undelivered.has(job.jid)) throw new JobRefused(`job ${job.jid} is known already`);
+      if (this.running.size + this.starting.size >= MAX_RUNNING) throw new JobRefused(`${MAX_RUNNING} jobs are running already: try again later`);
       const r: Running = { pid: 0, stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8'), live: { stdout: '', stderr: '' } };
-      const started = await startJob({
-        command: job.command, isScript: job.is_script, interpreter: job.interpreter, cwd: job.cwd, timeoutMs: job.timeout_sec * 1000,
-        sendBackLimit: this.cfg.sendBackLimit, aliases: this.cfg.aliases,
-      }, (stream, chunk) => {
-        r.live[stream] += r[stream].write(chunk);
-      });
+      this.starting.add(job.jid);
+      let started;
+      try {
+        started = await startJob({
+          command: job.command, isScript: job.is_script, interpreter: job.interpreter, cwd: job.cwd, timeoutMs: job.timeout_sec * 1000,
+          sendBackLimit: this.cfg.sendBackLimit, aliases: this.cfg.aliases, useShell: this.cfg.useShell,
+        }, (stream, chunk) => {
+          r.live[stream] += r[stream].write(chunk);
+        });
+      } finally {
+        this.starting.delete(job.jid);
+      }
       r.pid = started.pid;
       this.running.set(job.jid, r);
       this.log.info(`job ${job.jid}: ${what} started as pid ${started.pid}${job.interpreter ? ` with ${job.interpreter}` : ''}, timeout ${job.timeout_sec}s`);

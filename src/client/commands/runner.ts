@@ -18,6 +18,8 @@ export interface JobSpec {
   /** Bytes kept of stdout and of stderr, each. */
   sendBackLimit: number;
   aliases: Record<string, string>;
+  /** A command through its interpreter (sh -c, cmd.exe /c) rather than split into a program and its arguments. */
+  useShell: boolean;
 }
 
 export interface JobOutcome {
@@ -63,8 +65,54 @@ function interpreterPath(spec: JobSpec): string {
   }
 }
 
-/** argv of the child: a command goes to the interpreter's "run this line" option, a script's file as the argument. */
+/**
+ * A command run without a shell: words split at spaces and tabs, a '...' or "..." keeps its spaces, and
+ * nothing else is special (no expansion, globbing or escapes), so the filter saw every program that runs.
+ * The program is refused when it is quoted or has '.' or '..' segments: `/usr/bin/../../bin/touch` would
+ * match an allow pattern for /usr/bin.
+ */
+export function programArgv(command: string): string[] {
+  const argv: string[] = [];
+  let word: string | undefined;
+  let quote: string | undefined;
+  for (const ch of command) {
+    if (quote) {
+      if (ch === quote) quote = undefined;
+      else word += ch;
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+      word ??= '';
+    } else if (ch === ' ' || ch === '\t') {
+      if (word !== undefined) argv.push(word);
+      word = undefined;
+    } else word = (word ?? '') + ch;
+  }
+  if (quote) throw new JobRefused(`the command has an unterminated ${quote} quote`);
+  if (word !== undefined) argv.push(word);
+  if (!argv.length) throw new JobRefused('the command is empty');
+  const program = firstWord(command);
+  if (/["']/.test(program)) throw new JobRefused(`the program ${program} is quoted: name it unquoted, as the filter sees it`);
+  return argv;
+}
+
+const firstWord = (command: string) => command.replace(/^[ \t]+/, '').split(/[ \t]/, 1)[0]!;
+
+/** With or without a shell: a program named through '.' or '..' segments could leave the folder an allow pattern names. */
+function refuseDotSegments(command: string): void {
+  const program = firstWord(command);
+  if (program.split(/[\\/]/).some((seg) => seg === '.' || seg === '..')) throw new JobRefused(`the program ${program} has a '.' or '..' segment: name it by its plain full path`);
+}
+
+/**
+ * argv of the child: without use_shell a command is its own argv (programArgv); with it, or for a script,
+ * the interpreter's "run this line" option gets the command, or the script's file is its argument.
+ */
 export function interpreterArgv(spec: JobSpec, scriptFile?: string): string[] {
+  if (scriptFile === undefined) refuseDotSegments(spec.command);
+  if (scriptFile === undefined && !spec.useShell) {
+    if (spec.interpreter) throw new JobRefused(`interpreter "${spec.interpreter}" refused: commands run without a shell ([remote-commands] use_shell = false); send a script, or set use_shell = true for RPort's sh -c`);
+    return programArgv(spec.command);
+  }
   const path = interpreterPath(spec);
   const flavour = flavourOf(path);
   if (scriptFile === undefined) {
@@ -138,15 +186,16 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
     const isDir = await stat(spec.cwd).then((s) => s.isDirectory(), () => false);
     if (!isDir) throw new JobRefused(`cwd ${spec.cwd} is not a folder on the client`);
   }
-  const path = interpreterPath(spec);
   let folder: string | undefined;
   let scriptFile: string | undefined;
   if (spec.isScript) {
+    const path = interpreterPath(spec);
     folder = await mkdtemp(join(tmpdir(), 'rport-script-'));
     scriptFile = join(folder, `script${scriptExtension(path)}`);
     await writeFile(scriptFile, spec.command, { mode: 0o700, flag: 'wx' });
   }
   const removeScript = () => (folder ? rm(folder, { recursive: true, force: true }).catch(() => {}) : Promise.resolve());
+  // Throws only for commands (a script's interpreter was checked above), so no script file is left behind.
   const argv = interpreterArgv(spec, scriptFile);
   const startedAt = Date.now();
   const child = spawn(argv[0]!, argv.slice(1), {
@@ -154,7 +203,7 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
     // Its own process group, so that a timeout can kill everything it started.
     detached: !WINDOWS,
     windowsHide: true,
-    windowsVerbatimArguments: flavourOf(path) === 'cmd',
+    windowsVerbatimArguments: flavourOf(argv[0]!) === 'cmd',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const spawned = await new Promise<Error | undefined>((resolve) => {

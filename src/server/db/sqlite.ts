@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
+import { chmodOwnFile } from '../../files.js';
 import { newerSchema, type Db, type Param, type Sql } from './db.js';
 
 /**
@@ -34,13 +35,8 @@ export class SqliteDb implements Db {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      for (const f of [path, `${path}-wal`, `${path}-shm`]) {
-        try {
-          chmodSync(f, 0o600);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        }
-      }
+      // A symlink at any of the three is refused (chmod and SQLite would follow it to another file).
+      for (const f of [path, `${path}-wal`, `${path}-shm`]) chmodOwnFile(f, 0o600);
     }
     this.db = new Database(path, { timeout: 5000 });
     this.db.pragma('journal_mode = WAL');

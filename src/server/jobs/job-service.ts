@@ -14,7 +14,12 @@ const DISPATCH_TIMEOUT_MS = 30_000;
 const RESULT_GRACE_MS = 30_000;
 /** Bytes of one stream of one result: the client's send_back_limit is at most 16 MiB, plus its marker. */
 const MAX_STREAM_BYTES = (16 << 20) + 1024;
-/** Bytes of results being assembled, over all jobs: a client cannot make the server hold more. */
+/**
+ * Bytes of results one client may have arriving at once: one whole result (a client delivers its results
+ * one after another), so a client that never finishes its results holds no more than that.
+ */
+const MAX_CLIENT_ASSEMBLING_BYTES = 2 * MAX_STREAM_BYTES;
+/** Bytes of results being assembled over all clients: the server's bound, which no one client can reach. */
 const MAX_ASSEMBLING_BYTES = 256 << 20;
 /** Live output kept per running job (shown by GET while it runs). */
 const MAX_LIVE_CHARS = 1 << 20;
@@ -48,6 +53,9 @@ export interface LiveOutput {
 }
 
 interface Assembly {
+  clientId: string;
+  /** The connection it arrives on: when that closes, what it sent so far is dropped (a reconnect sends it again). */
+  via: ControlChannel;
   next: number;
   stdout: Buffer[];
   stderr: Buffer[];
@@ -67,6 +75,7 @@ export class JobService extends EventEmitter {
   private readonly owners = new Map<string, { clientId: string; via: Control | undefined }>();
   private readonly assemblies = new Map<string, Assembly>();
   private assemblingBytes = 0;
+  private readonly clientAssemblingBytes = new Map<string, number>();
   private readonly live = new Map<string, { stdout: string; stderr: string }>();
   private readonly deadlines = new Map<string, Deadline>();
   private readonly waiters = new Map<string, Array<() => void>>();
@@ -96,10 +105,11 @@ export class JobService extends EventEmitter {
   attach(clientId: string, control: Control): void {
     this.controls.set(clientId, control);
     control.handle(METHOD.jobOutput, (p) => this.onOutput(clientId, p));
-    control.handle(METHOD.jobPart, (p) => this.onPart(clientId, p));
+    control.handle(METHOD.jobPart, (p) => this.onPart(clientId, control, p));
     control.handle(METHOD.jobDone, (p) => this.onDone(clientId, p));
     control.once('close', () => {
       if (this.controls.get(clientId) === control) this.controls.delete(clientId);
+      for (const [jid, a] of this.assemblies) if (a.via === control) this.dropAssembly(jid);
       if (this.stopping) return;
       for (const [jid, o] of this.owners) {
         if (o.via !== control) continue;
@@ -278,35 +288,54 @@ export class JobService extends EventEmitter {
       const stdout = typeof j.stdout === 'string' ? j.stdout : '';
       const stderr = typeof j.stderr === 'string' ? j.stderr : '';
       const kept = this.live.get(j.jid) ?? { stdout: '', stderr: '' };
-      if (kept.stdout.length < MAX_LIVE_CHARS) kept.stdout += stdout.slice(0, MAX_LIVE_CHARS - kept.stdout.length);
-      if (kept.stderr.length < MAX_LIVE_CHARS) kept.stderr += stderr.slice(0, MAX_LIVE_CHARS - kept.stderr.length);
+      // Only what is kept goes to the event streams too: a client's flood of live output is bounded per job
+      // there as well (a stream that reads slowly buffers it), and the whole output is in the result.
+      const out = stdout.slice(0, Math.max(0, MAX_LIVE_CHARS - kept.stdout.length));
+      const err = stderr.slice(0, Math.max(0, MAX_LIVE_CHARS - kept.stderr.length));
+      kept.stdout += out;
+      kept.stderr += err;
       this.live.set(j.jid, kept);
-      this.emit('output', { jid: j.jid, client_id: clientId, stdout, stderr } satisfies LiveOutput);
+      if (out || err) this.emit('output', { jid: j.jid, client_id: clientId, stdout: out, stderr: err } satisfies LiveOutput);
     }
     return null;
   }
 
   private dropAssembly(jid: string): void {
     const a = this.assemblies.get(jid);
-    if (a) this.assemblingBytes -= a.bytes;
+    if (!a) return;
+    this.charge(a.clientId, -a.bytes);
     this.assemblies.delete(jid);
   }
 
-  private async onPart(clientId: string, params: unknown): Promise<null> {
+  private charge(clientId: string, bytes: number): void {
+    this.assemblingBytes += bytes;
+    const left = (this.clientAssemblingBytes.get(clientId) ?? 0) + bytes;
+    if (left > 0) this.clientAssemblingBytes.set(clientId, left);
+    else this.clientAssemblingBytes.delete(clientId);
+  }
+
+  private async onPart(clientId: string, via: ControlChannel, params: unknown): Promise<null> {
     const p = (params ?? {}) as Partial<Record<keyof JobPart, unknown>>;
     const jid = await this.owns(clientId, p.jid);
     if (typeof p.seq !== 'number' || (p.stream !== 'stdout' && p.stream !== 'stderr') || typeof p.data !== 'string') throw new RefusedResult('malformed result part');
     if (p.seq === 0) this.dropAssembly(jid);
-    const a = this.assemblies.get(jid) ?? { next: 0, stdout: [], stderr: [], bytes: 0 };
+    const a = this.assemblies.get(jid) ?? { clientId, via, next: 0, stdout: [], stderr: [], bytes: 0 };
+    a.via = via;
     if (p.seq !== a.next) throw new RefusedResult(`result part ${p.seq} of job ${jid} out of order (expected ${a.next})`);
     const data = Buffer.from(p.data, 'base64');
     const streamBytes = a[p.stream].reduce((n, b) => n + b.length, 0) + data.length;
-    if (streamBytes > MAX_STREAM_BYTES) throw new RefusedResult(`the ${p.stream} of job ${jid} is over ${MAX_STREAM_BYTES} bytes`);
-    if (this.assemblingBytes + data.length > MAX_ASSEMBLING_BYTES) throw new RefusedResult('too many results arriving at once: try again later');
+    const over = streamBytes > MAX_STREAM_BYTES ? `the ${p.stream} of job ${jid} is over ${MAX_STREAM_BYTES} bytes`
+      : (this.clientAssemblingBytes.get(clientId) ?? 0) + data.length > MAX_CLIENT_ASSEMBLING_BYTES ? `client ${clientId} has over ${MAX_CLIENT_ASSEMBLING_BYTES} bytes of unfinished results: finish one before sending the next`
+      : this.assemblingBytes + data.length > MAX_ASSEMBLING_BYTES ? 'too many results arriving at once: try again later' : undefined;
+    if (over) {
+      // The client drops a refused result: what arrived of it would only hold the client's budget.
+      this.dropAssembly(jid);
+      throw new RefusedResult(over);
+    }
     a[p.stream].push(data);
     a.bytes += data.length;
     a.next++;
-    this.assemblingBytes += data.length;
+    this.charge(clientId, data.length);
     this.assemblies.set(jid, a);
     return null;
   }
@@ -316,7 +345,7 @@ export class JobService extends EventEmitter {
     const jid = await this.owns(clientId, d.jid);
     const time = (t: unknown) => (typeof t === 'number' && Number.isFinite(t) ? Math.round(t) : Date.now());
     if ((d.status !== 'successful' && d.status !== 'failed') || typeof d.parts !== 'number') throw new RefusedResult('malformed job end');
-    const a = this.assemblies.get(jid) ?? { next: 0, stdout: [], stderr: [], bytes: 0 };
+    const a = this.assemblies.get(jid) ?? { next: 0, stdout: [], stderr: [] };
     if (a.next !== d.parts) throw new RefusedResult(`job ${jid} ended with ${a.next} of its ${d.parts} result parts`);
     await this.settle(jid, {
       status: d.status,

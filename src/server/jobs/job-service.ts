@@ -55,7 +55,7 @@ export interface LiveOutput {
 interface Assembly {
   clientId: string;
   /** The connection it arrives on: when that closes, what it sent so far is dropped (a reconnect sends it again). */
-  via: ControlChannel;
+  via: Control;
   next: number;
   stdout: Buffer[];
   stderr: Buffer[];
@@ -314,7 +314,7 @@ export class JobService extends EventEmitter {
     else this.clientAssemblingBytes.delete(clientId);
   }
 
-  private async onPart(clientId: string, via: ControlChannel, params: unknown): Promise<null> {
+  private async onPart(clientId: string, via: Control, params: unknown): Promise<null> {
     const p = (params ?? {}) as Partial<Record<keyof JobPart, unknown>>;
     const jid = await this.owns(clientId, p.jid);
     if (typeof p.seq !== 'number' || (p.stream !== 'stdout' && p.stream !== 'stderr') || typeof p.data !== 'string') throw new RefusedResult('malformed result part');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { blackHole, cleanup, eventually, freePort, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { blackHole, cleanup, eventually, freePort, loggedAt, patient, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
@@ -65,9 +65,12 @@ test('the server killed with SIGKILL and restarted: the client is back within it
   await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost/, 5000, mark);
   const again = await startServer(t, [], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
   assert.equal(again.fingerprint, server.fingerprint, 'the host key kept in data_dir survives a restart');
-  const t0 = Date.now();
-  await client.waitFor(connected, 2000 + 3000 + 1000, mark);
-  assert.ok(Date.now() - t0 <= 6000);
+  // From the restarted server's "listening" line to the client's "connected" line, both as logged: a wait of
+  // at most max_retry_interval, a connect within connect_timeout, 1 s of slack.
+  const listening = await again.proc.waitFor(/listening for clients/);
+  const back = await client.waitFor(connected, 2000 + 3000 + 1000, mark);
+  const took = loggedAt(back.input!) - loggedAt(listening.input!);
+  assert.ok(took <= 2000 + 3000 + 1000, `back ${took}ms after the server listened`);
   assert.equal((await again.api('/api/v1/clients')).body.data.length, 1);
 });
 
@@ -91,13 +94,15 @@ test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeou
   await client.waitFor(connected);
   await client.waitFor(/ping to .* succeeded/);
   const mark = client.mark();
+  const lastPing = [...client.lines].reverse().find((l) => /ping to .* succeeded/.test(l))!;
   server.proc.kill('SIGSTOP');
   cleanup(t, () => server.proc.kill('SIGCONT'));
-  const t0 = Date.now();
-  await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
-  const took = Date.now() - t0;
-  assert.ok(took <= 2000 + 1000 + 1000, `noticed after ${seconds(took)}s`);
-  await client.waitFor(/Retrying in/, 1000, mark);
+  const lost = await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
+  // As the client logged it, from its last answered ping: the server froze after that ping.
+  const took = loggedAt(lost.input!) - loggedAt(lastPing);
+  assert.ok(took <= 2000 + 1000 + 1000, `noticed ${seconds(took)}s after the last answered ping`);
+  const retry = await client.waitFor(/Retrying in/, 1000, mark);
+  assert.ok(loggedAt(retry.input!) - loggedAt(lost.input!) < 1000, 'the retry is planned at once');
 });
 
 test('a stale session of the same client id is replaced; a live one keeps its id', async (t) => {
@@ -141,20 +146,22 @@ test('SIGTERM stops client and server cleanly within 2 s with exit code 0', asyn
     p.kill('SIGTERM');
     const exit = await p.exited;
     assert.deepEqual(exit, { code: 0, signal: null });
-    assert.ok(Date.now() - t0 < 2000, `stopped in ${Date.now() - t0}ms`);
+    // rportd and rport exit by 1.9 s whatever happens; the bound is for a machine busy with other work.
+    assert.ok(Date.now() - t0 < patient(2000), `stopped in ${Date.now() - t0}ms`);
   }
 });
 
 test('SIGHUP skips the current wait and retries at once', async (t) => {
   const port = await freePort();
   const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '60s']);
-  const waitMs = Number((await client.waitFor(/Retrying in ([4-9][\d.]*)s\.\.\./, 10_000))[1]) * 1000;
+  const retrying = await client.waitFor(/Retrying in ([4-9][\d.]*)s\.\.\./, 10_000);
+  const waitMs = Number(retrying[1]) * 1000;
   const mark = client.mark();
-  const t0 = Date.now();
   client.kill('SIGHUP');
-  await client.waitFor(/attempt \d+: connecting/, 2000, mark);
-  // The next attempt came before the wait it was in would have ended: the wait was skipped.
-  assert.ok(Date.now() - t0 < waitMs, `next attempt after ${Date.now() - t0}ms, the wait was ${waitMs}ms`);
+  const next = await client.waitFor(/attempt \d+: connecting/, 2000, mark);
+  // The next attempt came, as the client logged it, before the wait it was in would have ended: skipped.
+  const after = loggedAt(next.input!) - loggedAt(retrying.input!);
+  assert.ok(after < waitMs, `next attempt ${after}ms after "Retrying", the wait was ${waitMs}ms`);
 });
 
 test('fallback servers are used in order, and the client switches back to the main one when it answers', async (t) => {
@@ -220,11 +227,13 @@ test('wss:// with TLS: verified against tls_ca; an untrusted certificate is refu
 test('every step has a timeout: a server that never answers the WebSocket upgrade', async (t) => {
   const { port } = await blackHole(t);
   const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '2']);
-  const t0 = Date.now();
   assert.equal((await client.exited).code, 1);
   // The upgrade gets what the TCP connect left of connect_timeout: under load, less than 900 ms.
   assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|[5-9]\\d\\dms)`));
-  assert.ok(Date.now() - t0 < 5000);
+  // Two attempts of 1 s and one wait of about 1 s, as the client logged them: nothing waited for longer.
+  const began = loggedAt(client.lines.find((l) => /attempt 1: connecting/.test(l))!);
+  const took = loggedAt(client.lines.find((l) => /giving up/.test(l))!) - began;
+  assert.ok(took < 5000, `gave up ${took}ms after the first attempt began`);
 });
 
 test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) => {
@@ -267,6 +276,7 @@ test('client_login_timeout: a connection that logs in but never sends its connec
   cleanup(t, () => link.close());
   await new Promise<void>((r) => link.ssh.once('close', () => r()));
   const took = Date.now() - t0;
-  assert.ok(took >= 800 && took < 3000, `dropped after ${took}ms`);
+  // Not before the timeout (load only delays); the upper bound is for a machine busy with other work.
+  assert.ok(took >= 800 && took < patient(3000), `dropped after ${took}ms`);
   await server.proc.waitFor(/dropping 127\.0\.0\.1: no accepted connection request within 1s \(\[server\] client_login_timeout\)/);
 });

@@ -46,12 +46,12 @@ test('a guesser at one id is banned for that id only: another client behind the 
   const other = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c2']);
   await other.waitFor(connected);
   // The guessed id stays banned from this address, even with its right password, after c2's success.
-  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1', '--max-retry-count', '1']);
+  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1', '--max-retry-count', '0']);
   assert.equal((await real.exited).code, 1);
   assert.match(real.output, /HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/);
   // Spraying guesses over many ids bans the whole address (max_failed_login x 4 failures).
   for (let i = 0; i < 12; i++) await guessOnOneConnection(server.port, `spray-${i}`, ['x']);
-  const late = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:s3cret', '--id', 'late', '--max-retry-count', '1']);
+  const late = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:s3cret', '--id', 'late', '--max-retry-count', '0']);
   assert.equal((await late.exited).code, 1);
   assert.match(late.output, /HTTP 403 \(too many failed logins from 127\.0\.0\.1/);
 });
@@ -83,7 +83,7 @@ test("a client id cannot be taken with another client's credential; deleting the
   await owner.stop();
   await eventually(async () => ((await server.api('/api/v1/clients/c1')).body.data.connected === false ? true : undefined));
 
-  const impostor = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c1', '--max-retry-count', '1']);
+  const impostor = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c1', '--max-retry-count', '0']);
   assert.equal((await impostor.exited).code, 1);
   const line = /client id "c1" belongs to the credential "c1", not "c2": use c1's credential, or delete client "c1" through the API to free the id/;
   assert.match(impostor.output, line);
@@ -103,7 +103,7 @@ test('auth_multiuse_creds = false: one credential, one client id', LIMIT, async 
   const server = await authFileServer(t, ['--auth-multiuse-creds=false']);
   const first = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'first']);
   await first.waitFor(connected);
-  const second = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'second', '--max-retry-count', '1']);
+  const second = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'second', '--max-retry-count', '0']);
   assert.equal((await second.exited).code, 1);
   assert.match(second.output, /credential "c2" is already used by client "first" \(\[server\] auth_multiuse_creds = false\)/);
 });

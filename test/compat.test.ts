@@ -119,7 +119,7 @@ test('[client] proxy = "socks5://user:pass@host:port" (RPort documents it): the 
   await client.waitFor(connected);
   // The server's name went to the proxy, for it to resolve.
   assert.deepEqual(proxy.targets, [`localhost:${server.port}`]);
-  const wrong = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'bad-socks', '--max-retry-count', '1', '--proxy', `socks5://proxyuser:wrong@127.0.0.1:${proxy.port}`]);
+  const wrong = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'bad-socks', '--max-retry-count', '0', '--proxy', `socks5://proxyuser:wrong@127.0.0.1:${proxy.port}`]);
   assert.equal((await wrong.exited).code, 1);
   assert.match(wrong.output, /the last one: SOCKS5 proxy 127\.0\.0\.1:\d+ refused the user and password of \[client\] proxy$/m);
 });
@@ -139,7 +139,7 @@ test("RPort's list-form headers and [connection] hostname reach the upgrade; a c
   auth = "${CLIENT_AUTH}"
   data_dir = "${dir}"
 [connection]
-  max_retry_count = 1
+  max_retry_count = 0
   hostname = "myvm1.lan"
   headers = ['User-Agent: test1', 'Authorization: Basic XXXXXX']
 `);
@@ -152,7 +152,7 @@ test("RPort's list-form headers and [connection] hostname reach the upgrade; a c
 
 test('a refused connection names the address and what to check', async (t) => {
   const closed = await freePort();
-  const client = startClient(t, `127.0.0.1:${closed}`, ['--max-retry-count', '1']);
+  const client = startClient(t, `127.0.0.1:${closed}`, ['--max-retry-count', '0']);
   assert.equal((await client.exited).code, 1);
   assert.match(client.output, new RegExp(`the last one: 127\\.0\\.0\\.1:${closed} refused the connection \\(ECONNREFUSED\\): is rportd running and listening there\\? check \\[client\\] server against rportd's \\[server\\] address$`, 'm'));
 });

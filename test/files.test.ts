@@ -277,7 +277,7 @@ test('an SSH user name with a newline cannot forge a line in the server log', as
   const server = await startServer(t);
   // The auth id ends at the first colon, so the forged line has none.
   const forged = '2026-01-01 00.00.00.000 INFO  clients client evil connected from 10.0.0.1';
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `evil\n${forged}:pw`, '--max-retry-count', '1']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `evil\n${forged}:pw`, '--max-retry-count', '0']);
   await client.exited;
   await server.proc.waitFor(/failed login as/);
   assert.ok(!server.proc.lines.some((l) => l.startsWith(forged)), server.proc.output);
@@ -295,7 +295,7 @@ test('no secret appears in any log line of a debug run: client logins right and 
   const wrongApiPw = 'wr0ng-api-pw';
 
   const good = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'c-secret', '--log-file', logFile]);
-  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `client1:${wrongClientPw}`, '--max-retry-count', '1']);
+  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `client1:${wrongClientPw}`, '--max-retry-count', '0']);
   await bad.exited;
   await eventually(async () => ((await server.api('/api/v1/clients')).body.data.some((c: { id: string; connected: boolean }) => c.id === 'c-secret' && c.connected) ? true : undefined), 10_000, 'client c-secret connected');
 

@@ -76,7 +76,7 @@ test('client credentials through the API: a new client id can log in, a removed 
   await ok.waitFor(connected);
   assert.equal((await call(server, 'DELETE', '/api/v1/credentials/added')).status, 204);
   assert.equal((await call(server, 'DELETE', '/api/v1/credentials/client1')).status, 409);
-  const refused = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'added:a-long-secret', '--id', 'cred-2', '--max-retry-count', '1']);
+  const refused = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'added:a-long-secret', '--id', 'cred-2', '--max-retry-count', '0']);
   assert.equal((await refused.exited).code, 1);
   assert.match(refused.output, /authentication failed/);
 });
@@ -103,7 +103,7 @@ test('GET /metrics in Prometheus format: clients, handshakes and failures, round
   await client.waitFor(connected);
   await client.waitFor(/ping to .* succeeded/);
   await client.waitFor(/ping to .* succeeded/, 5000, client.mark());
-  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:nope', '--id', 'x', '--max-retry-count', '1']);
+  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:nope', '--id', 'x', '--max-retry-count', '0']);
   await bad.exited;
   const tunnel = await call(server, 'PUT', `/api/v1/clients/metered/tunnels?remote=127.0.0.1:${server.apiPort}`);
   const port = Number(tunnel.body.data.local.split(':').pop());

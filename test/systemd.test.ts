@@ -36,8 +36,11 @@ const monotonicMs = () => Number(process.hrtime.bigint() / 1_000_000n);
  */
 async function restartedFrom(sd: UserSystemd, name: string, oldPid: string, ms: number): Promise<{ pid: string; startedAt: number }> {
   return eventually(async () => {
-    const [pid, sub, started] = (await sd.systemctl('show', '-p', 'MainPID', '-p', 'SubState', '-p', 'ExecMainStartTimestampMonotonic', '--value', name)).split('\n');
-    return pid !== oldPid && pid !== '0' && sub === 'running' ? { pid: pid!, startedAt: Number(started) / 1000 } : undefined;
+    // systemctl prints properties in its own order, not the order asked: read them by name.
+    const text = await sd.systemctl('show', '-p', 'MainPID', '-p', 'SubState', '-p', 'ExecMainStartTimestampMonotonic', name);
+    const p = Object.fromEntries(text.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const pid = p.MainPID!;
+    return pid !== oldPid && pid !== '0' && p.SubState === 'running' ? { pid, startedAt: Number(p.ExecMainStartTimestampMonotonic) / 1000 } : undefined;
   }, ms, `${name} restarted by systemd`);
 }
 

@@ -10,6 +10,25 @@ import { VERSION } from '../version.js';
 
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport' : '/var/lib/rport';
 
+/**
+ * The shortest SHA256 fingerprint prefix taken (RPort takes any prefix, even one character): 16 base64
+ * characters are 96 bits, more than anyone can search for a key that shares them.
+ */
+export const MIN_FINGERPRINT_CHARS = 16;
+
+/** Why a fingerprint cannot pin the server's key, or undefined: RPort's MD5 form whole, or SHA256 of 16+ characters. */
+export function fingerprintProblem(value: string): string | undefined {
+  const v = value.trim();
+  const fix = `copy the whole "SHA256:..." from the line "host key fingerprint" that rportd logs at start`;
+  if (/^[0-9a-f]{2}(:[0-9a-f]{2})+$/i.test(v)) {
+    return v.length === 47 ? undefined : `is too short: an MD5 fingerprint (RPort's form aa:bb:...) has 16 bytes, this one ${(v.length + 1) / 3}; give all of it, or ${fix}`;
+  }
+  const bare = v.replace(/^SHA256:/, '');
+  if (!/^[A-Za-z0-9+/]+$/.test(bare)) return `is not a fingerprint (SHA256:<base64> or RPort's MD5 form aa:bb:...): ${fix}`;
+  if (bare.length < MIN_FINGERPRINT_CHARS) return `is too short: ${bare.length} characters of the SHA256 fingerprint, fewer than ${MIN_FINGERPRINT_CHARS} pin no key; ${fix}`;
+  return undefined;
+}
+
 /** rport.conf: RPort's sections, keys and defaults, plus a few of our own (marked). */
 export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'server', type: 'string', default: '', help: 'rportd to connect to: host:port, ws://host:port or wss://host:port' },
@@ -29,7 +48,7 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'tls_ca', type: 'string', default: '', help: 'PEM file of CAs to trust for wss:// besides the system store (rport addition)' },
   { section: 'connection', key: 'keep_alive', type: 'duration', default: 180_000, help: 'ping the server this often; 0s turns pings off' },
   { section: 'connection', key: 'keep_alive_timeout', type: 'duration', default: 30_000, help: 'a ping not answered within this closes the connection' },
-  { section: 'connection', key: 'max_retry_count', type: 'int', default: -1, help: 'failed attempts before giving up; -1 retries forever' },
+  { section: 'connection', key: 'max_retry_count', type: 'int', default: -1, help: 'retries after a failed attempt before giving up (0: one attempt, no retry); -1 retries forever' },
   { section: 'connection', key: 'max_retry_interval', type: 'duration', default: 300_000, help: 'longest wait between two attempts' },
   { section: 'connection', key: 'connect_timeout', type: 'duration', default: 20_000, help: 'bound on one whole attempt: DNS, TCP, proxy, TLS, WebSocket, SSH, request (rport addition)' },
   { section: 'connection', key: 'watchdog_integration', type: 'bool', default: false, help: 'write state.json and notify systemd' },
@@ -251,10 +270,15 @@ export function clientConfig(c: Config): ClientConfig {
 
   const timings = connectionTimings(c);
 
+  const fingerprint = c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '';
+  const badFingerprint = fingerprint ? fingerprintProblem(fingerprint) : undefined;
+  if (badFingerprint && !c.get<string>('client', 'fingerprint')) throw new ConfigError(`the environment variable RPORT_FINGERPRINT ${badFingerprint} (it stands in for [client] fingerprint)`);
+  if (badFingerprint) c.fail('client', 'fingerprint', badFingerprint);
+
   return {
     servers: servers as ServerUrl[],
     switchbackIntervalMs: c.timer('client', 'server_switchback_interval'),
-    fingerprint: c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '',
+    fingerprint,
     authId: auth.slice(0, colon),
     password: auth.slice(colon + 1),
     proxy,

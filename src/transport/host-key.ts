@@ -2,6 +2,7 @@ import { createECDH, createHash, createPrivateKey, generateKeyPairSync } from 'n
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { MIN_FINGERPRINT_CHARS } from '../config/client-config.js';
 import { writeFileAtomic } from '../files.js';
 
 const { utils } = ssh2;
@@ -18,13 +19,13 @@ function md5FingerprintOf(publicKeyBlob: Buffer): string {
 
 /**
  * Whether the server's key matches the configured fingerprint: the SHA256 form (with or without the
- * "SHA256:" prefix; a prefix of at least 16 characters is enough, as RPort allows), or the legacy MD5 form.
+ * "SHA256:" prefix; a prefix of at least MIN_FINGERPRINT_CHARS is enough, as RPort allows), or the legacy MD5 form.
  */
 export function fingerprintMatches(expected: string, publicKeyBlob: Buffer): boolean {
   const want = expected.trim();
   if (/^([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(want)) return want.toLowerCase() === md5FingerprintOf(publicKeyBlob);
   const bare = want.replace(/^SHA256:/, '');
-  return bare.length >= 16 && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
+  return bare.length >= MIN_FINGERPRINT_CHARS && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
 }
 
 export interface HostKey {

@@ -21,6 +21,7 @@ import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store.js';
 import { storedFailures } from './stored-failures.js';
+import { TunnelOptions } from './tunnel-options.js';
 import { TunnelManager } from './tunnels.js';
 
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
@@ -42,6 +43,7 @@ export class Rportd {
   cluster!: Cluster;
   registry!: ClientRegistry;
   tunnels!: TunnelManager;
+  tunnelOptions!: TunnelOptions;
   jobs!: JobService;
   metrics!: Metrics;
   /** One throttle for client logins and the API, its counts in the store so bans survive a restart. */
@@ -92,6 +94,10 @@ export class Rportd {
     await this.jobs.init();
     this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
     await this.tunnels.load();
+    this.tunnelOptions = new TunnelOptions(this.tunnels, (clientId, tunnelId) => {
+      this.tunnels.delete(clientId, tunnelId).then((gone) => gone && this.registry.changed(), (err: Error) => this.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
+    }, this.log.child('tunnels'));
+    await this.tunnelOptions.init();
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.cluster.metrics(this.metrics.registry);
     const failures = await storedFailures(this.store, this.log.child('database'));
@@ -164,6 +170,7 @@ export class Rportd {
     clearInterval(this.checker);
     clearInterval(this.purger);
     this.jobs.stop();
+    this.tunnelOptions.stop();
     // The connections' close handling writes to the registry: it runs before the store closes.
     await this.listener?.closeAll();
     this.tunnels.closeAll();

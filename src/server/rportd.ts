@@ -3,7 +3,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ServerConfig } from '../config/server-config.js';
 import { formatDuration } from '../shared/duration.js';
-import { formatHostPort } from '../shared/host-port.js';
+import { formatHostPort, isAnyAddress } from '../shared/host-port.js';
 import { closeServer, listen } from '../shared/listen.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
@@ -84,8 +84,11 @@ export class Rportd {
     }
     const nodeId = loadNodeId(c.dataDir);
     const d = c.database;
-    const publicHost = d.type === 'postgres' ? d.nodeAddress : c.address.host;
-    const apiUrl = c.api.address ? `http://${formatHostPort({ host: publicHost, port: c.api.address.port })}` : '';
+    const publicHost = c.publicHost;
+    // The API where it listens; other nodes of a cluster call it at node_address.
+    const api = c.api.address;
+    const apiHost = d.type === 'postgres' || !api || isAnyAddress(api.host) ? publicHost : api.host;
+    const apiUrl = api ? `http://${formatHostPort({ host: apiHost, port: api.port })}` : '';
     this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost }, c.checkTimeoutMs, this.log.child('cluster'));
     this.credentials.useStore(this.store);
     this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 // Not defined on Windows, where symlinks need privileges to create and modes mean little.
@@ -44,16 +45,50 @@ export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWr
   }
 }
 
+/** A user's name from /etc/passwd, or "uid N" when it has none there. */
+export function userName(uid: number): string {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    if (line) return line.split(':')[0]!;
+  } catch {
+    // no passwd file: the number is all there is
+  }
+  return `uid ${uid}`;
+}
+
+/** The name of the user this process runs as: what a fix line names (never `$(id -un)`, which is the reader's). */
+export function myUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return userName(process.getuid!());
+  }
+}
+
+/** Why another local user could replace files in a folder: what it is, and the fix. */
+export interface UnsafeFolder {
+  kind: 'folder writable by every user' | 'folder owned by another user';
+  text: string;
+}
+
 /**
  * Why another local user could replace files in `dir` (world-writable without the sticky bit, or owned
  * by another user than us and root), or undefined when only we and root can. Undefined on Windows.
  */
-export function folderWritableByOthers(dir: string): string | undefined {
+export function folderWritableByOthers(dir: string): UnsafeFolder | undefined {
   if (WINDOWS) return undefined;
   const st = statSync(dir);
-  if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
+  if (st.mode & 0o002 && !(st.mode & 0o1000)) return { kind: 'folder writable by every user', text: `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}` };
   const me = process.getuid!();
-  if (st.uid !== 0 && st.uid !== me) return `${dir} is owned by another user (uid ${st.uid}), who can replace files in it: chown ${me} ${dir}`;
+  if (st.uid !== 0 && st.uid !== me) {
+    // Usually a command run by hand as another user (root) on a service's folder: giving the folder to
+    // that user would break the service, so the fix is to run as the folder's owner.
+    const owner = userName(st.uid);
+    return {
+      kind: 'folder owned by another user',
+      text: `${dir} belongs to ${owner}, not to ${myUserName()} (this process), and ${owner} could replace files in it: run this as ${owner} (e.g. sudo -u ${owner} ..., as its service does), or use a folder of ${myUserName()}'s`,
+    };
+  }
   return undefined;
 }
 
@@ -104,7 +139,7 @@ export function readSmallFile(path: string, maxBytes: number): string {
  * followed. Elsewhere symlinks are (log_file = /dev/stdout).
  */
 export function openForAppend(path: string, mode: number): number {
-  let unsafe: string | undefined;
+  let unsafe: UnsafeFolder | undefined;
   try {
     unsafe = folderWritableByOthers(dirname(path));
   } catch {
@@ -113,7 +148,7 @@ export function openForAppend(path: string, mode: number): number {
   try {
     return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0), mode);
   } catch (err) {
-    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe}`);
+    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe.text}`);
     throw err;
   }
 }

@@ -65,9 +65,10 @@ export function myUserName(): string {
   }
 }
 
-/** Why another local user could replace files in a folder: what it is, and the fix. */
+/** Why another local user could replace files in a folder: what it is, the reason, and the reason with its fix. */
 export interface UnsafeFolder {
   kind: 'folder writable by every user' | 'folder owned by another user';
+  why: string;
   text: string;
 }
 
@@ -78,16 +79,17 @@ export interface UnsafeFolder {
 export function folderWritableByOthers(dir: string): UnsafeFolder | undefined {
   if (WINDOWS) return undefined;
   const st = statSync(dir);
-  if (st.mode & 0o002 && !(st.mode & 0o1000)) return { kind: 'folder writable by every user', text: `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}` };
+  if (st.mode & 0o002 && !(st.mode & 0o1000)) {
+    const why = `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)})`;
+    return { kind: 'folder writable by every user', why, text: `${why}: chmod o-w ${dir}` };
+  }
   const me = process.getuid!();
   if (st.uid !== 0 && st.uid !== me) {
     // Usually a command run by hand as another user (root) on a service's folder: giving the folder to
     // that user would break the service, so the fix is to run as the folder's owner.
     const owner = userName(st.uid);
-    return {
-      kind: 'folder owned by another user',
-      text: `${dir} belongs to ${owner}, not to ${myUserName()} (this process), and ${owner} could replace files in it: run this as ${owner} (e.g. sudo -u ${owner} ..., as its service does), or use a folder of ${myUserName()}'s`,
-    };
+    const why = `${dir} belongs to ${owner}, not to ${myUserName()} (this process), and ${owner} could replace files in it`;
+    return { kind: 'folder owned by another user', why, text: `${why}: run this as ${owner} (e.g. sudo -u ${owner} ..., as its service does), or use a folder of ${myUserName()}'s` };
   }
   return undefined;
 }
@@ -148,7 +150,7 @@ export function openForAppend(path: string, mode: number): number {
   try {
     return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0), mode);
   } catch (err) {
-    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe.text}`);
+    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe.why}`);
     throw err;
   }
 }

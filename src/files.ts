@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 // Not defined on Windows, where symlinks need privileges to create and modes mean little.
@@ -44,22 +45,59 @@ export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWr
   }
 }
 
+/** A user's name from /etc/passwd, or "uid N" when it has none there. */
+export function userName(uid: number): string {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    if (line) return line.split(':')[0]!;
+  } catch {
+    // no passwd file: the number is all there is
+  }
+  return `uid ${uid}`;
+}
+
+/** The name of the user this process runs as: what a fix line names (never `$(id -un)`, which is the reader's). */
+export function myUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return userName(process.getuid!());
+  }
+}
+
+/** Why another local user could replace files in a folder: what it is, the reason, and the reason with its fix. */
+export interface UnsafeFolder {
+  kind: 'folder writable by every user' | 'folder writable by its group' | 'folder owned by another user';
+  why: string;
+  text: string;
+}
+
 /**
  * Why another local user could replace files in `dir`, or undefined when only we and root can (always on
  * Windows). Owned by a user other than us and root counts, and group- or world-writable without the sticky bit.
  * `strict`, for files opened in place rather than renamed into place (data_dir, logs): any group or world
  * write bit counts, sticky or not, since the sticky bit does not stop a symlink planted under a new name.
  */
-export function folderWritableByOthers(dir: string, strict = false): string | undefined {
+export function folderWritableByOthers(dir: string, strict = false): UnsafeFolder | undefined {
   if (WINDOWS) return undefined;
   const st = statSync(dir);
   const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+  const sticky = (st.mode & 0o1000) !== 0;
+  const writers = st.mode & 0o002 ? 'every user' : st.mode & 0o020 ? 'its group' : undefined;
+  if (writers && (strict || !sticky)) {
+    const why = `${dir} is writable by ${writers} (mode ${mode}, owner ${userName(st.uid)})`;
+    // A sticky folder is shared on purpose (/tmp): the fix is another folder, not taking it from its users.
+    const fix = sticky ? 'use a folder of its own' : `chmod ${writers === 'every user' ? 'go-w' : 'g-w'} ${dir}`;
+    return { kind: `folder writable by ${writers}`, why, text: `${why}: ${fix}` };
+  }
   const me = process.getuid!();
-  // A sticky folder is shared on purpose (/tmp): the fix is another folder, not taking it from its users.
-  if (strict && st.mode & 0o022) return `${dir} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${mode}, owner uid ${st.uid}): ${st.mode & 0o1000 ? 'use a folder of its own' : `chmod go-w ${dir}`}`;
-  if (st.mode & 0o002 && !(st.mode & 0o1000)) return `${dir} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): chmod o-w ${dir}`;
-  if (st.mode & 0o020 && !(st.mode & 0o1000)) return `${dir} is writable by its group (mode ${mode}, owner uid ${st.uid}): chmod g-w ${dir}`;
-  if (st.uid !== 0 && st.uid !== me) return `${dir} is owned by another user (uid ${st.uid}), who can replace files in it: chown ${me} ${dir}`;
+  if (st.uid !== 0 && st.uid !== me) {
+    // Usually a command run by hand as another user (root) on a service's folder: giving the folder to
+    // that user would break the service, so the fix is to run as the folder's owner.
+    const owner = userName(st.uid);
+    const why = `${dir} belongs to ${owner}, not to ${myUserName()} (this process), and ${owner} could replace files in it`;
+    return { kind: 'folder owned by another user', why, text: `${why}: run this as ${owner} (e.g. sudo -u ${owner} ..., as its service does), or use a folder of ${myUserName()}'s` };
+  }
   return undefined;
 }
 
@@ -138,7 +176,7 @@ export function chmodOwnFile(path: string, mode: number): void {
  * it is not followed. Elsewhere symlinks are (log_file = /dev/stdout).
  */
 export function openForAppend(path: string, mode: number): number {
-  let unsafe: string | undefined;
+  let unsafe: UnsafeFolder | undefined;
   try {
     unsafe = folderWritableByOthers(dirname(path), true);
   } catch {
@@ -147,7 +185,7 @@ export function openForAppend(path: string, mode: number): number {
   try {
     return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0), mode);
   } catch (err) {
-    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe}`);
+    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe.why}`);
     throw err;
   }
 }

@@ -202,6 +202,30 @@ test('PUT /clients/{id}/tunnels in RPort\'s form: bare-port remote, scheme, acl,
   assert.deepEqual((await call(again, 'GET', '/clients/tun/tunnels')).body.data, []);
 });
 
+test('auto-close without the API: a tunnel restored by an rportd with no [api] address still closes on time', async (t) => {
+  const echo = await echoServer(t);
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'tun']);
+  await client.waitFor(connected);
+  const r = await call(server, 'PUT', `/clients/tun/tunnels?remote=${echo}&local=127.0.0.1:0&auto-close=8s`);
+  assert.equal(r.status, 200, r.text);
+  const { id, lport } = r.body.data;
+  await server.proc.stop();
+  const mark = client.mark();
+  // The same data folder and client port, the API turned off (the last --api-address wins).
+  const again = await startServer(t, ['--api-address', ''], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
+  await client.waitFor(connected, 10_000, mark);
+  await again.proc.waitFor(new RegExp(`tunnel ${id} of client tun reached its auto-close time: deleting it`), 20_000);
+  await again.proc.waitFor(new RegExp(`tunnel ${id} of client tun deleted`));
+  // What a user of the tunnel sees: its port no longer answers.
+  const refused = await new Promise<boolean>((resolve) => {
+    const s = connect(Number(lport), '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(false); });
+    s.once('error', () => resolve(true));
+  });
+  assert.ok(refused, `port ${lport} still listens after the auto-close time`);
+});
+
 test('/clients-auth: POST 204, GET with filter[id] and pages, GET one, DELETE refused while clients use it unless force; /credentials stays', async (t) => {
   const server = await startServer(t);
   assert.equal((await call(server, 'POST', '/clients-auth', { json: { id: 'auth-a', password: 'a-long-secret' } })).status, 204);

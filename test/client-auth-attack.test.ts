@@ -48,7 +48,7 @@ test('a guesser at one id is banned for that id only: another client behind the 
   const other = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c2']);
   await other.waitFor(connected);
   // The guessed id stays banned from this address, even with its right password, after c2's success.
-  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1', '--max-retry-count', '1']);
+  const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c1:pass-one-1', '--id', 'c1', '--max-retry-count', '0']);
   assert.equal((await real.exited).code, 1);
   assert.match(real.output, /HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/);
 });
@@ -109,7 +109,7 @@ test("a client id cannot be taken with another client's credential; deleting the
   await owner.stop();
   await eventually(async () => ((await server.api('/api/v1/clients/web-1')).body.data.connected === false ? true : undefined));
 
-  const impostor = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'web-1', '--max-retry-count', '1']);
+  const impostor = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'web-1', '--max-retry-count', '0']);
   assert.equal((await impostor.exited).code, 1);
   const line = /client id "web-1" belongs to the credential "c1", not "c2": use c1's credential, or delete client "web-1" through the API to free the id/;
   assert.match(impostor.output, line);
@@ -127,7 +127,7 @@ test("a client id cannot be taken with another client's credential; deleting the
 
 test("issue 21.9: a credential cannot squat the id of another credential that has not connected yet; the real one registers it", LIMIT, async (t) => {
   const server = await authFileServer(t, [], { c1: 'pass-one-1', c2: 'pass-two-2', c3: 'pass-three-3' });
-  const squatter = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c3', '--max-retry-count', '1']);
+  const squatter = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'c3', '--max-retry-count', '0']);
   assert.equal((await squatter.exited).code, 1);
   assert.match(squatter.output, /client id "c3" is the id of the credential "c3", so only that credential may use it, not "c2"/);
   const real = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c3:pass-three-3', '--id', 'c3']);
@@ -152,7 +152,7 @@ test('auth_multiuse_creds = false: one credential, one client id', LIMIT, async 
   const server = await authFileServer(t, ['--auth-multiuse-creds=false']);
   const first = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'first']);
   await first.waitFor(connected);
-  const second = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'second', '--max-retry-count', '1']);
+  const second = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'c2:pass-two-2', '--id', 'second', '--max-retry-count', '0']);
   assert.equal((await second.exited).code, 1);
   assert.match(second.output, /credential "c2" is already used by client "first" \(\[server\] auth_multiuse_creds = false\)/);
 });

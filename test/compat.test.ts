@@ -1,10 +1,11 @@
 // A migrating RPort user's setup, run for real: their client ids, proxies, headers and rportd semantics,
 // and the errors a new user meets, each one line that names the key and the fix.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { connectionRequest } from '../src/client/client.js';
 import { dial } from '../src/client/dial.js';
@@ -13,7 +14,7 @@ import { machineId } from '../src/config/client-config.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
-import { CLIENT_AUTH, cleanup, eventually, freePort, run, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
+import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -119,7 +120,7 @@ test('[client] proxy = "socks5://user:pass@host:port" (RPort documents it): the 
   await client.waitFor(connected);
   // The server's name went to the proxy, for it to resolve.
   assert.deepEqual(proxy.targets, [`localhost:${server.port}`]);
-  const wrong = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'bad-socks', '--max-retry-count', '1', '--proxy', `socks5://proxyuser:wrong@127.0.0.1:${proxy.port}`]);
+  const wrong = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'bad-socks', '--max-retry-count', '0', '--proxy', `socks5://proxyuser:wrong@127.0.0.1:${proxy.port}`]);
   assert.equal((await wrong.exited).code, 1);
   assert.match(wrong.output, /the last one: SOCKS5 proxy 127\.0\.0\.1:\d+ refused the user and password of \[client\] proxy$/m);
 });
@@ -139,7 +140,7 @@ test("RPort's list-form headers and [connection] hostname reach the upgrade; a c
   auth = "${CLIENT_AUTH}"
   data_dir = "${dir}"
 [connection]
-  max_retry_count = 1
+  max_retry_count = 0
   hostname = "myvm1.lan"
   headers = ['User-Agent: test1', 'Authorization: Basic XXXXXX']
 `);
@@ -152,7 +153,7 @@ test("RPort's list-form headers and [connection] hostname reach the upgrade; a c
 
 test('a refused connection names the address and what to check', async (t) => {
   const closed = await freePort();
-  const client = startClient(t, `127.0.0.1:${closed}`, ['--max-retry-count', '1']);
+  const client = startClient(t, `127.0.0.1:${closed}`, ['--max-retry-count', '0']);
   assert.equal((await client.exited).code, 1);
   assert.match(client.output, new RegExp(`the last one: 127\\.0\\.0\\.1:${closed} refused the connection \\(ECONNREFUSED\\): is rportd running and listening there\\? check \\[client\\] server against rportd's \\[server\\] address$`, 'm'));
 });
@@ -177,14 +178,30 @@ test("rportd as RPort: no API unless [api] address is set; disconnected clients 
   assert.equal(server.proc.lines.some((l) => /removed from the registry/.test(l)), false);
 });
 
+test('rportd on a read-only data_dir (systemd ProtectSystem=strict): one line that names the unit settings that fix it', { skip: (process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare')) && 'needs root and unshare for a private read-only mount' }, async (t) => {
+  const dir = tmpDir(t);
+  const data = `${dir}/data`;
+  mkdirSync(data);
+  const port = await freePort();
+  // A private mount namespace: the folder is read-only for rportd only, the host is not touched.
+  const p = runProgram(t, '/usr/bin/unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount --bind ${data} ${data} && mount -o remount,bind,ro ${data} && exec "$0" "$@"`,
+    process.execPath, join(CLI_DIR, 'rportd.js'), '--address', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--data-dir', data]);
+  assert.equal((await p.exited).code, 1, p.output);
+  assert.equal(p.lines.length, 1, p.output);
+  const [head, tail] = [`rportd: --data-dir "${data}": cannot write in ${data} (${data}/`, `): the file system is read-only there (under systemd, ProtectSystem=strict leaves only the unit's StateDirectory= and ReadWritePaths= writable): set [server] data_dir to the unit's StateDirectory, or add ReadWritePaths=${data} to the unit`];
+  assert.ok(p.lines[0]!.startsWith(head) && p.lines[0]!.endsWith(tail), p.output);
+});
+
 test('rportd with a data_dir it cannot write: one line naming the key, the folder and the fix, on stderr and in log_file', async (t) => {
   const dir = tmpDir(t);
   const file = writeFile(dir, 'a-file', '');
   const port = await freePort();
   const log = `${dir}/rportd.log`;
+  // The user by name, as the fix must be pasted: $(id -un) would be whoever pastes it (root).
+  const me = userInfo().username;
   const p = run('rportd', ['--address', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--data-dir', `${file}/data`, '--log-file', log]);
   assert.equal((await p.exited).code, 1);
-  const line = `--data-dir "${file}/data": cannot create files in ${file}/data: a part of the path is a file, not a folder: create the folder, writable by the user rportd runs as (mkdir -p ${file}/data && chown $(id -un) ${file}/data), or set another [server] data_dir`;
+  const line = `--data-dir "${file}/data": cannot create files in ${file}/data: a part of the path is a file, not a folder: create the folder, writable by ${me}, the user rportd runs as (mkdir -p ${file}/data && chown ${me} ${file}/data), or set another [server] data_dir`;
   assert.deepEqual(p.lines, [`rportd: ${line}`]);
   assert.match(readFileSync(log, 'utf8'), new RegExp(`ERROR rportd: ${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\n$`));
 
@@ -195,8 +212,9 @@ test('rportd with a data_dir it cannot write: one line naming the key, the folde
   const q = run('rportd', ['--address', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH], {}, { uid: 65534 });
   const r = run('rportd', ['--address', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--data-dir', `${locked}/data`], {}, { uid: 65534 });
   assert.equal((await r.exited).code, 1);
-  assert.match(r.output, new RegExp(`^rportd: --data-dir "${locked}/data": cannot create files in ${locked}/data: permission denied: create the folder`));
+  assert.match(r.output, new RegExp(`^rportd: --data-dir "${locked}/data": cannot use ${locked}/data: permission denied to nobody, the user rportd runs as: give the folder and its files to nobody \\(chown -R nobody ${locked}/data; a run as root leaves root's files behind\\), or set another \\[server\\] data_dir$`));
+  assert.doesNotMatch(r.output, /id -un/);
   // The default data_dir is named as such.
   assert.equal((await q.exited).code, 1);
-  assert.match(q.output, /^rportd: \[server\] data_dir = "\/var\/lib\/rport" \(the default\): cannot create files in \/var\/lib\/rport: /);
+  assert.match(q.output, /^rportd: \[server\] data_dir = "\/var\/lib\/rport" \(the default\): cannot use \/var\/lib\/rport: permission denied to nobody/);
 });

@@ -55,6 +55,16 @@ test('client config errors: one line naming file, section, key, value and the fi
   );
 });
 
+test('a fingerprint too short to pin a key is refused as too short, naming the key; the full forms load', async (t) => {
+  const dir = tmpDir(t);
+  // Should a value be taken, the client makes one attempt and exits 1 rather than retrying forever.
+  const once = ['--max-retry-count', '0'];
+  const conf = (fp: string) => writeFile(dir, 'fp.conf', `${base}fingerprint = "${fp}"\n`);
+  assert.match(await configError('rport', ['-c', conf('SHA256:abcdefghijkl'), ...once]), new RegExp(`^${dir}/fp\\.conf: \\[client\\] fingerprint = "SHA256:abcdefghijkl" is too short: 12 characters of the SHA256 fingerprint, fewer than 16 pin no key; copy the whole "SHA256:\\.\\.\\." from the line "host key fingerprint" that rportd logs at start$`));
+  assert.match(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--fingerprint', '36:98:56:12', ...once]), /^--fingerprint "36:98:56:12" is too short: an MD5 fingerprint \(RPort's form aa:bb:\.\.\.\) pins a key from 12 of its 16 bytes on, this one has 4; give all of it/);
+  assert.match(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--fingerprint', 'SHA256:not base64!', ...once]), /^--fingerprint "SHA256:not base64!" is not a fingerprint/);
+});
+
 test('watchdog_integration needs keep_alive on and max_retry_count = -1 (0 included): exit 2 naming the key', async (t) => {
   const dir = tmpDir(t);
   assert.equal(
@@ -78,7 +88,10 @@ test('flags: same checks as the file, flags win over the file, unknown flags are
   assert.equal(await configError('rport', ['-c', conf, '--keep-alive', '2 minutes']), `--keep-alive "2 minutes" is not a duration (use e.g. '3m')`);
   // ...and a good flag makes the file's bad value irrelevant: the next error is the unreachable-on-purpose retry count.
   assert.equal(await configError('rport', ['-c', conf, '--keep-alive', '2m', '--max-retry-count', '-5']), '--max-retry-count "-5" must be -1 (retry forever), 0 or more');
-  assert.equal(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--keep-alive-typo', '1s']), 'unknown option --keep-alive-typo (see --help)');
+  assert.equal(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--no-such-thing', '1s']), 'unknown option --no-such-thing (see --help)');
+  // A misspelt flag gets the same help as a misspelt key.
+  assert.equal(await configError('rport', ['--sever', 'x:1', '--auth', 'c:p']), 'unknown option --sever (did you mean --server?) (see --help)');
+  assert.equal(await configError('rportd', ['--adress', '127.0.0.1:1', '--auth', 'c:p']), 'unknown option --adress (did you mean --address?) (see --help)');
   assert.equal(await configError('rport', ['--server', 'x:1', '--auth', 'c:p', '--keep-alive']), '--keep-alive needs a value');
 });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { blackHole, cleanup, eventually, freePort, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { blackHole, cleanup, eventually, freePort, loggedAt, patient, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
@@ -12,6 +12,7 @@ test('connects, authenticates, and the API lists the client; the API wants its c
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'c-api', '--name', 'box', '--tags', 'a,b', '--fingerprint', server.fingerprint]);
   await client.waitFor(connected);
   await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded within/);
+  assert.doesNotMatch(client.output, /fingerprint is not set/);
   // Start-up report: native crypto, and ssh2 patched for windows larger than 2 MiB (WAN throughput).
   for (const proc of [client, server.proc]) {
     assert.ok(proc.lines.some((l) => l.includes('ssh2 native crypto binding is active')), proc.lines.join('\n'));
@@ -38,18 +39,27 @@ test('connects, authenticates, and the API lists the client; the API wants its c
 
 test('a wrong password is refused with a clear line; max_retry_count gives up with exit code 1', async (t) => {
   const server = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:wrong', '--max-retry-count', '2']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:wrong', '--max-retry-count', '1']);
   const exit = await client.exited;
   assert.equal(exit.code, 1);
   assert.match(client.output, /attempt 1 to 127\.0\.0\.1:\d+ failed: authentication failed: the server refused id "client1" and its password \(check \[client\] auth\)/);
-  assert.match(client.output, /giving up after 2 failed attempts \(max_retry_count = 2\); the last one: authentication failed/);
+  assert.match(client.output, /giving up after 2 failed attempts \(max_retry_count = 1\); the last one: authentication failed/);
   await server.proc.waitFor(/failed login as "client1" from 127\.0\.0\.1/);
+});
+
+test('a client without [client] fingerprint warns at start, naming the key and where the server shows its fingerprint', async (t) => {
+  const server = await startServer(t);
+  const client = startClient(t, `127.0.0.1:${server.port}`);
+  const warning = await client.waitFor(/WARN  client: \[client\] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:\.\.\." from the line "host key fingerprint" rportd logs at start/);
+  await client.waitFor(connected);
+  assert.ok(client.lines.indexOf(warning.input!) < client.lines.findIndex((l) => connected.test(l)), 'the warning comes at start, before the connection');
+  assert.equal((await server.api('/api/v1/status')).body.data.fingerprint, server.fingerprint, 'the API shows the fingerprint the warning points to');
 });
 
 test('a server key that does not match [client] fingerprint is refused', async (t) => {
   const server = await startServer(t);
   const wrong = 'SHA256:' + 'A'.repeat(43);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--fingerprint', wrong, '--max-retry-count', '1']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--fingerprint', wrong, '--max-retry-count', '0']);
   assert.equal((await client.exited).code, 1);
   assert.match(client.output, new RegExp(`server host key ${server.fingerprint.replace(/[+/]/g, '\\$&')} does not match \\[client\\] fingerprint = "${wrong}": refusing to connect`));
   assert.doesNotMatch(client.output, /connected to/);
@@ -65,15 +75,30 @@ test('the server killed with SIGKILL and restarted: the client is back within it
   await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost/, 5000, mark);
   const again = await startServer(t, [], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
   assert.equal(again.fingerprint, server.fingerprint, 'the host key kept in data_dir survives a restart');
-  const t0 = Date.now();
-  await client.waitFor(connected, 2000 + 3000 + 1000, mark);
-  assert.ok(Date.now() - t0 <= 6000);
+  // From the restarted server's "listening" line to the client's "connected" line, both as logged: a wait of
+  // at most max_retry_interval, a connect within connect_timeout, 1 s of slack.
+  const listening = await again.proc.waitFor(/listening for clients/);
+  const back = await client.waitFor(connected, 2000 + 3000 + 1000, mark);
+  const took = loggedAt(back.input!) - loggedAt(listening.input!);
+  assert.ok(took <= 2000 + 3000 + 1000, `back ${took}ms after the server listened`);
   assert.equal((await again.api('/api/v1/clients')).body.data.length, 1);
+});
+
+test("max_retry_count as RPort: 0 makes one attempt, 1 retries once", async (t) => {
+  const port = await freePort(); // nothing listens there
+  const once = startClient(t, `127.0.0.1:${port}`, ['--max-retry-count', '0']);
+  assert.equal((await once.exited).code, 1);
+  assert.doesNotMatch(once.output, /Retrying in/);
+  assert.match(once.output, /giving up after 1 failed attempt \(max_retry_count = 0\)/);
+  const twice = startClient(t, `127.0.0.1:${port}`, ['--max-retry-count', '1']);
+  assert.equal((await twice.exited).code, 1);
+  assert.equal([...twice.output.matchAll(/Retrying in/g)].length, 1, twice.output);
+  assert.match(twice.output, /giving up after 2 failed attempts \(max_retry_count = 1\)/);
 });
 
 test('waits between attempts grow and are capped at max_retry_interval; max_retry_count exits 1', async (t) => {
   const port = await freePort(); // nothing listens there
-  const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '3s', '--max-retry-count', '6']);
+  const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '3s', '--max-retry-count', '5']);
   const exit = await client.exited;
   assert.equal(exit.code, 1);
   const waits = [...client.output.matchAll(/Retrying in ([\d.]+)(ms|s)\.\.\./g)].map((m) => Number(m[1]) * (m[2] === 's' ? 1000 : 1));
@@ -82,7 +107,7 @@ test('waits between attempts grow and are capped at max_retry_interval; max_retr
   assert.ok(waits[1]! > waits[0]! && waits[2]! > waits[1]!, `grows: ${waits}`);
   assert.ok(waits.every((w) => w <= 3000), `capped: ${waits}`);
   assert.ok(waits[4]! >= 2400, `reaches the cap: ${waits}`);
-  assert.match(client.output, /giving up after 6 failed attempts \(max_retry_count = 6\); the last one: .*ECONNREFUSED/);
+  assert.match(client.output, /giving up after 6 failed attempts \(max_retry_count = 5\); the last one: .*ECONNREFUSED/);
 });
 
 test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeout + 1 s', async (t) => {
@@ -91,13 +116,15 @@ test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeou
   await client.waitFor(connected);
   await client.waitFor(/ping to .* succeeded/);
   const mark = client.mark();
+  const lastPing = [...client.lines].reverse().find((l) => /ping to .* succeeded/.test(l))!;
   server.proc.kill('SIGSTOP');
   cleanup(t, () => server.proc.kill('SIGCONT'));
-  const t0 = Date.now();
-  await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
-  const took = Date.now() - t0;
-  assert.ok(took <= 2000 + 1000 + 1000, `noticed after ${seconds(took)}s`);
-  await client.waitFor(/Retrying in/, 1000, mark);
+  const lost = await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
+  // As the client logged it, from its last answered ping: the server froze after that ping.
+  const took = loggedAt(lost.input!) - loggedAt(lastPing);
+  assert.ok(took <= 2000 + 1000 + 1000, `noticed ${seconds(took)}s after the last answered ping`);
+  const retry = await client.waitFor(/Retrying in/, 1000, mark);
+  assert.ok(loggedAt(retry.input!) - loggedAt(lost.input!) < 1000, 'the retry is planned at once');
 });
 
 test('a stale session of the same client id is replaced; a live one keeps its id', async (t) => {
@@ -105,7 +132,7 @@ test('a stale session of the same client id is replaced; a live one keeps its id
   const a = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id', '--keep-alive', '0s']);
   await a.waitFor(connected);
 
-  const live = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id', '--max-retry-count', '1']);
+  const live = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id', '--max-retry-count', '0']);
   assert.equal((await live.exited).code, 1);
   assert.match(live.output, /server refused the connection: client id "same-id" is already connected from 127\.0\.0\.1 and answered a ping within [\d.]+ms: give each client its own \[client\] id/);
 
@@ -141,20 +168,22 @@ test('SIGTERM stops client and server cleanly within 2 s with exit code 0', asyn
     p.kill('SIGTERM');
     const exit = await p.exited;
     assert.deepEqual(exit, { code: 0, signal: null });
-    assert.ok(Date.now() - t0 < 2000, `stopped in ${Date.now() - t0}ms`);
+    // rportd and rport exit by 1.9 s whatever happens; the bound is for a machine busy with other work.
+    assert.ok(Date.now() - t0 < patient(2000), `stopped in ${Date.now() - t0}ms`);
   }
 });
 
 test('SIGHUP skips the current wait and retries at once', async (t) => {
   const port = await freePort();
   const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '60s']);
-  const waitMs = Number((await client.waitFor(/Retrying in ([4-9][\d.]*)s\.\.\./, 10_000))[1]) * 1000;
+  const retrying = await client.waitFor(/Retrying in ([4-9][\d.]*)s\.\.\./, 10_000);
+  const waitMs = Number(retrying[1]) * 1000;
   const mark = client.mark();
-  const t0 = Date.now();
   client.kill('SIGHUP');
-  await client.waitFor(/attempt \d+: connecting/, 2000, mark);
-  // The next attempt came before the wait it was in would have ended: the wait was skipped.
-  assert.ok(Date.now() - t0 < waitMs, `next attempt after ${Date.now() - t0}ms, the wait was ${waitMs}ms`);
+  const next = await client.waitFor(/attempt \d+: connecting/, 2000, mark);
+  // The next attempt came, as the client logged it, before the wait it was in would have ended: skipped.
+  const after = loggedAt(next.input!) - loggedAt(retrying.input!);
+  assert.ok(after < waitMs, `next attempt ${after}ms after "Retrying", the wait was ${waitMs}ms`);
 });
 
 test('fallback servers are used in order, and the client switches back to the main one when it answers', async (t) => {
@@ -174,11 +203,11 @@ test('fallback servers are used in order, and the client switches back to the ma
 
 test('failed logins from one address get it banned for ban_time', async (t) => {
   const server = await startServer(t, ['--max-failed-login', '2', '--ban-time', '1h']);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:bad', '--max-retry-count', '3']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:bad', '--max-retry-count', '2']);
   assert.equal((await client.exited).code, 1);
   assert.match(client.output, /giving up after 3 failed attempts .* server answered the WebSocket upgrade with HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/);
   // Even the right password is refused while banned.
-  const good = startClient(t, `127.0.0.1:${server.port}`, ['--max-retry-count', '1']);
+  const good = startClient(t, `127.0.0.1:${server.port}`, ['--max-retry-count', '0']);
   assert.equal((await good.exited).code, 1);
 });
 
@@ -212,19 +241,21 @@ test('wss:// with TLS: verified against tls_ca; an untrusted certificate is refu
   const server = await startServer(t, ['--tls-cert', `${dir}/cert.pem`, '--tls-key', `${dir}/key.pem`]);
   const ok = startClient(t, `wss://localhost:${server.port}`, ['--tls-ca', `${dir}/cert.pem`]);
   await ok.waitFor(connected);
-  const untrusted = startClient(t, `wss://localhost:${server.port}`, ['--max-retry-count', '1']);
+  const untrusted = startClient(t, `wss://localhost:${server.port}`, ['--max-retry-count', '0']);
   assert.equal((await untrusted.exited).code, 1);
   assert.match(untrusted.output, /giving up after 1 failed attempt .*self[- ]signed certificate/);
 });
 
 test('every step has a timeout: a server that never answers the WebSocket upgrade', async (t) => {
   const { port } = await blackHole(t);
-  const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '2']);
-  const t0 = Date.now();
+  const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '1']);
   assert.equal((await client.exited).code, 1);
   // The upgrade gets what the TCP connect left of connect_timeout: under load, less than 900 ms.
   assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|[5-9]\\d\\dms)`));
-  assert.ok(Date.now() - t0 < 5000);
+  // Two attempts of 1 s and one wait of about 1 s, as the client logged them: nothing waited for longer.
+  const began = loggedAt(client.lines.find((l) => /attempt 1: connecting/.test(l))!);
+  const took = loggedAt(client.lines.find((l) => /giving up/.test(l))!) - began;
+  assert.ok(took < 5000, `gave up ${took}ms after the first attempt began`);
 });
 
 test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) => {
@@ -238,7 +269,7 @@ test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) 
     const ok = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `${id}:${pw}`, '--id', id!]);
     await ok.waitFor(connected);
   }
-  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'hashed:wrong', '--id', 'x', '--max-retry-count', '1']);
+  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'hashed:wrong', '--id', 'x', '--max-retry-count', '0']);
   assert.equal((await bad.exited).code, 1);
   assert.match(bad.output, /authentication failed/);
 });
@@ -267,6 +298,7 @@ test('client_login_timeout: a connection that logs in but never sends its connec
   cleanup(t, () => link.close());
   await new Promise<void>((r) => link.ssh.once('close', () => r()));
   const took = Date.now() - t0;
-  assert.ok(took >= 800 && took < 3000, `dropped after ${took}ms`);
+  // Not before the timeout (load only delays); the upper bound is for a machine busy with other work.
+  assert.ok(took >= 800 && took < patient(3000), `dropped after ${took}ms`);
   await server.proc.waitFor(/dropping 127\.0\.0\.1: no accepted connection request within 1s \(\[server\] client_login_timeout\)/);
 });

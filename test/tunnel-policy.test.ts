@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, isIP, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -52,6 +52,45 @@ test('explicit ports: only from used_ports and never from excluded_ports, refuse
   }
   assert.equal((await put(server, 'ports', `remote=127.0.0.1:${target}&local=127.0.0.1:${fixed}`)).status, 200);
   assert.ok(await listening(fixed));
+});
+
+test('a tunnel that names no address stays on loopback in a new install, and the answer and log line say so; RPort\'s 0.0.0.0 behind tunnel_bind_addresses, with a warning', async (t) => {
+  const target = await echo(t);
+  let server = await startServerInProcess(t);
+  await connectedClient(t, server, 'no-local');
+  let r = await put(server, 'no-local', `remote=127.0.0.1:${target}`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.match(r.body.data.local, /^127\.0\.0\.1:\d+$/);
+  const loopback = /listens on 127\.0\.0\.1:\d+, on this machine only: the request named no address and \[server\] tunnel_bind_addresses starts with 127\.0\.0\.1; ask for local=0\.0\.0\.0:PORT \(with an acl\) to reach it from other hosts/;
+  assert.match(r.body.data.note, loopback);
+  await server.proc.waitFor(new RegExp(`INFO  tunnels: tunnel ${r.body.data.id}: 127\\.0\\.0\\.1:\\d+ -> client no-local -> 127\\.0\\.0\\.1:${target}: ${loopback.source}`));
+  // Named addresses get no note.
+  r = await put(server, 'no-local', `remote=127.0.0.1:${target}&local=127.0.0.1:0`);
+  assert.equal(r.body.data.note, undefined);
+
+  // A migrated config that wants RPort's meaning puts 0.0.0.0 first: published, and said so loudly.
+  server = await startServerInProcess(t, ['--tunnel-bind-addresses', '0.0.0.0,127.0.0.1']);
+  await connectedClient(t, server, 'rport-style');
+  r = await put(server, 'rport-style', `remote=127.0.0.1:${target}`);
+  assert.match(r.body.data.local, /^0\.0\.0\.0:\d+$/);
+  assert.match(r.body.data.note, /for every network this server is on, with no acl: .* \(RPort's default\); add an acl/);
+  await server.proc.waitFor(new RegExp(`WARN  tunnels: tunnel ${r.body.data.id}: 0\\.0\\.0\\.0:\\d+ -> .* for every network this server is on, with no acl`));
+});
+
+test('status and tunnels show addresses one can reach: the API where it listens, never 0.0.0.0', async (t) => {
+  const target = await echo(t);
+  // The client port on every address (the default), the API on loopback; traffic stays on 127.0.0.1.
+  const port = await freePort();
+  const server = await startServerInProcess(t, ['--address', `0.0.0.0:${port}`], { port, apiPort: await freePort(), dataDir: tmpDir(t, 'rportd-') });
+  await connectedClient(t, server, 'where');
+  const self = (await server.api('/api/v1/status')).body.data.cluster_nodes[0];
+  assert.equal(self.api_url, `http://127.0.0.1:${server.apiPort}`);
+  assert.doesNotMatch(self.client_address, /^0\.0\.0\.0:/);
+  const r = await put(server, 'where', `remote=127.0.0.1:${target}&local=127.0.0.1:0`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.notEqual(r.body.data.node_address, '0.0.0.0');
+  assert.equal(r.body.data.node_address, self.public_address);
+  assert.ok(isIP(r.body.data.node_address), r.body.data.node_address);
 });
 
 test('bind addresses: only those [server] tunnel_bind_addresses permits; a tunnel without one gets the first', async (t) => {

@@ -360,16 +360,18 @@ test('control channel framing, table-driven: split and joined lines, limits, gar
   ch.close();
 });
 
-test("key_seed gives RPort's host key (the MD5 fingerprints openrport 0.9.13's rportd logs for these seeds); RPort's MD5 form matches by prefix", () => {
+test("key_seed gives RPort's host key (the MD5 fingerprints openrport 0.9.13's rportd logs for these seeds); RPort's MD5 form matches by a prefix of 12 bytes or more", () => {
   for (const [seed, md5] of [['abc-seed-123', '45:f3:be:90:08:bd:85:e5:72:52:77:14:4c:af:f9:62'], ['interop-key-seed', '4c:6e:d5:6c:3a:76:ae:e8:9c:8f:97:5b:64:74:e7:04']] as const) {
     const key = loadHostKey('/nonexistent', seed);
     assert.equal(key.md5Fingerprint, md5, seed);
     const parsed = ssh2.utils.parseKey(key.privateKey);
     const blob = (Array.isArray(parsed) ? parsed[0]! : (parsed as ssh2.ParsedKey)).getPublicSSH();
     const cases: Array<[string, boolean]> = [
-      [md5, true], [md5.toUpperCase(), true], [md5.slice(0, 11), true], [` ${md5.slice(0, 20)} `, true],
+      [md5, true], [md5.toUpperCase(), true], [md5.slice(0, 35), true], [` ${md5.slice(0, 41)} `, true],
       [key.fingerprint, true], [key.fingerprint.slice(7, 30), true],
-      ['00:11:22:33', false], [md5.slice(0, 5), false], [md5.slice(0, 11).replace(/.$/, md5[10] === '0' ? '1' : '0'), false],
+      // Shorter than 12 bytes pins no key, even where it is a true prefix.
+      [md5.slice(0, 11), false], [md5.slice(0, 32), false], ['00:11:22:33:44:55:66:77:88:99:aa:bb', false],
+      [md5.slice(0, 35).replace(/.$/, md5[34] === '0' ? '1' : '0'), false],
     ];
     for (const [expected, ok] of cases) assert.equal(fingerprintMatches(expected, blob), ok, `${seed}: "${expected}"`);
   }

@@ -9,6 +9,7 @@ import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
 import { sha256 } from '../cluster/signature.js';
 import { DatabaseError } from '../server/db/db.js';
+import type { TunnelOptions } from '../server/tunnel-options.js';
 import { TunnelError, type TunnelManager } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth } from './auth.js';
@@ -23,7 +24,6 @@ import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { loginRoutes } from './routes/login.js';
 import { tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
-import { TunnelOptions } from './tunnel-options.js';
 import { Tokens } from './tokens.js';
 
 export interface ApiOptions {
@@ -31,6 +31,8 @@ export interface ApiOptions {
   password: string;
   registry: ClientRegistry;
   tunnels: TunnelManager;
+  /** The API tunnels' options and auto-close timers, which the server runs. */
+  tunnelOptions: TunnelOptions;
   credentials: Credentials;
   /** Remote commands and scripts. */
   jobs: JobService;
@@ -161,11 +163,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
     } };
   });
 
-  const options = new TunnelOptions(o.tunnels, (clientId, tunnelId) => {
-    o.tunnels.delete(clientId, tunnelId).then((gone) => gone && o.registry.changed(), (err: Error) => o.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
-  }, o.log);
-  app.addHook('onReady', () => options.init());
-  app.addHook('onClose', async () => options.stop());
+  const options = o.tunnelOptions;
   const viewer = tunnelViewer(options);
   clientRoutes(app, o, viewer);
   tunnelRoutes(app, o, options);

@@ -10,7 +10,7 @@ import { createApi } from './api-server.js';
 export async function startApi(c: ServerConfig['api'], server: Rportd, log: Logger): Promise<{ app: FastifyInstance; address: AddressInfo } | undefined> {
   if (!c.address) return undefined;
   const app = createApi({
-    user: c.user, password: c.password, registry: server.registry, tunnels: server.tunnels, credentials: server.credentials, jobs: server.jobs, cluster: server.cluster,
+    user: c.user, password: c.password, registry: server.registry, tunnels: server.tunnels, tunnelOptions: server.tunnelOptions, credentials: server.credentials, jobs: server.jobs, cluster: server.cluster,
     metrics: server.metrics, fingerprint: server.hostKey.fingerprint, startedAt: Date.now(), throttle: server.apiThrottle, log, maxTokenLifetimeMs: c.maxTokenLifetimeMs,
   });
   await app.ready();

@@ -1,8 +1,6 @@
 import { formatHostPort, parseHostPort } from '../shared/host-port.js';
-import type { Logger } from '../log.js';
-import type { TunnelOptionsRow } from '../server/store.js';
+import type { Options } from '../server/tunnel-options.js';
 import type { Tunnel } from '../server/tunnels.js';
-import { deadline, type Deadline } from '../timeout.js';
 
 /** A tunnel's own fields as JSON. */
 export function describeTunnel(t: Tunnel) {
@@ -27,11 +25,6 @@ export function describeTunnel(t: Tunnel) {
 }
 
 type Described = ReturnType<typeof describeTunnel>;
-export interface Options {
-  scheme: string;
-  lport_random: boolean;
-  auto_close_at: string | null;
-}
 
 /** A tunnel as the API shows it: rport's fields and RPort's (lhost, lport, rhost, rport, scheme, protocol, acl as text). */
 export function tunnelView(d: Described, o: Options | undefined) {
@@ -51,63 +44,4 @@ export function tunnelView(d: Described, o: Options | undefined) {
     http_proxy: false,
     auto_close_at: o?.auto_close_at ?? null,
   };
-}
-
-/**
- * What API tunnels were asked for beyond what the tunnel manager keeps: scheme, whether the port was
- * picked, and auto-close, whose deadline is kept in the store so that a restart does not let a tunnel
- * outlive it (an overdue tunnel closes at start).
- */
-/** Where the options are kept: the tunnel manager's store. */
-export interface TunnelOptionRecords {
-  options(): Promise<Array<TunnelOptionsRow & { client_id: string }>>;
-  saveOptions(o: TunnelOptionsRow): Promise<void>;
-}
-
-export class TunnelOptions {
-  private readonly timers = new Map<string, Deadline>();
-
-  constructor(
-    private readonly store: TunnelOptionRecords,
-    private readonly close: (clientId: string, tunnelId: string) => void,
-    private readonly log: Logger,
-  ) {}
-
-  /** Arms the auto-close timers of the stored tunnels. */
-  async init(): Promise<void> {
-    for (const row of await this.store.options()) if (row.auto_close_at !== null) this.arm(row.client_id, row.tunnel_id, row.auto_close_at);
-  }
-
-  /** Every live tunnel's options by tunnel id: one read per answer. */
-  async all(): Promise<Map<string, Options>> {
-    return new Map((await this.store.options()).map((r) => [r.tunnel_id, {
-      scheme: r.scheme, lport_random: !!r.lport_random, auto_close_at: r.auto_close_at === null ? null : new Date(r.auto_close_at).toISOString(),
-    }]));
-  }
-
-  async save(clientId: string, tunnelId: string, o: { scheme: string; lportRandom: boolean; autoCloseMs: number }): Promise<void> {
-    const at = o.autoCloseMs > 0 ? Date.now() + o.autoCloseMs : null;
-    await this.store.saveOptions({ tunnel_id: tunnelId, scheme: o.scheme, lport_random: o.lportRandom ? 1 : 0, auto_close_at: at });
-    if (at !== null) this.arm(clientId, tunnelId, at);
-  }
-
-  /** The tunnel is gone: no timer left behind. */
-  forget(tunnelId: string): void {
-    this.timers.get(tunnelId)?.cancel();
-    this.timers.delete(tunnelId);
-  }
-
-  stop(): void {
-    for (const t of this.timers.values()) t.cancel();
-    this.timers.clear();
-  }
-
-  private arm(clientId: string, tunnelId: string, at: number): void {
-    this.timers.get(tunnelId)?.cancel();
-    this.timers.set(tunnelId, deadline(at - Date.now(), `auto-close of tunnel ${tunnelId}`, () => {
-      this.timers.delete(tunnelId);
-      this.log.info(`tunnel ${tunnelId} of client ${clientId} reached its auto-close time: deleting it`);
-      this.close(clientId, tunnelId);
-    }, { unref: true }));
-  }
 }

@@ -90,7 +90,8 @@ export class RportClient {
         if (this.stopped) break;
         failures++;
         const why = errorMessage(err);
-        if (this.cfg.maxRetryCount >= 0 && failures >= Math.max(1, this.cfg.maxRetryCount)) {
+        // RPort's meaning: max_retry_count counts retries after the first attempt, so 0 makes one attempt.
+        if (this.cfg.maxRetryCount >= 0 && failures > this.cfg.maxRetryCount) {
           this.log.error(`giving up after ${failures} failed attempt${failures > 1 ? 's' : ''} (max_retry_count = ${this.cfg.maxRetryCount}); the last one: ${why}`);
           return 1;
         }

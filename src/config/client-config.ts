@@ -11,6 +11,29 @@ import { VERSION } from '../version.js';
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport' : '/var/lib/rport';
 
 /**
+ * The shortest fingerprint prefix taken (RPort takes any prefix, even one character): 96 bits, more than
+ * anyone can search for a key that shares them. 16 base64 characters of the SHA256 form, 12 of the 16 bytes
+ * of RPort's MD5 form (aa:bb:...).
+ */
+export const MIN_FINGERPRINT_CHARS = 16;
+export const MIN_MD5_FINGERPRINT_BYTES = 12;
+
+/** Why a fingerprint cannot pin the server's key, or undefined: RPort's MD5 form or SHA256, each long enough. */
+export function fingerprintProblem(value: string): string | undefined {
+  const v = value.trim();
+  const fix = `copy the whole "SHA256:..." from the line "host key fingerprint" that rportd logs at start`;
+  if (/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i.test(v)) {
+    const bytes = (v.length + 1) / 3;
+    if (bytes > 16) return `is not a fingerprint: an MD5 fingerprint (RPort's form aa:bb:...) has 16 bytes, this one ${bytes}; ${fix}`;
+    return bytes >= MIN_MD5_FINGERPRINT_BYTES ? undefined : `is too short: an MD5 fingerprint (RPort's form aa:bb:...) pins a key from ${MIN_MD5_FINGERPRINT_BYTES} of its 16 bytes on, this one has ${bytes}; give all of it, or ${fix}`;
+  }
+  const bare = v.replace(/^SHA256:/, '');
+  if (!/^[A-Za-z0-9+/]+$/.test(bare)) return `is not a fingerprint (SHA256:<base64> or RPort's MD5 form aa:bb:...): ${fix}`;
+  if (bare.length < MIN_FINGERPRINT_CHARS) return `is too short: ${bare.length} characters of the SHA256 fingerprint, fewer than ${MIN_FINGERPRINT_CHARS} pin no key; ${fix}`;
+  return undefined;
+}
+
+/**
  * RPort's deny list, plus `$` and backticks (expansions, should use_shell be on) and the programs that run
  * another program named in their arguments: with them, an allowed folder would reach every program.
  */
@@ -38,7 +61,7 @@ export const CLIENT_KEYS: KeyDef[] = [
   { section: 'client', key: 'tls_ca', type: 'string', default: '', help: 'PEM file of CAs to trust for wss:// besides the system store (rport addition)' },
   { section: 'connection', key: 'keep_alive', type: 'duration', default: 180_000, help: 'ping the server this often; 0s turns pings off' },
   { section: 'connection', key: 'keep_alive_timeout', type: 'duration', default: 30_000, help: 'a ping not answered within this closes the connection' },
-  { section: 'connection', key: 'max_retry_count', type: 'int', default: -1, help: 'failed attempts before giving up; -1 retries forever' },
+  { section: 'connection', key: 'max_retry_count', type: 'int', default: -1, help: 'retries after a failed attempt before giving up (0: one attempt, no retry); -1 retries forever' },
   { section: 'connection', key: 'max_retry_interval', type: 'duration', default: 300_000, help: 'longest wait between two attempts' },
   { section: 'connection', key: 'connect_timeout', type: 'duration', default: 20_000, help: 'bound on one whole attempt: DNS, TCP, proxy, TLS, WebSocket, SSH, request (rport addition)' },
   { section: 'connection', key: 'watchdog_integration', type: 'bool', default: false, help: 'write state.json and notify systemd' },
@@ -264,10 +287,15 @@ export function clientConfig(c: Config): ClientConfig {
 
   const timings = connectionTimings(c);
 
+  const fingerprint = c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '';
+  const badFingerprint = fingerprint ? fingerprintProblem(fingerprint) : undefined;
+  if (badFingerprint && !c.get<string>('client', 'fingerprint')) throw new ConfigError(`the environment variable RPORT_FINGERPRINT ${badFingerprint} (it stands in for [client] fingerprint)`);
+  if (badFingerprint) c.fail('client', 'fingerprint', badFingerprint);
+
   return {
     servers: servers as ServerUrl[],
     switchbackIntervalMs: c.timer('client', 'server_switchback_interval'),
-    fingerprint: c.get<string>('client', 'fingerprint') || process.env.RPORT_FINGERPRINT || '',
+    fingerprint,
     authId: auth.slice(0, colon),
     password: auth.slice(colon + 1),
     proxy,

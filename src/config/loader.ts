@@ -260,7 +260,10 @@ function load(defs: KeyDef[], file: string | undefined, flags: Map<string, strin
 
   for (const [name, texts] of flags) {
     const def = defs.find((d) => flagName(d) === name);
-    if (!def) throw new ConfigError(`unknown option --${name} (see --help)`);
+    if (!def) {
+      const near = nearest(name, defs.map(flagName));
+      throw new ConfigError(`unknown option --${name}${near ? ` (did you mean --${near}?)` : ''} (see --help)`);
+    }
     const id = `${def.section}.${def.key}`;
     let merged: Value | undefined;
     for (const text of texts) {

@@ -3,7 +3,7 @@ import type { Level } from '../log.js';
 import { logLevelOf } from './logging.js';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { AddressRules, parseHostPort, type HostPort } from '../shared/host-port.js';
+import { AddressRules, isAnyAddress, isLoopback, parseHostPort, type HostPort } from '../shared/host-port.js';
 import { Config, type KeyDef } from './loader.js';
 
 // RPort's default; the client's state.json shares it without a clash (rportd.db, rportd-host-key).
@@ -16,7 +16,7 @@ export const SERVER_KEYS: KeyDef[] = [
   { section: 'server', key: 'tls_key', type: 'string', default: '', help: 'PEM private key of tls_cert' },
   { section: 'server', key: 'used_ports', type: 'strings', default: ['20000-30000'], help: 'ports (and ranges) tunnels may listen on; a random one when the API names none' },
   { section: 'server', key: 'excluded_ports', type: 'strings', default: ['1-1024'], help: 'ports never given to tunnels' },
-  { section: 'server', key: 'tunnel_bind_addresses', type: 'strings', default: ['0.0.0.0', '::', '127.0.0.1', '::1'], help: 'IP addresses tunnels may listen on; the first is used when a tunnel names none (rport addition)' },
+  { section: 'server', key: 'tunnel_bind_addresses', type: 'strings', default: ['127.0.0.1', '::1', '0.0.0.0', '::'], help: 'IP addresses tunnels may listen on; the first is used when a tunnel names none, so by default such a tunnel stays on loopback (RPort: 0.0.0.0; put "0.0.0.0" first for that) (rport addition)' },
   { section: 'server', key: 'max_tunnels_per_client', type: 'int', default: 64, help: 'tunnels one client may have, from the API and its remotes together (rport addition)' },
   { section: 'server', key: 'key_seed', type: 'string', default: '', help: 'derive the host key from this text (default: a key generated once and kept in data_dir)' },
   { section: 'server', key: 'auth', type: 'string', default: '', secret: true, help: 'one client credential, "id:password"' },
@@ -77,6 +77,8 @@ export interface ServerConfig {
   /** The API's own login throttle ([api] max_failed_login and ban_time) and the cap on token lifetimes. */
   api: { address: HostPort | undefined; user: string; password: string; maxFailedLogin: number; banTimeMs: number; maxTokenLifetimeMs: number };
   database: DatabaseConfig;
+  /** This node's host as clients and tunnel users reach it: never a wildcard such as 0.0.0.0. */
+  publicHost: string;
   logFile: string;
   logLevel: Level;
 }
@@ -104,7 +106,7 @@ function databaseConfig(c: Config, api: HostPort | undefined): DatabaseConfig {
   const name = c.get<string>('database', 'db_name');
   if (!name) c.fail('database', 'db_name', 'is empty (use e.g. "rport")');
   const given = c.get<string>('database', 'node_address');
-  const any = api.host === '0.0.0.0' || api.host === '::' || api.host === '';
+  const any = isAnyAddress(api.host);
   const nodeAddress = given || (any ? machineAddress() : api.host);
   const allowedNodes = allowedNodeAddresses(c);
   // The other nodes, with the same file, check this node's address before they call it.
@@ -195,10 +197,6 @@ function positive(c: Config, key: string): number {
   return n >= 1 ? n : c.fail('server', key, `must be 1 or more (use e.g. ${example})`);
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
 const MAX_KEEP_DISCONNECTED_MS = 168 * 3_600_000;
 
 function purgeSettings(c: Config): Pick<ServerConfig, 'keepDisconnectedMs' | 'purgeIntervalMs'> {
@@ -241,6 +239,7 @@ export function serverConfig(c: Config): ServerConfig {
     c.fail('api', 'auth', `is not set, and the API listens on ${apiText}, beyond this machine: set auth = "admin:a-long-password"`);
   }
 
+  const database = databaseConfig(c, apiAddress);
   return {
     address: address as HostPort,
     tls: readTls(c),
@@ -265,7 +264,8 @@ export function serverConfig(c: Config): ServerConfig {
       maxFailedLogin: apiMaxFailedLogin, banTimeMs: c.get<number>('api', 'ban_time'),
       maxTokenLifetimeMs: (maxTokenHours || 2160) * 3600_000,
     },
-    database: databaseConfig(c, apiAddress),
+    database,
+    publicHost: database.type === 'postgres' ? database.nodeAddress : isAnyAddress(address!.host) ? machineAddress() : address!.host,
     logFile: c.get<string>('logging', 'log_file'),
     logLevel: logLevelOf(c),
   };

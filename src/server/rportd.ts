@@ -3,7 +3,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ServerConfig } from '../config/server-config.js';
 import { formatDuration } from '../shared/duration.js';
-import { formatHostPort } from '../shared/host-port.js';
+import { formatHostPort, isAnyAddress } from '../shared/host-port.js';
 import { closeServer, listen } from '../shared/listen.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
@@ -21,6 +21,7 @@ import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store.js';
 import { storedFailures } from './stored-failures.js';
+import { TunnelOptions } from './tunnel-options.js';
 import { TunnelManager } from './tunnels.js';
 
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
@@ -42,6 +43,7 @@ export class Rportd {
   cluster!: Cluster;
   registry!: ClientRegistry;
   tunnels!: TunnelManager;
+  tunnelOptions!: TunnelOptions;
   jobs!: JobService;
   metrics!: Metrics;
   /** Client logins' throttle, its counts in the store so bans survive a restart. */
@@ -84,8 +86,11 @@ export class Rportd {
     }
     const nodeId = loadNodeId(c.dataDir);
     const d = c.database;
-    const publicHost = d.type === 'postgres' ? d.nodeAddress : c.address.host;
-    const apiUrl = c.api.address ? `http://${formatHostPort({ host: publicHost, port: c.api.address.port })}` : '';
+    const publicHost = c.publicHost;
+    // The API where it listens; other nodes of a cluster call it at node_address.
+    const api = c.api.address;
+    const apiHost = d.type === 'postgres' || !api || isAnyAddress(api.host) ? publicHost : api.host;
+    const apiUrl = api ? `http://${formatHostPort({ host: apiHost, port: api.port })}` : '';
     this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost, allowedNodes: d.type === 'postgres' ? d.allowedNodes : undefined }, c.checkTimeoutMs, this.log.child('cluster'));
     this.credentials.useStore(this.store);
     this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
@@ -94,6 +99,10 @@ export class Rportd {
     await this.jobs.init();
     this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
     await this.tunnels.load();
+    this.tunnelOptions = new TunnelOptions(this.tunnels, (clientId, tunnelId) => {
+      this.tunnels.delete(clientId, tunnelId).then((gone) => gone && this.registry.changed(), (err: Error) => this.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
+    }, this.log.child('tunnels'));
+    await this.tunnelOptions.init();
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.cluster.metrics(this.metrics.registry);
     const failures = await storedFailures(this.store, this.log.child('database'));
@@ -167,6 +176,7 @@ export class Rportd {
     clearInterval(this.checker);
     clearInterval(this.purger);
     this.jobs.stop();
+    this.tunnelOptions.stop();
     // The connections' close handling writes to the registry: it runs before the store closes.
     await this.listener?.closeAll();
     this.tunnels.closeAll();

@@ -3,7 +3,7 @@ import { BlockList, createServer, isIP, type Server, type Socket } from 'node:ne
 import type ssh2 from 'ssh2';
 import { formatDuration } from '../shared/duration.js';
 import type { TunnelPolicy } from '../config/server-config.js';
-import { AddressRules, formatHostPort, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../shared/host-port.js';
+import { AddressRules, formatHostPort, isAnyAddress, isLoopback, plainAddress, parseHostPort, parseRemoteSpec, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { RemoteError, type Control } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
@@ -15,6 +15,18 @@ import type { NodeRow, Store, TunnelOptionsRow, TunnelRow } from './store.js';
 const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
 /** Random ports tried from used_ports before giving up. */
 const PORT_TRIES = 50;
+
+/**
+ * Where a tunnel that named no address ended up, and what that means for who may reach it: said at its
+ * creation, since a new install keeps such tunnels on loopback where RPort published them on 0.0.0.0.
+ */
+export function defaultBindNote(t: Pick<Tunnel, 'local' | 'acl'>): string {
+  const at = formatHostPort(t.local);
+  const why = `the request named no address and [server] tunnel_bind_addresses starts with ${t.local.host}`;
+  if (isLoopback(t.local.host)) return `listens on ${at}, on this machine only: ${why}; ask for local=0.0.0.0:PORT (with an acl) to reach it from other hosts`;
+  if (isAnyAddress(t.local.host) && t.acl.length === 0) return `listens on ${at} for every network this server is on, with no acl: ${why} (RPort's default); add an acl to limit who may connect`;
+  return `listens on ${at}: ${why}`;
+}
 
 /** Why a tunnel request cannot be carried out: the API answers the code with its own HTTP status. */
 export type TunnelErrorCode = 'bind_address_not_allowed' | 'port_not_allowed' | 'too_many_tunnels' | 'client_not_connected' | 'bad_request'
@@ -296,7 +308,10 @@ export class TunnelManager {
       else this.pending.delete(clientId);
     }
     this.tunnelsOf(clientId).set(t.id, t);
-    this.log.info(`tunnel ${t.id}: ${formatHostPort(t.local)} -> client ${clientId} -> ${t.remote}`);
+    const line = `tunnel ${t.id}: ${formatHostPort(t.local)} -> client ${clientId} -> ${t.remote}`;
+    if (req.local.host) this.log.info(line);
+    else if (isAnyAddress(t.local.host) && t.acl.length === 0) this.log.warn(`${line}: ${defaultBindNote(t)}`);
+    else this.log.info(`${line}: ${defaultBindNote(t)}`);
     return t;
   }
 

@@ -19,6 +19,16 @@ export function plainAddress(ip: string | undefined): string {
   return (ip ?? '').replace(/^::ffff:/, '');
 }
 
+/** Whether a host reaches this machine only: a loopback address or localhost. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Whether a listening host means every address of the machine (0.0.0.0, ::, or none). */
+export function isAnyAddress(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
 export function formatHostPort(a: HostPort): string {
   return `${isIP(a.host) === 6 ? `[${a.host}]` : a.host}:${a.port}`;
 }

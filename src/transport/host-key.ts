@@ -2,6 +2,7 @@ import { createECDH, createHash, createPrivateKey, generateKeyPairSync } from 'n
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { MIN_FINGERPRINT_CHARS, MIN_MD5_FINGERPRINT_BYTES } from '../config/client-config.js';
 import { readSmallFile, writeFileAtomic } from '../files.js';
 
 const { utils } = ssh2;
@@ -18,15 +19,15 @@ export function md5FingerprintOf(publicKeyBlob: Buffer): string {
 
 /**
  * Whether the server's key matches the configured fingerprint: the SHA256 form (with or without the
- * "SHA256:" prefix; a prefix of at least 16 characters is enough, as RPort allows), or RPort's MD5 colon-hex
- * form, whose prefix is enough as RPort's client takes it (at least "aa:bb:cc:dd", so that a stray short value
- * does not match one key in a few hundred).
+ * "SHA256:" prefix; a prefix of at least MIN_FINGERPRINT_CHARS is enough, as RPort allows), or RPort's MD5
+ * colon-hex form, whose prefix is enough as RPort's client takes it, from MIN_MD5_FINGERPRINT_BYTES on (both
+ * 96 bits: no one can search for a key that shares them).
  */
 export function fingerprintMatches(expected: string, publicKeyBlob: Buffer): boolean {
   const want = expected.trim();
-  if (/^([0-9a-f]{2}:){3,15}[0-9a-f]{0,2}$/i.test(want)) return md5FingerprintOf(publicKeyBlob).startsWith(want.toLowerCase());
+  if (/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i.test(want)) return want.length >= MIN_MD5_FINGERPRINT_BYTES * 3 - 1 && md5FingerprintOf(publicKeyBlob).startsWith(want.toLowerCase());
   const bare = want.replace(/^SHA256:/, '');
-  return bare.length >= 16 && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
+  return bare.length >= MIN_FINGERPRINT_CHARS && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
 }
 
 export interface HostKey {

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { folderWritableByOthers, writeFileAtomic } from '../files.js';
+import { folderWritableByOthers, writeFileAtomic, type UnsafeFolder } from '../files.js';
 import { errorMessage, type Logger } from '../log.js';
 import { goTimestamp } from '../shared/go-time.js';
 
@@ -50,7 +50,7 @@ export class StateFile {
   }
 
   write(record: StateRecord): boolean {
-    let unsafe: string | undefined;
+    let unsafe: UnsafeFolder | undefined;
     try {
       unsafe = folderWritableByOthers(dirname(this.path));
       if (!unsafe) writeFileAtomic(this.path, JSON.stringify(record, null, 2) + '\n', { mode: 0o644 });
@@ -59,7 +59,7 @@ export class StateFile {
       return false;
     }
     if (unsafe) {
-      this.report('folder writable by others', `Not writing into it: ${unsafe}`);
+      this.report(unsafe.kind, `Not writing into it: ${unsafe.text}`);
       return false;
     }
     if (this.reported.size > 0) {

@@ -12,6 +12,7 @@ import { Metrics } from '../../src/server/metrics.js';
 import { SqliteDb } from '../../src/server/db/sqlite.js';
 import { Store } from '../../src/server/store.js';
 import { TunnelManager } from '../../src/server/tunnels.js';
+import { TunnelOptions } from '../../src/server/tunnel-options.js';
 import { API_AUTH } from './procs.js';
 
 const [user, password] = API_AUTH.split(':') as [string, string];
@@ -32,8 +33,9 @@ export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: numbe
   const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
   const credentials = Credentials.load('client1:s3cret', '');
   credentials.useStore(store);
+  const tunnelOptions = new TunnelOptions(tunnels, () => undefined, log);
   const app = createApi({
-    user, password, registry, tunnels, credentials, jobs: new JobService(new SqlJobStore(db), registry, log), metrics: new Metrics(registry, tunnels),
+    user, password, registry, tunnels, tunnelOptions, credentials, jobs: new JobService(new SqlJobStore(db), registry, log), metrics: new Metrics(registry, tunnels),
     fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs: o.logIntervalMs,
   });
   app.addHook('onClose', async () => {

@@ -70,10 +70,34 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
+/**
+ * How much longer than its nominal bound a test waits for an event before it fails: the wait ends as soon as
+ * the event comes, so a generous bound costs nothing when all is well, and a busy 2-core machine (other tests,
+ * other builds) may be many times slower than an idle one. RPORT_TEST_PATIENCE overrides it.
+ */
+export const PATIENCE = Number(process.env.RPORT_TEST_PATIENCE) > 0 ? Number(process.env.RPORT_TEST_PATIENCE) : 4;
+
+/** A failure bound for waiting on an event, scaled by PATIENCE. */
+export function patient(ms: number): number {
+  return ms * PATIENCE;
+}
+
+/**
+ * When a log line was written, by the timestamp our logger puts first (ms since the epoch): a duration
+ * measured between two lines is the process's own, free of the time the test took to start it or see them.
+ */
+export function loggedAt(line: string): number {
+  const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d{3}) /.exec(line);
+  if (!m) throw new Error(`not a log line with a timestamp: ${line}`);
+  return new Date(`${m[1]}T${m[2]}`).getTime();
+}
+
 /** Log lines as they come, and a way to wait for one: a process's output, or an in-process logger's. */
 export class Lines {
   readonly lines: string[] = [];
-  private readonly waiters: Array<{ re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }> = [];
+  private readonly waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void; reject: (err: Error) => void }> = [];
+  /** Why no more lines will come (the process exited), once that is so. */
+  private ended: string | undefined;
 
   constructor(private readonly echoAs: string) {}
 
@@ -93,18 +117,37 @@ export class Lines {
     }
   }
 
-  /** The first line matching `re` at or after line index `from` (default: any line so far). */
+  /** No more lines will come: every wait still open fails now rather than at its bound. */
+  protected end(why: string): void {
+    this.ended = why;
+    for (const w of this.waiters.splice(0)) w.reject(this.missing(w.re, why));
+  }
+
+  private missing(re: RegExp, why: string): Error {
+    return new Error(`no line matching ${re} ${why}; output so far:\n${this.lines.slice(-30).join('\n')}`);
+  }
+
+  /**
+   * The first line matching `re` at or after line index `from` (default: any line so far). Fails when no
+   * such line came within patient(ms), or at once when the process has exited without it.
+   */
   waitFor(re: RegExp, ms = 10_000, from = 0): Promise<RegExpMatchArray> {
     for (let i = from; i < this.lines.length; i++) {
       const m = this.lines[i]!.match(re);
       if (m) return Promise.resolve(m);
     }
+    if (this.ended) return Promise.reject(this.missing(re, this.ended));
+    const bound = patient(ms);
     return new Promise((resolve, reject) => {
-      const w = { re, from, resolve: (m: RegExpMatchArray) => { clearTimeout(timer); resolve(m); } };
+      const w = {
+        re,
+        resolve: (m: RegExpMatchArray) => { clearTimeout(timer); resolve(m); },
+        reject: (err: Error) => { clearTimeout(timer); reject(err); },
+      };
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`no line matching ${re} within ${ms}ms; output so far:\n${this.lines.slice(-30).join('\n')}`));
-      }, ms);
+        reject(this.missing(re, `within ${bound}ms`));
+      }, bound);
       this.waiters.push(w);
     });
   }
@@ -137,6 +180,7 @@ export class Proc extends Lines {
         live.delete(child);
         if (partial) this.push(partial);
         this.exit = { code, signal };
+        this.end(`before the process exited (${signal ?? `code ${code}`})`);
         resolve(this.exit);
       });
     });
@@ -263,8 +307,9 @@ export function clientArgs(t: TestContext, server: string, extra: string[]): str
     '--max-retry-interval', '2s', '--connect-timeout', '3s', '--data-dir', tmpDir(t, 'rport-data-'), ...extra];
 }
 
-/** Waits until `check` returns a value that is not undefined, polling. */
+/** Waits until `check` returns a value that is not undefined, polling; fails after patient(ms). */
 export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, ms = 10_000, what = 'condition'): Promise<T> {
+  ms = patient(ms);
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();

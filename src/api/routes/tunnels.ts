@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../../log.js';
-import type { TunnelManager } from '../../server/tunnels.js';
+import { defaultBindNote, type TunnelManager } from '../../server/tunnels.js';
 import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
-import { describeTunnel, tunnelView, type TunnelOptions } from '../tunnel-options.js';
+import type { TunnelOptions } from '../../server/tunnel-options.js';
+import { describeTunnel, tunnelView } from '../tunnel-options.js';
 import { TUNNEL_QUERY_SCHEMA, tunnelAsk, type TunnelQuery } from '../tunnel-query.js';
 import { forwardToHolder } from './cluster.js';
 import { idParams } from './schemas.js';
@@ -59,7 +60,8 @@ export function tunnelRoutes(app: FastifyInstance, o: ApiOptions, options: Tunne
     }
     await options.save(id, t.id, ask);
     o.registry.changed();
-    return { data: (await viewer())(t) };
+    // No address asked for: where it went decides who may reach it, so the answer says it.
+    return { data: { ...(await viewer())(t), ...(ask.request.local.host ? {} : { note: defaultBindNote(t) }) } };
   });
 
   // Without force a deleted tunnel ends its open connections (rport's way); force=false asks RPort's 409 instead.

@@ -285,6 +285,19 @@ test('the login throttle with an injected clock: counted before the check, per p
   assert.equal(fail2('a'), 'account');
   assert.equal(formatBan(1), '1s');
   assert.equal(formatBan(61_001), '1m2s');
+
+  // Checks under way are counted in memory: a successful login writes nothing to the store (rportd's is the
+  // database, whose lock would otherwise hold up every API request), only failures are written.
+  const writes: string[] = [];
+  const inner = memoryRecords();
+  const watched = new LoginThrottle(3, 60_000, { now: () => now, records: { get: (k) => inner.get(k), set: (k, r) => (writes.push('set'), inner.set(k, r)), clear: (k) => (writes.push('clear'), inner.clear(k)) } });
+  for (let i = 0; i < 5; i++) {
+    watched.begin('4.4.4.4', 'ok');
+    watched.succeeded('4.4.4.4', 'ok');
+  }
+  assert.deepEqual(writes, [], 'successful logins wrote to the store');
+  watched.failed('4.4.4.4', watched.begin('4.4.4.4', 'ok'), true);
+  assert.deepEqual(writes, ['set']);
 });
 
 test('log escaping, table-driven: what changes how a line reads is escaped, every script and emoji stays', () => {

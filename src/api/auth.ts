@@ -84,6 +84,7 @@ export class ApiAuth {
     // Past the unknown-name limit such names are no longer counted, but still answered 401 as any failure:
     // a 429 only for unknown names would tell which name is the API's.
     if (!userOk && t.sourceBannedFor(ip) > 0) {
+      t.cancel(ip, user);
       this.lines.warn('api-ban', `API logins from ${ip}: refused a login as ${shown(user)}, the address is barred from unknown user names after ${t.maxFailed * SOURCE_FACTOR} failures`);
       return { ok: false, bannedMs: 0 };
     }

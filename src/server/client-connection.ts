@@ -145,6 +145,7 @@ export class ClientConnection {
     // An address that sprayed over unknown ids may go on trying only ids that exist (each under its own count).
     const sourceBan = result === 'unknown' ? c.throttle.sourceBannedFor(ip) : 0;
     if (sourceBan > 0) {
+      c.throttle.cancel(ip, user);
       c.metrics.handshakeFailures.inc({ reason: 'banned' });
       c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: the address is banned from unknown ids for another ${formatBan(sourceBan)} after ${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids`);
     } else {

@@ -38,6 +38,8 @@ export interface Attempt {
   bannedMs: number;
   /** This attempt took the pair's last try: if it fails, the pair is banned. */
   last: boolean;
+  /** The pair it is counted under while its check runs; none when refused. */
+  readonly key?: string;
 }
 
 /**
@@ -52,6 +54,8 @@ export class LoginThrottle {
   private readonly records: FailureRecords;
   private readonly realm: string;
   private readonly now: () => number;
+  /** Checks under way per pair: counted against its tries, never written to the store. */
+  private readonly running = new Map<string, number>();
 
   constructor(maxFailed: number, private readonly banMs: number, o: { records?: FailureRecords; realm?: 'clients' | 'api'; now?: () => number } = {}) {
     this.maxFailed = maxFailed;
@@ -70,32 +74,53 @@ export class LoginThrottle {
     return this.left(this.pairKey(source, account));
   }
 
-  /** Before a check: refused while the pair is banned, else counted now (a success clears it again). */
+  /**
+   * Before a check: refused while the pair is banned, or while the checks already under way could use up its
+   * tries (as if banned: those checks decide). Otherwise counted as under way, in memory only: a success then
+   * costs no write to the store, and only a failure is recorded. Each begin ends in succeeded, failed or cancel.
+   */
   begin(source: string, account: string): Attempt {
     const bannedMs = this.bannedFor(source, account);
     if (bannedMs > 0 || this.maxFailed <= 0) return { bannedMs, last: false };
-    return { bannedMs: 0, last: this.count(this.pairKey(source, account), this.maxFailed) };
-  }
-
-  /** The check could not run (too busy): the attempt is not held against the pair. */
-  cancel(source: string, account: string): void {
     const key = this.pairKey(source, account);
-    const r = this.records.get(key);
-    if (!r || this.maxFailed <= 0) return;
-    if (r.count <= 1) return this.records.clear(key);
-    this.records.set(key, { ...r, count: r.count - 1, banned_until: r.count - 1 >= this.maxFailed ? r.banned_until : 0 });
+    const running = (this.running.get(key) ?? 0) + 1;
+    const tries = this.countOf(key) + running;
+    if (tries > this.maxFailed) return { bannedMs: this.banMs, last: false };
+    this.running.set(key, running);
+    return { bannedMs: 0, last: tries >= this.maxFailed, key };
   }
 
-  /** The check failed (the attempt is counted already); an unknown account counts against the whole source too. */
+  /** The check could not run (too busy), or was refused for another reason: not held against the pair. */
+  cancel(source: string, account: string): void {
+    this.finish(this.pairKey(source, account));
+  }
+
+  /** The check failed; an unknown account counts against the whole source too. */
   failed(source: string, attempt: Attempt, known: boolean): BanKind | undefined {
-    if (this.maxFailed <= 0) return undefined;
+    if (this.maxFailed <= 0 || attempt.key === undefined) return undefined;
+    this.finish(attempt.key);
+    const banned = this.count(attempt.key, this.maxFailed);
     if (!known && this.count(this.sourceKey(source), this.maxFailed * SOURCE_FACTOR)) return 'source';
-    return attempt.last ? 'account' : undefined;
+    return banned ? 'account' : undefined;
   }
 
   succeeded(source: string, account: string): void {
     const key = this.pairKey(source, account);
+    this.finish(key);
     if (this.records.get(key)) this.records.clear(key);
+  }
+
+  private finish(key: string): void {
+    const left = (this.running.get(key) ?? 0) - 1;
+    if (left > 0) this.running.set(key, left);
+    else this.running.delete(key);
+  }
+
+  /** Failures recorded for a pair that still count (within ban_time of the last one, or banned). */
+  private countOf(key: string): number {
+    const r = this.records.get(key);
+    const now = this.now();
+    return !r || (r.banned_until <= now && now - r.last_failed_at > this.banMs) ? 0 : r.count;
   }
 
   /** Adds one to a count; true when that reached the limit (and banned). */

@@ -31,8 +31,9 @@ test('rport init writes a starter rport.conf (0600) that rport accepts, refuses 
   const cfg = clientConfig(loadConfig(CLIENT_KEYS, file, new Map()));
   assert.equal(cfg.servers[0]!.href, 'ws://rport.example.com:8080/');
   assert.deepEqual([cfg.keepAliveMs, cfg.watchdogIntegration, cfg.tags], [60_000, true, ['a', 'b']]);
-  assert.match(readFileSync(file, 'utf8'), /^auth = "c1:pa\\"ss"$/m, 'quoted as TOML');
-  assert.match(readFileSync(file, 'utf8'), /^keep_alive = "1m"$/m, 'durations as given');
+  assert.match(readFileSync(file, 'utf8'), /^ {2}auth = "c1:pa\\"ss"$/m, 'quoted as TOML');
+  assert.match(readFileSync(file, 'utf8'), /^ {2}keep_alive = "1m"$/m, 'durations as given');
+  assert.match(readFileSync(file, 'utf8'), /^ {2}tags = \[ "a", "b" \]$/m, 'in [client], where the template has it commented');
 
   const before = readFileSync(file, 'utf8');
   const again = init(['--init', '-c', file, '--server', 'other:1', '--auth', 'x:y']);
@@ -43,7 +44,14 @@ test('rport init writes a starter rport.conf (0600) that rport accepts, refuses 
   chmodSync(file, 0o644);
   const forced = init(['init', '--force', '-c', file, '--server', 'other:1', '--auth', 'x:y']);
   assert.equal(forced.status, 0, forced.stderr);
-  assert.match(readFileSync(file, 'utf8'), /^server = "other:1"$/m);
+  // The package's commented template with the values set, not a bare list of keys.
+  const template = readFileSync(join(ROOT, 'packaging/conf/rport.conf'), 'utf8');
+  const written = readFileSync(file, 'utf8');
+  assert.match(written, /^ {2}## rportd to connect to: .*\n {2}server = "other:1"$/m);
+  assert.match(written, /^ {2}auth = "x:y"$/m);
+  assert.equal(written.split('\n').length, template.split('\n').length, 'every line of the template, none added');
+  const changed = written.split('\n').filter((l, i) => l !== template.split('\n')[i]);
+  assert.deepEqual(changed, ['  server = "other:1"', '  auth = "x:y"']);
   assert.equal(statSync(file).mode & 0o777, 0o640, 'kept its group access, lost the world\'s');
 });
 

@@ -8,13 +8,13 @@ import bcrypt from 'bcryptjs';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { serviceSteps, wrapperXml } from '../src/service/windows.js';
-import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir } from './helpers/procs.js';
+import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir, writeFile } from './helpers/procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const BUILT = join(ROOT, 'release', 'linux-x64');
+const BUILT = join(ROOT, 'release-build', 'bin', 'linux-x64');
 const notBuilt = process.platform === 'linux' && process.arch === 'x64'
-  ? (!existsSync(join(BUILT, 'rport')) && 'release/linux-x64 is not built: run npm run release (CI does, before the tests)')
+  ? (!existsSync(join(BUILT, 'rport')) && 'release-build/bin/linux-x64 is not built: run npm run release (CI does, before the tests)')
   : 'the linux-x64 executables run on linux-x64 only';
 
 function init(args: string[]) {
@@ -79,6 +79,17 @@ function runBuilt(t: TestContext, exe: string, args: string[], env: NodeJS.Proce
   cleanup(t, () => proc.stop());
   return proc;
 }
+
+test('release executables embed a supported LTS Node (NODE_LTS, 24 or 26), whatever Node built them', { skip: notBuilt }, (t) => {
+  const lts = /^export const NODE_LTS = '(\d+\.\d+\.\d+)';$/m.exec(readFileSync(join(ROOT, 'scripts/release/node-lts.mjs'), 'utf8'))![1]!;
+  assert.match(lts, /^(24|26)\./);
+  // A single executable still reads NODE_OPTIONS: a preload prints the runtime's own version.
+  const probe = writeFile(tmpDir(t), 'probe.cjs', 'process.stdout.write(process.version); process.exit(0);');
+  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
+    const v = execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
+    assert.equal(v, `v${lts}`, c);
+  }
+});
 
 test('release executables: --version is package.json\'s, rportd --help, a release client connects to a release rportd on 127.0.0.1 with its add-ons extracted to a private cache', { skip: notBuilt }, async (t) => {
   for (const c of ['rport', 'rportd', 'rport-watchdog']) {
@@ -188,11 +199,11 @@ test('rport service: the Windows service is WinSW running rport.exe -c CONF with
   assert.match(bad.stderr, /^unknown service action "restart": use install, uninstall, start or stop/);
 });
 
-const ARM64 = join(ROOT, 'release', 'linux-arm64', 'rport');
+const ARM64 = join(ROOT, 'release-build', 'bin', 'linux-arm64', 'rport');
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
 const noArm64 = !existsSync('/usr/bin/qemu-aarch64') ? 'qemu-aarch64 is not installed (apt-get install qemu-user libstdc++6-arm64-cross)'
   : !existsSync(join(ARM64_SYSROOT, 'lib/libstdc++.so.6')) ? 'the arm64 C++ runtime is not installed (apt-get install libstdc++6-arm64-cross)'
-  : !existsSync(ARM64) ? 'release/linux-arm64 is not built: run npm run release' : undefined;
+  : !existsSync(ARM64) ? 'release-build/bin/linux-arm64 is not built: run npm run release' : undefined;
 
 test('release linux-arm64 rport under qemu-aarch64: connects to rportd on 127.0.0.1 and sends READY=1 through its cross-compiled sd_notify.node', { skip: noArm64, timeout: 240_000 }, async (t) => {
   const server = await startServer(t);

@@ -172,7 +172,10 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
     });
   };
   await start('rportd.service', serverLog);
-  const fingerprint = await eventually(() => /host key fingerprint (SHA256:\S+)/.exec(existsSync(serverLog) ? readFileSync(serverLog, 'utf8') : '')?.[1], 10_000, 'rportd logs its fingerprint');
+  const serverText = () => (existsSync(serverLog) ? readFileSync(serverLog, 'utf8') : '');
+  const fingerprint = await eventually(() => /host key fingerprint (SHA256:\S+)/.exec(serverText())?.[1], 10_000, 'rportd logs its fingerprint').catch((err: Error) => {
+    throw new Error(`${err.message}; its log:\n${serverText()}`);
+  });
   assert.ok(existsSync('/var/lib/rportd/rportd.db'), 'the registry in the package\'s data folder');
 
   // The client configured in one line by the installed rport, then started by its installed unit.

@@ -80,23 +80,33 @@ function runBuilt(t: TestContext, exe: string, args: string[], env: NodeJS.Proce
   return proc;
 }
 
+test('release/ holds only what ships: the packages, the tarballs and SHA256SUMS', { skip: !existsSync(join(ROOT, 'release', 'SHA256SUMS')) && 'release/ is not built: run npm run release' }, () => {
+  const files = readdirSync(join(ROOT, 'release'));
+  assert.deepEqual(files.filter((f) => !/^(rportd?_\d+\.\d+\.\d+_(amd64|arm64)\.deb|rportd?-\d+\.\d+\.\d+-(linux-x64|linux-arm64|win-x64)\.tar\.gz|SHA256SUMS)$/.test(f)), []);
+  const sums = readFileSync(join(ROOT, 'release', 'SHA256SUMS'), 'utf8').trim().split('\n').map((l) => l.split('  ')[1]);
+  assert.deepEqual(sums, files.filter((f) => f !== 'SHA256SUMS').sort(), 'each file in SHA256SUMS');
+});
+
 test('release executables embed a supported LTS Node (NODE_LTS, 24 or 26), whatever Node built them', { skip: notBuilt }, (t) => {
   const lts = /^export const NODE_LTS = '(\d+\.\d+\.\d+)';$/m.exec(readFileSync(join(ROOT, 'scripts/release/node-lts.mjs'), 'utf8'))![1]!;
   assert.match(lts, /^(24|26)\./);
   // A single executable still reads NODE_OPTIONS: a preload prints the runtime's own version.
-  const probe = writeFile(tmpDir(t), 'probe.cjs', 'process.stdout.write(process.version); process.exit(0);');
+  const dir = tmpDir(t);
+  const probe = writeFile(dir, 'probe.cjs', 'process.stdout.write(process.version); process.exit(0);');
   for (const c of ['rport', 'rportd', 'rport-watchdog']) {
-    const v = execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
+    const v = execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
     assert.equal(v, `v${lts}`, c);
   }
 });
 
 test('release executables: --version is package.json\'s, rportd --help, a release client connects to a release rportd on 127.0.0.1 with its add-ons extracted to a private cache', { skip: notBuilt }, async (t) => {
-  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
-    assert.equal(execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8' }), `${c} ${VERSION}\n`);
-  }
-  assert.match(execFileSync(join(BUILT, 'rportd'), ['--help'], { encoding: 'utf8' }), /^Usage: rportd \[-c rportd\.conf\]/m);
   const dir = tmpDir(t);
+  // Add-ons load at start, also for --version: extracted into the test's folder, not ~/.cache.
+  const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'version-cache') };
+  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
+    assert.equal(execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env }), `${c} ${VERSION}\n`);
+  }
+  assert.match(execFileSync(join(BUILT, 'rportd'), ['--help'], { encoding: 'utf8', env }), /^Usage: rportd \[-c rportd\.conf\]/m);
   const cache = join(dir, 'cache');
   const port = await freePort();
   // A bcrypt credential too: its check runs in a worker thread, whose code the executable carries.

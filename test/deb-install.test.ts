@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -10,8 +10,10 @@ import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
 
 /**
  * The release's .deb packages installed for real: dpkg -i into this machine's root, the installed units
- * run by a real systemd (the test harness's), dpkg -r and --purge. Root only; CI runs it (.ci/run builds
- * the release first; without it this test builds the linux-x64 target itself).
+ * run as shipped by a real systemd (the test harness's), dpkg -r and --purge. It changes the host while it
+ * runs (the packages, the rport system user, /etc/rport, /var/lib/rport[d]) and removes all of it after:
+ * root only, and only with RPORT_TEST_HOST_INSTALL=1, which .ci/run sets (.ci/run builds the release
+ * first; without it this test builds the linux-x64 target itself).
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -22,15 +24,28 @@ function installed(pkg: string): boolean {
   return spawnSync('dpkg-query', ['-W', '-f', '${Status}', pkg], { encoding: 'utf8' }).stdout.includes('install ok installed');
 }
 
+const getent = (user: string) => spawnSync('getent', ['passwd', user]).status === 0;
+/** Where `systemctl enable` links the units (their [Install] WantedBy=multi-user.target). */
+const WANTS = '/etc/systemd/system/multi-user.target.wants';
+
 function whySkip(): string | undefined {
+  if (process.env.RPORT_TEST_HOST_INSTALL !== '1') return 'installs into this machine\'s root: set RPORT_TEST_HOST_INSTALL=1 to run it (.ci/run does)';
   const sd = systemdUnavailable();
   if (sd) return `a real systemd is not available: ${sd}`;
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'the amd64 packages install on linux-x64 only';
-  for (const tool of ['/usr/bin/dpkg', '/usr/bin/dpkg-deb', '/usr/bin/setpriv', '/usr/sbin/adduser']) if (!existsSync(tool)) return `${tool} is missing`;
+  for (const tool of ['/usr/bin/dpkg', '/usr/bin/dpkg-deb', '/usr/sbin/adduser', '/usr/sbin/deluser']) if (!existsSync(tool)) return `${tool} is missing`;
   for (const pkg of ['rport', 'rportd']) if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not touching it`;
   return undefined;
 }
 const skip = whySkip();
+
+const isLink = (p: string) => {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
 
 /** Processes whose executable is one of the packages' (also after dpkg removed the file). */
 function packageProcesses(): string[] {
@@ -47,26 +62,15 @@ function packageProcesses(): string[] {
 }
 
 /**
- * A drop-in for the installed unit, for what a user manager (the harness) cannot do as the system manager
- * would: it cannot switch users, so User= is reset and setpriv becomes the rport user in the same process
- * (still the main PID, as NotifyAccess=main needs); StateDirectory= lands under $XDG_STATE_HOME, so the
- * package's /var/lib folder is made writable as the system manager's StateDirectory= would. Everything
- * else (Type=notify, hardening, Restart=always) is the installed file's.
+ * A drop-in for the installed unit with only what the harness needs: it loads only the test's units (no
+ * basic.target to depend on), has no journal (output to a file), and its notify socket is under /var/tmp,
+ * which PrivateTmp= would hide (systemd's own is in /run). No write access is added: User=, the
+ * StateDirectory= (/var/lib/NAME, see UserSystemd's configHome) and the hardening are the installed file's.
  */
-function dropIn(unitText: string, state: string, log: string, extra: string, unsupported: string[]): string {
-  const execStart = /^ExecStart=(.*)$/m.exec(unitText)![1];
-  const bounding = /^CapabilityBoundingSet=(.*)$/m.exec(unitText)?.[1] ?? '';
-  // The harness loads only the test's units: no basic.target to depend on.
+function dropIn(log: string, extra: string, unsupported: string[]): string {
   return `[Unit]
 DefaultDependencies=no
 [Service]
-User=
-Group=
-CapabilityBoundingSet=${bounding} CAP_SETUID CAP_SETGID
-ExecStart=
-ExecStart=/usr/bin/setpriv --reuid=rport --regid=rport --init-groups ${execStart}
-ReadWritePaths=${state}
-# The harness's notify socket is under /var/tmp, which PrivateTmp= would hide (systemd's own is in /run).
 PrivateTmp=no
 StandardOutput=append:${log}
 StandardError=append:${log}
@@ -90,8 +94,14 @@ async function unsupportedSandboxing(sd: UserSystemd, unitText: string): Promise
 
 test('the .deb packages: dpkg -i, the installed units under a real systemd (connected, state.json, status, frozen -> restarted), dpkg -r and --purge', { skip, timeout: 20 * 60_000 }, async (t) => {
   // Registered first, so it runs last: even a failed test leaves neither package nor process behind.
+  const logHome = '/var/lib/log'; // LogsDirectory= of the harness's manager (see UserSystemd)
+  const hadLogHome = existsSync(logHome);
+  const hadUser = getent('rport');
   cleanup(t, () => {
     spawnSync('dpkg', ['--purge', 'rport', 'rportd'], { stdio: 'ignore', timeout: 120_000 });
+    // Debian's packages keep their system user; the test leaves none behind.
+    if (!hadUser && getent('rport')) spawnSync('deluser', ['--system', '--quiet', 'rport'], { stdio: 'ignore', timeout: 60_000 });
+    if (!hadLogHome) rmSync(logHome, { recursive: true, force: true });
   });
   if (!DEBS.every((d) => existsSync(d))) {
     t.diagnostic('release/*.deb not found: building the linux-x64 release (npm run release -- linux-x64)');
@@ -99,6 +109,11 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   }
   const dpkg = spawnSync('dpkg', ['-i', ...DEBS], { encoding: 'utf8', timeout: 300_000 });
   assert.equal(dpkg.status, 0, dpkg.stderr);
+  // No systemd as PID 1 here: each package says what to do next, naming commands that exist.
+  t.diagnostic(dpkg.stderr);
+  assert.match(dpkg.stderr, /^rport: next: rport init --server HOST:PORT --fingerprint SHA256:\.\.\. --auth ID:PASSWORD --force \(writes \/etc\/rport\/rport\.conf\), then start rport \(no systemd running here: /m);
+  assert.match(dpkg.stderr, /^rportd: next: set auth in \/etc\/rport\/rportd\.conf \(every key: rportd --help\), then start rportd \(no systemd running here: /m);
+  assert.doesNotMatch(dpkg.stderr, /rportd init/);
 
   // What the packages put in place.
   assert.equal(execFileSync('/usr/bin/rport', ['--version'], { encoding: 'utf8' }).trim(), `rport ${VERSION}`);
@@ -120,8 +135,15 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   // rportd from its installed unit, configured as an operator would.
   const dir = tmpDir(t);
   const port = await freePort();
-  writeFileSync('/etc/rport/rportd.conf', `[server]\naddress = "127.0.0.1:${port}"\nauth = "${CLIENT_AUTH}"\ndata_dir = "/var/lib/rportd"\n[api]\naddress = ""\n`);
-  const sd = await UserSystemd.start((fn) => cleanup(t, fn));
+  // The shipped file with three lines changed; its data_dir is the package's.
+  const shipped = readFileSync('/etc/rport/rportd.conf', 'utf8');
+  const conf = shipped.replace(/^ {2}address = "0\.0\.0\.0:8080"$/m, `  address = "127.0.0.1:${port}"`).replace(/^ {2}#auth = .*$/m, `  auth = "${CLIENT_AUTH}"`).replace(/^ {2}address = "127\.0\.0\.1:3000"$/m, '  address = ""');
+  assert.equal(conf.split('\n').filter((l, i) => l !== shipped.split('\n')[i]).length, 3, 'the shipped rportd.conf has the lines an operator edits');
+  writeFileSync('/etc/rport/rportd.conf', conf);
+  // As an admin would (README); without systemd running, systemctl links the units all the same.
+  execFileSync('systemctl', ['enable', 'rport.service', 'rportd.service'], { stdio: 'ignore', timeout: 30_000 });
+  assert.ok(existsSync(join(WANTS, 'rport.service')) && existsSync(join(WANTS, 'rportd.service')), 'enabled');
+  const sd = await UserSystemd.start((fn) => cleanup(t, fn), { configHome: '/var/lib' });
   const units = join(sd.dir, 'units');
   // The rport user must reach the harness's notify socket, as it reaches the system manager's
   // /run/systemd/notify (srwxrwxrwx); a user manager's is its user's alone.
@@ -129,17 +151,17 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   chmodSync(join(sd.dir, 'runtime/systemd/notify'), 0o777);
   const serverLog = join(dir, 'rportd.log');
   const clientLog = join(dir, 'rport.log');
-  for (const [pkg, state, log, extra] of [
-    ['rportd', '/var/lib/rportd', serverLog, ''],
+  for (const [pkg, log, extra] of [
+    ['rportd', serverLog, ''],
     // WatchdogSec=330 would make the freeze below take 5 1/2 minutes.
-    ['rport', '/var/lib/rport', clientLog, 'WatchdogSec=3\nRestartSec=100ms\n'],
+    ['rport', clientLog, 'WatchdogSec=3\nRestartSec=100ms\n'],
   ] as const) {
     const text = readFileSync(`/lib/systemd/system/${pkg}.service`, 'utf8');
     const unsupported = await unsupportedSandboxing(sd, text);
     if (unsupported.length) t.diagnostic(`${pkg}.service: this machine cannot set up ${unsupported.join(', ')} (226/NAMESPACE on /bin/true): turned off in the drop-in`);
     sd.writeUnit(`${pkg}.service`, text);
     mkdirSync(join(units, `${pkg}.service.d`));
-    writeFileSync(join(units, `${pkg}.service.d`, 'harness.conf'), dropIn(text, state, log, extra, unsupported));
+    writeFileSync(join(units, `${pkg}.service.d`, 'harness.conf'), dropIn(log, extra, unsupported));
   }
   await sd.systemctl('daemon-reload');
   /** Starts a unit; a failure shows systemd's status and the service's log, not just the exit code. */
@@ -150,12 +172,18 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
     });
   };
   await start('rportd.service', serverLog);
-  const fingerprint = await eventually(() => /host key fingerprint (SHA256:\S+)/.exec(existsSync(serverLog) ? readFileSync(serverLog, 'utf8') : '')?.[1], 10_000, 'rportd logs its fingerprint');
+  const serverText = () => (existsSync(serverLog) ? readFileSync(serverLog, 'utf8') : '');
+  const fingerprint = await eventually(() => /host key fingerprint (SHA256:\S+)/.exec(serverText())?.[1], 10_000, 'rportd logs its fingerprint').catch((err: Error) => {
+    throw new Error(`${err.message}; its log:\n${serverText()}`);
+  });
   assert.ok(existsSync('/var/lib/rportd/rportd.db'), 'the registry in the package\'s data folder');
 
   // The client configured in one line by the installed rport, then started by its installed unit.
   const init = await exec('/usr/bin/rport', ['init', '--force', '--server', `127.0.0.1:${port}`, '--fingerprint', fingerprint, '--auth', CLIENT_AUTH, '--id', 'deb-client', '--log-level', 'debug']);
   assert.match(init.stdout, /wrote \/etc\/rport\/rport\.conf/);
+  const written = readFileSync('/etc/rport/rport.conf', 'utf8');
+  assert.match(written, /^ {2}## rportd to connect to: .*\n {2}server = "127\.0\.0\.1:\d+"$/m, 'the packaged template, commented, with the values set');
+  assert.match(written, /^ {2}#proxy = ""$/m);
   assert.equal(owned('/etc/rport/rport.conf'), '0:rport 640', 'the service user can still read it; others cannot');
   await start('rport.service', clientLog); // returns on READY=1
   await eventually(async () => (/^connected to 127\.0\.0\.1:\d+ within/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined), 15_000, 'the installed client connected');
@@ -171,6 +199,9 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   assert.match(status, /\/usr\/bin\/rport -c \/etc\/rport\/rport\.conf/);
   assert.match(readFileSync(clientLog, 'utf8'), /Using NOTIFY_SOCKET \S+ for systemd watchdog integration/);
   assert.match(readFileSync(clientLog, 'utf8'), /ssh2 native crypto binding is active/);
+  // The installed rport-watchdog finds the packaged config without -c.
+  const check = await exec('/usr/bin/rport-watchdog', ['check']);
+  assert.match(check.stdout, /^healthy: /);
 
   // Frozen: systemd's watchdog kills it and Restart=always brings it back, connected again.
   const pid = await sd.show('rport.service', 'MainPID');
@@ -192,5 +223,6 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   const purged = spawnSync('dpkg', ['--purge', 'rport', 'rportd'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(purged.status, 0, purged.stderr);
   for (const f of ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport']) assert.ok(!existsSync(f), `${f} purged`);
+  for (const f of ['rport.service', 'rportd.service']) assert.ok(!existsSync(join(WANTS, f)) && !isLink(join(WANTS, f)), `${WANTS}/${f} removed`);
   assert.deepEqual(packageProcesses(), []);
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -59,4 +59,26 @@ test('the PowerShell watchdog keeps rport-watchdog rules and says it was not run
   for (const phrase of ['state.json does not exist: is watchdog_integration on and has the client ever started?', 'state.json is not valid JSON', 'state.json has no numeric last_update_ts', 'that keep_alive and max_retry_interval allow', 'it promised to write again by']) {
     assert.ok(ts.includes(phrase) && ps.includes(phrase), phrase);
   }
+});
+
+test('test tiers: unit, integration and system together are every test file, once; a file in no tier runs with integration and is named; a stale entry stops the run', (t) => {
+  const runner = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'scripts/test.mjs'), ...args], { encoding: 'utf8', timeout: 30_000 });
+  const list = (...args: string[]) => runner(...args, '--list').stdout.trim().split('\n').map((f) => f.split('/').pop()!);
+  const built = readdirSync(join(ROOT, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort();
+  const tiers = ['unit', 'integration', 'system'].map((n) => list(n));
+  assert.deepEqual(tiers.flat().sort(), built, 'each file in exactly one tier');
+  assert.deepEqual(list('all'), built, 'npm test runs them all');
+  assert.ok(tiers[0]!.includes('units.test.js') && tiers[2]!.includes('deb-install.test.js'));
+
+  const dir = tmpDir(t);
+  for (const f of [...built, 'new-thing.test.js']) writeFileSync(join(dir, f), '');
+  const added = runner('integration', '--list', '--dir', dir);
+  assert.equal(added.status, 0);
+  assert.match(added.stdout, /new-thing\.test\.js/);
+  assert.equal(added.stderr, 'scripts/test.mjs: test/new-thing.test.ts in no tier: run with integration; add to TIERS in scripts/test.mjs\n');
+  assert.doesNotMatch(runner('unit', '--list', '--dir', dir).stdout, /new-thing/);
+  rmSync(join(dir, 'units.test.js'));
+  const stale = runner('unit', '--list', '--dir', dir);
+  assert.equal(stale.status, 2);
+  assert.match(stale.stderr, /test\/units\.test\.ts listed in TIERS but not found: remove it from scripts\/test\.mjs/);
 });

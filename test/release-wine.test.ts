@@ -8,16 +8,16 @@ import { promisify } from 'node:util';
 import { cleanup, CLIENT_AUTH, eventually, startServer, tmpDir } from './helpers/procs.js';
 
 /**
- * The Windows client of the release (release/win-x64/rport.exe) under Debian's wine64, connecting to rportd
+ * The Windows client of the release (release-build/bin/win-x64/rport.exe, in its tarball) under Debian's wine64, connecting to rportd
  * on 127.0.0.1. Wine is not Windows: this shows the executable, its bundle and its add-on loading work
  * on a Win32 API, not the service control manager (rport service) nor PowerShell.
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const EXE = join(ROOT, 'release', 'win-x64', 'rport.exe');
+const EXE = join(ROOT, 'release-build', 'bin', 'win-x64', 'rport.exe');
 const WINE = ['/usr/lib/wine/wine64', '/usr/bin/wine64'].find((p) => existsSync(p));
 const WINESERVER = ['/usr/lib/wine/wineserver64', '/usr/lib/wine/wineserver', '/usr/bin/wineserver'].find((p) => existsSync(p));
 const skip = !WINE || !WINESERVER ? 'wine64 is not installed (apt-get install wine64; .ci/run does)'
-  : !existsSync(EXE) ? 'release/win-x64/rport.exe is not built: run npm run release (CI does, before the tests)' : undefined;
+  : !existsSync(EXE) ? 'release-build/bin/win-x64/rport.exe is not built: run npm run release (CI does, before the tests)' : undefined;
 const exec = promisify(execFile);
 
 test('release rport.exe under wine64 connects to rportd on 127.0.0.1, with bufferutil and pure-JavaScript ssh2 (warned)', { skip, timeout: 180_000 }, async (t) => {

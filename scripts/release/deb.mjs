@@ -10,14 +10,17 @@ const PACKAGES = {
     commands: ['rport', 'rport-watchdog'],
     // As StateDirectoryMode in the unit: state.json is read by rport-watchdog running as another user.
     stateMode: '0755',
+    // postinst's next step after a fresh install (rport init exists; rportd has no init).
+    next: 'rport init --server HOST:PORT --fingerprint SHA256:... --auth ID:PASSWORD --force (writes /etc/rport/rport.conf)',
     description: 'rport client: reverse tunnels to rportd, with systemd watchdog integration\n'
       + ' Keeps a WebSocket+SSH connection to rportd alive through server restarts, dead links and bad\n'
       + ' networks. Installs rport.service (Type=notify, WatchdogSec) and rport-watchdog.',
   },
   rportd: {
     commands: ['rportd'],
-    // The host key lives there.
+    // The host key lives there (StateDirectoryMode in rportd.service).
     stateMode: '0700',
+    next: 'set auth in /etc/rport/rportd.conf (every key: rportd --help)',
     description: 'rportd: the rport server\n'
       + ' Accepts rport clients over WebSocket+SSH, keeps a registry of them, opens tunnels and serves a\n'
       + ' REST API and a dashboard. Installs rportd.service.',
@@ -65,7 +68,7 @@ Description: ${spec.description}
     put(join(stage, 'DEBIAN/control'), control, 0o644);
     put(join(stage, 'DEBIAN/conffiles'), `/etc/rport/${pkg}.conf\n`, 0o644);
     for (const script of ['postinst', 'prerm', 'postrm']) {
-      const text = readFileSync(join(root, 'packaging/deb', script), 'utf8').replaceAll('@PKG@', pkg).replaceAll('@STATE_MODE@', spec.stateMode);
+      const text = readFileSync(join(root, 'packaging/deb', script), 'utf8').replaceAll('@PKG@', pkg).replaceAll('@STATE_MODE@', spec.stateMode).replaceAll('@NEXT@', spec.next);
       put(join(stage, 'DEBIAN', script), text, 0o755);
     }
     const file = `${pkg}_${version}_${arch}.deb`;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync } from 'node:fs';
 import { describeKeys, loadConfig, ConfigError } from '../config/loader.js';
 import { Logger, LogSink } from '../log.js';
 import { applySteps, installSteps, uninstallSteps } from '../supervisor/install.js';
@@ -6,6 +7,7 @@ import { besideState, readStateFile, resolveTarget, WATCHDOG_OPTIONS } from '../
 import { Supervisor } from '../supervisor/supervisor.js';
 import { EXIT_CODE, judge, type Verdict } from '../supervisor/verdict.js';
 import { VERSION } from '../version.js';
+import { DEFAULT_CLIENT_CONF } from './init.js';
 import { onShutdown, openLogger, parseArgs, runMain } from './main.js';
 
 const USAGE = `rport-watchdog ${VERSION}: restarts an rport client that hangs, where systemd's watchdog is not available
@@ -23,6 +25,7 @@ ${describeKeys(WATCHDOG_OPTIONS)}
 check exits 0 healthy, 1 hung, 3 unknown (no, unreadable or corrupt state.json, or watchdog_integration off).
 Hung: past the file's next_update_by plus --grace; for files without it (RPort's), older than the budget
 from rport.conf (keep_alive, max_retry_interval); or older than --threshold when given.
+-c defaults to ${DEFAULT_CLIENT_CONF} when that file exists (where the package installs it).
 run restarts after two hung checks in a row, never a service stopped on purpose, at most --max-restarts an hour.
 Exit codes otherwise: 0 success, 1 failure, 2 bad usage.
 `;
@@ -41,19 +44,21 @@ runMain('rport-watchdog', async () => {
     return args.help ? 0 : 2;
   }
   const opts = loadConfig(WATCHDOG_OPTIONS, undefined, args.flags);
+  // The packaged client's config, so `rport-watchdog check` works as installed; --state alone still wins.
+  const config = args.config ?? (opts.get<string>('watchdog', 'state') || !existsSync(DEFAULT_CLIENT_CONF) ? undefined : DEFAULT_CLIENT_CONF);
   const ms = (k: string) => opts.get<number>('watchdog', k);
 
   if (command === 'install' || command === 'uninstall') {
     const cronFile = opts.get<string>('watchdog', 'cron_file');
-    if (command === 'install' && !args.config) throw new ConfigError('install needs -c /path/to/rport.conf, so the scheduled check knows which client to watch');
-    const steps = command === 'install' ? installSteps(['-c', args.config!], cronFile) : uninstallSteps(cronFile);
+    if (command === 'install' && !config) throw new ConfigError('install needs -c /path/to/rport.conf, so the scheduled check knows which client to watch');
+    const steps = command === 'install' ? installSteps(['-c', config!], cronFile) : uninstallSteps(cronFile);
     const { ok, lines } = await applySteps(steps, opts.get<boolean>('watchdog', 'print'));
     process.stdout.write(lines.join('\n') + '\n');
     return ok ? 0 : 1;
   }
   if (command !== 'check' && command !== 'run') throw new ConfigError(`unknown command "${command}": use check, run, install or uninstall (see --help)`);
 
-  const target = resolveTarget(args.config, opts);
+  const target = resolveTarget(config, opts);
   const threshold = ms('threshold') > 0 ? Math.round(ms('threshold') / 1000) : undefined;
   const graceSec = Math.round(ms('grace') / 1000);
 

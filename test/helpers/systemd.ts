@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, statfsSync, writeFileSync, chmodSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statfsSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -40,7 +40,9 @@ function removeTree(dir: string): void {
  * The machine's own systemd as a real service manager (`systemd --user`, not PID 1) in a private mount
  * namespace: a tmpfs /run holding /run/systemd/system (it refuses to start without one), unit files only
  * from this harness's folder, and a cgroup subtree of its own. The rest of the file system is shared, so
- * services see the project and the test's files.
+ * services see the project and the test's files. Running as root, it switches to a unit's User= as the
+ * system manager does. A user manager puts StateDirectory= and LogsDirectory= (log/) under
+ * $XDG_CONFIG_HOME: `configHome` '/var/lib' makes StateDirectory= the system manager's /var/lib/NAME.
  */
 export class UserSystemd {
   readonly env: NodeJS.ProcessEnv;
@@ -50,7 +52,7 @@ export class UserSystemd {
   }
 
   /** `onCleanup` registers the manager's shutdown (a test's cleanup, or a benchmark's). */
-  static async start(onCleanup: (fn: () => Promise<void>) => void): Promise<UserSystemd> {
+  static async start(onCleanup: (fn: () => Promise<void>) => void, opts: { configHome?: string } = {}): Promise<UserSystemd> {
     const dir = mkdtempSync('/var/tmp/rport-systemd-');
     for (const d of ['units', 'runtime', 'home', 'logs']) mkdirSync(join(dir, d));
     chmodSync(join(dir, 'runtime'), 0o700);
@@ -62,7 +64,7 @@ export class UserSystemd {
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/systemd/system
 for d in ${cgroups.join(' ')}; do echo $$ > $d/cgroup.procs; done
-export HOME="$0/home" XDG_CONFIG_HOME="$0/home/.config" XDG_DATA_HOME="$0/home/.local/share" XDG_STATE_HOME="$0/home/.local/state" XDG_CACHE_HOME="$0/home/.cache" SYSTEMD_UNIT_PATH="$0/units"
+export HOME="$0/home" XDG_CONFIG_HOME="${opts.configHome ?? '$0/home/.config'}" XDG_DATA_HOME="$0/home/.local/share" XDG_STATE_HOME="$0/home/.local/state" XDG_CACHE_HOME="$0/home/.cache" SYSTEMD_UNIT_PATH="$0/units"
 exec ${systemdPath()} --user --unit=harness.target`;
     const manager = spawn('setsid', ['unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script, dir], {
       stdio: 'ignore',
@@ -99,5 +101,7 @@ exec ${systemdPath()} --user --unit=harness.target`;
     await gone;
     clearTimeout(timer);
     for (const c of this.cgroups) removeTree(c);
+    // Nothing left behind in /var/tmp.
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }

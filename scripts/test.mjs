@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// The test tiers, split as ws splits its tests, by the lists below rather than by folder (test files stay
+// where they are). Run after npm run build: node scripts/test.mjs [unit|integration|system|all] [--list]
+//   unit         in one process: no rportd, no peers, no other program
+//   integration  real rportd, clients, hostile peers and tools (ssh, curl) on 127.0.0.1
+//   system       the machine's parts: systemd, the release's executables and packages, wine, Chromium,
+//                PostgreSQL and HAProxy, and the long runs (soak)
+// A test file in no list runs with integration, and the run starts with a line saying so; a listed file
+// that does not exist stops the run (exit 2). --dir DIR looks at DIR instead of dist/test.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+const TIERS = {
+  unit: ['compat-config', 'layers', 'malloc-tune', 'packaging', 'units'],
+  integration: [
+    'api-auth', 'api-compat', 'backpressure', 'client-auth-attack', 'commands', 'commands-fleet', 'compat', 'config', 'connection',
+    'files', 'fuzz', 'hostile-peers', 'registry', 'rport-watchdog', 'tunnel-abort', 'tunnel-policy', 'tunnels', 'watchdog',
+  ],
+  system: ['cluster', 'cluster-commands', 'commands-dashboard', 'dashboard', 'deb-install', 'release', 'release-wine', 'soak', 'store', 'systemd'],
+};
+const DEFAULT_TIER = 'integration';
+
+const args = process.argv.slice(2);
+const dirAt = args.indexOf('--dir');
+const dir = dirAt >= 0 ? args[dirAt + 1] : join(ROOT, 'dist', 'test');
+const wanted = args.filter((a, i) => !a.startsWith('--') && (dirAt < 0 || i !== dirAt + 1));
+const names = wanted.length === 0 || wanted.includes('all') ? Object.keys(TIERS) : wanted;
+for (const n of names) {
+  if (!TIERS[n]) {
+    process.stderr.write(`scripts/test.mjs: unknown tier "${n}": use unit, integration, system or all\n`);
+    process.exit(2);
+  }
+}
+if (!existsSync(dir)) {
+  process.stderr.write(`scripts/test.mjs: ${dir} does not exist: run npm run build first\n`);
+  process.exit(2);
+}
+
+const found = readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => f.slice(0, -'.test.js'.length));
+const listed = Object.values(TIERS).flat();
+const missing = listed.filter((n) => !found.includes(n));
+if (missing.length) {
+  process.stderr.write(`scripts/test.mjs: ${missing.map((n) => `test/${n}.test.ts`).join(', ')} listed in TIERS but not found: remove it from scripts/test.mjs\n`);
+  process.exit(2);
+}
+const unlisted = found.filter((n) => !listed.includes(n));
+if (unlisted.length) {
+  process.stderr.write(`scripts/test.mjs: ${unlisted.map((n) => `test/${n}.test.ts`).join(', ')} in no tier: run with ${DEFAULT_TIER}; add to TIERS in scripts/test.mjs\n`);
+}
+const files = names.flatMap((n) => [...TIERS[n], ...(n === DEFAULT_TIER ? unlisted : [])]).map((n) => join(dir, `${n}.test.js`)).sort();
+
+if (args.includes('--list')) {
+  process.stdout.write(`${files.join('\n')}\n`);
+  process.exit(0);
+}
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+process.exit(r.status ?? 1);

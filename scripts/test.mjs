@@ -17,10 +17,11 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const TIERS = {
   unit: ['compat-config', 'layers', 'malloc-tune', 'packaging', 'units'],
   integration: [
-    'api-auth', 'api-compat', 'backpressure', 'client-auth-attack', 'commands', 'commands-fleet', 'compat', 'config', 'connection',
-    'files', 'fuzz', 'hostile-peers', 'registry', 'rport-watchdog', 'tunnel-abort', 'tunnel-policy', 'tunnels', 'watchdog',
+    'api-attack', 'api-auth', 'api-compat', 'backpressure', 'client-auth-attack', 'commands', 'commands-attacks', 'commands-fleet',
+    'compat', 'config', 'connection', 'docs', 'files', 'files-symlinks', 'fuzz', 'hostile-peers', 'interop-openrport', 'job-budgets',
+    'registry', 'resets', 'rport-watchdog', 'stock-client-attack', 'tunnel-abort', 'tunnel-policy', 'tunnels', 'watchdog',
   ],
-  system: ['cluster', 'cluster-commands', 'commands-dashboard', 'dashboard', 'deb-install', 'release', 'release-wine', 'soak', 'store', 'systemd'],
+  system: ['cluster', 'cluster-attack', 'cluster-commands', 'commands-dashboard', 'dashboard', 'deb-install', 'release', 'release-wine', 'soak', 'store', 'systemd'],
 };
 const DEFAULT_TIER = 'integration';
 

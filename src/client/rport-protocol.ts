@@ -20,6 +20,13 @@ export function speaksRport(ssh: ssh2.Client): boolean {
   return raw?.toString('latin1') === RPORT_IDENT.server;
 }
 
+/**
+ * Jobs as run_cmd sent them, and the parts of their result, until cmd_result goes out: kept across
+ * connections, as the client's jobs keep a result for the next one; the oldest go past MAX_KEPT_JOBS.
+ */
+const jobs = new Map<string, { job: RportJob; parts: JobPart[] }>();
+const MAX_KEPT_JOBS = 200;
+
 /** rport's connection request in RPort's form (Go field names). */
 export function rportConnectionRequest(r: ConnectRequest): RportConnectionRequest {
   return {
@@ -42,8 +49,6 @@ export type RportRequestHandler = (payload: unknown) => unknown;
  */
 export class RportDialect extends EventEmitter implements Control {
   private readonly handlers = new Map<string, Handler>();
-  /** Jobs as run_cmd sent them, and the parts of their result, until cmd_result goes out. */
-  private readonly jobs = new Map<string, { job: RportJob; parts: JobPart[] }>();
   private closedWith: Error | undefined;
 
   constructor(private readonly ssh: ssh2.Client, private readonly debug: (m: string) => void) {
@@ -79,7 +84,10 @@ export class RportDialect extends EventEmitter implements Control {
         return this.ask(RPORT_REQUEST.ping, undefined, timeoutMs).then(() => ({ now: Date.now() }) as T);
       case METHOD.jobPart: {
         const p = params as JobPart;
-        this.jobs.get(p.jid)?.parts.push(p);
+        const kept = jobs.get(p.jid);
+        // Part 0 starts the result afresh: a result re-sent after a reconnect.
+        if (kept && p.seq === 0) kept.parts = [];
+        kept?.parts.push(p);
         return Promise.resolve(null as T);
       }
       case METHOD.jobDone:
@@ -101,20 +109,24 @@ export class RportDialect extends EventEmitter implements Control {
       jid: job.jid as string, command: job.command as string, is_script: job.is_script as boolean, interpreter: job.interpreter ?? '', cwd: job.cwd ?? '',
       timeout_sec: job.timeout_sec as number,
     };
-    this.jobs.set(String(job.jid), { job: job as RportJob, parts: [] });
+    jobs.set(String(job.jid), { job: job as RportJob, parts: [] });
+    for (const old of jobs.keys()) {
+      if (jobs.size <= MAX_KEPT_JOBS) break;
+      jobs.delete(old);
+    }
     try {
       const r = (await run(req)) as JobRunReply;
       return { Pid: r.pid, StartedAt: new Date(r.started_at).toISOString() };
     } catch (err) {
-      this.jobs.delete(String(job.jid));
+      jobs.delete(String(job.jid));
       throw err;
     }
   }
 
   /** A finished job goes back as RPort's Job with its result (cmd_result has no answer). */
   private async cmdResult(d: JobDone): Promise<void> {
-    const kept = this.jobs.get(d.jid);
-    if (!kept) throw new RemoteError(`job ${d.jid} was not sent by this server`);
+    const kept = jobs.get(d.jid);
+    if (!kept) throw new RemoteError(`job ${d.jid} is not known (more than ${MAX_KEPT_JOBS} jobs came after it)`);
     const text = (stream: 'stdout' | 'stderr') => Buffer.concat(kept.parts.filter((p) => p.stream === stream).sort((a, b) => a.seq - b.seq).map((p) => Buffer.from(p.data, 'base64'))).toString('utf8');
     const stdout = text('stdout');
     const job: RportJob = {
@@ -123,7 +135,7 @@ export class RportDialect extends EventEmitter implements Control {
     };
     if (this.closedWith) throw this.closedWith;
     (this.ssh as unknown as GlobalRequests).globalRequest(RPORT_REQUEST.cmdResult, Buffer.from(JSON.stringify(job)));
-    this.jobs.delete(d.jid);
+    jobs.delete(d.jid);
   }
 
   /** A request of the server: JSON in, JSON or the reason out, as RPort's client answers. */

@@ -1,31 +1,22 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { runJob } from './helpers/jobs-api.js';
+import { OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
 import { eventually, freePort, runProgram, startClient, startServer, target, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
 
-// The real openrport 0.9.13 binaries, as RPort users run them: ../shared/peers/openrport/bin from the repo
-// root (dist/test/ is two below it), or OPENRPORT_BIN (a worktree elsewhere).
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = process.env.OPENRPORT_BIN ?? join(REPO, '..', 'shared', 'peers', 'openrport', 'bin');
-const skip = existsSync(join(BIN, 'rport')) && existsSync(join(BIN, 'rportd')) ? false : `no openrport binaries in ${BIN} (set OPENRPORT_BIN to their folder to run these tests)`;
-if (skip) console.log(`# interop-openrport: skipped: ${skip}`);
+const BIN = OPENRPORT_BIN;
+const skip = openrportSkip('interop-openrport');
 
 const SEED = 'interop-key-seed';
 const [AUTH_ID, AUTH_PW] = CLIENT_AUTH.split(':') as [string, string];
 
 /** The MD5 fingerprint a real rportd with this key_seed logs (what every stock client in the field pins). */
 async function realFingerprint(t: TestContext, seed: string): Promise<string> {
-  const dir = tmpDir(t, 'openrportd-');
-  const port = await freePort();
-  const conf = writeFile(dir, 'rportd.conf', `[server]\n  address = "127.0.0.1:${port}"\n  key_seed = "${seed}"\n  auth = "${CLIENT_AUTH}"\n  data_dir = "${dir}"\n  allow_root = true\n[api]\n  address = "127.0.0.1:${await freePort()}"\n  jwt_secret = "0123456789abcdef0123456789abcdef"\n  auth = "${API_AUTH}"\n`);
-  const real = runProgram(t, join(BIN, 'rportd'), ['-c', conf]);
-  const m = await real.waitFor(/Fingerprint ((?:[0-9a-f]{2}:){15}[0-9a-f]{2})/, 20_000);
-  await real.stop();
-  return m[1]!;
+  const real = await realServer(t, seed);
+  await real.proc.stop();
+  return real.fingerprint;
 }
 
 interface StockOptions {

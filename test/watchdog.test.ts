@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { blackHole, eventually, freePort, run, runProgram, startClient, startServer, tmpDir, type Proc } from './helpers/procs.js';
+import { test } from 'node:test';
+import { blackHole, eventually, freePort, notifyReceiver, run, startClient, startServer, tmpDir } from './helpers/procs.js';
 
 const GO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?(Z|[+-]\d\d:\d\d)$/;
-const RECEIVER = fileURLToPath(new URL('../../test/helpers/notify_receiver.py', import.meta.url));
 
 function readState(dir: string): Record<string, unknown> | undefined {
   try {
@@ -84,12 +82,6 @@ test('a state.json that cannot be written is logged once and does not stop the c
   assert.match(errors[0]!, /ERROR watchdog: cannot write .*readonly\/state\.json \(EACCES\): a supervisor reading it will think the client hangs; the client keeps running/);
   assert.equal(readState(dir), undefined);
 });
-
-async function notifyReceiver(t: TestContext, address: string): Promise<Proc & { messages(): string[] }> {
-  const rx = runProgram(t, 'python3', [RECEIVER, address]);
-  await rx.waitFor(/"listening"/);
-  return Object.assign(rx, { messages: () => rx.lines.slice(1).map((l) => JSON.parse(l) as string) });
-}
 
 for (const kind of ['path', 'abstract'] as const) {
   test(`sd_notify to a real datagram socket (${kind}): READY=1, WATCHDOG=1 per event with STATUS=, heartbeats, STOPPING=1`, async (t) => {

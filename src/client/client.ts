@@ -171,7 +171,7 @@ export class RportClient {
     try {
       const left = Math.max(1, end - performance.now());
       const reply = await clock.run('request', 'connection request', left, () => link.control.request<ConnectReply>(METHOD.connect, request, left));
-      this.log.debug(`server accepted the connection request (session ${reply.sessionId}, host key ${link.fingerprint})`);
+      this.log.debug(`server accepted the connection request (session ${reply.sessionId}, host key ${link.fingerprint}${link.rport ? ', a stock RPort server' : ''})`);
       return link;
     } catch (err) {
       link.close();

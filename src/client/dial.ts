@@ -4,10 +4,11 @@ import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tl
 import ssh2 from 'ssh2';
 import WebSocket from 'ws';
 import type { ServerUrl } from '../config/server-url.js';
-import { ControlChannel } from '../transport/control-channel.js';
+import { ControlChannel, type Control } from '../transport/control-channel.js';
 import { fingerprintMatches, fingerprintOf } from '../transport/host-key.js';
 import { AUTH_ID_HEADER, CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../transport/protocol.js';
 import { sshStream } from '../transport/ws-stream.js';
+import { RportDialect, speaksRport } from './rport-protocol.js';
 import type { StepClock } from './step-clock.js';
 
 export interface DialOptions {
@@ -23,10 +24,12 @@ export interface DialOptions {
   timeoutMs: number;
 }
 
-/** An authenticated SSH session inside a WebSocket, with its control channel open. */
+/** An authenticated SSH session inside a WebSocket, with its control channel open (or RPort's requests). */
 export interface Link {
   ssh: ssh2.Client;
-  control: ControlChannel;
+  control: Control;
+  /** The server is a stock RPort rportd (it spoke RPort's identification line). */
+  rport: boolean;
   fingerprint: string;
   close(): void;
 }
@@ -255,6 +258,11 @@ async function upgradeToWebSocket(a: Attempt, sock: Socket | TLSSocket): Promise
   // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and
   // are emitted before an await after 'open' would resume. The stream queues writes until open.
   const wsStream = sshStream(ws);
+  // RPort's server answers 101 without the subprotocol, which ws would refuse: the dialect is told by the
+  // server's SSH identification line instead (rport-protocol.ts), and a subprotocol it names is still checked.
+  ws.once('upgrade', (res) => {
+    res.headers['sec-websocket-protocol'] ??= WS_SUBPROTOCOL;
+  });
   const upgradeFailed = new Promise<never>((_, reject) => {
     ws.once('unexpected-response', (_req, res) => {
       const own = res.headers['x-rport-error'];
@@ -307,7 +315,9 @@ async function sshLogin(a: Attempt, stream: ReturnType<typeof sshStream>): Promi
 }
 
 /** Step control: the control channel (a subsystem) that carries pings and the connection request. */
-async function openControlChannel(a: Attempt, ssh: ssh2.Client): Promise<ControlChannel> {
+async function openControlChannel(a: Attempt, ssh: ssh2.Client): Promise<Control> {
+  // A stock RPort server has no control channel: its requests are SSH global requests.
+  if (speaksRport(ssh)) return new RportDialect(ssh, a.debug);
   const stream = await a.step('control', 'opening the control channel', () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
     ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
   }));
@@ -328,7 +338,7 @@ export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) 
     const sock = o.server.secure ? await startTls(a, tcp) : tcp;
     const { ssh, fingerprint } = await sshLogin(a, await upgradeToWebSocket(a, sock));
     const control = await openControlChannel(a, ssh);
-    return { ssh, control, fingerprint, close: () => { control.close(); a.closeAll(); } };
+    return { ssh, control, rport: control instanceof RportDialect, fingerprint, close: () => { control.close(); a.closeAll(); } };
   } catch (err) {
     a.closeAll();
     throw err;

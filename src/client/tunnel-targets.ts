@@ -1,12 +1,13 @@
 import { lookup } from 'node:dns/promises';
+import type { EventEmitter } from 'node:events';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import { formatHostPort, parseHostPort, type AddressRules, type HostPort } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import { deadline, TimeoutError, withTimeout } from '../timeout.js';
-import type { ControlChannel } from '../transport/control-channel.js';
+import type { Control } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
-import { METHOD, TUNNEL_BIND_PORT, type TunnelOpenRequest } from '../transport/protocol.js';
+import { METHOD, RPORT_CHANNEL, RPORT_REQUEST, TUNNEL_BIND_PORT, type TunnelOpenRequest } from '../transport/protocol.js';
 
 /** Bound on dialing a tunnel target; the server's caller sees the channel refused when it runs out. */
 export const TARGET_DIAL_TIMEOUT_MS = 10_000;
@@ -51,8 +52,12 @@ export class TunnelTargets {
     private readonly log: Logger,
   ) {}
 
-  /** Serves one connection: its control requests and forwarded channels. */
-  attach(ssh: ssh2.Client, control: ControlChannel): void {
+  /**
+   * Serves one connection: its control requests and forwarded channels, or a stock RPort server's: it asks
+   * check_tunnel_allowed first, then opens one `rport` channel per connection naming host:port, which is
+   * checked and dialed as a forwarded one is.
+   */
+  attach(ssh: ssh2.Client, control: Control): void {
     this.targets.clear();
     control.handle(METHOD.tunnelOpen, (p) => this.open(ssh, p as TunnelOpenRequest));
     control.handle(METHOD.tunnelClose, (p) => {
@@ -65,6 +70,45 @@ export class TunnelTargets {
       if (!target) return reject();
       void this.dial(target, info.srcIP, accept, reject);
     });
+    control.handle(RPORT_REQUEST.checkTunnelAllowed, async (p) => {
+      const target = this.parse((p as { Remote?: unknown })?.Remote);
+      const checked = await this.check(target);
+      if (checked.allowed.length === 0) this.log.warn(`refused a tunnel to ${checked.shown}: not allowed by [client] tunnel_allowed`);
+      return { IsAllowed: checked.allowed.length > 0 };
+    });
+    control.handle(RPORT_REQUEST.checkPort, (p) => this.checkPort(p));
+    (ssh as unknown as EventEmitter).on('channel', (type: string, data: Buffer | undefined, accept: () => ssh2.ClientChannel, reject: () => void) => {
+      const target = type === RPORT_CHANNEL.tunnel ? parseHostPort(data?.toString('utf8') ?? '', '') : undefined;
+      if (!target?.host) {
+        this.log.warn(`refused a channel of type "${type.slice(0, 64)}" from the server: not a tunnel to host:port`);
+        return reject();
+      }
+      void this.dial(target, 'the server', accept, reject);
+    });
+  }
+
+  private parse(remote: unknown): HostPort {
+    const target = typeof remote === 'string' ? parseHostPort(remote, '') : undefined;
+    if (!target?.host) throw new Error('tunnel request is malformed: remote must be host:port');
+    return target;
+  }
+
+  /**
+   * RPort's check_port (is the target listening?), for addresses tunnel_allowed allows only: the server
+   * may not probe the client's network beyond what it may tunnel to. Its Timeout (Go nanoseconds) is capped.
+   */
+  private async checkPort(p: unknown): Promise<{ Open: boolean; ErrMsg: string }> {
+    const r = (p ?? {}) as { HostPort?: unknown; Timeout?: unknown };
+    const target = this.parse(r.HostPort);
+    const ms = Math.min(TARGET_DIAL_TIMEOUT_MS, typeof r.Timeout === 'number' && r.Timeout > 0 ? r.Timeout / 1e6 : TARGET_DIAL_TIMEOUT_MS);
+    try {
+      const checked = await this.check(target);
+      if (checked.allowed.length === 0) return { Open: false, ErrMsg: `${checked.shown} is not allowed by the client's [client] tunnel_allowed` };
+      (await connectTo(checked.allowed[0]!, target.port, ms)).destroy();
+      return { Open: true, ErrMsg: '' };
+    } catch (err) {
+      return { Open: false, ErrMsg: errorMessage(err) };
+    }
   }
 
   private async check(target: HostPort): Promise<Checked> {
@@ -79,8 +123,8 @@ export class TunnelTargets {
   }
 
   private async open(ssh: ssh2.Client, req: TunnelOpenRequest): Promise<{ remote: string }> {
-    const target = typeof req?.remote === 'string' ? parseHostPort(req.remote, '') : undefined;
-    if (!target || !target.host || typeof req.id !== 'string') throw new Error(`tunnel request is malformed: remote must be host:port`);
+    const target = this.parse(req?.remote);
+    if (typeof req.id !== 'string') throw new Error('tunnel request is malformed: id must be a string');
     const checked = await this.check(target);
     if (checked.allowed.length === 0) {
       this.log.warn(`refused a tunnel to ${checked.shown}: not allowed by [client] tunnel_allowed`);

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type ssh2 from 'ssh2';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
-import { withTimeout } from '../timeout.js';
 import { VERSION } from '../version.js';
 import { MAX_LINE, RateBucket, RemoteError, type Control, type Handler } from '../transport/control-channel.js';
+import { askGlobal, type GlobalRequests } from '../transport/global-request.js';
 import {
   METHOD, RPORT_CHANNEL, RPORT_REFUSAL, RPORT_REQUEST, type JobDone, type JobPart, type JobRunReply, type JobRunRequest, type RportJob, type TunnelOpenRequest,
 } from '../transport/protocol.js';
@@ -60,7 +60,7 @@ export class RPortRequests extends EventEmitter implements Control {
   /** Sent once after the connection request: no monitoring and no IP address reports, rportd keeps neither. */
   sendCapabilities(): void {
     const caps = { ServerVersion: VERSION, MonitoringVersion: 0, IPAddressesVersion: 0 };
-    (this.ssh as unknown as SshRport).globalRequest(RPORT_REQUEST.capabilities, Buffer.from(JSON.stringify(caps)));
+    (this.ssh as unknown as GlobalRequests).globalRequest(RPORT_REQUEST.capabilities, Buffer.from(JSON.stringify(caps)));
   }
 
   /** Our methods as RPort's requests. */
@@ -211,24 +211,9 @@ export class RPortRequests extends EventEmitter implements Control {
     }
   }
 
-  /** A global request with an answer: its JSON (or undefined when empty); a refusal rejects with the reason. */
   private ask(name: string, body: unknown, timeoutMs: number): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith);
-    const answer = new Promise<unknown>((resolve, reject) => {
-      const onClose = (err: Error) => reject(err);
-      this.once('close', onClose);
-      (this.ssh as unknown as SshRport).globalRequest(name, body === undefined ? undefined : Buffer.from(JSON.stringify(body)), (ok, data) => {
-        this.off('close', onClose);
-        const text = data ? data.toString('utf8') : '';
-        if (!ok) return reject(new RemoteError(text || `${name} refused`));
-        try {
-          resolve(text ? JSON.parse(text) : undefined);
-        } catch {
-          reject(new RemoteError(`the answer to ${name} is not JSON`));
-        }
-      });
-    });
-    return withTimeout(answer, timeoutMs, `${name} request`);
+    return askGlobal(this.ssh as unknown as GlobalRequests, this, name, body, timeoutMs);
   }
 
   private shutdown(err: Error): void {
@@ -240,6 +225,5 @@ export class RPortRequests extends EventEmitter implements Control {
 
 /** What the ssh2 patch adds to a server-side connection. */
 interface SshRport {
-  globalRequest(name: string, data: Buffer | undefined, cb?: (ok: boolean, data: Buffer | null) => void): void;
   openChannel(type: string, data: Buffer, cb: (err: Error | undefined, channel: ssh2.Channel) => void): void;
 }

@@ -224,6 +224,13 @@ export function runProgram(t: TestContext, file: string, args: string[]): Proc {
   return proc;
 }
 
+/** A real AF_UNIX datagram socket as systemd's NOTIFY_SOCKET (a path, or @name): what it received, one message a line. */
+export async function notifyReceiver(t: TestContext, address: string): Promise<Proc & { messages(): string[] }> {
+  const rx = runProgram(t, 'python3', [fileURLToPath(new URL('../../../test/helpers/notify_receiver.py', import.meta.url)), address]);
+  await rx.waitFor(/"listening"/);
+  return Object.assign(rx, { messages: () => rx.lines.slice(1).map((l) => JSON.parse(l) as string) });
+}
+
 /** A running server: `proc` is its process (Proc), or its log lines when it runs in the test's process. */
 export interface ServerHandle<P extends Stoppable = Proc> {
   proc: P;

@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { CommandsConfig } from '../../config/client-config.js';
 import { errorMessage, type Logger } from '../../log.js';
 import { sleep } from '../../timeout.js';
-import { RemoteError, type ControlChannel } from '../../transport/control-channel.js';
+import { RemoteError, type Control } from '../../transport/control-channel.js';
 import { MAX_JOB_TIMEOUT_SEC, METHOD, type JobDone, type JobOutput, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
 import { checkCommand } from './filter.js';
 import { JobRefused, killTree, startJob } from './runner.js';
@@ -64,7 +64,7 @@ export class ClientJobs {
   /** Jobs between their checks and their start: counted with `running`, so requests arriving together cannot all pass the limit. */
   private readonly starting = new Set<string>();
   private readonly undelivered = new Map<string, Delivery>();
-  private control: ControlChannel | undefined;
+  private control: Control | undefined;
   private readonly flusher: NodeJS.Timeout;
   private flushing = false;
   private delivering = false;
@@ -76,12 +76,12 @@ export class ClientJobs {
   }
 
   /** A new connection, before its connection request: the server may send jobs as soon as it accepts. */
-  attach(control: ControlChannel): void {
+  attach(control: Control): void {
     control.handle(METHOD.jobRun, (params) => this.onRun(params));
   }
 
   /** The connection request was accepted: output and results go here now; results kept from before go first. */
-  online(control: ControlChannel): void {
+  online(control: Control): void {
     this.control = control;
     control.once('close', () => {
       if (this.control === control) this.control = undefined;

@@ -18,8 +18,8 @@ const TIERS = {
   unit: ['compat-config', 'layers', 'malloc-tune', 'packaging', 'units'],
   integration: [
     'api-attack', 'api-auth', 'api-compat', 'backpressure', 'client-auth-attack', 'commands', 'commands-attacks', 'commands-fleet',
-    'compat', 'config', 'connection', 'docs', 'event-streams', 'files', 'files-symlinks', 'fuzz', 'hostile-peers', 'interop-openrport', 'job-budgets',
-    'registry', 'resets', 'rport-watchdog', 'stock-client-attack', 'tunnel-abort', 'tunnel-policy', 'tunnels', 'watchdog',
+    'compat', 'config', 'connection', 'docs', 'event-streams', 'files', 'files-symlinks', 'fuzz', 'hostile-peers', 'interop-openrport', 'interop-openrport-client', 'job-budgets',
+    'registry', 'resets', 'rport-server-attack', 'rport-watchdog', 'stock-client-attack', 'tunnel-abort', 'tunnel-policy', 'tunnels', 'watchdog',
   ],
   system: ['cluster', 'cluster-attack', 'cluster-commands', 'commands-dashboard', 'dashboard', 'deb-install', 'release', 'release-wine', 'soak', 'store', 'systemd'],
 };

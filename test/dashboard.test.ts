@@ -33,7 +33,9 @@ test('dashboard in headless Chromium: log in, a client appears live, a tunnel is
   await page.fill('#tunnel-form input[name=remote]', `127.0.0.1:${(web.address() as AddressInfo).port}`);
   await page.click('#tunnel-form button[type=submit]');
   await page.waitForSelector('#tunnels tr:has-text("127.0.0.1:")');
-  const local = (await page.textContent('#tunnels tr td:first-child'))!.match(/^0\.0\.0\.0:(\d+)$/)![1];
+  // No server address asked for: on loopback, and the dashboard says so and how to publish it.
+  const local = (await page.textContent('#tunnels tr td:first-child'))!.match(/^127\.0\.0\.1:(\d+)$/)![1];
+  assert.match(await page.textContent('#tunnel-note') ?? '', /on this machine only: .*ask for local=0\.0\.0\.0:PORT \(with an acl\)/);
   assert.equal(await (await fetch(`http://127.0.0.1:${local}/`)).text(), 'behind the NAT');
   await page.waitForSelector('tr[data-client="dash-client"] td:last-child:has-text("1")');
 

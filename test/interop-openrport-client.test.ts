@@ -69,10 +69,10 @@ function rport(t: Parameters<typeof startClient>[0], server: RealServer, id: str
   return startClient(t, `127.0.0.1:${server.port}`, ['--id', id, '--fingerprint', fingerprint, '--tunnel-allowed', '127.0.0.1', ...extra], env);
 }
 
-test('rport connects to a real RPort rportd pinned to its MD5 fingerprint (a prefix) or its SHA256; a tunnel made through the real API carries bytes both ways; a command runs with its output', { skip }, async (t) => {
+test('rport connects to a real RPort rportd pinned to its MD5 fingerprint (a 12-byte prefix) or its SHA256; a tunnel made through the real API carries bytes both ways; a command runs with its output', { skip }, async (t) => {
   const server = await realServer(t, SEED);
   const sha256 = loadHostKey('', SEED).fingerprint;
-  const md5 = rport(t, server, 'rp-md5', server.fingerprint.slice(0, 11));
+  const md5 = rport(t, server, 'rp-md5', server.fingerprint.slice(0, 35));
   rport(t, server, 'rp-sha', sha256);
   await listed(server, 'rp-md5');
   await listed(server, 'rp-sha');

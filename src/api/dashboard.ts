@@ -50,6 +50,7 @@ export const DASHBOARD_HTML = `<!doctype html>
         <button type="submit">Create tunnel</button>
       </form>
       <div class="error" id="tunnel-error"></div>
+      <div id="tunnel-note"></div>
     </section>
 ${COMMANDS_HTML}  </main>
 </div>
@@ -197,12 +198,15 @@ ${DOM_HELPERS}  let token = sessionStorage.getItem('rport-token');
   $('tunnel-form').onsubmit = async (ev) => {
     ev.preventDefault();
     $('tunnel-error').textContent = '';
+    $('tunnel-note').textContent = '';
     const f = new FormData(ev.target);
     const q = new URLSearchParams({ remote: f.get('remote') });
     if (f.get('local')) q.set('local', f.get('local'));
     if (f.get('acl')) q.set('acl', f.get('acl'));
     try {
-      await api('PUT', '/api/v1/clients/' + encodeURIComponent(selected) + '/tunnels?' + q);
+      const r = await api('PUT', '/api/v1/clients/' + encodeURIComponent(selected) + '/tunnels?' + q);
+      // Where a tunnel without a server address went (loopback on a new install): the server says why.
+      if (r && r.data && r.data.note) $('tunnel-note').textContent = r.data.note;
       ev.target.reset();
     } catch (e) { $('tunnel-error').textContent = e.message; }
   };

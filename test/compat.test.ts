@@ -14,7 +14,7 @@ import { machineId } from '../src/config/client-config.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
-import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
+import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, runtimeRunsAs, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -205,7 +205,7 @@ test('rportd with a data_dir it cannot write: one line naming the key, the folde
   assert.deepEqual(p.lines, [`rportd: ${line}`]);
   assert.match(readFileSync(log, 'utf8'), new RegExp(`ERROR rportd: ${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\n$`));
 
-  if (process.getuid?.() !== 0) return;
+  if (!runtimeRunsAs(65534)) return t.diagnostic(`not run as nobody: not root, or ${process.execPath} is not executable by nobody`);
   // As an unprivileged service user, under a folder only root may write.
   const locked = `${dir}/locked`;
   mkdirSync(locked, { mode: 0o700 });

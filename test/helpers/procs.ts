@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
@@ -63,6 +63,14 @@ export function victim(dir: string, mode = 0o600): { path: string; untouched(): 
       assert.equal(statSync(path).mode & 0o7777, mode, `${path} had its mode changed through a symlink`);
     },
   };
+}
+
+/**
+ * Whether this Node can be started as `uid`: a runtime under a folder only root may enter (CI's cached LTS in
+ * root's home) cannot, and a test that runs a command as another user is then skipped with that reason.
+ */
+export function runtimeRunsAs(uid: number): boolean {
+  return process.getuid?.() === 0 && spawnSync(process.execPath, ['-e', ''], { uid, stdio: 'ignore', timeout: 30_000 }).status === 0;
 }
 
 export interface Exit {

@@ -121,7 +121,8 @@ test('the heartbeat budget is logged; a WatchdogSec below it gets a warning that
   const rx = await notifyReceiver(t, join(tmpDir(t), 'n.sock'));
   const server = await startServer(t);
   const timings = ['--keep-alive', '3m', '--keep-alive-timeout', '30s', '--max-retry-interval', '3m', '--connect-timeout', '20s'];
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--watchdog-integration', ...timings]);
+  // Pinned, so that the only warning it could log is about the watchdog (an unset fingerprint warns too).
+  const client = startClient(t, `127.0.0.1:${server.port}`, ['--watchdog-integration', '--fingerprint', server.fingerprint, ...timings]);
   await client.waitFor(/connected to/);
   assert.match(client.output, /longest gap between updates 3m31s \(connected: keep_alive \+ keep_alive_timeout \+ 1s = 3m31s; reconnecting: max_retry_interval \+ connect_timeout \+ 1s = 3m21s\)/);
   assert.doesNotMatch(client.output, /WARN/);

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadHostKey } from '../src/transport/host-key.js';
-import { openrportSkip, realServer, type RealServer } from './helpers/openrport.js';
+import { exchange, openrportSkip, realServer, type RealServer } from './helpers/openrport.js';
 import { eventually, freePort, notifyReceiver, startClient, target, tmpDir, type Proc } from './helpers/procs.js';
 
 // rport against the real RPort rportd (openrport 0.9.13), through the real server's API.
@@ -42,27 +41,6 @@ async function fetchJson(server: RealServer, method: string, path: string, body:
     headers: { authorization: `Basic ${Buffer.from('admin:apipass').toString('base64')}`, 'content-type': 'application/json' },
   });
   return { status: r.status, body: await r.json() };
-}
-
-/** Sends data through a tunnel port; what came back once `expect` bytes did, or how it ended before. */
-function exchange(port: number, data: Buffer, expect: number): Promise<{ how: string; got: Buffer }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1', () => sock.write(data));
-    const got: Buffer[] = [];
-    let n = 0;
-    const done = (how: string) => {
-      resolve({ how, got: Buffer.concat(got) });
-      sock.destroy();
-    };
-    sock.on('data', (b) => {
-      got.push(b);
-      n += b.length;
-      if (n >= expect) done('complete');
-    });
-    sock.once('end', () => done('end'));
-    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
-    sock.setTimeout(20_000, () => done('timeout'));
-  });
 }
 
 function rport(t: Parameters<typeof startClient>[0], server: RealServer, id: string, fingerprint: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {

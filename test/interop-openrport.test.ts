@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { runJob } from './helpers/jobs-api.js';
-import { OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
+import { exchange, OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
 import { eventually, freePort, runProgram, startClient, startServer, target, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
 
 const BIN = OPENRPORT_BIN;
@@ -53,30 +52,6 @@ async function tunnel(server: ServerHandle, client: string, remotePort: number):
   const r = await server.api(`/api/v1/clients/${client}/tunnels?remote=127.0.0.1:${remotePort}&local=127.0.0.1:0`, API_AUTH, 'PUT');
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return Number(r.body.data.local.split(':').pop());
-}
-
-/**
- * Sends `data` through the tunnel and resolves with what came back once `expect` bytes did (how: "complete"),
- * or how the connection ended before. No half-close: RPort's client closes both ways at the first EOF.
- */
-function exchange(port: number, data: Buffer, expect: number): Promise<{ how: string; got: Buffer }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1', () => sock.write(data));
-    const got: Buffer[] = [];
-    let n = 0;
-    const done = (how: string) => {
-      resolve({ how, got: Buffer.concat(got) });
-      sock.destroy();
-    };
-    sock.on('data', (b) => {
-      got.push(b);
-      n += b.length;
-      if (n >= expect) done('complete');
-    });
-    sock.once('end', () => done('end'));
-    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
-    sock.setTimeout(20_000, () => done('timeout'));
-  });
 }
 
 test('a stock RPort client pinned to a real rportd\'s fingerprint connects to rportd of the same key_seed, and its tunnels carry bytes both ways', { skip }, async (t) => {

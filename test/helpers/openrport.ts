@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -43,4 +44,28 @@ export async function realServer(t: TestContext, seed: string, fixed?: { port: n
     return { status: r.status, body: text ? JSON.parse(text) : undefined };
   };
   return { proc, port, apiPort, fingerprint: m[1]!, api };
+}
+
+/**
+ * Sends `data` through the tunnel and resolves with what came back once `expect` bytes did (how: "complete"),
+ * or how the connection ended before. No half-close: RPort's client closes both ways at the first EOF.
+ */
+export function exchange(port: number, data: Buffer, expect: number): Promise<{ how: string; got: Buffer }> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1', () => sock.write(data));
+    const got: Buffer[] = [];
+    let n = 0;
+    const done = (how: string) => {
+      resolve({ how, got: Buffer.concat(got) });
+      sock.destroy();
+    };
+    sock.on('data', (b) => {
+      got.push(b);
+      n += b.length;
+      if (n >= expect) done('complete');
+    });
+    sock.once('end', () => done('end'));
+    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+    sock.setTimeout(20_000, () => done('timeout'));
+  });
 }

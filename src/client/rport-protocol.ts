@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import type ssh2 from 'ssh2';
 import { parseRemoteSpec } from '../shared/host-port.js';
 import { errorMessage } from '../log.js';
-import { MAX_LINE, RemoteError, type Control, type Handler } from '../transport/control-channel.js';
-import { askGlobal, type GlobalRequests } from '../transport/global-request.js';
+import { MAX_LINE, RemoteError, type Control } from '../transport/control-channel.js';
+import { GlobalRequestControl, type GlobalRequests } from '../transport/global-request.js';
 import {
   METHOD, RPORT_IDENT, RPORT_REQUEST, type ConnectReply, type ConnectRequest, type JobDone, type JobPart, type JobRunReply, type JobRunRequest,
   type RportConnectionRequest, type RportJob,
@@ -47,33 +47,17 @@ export type RportRequestHandler = (payload: unknown) => unknown;
  * and RPort's requests of the server reach the handlers set for their names (check_tunnel_allowed,
  * check_port, run_cmd as job.run). What RPort has no message for (live output) is dropped here.
  */
-export class RportDialect extends EventEmitter implements Control {
-  private readonly handlers = new Map<string, Handler>();
-  private closedWith: Error | undefined;
+export class RportDialect extends GlobalRequestControl implements Control {
 
   constructor(private readonly ssh: ssh2.Client, private readonly debug: (m: string) => void) {
-    super();
-    this.setMaxListeners(0); // one close listener per request awaiting its answer
+    super(ssh as unknown as GlobalRequests & EventEmitter);
     // The ssh2 patch's events for RPort's requests and channels, not in its types.
     (ssh as unknown as EventEmitter).on('request', (name: string, data: Buffer | undefined, accept: (b?: Buffer) => void, reject: (b?: Buffer) => void) => void this.onRequest(name, data, accept, reject));
-    ssh.once('close', () => this.shutdown(new Error('connection closed')));
     this.handle(RPORT_REQUEST.capabilities, (caps) => void this.debug(`server capabilities: ${JSON.stringify(caps).slice(0, 200)}`));
     // rport keeps no attributes or update status for the server to refresh: accepted, as a stock client would.
     this.handle(RPORT_REQUEST.updateAttributes, () => undefined);
     this.handle(RPORT_REQUEST.refreshUpdates, () => undefined);
     this.handle(RPORT_REQUEST.runCmd, (p) => this.runCmd(p));
-  }
-
-  get closed(): boolean {
-    return this.closedWith !== undefined;
-  }
-
-  handle(method: string, handler: Handler): void {
-    this.handlers.set(method, handler);
-  }
-
-  close(): void {
-    this.shutdown(new Error('connection closed'));
   }
 
   request<T>(method: string, params: unknown, timeoutMs: number): Promise<T> {
@@ -161,14 +145,4 @@ export class RportDialect extends EventEmitter implements Control {
     }
   }
 
-  private ask(name: string, body: unknown, timeoutMs: number): Promise<unknown> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
-    return askGlobal(this.ssh as unknown as GlobalRequests, this, name, body, timeoutMs);
-  }
-
-  private shutdown(err: Error): void {
-    if (this.closedWith) return;
-    this.closedWith = err;
-    this.emit('close', err);
-  }
 }

@@ -1,9 +1,9 @@
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import type ssh2 from 'ssh2';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { VERSION } from '../version.js';
-import { MAX_LINE, RateBucket, RemoteError, type Control, type Handler } from '../transport/control-channel.js';
-import { askGlobal, type GlobalRequests } from '../transport/global-request.js';
+import { MAX_LINE, RateBucket, RemoteError, type Control } from '../transport/control-channel.js';
+import { GlobalRequestControl, type GlobalRequests } from '../transport/global-request.js';
 import {
   METHOD, RPORT_CHANNEL, RPORT_REFUSAL, RPORT_REQUEST, type JobDone, type JobPart, type JobRunReply, type JobRunRequest, type RportJob, type TunnelOpenRequest,
 } from '../transport/protocol.js';
@@ -24,13 +24,11 @@ const MAX_OUTPUT_CHANNELS = 64;
  * speaks RPort's global requests and channels for them. Every request of the client has the size and rate
  * limits of rport's own messages; too many, too large or malformed end the connection.
  */
-export class RPortRequests extends EventEmitter implements Control {
-  private readonly handlers = new Map<string, Handler>();
+export class RPortRequests extends GlobalRequestControl implements Control {
   /** Tunnel ids the client agreed to carry, and what it dials for each (RPort's channel names the target). */
   private readonly remotes = new Map<string, string>();
   private readonly rate: RateBucket;
   private outputChannels = 0;
-  private closedWith: Error | undefined;
 
   constructor(
     private readonly ssh: ssh2.Connection,
@@ -39,22 +37,8 @@ export class RPortRequests extends EventEmitter implements Control {
     private readonly c: { log: Logger; limited: LogLimiter; metrics: Metrics },
     messagesPerSecond: number,
   ) {
-    super();
-    this.setMaxListeners(0); // one close listener per request awaiting its answer
+    super(ssh as unknown as GlobalRequests & EventEmitter);
     this.rate = new RateBucket(messagesPerSecond);
-    ssh.once('close', () => this.shutdown(new Error('connection closed')));
-  }
-
-  get closed(): boolean {
-    return this.closedWith !== undefined;
-  }
-
-  handle(method: string, handler: Handler): void {
-    this.handlers.set(method, handler);
-  }
-
-  close(): void {
-    this.shutdown(new Error('connection closed'));
   }
 
   /** Sent once after the connection request: no monitoring and no IP address reports, rportd keeps neither. */
@@ -211,16 +195,6 @@ export class RPortRequests extends EventEmitter implements Control {
     }
   }
 
-  private ask(name: string, body: unknown, timeoutMs: number): Promise<unknown> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
-    return askGlobal(this.ssh as unknown as GlobalRequests, this, name, body, timeoutMs);
-  }
-
-  private shutdown(err: Error): void {
-    if (this.closedWith) return;
-    this.closedWith = err;
-    this.emit('close', err);
-  }
 }
 
 /** What the ssh2 patch adds to a server-side connection. */

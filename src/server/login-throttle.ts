@@ -126,9 +126,7 @@ export class LoginThrottle {
   /** Adds one to a count; true when that reached the limit (and banned). */
   private count(key: string, limit: number): boolean {
     const now = this.now();
-    const old = this.records.get(key);
-    const fresh = !old || (old.banned_until <= now && now - old.last_failed_at > this.banMs);
-    const count = (fresh ? 0 : old.count) + 1;
+    const count = this.countOf(key) + 1;
     const banned = count >= limit;
     this.records.set(key, { count, banned_until: banned ? now + this.banMs : 0, last_failed_at: now });
     return banned;

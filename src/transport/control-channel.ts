@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { errorMessage } from '../log.js';
+import { errorMessage, escapeControls } from '../log.js';
 import { withTimeout } from '../timeout.js';
 
 // Newline-delimited JSON over one SSH channel. A request is {id, method, params}; its answer
@@ -50,6 +50,12 @@ interface Pending {
 
 /** The peer answered a request with an error (for example a refused connection request). */
 export class RemoteError extends Error {}
+
+/** A peer's error value as one readable line: it may be blank, not a string, or hold newlines. */
+function remoteErrorText(error: unknown): string {
+  const text = typeof error === 'string' ? error : JSON.stringify(error) ?? '';
+  return text.trim() ? escapeControls(text) : 'the peer refused the request without saying why';
+}
 
 export class ControlChannel extends EventEmitter implements Control {
   private nextId = 1;
@@ -126,7 +132,7 @@ export class ControlChannel extends EventEmitter implements Control {
     const p = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
     if (!p) return; // an answer that arrived after its request timed out
     this.pending.delete(msg.id as number);
-    if (msg.error !== undefined) p.reject(new RemoteError(String(msg.error)));
+    if (msg.error !== undefined) p.reject(new RemoteError(remoteErrorText(msg.error)));
     else p.resolve(msg.result);
   }
 

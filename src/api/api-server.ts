@@ -71,7 +71,9 @@ export function apiRoutes(app: FastifyInstance): RouteInfo[] {
  */
 export function createApi(o: ApiOptions): FastifyInstance {
   // removeAdditional off: fastify's default strips unknown parameters silently; here they are refused by name.
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } } });
+  // maxParamLength: the router's own limit (100) answered 414 before the auth hook ran, so a long id told an
+  // outsider which routes take parameters; Node's header limit bounds the path, the routes check their ids.
+  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, routerOptions: { maxParamLength: 16 << 10 }, ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } } });
   const tokens = new Tokens(undefined, o.maxTokenLifetimeMs);
   const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log, logIntervalMs: o.logIntervalMs });
   const routes: RouteInfo[] = [];

@@ -62,7 +62,10 @@ function remoteSpec(r: unknown): string {
   const [lhost, lport, rhost, rport] = [part('lhost'), part('lport'), part('rhost'), part('rport')];
   const bracket = (h: string) => (h.includes(':') ? `[${h}]` : h);
   // No lport: a free port on the server (port 0).
-  return `${lhost ? `${bracket(lhost)}:` : ''}${lport || '0'}:${bracket(rhost || '127.0.0.1')}:${rport}`;
+  const spec = `${lhost ? `${bracket(lhost)}:` : ''}${lport || '0'}:${bracket(rhost || '127.0.0.1')}:${rport}`;
+  // Each part is bounded, the tunnel as rport's remotes hold it too (the same bound as rport's own request).
+  if (spec.length > MAX_ITEM) throw refuse(`connection request field "Remotes" holds a tunnel longer than ${MAX_ITEM} characters`);
+  return spec;
 }
 
 /**

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { API_AUTH, CLIENT_AUTH, freePort, runProgram, tmpDir, writeFile, type Proc } from './procs.js';
+import { accepting, API_AUTH, CLIENT_AUTH, freePort, runProgram, tmpDir, writeFile, type Proc } from './procs.js';
 
 // The real openrport 0.9.13 binaries, as RPort users run them: ../shared/peers/openrport/bin from the repo
 // root (dist/test/helpers/ is three below it), or OPENRPORT_BIN (a worktree elsewhere).
@@ -36,6 +36,9 @@ export async function realServer(t: TestContext, seed: string, fixed?: { port: n
   const proc = runProgram(t, join(OPENRPORT_BIN, 'rportd'), ['-c', conf]);
   const m = await proc.waitFor(/Fingerprint ((?:[0-9a-f]{2}:){15}[0-9a-f]{2})/, 20_000);
   await proc.waitFor(/API Listening on/, 20_000);
+  // RPort logs that line before it binds the port.
+  await accepting(apiPort, proc, 20_000);
+  await accepting(port, proc, 20_000);
   const api = async (method: string, path: string) => {
     const r = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
       method, headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}`, 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Logger, LogSink } from '../../src/log.js';
 import { PostgresDb } from '../../src/server/db/postgres.js';
-import { cleanup, freePort, Proc, tmpDir, writeFile } from './procs.js';
+import { accepting, cleanup, freePort, Proc, tmpDir, writeFile } from './procs.js';
 
 /** Debian's PostgreSQL binaries (the newest installed), or undefined. */
 function pgBin(): string | undefined {
@@ -106,18 +106,8 @@ ${backends.map((p, i) => `  server n${i} 127.0.0.1:${p} check`).join('\n')}
 `);
   const proc = new Proc(spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] }));
   cleanup(t, () => proc.stop());
-  // Listening once it accepts a TCP connection.
-  const { connect } = await import('node:net');
-  const end = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return port;
-    if (proc.exit || Date.now() > end) throw new Error(`haproxy did not listen on ${port}:\n${proc.output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await accepting(port, proc);
+  return port;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -331,6 +331,20 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
     if (v !== undefined) return v;
     if (Date.now() > end) throw new Error(`${what} not reached within ${ms}ms`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Resolves once `port` on loopback accepts a TCP connection: a log line saying "listening" may come first. */
+export async function accepting(port: number, proc: Proc, ms = 10_000): Promise<void> {
+  const end = Date.now() + patient(ms);
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (proc.exit || Date.now() > end) throw new Error(`nothing accepted connections on 127.0.0.1:${port}:\n${proc.output}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

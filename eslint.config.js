@@ -1,0 +1,30 @@
+// Lint rules, configured once for the whole tree (npm run lint; .ci/run runs it). Formatting is prettier's
+// (.prettierrc.json): no stylistic rules here, so the two never disagree.
+import js from '@eslint/js';
+import globals from 'globals';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'build/', 'release/', 'node_modules/', 'test/corpus/', 'native/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: globals.node },
+    rules: {
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      // Control characters are what log escaping and protocol parsing look for.
+      'no-control-regex': 'off',
+    },
+  },
+  {
+    // Small files, one purpose each: a longer file says why at its top.
+    files: ['src/**/*.ts'],
+    rules: { 'max-lines': ['error', { max: 300, skipBlankLines: true, skipComments: true }] },
+  },
+  {
+    // Tests read JSON answers of the API and peers' messages, whose shapes the test asserts on.
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+);

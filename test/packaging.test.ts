@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CLIENT_KEYS } from '../src/config/client-config.js';
-import type { KeyDef } from '../src/config/loader.js';
+import { loadConfig, type KeyDef } from '../src/config/loader.js';
+import { SERVER_KEYS } from '../src/config/server-config.js';
 import { STRIKES_TO_RESTART } from '../src/supervisor/supervisor.js';
 import { WATCHDOG_OPTIONS } from '../src/supervisor/options.js';
 import { heartbeatBudget } from '../src/watchdog/budget.js';
@@ -28,6 +29,19 @@ test('rport.service: Type=notify, Restart=always, User=rport, and WatchdogSec ab
     connectTimeoutMs: def(CLIENT_KEYS, 'connection', 'connect_timeout'),
   });
   assert.ok(wd * 1000 > budget.maxMs, `WatchdogSec=${wd} must exceed the default budget ${budget.maxMs}ms`);
+});
+
+test('each unit may write where its shipped config puts data and logs: data_dir is /var/lib/ of StateDirectory=, the suggested log_file is in /var/log/ of LogsDirectory= (ProtectSystem=strict leaves only those writable)', () => {
+  for (const [pkg, defs, section] of [['rport', CLIENT_KEYS, 'client'], ['rportd', SERVER_KEYS, 'server']] as const) {
+    const unit = read(`packaging/systemd/${pkg}.service`);
+    const dir = (directive: string) => /^(\S+)$/.exec(new RegExp(`^${directive}=(.*)$`, 'm').exec(unit)?.[1] ?? '')?.[1];
+    assert.match(unit, /^ProtectSystem=strict$/m);
+    const dataDir = loadConfig(defs, join(ROOT, `packaging/conf/${pkg}.conf`), new Map()).get<string>(section, 'data_dir');
+    assert.equal(dataDir, `/var/lib/${dir('StateDirectory')}`, `packaging/conf/${pkg}.conf's data_dir and ${pkg}.service's StateDirectory=`);
+    const logFile = /^ *#?log_file = "(.*)"$/m.exec(read(`packaging/conf/${pkg}.conf`))?.[1];
+    assert.equal(dirname(logFile ?? ''), `/var/log/${dir('LogsDirectory')}`, `packaging/conf/${pkg}.conf's log_file and ${pkg}.service's LogsDirectory=`);
+    assert.doesNotMatch(unit, /^ReadWritePaths=/m, 'no other writable folder');
+  }
 });
 
 test('the systemd units pass systemd-analyze verify', { skip: !existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze is not installed' }, (t) => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { apiRoutes } from '../src/api/api-server.js';
 import { CLIENT_KEYS } from '../src/config/client-config.js';
 import type { KeyDef } from '../src/config/loader.js';
@@ -88,4 +90,41 @@ test('the API routes the docs name exist', async (t) => {
     }
   }
   assert.ok(checked >= 5, `only ${checked} routes found in the docs`);
+});
+
+test('the files the docs name exist: relative links, repository paths in backticks, and the config a README command reads (made earlier in its block)', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const docs = ['README.md', 'DEVELOPERS.md', 'BENCHMARKS.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)].filter((f) => existsSync(join(root, f)));
+  // Written by a run, not kept in the checkout.
+  const madeByRuns = new Set(['test/fuzz/crashes/']);
+  let checked = 0;
+  for (const file of docs) {
+    const text = read(file);
+    for (const [, link] of text.matchAll(/\]\(([^)\s#]+)(?:#[^)]*)?\)/g)) {
+      if (/^[a-z]+:/.test(link!)) continue;
+      assert.ok(existsSync(join(root, dirname(file), link!)), `${file} links to ${link}, which the checkout does not have`);
+      checked++;
+    }
+    for (const [, path] of text.matchAll(/`((?:packaging|docs|scripts|test|src|bench|native|patches|\.ci)\/[^`\s*<]*)`/g)) {
+      if (madeByRuns.has(path!)) continue;
+      assert.ok(existsSync(join(root, path!)), `${file} names ${path}, which the checkout does not have`);
+      checked++;
+    }
+  }
+  // A newcomer runs the README's commands in the checkout: a -c FILE there is in it, or made before in the
+  // same block (cp SRC ., rport init -c FILE).
+  for (const [, block] of read('README.md').matchAll(/```sh\n([\s\S]*?)```/g)) {
+    const made = new Set<string>();
+    for (const line of block!.split('\n')) {
+      const cp = /\bcp (\S+) (\S+)/.exec(line);
+      if (cp) made.add(cp[2] === '.' ? basename(cp[1]!) : cp[2]!);
+      for (const [, conf] of line.matchAll(/ -c (\S+)/g)) {
+        if (conf!.startsWith('/')) continue;
+        if (/\binit\b/.test(line)) made.add(conf!);
+        else assert.ok(made.has(conf!) || existsSync(join(root, conf!)), `README.md runs "${line.trim()}", but a checkout has no ${conf} and the block does not make it`);
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked >= 20, `only ${checked} names checked`);
 });

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { apiRoutes } from '../src/api/api-server.js';
 import { CLIENT_KEYS } from '../src/config/client-config.js';
 import type { KeyDef } from '../src/config/loader.js';
+import { RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES } from '../src/config/rport-names.js';
 import { SERVER_KEYS } from '../src/config/server-config.js';
 import { parseDuration } from '../src/shared/duration.js';
 import { apiApp } from './helpers/api-app.js';
@@ -124,6 +125,38 @@ test('the files the docs name exist: relative links, repository paths in backtic
         else assert.ok(made.has(conf!) || existsSync(join(root, conf!)), `README.md runs "${line.trim()}", but a checkout has no ${conf} and the block does not make it`);
         checked++;
       }
+    }
+  }
+  assert.ok(checked >= 20, `only ${checked} names checked`);
+});
+
+test("docs/migrating.md's not-implemented names are ones rportd and rport accept and ignore (RPort's documented names outside the key tables), not refused", () => {
+  const text = read('docs/migrating.md');
+  const start = text.indexOf('**Not implemented yet**');
+  assert.ok(start >= 0, 'docs/migrating.md has its "Not implemented yet" paragraph');
+  // The list ends with the sections; what follows is about other names.
+  const end = text.indexOf('`[plus-*]`.', start);
+  assert.ok(end > start, 'the list ends with `[plus-*]`.');
+  const paragraph = text.slice(start, end);
+  const implemented = (section: string, key: string) => [...CLIENT_KEYS, ...SERVER_KEYS].some((d) => d.section === section && d.key === key);
+  const documented = (section: string, key?: string) => [RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES].some((n) => {
+    const keys = n[section];
+    return keys !== undefined && (key === undefined || keys === '*' || keys.includes(key));
+  });
+  let checked = 0;
+  for (const [, name] of paragraph.matchAll(/`([^`]+)`/g)) {
+    const withSection = /^\[([a-z-]+)\](?: ([a-z_]+))?/.exec(name!);
+    if (withSection) {
+      const [, section, key] = withSection;
+      assert.ok(documented(section!, key), `docs/migrating.md names ${name} as ignored, but RPort's names do not have it: rport refuses it`);
+      if (key) assert.ok(!implemented(section!, key), `docs/migrating.md names ${name} as not implemented and ignored, but [${section}] ${key} is in the key tables (it is read, and a value rport does not take is refused)`);
+      // "in `[api]`: ..." introduces the keys after it; a section named alone is ignored as a whole.
+      else if (!paragraph.includes(`\`${name}\`:`)) assert.ok(![...CLIENT_KEYS, ...SERVER_KEYS].some((d) => d.section === section), `docs/migrating.md names the section ${name} as ignored, but rport reads keys of it`);
+      checked++;
+    } else if (/^[a-z_]+$/.test(name!)) {
+      const sections = [...new Set([RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES].flatMap((n) => Object.keys(n).filter((s) => Array.isArray(n[s]) && (n[s] as string[]).includes(name!))))];
+      assert.ok(sections.some((s) => !implemented(s, name!)), `docs/migrating.md names ${name} as ignored, but no section of RPort's names has it unimplemented`);
+      checked++;
     }
   }
   assert.ok(checked >= 20, `only ${checked} names checked`);

@@ -96,3 +96,19 @@ test('test tiers: unit, integration and system together are every test file, onc
   assert.equal(stale.status, 2);
   assert.match(stale.stderr, /test\/units\.test\.ts listed in TIERS but not found: remove it from scripts\/test\.mjs/);
 });
+
+test("package.json's engines and the README take the Node the release embeds (NODE_LTS)", () => {
+  const lts = /^export const NODE_LTS = '(\d+)\.(\d+)\.(\d+)';$/m.exec(read('scripts/release/node-lts.mjs'))!.slice(1).map(Number);
+  const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+  const atLeast = (v: number[]) => lts[0]! - v[0]! || lts[1]! - v[1]! || lts[2]! - v[2]!;
+  // The two forms engines uses: ">=X.Y.Z" and "^X.Y.Z".
+  const takes = engines.split('||').map((r) => r.trim()).some((range) => {
+    const m = /^(>=|\^)(\d+)\.(\d+)\.(\d+)$/.exec(range);
+    assert.ok(m, `package.json engines.node: "${range}" is not of the form >=X.Y.Z or ^X.Y.Z`);
+    const v = m.slice(2).map(Number);
+    return atLeast(v) >= 0 && (m[1] === '>=' || v[0] === lts[0]);
+  });
+  assert.ok(takes, `package.json engines.node "${engines}" does not take Node ${lts.join('.')}, the release's`);
+  assert.match(read('README.md'), new RegExp(`^Node\\.js ${lts[0]} \\(the LTS the release executables embed`, 'm'));
+  assert.match(read('docs/install.md'), new RegExp(`^Node \\*\\*${lts[0]}\\*\\* \\(\`NODE_LTS\``, 'm'));
+});

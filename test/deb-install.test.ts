@@ -29,7 +29,7 @@ const getent = (user: string) => spawnSync('getent', ['passwd', user]).status ==
 /** Where `systemctl enable` links the units (their [Install] WantedBy=multi-user.target). */
 const WANTS = '/etc/systemd/system/multi-user.target.wants';
 
-function whySkip(): string | undefined {
+function whySkip(noPrivateRoot: string | undefined): string | undefined {
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'the amd64 packages install on linux-x64 only';
   const sd = systemdUnavailable();
   if (sd) return `a real systemd is not available: ${sd}`;
@@ -37,7 +37,7 @@ function whySkip(): string | undefined {
   for (const pkg of ['rport', 'rportd']) if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not testing over it`;
   const missing = DEBS.find((d) => !existsSync(d));
   if (missing) return `${missing} not found: build the release first (npm run release -- linux-x64)`;
-  return privateRootUnavailable();
+  return noPrivateRoot;
 }
 
 const isLink = (p: string) => {
@@ -230,7 +230,8 @@ const INSTALL = 'the .deb packages: dpkg -i, the installed units under a real sy
 if (inPrivateRoot()) {
   test(INSTALL, { timeout: 18 * 60_000 }, install);
 } else {
-  test('a private root: writes to /, /etc, /usr and /var/tmp stay in it, /proc is its own, what it leaves running ends with it, NODE_TEST_CONTEXT is not passed on', { skip: privateRootUnavailable() }, async () => {
+  const noPrivateRoot = privateRootUnavailable();
+  test('a private root: writes to /, /etc, /usr and /var/tmp stay in it, /proc is its own, what it leaves running ends with it, NODE_TEST_CONTEXT is not passed on', { skip: noPrivateRoot }, async () => {
     const name = `rport-private-root-probe-${process.pid}`;
     const files = ['/', '/etc', '/usr/bin', '/var/tmp'].map((d) => join(d, name));
     const { code, output } = await runInPrivateRoot(['bash', '-c', `set -e; touch ${files.join(' ')}; ls ${files.join(' ')} >/dev/null; (exec -a ${name} sleep 600) & grep -q pivot_root /proc/1/cmdline && echo "own /proc, context \${NODE_TEST_CONTEXT-unset}"`], {
@@ -251,7 +252,7 @@ if (inPrivateRoot()) {
     assert.equal(inPrivateRoot(), false, 'the host has no mark of a private root');
   });
 
-  test(`${INSTALL}, in a private root; the host unchanged`, { skip: whySkip(), timeout: 20 * 60_000 }, async (t) => {
+  test(`${INSTALL}, in a private root; the host unchanged`, { skip: whySkip(noPrivateRoot), timeout: 20 * 60_000 }, async (t) => {
     const before = hostState();
     const { code, output } = await runInPrivateRoot([process.execPath, '--test-reporter=tap', fileURLToPath(import.meta.url)], { timeoutMs: 19 * 60_000 });
     // Its diagnostics (dpkg's lines, systemctl status) as this test's; all of its output when it failed.

@@ -1,7 +1,8 @@
 // A migrating RPort user's setup, run for real: their client ids, proxies, headers and rportd semantics,
 // and the errors a new user meets, each one line that names the key and the fix.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { hostname, userInfo } from 'node:os';
@@ -217,4 +218,22 @@ test('rportd with a data_dir it cannot write: one line naming the key, the folde
   // The default data_dir is named as such.
   assert.equal((await q.exited).code, 1);
   assert.match(q.output, /^rportd: \[server\] data_dir = "\/var\/lib\/rport" \(the default\): cannot use \/var\/lib\/rport: permission denied to nobody/);
+});
+
+test("rportd as its service user on files a run as root left in data_dir (host key, node-id): one line naming the file, the user and the fix", { skip: !runtimeRunsAs(65534) && `not root, or ${process.execPath} is not executable by nobody` }, async (t) => {
+  const dir = tmpDir(t);
+  chmodSync(dir, 0o755);
+  const data = `${dir}/data`;
+  mkdirSync(data, { mode: 0o700 });
+  chownSync(data, 65534, 65534);
+  const port = await freePort();
+  const keyFile = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString();
+  // What `sudo rportd` leaves behind: root's 0600 files in the service user's folder.
+  for (const [file, owned] of [['rportd-host-key', false], ['node-id', true]] as const) {
+    if (owned) chownSync(`${data}/rportd-host-key`, 65534, 65534);
+    writeFileSync(`${data}/${file}`, file === 'node-id' ? 'node-a\n' : keyFile, { mode: 0o600 });
+    const p = run('rportd', ['--address', `127.0.0.1:${port}`, '--auth', CLIENT_AUTH, '--data-dir', data], {}, { uid: 65534 });
+    assert.equal((await p.exited).code, 1, p.output);
+    assert.deepEqual(p.lines, [`rportd: --data-dir "${data}": cannot use ${data} (${data}/${file}): permission denied to nobody, the user rportd runs as: give the folder and its files to nobody (chown -R nobody ${data}; a run as root leaves root's files behind), or set another [server] data_dir`]);
+  }
 });

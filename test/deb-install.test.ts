@@ -1,19 +1,20 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { cleanup, eventually, freePort, tmpDir, CLIENT_AUTH } from './helpers/procs.js';
+import { inPrivateRoot, privateRootUnavailable, runInPrivateRoot } from './helpers/private-root.js';
 import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
 
 /**
- * The release's .deb packages installed for real: dpkg -i into this machine's root, the installed units
- * run as shipped by a real systemd (the test harness's), dpkg -r and --purge. It changes the host while it
- * runs (the packages, the rport system user, /etc/rport, /var/lib/rport[d]) and removes all of it after:
- * root only, and only with RPORT_TEST_HOST_INSTALL=1, which .ci/run sets (.ci/run builds the release
- * first; without it this test builds the linux-x64 target itself).
+ * The release's .deb packages installed for real: dpkg -i, the installed units run as shipped by a real
+ * systemd (the test harness's), dpkg -r and --purge. All of it in a private root (helpers/private-root.ts):
+ * this file runs itself again there, where "/" is a throwaway overlay of the host's, so the packages, the
+ * rport system user, /etc/rport and the rest never reach the host; the test then checks they did not.
+ * Needs root and the release's packages (`npm run release`, which .ci/run runs first); skips without.
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -28,16 +29,16 @@ const getent = (user: string) => spawnSync('getent', ['passwd', user]).status ==
 /** Where `systemctl enable` links the units (their [Install] WantedBy=multi-user.target). */
 const WANTS = '/etc/systemd/system/multi-user.target.wants';
 
-function whySkip(): string | undefined {
-  if (process.env.RPORT_TEST_HOST_INSTALL !== '1') return 'installs into this machine\'s root: set RPORT_TEST_HOST_INSTALL=1 to run it (.ci/run does)';
+function whySkip(noPrivateRoot: string | undefined): string | undefined {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'the amd64 packages install on linux-x64 only';
   const sd = systemdUnavailable();
   if (sd) return `a real systemd is not available: ${sd}`;
-  if (process.platform !== 'linux' || process.arch !== 'x64') return 'the amd64 packages install on linux-x64 only';
   for (const tool of ['/usr/bin/dpkg', '/usr/bin/dpkg-deb', '/usr/sbin/adduser', '/usr/sbin/deluser']) if (!existsSync(tool)) return `${tool} is missing`;
-  for (const pkg of ['rport', 'rportd']) if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not touching it`;
-  return undefined;
+  for (const pkg of ['rport', 'rportd']) if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not testing over it`;
+  const missing = DEBS.find((d) => !existsSync(d));
+  if (missing) return `${missing} not found: build the release first (npm run release -- linux-x64)`;
+  return noPrivateRoot;
 }
-const skip = whySkip();
 
 const isLink = (p: string) => {
   try {
@@ -63,15 +64,14 @@ function packageProcesses(): string[] {
 
 /**
  * A drop-in for the installed unit with only what the harness needs: it loads only the test's units (no
- * basic.target to depend on), has no journal (output to a file), and its notify socket is under /var/tmp,
- * which PrivateTmp= would hide (systemd's own is in /run). No write access is added: User=, the
- * StateDirectory= (/var/lib/NAME, see UserSystemd's configHome) and the hardening are the installed file's.
+ * basic.target to depend on) and has no journal (output to a file). No write access is added and no
+ * sandboxing taken away (but what this machine cannot set up): User=, the StateDirectory= (/var/lib/NAME,
+ * see UserSystemd's configHome), PrivateTmp= and the rest of the hardening are the installed file's.
  */
 function dropIn(log: string, extra: string, unsupported: string[]): string {
   return `[Unit]
 DefaultDependencies=no
 [Service]
-PrivateTmp=no
 StandardOutput=append:${log}
 StandardError=append:${log}
 ${unsupported.map((d) => `${d}=no`).join('\n')}
@@ -92,21 +92,8 @@ async function unsupportedSandboxing(sd: UserSystemd, unitText: string): Promise
   return out;
 }
 
-test('the .deb packages: dpkg -i, the installed units under a real systemd (connected, state.json, status, frozen -> restarted), dpkg -r and --purge', { skip, timeout: 20 * 60_000 }, async (t) => {
-  // Registered first, so it runs last: even a failed test leaves neither package nor process behind.
-  const logHome = '/var/lib/log'; // LogsDirectory= of the harness's manager (see UserSystemd)
-  const hadLogHome = existsSync(logHome);
-  const hadUser = getent('rport');
-  cleanup(t, () => {
-    spawnSync('dpkg', ['--purge', 'rport', 'rportd'], { stdio: 'ignore', timeout: 120_000 });
-    // Debian's packages keep their system user; the test leaves none behind.
-    if (!hadUser && getent('rport')) spawnSync('deluser', ['--system', '--quiet', 'rport'], { stdio: 'ignore', timeout: 60_000 });
-    if (!hadLogHome) rmSync(logHome, { recursive: true, force: true });
-  });
-  if (!DEBS.every((d) => existsSync(d))) {
-    t.diagnostic('release/*.deb not found: building the linux-x64 release (npm run release -- linux-x64)');
-    execFileSync(process.execPath, [join(ROOT, 'scripts/release/build.mjs'), 'linux-x64'], { cwd: ROOT, stdio: 'ignore', timeout: 15 * 60_000 });
-  }
+/** What the test does in the private root: everything it checks about the packages. */
+async function install(t: TestContext): Promise<void> {
   const dpkg = spawnSync('dpkg', ['-i', ...DEBS], { encoding: 'utf8', timeout: 300_000 });
   assert.equal(dpkg.status, 0, dpkg.stderr);
   // No systemd as PID 1 here: each package says what to do next, naming commands that exist.
@@ -143,7 +130,8 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   // As an admin would (README); without systemd running, systemctl links the units all the same.
   execFileSync('systemctl', ['enable', 'rport.service', 'rportd.service'], { stdio: 'ignore', timeout: 30_000 });
   assert.ok(existsSync(join(WANTS, 'rport.service')) && existsSync(join(WANTS, 'rportd.service')), 'enabled');
-  const sd = await UserSystemd.start((fn) => cleanup(t, fn), { configHome: '/var/lib' });
+  // Its notify socket outside /var/tmp, which the units' PrivateTmp= replaces.
+  const sd = await UserSystemd.start((fn) => cleanup(t, fn), { configHome: '/var/lib', parent: '/var/lib' });
   const units = join(sd.dir, 'units');
   // The rport user must reach the harness's notify socket, as it reaches the system manager's
   // /run/systemd/notify (srwxrwxrwx); a user manager's is its user's alone.
@@ -225,4 +213,52 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   for (const f of ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport']) assert.ok(!existsSync(f), `${f} purged`);
   for (const f of ['rport.service', 'rportd.service']) assert.ok(!existsSync(join(WANTS, f)) && !isLink(join(WANTS, f)), `${WANTS}/${f} removed`);
   assert.deepEqual(packageProcesses(), []);
-});
+}
+
+/** What of the packages and the harness the host shows: the same before and after the test. */
+function hostState() {
+  const paths = ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport', '/var/log/rportd', '/usr/bin/rport', '/usr/bin/rportd', '/usr/lib/rport', '/lib/systemd/system/rport.service', join(WANTS, 'rport.service'), join(WANTS, 'rportd.service')];
+  return {
+    user: getent('rport'),
+    packages: ['rport', 'rportd'].filter(installed),
+    paths: paths.filter((p) => existsSync(p) || isLink(p)),
+    harness: ['/var/tmp', '/var/lib'].flatMap((d) => readdirSync(d).filter((n) => n.startsWith('rport-systemd-')).map((n) => join(d, n))),
+  };
+}
+
+const INSTALL = 'the .deb packages: dpkg -i, the installed units under a real systemd (connected, state.json, status, frozen -> restarted), dpkg -r and --purge';
+if (inPrivateRoot()) {
+  test(INSTALL, { timeout: 18 * 60_000 }, install);
+} else {
+  const noPrivateRoot = privateRootUnavailable();
+  test('a private root: writes to /, /etc, /usr and /var/tmp stay in it, /proc is its own, what it leaves running ends with it, NODE_TEST_CONTEXT is not passed on', { skip: noPrivateRoot }, async () => {
+    const name = `rport-private-root-probe-${process.pid}`;
+    const files = ['/', '/etc', '/usr/bin', '/var/tmp'].map((d) => join(d, name));
+    const { code, output } = await runInPrivateRoot(['bash', '-c', `set -e; touch ${files.join(' ')}; ls ${files.join(' ')} >/dev/null; (exec -a ${name} sleep 600) & grep -q pivot_root /proc/1/cmdline && echo "own /proc, context \${NODE_TEST_CONTEXT-unset}"`], {
+      timeoutMs: 30_000,
+      env: { ...process.env, NODE_TEST_CONTEXT: 'child-v8' },
+    });
+    assert.equal(code, 0, output);
+    assert.match(output, /^own \/proc, context unset$/m, 'PID 1 of its /proc is the private root\'s shell; no NODE_TEST_CONTEXT');
+    for (const f of files) assert.ok(!existsSync(f), `${f} is not on the host`);
+    const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(`${name}\0`);
+      } catch {
+        return false;
+      }
+    })());
+    assert.deepEqual(left, [], 'the process it left running ended with it');
+    assert.equal(inPrivateRoot(), false, 'the host has no mark of a private root');
+  });
+
+  test(`${INSTALL}, in a private root; the host unchanged`, { skip: whySkip(noPrivateRoot), timeout: 20 * 60_000 }, async (t) => {
+    const before = hostState();
+    const { code, output } = await runInPrivateRoot([process.execPath, '--test-reporter=tap', fileURLToPath(import.meta.url)], { timeoutMs: 19 * 60_000 });
+    // Its diagnostics (dpkg's lines, systemctl status) as this test's; all of its output when it failed.
+    for (const line of output.split('\n')) if (code !== 0 || line.startsWith('# ')) t.diagnostic(code !== 0 ? line : line.slice(2));
+    assert.equal(code, 0, `the run in the private root failed (its output is above):\n${output.split('\n').slice(-40).join('\n')}`);
+    assert.match(output, /^# pass 1$/m, 'the test ran in the private root');
+    assert.deepEqual(hostState(), before, 'nothing of the packages or the harness on the host');
+  });
+}

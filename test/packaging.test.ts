@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CLIENT_KEYS } from '../src/config/client-config.js';
-import type { KeyDef } from '../src/config/loader.js';
+import { loadConfig, type KeyDef } from '../src/config/loader.js';
+import { SERVER_KEYS } from '../src/config/server-config.js';
 import { STRIKES_TO_RESTART } from '../src/supervisor/supervisor.js';
 import { WATCHDOG_OPTIONS } from '../src/supervisor/options.js';
 import { heartbeatBudget } from '../src/watchdog/budget.js';
@@ -28,6 +29,19 @@ test('rport.service: Type=notify, Restart=always, User=rport, and WatchdogSec ab
     connectTimeoutMs: def(CLIENT_KEYS, 'connection', 'connect_timeout'),
   });
   assert.ok(wd * 1000 > budget.maxMs, `WatchdogSec=${wd} must exceed the default budget ${budget.maxMs}ms`);
+});
+
+test('each unit may write where its shipped config puts data and logs: data_dir is /var/lib/ of StateDirectory=, the suggested log_file is in /var/log/ of LogsDirectory= (ProtectSystem=strict leaves only those writable)', () => {
+  for (const [pkg, defs, section] of [['rport', CLIENT_KEYS, 'client'], ['rportd', SERVER_KEYS, 'server']] as const) {
+    const unit = read(`packaging/systemd/${pkg}.service`);
+    const dir = (directive: string) => /^(\S+)$/.exec(new RegExp(`^${directive}=(.*)$`, 'm').exec(unit)?.[1] ?? '')?.[1];
+    assert.match(unit, /^ProtectSystem=strict$/m);
+    const dataDir = loadConfig(defs, join(ROOT, `packaging/conf/${pkg}.conf`), new Map()).get<string>(section, 'data_dir');
+    assert.equal(dataDir, `/var/lib/${dir('StateDirectory')}`, `packaging/conf/${pkg}.conf's data_dir and ${pkg}.service's StateDirectory=`);
+    const logFile = /^ *#?log_file = "(.*)"$/m.exec(read(`packaging/conf/${pkg}.conf`))?.[1];
+    assert.equal(dirname(logFile ?? ''), `/var/log/${dir('LogsDirectory')}`, `packaging/conf/${pkg}.conf's log_file and ${pkg}.service's LogsDirectory=`);
+    assert.doesNotMatch(unit, /^ReadWritePaths=/m, 'no other writable folder');
+  }
 });
 
 test('the systemd units pass systemd-analyze verify', { skip: !existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze is not installed' }, (t) => {
@@ -81,4 +95,20 @@ test('test tiers: unit, integration and system together are every test file, onc
   const stale = runner('unit', '--list', '--dir', dir);
   assert.equal(stale.status, 2);
   assert.match(stale.stderr, /test\/units\.test\.ts listed in TIERS but not found: remove it from scripts\/test\.mjs/);
+});
+
+test("package.json's engines and the README take the Node the release embeds (NODE_LTS)", () => {
+  const lts = /^export const NODE_LTS = '(\d+)\.(\d+)\.(\d+)';$/m.exec(read('scripts/release/node-lts.mjs'))!.slice(1).map(Number);
+  const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+  const atLeast = (v: number[]) => lts[0]! - v[0]! || lts[1]! - v[1]! || lts[2]! - v[2]!;
+  // The two forms engines uses: ">=X.Y.Z" and "^X.Y.Z".
+  const takes = engines.split('||').map((r) => r.trim()).some((range) => {
+    const m = /^(>=|\^)(\d+)\.(\d+)\.(\d+)$/.exec(range);
+    assert.ok(m, `package.json engines.node: "${range}" is not of the form >=X.Y.Z or ^X.Y.Z`);
+    const v = m.slice(2).map(Number);
+    return atLeast(v) >= 0 && (m[1] === '>=' || v[0] === lts[0]);
+  });
+  assert.ok(takes, `package.json engines.node "${engines}" does not take Node ${lts.join('.')}, the release's`);
+  assert.match(read('README.md'), new RegExp(`^Node\\.js ${lts[0]} \\(the LTS the release executables embed`, 'm'));
+  assert.match(read('docs/install.md'), new RegExp(`^Node \\*\\*${lts[0]}\\*\\* \\(\`NODE_LTS\``, 'm'));
 });

@@ -13,7 +13,8 @@ export function loadNodeId(dataDir: string): string {
     if (/^[\w.-]{1,64}$/.test(id)) return id;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw new Error(code ? `${file}: cannot read: ${code}` : (err as Error).message);
+    // A system error as it is (code and path): rportd turns it into one line with the fix.
+    if (code !== 'ENOENT') throw err;
   }
   const id = randomUUID();
   writeFileAtomic(file, `${id}\n`, { mode: 0o600 });

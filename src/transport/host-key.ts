@@ -86,7 +86,9 @@ export function loadHostKey(dataDir: string, keySeed: string): HostKey {
     // Not through a symlink: another user's file would become the server's identity.
     text = readSmallFile(file, 64 << 10, false);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    // A system error keeps its code and path: rportd turns it into one line with the fix (EACCES: whose files).
+    if (code !== 'ENOENT') throw code ? err : new Error(`cannot read ${file}: ${(err as Error).message}`);
   }
   if (text !== undefined) return { ...describe(text, file), file };
   // ECDSA P-256 from Node's crypto, the kind key_seed derives too. (ssh2's own ed25519 generator makes

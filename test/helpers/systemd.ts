@@ -43,6 +43,8 @@ function removeTree(dir: string): void {
  * services see the project and the test's files. Running as root, it switches to a unit's User= as the
  * system manager does. A user manager puts StateDirectory= and LogsDirectory= (log/) under
  * $XDG_CONFIG_HOME: `configHome` '/var/lib' makes StateDirectory= the system manager's /var/lib/NAME.
+ * Its folder (with the notify socket) is in `parent`, /var/tmp unless said: a unit with PrivateTmp=yes
+ * sees another /var/tmp, so a test of one puts it where the unit still sees it.
  */
 export class UserSystemd {
   readonly env: NodeJS.ProcessEnv;
@@ -52,8 +54,8 @@ export class UserSystemd {
   }
 
   /** `onCleanup` registers the manager's shutdown (a test's cleanup, or a benchmark's). */
-  static async start(onCleanup: (fn: () => Promise<void>) => void, opts: { configHome?: string } = {}): Promise<UserSystemd> {
-    const dir = mkdtempSync('/var/tmp/rport-systemd-');
+  static async start(onCleanup: (fn: () => Promise<void>) => void, opts: { configHome?: string; parent?: string } = {}): Promise<UserSystemd> {
+    const dir = mkdtempSync(join(opts.parent ?? '/var/tmp', 'rport-systemd-'));
     for (const d of ['units', 'runtime', 'home', 'logs']) mkdirSync(join(dir, d));
     chmodSync(join(dir, 'runtime'), 0o700);
     for (const u of ['exit.target', 'systemd-exit.service', 'shutdown.target']) copyFileSync(`/usr/lib/systemd/user/${u}`, join(dir, 'units', u));

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { StepClock } from '../src/client/step-clock.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { connectionRequest } from '../src/client/client.js';
 import { dial } from '../src/client/dial.js';
 import { parseServerUrl } from '../src/config/server-url.js';

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { RportClient, type ClientObserver } from '../src/client/client.js';
-import { StepClock } from '../src/client/step-clock.js';
+import { RportClient } from '../src/client/client.js';
+import type { ClientObserver } from '../src/watchdog/observer.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';

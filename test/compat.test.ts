@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { connectionRequest } from '../src/client/client.js';
 import { dial } from '../src/client/dial.js';
-import { StepClock } from '../src/client/step-clock.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { machineId } from '../src/config/client-config.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { RemoteError } from '../src/transport/control-channel.js';

@@ -287,7 +287,7 @@ test('a client killed with SIGKILL is dropped by the server at once, not after t
 
 test('client_login_timeout: a connection that logs in but never sends its connection request is dropped', async (t) => {
   const { dial } = await import('../src/client/dial.js');
-  const { StepClock } = await import('../src/client/step-clock.js');
+  const { StepClock } = await import('../src/watchdog/step-clock.js');
   const { parseServerUrl } = await import('../src/config/server-url.js');
   const server = await startServer(t, ['--client-login-timeout', '1s']);
   const [id, password] = ['client1', 's3cret'];

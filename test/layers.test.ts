@@ -106,3 +106,11 @@ test('no import cycles between files of src/', () => {
   for (const file of edges.keys()) visit(file, []);
   assert.deepEqual(cycles, []);
 });
+
+test('an API route module imports no other route module: what two share is in api/ (context.ts, peers.ts, client-view.ts)', () => {
+  const routes = join(SOURCES, 'api', 'routes');
+  const shared = join(routes, 'schemas.ts');
+  const crossed = tsFiles(routes).flatMap((file) =>
+    specifiers(file).filter((s) => s.startsWith('.')).map((s) => target(file, s)).filter((to) => dirname(to) === routes && to !== shared && to !== file).map((to) => `${relative(SOURCES, file)} imports ${relative(SOURCES, to)}`));
+  assert.deepEqual(crossed, []);
+});

@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { win32 } from 'node:path';
+import { parseArgs } from '../config/args.js';
+import { DEFAULT_CLIENT_CONF } from '../config/client-config.js';
 import { ConfigError } from '../config/loader.js';
 import { errorMessage } from '../log.js';
 import { packageRequire } from '../native/package-require.js';
 import { isSingleExecutable } from '../native/sea.js';
-import { DEFAULT_CLIENT_CONF } from '../cli/init.js';
-import { parseArgs } from '../cli/main.js';
 
 // Windows paths, also when --print shows the steps elsewhere.
 const { dirname, join } = win32;

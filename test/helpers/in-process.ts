@@ -3,9 +3,9 @@
 // machine). For tests that involve no signal, exit code, pid or systemd; those start the commands (procs.ts).
 import { mkdirSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { parseArgs } from '../../src/cli/main.js';
+import { parseArgs } from '../../src/config/args.js';
 import { RportClient } from '../../src/client/client.js';
-import { StepClock } from '../../src/client/step-clock.js';
+import { StepClock } from '../../src/watchdog/step-clock.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { CLIENT_KEYS, clientConfig } from '../../src/config/client-config.js';
 import { loadConfig } from '../../src/config/loader.js';

@@ -2,7 +2,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import WebSocket from 'ws';
 import { dial, type Link } from '../../src/client/dial.js';
-import { StepClock } from '../../src/client/step-clock.js';
+import { StepClock } from '../../src/watchdog/step-clock.js';
 import { parseServerUrl } from '../../src/config/server-url.js';
 import { METHOD, WS_SUBPROTOCOL, type ConnectReply, type ConnectRequest } from '../../src/transport/protocol.js';
 import { sshStream } from '../../src/transport/ws-stream.js';

@@ -39,7 +39,7 @@ for (let i = 0; i < n; i++) {
       up = false;
     },
   };
-  const c = new RportClient(cfg, log, observer, new StepClock(undefined));
+  const c = new RportClient(cfg, log, observer, new StepClock());
   clients.push(c);
   void c.run();
   // Spread the first connects a little, as a real fleet's are.

@@ -186,7 +186,7 @@ async function handshake(serverPort: number, id: string): Promise<number> {
   const t0 = performance.now();
   const link = await dial({
     server: parseServerUrl(`127.0.0.1:${serverPort}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: 'bench', password: 'bench-secret', fingerprint: '', timeoutMs: 60_000,
-  }, new StepClock(undefined), () => undefined);
+  }, new StepClock(), () => undefined);
   await link.control.request(METHOD.connect, connectionRequest({ id, name: id, tags: [], hostname: 'bench', remotes: [] }, undefined), 60_000);
   const ms = performance.now() - t0;
   link.close();

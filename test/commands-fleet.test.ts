@@ -24,7 +24,7 @@ function fleetClient(t: TestContext, server: ServerHandle, id: string, tags: str
     facts: () => ({ integration: false, systemd_watchdog_sec: null, heartbeat_budget_sec: 0, last_state: 'connected' }),
     connected: () => undefined, pinged: () => undefined, retrying: () => undefined,
   };
-  const c = new RportClient(cfg, new Logger(LogSink.file(join(dir, 'rport.log')), 'info', id), observer, new StepClock(undefined));
+  const c = new RportClient(cfg, new Logger(LogSink.file(join(dir, 'rport.log')), 'info', id), observer, new StepClock());
   void c.run();
   cleanup(t, () => c.stop());
   return c;

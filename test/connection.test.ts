@@ -294,7 +294,7 @@ test('client_login_timeout: a connection that logs in but never sends its connec
   // client_login_timeout counts from the TCP accept, so from before the dial.
   const t0 = Date.now();
   const link = await dial({ server: parseServerUrl(`127.0.0.1:${server.port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: id, password, fingerprint: '', timeoutMs: 5000 },
-    new StepClock(undefined), () => undefined);
+    new StepClock(), () => undefined);
   cleanup(t, () => link.close());
   await new Promise<void>((r) => link.ssh.once('close', () => r()));
   const took = Date.now() - t0;

@@ -120,7 +120,7 @@ test(`soak: ${HEALTHY} healthy clients with ${TUNNELS} live tunnels and hostile 
         connected = false;
       },
     };
-    const c = new RportClient(clientConfig(loadConfig(CLIENT_KEYS, undefined, flags)), log, observer, new StepClock(undefined));
+    const c = new RportClient(clientConfig(loadConfig(CLIENT_KEYS, undefined, flags)), log, observer, new StepClock());
     clients.push(c);
     void c.run();
   }

@@ -221,7 +221,7 @@ export class RportClient {
       const t0 = process.hrtime.bigint();
       try {
         // A clock of its own: the probe runs beside the keep-alive loop, whose steps the watchdog tracks.
-        const link = await this.connect(main, new StepClock(undefined));
+        const link = await this.connect(main, new StepClock());
         this.switchTo = { link, index: 0, latencyNs: since(t0) };
         current.close();
       } catch (err) {

@@ -61,7 +61,7 @@ export function startClientInProcess(t: TestContext, server: string, extra: stri
   let stop = () => {};
   const proc = new InProcess('rport', new Promise<Exit>((r) => (finished = r)), () => stop());
   const root = logger(proc, cfg.logLevel, 'rport');
-  const clock = new StepClock(undefined);
+  const clock = new StepClock();
   const watchdog = new Watchdog(cfg, { stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined, notify: undefined, watchdogUsec: undefined }, clock, root.child('watchdog'));
   const client = new RportClient(cfg, root.child('client'), watchdog, clock);
   stop = () => {

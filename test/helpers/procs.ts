@@ -225,6 +225,9 @@ export function run(command: 'rport' | 'rportd' | 'rport-watchdog', args: string
   return new Proc(child);
 }
 
+/** The environment that makes an rport hang at its connection request: test/helpers/hang-request.ts preloaded. */
+export const HANG_REQUEST = { NODE_OPTIONS: `--import=${new URL('./hang-request.js', import.meta.url).href}` };
+
 /** Any program, with the same line capture. */
 export function runProgram(t: TestContext, file: string, args: string[]): Proc {
   const proc = new Proc(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }));

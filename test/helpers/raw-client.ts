@@ -34,7 +34,7 @@ export function resetWs(ws: WebSocket): void {
 export async function rawLink(port: number, auth: string, timeoutMs = 5000): Promise<Link> {
   const i = auth.indexOf(':');
   const link = await dial({ server: parseServerUrl(`127.0.0.1:${port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: auth.slice(0, i), password: auth.slice(i + 1), fingerprint: '', timeoutMs },
-    new StepClock(undefined), () => undefined);
+    new StepClock(), () => undefined);
   link.control.handle(METHOD.ping, () => ({ now: Date.now() }));
   return link;
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
  * src/ from the bottom up: a folder (or a file directly in src/) may import only itself and those before it.
  * docs/architecture.md draws the same list. A new folder fails the test below until it is placed here.
  */
-export const LAYERS = [
+const LAYERS = [
   'shared', 'version.ts', 'files.ts', 'log.ts', 'timeout.ts', 'config', 'native', 'transport', 'watchdog',
   'client', 'supervisor', 'service', 'server', 'cluster', 'api', 'daemon', 'cli',
 ];
@@ -74,6 +74,13 @@ test('every folder and file of src/ has its place in the layers', () => {
   assert.deepEqual(unplaced, [], `src/${unplaced[0]} is in no layer: add it to LAYERS in test/layers.test.ts (and to docs/architecture.md)`);
   const gone = LAYERS.filter((name) => !readdirSync(SOURCES).includes(name));
   assert.deepEqual(gone, [], `LAYERS names ${gone.join(', ')}, which src/ no longer has`);
+});
+
+test('docs/architecture.md draws the same layers in the same order', () => {
+  const doc = readFileSync(fileURLToPath(new URL('../../docs/architecture.md', import.meta.url)), 'utf8');
+  const line = /^layers, bottom up: (.+)$/m.exec(doc);
+  assert.ok(line, 'docs/architecture.md has no "layers, bottom up: a < b < ..." line');
+  assert.deepEqual(line[1]!.split(' < '), LAYERS, 'docs/architecture.md lists other layers than LAYERS in test/layers.test.ts: make them one list');
 });
 
 test('a layer imports only itself and the layers below it, types included', () => {

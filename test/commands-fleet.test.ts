@@ -9,7 +9,7 @@ import { loadConfig } from '../src/config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';
 import { Logger, LogSink } from '../src/log.js';
 import { apiCall } from './helpers/jobs-api.js';
-import { cleanup, eventually, startServer, tmpDir, writeFile, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
+import { cleanup, eventually, startServer, tmpDir, writeFile, CLIENT_AUTH, type ServerHandle } from '../harness/procs.js';
 
 /** Real RportClients in the test's process (as bench/fleet.ts runs them): many clients, little memory. */
 function fleetClient(t: TestContext, server: ServerHandle, id: string, tags: string[], conf = ''): RportClient {

@@ -14,7 +14,7 @@ import { machineId } from '../src/config/client-config.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
-import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, runtimeRunsAs, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
+import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, runtimeRunsAs, startClient, startServer, tmpDir, writeFile, type ServerHandle } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { blackHole, cleanup, eventually, freePort, loggedAt, patient, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { blackHole, cleanup, eventually, freePort, loggedAt, patient, startClient, startServer, tmpDir } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
@@ -261,7 +261,7 @@ test('every step has a timeout: a server that never answers the WebSocket upgrad
 test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) => {
   const bcrypt = (await import('bcryptjs')).default;
   const dir = tmpDir(t);
-  const { writeFile } = await import('./helpers/procs.js');
+  const { writeFile } = await import('../harness/procs.js');
   const hash = bcrypt.hashSync('hashed-pw', 4).replace(/^\$2[ab]\$/, '$2y$');
   const authFile = writeFile(dir, 'auth.json', JSON.stringify({ plain: 'plain-pw', hashed: hash }));
   const server = await startServer(t, ['--auth-file', authFile]);

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cleanup, eventually, freePort, tmpDir, CLIENT_AUTH } from './helpers/procs.js';
-import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
+import { cleanup, eventually, freePort, tmpDir, CLIENT_AUTH } from '../harness/procs.js';
+import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
 
 /**
  * The release's .deb packages installed for real: dpkg -i into this machine's root, the installed units

@@ -121,3 +121,10 @@ test('an API route module imports no other route module: what two share is in ap
     specifiers(file).filter((s) => s.startsWith('.')).map((s) => target(file, s)).filter((to) => dirname(to) === routes && to !== shared && to !== file).map((to) => `${relative(SOURCES, file)} imports ${relative(SOURCES, to)}`));
   assert.deepEqual(crossed, []);
 });
+
+test('bench/ and harness/ import nothing of test/: what tests and benchmarks share is in harness/', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const crossed = ['bench', 'harness'].flatMap((dir) => tsFiles(join(root, dir))).flatMap((file) =>
+    specifiers(file).filter((s) => s.startsWith('.') && relative(root, target(file, s)).startsWith('test/')).map((s) => `${relative(root, file)} imports ${s}`));
+  assert.deepEqual(crossed, []);
+});

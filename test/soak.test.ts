@@ -16,7 +16,7 @@ import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { LogSink, Logger } from '../src/log.js';
 import { METHOD, WS_SUBPROTOCOL } from '../src/transport/protocol.js';
-import { CLIENT_AUTH, cleanup, eventually, startServer, type ServerHandle } from './helpers/procs.js';
+import { CLIENT_AUTH, cleanup, eventually, startServer, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);

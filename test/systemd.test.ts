@@ -3,8 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cleanup, eventually, HANG_REQUEST, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
-import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
+import { cleanup, eventually, HANG_REQUEST, startServer, tmpDir, writeFile, CLIENT_AUTH } from '../harness/procs.js';
+import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
 
 const RPORT = fileURLToPath(new URL('../src/cli/rport.js', import.meta.url));
 const skip = systemdUnavailable();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { blackHole, eventually, HANG_REQUEST, freePort, notifyReceiver, run, runtimeRunsAs, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { blackHole, eventually, HANG_REQUEST, freePort, notifyReceiver, run, runtimeRunsAs, startClient, startServer, tmpDir } from '../harness/procs.js';
 
 const GO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?(Z|[+-]\d\d:\d\d)$/;
 

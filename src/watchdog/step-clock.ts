@@ -4,7 +4,7 @@ import { withTimeout } from '../timeout.js';
 /**
  * A fault point for tests of hang detection: a step of this kind (dns, tcp, proxy, tls, websocket, ssh,
  * control, request, ping) never ends and never times out. Only a test sets it, in its own process or in an
- * rport it starts with test/helpers/hang-request.ts preloaded; no config key, flag or variable reaches it.
+ * rport it starts with harness/hang-request.ts preloaded; no config key, flag or variable reaches it.
  */
 let hangingKind: string | undefined;
 

@@ -15,7 +15,7 @@ import { Credentials } from '../../src/server/credentials.js';
 import { loadHostKey } from '../../src/transport/host-key.js';
 import { StateFile } from '../../src/watchdog/state-file.js';
 import { Watchdog } from '../../src/watchdog/watchdog.js';
-import { apiCaller, cleanup, clientArgs, Lines, serverArgs, type Exit, type ServerHandle } from './procs.js';
+import { apiCaller, cleanup, clientArgs, Lines, serverArgs, type Exit, type ServerHandle } from '../../harness/procs.js';
 
 /** An in-process server's or client's log lines, and stop() as a process handle has it. */
 export class InProcess extends Lines {

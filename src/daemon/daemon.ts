@@ -37,8 +37,8 @@ async function openDb(cfg: ServerConfig, log: Logger): Promise<Db> {
 
 /**
  * The rportd process, wired in this one place: the client listener, the client registry with its liveness
- * checks, its cluster, and the API beside them. server/ and cluster/ meet only here (the registry sees the
- * cluster as server/'s ClusterView); the API gets their parts once start() has opened the registry.
+ * checks, its cluster, and the API beside them. server/ never imports cluster/: the cluster is made here and
+ * handed to the registry as server/'s own ClusterView. The API gets their parts once start() has opened the registry.
  */
 export class Daemon {
   private store!: Store;

@@ -1,7 +1,7 @@
 // npm run bench cluster: three rportd nodes on one PostgreSQL behind HAProxy against one node on SQLite:
 // clients per node, the reconnect storm after a node is lost, and API latency through a forwarding node.
 import type { TestContext } from 'node:test';
-import { haproxyMissing, postgresMissing, startHaproxy, startPostgres } from '../test/helpers/postgres.js';
+import { haproxyMissing, postgresMissing, startHaproxy, startPostgres } from '../harness/postgres.js';
 import { type Cleanup, startRportd, withCleanup } from './lib/setups.js';
 import { median, MiB, rssBytes } from './lib/stats.js';
 import { fleet, type Options, type Row } from './scenarios.js';

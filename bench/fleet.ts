@@ -1,7 +1,8 @@
 // A fleet of real rport clients (the RportClient class) in one process, for the idle-fleet and
 // reconnect-storm scenarios. Prints "connected N" each time the number of connected clients changes.
-import { RportClient, type ClientObserver } from '../src/client/client.js';
-import { StepClock } from '../src/client/step-clock.js';
+import { RportClient } from '../src/client/client.js';
+import type { ClientObserver } from '../src/watchdog/observer.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { LogSink, Logger } from '../src/log.js';
@@ -38,7 +39,7 @@ for (let i = 0; i < n; i++) {
       up = false;
     },
   };
-  const c = new RportClient(cfg, log, observer, new StepClock(undefined));
+  const c = new RportClient(cfg, log, observer, new StepClock());
   clients.push(c);
   void c.run();
   // Spread the first connects a little, as a real fleet's are.

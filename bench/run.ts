@@ -81,7 +81,7 @@ Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${((Date.
 ${loadBefore} before, ${load()} after). Each figure is the median of ${runs} runs after a warm-up, measured in
 the same run as its anchor: OpenSSH's \`ssh -R\` (aes128-gcm, a private sshd on 127.0.0.1 with its own host
 key and config) and raw loopback TCP, the systems taking turns. Traffic is generated and counted by a
-separate process (bench/traffic-proc.ts), the same for every system. CPU seconds per GB are read from
+separate process (bench/traffic-child.ts), the same for every system. CPU seconds per GB are read from
 /proc/<pid>/stat (utime + stime) of each end's process tree (sshd with its per-connection children)
 over the measured runs. The machine has 2 cores shared with other work: MB/s are noisy, CPU s/GB much less so.${quick ? '\n\n**Quick run** (`--quick`): smaller sizes; run `npm run bench` for the full figures.' : ''}
 

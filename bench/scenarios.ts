@@ -1,14 +1,14 @@
 import { spawn } from 'node:child_process';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { StepClock } from '../src/client/step-clock.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { connectionRequest } from '../src/client/client.js';
 import { dial } from '../src/client/dial.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { METHOD } from '../src/transport/protocol.js';
-import { Proc, run } from '../test/helpers/procs.js';
+import { Proc, run } from '../harness/procs.js';
 import { cluster } from './cluster.js';
-import { systemdUnavailable, UserSystemd } from '../test/helpers/systemd.js';
+import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
 import { BENCH_ADMISSION, BENCH_AUTH, Cleanup, delayRelay, withCleanup, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
 import { cpuSeconds, median, MiB, percentile, treeCpuSeconds, treeRssBytes } from './lib/stats.js';
 import { TrafficProcess } from './lib/traffic-process.js';
@@ -186,7 +186,7 @@ async function handshake(serverPort: number, id: string): Promise<number> {
   const t0 = performance.now();
   const link = await dial({
     server: parseServerUrl(`127.0.0.1:${serverPort}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: 'bench', password: 'bench-secret', fingerprint: '', timeoutMs: 60_000,
-  }, new StepClock(undefined), () => undefined);
+  }, new StepClock(), () => undefined);
   await link.control.request(METHOD.connect, connectionRequest({ id, name: id, tags: [], hostname: 'bench', remotes: [] }, undefined), 60_000);
   const ms = performance.now() - t0;
   link.close();

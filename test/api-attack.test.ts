@@ -6,7 +6,7 @@ import { ApiError } from '../src/api/errors.js';
 import { MAX_TOKENS_PER_USER, Tokens } from '../src/api/tokens.js';
 import { rawRequest } from './helpers/api-app.js';
 import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
-import { API_AUTH, eventually, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { API_AUTH, eventually, startClient, startServer, tmpDir } from '../harness/procs.js';
 
 // Issue 21's attacks on the API, sent as an attacker sends them: raw HTTP on loopback.
 

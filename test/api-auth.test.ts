@@ -7,7 +7,7 @@ import { safeEqual } from '../src/server/credentials.js';
 import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
 import { apiApp, rawRequest } from './helpers/api-app.js';
 import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
-import { API_AUTH, cleanup, eventually, tmpDir } from './helpers/procs.js';
+import { API_AUTH, cleanup, eventually, tmpDir } from '../harness/procs.js';
 
 const basic = (auth: string) => `Basic ${Buffer.from(auth).toString('base64')}`;
 const [USER, PASSWORD] = API_AUTH.split(':') as [string, string];

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { CLIENT_FIELDS } from '../src/api/routes/clients.js';
-import { cleanup, eventually, freePort, startClient, startServer, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { CLIENT_FIELDS } from '../src/api/client-view.js';
+import { cleanup, eventually, freePort, startClient, startServer, API_AUTH, type ServerHandle } from '../harness/procs.js';
 
 // Requests as RPort's OpenAPI files document them (api-doc/openapi in the openrport repository), and the
 // shapes of its answers: ErrorPayload, Client, Tunnel, ClientAuth, LoginResponse, the list's meta.count.

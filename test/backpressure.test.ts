@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { cleanup, eventually, startClient, startServer, API_AUTH } from './helpers/procs.js';
+import { cleanup, eventually, startClient, startServer, API_AUTH } from '../harness/procs.js';
 
 const MiB = 1 << 20;
 const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;

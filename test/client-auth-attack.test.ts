@@ -10,7 +10,7 @@ import bcrypt from 'bcryptjs';
 import type { Link } from '../src/client/dial.js';
 import { FAILED_CHECK_MIN_MS } from '../src/server/credentials.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../src/transport/protocol.js';
-import { cleanup, eventually, metric, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
+import { cleanup, eventually, metric, startClient, startServer, tmpDir, writeFile, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const connected = /INFO  client: connected to /;

@@ -10,8 +10,8 @@ import { SERVER_KEYS, serverConfig } from '../src/config/server-config.js';
 import { Logger, LogSink } from '../src/log.js';
 import { PostgresDb } from '../src/server/db/postgres.js';
 import { rawRequest } from './helpers/api-app.js';
-import { postgresMissing, startPostgres, type Postgres } from './helpers/postgres.js';
-import { API_AUTH, cleanup, eventually, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { postgresMissing, startPostgres, type Postgres } from '../harness/postgres.js';
+import { API_AUTH, cleanup, eventually, startClient, startServer, tmpDir, writeFile } from '../harness/procs.js';
 
 const basic = { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` };
 const JSON_BODY = { 'content-type': 'application/json' };

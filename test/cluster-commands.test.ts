@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import test from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { apiCall } from './helpers/jobs-api.js';
-import { haproxyMissing, plantGhostNode, postgresMissing, startHaproxy, startPostgres } from './helpers/postgres.js';
-import { API_AUTH, cleanup, eventually, Proc, startServer, tmpDir, type ServerHandle } from './helpers/procs.js';
+import { haproxyMissing, plantGhostNode, postgresMissing, startHaproxy, startPostgres } from '../harness/postgres.js';
+import { API_AUTH, cleanup, eventually, Proc, startServer, tmpDir, type ServerHandle } from '../harness/procs.js';
 
 const FLEET = fileURLToPath(new URL('../bench/fleet.js', import.meta.url));
 const FLEET_SIZE = 6;

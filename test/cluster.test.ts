@@ -6,8 +6,8 @@ import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import test from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { haproxyMissing, plantGhostNode, postgresMissing, startHaproxy, startPostgres } from './helpers/postgres.js';
-import { API_AUTH, cleanup, echoServer, eventually, Proc, startClient, startServer, type ServerHandle } from './helpers/procs.js';
+import { haproxyMissing, plantGhostNode, postgresMissing, startHaproxy, startPostgres } from '../harness/postgres.js';
+import { API_AUTH, cleanup, echoServer, eventually, Proc, startClient, startServer, type ServerHandle } from '../harness/procs.js';
 
 const FLEET = fileURLToPath(new URL('../bench/fleet.js', import.meta.url));
 const FLEET_SIZE = 300;

@@ -6,7 +6,7 @@ import type { CommandsConfig } from '../src/config/client-config.js';
 import { RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { commandsOf, hostileServer } from './helpers/client-jobs.js';
-import { eventually, tmpDir } from './helpers/procs.js';
+import { eventually, tmpDir } from '../harness/procs.js';
 
 type Outcome = RegExp | 'ran';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startClient, startServer, tmpDir, writeFile, API_AUTH } from './helpers/procs.js';
+import { startClient, startServer, tmpDir, writeFile, API_AUTH } from '../harness/procs.js';
 import { browserPage, NO_CHROMIUM, screenshot } from './helpers/browser.js';
 
 test('dashboard in headless Chromium: run a command on one client and on two, watch the output arrive, see the history', { skip: NO_CHROMIUM }, async (t) => {

@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { RportClient, type ClientObserver } from '../src/client/client.js';
-import { StepClock } from '../src/client/step-clock.js';
+import { RportClient } from '../src/client/client.js';
+import type { ClientObserver } from '../src/watchdog/observer.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../src/config/rport-names.js';
 import { Logger, LogSink } from '../src/log.js';
 import { apiCall } from './helpers/jobs-api.js';
-import { cleanup, eventually, startServer, tmpDir, writeFile, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
+import { cleanup, eventually, startServer, tmpDir, writeFile, CLIENT_AUTH, type ServerHandle } from '../harness/procs.js';
 
 /** Real RportClients in the test's process (as bench/fleet.ts runs them): many clients, little memory. */
 function fleetClient(t: TestContext, server: ServerHandle, id: string, tags: string[], conf = ''): RportClient {
@@ -23,7 +24,7 @@ function fleetClient(t: TestContext, server: ServerHandle, id: string, tags: str
     facts: () => ({ integration: false, systemd_watchdog_sec: null, heartbeat_budget_sec: 0, last_state: 'connected' }),
     connected: () => undefined, pinged: () => undefined, retrying: () => undefined,
   };
-  const c = new RportClient(cfg, new Logger(LogSink.file(join(dir, 'rport.log')), 'info', id), observer, new StepClock(undefined));
+  const c = new RportClient(cfg, new Logger(LogSink.file(join(dir, 'rport.log')), 'info', id), observer, new StepClock());
   void c.run();
   cleanup(t, () => c.stop());
   return c;

@@ -15,7 +15,7 @@ import { ControlChannel, RemoteError } from '../src/transport/control-channel.js
 import { METHOD } from '../src/transport/protocol.js';
 import { apiCall, runJob } from './helpers/jobs-api.js';
 import { CLIENT_BASE, commandsOf, hostileServer } from './helpers/client-jobs.js';
-import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from '../harness/procs.js';
 
 test("filter: RPort's allow, deny and order rules (rport.example.conf) as a table", (t) => {
   const dir = tmpDir(t);

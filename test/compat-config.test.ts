@@ -12,7 +12,7 @@ import { RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES } from '../src/config/rport-name
 import { SERVER_KEYS, serverConfig, type ServerConfig } from '../src/config/server-config.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { VERSION } from '../src/version.js';
-import { tmpDir, writeFile } from './helpers/procs.js';
+import { tmpDir, writeFile } from '../harness/procs.js';
 
 type Row<C> = [section: string, key: string, toml: string, expect: ((c: C) => void) | 'ignored'];
 

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { connectionRequest } from '../src/client/client.js';
 import { dial } from '../src/client/dial.js';
-import { StepClock } from '../src/client/step-clock.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { machineId } from '../src/config/client-config.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
-import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, runtimeRunsAs, startClient, startServer, tmpDir, writeFile, type ServerHandle } from './helpers/procs.js';
+import { CLI_DIR, CLIENT_AUTH, cleanup, eventually, freePort, run, runProgram, runtimeRunsAs, startClient, startServer, tmpDir, writeFile, type ServerHandle } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { test } from 'node:test';
-import { cleanup, freePort, run, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
+import { cleanup, freePort, run, startServer, tmpDir, writeFile, CLIENT_AUTH } from '../harness/procs.js';
 
 /** Runs a command that must fail on its config: exit code 2 and exactly one line on stderr. */
 async function configError(command: 'rport' | 'rportd', args: string[]): Promise<string> {
@@ -225,7 +225,7 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
 `);
   const client = run('rport', ['-c', conf]);
   cleanup(t, () => client.stop());
-  const { eventually } = await import('./helpers/procs.js');
+  const { eventually } = await import('../harness/procs.js');
   const log = await eventually(() => {
     let text = '';
     try { text = readFileSync(`${dir}/rport.log`, 'utf8'); } catch { /* not yet */ }
@@ -241,7 +241,7 @@ test("a user's full RPort rport.conf loads: unimplemented sections are named in 
 
 test('npm start: the demo runs a server and a connected client, and Ctrl-C stops both', async (t) => {
   const { spawn } = await import('node:child_process');
-  const { Proc, CLI_DIR, cleanup: onEnd } = await import('./helpers/procs.js');
+  const { Proc, CLI_DIR, cleanup: onEnd } = await import('../harness/procs.js');
   const dir = tmpDir(t);
   const demo = new Proc(spawn(process.execPath, [`${CLI_DIR}/demo.js`], { env: { ...process.env, RPORT_DEMO_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] }));
   onEnd(t, () => demo.stop());

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { blackHole, cleanup, eventually, freePort, loggedAt, patient, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { blackHole, cleanup, eventually, freePort, loggedAt, patient, startClient, startServer, tmpDir } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
@@ -261,7 +261,7 @@ test('every step has a timeout: a server that never answers the WebSocket upgrad
 test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) => {
   const bcrypt = (await import('bcryptjs')).default;
   const dir = tmpDir(t);
-  const { writeFile } = await import('./helpers/procs.js');
+  const { writeFile } = await import('../harness/procs.js');
   const hash = bcrypt.hashSync('hashed-pw', 4).replace(/^\$2[ab]\$/, '$2y$');
   const authFile = writeFile(dir, 'auth.json', JSON.stringify({ plain: 'plain-pw', hashed: hash }));
   const server = await startServer(t, ['--auth-file', authFile]);
@@ -287,14 +287,14 @@ test('a client killed with SIGKILL is dropped by the server at once, not after t
 
 test('client_login_timeout: a connection that logs in but never sends its connection request is dropped', async (t) => {
   const { dial } = await import('../src/client/dial.js');
-  const { StepClock } = await import('../src/client/step-clock.js');
+  const { StepClock } = await import('../src/watchdog/step-clock.js');
   const { parseServerUrl } = await import('../src/config/server-url.js');
   const server = await startServer(t, ['--client-login-timeout', '1s']);
   const [id, password] = ['client1', 's3cret'];
   // client_login_timeout counts from the TCP accept, so from before the dial.
   const t0 = Date.now();
   const link = await dial({ server: parseServerUrl(`127.0.0.1:${server.port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: id, password, fingerprint: '', timeoutMs: 5000 },
-    new StepClock(undefined), () => undefined);
+    new StepClock(), () => undefined);
   cleanup(t, () => link.close());
   await new Promise<void>((r) => link.ssh.once('close', () => r()));
   const took = Date.now() - t0;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { cleanup, startClient, startServer, API_AUTH } from './helpers/procs.js';
+import { cleanup, startClient, startServer, API_AUTH } from '../harness/procs.js';
 import { browserPage, NO_CHROMIUM, screenshot } from './helpers/browser.js';
 
 test('dashboard in headless Chromium: log in, a client appears live, a tunnel is created and deleted', { skip: NO_CHROMIUM }, async (t) => {

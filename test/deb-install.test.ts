@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cleanup, eventually, freePort, tmpDir, CLIENT_AUTH } from './helpers/procs.js';
+import { cleanup, eventually, freePort, tmpDir, CLIENT_AUTH } from '../harness/procs.js';
 import { inPrivateRoot, privateRootUnavailable, runInPrivateRoot } from './helpers/private-root.js';
-import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
+import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
 
 /**
  * The release's .deb packages installed for real: dpkg -i, the installed units run as shipped by a real

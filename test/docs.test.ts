@@ -10,7 +10,7 @@ import { RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES } from '../src/config/rport-name
 import { SERVER_KEYS } from '../src/config/server-config.js';
 import { parseDuration } from '../src/shared/duration.js';
 import { apiApp } from './helpers/api-app.js';
-import { tmpDir } from './helpers/procs.js';
+import { tmpDir } from '../harness/procs.js';
 
 // The docs against the code, where a machine can read both: the keys the config tables name exist, with the
 // defaults they give; the API routes the docs name exist.

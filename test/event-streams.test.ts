@@ -5,7 +5,7 @@ import { MAX_EVENT_STREAMS_PER_ADDRESS } from '../src/api/routes/events.js';
 import { sleep } from '../src/timeout.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { apiCall } from './helpers/jobs-api.js';
-import { API_AUTH, CLIENT_AUTH, patient, startServer, type ServerHandle } from './helpers/procs.js';
+import { API_AUTH, CLIENT_AUTH, patient, startServer, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawLink, requestConnect } from './helpers/raw-client.js';
 
 /** An event stream opened on a raw socket: what came back first, and whether the server ended it. */

@@ -3,7 +3,7 @@ import { chmodSync, chownSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { withTimeout } from '../src/timeout.js';
-import { cleanup, run, serverArgs, startServer, tmpDir, victim } from './helpers/procs.js';
+import { cleanup, run, serverArgs, startServer, tmpDir, victim } from '../harness/procs.js';
 
 const ROOT = process.getuid?.() === 0;
 const POSIX = process.platform !== 'win32';

@@ -8,7 +8,7 @@ import { SqliteDb } from '../src/server/db/sqlite.js';
 import { saveMemory } from '../src/supervisor/memory.js';
 import { loadHostKey } from '../src/transport/host-key.js';
 import { StateFile, stateRecord } from '../src/watchdog/state-file.js';
-import { API_AUTH, CLIENT_AUTH, cleanup, eventually, run, startClient, startServer, tmpDir, victim, writeFile } from './helpers/procs.js';
+import { API_AUTH, CLIENT_AUTH, cleanup, eventually, run, startClient, startServer, tmpDir, victim, writeFile } from '../harness/procs.js';
 
 const ROOT = process.getuid?.() === 0;
 const mode = (p: string) => statSync(p).mode & 0o7777;

@@ -16,7 +16,7 @@ import { rportConnectTarget } from './fuzz/rport-connect-target.js';
 import { controlTarget } from './fuzz/control-target.js';
 import { fuzz, readCorpus, STACK_FRAME, type Options, type Target } from './fuzz/engine.js';
 import { wireTarget } from './fuzz/wire-target.js';
-import { CLIENT_AUTH, cleanup, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { CLIENT_AUTH, cleanup, startServer, tmpDir, writeFile } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const seconds = Number(process.env.FUZZ_SECONDS ?? 3);

@@ -7,7 +7,7 @@ import test from 'node:test';
 import WebSocket from 'ws';
 import { WS_SUBPROTOCOL } from '../src/transport/protocol.js';
 import { startServerInProcess } from './helpers/in-process.js';
-import { CLIENT_AUTH, cleanup, eventually, metric, startClient, startServer } from './helpers/procs.js';
+import { CLIENT_AUTH, cleanup, eventually, metric, startClient, startServer } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
 const LIMIT = { timeout: 120_000 };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadHostKey } from '../src/transport/host-key.js';
 import { exchange, openrportSkip, realServer, type RealServer } from './helpers/openrport.js';
-import { eventually, freePort, notifyReceiver, startClient, target, tmpDir, type Proc } from './helpers/procs.js';
+import { eventually, freePort, notifyReceiver, startClient, target, tmpDir, type Proc } from '../harness/procs.js';
 
 // rport against the real RPort rportd (openrport 0.9.13), through the real server's API.
 const skip = openrportSkip('interop-openrport-client');

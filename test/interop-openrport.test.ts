@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { runJob } from './helpers/jobs-api.js';
 import { exchange, OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
-import { eventually, freePort, runProgram, startClient, startServer, target, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from './helpers/procs.js';
+import { eventually, freePort, runProgram, startClient, startServer, target, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from '../harness/procs.js';
 
 const BIN = OPENRPORT_BIN;
 const skip = openrportSkip('interop-openrport');

@@ -4,7 +4,7 @@ import { sleep } from '../src/timeout.js';
 import { RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { apiCall, runJob } from './helpers/jobs-api.js';
-import { CLIENT_AUTH, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { CLIENT_AUTH, startClient, startServer, tmpDir, writeFile } from '../harness/procs.js';
 import { connectRequest, rawLink, requestConnect } from './helpers/raw-client.js';
 
 const PART = 160 << 10;

@@ -10,7 +10,7 @@ import { SERVER_KEYS } from '../src/config/server-config.js';
 import { STRIKES_TO_RESTART } from '../src/supervisor/supervisor.js';
 import { WATCHDOG_OPTIONS } from '../src/supervisor/options.js';
 import { heartbeatBudget } from '../src/watchdog/budget.js';
-import { tmpDir } from './helpers/procs.js';
+import { tmpDir } from '../harness/procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');

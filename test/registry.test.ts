@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { MIGRATIONS } from '../src/server/store.js';
-import { apiRequest, eventually, loggedAt, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { apiRequest, eventually, loggedAt, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cleanup, CLIENT_AUTH, eventually, startServer, tmpDir } from './helpers/procs.js';
+import { cleanup, CLIENT_AUTH, eventually, startServer, tmpDir } from '../harness/procs.js';
 
 /**
  * The Windows client of the release (release-build/bin/win-x64/rport.exe, in its tarball) under Debian's wine64, connecting to rportd

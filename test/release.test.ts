@@ -8,7 +8,7 @@ import bcrypt from 'bcryptjs';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { serviceSteps, wrapperXml } from '../src/service/windows.js';
-import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { cleanup, CLI_DIR, CLIENT_AUTH, freePort, Proc, startServer, tmpDir, writeFile } from '../harness/procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -219,7 +219,7 @@ test('release linux-arm64 rport under qemu-aarch64: connects to rportd on 127.0.
   const server = await startServer(t);
   const dir = tmpDir(t);
   const socket = join(dir, 'notify.sock');
-  const receiver = new Proc(spawn('python3', [fileURLToPath(new URL('../../test/helpers/notify_receiver.py', import.meta.url)), socket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const receiver = new Proc(spawn('python3', [fileURLToPath(new URL('../../harness/notify_receiver.py', import.meta.url)), socket], { stdio: ['ignore', 'pipe', 'pipe'] }));
   cleanup(t, () => receiver.stop());
   await receiver.waitFor(/"listening"/);
   const client = runBuilt(t, '/usr/bin/qemu-aarch64', ['-L', ARM64_SYSROOT, ARM64, '--server', `127.0.0.1:${server.port}`, '--auth', CLIENT_AUTH, '--fingerprint', server.fingerprint, '--data-dir', join(dir, 'data'), '--log-level', 'debug', '--id', 'arm64-client'], { XDG_CACHE_HOME: join(dir, 'cache'), NOTIFY_SOCKET: socket });

@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import test from 'node:test';
 import { CONTROL_SUBSYSTEM, METHOD } from '../src/transport/protocol.js';
 import { STACK_FRAME } from './fuzz/engine.js';
-import { API_AUTH, CLIENT_AUTH, echoServer, eventually, freePort, startClient, startServer, type ServerHandle } from './helpers/procs.js';
+import { API_AUTH, CLIENT_AUTH, echoServer, eventually, freePort, startClient, startServer, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawSsh, resetWs, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
 /** Rounds in `npm test` (each resets about 40 connections); FUZZ_SECONDS adds rounds for that long. */

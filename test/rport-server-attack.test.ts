@@ -5,7 +5,7 @@ import { WebSocketServer } from 'ws';
 import { loadHostKey } from '../src/transport/host-key.js';
 import { RPORT_IDENT } from '../src/transport/protocol.js';
 import { sshStream } from '../src/transport/ws-stream.js';
-import { cleanup, startClient, type Proc } from './helpers/procs.js';
+import { cleanup, startClient, type Proc } from '../harness/procs.js';
 
 // A hostile server that speaks RPort's protocol (its identification line, its requests and channels), as an
 // attacker in control of an RPort server would, against the real rport client.

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MAX_STATE_BYTES } from '../src/supervisor/options.js';
 import { judge, MAX_PROMISE_SEC, type VerdictInput } from '../src/supervisor/verdict.js';
-import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from './helpers/procs.js';
+import { cleanup, eventually, run, startClient, startServer, tmpDir, writeFile } from '../harness/procs.js';
 
 interface Case { name: string; text?: string; missing?: boolean; unreadable?: string; now: number; grace: number; budget?: number; threshold?: number; expect: string }
 const CASES: { cases: Case[] } = JSON.parse(readFileSync(fileURLToPath(new URL('../../test/watchdog-verdict-cases.json', import.meta.url)), 'utf8'));

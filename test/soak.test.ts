@@ -9,13 +9,14 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import test from 'node:test';
 import WebSocket from 'ws';
-import { RportClient, type ClientObserver } from '../src/client/client.js';
-import { StepClock } from '../src/client/step-clock.js';
+import { RportClient } from '../src/client/client.js';
+import type { ClientObserver } from '../src/watchdog/observer.js';
+import { StepClock } from '../src/watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../src/config/client-config.js';
 import { loadConfig } from '../src/config/loader.js';
 import { LogSink, Logger } from '../src/log.js';
 import { METHOD, WS_SUBPROTOCOL } from '../src/transport/protocol.js';
-import { CLIENT_AUTH, cleanup, eventually, startServer, type ServerHandle } from './helpers/procs.js';
+import { CLIENT_AUTH, cleanup, eventually, startServer, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
@@ -119,7 +120,7 @@ test(`soak: ${HEALTHY} healthy clients with ${TUNNELS} live tunnels and hostile 
         connected = false;
       },
     };
-    const c = new RportClient(clientConfig(loadConfig(CLIENT_KEYS, undefined, flags)), log, observer, new StepClock(undefined));
+    const c = new RportClient(clientConfig(loadConfig(CLIENT_KEYS, undefined, flags)), log, observer, new StepClock());
     clients.push(c);
     void c.run();
   }

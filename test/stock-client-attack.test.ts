@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { RPORT_IDENT, WS_SUBPROTOCOL } from '../src/transport/protocol.js';
 import { sshStream } from '../src/transport/ws-stream.js';
 import { startServerInProcess } from './helpers/in-process.js';
-import { CLIENT_AUTH, cleanup, eventually, type AnyServer } from './helpers/procs.js';
+import { CLIENT_AUTH, cleanup, eventually, type AnyServer } from '../harness/procs.js';
 
 const LIMIT = { timeout: 120_000 };
 const [USER, PASSWORD] = CLIENT_AUTH.split(':') as [string, string];

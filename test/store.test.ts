@@ -7,8 +7,8 @@ import { PostgresDb } from '../src/server/db/postgres.js';
 import { SqliteDb } from '../src/server/db/sqlite.js';
 import { SqlJobStore, type JobRow } from '../src/server/jobs/job-store.js';
 import { MIGRATIONS, Store, type ConnectedClient } from '../src/server/store.js';
-import { postgresMissing, startPostgres, type Postgres } from './helpers/postgres.js';
-import { blackHole, cleanup, eventually, tmpDir } from './helpers/procs.js';
+import { postgresMissing, startPostgres, type Postgres } from '../harness/postgres.js';
+import { blackHole, cleanup, eventually, tmpDir } from '../harness/procs.js';
 
 const log = new Logger(LogSink.stderr(), 'error', 'test');
 const pgMissing = postgresMissing();

@@ -3,8 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cleanup, eventually, startServer, tmpDir, writeFile, CLIENT_AUTH } from './helpers/procs.js';
-import { systemdUnavailable, UserSystemd } from './helpers/systemd.js';
+import { cleanup, eventually, HANG_REQUEST, startServer, tmpDir, writeFile, CLIENT_AUTH } from '../harness/procs.js';
+import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
 
 const RPORT = fileURLToPath(new URL('../src/cli/rport.js', import.meta.url));
 const skip = systemdUnavailable();
@@ -83,7 +83,7 @@ test('under a real systemd: a connection step that hangs, with keep_alive = 3m a
   const conf = writeFile(dir, 'rport.conf', `[client]\nserver = "127.0.0.1:${server.port}"\nauth = "${CLIENT_AUTH}"\ndata_dir = "${dir}/data"\n[connection]\nkeep_alive = "3m"\nconnect_timeout = "1s"\nwatchdog_integration = true\n`);
   const log = join(dir, 'service.log');
   const sd = await UserSystemd.start((fn) => cleanup(t, fn));
-  sd.writeUnit('hang.service', unit(conf, log, 10, ['RPORT_TEST_HANG_STEP=request']));
+  sd.writeUnit('hang.service', unit(conf, log, 10, [`NODE_OPTIONS=${HANG_REQUEST.NODE_OPTIONS}`]));
   await sd.systemctl('start', 'hang.service');
   const pid = await sd.show('hang.service', 'MainPID');
   const firstStart = Number(await sd.show('hang.service', 'ExecMainStartTimestampMonotonic')) / 1000;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { freePort, startClient, startServer, target, API_AUTH, type ServerHandle } from './helpers/procs.js';
+import { freePort, startClient, startServer, target, API_AUTH, type ServerHandle } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 

@@ -5,7 +5,7 @@ import { test, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
-import { cleanup, freePort, run, startClient, tmpDir, writeFile, API_AUTH, type AnyServer } from './helpers/procs.js';
+import { cleanup, freePort, run, startClient, tmpDir, writeFile, API_AUTH, type AnyServer } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 

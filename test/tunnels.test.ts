@@ -6,8 +6,8 @@ import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from './helpers/procs.js';
-import { sshdPath, startSshd } from './helpers/sshd.js';
+import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from '../harness/procs.js';
+import { sshdPath, startSshd } from '../harness/sshd.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 

@@ -11,7 +11,7 @@ import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type Host
 import { ControlChannel, MAX_LINE, RemoteError } from '../src/transport/control-channel.js';
 import { fingerprintMatches, loadHostKey } from '../src/transport/host-key.js';
 import ssh2 from 'ssh2';
-import { tmpDir, writeFile } from './helpers/procs.js';
+import { tmpDir, writeFile } from '../harness/procs.js';
 import { goTimestamp } from '../src/shared/go-time.js';
 import { deadline, MAX_TIMER_MS, TimeoutError, withTimeout } from '../src/timeout.js';
 

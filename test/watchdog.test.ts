@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { blackHole, eventually, freePort, notifyReceiver, run, runtimeRunsAs, startClient, startServer, tmpDir } from './helpers/procs.js';
+import { blackHole, eventually, HANG_REQUEST, freePort, notifyReceiver, run, runtimeRunsAs, startClient, startServer, tmpDir } from '../harness/procs.js';
 
 const GO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?(Z|[+-]\d\d:\d\d)$/;
 
@@ -135,7 +135,7 @@ test('a hung step stops the state.json heartbeat: rport-watchdog check turns fro
   const server = await startServer(t);
   const dir = tmpDir(t);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--watchdog-integration', '--watchdog-interval', '300ms', '--data-dir', dir, '--connect-timeout', '1s'],
-    { RPORT_TEST_HANG_STEP: 'request' });
+    HANG_REQUEST);
   const first = await waitState(dir, () => true, 5000);
   assert.equal(first.last_state, 'initialized');
   const check = (extra: string[] = []) => {

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { SSHD_PATHS } from '../../test/helpers/sshd.js';
-import { HARNESS_TOOLS, SYSTEMD_PATHS } from '../../test/helpers/systemd.js';
+import { SSHD_PATHS } from '../../harness/sshd.js';
+import { HARNESS_TOOLS, SYSTEMD_PATHS } from '../../harness/systemd.js';
 
 /** What the bench runs besides rport, each as a file that shows it is installed and its Debian package. */
 interface Need { files: string[]; pkg: string; for: string }

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { apiRequest, freePort, Proc, run } from '../../test/helpers/procs.js';
-import { startSshd } from '../../test/helpers/sshd.js';
+import { apiRequest, freePort, Proc, run } from '../../harness/procs.js';
+import { startSshd } from '../../harness/sshd.js';
 import { portOpen } from './traffic.js';
 
 /** Everything a scenario started, stopped in reverse order at the end (also on failure). */

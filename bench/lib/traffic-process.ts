@@ -2,12 +2,12 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Cleanup } from './setups.js';
 
-const SCRIPT = fileURLToPath(new URL('../traffic-proc.js', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../traffic-child.js', import.meta.url));
 
 /** The target ports the traffic process serves: a sink, a source, an echo, and a sink for many streams. */
 export interface TargetPorts { sink: number; source: number; echo: number; many: number }
 
-/** The traffic generator and its targets in their own process (bench/traffic-proc.ts), driven over IPC. */
+/** The traffic generator and its targets in their own process (bench/traffic-child.ts), driven over IPC. */
 export class TrafficProcess {
   private next = 0;
   private readonly pending = new Map<number, { resolve(v: any): void; reject(e: Error): void }>();

@@ -1,54 +1,24 @@
 import helmet from '@fastify/helmet';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import type { Cluster } from '../cluster/cluster.js';
-import type { Logger } from '../log.js';
-import type { ClientRegistry } from '../server/client-registry.js';
-import type { Credentials } from '../server/credentials.js';
-import type { JobService } from '../server/jobs/job-service.js';
-import type { LoginThrottle } from '../server/login-throttle.js';
-import type { Metrics } from '../server/metrics.js';
 import { sha256 } from '../cluster/signature.js';
 import { DatabaseError } from '../server/db/db.js';
-import type { TunnelOptions } from '../server/tunnel-options.js';
-import { TunnelError, type TunnelManager } from '../server/tunnels.js';
+import { TunnelError } from '../server/tunnels.js';
 import { VERSION } from '../version.js';
 import { ApiAuth } from './auth.js';
+import { tunnelViewer, type ApiOptions } from './context.js';
 import { foreignOrigin } from './csrf.js';
 import { COMMANDS_JS } from './dashboard-commands.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { ApiError, fail, TUNNEL_ERROR_STATUS } from './errors.js';
 import { clientRoutes } from './routes/clients.js';
 import { clientsAuthRoutes } from './routes/clients-auth.js';
-import { clusterRoutes, fromPeer, peerBodyCheck, peerCheck } from './routes/cluster.js';
+import { fromPeer, peerBodyCheck, peerCheck } from './peers.js';
+import { clusterRoutes } from './routes/cluster.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { loginRoutes } from './routes/login.js';
-import { tunnelRoutes, tunnelViewer } from './routes/tunnels.js';
+import { tunnelRoutes } from './routes/tunnels.js';
 import { Tokens } from './tokens.js';
-
-export interface ApiOptions {
-  user: string;
-  password: string;
-  registry: ClientRegistry;
-  tunnels: TunnelManager;
-  /** The API tunnels' options and auto-close timers, which the server runs. */
-  tunnelOptions: TunnelOptions;
-  credentials: Credentials;
-  /** Remote commands and scripts. */
-  jobs: JobService;
-  metrics: Metrics;
-  fingerprint: string;
-  startedAt: number;
-  /** Failed API logins, counted like the client listener's. */
-  throttle: LoginThrottle;
-  log: Logger;
-  /** How often repeated failure lines are summed up (default: a minute). */
-  logIntervalMs?: number;
-  /** [api] max_token_lifetime: no bearer token lives longer (default 90 days). */
-  maxTokenLifetimeMs?: number;
-  /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
-  cluster?: Cluster;
-}
 
 /** The largest request body: the largest the schemas allow (a credential, a login) fits several times over. */
 export const BODY_LIMIT = 16 * 1024;

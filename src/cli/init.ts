@@ -1,14 +1,11 @@
 import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { stringify } from 'smol-toml';
-import { CLIENT_KEYS, clientConfig } from '../config/client-config.js';
+import { parseArgs } from '../config/args.js';
+import { CLIENT_KEYS, clientConfig, DEFAULT_CLIENT_CONF } from '../config/client-config.js';
 import { ConfigError, flagName, loadConfig, type KeyDef } from '../config/loader.js';
 import { errorMessage } from '../log.js';
 import { clientTemplate } from './client-template.js';
-import { parseArgs } from './main.js';
-
-/** Where the packages and the Windows service look for the config. */
-export const DEFAULT_CLIENT_CONF = process.platform === 'win32' ? 'C:\\Program Files\\rport\\rport.conf' : '/etc/rport/rport.conf';
 
 export const INIT_USAGE = `Usage: rport init --server HOST:PORT --auth ID:PASSWORD [--fingerprint SHA256:...] [--KEY VALUE ...]
                   [-c FILE] [--force]

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { existsSync } from 'node:fs';
+import { parseArgs } from '../config/args.js';
+import { DEFAULT_CLIENT_CONF } from '../config/client-config.js';
 import { describeKeys, loadConfig, ConfigError } from '../config/loader.js';
 import { Logger, LogSink } from '../log.js';
 import { applySteps, installSteps, uninstallSteps } from '../supervisor/install.js';
@@ -7,8 +9,7 @@ import { besideState, readStateFile, resolveTarget, WATCHDOG_OPTIONS } from '../
 import { Supervisor } from '../supervisor/supervisor.js';
 import { EXIT_CODE, judge, type Verdict } from '../supervisor/verdict.js';
 import { VERSION } from '../version.js';
-import { DEFAULT_CLIENT_CONF } from './init.js';
-import { onShutdown, openLogger, parseArgs, runMain } from './main.js';
+import { onShutdown, openLogger, runMain } from './main.js';
 
 const USAGE = `rport-watchdog ${VERSION}: restarts an rport client that hangs, where systemd's watchdog is not available
 (Windows scheduled task, cron, Docker HEALTHCHECK, monitoring agents). Reads the client's state.json.

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { RportClient } from '../client/client.js';
-import { StepClock } from '../client/step-clock.js';
+import { StepClock } from '../watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../config/client-config.js';
 import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
 import { reportNativeAcceleration } from '../transport/native.js';

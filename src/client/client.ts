@@ -8,20 +8,12 @@ import { RemoteError } from '../transport/control-channel.js';
 import { METHOD, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
 import { VERSION } from '../version.js';
 import { TIMER_SLACK_MS } from '../watchdog/budget.js';
+import type { ClientObserver } from '../watchdog/observer.js';
+import { StepClock } from '../watchdog/step-clock.js';
 import { Backoff } from './backoff.js';
 import { ClientJobs } from './commands/jobs.js';
 import { dial, type Link } from './dial.js';
-import { StepClock } from './step-clock.js';
 import { TunnelTargets } from './tunnel-targets.js';
-
-/** What the connection loop reports; the watchdog turns these into state.json and sd_notify updates. */
-export interface ClientObserver {
-  /** Reported to the server with the connection request and each ping. */
-  facts(): WatchdogFacts;
-  connected(server: string, latencyNs: number): void;
-  pinged(server: string, latencyNs: number): void;
-  retrying(waitMs: number): void;
-}
 
 /** Jitter shortens a keep-alive interval by up to this share, and by at most MAX_KEEPALIVE_JITTER_MS. */
 const KEEPALIVE_JITTER = 0.05;
@@ -229,7 +221,7 @@ export class RportClient {
       const t0 = process.hrtime.bigint();
       try {
         // A clock of its own: the probe runs beside the keep-alive loop, whose steps the watchdog tracks.
-        const link = await this.connect(main, new StepClock(undefined));
+        const link = await this.connect(main, new StepClock());
         this.switchTo = { link, index: 0, latencyNs: since(t0) };
         current.close();
       } catch (err) {

@@ -9,7 +9,7 @@ import { fingerprintMatches, fingerprintOf } from '../transport/host-key.js';
 import { AUTH_ID_HEADER, CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../transport/protocol.js';
 import { sshStream } from '../transport/ws-stream.js';
 import { RportDialect, speaksRport } from './rport-protocol.js';
-import type { StepClock } from './step-clock.js';
+import type { StepClock } from '../watchdog/step-clock.js';
 
 export interface DialOptions {
   server: ServerUrl;

@@ -8,6 +8,8 @@ import { logLevelOf } from './logging.js';
 import { parseServerUrl, type ServerUrl } from './server-url.js';
 import { VERSION } from '../version.js';
 
+/** Where the packages and the Windows service look for the config. */
+export const DEFAULT_CLIENT_CONF = process.platform === 'win32' ? 'C:\\Program Files\\rport\\rport.conf' : '/etc/rport/rport.conf';
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\Program Files\\rport' : '/var/lib/rport';
 
 /**

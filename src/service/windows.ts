@@ -1,26 +1,18 @@
 import { execFile } from 'node:child_process';
 import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { win32 } from 'node:path';
+import { parseArgs } from '../config/args.js';
+import { DEFAULT_CLIENT_CONF } from '../config/client-config.js';
 import { ConfigError } from '../config/loader.js';
 import { errorMessage } from '../log.js';
 import { packageRequire } from '../native/package-require.js';
 import { isSingleExecutable } from '../native/sea.js';
-import { DEFAULT_CLIENT_CONF } from '../cli/init.js';
-import { parseArgs } from '../cli/main.js';
 
 // Windows paths, also when --print shows the steps elsewhere.
 const { dirname, join } = win32;
 
 /** The service name; packaging/windows/rport-watchdog.ps1 restarts the service of this name. */
 export const SERVICE_NAME = 'rport';
-/**
- * A Windows service must answer the service control manager (SCM), which a Node program cannot do by
- * itself. WinSW, the service wrapper that node-windows uses, does: it runs rport.exe as its child, reports
- * to the SCM, and on install sets the recovery actions from <onfailure>. The release embeds node-windows's
- * winsw.exe (and its .config) in rport.exe; `service install` writes it beside as rport-service.exe.
- */
-export const WRAPPER_ASSETS = ['winsw.exe', 'winsw.exe.config'] as const;
-
 export const SERVICE_USAGE = `Usage: rport service install [-c CONF] | uninstall | start | stop   (Windows, as Administrator)
 
 install    registers the Windows service "${SERVICE_NAME}" (automatic start) running this rport.exe with
@@ -40,7 +32,14 @@ export interface ServiceStep {
 
 const xmlText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-/** WinSW's configuration: rport.exe -c CONF, automatic start, restarts on failure, logs beside. */
+/**
+ * A Windows service must answer the service control manager (SCM), which a Node program cannot do by
+ * itself. WinSW, the service wrapper that node-windows uses, does: it runs rport.exe as its child, reports
+ * to the SCM, and on install sets the recovery actions from <onfailure>. The release embeds node-windows's
+ * winsw.exe (and its .config) in rport.exe; `service install` writes it beside as rport-service.exe.
+ *
+ * WinSW's configuration: rport.exe -c CONF, automatic start, restarts on failure, logs beside.
+ */
 export function wrapperXml(exe: string, conf: string): string {
   return `<service>
   <id>${SERVICE_NAME}</id>

@@ -1,13 +1,13 @@
-import type { ClientObserver } from '../client/client.js';
-import type { StepClock } from '../client/step-clock.js';
 import type { ClientConfig } from '../config/client-config.js';
 import { formatDuration, formatNanos } from '../shared/duration.js';
 import type { Logger } from '../log.js';
 import type { WatchdogFacts } from '../transport/protocol.js';
 import { describeBudget, heartbeatBudget, suggestedWatchdogSec } from './budget.js';
 import { nowMicros } from '../shared/go-time.js';
+import type { ClientObserver } from './observer.js';
 import type { SdNotify } from './sd-notify.js';
 import { stateRecord, type StateFile, type WatchdogState } from './state-file.js';
+import type { StepClock } from './step-clock.js';
 
 /** How far past its deadline a step may run before the heartbeats stop (timers fire a little late). */
 const DEADLINE_GRACE_MS = 500;

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { parseArgs } from '../../src/cli/main.js';
+import { parseArgs } from '../../src/config/args.js';
 import { CLIENT_KEYS, clientConfig } from '../../src/config/client-config.js';
 import { ConfigError, flagName, loadConfig, type KeyDef } from '../../src/config/loader.js';
 import { MAX_TIMER_MS } from '../../src/timeout.js';

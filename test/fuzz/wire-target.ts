@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import WebSocket from 'ws';
 import { CONTROL_SUBSYSTEM, WS_SUBPROTOCOL } from '../../src/transport/protocol.js';
-import { CLIENT_AUTH, type ServerHandle } from '../helpers/procs.js';
+import { CLIENT_AUTH, type ServerHandle } from '../../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from '../helpers/raw-client.js';
 import { STACK_FRAME, type Target } from './engine.js';
 

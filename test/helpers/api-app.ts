@@ -13,7 +13,7 @@ import { SqliteDb } from '../../src/server/db/sqlite.js';
 import { Store } from '../../src/server/store.js';
 import { TunnelManager } from '../../src/server/tunnels.js';
 import { TunnelOptions } from '../../src/server/tunnel-options.js';
-import { API_AUTH } from './procs.js';
+import { API_AUTH } from '../../harness/procs.js';
 
 const [user, password] = API_AUTH.split(':') as [string, string];
 

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { cleanup } from './procs.js';
+import { cleanup } from '../../harness/procs.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/', import.meta.url));

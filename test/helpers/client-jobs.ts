@@ -8,7 +8,7 @@ import { RPORT_CLIENT_NAMES } from '../../src/config/rport-names.js';
 import { Logger, LogSink } from '../../src/log.js';
 import { ControlChannel } from '../../src/transport/control-channel.js';
 import { METHOD, type JobDone } from '../../src/transport/protocol.js';
-import { cleanup, tmpDir, writeFile } from './procs.js';
+import { cleanup, tmpDir, writeFile } from '../../harness/procs.js';
 
 /** The [client] section of the configs in these tests: enough to load, never dialed. */
 export const CLIENT_BASE = '[client]\nserver = "127.0.0.1:9"\nauth = "c:p"\nid = "x"\n';

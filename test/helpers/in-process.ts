@@ -3,21 +3,19 @@
 // machine). For tests that involve no signal, exit code, pid or systemd; those start the commands (procs.ts).
 import { mkdirSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { startApi } from '../../src/api/serve.js';
-import { parseArgs } from '../../src/cli/main.js';
+import { parseArgs } from '../../src/config/args.js';
 import { RportClient } from '../../src/client/client.js';
-import { StepClock } from '../../src/client/step-clock.js';
+import { StepClock } from '../../src/watchdog/step-clock.js';
+import { Daemon } from '../../src/daemon/daemon.js';
 import { CLIENT_KEYS, clientConfig } from '../../src/config/client-config.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { SERVER_KEYS, serverConfig } from '../../src/config/server-config.js';
 import { Logger, LogSink } from '../../src/log.js';
 import { Credentials } from '../../src/server/credentials.js';
-import { Rportd } from '../../src/server/rportd.js';
-import { closeServer } from '../../src/shared/listen.js';
 import { loadHostKey } from '../../src/transport/host-key.js';
 import { StateFile } from '../../src/watchdog/state-file.js';
 import { Watchdog } from '../../src/watchdog/watchdog.js';
-import { apiCaller, cleanup, clientArgs, Lines, serverArgs, type Exit, type ServerHandle } from './procs.js';
+import { apiCaller, cleanup, clientArgs, Lines, serverArgs, type Exit, type ServerHandle } from '../../harness/procs.js';
 
 /** An in-process server's or client's log lines, and stop() as a process handle has it. */
 export class InProcess extends Lines {
@@ -48,10 +46,10 @@ export async function startServerInProcess(t: TestContext, extra: string[] = [],
   let stop = () => {};
   const proc = new InProcess('rportd', new Promise<Exit>((r) => (stopped = r)), () => stop());
   const root = logger(proc, cfg.logLevel, 'rportd');
-  const server = new Rportd(cfg, hostKey, Credentials.load(cfg.auth, cfg.authFile), root);
-  await server.start();
-  const api = await startApi(cfg.api, server, root.child('api'));
-  stop = () => void (api ? closeServer(api.app.server) : Promise.resolve()).then(() => server.stop()).then(() => stopped({ code: 0, signal: null }));
+  const daemon = new Daemon(cfg, hostKey, Credentials.load(cfg.auth, cfg.authFile), root);
+  await daemon.start();
+  await daemon.startApi(root.child('api'));
+  stop = () => void daemon.stop().then(() => stopped({ code: 0, signal: null }));
   cleanup(t, () => proc.stop());
   return { proc, port, apiPort, dataDir, fingerprint: hostKey.fingerprint, args, api: apiCaller(apiPort) };
 }
@@ -63,7 +61,7 @@ export function startClientInProcess(t: TestContext, server: string, extra: stri
   let stop = () => {};
   const proc = new InProcess('rport', new Promise<Exit>((r) => (finished = r)), () => stop());
   const root = logger(proc, cfg.logLevel, 'rport');
-  const clock = new StepClock(undefined);
+  const clock = new StepClock();
   const watchdog = new Watchdog(cfg, { stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined, notify: undefined, watchdogUsec: undefined }, clock, root.child('watchdog'));
   const client = new RportClient(cfg, root.child('client'), watchdog, clock);
   stop = () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { apiRequest, eventually, type ServerHandle } from './procs.js';
+import { apiRequest, eventually, type ServerHandle } from '../../harness/procs.js';
 
 /** The API with a JSON body, as the [api] auth user. */
 export function apiCall(server: ServerHandle, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {

@@ -2,7 +2,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import WebSocket from 'ws';
 import { dial, type Link } from '../../src/client/dial.js';
-import { StepClock } from '../../src/client/step-clock.js';
+import { StepClock } from '../../src/watchdog/step-clock.js';
 import { parseServerUrl } from '../../src/config/server-url.js';
 import { METHOD, WS_SUBPROTOCOL, type ConnectReply, type ConnectRequest } from '../../src/transport/protocol.js';
 import { sshStream } from '../../src/transport/ws-stream.js';
@@ -34,7 +34,7 @@ export function resetWs(ws: WebSocket): void {
 export async function rawLink(port: number, auth: string, timeoutMs = 5000): Promise<Link> {
   const i = auth.indexOf(':');
   const link = await dial({ server: parseServerUrl(`127.0.0.1:${port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: auth.slice(0, i), password: auth.slice(i + 1), fingerprint: '', timeoutMs },
-    new StepClock(undefined), () => undefined);
+    new StepClock(), () => undefined);
   link.control.handle(METHOD.ping, () => ({ now: Date.now() }));
   return link;
 }

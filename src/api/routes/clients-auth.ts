@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { hashPassword } from '../../server/credentials.js';
-import type { ApiOptions } from '../api-server.js';
+import type { ApiOptions } from '../context.js';
 import { ApiError } from '../errors.js';
 import { applyListQuery, parseListQuery, type RawQuery } from '../list-query.js';
 import { idParams } from './schemas.js';

@@ -3,10 +3,10 @@ import type { JobAsk, MultiJobSpec } from '../../server/jobs/job-service.js';
 import type { JobRow } from '../../server/jobs/job-store.js';
 import { MAX_LINE } from '../../transport/control-channel.js';
 import { MAX_JOB_TIMEOUT_SEC } from '../../transport/protocol.js';
-import type { ApiOptions } from '../api-server.js';
+import type { ApiOptions } from '../context.js';
 import { ApiError, notImplemented } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';
-import { forwardToHolder } from './cluster.js';
+import { forwardToHolder } from '../peers.js';
 import { idParams } from './schemas.js';
 
 /** RPort's run_remote_cmd_timeout_sec default. */

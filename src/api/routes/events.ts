@@ -1,12 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { LiveOutput } from '../../server/jobs/job-service.js';
-import type { TunnelManager } from '../../server/tunnels.js';
-import type { ApiOptions } from '../api-server.js';
+import { clientView } from '../client-view.js';
+import { clusterTunnels, type ApiOptions, type Tunnel } from '../context.js';
 import { presentedToken } from '../auth.js';
 import { fail } from '../errors.js';
 import type { Tokens } from '../tokens.js';
-import { clientView } from './clients.js';
-import { clusterTunnels } from './tunnels.js';
 
 const EVENTS_MIN_INTERVAL_MS = 1000;
 /** Event streams open at once, in all and from one address: each gets a copy of every event. */
@@ -17,8 +15,6 @@ export const MAX_EVENT_STREAMS_PER_ADDRESS = 16;
  * slow), and the stream ends rather than hold every later event in rportd's memory. EventSource reconnects.
  */
 export const MAX_EVENT_BACKLOG = 1 << 20;
-
-type Tunnel = ReturnType<TunnelManager['all']>[number];
 
 /** GET /events: the dashboard's live client list and job output (server-sent events). */
 export function eventRoutes(app: FastifyInstance, o: ApiOptions, tokens: Tokens, viewer: () => Promise<(t: Tunnel) => unknown>): void {

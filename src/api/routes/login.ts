@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { formatDuration } from '../../shared/duration.js';
-import type { ApiOptions } from '../api-server.js';
+import type { ApiOptions } from '../context.js';
 import { ipOf, presentedToken, type ApiAuth } from '../auth.js';
 import { ApiError, fail } from '../errors.js';
 import type { Tokens } from '../tokens.js';

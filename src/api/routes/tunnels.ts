@@ -1,31 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../../log.js';
-import { defaultBindNote, type TunnelManager } from '../../server/tunnels.js';
-import type { ApiOptions } from '../api-server.js';
+import { defaultBindNote } from '../../server/tunnels.js';
+import { clusterTunnels, tunnelViewer, type ApiOptions } from '../context.js';
 import { ApiError } from '../errors.js';
+import { forwardToHolder } from '../peers.js';
 import type { TunnelOptions } from '../../server/tunnel-options.js';
-import { describeTunnel, tunnelView } from '../tunnel-options.js';
+import { describeTunnel } from '../tunnel-options.js';
 import { TUNNEL_QUERY_SCHEMA, tunnelAsk, type TunnelQuery } from '../tunnel-query.js';
-import { forwardToHolder } from './cluster.js';
 import { idParams } from './schemas.js';
 
 /** Bound on check_port: the client's dial has its own 10 s bound; this covers the channel around it. */
 const CHECK_PORT_TIMEOUT_MS = 15_000;
-
-type Tunnel = ReturnType<TunnelManager['all']>[number];
-
-/** A function that shows tunnels as the API does, with their options read once for the whole answer. */
-export function tunnelViewer(options: TunnelOptions): () => Promise<(t: Tunnel) => ReturnType<typeof tunnelView>> {
-  return async () => {
-    const all = await options.all();
-    return (t) => tunnelView(describeTunnel(t), all.get(t.id));
-  };
-}
-
-/** Every tunnel of the cluster by client id, with the node each listens on. */
-export async function clusterTunnels(o: ApiOptions): Promise<Map<string, Tunnel[]>> {
-  return o.tunnels.listing(await o.registry.clients(), o.registry.cluster.peers());
-}
 
 /** GET /tunnels, GET/PUT /clients/{id}/tunnels, DELETE /clients/{id}/tunnels/{tunnel_id}. */
 export function tunnelRoutes(app: FastifyInstance, o: ApiOptions, options: TunnelOptions): void {

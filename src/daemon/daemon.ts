@@ -1,28 +1,30 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../api/api-server.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { formatDuration } from '../shared/duration.js';
 import { formatHostPort, isAnyAddress } from '../shared/host-port.js';
 import { closeServer, listen } from '../shared/listen.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
+import { ClientListener } from '../server/client-listener.js';
+import { ClientRegistry } from '../server/client-registry.js';
+import { Credentials } from '../server/credentials.js';
+import { DatabaseError, type Db } from '../server/db/db.js';
+import { PostgresDb } from '../server/db/postgres.js';
+import { SqliteDb } from '../server/db/sqlite.js';
+import { JobService } from '../server/jobs/job-service.js';
+import { SqlJobStore } from '../server/jobs/job-store.js';
+import { LoginThrottle } from '../server/login-throttle.js';
+import { Metrics } from '../server/metrics.js';
+import { Store } from '../server/store.js';
+import { storedFailures } from '../server/stored-failures.js';
+import { TunnelOptions } from '../server/tunnel-options.js';
+import { TunnelManager } from '../server/tunnels.js';
 import { Cluster } from '../cluster/cluster.js';
 import { loadNodeId } from '../cluster/node-id.js';
-import { ClientListener } from './client-listener.js';
-import { ClientRegistry } from './client-registry.js';
-import { Credentials } from './credentials.js';
-import { DatabaseError, type Db } from './db/db.js';
-import { PostgresDb } from './db/postgres.js';
-import { SqliteDb } from './db/sqlite.js';
-import { JobService } from './jobs/job-service.js';
-import { SqlJobStore } from './jobs/job-store.js';
-import { LoginThrottle } from './login-throttle.js';
-import { Metrics } from './metrics.js';
-import { Store } from './store.js';
-import { storedFailures } from './stored-failures.js';
-import { TunnelOptions } from './tunnel-options.js';
-import { TunnelManager } from './tunnels.js';
 
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
 export const UPGRADE_HEADERS_TIMEOUT_MS = 10_000;
@@ -34,11 +36,11 @@ async function openDb(cfg: ServerConfig, log: Logger): Promise<Db> {
 }
 
 /**
- * The server: the client listener, the client registry with its liveness checks, its cluster. Its parts
- * (registry, tunnels, jobs, credentials, metrics, throttle, cluster) are there for the API once start()
- * has opened the registry; the process wires the API beside it.
+ * The rportd process, wired in this one place: the client listener, the client registry with its liveness
+ * checks, its cluster, and the API beside them. server/ never imports cluster/: the cluster is made here and
+ * handed to the registry as server/'s own ClusterView. The API gets their parts once start() has opened the registry.
  */
-export class Rportd {
+export class Daemon {
   private store!: Store;
   cluster!: Cluster;
   registry!: ClientRegistry;
@@ -56,6 +58,7 @@ export class Rportd {
   private checker: NodeJS.Timeout | undefined;
   private purger: NodeJS.Timeout | undefined;
   private readonly checking = new Set<string>();
+  private api: FastifyInstance | undefined;
 
   constructor(
     private readonly cfg: ServerConfig,
@@ -172,7 +175,24 @@ export class Rportd {
     }
   }
 
+  /** The API on [api] address, given the server's parts; undefined when no address is set. */
+  async startApi(log: Logger): Promise<AddressInfo | undefined> {
+    const c = this.cfg.api;
+    if (!c.address) return undefined;
+    const app = createApi({
+      user: c.user, password: c.password, registry: this.registry, tunnels: this.tunnels, tunnelOptions: this.tunnelOptions, credentials: this.credentials, jobs: this.jobs, cluster: this.cluster,
+      metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: this.apiThrottle, log, maxTokenLifetimeMs: c.maxTokenLifetimeMs,
+    });
+    await app.ready();
+    const address = await listen(app.server, c.address.host, c.address.port, 'the API ([api] address)');
+    this.api = app;
+    if (!c.user) log.warn(`the API on ${c.address.host}:${address.port} has no [api] auth: anyone on this machine can use it`);
+    return address;
+  }
+
+  /** The API stops first: no request reaches a server that is closing. */
   async stop(): Promise<void> {
+    if (this.api) await closeServer(this.api.server);
     clearInterval(this.checker);
     clearInterval(this.purger);
     this.jobs.stop();

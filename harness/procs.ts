@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-export const CLI_DIR = fileURLToPath(new URL('../../src/cli/', import.meta.url));
+export const CLI_DIR = fileURLToPath(new URL('../src/cli/', import.meta.url));
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
@@ -225,6 +225,9 @@ export function run(command: 'rport' | 'rportd' | 'rport-watchdog', args: string
   return new Proc(child);
 }
 
+/** The environment that makes an rport hang at its connection request: harness/hang-request.ts preloaded. */
+export const HANG_REQUEST = { NODE_OPTIONS: `--import=${new URL('./hang-request.js', import.meta.url).href}` };
+
 /** Any program, with the same line capture. */
 export function runProgram(t: TestContext, file: string, args: string[]): Proc {
   const proc = new Proc(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -234,7 +237,7 @@ export function runProgram(t: TestContext, file: string, args: string[]): Proc {
 
 /** A real AF_UNIX datagram socket as systemd's NOTIFY_SOCKET (a path, or @name): what it received, one message a line. */
 export async function notifyReceiver(t: TestContext, address: string): Promise<Proc & { messages(): string[] }> {
-  const rx = runProgram(t, 'python3', [fileURLToPath(new URL('../../../test/helpers/notify_receiver.py', import.meta.url)), address]);
+  const rx = runProgram(t, 'python3', [fileURLToPath(new URL('../../harness/notify_receiver.py', import.meta.url)), address]);
   await rx.waitFor(/"listening"/);
   return Object.assign(rx, { messages: () => rx.lines.slice(1).map((l) => JSON.parse(l) as string) });
 }

@@ -2,8 +2,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { Logger, LogSink } from '../../src/log.js';
-import { PostgresDb } from '../../src/server/db/postgres.js';
+import { Logger, LogSink } from '../src/log.js';
+import { PostgresDb } from '../src/server/db/postgres.js';
 import { accepting, cleanup, freePort, Proc, tmpDir, writeFile } from './procs.js';
 
 /** Debian's PostgreSQL binaries (the newest installed), or undefined. */

@@ -2,6 +2,18 @@ import { performance } from 'node:perf_hooks';
 import { withTimeout } from '../timeout.js';
 
 /**
+ * A fault point for tests of hang detection: a step of this kind (dns, tcp, proxy, tls, websocket, ssh,
+ * control, request, ping) never ends and never times out. Only a test sets it, in its own process or in an
+ * rport it starts with harness/hang-request.ts preloaded; no config key, flag or variable reaches it.
+ */
+let hangingKind: string | undefined;
+
+/** Sets the fault point above. */
+export function injectHang(kind: string): void {
+  hangingKind = kind;
+}
+
+/**
  * The connection loop's current step and the deadline by which it must end. The watchdog heartbeat reads
  * it: while the step is within its deadline the client is making progress; a step past its deadline has
  * hung (a promise that never settles, a blocked event loop), and the heartbeats stop.
@@ -9,12 +21,6 @@ import { withTimeout } from '../timeout.js';
 export class StepClock {
   private current = 'starting';
   private deadlineAt = Infinity;
-
-  /**
-   * A fault point for tests of hang detection: RPORT_TEST_HANG_STEP names a step kind (dns, tcp, proxy,
-   * tls, websocket, ssh, control, request, ping) that then never ends and never times out.
-   */
-  constructor(private readonly hangStep: string | undefined = process.env.RPORT_TEST_HANG_STEP) {}
 
   get step(): string {
     return this.current;
@@ -32,7 +38,7 @@ export class StepClock {
   /** Runs one step under its own timeout; `onTimeout` tears down what the step was waiting on. */
   run<T>(kind: string, step: string, timeoutMs: number, work: () => Promise<T>, onTimeout?: () => void): Promise<T> {
     this.begin(step, timeoutMs);
-    if (this.hangStep === kind) return new Promise<T>(() => {}); // the injected fault: no timer, no end
+    if (hangingKind === kind) return new Promise<T>(() => {}); // the injected fault: no timer, no end
     return withTimeout(work(), timeoutMs, step, onTimeout);
   }
 }

@@ -1,0 +1,50 @@
+import type { Cluster } from '../cluster/cluster.js';
+import type { Logger } from '../log.js';
+import type { ClientRegistry } from '../server/client-registry.js';
+import type { Credentials } from '../server/credentials.js';
+import type { JobService } from '../server/jobs/job-service.js';
+import type { LoginThrottle } from '../server/login-throttle.js';
+import type { Metrics } from '../server/metrics.js';
+import type { TunnelOptions } from '../server/tunnel-options.js';
+import type { TunnelManager } from '../server/tunnels.js';
+import { describeTunnel, tunnelView } from './tunnel-options.js';
+
+/** What the API is given: the server's parts it answers from. Every route takes it; no route imports another. */
+export interface ApiOptions {
+  user: string;
+  password: string;
+  registry: ClientRegistry;
+  tunnels: TunnelManager;
+  /** The API tunnels' options and auto-close timers, which the server runs. */
+  tunnelOptions: TunnelOptions;
+  credentials: Credentials;
+  /** Remote commands and scripts. */
+  jobs: JobService;
+  metrics: Metrics;
+  fingerprint: string;
+  startedAt: number;
+  /** Failed API logins, counted like the client listener's. */
+  throttle: LoginThrottle;
+  log: Logger;
+  /** How often repeated failure lines are summed up (default: a minute). */
+  logIntervalMs?: number;
+  /** [api] max_token_lifetime: no bearer token lives longer (default 90 days). */
+  maxTokenLifetimeMs?: number;
+  /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
+  cluster?: Cluster;
+}
+
+export type Tunnel = ReturnType<TunnelManager['all']>[number];
+
+/** A function that shows tunnels as the API does, with their options read once for the whole answer. */
+export function tunnelViewer(options: TunnelOptions): () => Promise<(t: Tunnel) => ReturnType<typeof tunnelView>> {
+  return async () => {
+    const all = await options.all();
+    return (t) => tunnelView(describeTunnel(t), all.get(t.id));
+  };
+}
+
+/** Every tunnel of the cluster by client id, with the node each listens on. */
+export async function clusterTunnels(o: ApiOptions): Promise<Map<string, Tunnel[]>> {
+  return o.tunnels.listing(await o.registry.clients(), o.registry.cluster.peers());
+}

@@ -16,10 +16,9 @@ import { DatabaseError, type Db } from './db/db.js';
 import { PostgresDb } from './db/postgres.js';
 import { SqliteDb } from './db/sqlite.js';
 import { JobService } from './jobs/job-service.js';
-import { SqlJobStore } from './jobs/job-store.js';
 import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
-import { Store } from './store.js';
+import { Store } from './store/index.js';
 import { storedFailures } from './stored-failures.js';
 import { TunnelOptions } from './tunnel-options.js';
 import { TunnelManager } from './tunnels.js';
@@ -92,10 +91,10 @@ export class Rportd {
     const apiHost = d.type === 'postgres' || !api || isAnyAddress(api.host) ? publicHost : api.host;
     const apiUrl = api ? `http://${formatHostPort({ host: apiHost, port: api.port })}` : '';
     this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost, allowedNodes: d.type === 'postgres' ? d.allowedNodes : undefined }, c.checkTimeoutMs, this.log.child('cluster'));
-    this.credentials.useStore(this.store);
+    this.credentials.useStore(this.store.credentials);
     this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
     await this.cluster.join(this.registry);
-    this.jobs = new JobService(new SqlJobStore(db), this.registry, this.log.child('jobs'));
+    this.jobs = new JobService(this.store.jobs, this.registry, this.log.child('jobs'));
     await this.jobs.init();
     this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
     await this.tunnels.load();
@@ -105,7 +104,7 @@ export class Rportd {
     await this.tunnelOptions.init();
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.cluster.metrics(this.metrics.registry);
-    const failures = await storedFailures(this.store, this.log.child('database'));
+    const failures = await storedFailures(this.store.failedLogins, this.log.child('database'));
     this.purgeFailures = failures.purge;
     this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, { records: failures, realm: 'clients' });
     this.apiThrottle = new LoginThrottle(c.api.maxFailedLogin, c.api.banTimeMs, { records: failures, realm: 'api' });
@@ -166,7 +165,7 @@ export class Rportd {
     const now = Date.now();
     await this.purgeFailures(now, now - Math.max(this.cfg.banTimeMs, this.cfg.api.banTimeMs));
     if (this.cfg.keepDisconnectedMs === undefined) return;
-    for (const id of await this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
+    for (const id of await this.store.clients.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);
       this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);
     }
@@ -184,7 +183,7 @@ export class Rportd {
     await this.registry.close();
     // Its clients connect again to other nodes: released now, not after the dead bound.
     await this.cluster.leave();
-    await this.store.releaseNode(this.cluster.nodeId, Date.now()).catch(() => undefined);
+    await this.store.nodes.releaseNode(this.cluster.nodeId, Date.now()).catch(() => undefined);
     await this.store.close();
   }
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import { deadline, type Deadline } from '../timeout.js';
-import type { TunnelOptionsRow } from './store.js';
+import type { TunnelOptionsRow } from './store/index.js';
 
 /** A tunnel's API options as the API shows them. */
 export interface Options {

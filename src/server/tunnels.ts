@@ -9,7 +9,7 @@ import { RemoteError, type Control } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
 import { METHOD } from '../transport/protocol.js';
 import { deadline, type Deadline } from '../timeout.js';
-import type { NodeRow, Store, TunnelOptionsRow, TunnelRow } from './store.js';
+import type { NodeRow, Store, TunnelOptionsRow, TunnelRow } from './store/index.js';
 
 /** Bound on the client's answer to a tunnel request, and on opening one forwarded channel. */
 const CLIENT_ANSWER_TIMEOUT_MS = 15_000;
@@ -115,7 +115,7 @@ export class TunnelManager {
   constructor(
     private readonly policy: TunnelPolicy,
     private readonly log: Logger,
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'tunnels'>,
     /** This node: its id claims tunnel ports across the cluster, its public host is where its tunnels listen. */
     private readonly node: { id: string; publicHost: string } = { id: '', publicHost: '' },
   ) {
@@ -129,11 +129,11 @@ export class TunnelManager {
    * another node of the cluster, which changed them).
    */
   async load(): Promise<void> {
-    for (const row of await this.store.tunnels()) await this.restore(row);
+    for (const row of await this.store.tunnels.tunnels()) await this.restore(row);
   }
 
   private async reload(clientId: string): Promise<void> {
-    const rows = await this.store.tunnelsOf(clientId);
+    const rows = await this.store.tunnels.tunnelsOf(clientId);
     const mine = this.tunnelsOf(clientId);
     const ids = new Set(rows.map((r) => r.id));
     for (const t of [...mine.values()]) {
@@ -154,7 +154,7 @@ export class TunnelManager {
       this.tunnelsOf(row.client_id).set(t.id, t);
     } catch (err) {
       this.log.warn(`${what} not restored: ${errorMessage(err)}; deleted`);
-      await this.store.deleteTunnel(row.id);
+      await this.store.tunnels.deleteTunnel(row.id);
     }
   }
 
@@ -172,7 +172,7 @@ export class TunnelManager {
   async listing(clients: ClientWhere[], peers: Map<string, NodeRow>): Promise<Map<string, Tunnel[]>> {
     const where = new Map(clients.map((c) => [c.id, c.nodeId]));
     const out = new Map<string, Tunnel[]>();
-    for (const row of await this.store.tunnels()) {
+    for (const row of await this.store.tunnels.tunnels()) {
       const nodeId = where.get(row.client_id) ?? null;
       let t = this.links.has(row.client_id) ? this.byClient.get(row.client_id)?.get(row.id) : undefined;
       if (!t) {
@@ -193,11 +193,11 @@ export class TunnelManager {
 
   /** A tunnel's API options: scheme, lport_random, auto-close. */
   options(): Promise<Array<TunnelOptionsRow & { client_id: string }>> {
-    return this.store.tunnelOptions();
+    return this.store.tunnels.tunnelOptions();
   }
 
   saveOptions(o: TunnelOptionsRow): Promise<void> {
-    return this.store.saveTunnelOptions(o);
+    return this.store.tunnels.saveTunnelOptions(o);
   }
 
   /** Why the configuration does not permit this tunnel, as the API answers it; undefined if it does. */
@@ -218,7 +218,7 @@ export class TunnelManager {
 
   /** Writes the tunnel as it is now (its port once chosen). */
   private save(t: Tunnel): Promise<void> {
-    return this.store.saveTunnel({
+    return this.store.tunnels.saveTunnel({
       id: t.id, client_id: t.clientId, local_host: t.local.host, local_port: t.local.port, remote: t.remote, acl: JSON.stringify(t.acl),
       idle_timeout_ms: t.idleTimeoutMs, created_by: t.createdBy, source: t.source, created_at: t.createdAt,
     });
@@ -251,7 +251,7 @@ export class TunnelManager {
     for (const t of [...tunnels.values()]) {
       if (t.createdBy === 'client' && !remotes.includes(t.source)) {
         tunnels.delete(t.id);
-        await this.store.deleteTunnel(t.id).catch((err) => this.log.warn(`tunnel ${t.id}: not deleted from the registry database: ${errorMessage(err)}`));
+        await this.store.tunnels.deleteTunnel(t.id).catch((err) => this.log.warn(`tunnel ${t.id}: not deleted from the registry database: ${errorMessage(err)}`));
       }
     }
     for (const r of remotes) {
@@ -318,7 +318,7 @@ export class TunnelManager {
   async delete(clientId: string, tunnelId: string): Promise<boolean> {
     const t = this.byClient.get(clientId)?.get(tunnelId);
     if (!t) return false;
-    await this.store.deleteTunnel(tunnelId);
+    await this.store.tunnels.deleteTunnel(tunnelId);
     this.byClient.get(clientId)!.delete(tunnelId);
     this.deactivate(t);
     const link = this.links.get(clientId);
@@ -387,14 +387,14 @@ export class TunnelManager {
 
   /** Frees a port claim; one that fails (the database is away) is taken back by its tunnel or freed when this node starts again. */
   private release(port: number, claim: string): void {
-    this.store.releasePort(port, claim).catch((err) => this.log.debug(`port ${port}: claim not released: ${errorMessage(err)}`));
+    this.store.tunnels.releasePort(port, claim).catch((err) => this.log.debug(`port ${port}: claim not released: ${errorMessage(err)}`));
   }
 
   /** The port is claimed in the store (unique across the cluster) before listening on it. */
   private async claim(port: number, t: Tunnel): Promise<boolean> {
     try {
       t.claim = randomUUID();
-      return await this.store.claimPort(port, t.id, this.node.id, t.claim);
+      return await this.store.tunnels.claimPort(port, t.id, this.node.id, t.claim);
     } catch (err) {
       throw new TunnelError('database_unavailable', `port ${port} cannot be claimed: the registry database is out of reach (${errorMessage(err)}); try again when it is back`);
     }

@@ -3,7 +3,7 @@ import { errorTitle, NodeUnavailable, type Cluster } from '../../cluster/cluster
 import { sha256, SIGNATURE_HEADER } from '../../cluster/signature.js';
 import { errorMessage } from '../../log.js';
 import { checkStale } from '../../server/client-connection.js';
-import type { NodeRow } from '../../server/store.js';
+import type { NodeRow } from '../../server/store/index.js';
 import type { RemoteRun } from '../../server/jobs/job-service.js';
 import { Refusal } from '../../server/refusal.js';
 import type { ApiOptions } from '../api-server.js';

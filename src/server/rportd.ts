@@ -20,8 +20,7 @@ import { LoginThrottle } from './login-throttle.js';
 import { Metrics } from './metrics.js';
 import { Store } from './store/index.js';
 import { storedFailures } from './stored-failures.js';
-import { TunnelOptions } from './tunnel-options.js';
-import { TunnelManager } from './tunnels.js';
+import { TunnelManager, type TunnelOptions } from './tunnels/index.js';
 
 /** The HTTP request that upgrades to a WebSocket must arrive whole within this after the connection. */
 export const UPGRADE_HEADERS_TIMEOUT_MS = 10_000;
@@ -96,12 +95,9 @@ export class Rportd {
     await this.cluster.join(this.registry);
     this.jobs = new JobService(this.store.jobs, this.registry, this.log.child('jobs'));
     await this.jobs.init();
-    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
+    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost }, () => this.registry.changed());
     await this.tunnels.load();
-    this.tunnelOptions = new TunnelOptions(this.tunnels, (clientId, tunnelId) => {
-      this.tunnels.delete(clientId, tunnelId).then((gone) => gone && this.registry.changed(), (err: Error) => this.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
-    }, this.log.child('tunnels'));
-    await this.tunnelOptions.init();
+    this.tunnelOptions = this.tunnels.options;
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.cluster.metrics(this.metrics.registry);
     const failures = await storedFailures(this.store.failedLogins, this.log.child('database'));
@@ -175,7 +171,7 @@ export class Rportd {
     clearInterval(this.checker);
     clearInterval(this.purger);
     this.jobs.stop();
-    this.tunnelOptions.stop();
+    this.tunnels.stopTimers();
     // The connections' close handling writes to the registry: it runs before the store closes.
     await this.listener?.closeAll();
     this.tunnels.closeAll();

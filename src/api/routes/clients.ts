@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ClientRecord } from '../../server/client-registry.js';
-import type { TunnelManager } from '../../server/tunnels.js';
+import type { TunnelManager } from '../../server/tunnels/index.js';
 import type { ApiOptions } from '../api-server.js';
 import { ApiError } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { LiveOutput } from '../../server/jobs/job-service.js';
-import type { TunnelManager } from '../../server/tunnels.js';
+import type { TunnelManager } from '../../server/tunnels/index.js';
 import type { ApiOptions } from '../api-server.js';
 import { presentedToken } from '../auth.js';
 import { fail } from '../errors.js';

@@ -8,8 +8,7 @@ import type { CommandsConfig } from '../src/config/client-config.js';
 import { ClientRegistry, soloCluster } from '../src/server/client-registry.js';
 import { SqliteDb } from '../src/server/db/sqlite.js';
 import { JobService } from '../src/server/jobs/job-service.js';
-import { SqlJobStore } from '../src/server/jobs/job-store.js';
-import { Store } from '../src/server/store.js';
+import { Store } from '../src/server/store/index.js';
 import { Logger, LogSink } from '../src/log.js';
 import { ControlChannel, RemoteError } from '../src/transport/control-channel.js';
 import { METHOD } from '../src/transport/protocol.js';
@@ -251,7 +250,7 @@ test('a hostile client cannot write results into jobs that are not its own, out 
   await store.migrate();
   const log = new Logger(LogSink.file(join(dir, 'rportd.log')), 'debug', 'jobs');
   const registry = new ClientRegistry(store, soloCluster('test-node'), log);
-  const jobs = new JobService(new SqlJobStore(db), registry, log);
+  const jobs = new JobService(store.jobs, registry, log);
   cleanup(t, async () => {
     jobs.stop();
     await registry.close();

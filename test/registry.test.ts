@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { MIGRATIONS } from '../src/server/store.js';
+import { MIGRATIONS } from '../src/server/store/index.js';
 import { apiRequest, eventually, loggedAt, startClient, startServer, tmpDir, API_AUTH, type ServerHandle } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;

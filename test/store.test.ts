@@ -5,8 +5,8 @@ import { Logger, LogSink } from '../src/log.js';
 import type { Db } from '../src/server/db/db.js';
 import { PostgresDb } from '../src/server/db/postgres.js';
 import { SqliteDb } from '../src/server/db/sqlite.js';
-import { SqlJobStore, type JobRow } from '../src/server/jobs/job-store.js';
-import { MIGRATIONS, Store, type ConnectedClient } from '../src/server/store.js';
+import type { JobRow } from '../src/server/store/jobs.js';
+import { MIGRATIONS, Store, type ConnectedClient } from '../src/server/store/index.js';
 import { postgresMissing, startPostgres, type Postgres } from '../harness/postgres.js';
 import { blackHole, cleanup, eventually, tmpDir } from '../harness/procs.js';
 
@@ -53,46 +53,46 @@ test('store on PostgreSQL and SQLite', async (t) => {
     await t.test(`${kind}: a client's row: restarts counted, a late disconnect of an old session leaves its successor connected`, { skip }, async (t) => {
       const s = await store(t, kind);
       const at = 1_750_000_000_000; // beyond 32 bits: timestamps are BIGINT on PostgreSQL
-      await s.clientConnected(client('c1'), at);
-      await s.clientConnected(client('c1', { pid: 101, session_id: 's2', node_id: 'node-b' }), at + 1);
-      await s.clientDisconnected('c1', 's1', at + 2); // the first session's close, arriving late
-      const row = (await s.client('c1'))!;
+      await s.clients.clientConnected(client('c1'), at);
+      await s.clients.clientConnected(client('c1', { pid: 101, session_id: 's2', node_id: 'node-b' }), at + 1);
+      await s.clients.clientDisconnected('c1', 's1', at + 2); // the first session's close, arriving late
+      const row = (await s.clients.client('c1'))!;
       assert.equal(row.connected, 1);
       assert.equal(row.node_id, 'node-b');
       assert.equal(row.connected_at, at + 1);
-      assert.deepEqual([...(await s.restartsSince(at))], [['c1', 1]]);
-      await s.clientDisconnected('c1', 's2', at + 3);
-      assert.equal((await s.client('c1'))!.connected, 0);
-      assert.equal(await s.clientOwner('c1'), 'client1');
-      assert.deepEqual(await s.clientIdsOfCredential('client1'), ['c1']);
-      assert.equal(await s.clientCount(), 1);
+      assert.deepEqual([...(await s.clients.restartsSince(at))], [['c1', 1]]);
+      await s.clients.clientDisconnected('c1', 's2', at + 3);
+      assert.equal((await s.clients.client('c1'))!.connected, 0);
+      assert.equal(await s.clients.clientOwner('c1'), 'client1');
+      assert.deepEqual(await s.clients.clientIdsOfCredential('client1'), ['c1']);
+      assert.equal(await s.clients.clientCount(), 1);
     });
 
     await t.test(`${kind}: a tunnel port is claimed once across the cluster; the tunnel takes it back on another node; a late release leaves a newer claim`, { skip }, async (t) => {
       const s = await store(t, kind);
-      assert.equal(await s.claimPort(20_000, 'tun-1', 'node-a', 'claim-1'), true);
-      assert.equal(await s.claimPort(20_000, 'tun-2', 'node-b', 'claim-2'), false, 'another tunnel cannot take a claimed port');
-      assert.equal(await s.claimPort(20_000, 'tun-1', 'node-b', 'claim-3'), true, 'its own tunnel, moved to node-b, takes it back');
-      await s.releasePort(20_000, 'claim-1'); // node-a's release of the first listener, late
-      assert.equal(await s.claimPort(20_000, 'tun-2', 'node-b', 'claim-4'), false, 'the newer claim stands');
-      await s.releasePort(20_000, 'claim-3');
-      assert.equal(await s.claimPort(20_000, 'tun-2', 'node-b', 'claim-5'), true);
+      assert.equal(await s.tunnels.claimPort(20_000, 'tun-1', 'node-a', 'claim-1'), true);
+      assert.equal(await s.tunnels.claimPort(20_000, 'tun-2', 'node-b', 'claim-2'), false, 'another tunnel cannot take a claimed port');
+      assert.equal(await s.tunnels.claimPort(20_000, 'tun-1', 'node-b', 'claim-3'), true, 'its own tunnel, moved to node-b, takes it back');
+      await s.tunnels.releasePort(20_000, 'claim-1'); // node-a's release of the first listener, late
+      assert.equal(await s.tunnels.claimPort(20_000, 'tun-2', 'node-b', 'claim-4'), false, 'the newer claim stands');
+      await s.tunnels.releasePort(20_000, 'claim-3');
+      assert.equal(await s.tunnels.claimPort(20_000, 'tun-2', 'node-b', 'claim-5'), true);
     });
 
     await t.test(`${kind}: a node silent for the bound is swept: its clients released, its port claims freed; live nodes stay`, { skip }, async (t) => {
       const s = await store(t, kind);
       const now = Date.now();
       const node = (id: string, heartbeat_at: number) => ({ id, api_url: '', client_address: '', public_host: '127.0.0.1', started_at: now - 60_000, heartbeat_at });
-      await s.heartbeat(node('dead', now - 20_000));
-      await s.heartbeat(node('live', now));
-      await s.clientConnected(client('on-dead', { node_id: 'dead' }), now);
-      await s.clientConnected(client('on-live', { node_id: 'live' }), now);
-      await s.claimPort(20_001, 'tun-dead', 'dead', 'c');
-      assert.deepEqual(await s.sweepDeadNodes(now - 15_000, now), ['dead']);
-      assert.deepEqual((await s.nodes()).map((n) => n.id), ['live']);
-      assert.equal((await s.client('on-dead'))!.connected, 0);
-      assert.equal((await s.client('on-live'))!.connected, 1);
-      assert.equal(await s.claimPort(20_001, 'tun-other', 'live', 'd'), true, 'the dead node\'s port is free');
+      await s.nodes.heartbeat(node('dead', now - 20_000));
+      await s.nodes.heartbeat(node('live', now));
+      await s.clients.clientConnected(client('on-dead', { node_id: 'dead' }), now);
+      await s.clients.clientConnected(client('on-live', { node_id: 'live' }), now);
+      await s.tunnels.claimPort(20_001, 'tun-dead', 'dead', 'c');
+      assert.deepEqual(await s.nodes.sweepDeadNodes(now - 15_000, now), ['dead']);
+      assert.deepEqual((await s.nodes.nodes()).map((n) => n.id), ['live']);
+      assert.equal((await s.clients.client('on-dead'))!.connected, 0);
+      assert.equal((await s.clients.client('on-live'))!.connected, 1);
+      assert.equal(await s.tunnels.claimPort(20_001, 'tun-other', 'live', 'd'), true, 'the dead node\'s port is free');
     });
 
     await t.test(`${kind}: running jobs: a restarted node gives up only its own; a dead node's are given up by the sweep`, { skip }, async (t) => {
@@ -100,7 +100,7 @@ test('store on PostgreSQL and SQLite', async (t) => {
       const s = new Store(db);
       await s.migrate();
       cleanup(t, () => s.close());
-      const jobs = new SqlJobStore(db);
+      const jobs = s.jobs;
       const now = Date.now();
       const job = (jid: string, node_id: string): JobRow => ({
         jid, client_id: 'c', client_name: 'c', multi_job_id: null, status: 'running', command: '/usr/bin/true', is_script: 0, interpreter: '', cwd: '',
@@ -111,8 +111,8 @@ test('store on PostgreSQL and SQLite', async (t) => {
       assert.equal((await jobs.job('on-a'))!.status, 'unknown');
       assert.equal((await jobs.job('on-b'))!.status, 'running', 'another node\'s job is not this node\'s to give up');
       assert.equal((await jobs.job('on-a'))!.stdout, 'a\uFFFDb', 'output with NUL is kept, NUL as U+FFFD on every backend');
-      await s.heartbeat({ id: 'dead', api_url: '', client_address: '', public_host: '127.0.0.1', started_at: now - 60_000, heartbeat_at: now - 20_000 });
-      await s.sweepDeadNodes(now - 15_000, now);
+      await s.nodes.heartbeat({ id: 'dead', api_url: '', client_address: '', public_host: '127.0.0.1', started_at: now - 60_000, heartbeat_at: now - 20_000 });
+      await s.nodes.sweepDeadNodes(now - 15_000, now);
       assert.equal((await jobs.job('on-dead'))!.status, 'unknown');
       assert.match((await jobs.job('on-dead'))!.error, /node dead, which sent the job, stopped heart-beating/);
       assert.equal((await jobs.job('on-b'))!.status, 'running');
@@ -120,11 +120,11 @@ test('store on PostgreSQL and SQLite', async (t) => {
 
     await t.test(`${kind}: the cluster secret is the first node's; credentials are added once`, { skip }, async (t) => {
       const s = await store(t, kind);
-      assert.equal(await s.clusterSecret('first'), 'first');
-      assert.equal(await s.clusterSecret('second'), 'first');
-      assert.equal(await s.addCredential('x', '$2b$10$hash', 1), true);
-      assert.equal(await s.addCredential('x', '$2b$10$other', 2), false);
-      assert.equal(await s.credential('x'), '$2b$10$hash');
+      assert.equal(await s.nodes.clusterSecret('first'), 'first');
+      assert.equal(await s.nodes.clusterSecret('second'), 'first');
+      assert.equal(await s.credentials.addCredential('x', '$2b$10$hash', 1), true);
+      assert.equal(await s.credentials.addCredential('x', '$2b$10$other', 2), false);
+      assert.equal(await s.credentials.credential('x'), '$2b$10$hash');
     });
 
     await t.test(`${kind}: a failed transaction leaves nothing behind`, { skip }, async (t) => {
@@ -170,10 +170,10 @@ test('store on PostgreSQL and SQLite', async (t) => {
 
   await t.test('postgres: the pool reconnects when the server comes back', { skip: pgMissing }, async (t) => {
     const s = await store(t, 'postgres');
-    await s.addCredential('before', 'h', 1);
+    await s.credentials.addCredential('before', 'h', 1);
     await pg!.stop();
-    await assert.rejects(s.credential('before'));
+    await assert.rejects(s.credentials.credential('before'));
     await pg!.start();
-    assert.equal(await s.credential('before'), 'h');
+    assert.equal(await s.credentials.credential('before'), 'h');
   });
 });

@@ -2,7 +2,7 @@ import helmet from '@fastify/helmet';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { sha256 } from '../cluster/signature.js';
 import { DatabaseError } from '../server/db/db.js';
-import { TunnelError } from '../server/tunnels.js';
+import { TunnelError } from '../server/tunnels/index.js';
 import { VERSION } from '../version.js';
 import { ApiAuth } from './auth.js';
 import { tunnelViewer, type ApiOptions } from './context.js';

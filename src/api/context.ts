@@ -5,9 +5,10 @@ import type { Credentials } from '../server/credentials.js';
 import type { JobService } from '../server/jobs/job-service.js';
 import type { LoginThrottle } from '../server/login-throttle.js';
 import type { Metrics } from '../server/metrics.js';
-import type { TunnelOptions } from '../server/tunnel-options.js';
-import type { TunnelManager } from '../server/tunnels.js';
-import { describeTunnel, tunnelView } from './tunnel-options.js';
+import type { Tunnel, TunnelManager, TunnelOptions } from '../server/tunnels/index.js';
+
+export type { Tunnel };
+import { tunnelView } from './tunnel-view.js';
 
 /** What the API is given: the server's parts it answers from. Every route takes it; no route imports another. */
 export interface ApiOptions {
@@ -34,13 +35,11 @@ export interface ApiOptions {
   cluster?: Cluster;
 }
 
-export type Tunnel = ReturnType<TunnelManager['all']>[number];
-
 /** A function that shows tunnels as the API does, with their options read once for the whole answer. */
 export function tunnelViewer(options: TunnelOptions): () => Promise<(t: Tunnel) => ReturnType<typeof tunnelView>> {
   return async () => {
     const all = await options.all();
-    return (t) => tunnelView(describeTunnel(t), all.get(t.id));
+    return (t) => tunnelView(t, all.get(t.id));
   };
 }
 

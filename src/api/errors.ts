@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import type { TunnelErrorCode } from '../server/tunnels.js';
+import type { TunnelErrorCode } from '../server/tunnels/index.js';
 
 /**
  * Every error the API answers, in RPort's envelope: {"errors": [{"code", "title", "detail"}]} with the

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { NodeUnavailable } from '../cluster/cluster.js';
 import { sha256, SIGNATURE_HEADER } from '../cluster/signature.js';
 import { errorMessage } from '../log.js';
-import type { NodeRow } from '../server/store.js';
+import type { NodeRow } from '../server/store/index.js';
 import type { ApiOptions } from './context.js';
 import { ApiError } from './errors.js';
 

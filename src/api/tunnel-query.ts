@@ -1,6 +1,6 @@
 import { parseDuration } from '../shared/duration.js';
 import { parseHostPort } from '../shared/host-port.js';
-import type { TunnelRequest } from '../server/tunnels.js';
+import type { TunnelRequest } from '../server/tunnels/index.js';
 import { ApiError, notImplemented } from './errors.js';
 
 /** The query of PUT /clients/{id}/tunnels: RPort's parameters, and rport's idle_timeout. */

@@ -6,7 +6,7 @@ import type { AddressRules } from '../shared/host-port.js';
 import { errorMessage, type Logger } from '../log.js';
 import type { ClientRegistry, ClusterView } from '../server/client-registry.js';
 import { Refusal } from '../server/refusal.js';
-import type { NodeRow, Store } from '../server/store.js';
+import type { NodeRecords, NodeRow } from '../server/store/nodes.js';
 import type { ConnectRequest } from '../transport/protocol.js';
 import { SIGNATURE_HEADER, Signer, type Signed } from './signature.js';
 
@@ -48,6 +48,13 @@ export interface NodeAddress {
   allowedNodes?: AddressRules;
 }
 
+/** The cluster's records and, for its status, which database holds them. */
+export interface ClusterStore {
+  readonly nodes: NodeRecords;
+  readonly kind: string;
+  readonly where: string;
+}
+
 /**
  * This node's part in a cluster of nodes sharing one database. It heart-beats its row in the nodes table,
  * knows the live peers from theirs, releases the clients of nodes that stopped heart-beating, and calls
@@ -68,7 +75,7 @@ export class Cluster implements ClusterView {
 
   constructor(
     readonly nodeId: string,
-    private readonly store: Store,
+    private readonly store: ClusterStore,
     private readonly address: NodeAddress,
     readonly checkTimeoutMs: number,
     private readonly log: Logger,
@@ -81,8 +88,8 @@ export class Cluster implements ClusterView {
   /** Joins: the secret, this node's row, its old rows released (a restarted node holds nothing yet). */
   async join(registry: ClientRegistry): Promise<void> {
     this.registry = registry;
-    this.secret = await this.store.clusterSecret(randomBytes(32).toString('base64url'));
-    await this.store.releaseNode(this.nodeId, Date.now());
+    this.secret = await this.store.nodes.clusterSecret(randomBytes(32).toString('base64url'));
+    await this.store.nodes.releaseNode(this.nodeId, Date.now());
     await this.beat();
     this.timer = setInterval(() => void this.tick(), HEARTBEAT_MS);
     this.timer.unref();
@@ -96,11 +103,11 @@ export class Cluster implements ClusterView {
 
   private async beat(): Promise<void> {
     const now = Date.now();
-    await this.store.heartbeat({
+    await this.store.nodes.heartbeat({
       id: this.nodeId, api_url: this.address.apiUrl, client_address: this.address.clientAddress, public_host: this.address.publicHost,
       started_at: this.startedAt, heartbeat_at: now,
     });
-    const nodes = await this.store.nodes();
+    const nodes = await this.store.nodes.nodes();
     this.peerNodes = new Map(nodes.filter((n) => n.id !== this.nodeId && n.heartbeat_at >= now - DEAD_AFTER_MS).map((n) => [n.id, n]));
   }
 
@@ -131,7 +138,7 @@ export class Cluster implements ClusterView {
       // Only a node that has heart-beaten for a whole bound judges others: after an outage of the
       // database every node gets the time to write its heartbeat before anyone is declared dead.
       if (now - this.upSince >= DEAD_AFTER_MS) {
-        for (const id of await this.store.sweepDeadNodes(now - DEAD_AFTER_MS, now)) {
+        for (const id of await this.store.nodes.sweepDeadNodes(now - DEAD_AFTER_MS, now)) {
           this.log.warn(`node ${id} sent no heartbeat for ${formatDuration(DEAD_AFTER_MS)}: declared dead, its clients released (they connect again to any node)`);
           registry.changed();
         }
@@ -225,6 +232,6 @@ export class Cluster implements ClusterView {
   async leave(): Promise<void> {
     clearInterval(this.timer);
     await this.ticking;
-    await this.store.removeNode(this.nodeId).catch(() => undefined);
+    await this.store.nodes.removeNode(this.nodeId).catch(() => undefined);
   }
 }

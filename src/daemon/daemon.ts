@@ -16,13 +16,11 @@ import { DatabaseError, type Db } from '../server/db/db.js';
 import { PostgresDb } from '../server/db/postgres.js';
 import { SqliteDb } from '../server/db/sqlite.js';
 import { JobService } from '../server/jobs/job-service.js';
-import { SqlJobStore } from '../server/jobs/job-store.js';
 import { LoginThrottle } from '../server/login-throttle.js';
 import { Metrics } from '../server/metrics.js';
-import { Store } from '../server/store.js';
+import { Store } from '../server/store/index.js';
 import { storedFailures } from '../server/stored-failures.js';
-import { TunnelOptions } from '../server/tunnel-options.js';
-import { TunnelManager } from '../server/tunnels.js';
+import { TunnelManager, type TunnelOptions } from '../server/tunnels/index.js';
 import { Cluster } from '../cluster/cluster.js';
 import { loadNodeId } from '../cluster/node-id.js';
 
@@ -95,20 +93,17 @@ export class Daemon {
     const apiHost = d.type === 'postgres' || !api || isAnyAddress(api.host) ? publicHost : api.host;
     const apiUrl = api ? `http://${formatHostPort({ host: apiHost, port: api.port })}` : '';
     this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost, allowedNodes: d.type === 'postgres' ? d.allowedNodes : undefined }, c.checkTimeoutMs, this.log.child('cluster'));
-    this.credentials.useStore(this.store);
+    this.credentials.useStore(this.store.credentials);
     this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
     await this.cluster.join(this.registry);
-    this.jobs = new JobService(new SqlJobStore(db), this.registry, this.log.child('jobs'));
+    this.jobs = new JobService(this.store.jobs, this.registry, this.log.child('jobs'));
     await this.jobs.init();
-    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost });
+    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost }, () => this.registry.changed());
     await this.tunnels.load();
-    this.tunnelOptions = new TunnelOptions(this.tunnels, (clientId, tunnelId) => {
-      this.tunnels.delete(clientId, tunnelId).then((gone) => gone && this.registry.changed(), (err: Error) => this.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${err.message}`));
-    }, this.log.child('tunnels'));
-    await this.tunnelOptions.init();
+    this.tunnelOptions = this.tunnels.options;
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.cluster.metrics(this.metrics.registry);
-    const failures = await storedFailures(this.store, this.log.child('database'));
+    const failures = await storedFailures(this.store.failedLogins, this.log.child('database'));
     this.purgeFailures = failures.purge;
     this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, { records: failures, realm: 'clients' });
     this.apiThrottle = new LoginThrottle(c.api.maxFailedLogin, c.api.banTimeMs, { records: failures, realm: 'api' });
@@ -169,7 +164,7 @@ export class Daemon {
     const now = Date.now();
     await this.purgeFailures(now, now - Math.max(this.cfg.banTimeMs, this.cfg.api.banTimeMs));
     if (this.cfg.keepDisconnectedMs === undefined) return;
-    for (const id of await this.store.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
+    for (const id of await this.store.clients.purgeDisconnected(now - this.cfg.keepDisconnectedMs)) {
       this.tunnels.forget(id);
       this.log.info(`client ${id} disconnected for over keep_disconnected_clients: removed from the registry`);
     }
@@ -196,7 +191,7 @@ export class Daemon {
     clearInterval(this.checker);
     clearInterval(this.purger);
     this.jobs.stop();
-    this.tunnelOptions.stop();
+    this.tunnels.stopTimers();
     // The connections' close handling writes to the registry: it runs before the store closes.
     await this.listener?.closeAll();
     this.tunnels.closeAll();
@@ -204,7 +199,7 @@ export class Daemon {
     await this.registry.close();
     // Its clients connect again to other nodes: released now, not after the dead bound.
     await this.cluster.leave();
-    await this.store.releaseNode(this.cluster.nodeId, Date.now()).catch(() => undefined);
+    await this.store.nodes.releaseNode(this.cluster.nodeId, Date.now()).catch(() => undefined);
     await this.store.close();
   }
 }

@@ -16,7 +16,7 @@ import { formatBan, SOURCE_FACTOR, type LoginThrottle } from './login-throttle.j
 import type { Metrics } from './metrics.js';
 import { Refusal } from './refusal.js';
 import { RPortRequests, type Accept, type Reject } from './rport-requests.js';
-import type { ClientLink, Forward, TunnelManager } from './tunnels.js';
+import type { ClientLink, Forward, TunnelManager } from './tunnels/index.js';
 
 /** How long an old session of a returning client id gets to prove it is alive. */
 const STALE_CHECK_MAX_MS = 5_000;

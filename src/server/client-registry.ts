@@ -2,7 +2,7 @@ import { errorMessage, type Logger } from '../log.js';
 import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
 import type { IdentityRecords } from './identity.js';
 import { Refusal } from './refusal.js';
-import type { ClientRow, ConnectedClient, NodeRow, Store } from './store.js';
+import type { ClientRow, ConnectedClient, NodeRow, Store } from './store/index.js';
 
 /** A client as the registry knows it, connected or not: its stored row, and its session when it is connected here. */
 export interface ClientRecord {
@@ -77,7 +77,7 @@ export class ClientRegistry implements IdentityRecords {
   behind = false;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<Store, 'clients' | 'credentials' | 'where'>,
     readonly cluster: ClusterView,
     private readonly log: Logger,
   ) {
@@ -90,11 +90,11 @@ export class ClientRegistry implements IdentityRecords {
   }
 
   ownerOf(clientId: string): Promise<string | undefined> {
-    return this.store.clientOwner(clientId);
+    return this.store.clients.clientOwner(clientId);
   }
 
   clientsOf(authId: string): Promise<string[]> {
-    return this.store.clientIdsOfCredential(authId);
+    return this.store.clients.clientIdsOfCredential(authId);
   }
 
   get(id: string): ClientSession | undefined {
@@ -104,7 +104,7 @@ export class ClientRegistry implements IdentityRecords {
   /** The live peer that holds a client this node does not, if the store says one does. */
   async holder(clientId: string): Promise<NodeRow | undefined> {
     if (this.byId.has(clientId)) return undefined;
-    const row = await this.store.client(clientId);
+    const row = await this.store.clients.client(clientId);
     return row?.connected ? this.cluster.peers().get(row.node_id) : undefined;
   }
 
@@ -126,7 +126,7 @@ export class ClientRegistry implements IdentityRecords {
   /** Registers a new session, in the store first: a node that cannot write it refuses the client. */
   async set(session: ClientSession): Promise<void> {
     try {
-      await this.store.clientConnected(this.row(session), session.connectedAt);
+      await this.store.clients.clientConnected(this.row(session), session.connectedAt);
     } catch (err) {
       this.failed(err);
       throw new Refusal('unavailable', `the server's registry database (${this.store.where}) is out of reach: ${errorMessage(err)}; the client retries later`);
@@ -140,7 +140,7 @@ export class ClientRegistry implements IdentityRecords {
     if (this.byId.get(session.info.id) !== session) return;
     this.byId.delete(session.info.id);
     this.unsaved.delete(session.info.id);
-    this.store.clientDisconnected(session.info.id, session.sessionId, Date.now()).catch((err) => this.failed(err));
+    this.store.clients.clientDisconnected(session.info.id, session.sessionId, Date.now()).catch((err) => this.failed(err));
     this.changed();
   }
 
@@ -158,7 +158,7 @@ export class ClientRegistry implements IdentityRecords {
     const batch = this.unsaved;
     this.unsaved = new Map();
     try {
-      await this.store.clientsSeen(batch.values());
+      await this.store.clients.clientsSeen(batch.values());
     } catch (err) {
       for (const [id, s] of batch) if (!this.unsaved.has(id) && this.byId.has(id)) this.unsaved.set(id, s);
       this.failed(err);
@@ -174,7 +174,7 @@ export class ClientRegistry implements IdentityRecords {
   async resync(): Promise<void> {
     const now = Date.now();
     const live = [...this.byId.values()].map((s) => ({ client: this.row(s), connectedAt: s.connectedAt, seenAt: s.lastSeenAt }));
-    await this.store.resyncNode(this.nodeId, live, now);
+    await this.store.clients.resyncNode(this.nodeId, live, now);
     this.unsaved.clear();
     if (this.behind) this.log.info(`registry database (${this.store.where}) caught up: ${live.length} connected client(s) written again`);
     this.behind = false;
@@ -214,19 +214,19 @@ export class ClientRegistry implements IdentityRecords {
 
   /** Every client of the cluster, connected or not. */
   async clients(): Promise<ClientRecord[]> {
-    const [rows, restarts] = await Promise.all([this.store.clients(), this.store.restartsSince(Date.now() - DAY_MS)]);
+    const [rows, restarts] = await Promise.all([this.store.clients.clients(), this.store.clients.restartsSince(Date.now() - DAY_MS)]);
     const peers = this.cluster.peers();
     return rows.map((row) => this.record(row, restarts, peers));
   }
 
   async client(id: string): Promise<ClientRecord | undefined> {
-    const row = await this.store.client(id);
-    return row && this.record(row, await this.store.restartsSince(Date.now() - DAY_MS), this.cluster.peers());
+    const row = await this.store.clients.client(id);
+    return row && this.record(row, await this.store.clients.restartsSince(Date.now() - DAY_MS), this.cluster.peers());
   }
 
   /** A known client's name (connected or not), undefined for an id the registry has never seen. */
   async knownName(id: string): Promise<string | undefined> {
-    return this.byId.get(id)?.info.name ?? (await this.store.client(id))?.name;
+    return this.byId.get(id)?.info.name ?? (await this.store.clients.client(id))?.name;
   }
 
   /** Known clients in all, and how many are connected to any node. */
@@ -237,24 +237,24 @@ export class ClientRegistry implements IdentityRecords {
 
   /** Forgets a disconnected client with its tunnels; the caller checked it is not connected. */
   async deleteClient(id: string): Promise<void> {
-    await this.store.deleteClient(id);
+    await this.store.clients.deleteClient(id);
     this.changed();
   }
 
   credentials(): Promise<Array<{ id: string; password_hash: string; created_at: number }>> {
-    return this.store.credentials();
+    return this.store.credentials.credentials();
   }
 
   async hasCredential(id: string): Promise<boolean> {
-    return (await this.store.credential(id)) !== undefined;
+    return (await this.store.credentials.credential(id)) !== undefined;
   }
 
   addCredential(id: string, hash: string): Promise<boolean> {
-    return this.store.addCredential(id, hash, Date.now());
+    return this.store.credentials.addCredential(id, hash, Date.now());
   }
 
   deleteCredential(id: string): Promise<boolean> {
-    return this.store.deleteCredential(id);
+    return this.store.credentials.deleteCredential(id);
   }
 
   private record(row: ClientRow, restarts: Map<string, number>, peers: Map<string, NodeRow>): ClientRecord {

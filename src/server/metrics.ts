@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ClientRegistry } from './client-registry.js';
-import type { TunnelManager } from './tunnels.js';
+import type { TunnelManager } from './tunnels/index.js';
 
 /** What GET /metrics shows, in Prometheus' text format. */
 export class Metrics {

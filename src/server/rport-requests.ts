@@ -8,7 +8,7 @@ import {
   METHOD, RPORT_CHANNEL, RPORT_REFUSAL, RPORT_REQUEST, type JobDone, type JobPart, type JobRunReply, type JobRunRequest, type RportJob, type TunnelOpenRequest,
 } from '../transport/protocol.js';
 import type { Metrics } from './metrics.js';
-import type { Forward } from './tunnels.js';
+import type { Forward } from './tunnels/index.js';
 
 /** An answer to a request of the peer: data on success, the reason on failure (RPort's client shows it). */
 export type Accept = ((data?: Buffer) => void) | undefined;

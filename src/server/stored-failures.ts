@@ -1,13 +1,13 @@
 import { errorMessage, type Logger } from '../log.js';
 import type { FailureRecord, FailureRecords } from './login-throttle.js';
-import type { Store } from './store.js';
+import type { FailedLoginRecords } from './store/failed-logins.js';
 
 /**
  * Login failure counts in memory, written through to the store so that bans survive a restart: the throttle
  * answers at once whatever the database does (a login is never held up by it), and a write that fails is
  * logged once until one succeeds again. Each node of a cluster counts the logins it sees.
  */
-export async function storedFailures(store: Store, log: Logger): Promise<FailureRecords & { purge(now: number, before: number): Promise<void> }> {
+export async function storedFailures(store: FailedLoginRecords, log: Logger): Promise<FailureRecords & { purge(now: number, before: number): Promise<void> }> {
   const m = await store.failedLogins();
   let failing = false;
   const write = (p: Promise<void>) => p.then(() => void (failing = false), (err) => {

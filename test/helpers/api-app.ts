@@ -6,13 +6,11 @@ import { Logger, LogSink, type Level } from '../../src/log.js';
 import { ClientRegistry, soloCluster } from '../../src/server/client-registry.js';
 import { Credentials } from '../../src/server/credentials.js';
 import { JobService } from '../../src/server/jobs/job-service.js';
-import { SqlJobStore } from '../../src/server/jobs/job-store.js';
 import { LoginThrottle } from '../../src/server/login-throttle.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { SqliteDb } from '../../src/server/db/sqlite.js';
-import { Store } from '../../src/server/store.js';
-import { TunnelManager } from '../../src/server/tunnels.js';
-import { TunnelOptions } from '../../src/server/tunnel-options.js';
+import { Store } from '../../src/server/store/index.js';
+import { TunnelManager } from '../../src/server/tunnels/index.js';
 import { API_AUTH } from '../../harness/procs.js';
 
 const [user, password] = API_AUTH.split(':') as [string, string];
@@ -32,10 +30,10 @@ export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: numbe
   const registry = new ClientRegistry(store, soloCluster('test-node'), log);
   const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
   const credentials = Credentials.load('client1:s3cret', '');
-  credentials.useStore(store);
-  const tunnelOptions = new TunnelOptions(tunnels, () => undefined, log);
+  credentials.useStore(store.credentials);
+  const tunnelOptions = tunnels.options;
   const app = createApi({
-    user, password, registry, tunnels, tunnelOptions, credentials, jobs: new JobService(new SqlJobStore(db), registry, log), metrics: new Metrics(registry, tunnels),
+    user, password, registry, tunnels, tunnelOptions, credentials, jobs: new JobService(store.jobs, registry, log), metrics: new Metrics(registry, tunnels),
     fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs: o.logIntervalMs,
   });
   app.addHook('onClose', async () => {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { JobAsk, MultiJobSpec } from '../../server/jobs/job-service.js';
-import type { JobRow } from '../../server/jobs/job-store.js';
+import type { JobRow } from '../../server/store/jobs.js';
 import { MAX_LINE } from '../../transport/control-channel.js';
 import { MAX_JOB_TIMEOUT_SEC } from '../../transport/protocol.js';
 import type { ApiOptions } from '../context.js';

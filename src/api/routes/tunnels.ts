@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../../log.js';
-import { defaultBindNote } from '../../server/tunnels.js';
+import { formatHostPort } from '../../shared/host-port.js';
+import { defaultBindNote, type TunnelOptions } from '../../server/tunnels/index.js';
 import { clusterTunnels, tunnelViewer, type ApiOptions } from '../context.js';
 import { ApiError } from '../errors.js';
 import { forwardToHolder } from '../peers.js';
-import type { TunnelOptions } from '../../server/tunnel-options.js';
-import { describeTunnel } from '../tunnel-options.js';
 import { TUNNEL_QUERY_SCHEMA, tunnelAsk, type TunnelQuery } from '../tunnel-query.js';
 import { idParams } from './schemas.js';
 
@@ -40,7 +39,7 @@ export function tunnelRoutes(app: FastifyInstance, o: ApiOptions, options: Tunne
       const failed = session ? await session.probeTunnel(t.id, CHECK_PORT_TIMEOUT_MS).then(() => undefined, (err: unknown) => errorMessage(err)) : 'it disconnected';
       if (failed !== undefined) {
         await o.tunnels.delete(id, t.id);
-        throw new ApiError(400, 'ERR_CODE_REMOTE_PORT_NOT_OPEN', `client ${id} could not connect to ${t.remote} (${failed}): the tunnel was not created; check_port=0 creates it without this check`);
+        throw new ApiError(400, 'ERR_CODE_REMOTE_PORT_NOT_OPEN', `client ${id} could not connect to ${formatHostPort(t.remote)} (${failed}): the tunnel was not created; check_port=0 creates it without this check`);
       }
     }
     await options.save(id, t.id, ask);
@@ -57,12 +56,11 @@ export function tunnelRoutes(app: FastifyInstance, o: ApiOptions, options: Tunne
     const forwarded = await forwardToHolder(o, req, reply, req.params.id);
     if (forwarded) return forwarded;
     const t = o.tunnels.list(req.params.id).find((x) => x.id === req.params.tunnel_id);
-    const open = t ? describeTunnel(t).open_connections : 0;
+    const open = t?.sockets.size ?? 0;
     if (open > 0 && (req.query.force === 'false' || req.query.force === '0')) {
       throw new ApiError(409, 'conflict', `tunnel "${req.params.tunnel_id}" has ${open} open connection(s): delete it with force=true to end them`);
     }
     if (!t || !(await o.tunnels.delete(req.params.id, req.params.tunnel_id))) throw new ApiError(404, 'not_found', `client "${req.params.id}" has no tunnel "${req.params.tunnel_id}"`);
-    options.forget(req.params.tunnel_id);
     o.registry.changed();
     return reply.code(204).send();
   });

@@ -4,8 +4,8 @@ import { errorMessage, type Logger } from '../../log.js';
 import type { Control } from '../../transport/control-channel.js';
 import { METHOD, type JobDone, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
 import type { ClientRegistry } from '../client-registry.js';
-import type { NodeRow } from '../store.js';
-import type { JobRow, JobStore, MultiJobRow } from './job-store.js';
+import type { NodeRow } from '../store/index.js';
+import type { JobRow, JobStore, MultiJobRow } from '../store/jobs.js';
 import { deadline, type Deadline } from '../../timeout.js';
 
 /** The client answers a job request once the process started (or it refused): a bound on that. */

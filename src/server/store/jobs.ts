@@ -67,6 +67,11 @@ function text(v: Param): Param {
   return typeof v === 'string' && v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
 }
 
+/** The jobs a node sent and still awaits get `status` and `error` (also in a transaction of another aggregate). */
+export async function abandonRunning(q: Sql, nodeId: string, status: string, error: string): Promise<void> {
+  await q.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running' AND node_id = ?", [status, error, nodeId]);
+}
+
 /** The JobStore on the registry's database, SQLite or PostgreSQL (the tables of the store's jobs migration). */
 export class SqlJobStore implements JobStore {
   constructor(private readonly db: Sql) {}
@@ -105,7 +110,7 @@ export class SqlJobStore implements JobStore {
     return this.db.all<MultiJobRow>('SELECT * FROM multi_jobs ORDER BY started_at DESC, jid LIMIT ?', [limit]);
   }
 
-  async abandonRunning(nodeId: string, status: string, error: string): Promise<void> {
-    await this.db.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running' AND node_id = ?", [status, error, nodeId]);
+  abandonRunning(nodeId: string, status: string, error: string): Promise<void> {
+    return abandonRunning(this.db, nodeId, status, error);
   }
 }

@@ -1,14 +1,13 @@
-import { formatHostPort, parseHostPort } from '../shared/host-port.js';
-import type { Options } from '../server/tunnel-options.js';
-import type { Tunnel } from '../server/tunnels.js';
+import { formatHostPort } from '../shared/host-port.js';
+import type { Options, Tunnel } from '../server/tunnels/index.js';
 
 /** A tunnel's own fields as JSON. */
-export function describeTunnel(t: Tunnel) {
+function describeTunnel(t: Tunnel) {
   return {
     id: t.id,
     client_id: t.clientId,
     local: formatHostPort(t.local),
-    remote: t.remote,
+    remote: formatHostPort(t.remote),
     acl: t.acl,
     idle_timeout_sec: t.idleTimeoutMs / 1000,
     created_by: t.createdBy,
@@ -24,20 +23,17 @@ export function describeTunnel(t: Tunnel) {
   };
 }
 
-type Described = ReturnType<typeof describeTunnel>;
-
 /** A tunnel as the API shows it: rport's fields and RPort's (lhost, lport, rhost, rport, scheme, protocol, acl as text). */
-export function tunnelView(d: Described, o: Options | undefined) {
-  const local = parseHostPort(d.local);
-  const remote = parseHostPort(d.remote, '');
+export function tunnelView(t: Tunnel, o: Options | undefined) {
+  const d = describeTunnel(t);
   return {
     ...d,
     // RPort's form: one comma-separated string, null for "anyone".
     acl: d.acl.length ? d.acl.join(',') : null,
-    lhost: local?.host ?? '',
-    lport: String(local?.port ?? ''),
-    rhost: remote?.host ?? '',
-    rport: String(remote?.port ?? ''),
+    lhost: t.local.host,
+    lport: String(t.local.port),
+    rhost: t.remote.host,
+    rport: String(t.remote.port),
     lport_random: o?.lport_random ?? false,
     scheme: o?.scheme || null,
     protocol: 'tcp',

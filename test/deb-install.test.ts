@@ -53,7 +53,7 @@ function packageProcesses(): string[] {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const exe = readlinkSync(`/proc/${pid}/exe`);
-      if (/^\/usr\/lib\/rportd?\/rport(d|-watchdog)?( \(deleted\))?$/.test(exe)) found.push(`${pid} ${exe}`);
+      if (/^\/usr\/lib\/rportd?\/rportd?( \(deleted\))?$/.test(exe)) found.push(`${pid} ${exe}`);
     } catch {
       // gone, or a kernel thread
     }

@@ -119,6 +119,9 @@ test('the .deb packages: dpkg -i, the installed units under a real systemd (conn
   assert.equal(execFileSync('/usr/bin/rport', ['--version'], { encoding: 'utf8' }).trim(), `rport ${VERSION}`);
   assert.equal(execFileSync('/usr/bin/rportd', ['--version'], { encoding: 'utf8' }).trim(), `rportd ${VERSION}`);
   assert.equal(execFileSync('/usr/bin/rport-watchdog', ['--version'], { encoding: 'utf8' }).trim(), `rport-watchdog ${VERSION}`);
+  // One executable: the watchdog is rport called by that name.
+  assert.deepEqual(['rport', 'rport-watchdog'].map((c) => readlinkSync(`/usr/bin/${c}`)), ['../lib/rport/rport', '../lib/rport/rport']);
+  assert.ok(!existsSync('/usr/lib/rport/rport-watchdog'));
   const uid = Number(execFileSync('id', ['-u', 'rport'], { encoding: 'utf8' }));
   const gid = Number(execFileSync('id', ['-g', 'rport'], { encoding: 'utf8' }));
   const owned = (p: string) => {

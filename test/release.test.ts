@@ -95,8 +95,11 @@ test('release executables embed a supported LTS Node (NODE_LTS, 24 or 26), whate
   const dir = tmpDir(t);
   const probe = writeFile(dir, 'probe.cjs', 'process.stdout.write(JSON.stringify({ version: process.version, execArgv: process.execArgv })); process.exit(0);');
   for (const c of ['rport', 'rportd', 'rport-watchdog']) {
-    const out = execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
-    assert.deepEqual(JSON.parse(out), { version: `v${lts}`, execArgv: ['--no-incremental-marking'] }, c);
+    const r = spawnSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
+    assert.deepEqual(JSON.parse(r.stdout), { version: `v${lts}`, execArgv: ['--no-incremental-marking'] }, c);
+    // The main script runs too: its code cache was made under the same flags, or Node warns "Code cache data rejected".
+    const plain = spawnSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir }, timeout: 30_000 });
+    assert.deepEqual([plain.status, plain.stdout, plain.stderr], [0, `${c} ${VERSION}\n`, ''], c);
   }
 });
 

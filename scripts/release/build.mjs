@@ -122,7 +122,7 @@ function tarball(name, files) {
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(stage, { recursive: true });
   for (const [src, as] of files) {
-    if (src.link) {
+    if (typeof src === 'object') {
       symlinkSync(src.link, join(stage, as));
       continue;
     }

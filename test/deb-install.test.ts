@@ -54,7 +54,7 @@ function packageProcesses(): string[] {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const exe = readlinkSync(`/proc/${pid}/exe`);
-      if (/^\/usr\/lib\/rportd?\/rport(d|-watchdog)?( \(deleted\))?$/.test(exe)) found.push(`${pid} ${exe}`);
+      if (/^\/usr\/lib\/rportd?\/rportd?( \(deleted\))?$/.test(exe)) found.push(`${pid} ${exe}`);
     } catch {
       // gone, or a kernel thread
     }
@@ -106,6 +106,9 @@ async function install(t: TestContext): Promise<void> {
   assert.equal(execFileSync('/usr/bin/rport', ['--version'], { encoding: 'utf8' }).trim(), `rport ${VERSION}`);
   assert.equal(execFileSync('/usr/bin/rportd', ['--version'], { encoding: 'utf8' }).trim(), `rportd ${VERSION}`);
   assert.equal(execFileSync('/usr/bin/rport-watchdog', ['--version'], { encoding: 'utf8' }).trim(), `rport-watchdog ${VERSION}`);
+  // One executable: the watchdog is rport called by that name.
+  assert.deepEqual(['rport', 'rport-watchdog'].map((c) => readlinkSync(`/usr/bin/${c}`)), ['../lib/rport/rport', '../lib/rport/rport']);
+  assert.ok(!existsSync('/usr/lib/rport/rport-watchdog'));
   const uid = Number(execFileSync('id', ['-u', 'rport'], { encoding: 'utf8' }));
   const gid = Number(execFileSync('id', ['-g', 'rport'], { encoding: 'utf8' }));
   const owned = (p: string) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -87,15 +87,78 @@ test('release/ holds only what ships: the packages, the tarballs and SHA256SUMS'
   assert.deepEqual(sums, files.filter((f) => f !== 'SHA256SUMS').sort(), 'each file in SHA256SUMS');
 });
 
-test('release executables embed a supported LTS Node (NODE_LTS, 24 or 26), whatever Node built them', { skip: notBuilt }, (t) => {
+test('release executables embed a supported LTS Node (NODE_LTS, 24 or 26), whatever Node built them, and start it with --no-incremental-marking', { skip: notBuilt }, (t) => {
   const lts = /^export const NODE_LTS = '(\d+\.\d+\.\d+)';$/m.exec(readFileSync(join(ROOT, 'scripts/release/node-lts.mjs'), 'utf8'))![1]!;
   assert.match(lts, /^(24|26)\./);
-  // A single executable still reads NODE_OPTIONS: a preload prints the runtime's own version.
+  // A single executable still reads NODE_OPTIONS (execArgvExtension "env"): a preload prints what the
+  // runtime itself was started with, before any of the executable's code runs. Its flags are not in execArgv.
   const dir = tmpDir(t);
-  const probe = writeFile(dir, 'probe.cjs', 'process.stdout.write(process.version); process.exit(0);');
+  const probe = writeFile(dir, 'probe.cjs', 'process.stdout.write(JSON.stringify({ version: process.version, execArgv: process.execArgv })); process.exit(0);');
   for (const c of ['rport', 'rportd', 'rport-watchdog']) {
-    const v = execFileSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
-    assert.equal(v, `v${lts}`, c);
+    const r = spawnSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir, NODE_OPTIONS: `--require=${probe}` }, timeout: 30_000 });
+    assert.deepEqual(JSON.parse(r.stdout), { version: `v${lts}`, execArgv: ['--no-incremental-marking'] }, c);
+    // The main script runs too: its code cache was made under the same flags, or Node warns "Code cache data rejected".
+    const plain = spawnSync(join(BUILT, c), ['--version'], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: dir }, timeout: 30_000 });
+    assert.deepEqual([plain.status, plain.stdout, plain.stderr], [0, `${c} ${VERSION}\n`, ''], c);
+  }
+});
+
+test('rport watchdog is rport-watchdog: the subcommand of rport, and rport-watchdog.cmd forwards to it on Windows', (t) => {
+  const dir = tmpDir(t);
+  const rport = (args: string[]) => spawnSync(process.execPath, [join(CLI_DIR, 'rport.js'), ...args], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(rport(['watchdog', '--version']).stdout, `rport-watchdog ${VERSION}\n`);
+  const missing = rport(['watchdog', 'check', '--state', join(dir, 'state.json')]);
+  assert.equal(missing.status, 3, missing.stderr);
+  assert.match(missing.stdout, /^unknown: state\.json does not exist/);
+  assert.match(rport(['watchdog', 'bogus']).stderr, /^unknown command "bogus": use check, run, install or uninstall/);
+  assert.equal(rport(['--version']).stdout, `rport ${VERSION}\n`);
+  // Whatever directory it is installed in, with the exit code of rport.exe.
+  assert.equal(readFileSync(join(ROOT, 'packaging/windows/rport-watchdog.cmd'), 'utf8'),
+    '@echo off\r\nrem rport-watchdog for Windows: rport.exe is both the client and its watchdog (rport.exe watchdog ...).\r\n"%~dp0rport.exe" watchdog %*\r\nexit /b %ERRORLEVEL%\r\n');
+});
+
+test('release rport is also rport-watchdog: by a link\'s name (as the package installs it) or its watchdog command; install schedules [rport, watchdog]', { skip: notBuilt }, (t) => {
+  const dir = tmpDir(t);
+  const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'cache') };
+  assert.equal(readlinkSync(join(BUILT, 'rport-watchdog')), 'rport', 'one executable in release-build/bin');
+  // A link elsewhere to its absolute path, as /usr/bin/rport-watchdog -> /usr/lib/rport/rport.
+  const link = join(dir, 'bin', 'rport-watchdog');
+  mkdirSync(join(dir, 'bin'));
+  symlinkSync(join(BUILT, 'rport'), link);
+  const state = join(dir, 'state.json');
+  for (const argv of [[link], [join(BUILT, 'rport'), 'watchdog']]) {
+    const run = (args: string[]) => spawnSync(argv[0]!, [...argv.slice(1), ...args], { encoding: 'utf8', env, timeout: 30_000 });
+    assert.equal(run(['--version']).stdout, `rport-watchdog ${VERSION}\n`, argv.join(' '));
+    const check = run(['check', '--state', state]);
+    assert.equal(check.status, 3, check.stderr);
+    assert.match(check.stdout, /^unknown: state\.json does not exist/);
+    // The scheduler runs the executable itself (not the link) with its watchdog command.
+    const conf = join(dir, 'rport.conf');
+    const printed = run(['install', '-c', conf, '--cron-file', join(dir, 'cron'), '--print']);
+    assert.equal(printed.status, 0, printed.stderr);
+    assert.match(printed.stdout, new RegExp(`^\\*/5 \\* \\* \\* \\* root ${realpathSync(join(BUILT, 'rport')).replace(/[/.]/g, '\\$&')} watchdog run --once -c ${conf.replace(/[/.]/g, '\\$&')} >/dev/null 2>&1$`, 'm'));
+  }
+  // Called by its own name it is the client.
+  assert.equal(execFileSync(join(BUILT, 'rport'), ['--version'], { encoding: 'utf8', env }), `rport ${VERSION}\n`);
+});
+
+test('release/: the client carries Node once (one executable, rport-watchdog a link to it), packages compressed with xz', { skip: !existsSync(join(ROOT, 'release', 'SHA256SUMS')) && 'release/ is not built: run npm run release' }, () => {
+  const out = join(ROOT, 'release');
+  const deb = readdirSync(out).find((f) => /^rport_.*_amd64\.deb$/.test(f))!;
+  // dpkg-deb -c: "mode owner size date time path[ -> target]".
+  const entries = execFileSync('dpkg-deb', ['-c', join(out, deb)], { encoding: 'utf8' }).trim().split('\n').map((l) => l.split(/\s+/).slice(5).join(' '));
+  assert.deepEqual(entries.filter((e) => e.startsWith('./usr/bin/')).sort(), ['./usr/bin/', './usr/bin/rport -> ../lib/rport/rport', './usr/bin/rport-watchdog -> ../lib/rport/rport']);
+  assert.deepEqual(entries.filter((e) => e.startsWith('./usr/lib/rport/') && !e.endsWith('.node')), ['./usr/lib/rport/', './usr/lib/rport/rport']);
+  for (const d of readdirSync(out).filter((f) => f.endsWith('.deb'))) {
+    assert.match(execFileSync('ar', ['t', join(out, d)], { encoding: 'utf8' }), /^data\.tar\.xz$/m, d);
+  }
+  const tar = (f: string) => execFileSync('tar', ['-tvzf', join(out, f)], { encoding: 'utf8' });
+  const linux = readdirSync(out).find((f) => /^rport-.*-linux-x64\.tar\.gz$/.test(f))!;
+  assert.match(tar(linux), /^l\S+ .* rport-[^/]+\/rport-watchdog -> rport$/m);
+  const win = readdirSync(out).find((f) => /^rport-.*-win-x64\.tar\.gz$/.test(f));
+  if (win) {
+    const names = tar(win).trim().split('\n').map((l) => l.split('/').pop()).sort();
+    assert.deepEqual(names, ['', 'install.ps1', 'rport-watchdog.cmd', 'rport-watchdog.ps1', 'rport.conf.example', 'rport.exe']);
   }
 });
 

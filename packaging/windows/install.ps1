@@ -5,7 +5,8 @@
 
 .DESCRIPTION
   As Administrator, from the unpacked folder (tar -xzf rport-<version>-win-x64.tar.gz):
-    1. copies rport.exe, rport-watchdog.exe and rport-watchdog.ps1 to -Dir (C:\Program Files\rport);
+    1. copies rport.exe (the client and its watchdog: rport.exe watchdog, or rport-watchdog.cmd),
+       rport-watchdog.cmd and rport-watchdog.ps1 to -Dir (C:\Program Files\rport);
     2. with -Server and -Auth: writes -Dir\rport.conf with `rport.exe init --force` (watchdog_integration
        on, data in -Dir\data) and limits it to SYSTEM and Administrators (it holds the password);
     3. `rport.exe service install` and `service start`: the service "rport" (WinSW wrapper, automatic
@@ -42,13 +43,13 @@ if ($Uninstall) {
   $ps = Join-Path $Dir 'rport-watchdog.ps1'
   if (Test-Path -LiteralPath $ps) { & $ps -Unregister }
   if (Test-Path -LiteralPath $Exe) { Invoke-Checked $Exe @('service', 'uninstall') }
-  foreach ($f in 'rport.exe', 'rport-watchdog.exe', 'rport-watchdog.ps1') { Remove-Item -LiteralPath (Join-Path $Dir $f) -ErrorAction SilentlyContinue }
+  foreach ($f in 'rport.exe', 'rport-watchdog.cmd', 'rport-watchdog.ps1') { Remove-Item -LiteralPath (Join-Path $Dir $f) -ErrorAction SilentlyContinue }
   Write-Output "rport removed; $Conf and $(Join-Path $Dir 'data') are kept"
   exit 0
 }
 
 New-Item -ItemType Directory -Force -Path $Dir, (Join-Path $Dir 'data') | Out-Null
-foreach ($f in 'rport.exe', 'rport-watchdog.exe', 'rport-watchdog.ps1') { Copy-Item -LiteralPath (Join-Path $PSScriptRoot $f) -Destination $Dir -Force }
+foreach ($f in 'rport.exe', 'rport-watchdog.cmd', 'rport-watchdog.ps1') { Copy-Item -LiteralPath (Join-Path $PSScriptRoot $f) -Destination $Dir -Force }
 
 if ($Server -or $Auth) {
   $initArgs = @('init', '--force', '-c', $Conf, '--server', $Server, '--auth', $Auth, '--data-dir', (Join-Path $Dir 'data'))

@@ -5,7 +5,7 @@
 // intermediate files go to release-build/work. See docs/install.md.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addonsForLts } from './addons.mjs';
@@ -22,13 +22,23 @@ const BIN = join(ROOT, 'release-build', 'bin');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
-/** What each platform gets. The Windows build has no server (rportd is for Linux). */
+/**
+ * What each platform gets. rport is also rport-watchdog (a link to it; rport-watchdog.cmd on Windows).
+ * The Windows build has no server (rportd is for Linux).
+ */
 const TARGETS = {
-  'linux-x64': { exe: '', commands: ['rport', 'rportd', 'rport-watchdog'], deb: 'amd64' },
+  'linux-x64': { exe: '', commands: ['rport', 'rportd'], deb: 'amd64' },
   // No rportd: its SQLite add-on cannot be built here for arm64 (better-sqlite3's prebuilds are not on npm).
-  'linux-arm64': { exe: '', commands: ['rport', 'rport-watchdog'], deb: 'arm64' },
-  'win-x64': { exe: '.exe', commands: ['rport', 'rport-watchdog'] },
+  'linux-arm64': { exe: '', commands: ['rport'], deb: 'arm64' },
+  'win-x64': { exe: '.exe', commands: ['rport'] },
 };
+
+/**
+ * V8 flags every executable starts with (the SEA's execArgv: set before V8 starts, never at run time).
+ * --no-incremental-marking: without it a process could settle in a mode that spends 2-3x the CPU per GB on
+ * full collections that free nothing (BENCHMARKS.md, "CPU per GB, the two modes").
+ */
+const EXEC_ARGV = ['--no-incremental-marking'];
 
 const log = (m) => process.stdout.write(`release: ${m}\n`);
 const mib = (p) => `${(statSync(p).size / 2 ** 20).toFixed(1)} MiB`;
@@ -88,13 +98,15 @@ async function seaExecutable(target, command, bundle, addons) {
     disableExperimentalSEAWarning: true,
     // The code cache is V8's for this machine's CPU and Node: only for the target this machine runs.
     useCodeCache: target === `${process.platform}-${process.arch}`,
+    execArgv: EXEC_ARGV,
     assets,
   };
   writeFileSync(join(dir, `${command}.sea.json`), JSON.stringify(config, null, 2));
   // The blob is for one Node version: made by the one it is injected into (for every target, the
   // linux-x64 binary of that version; the code cache only where it is that binary).
+  // Made under EXEC_ARGV too: V8 rejects a code cache made under other flags (their hash is in it).
   // Its one line ("Wrote single executable preparation blob") is kept out; a failure's output is in the error.
-  run(nodeBinary('linux-x64'), ['--experimental-sea-config', join(dir, `${command}.sea.json`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  run(nodeBinary('linux-x64'), [...EXEC_ARGV, '--experimental-sea-config', join(dir, `${command}.sea.json`)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exe = join(BIN, target, `${command}${t.exe}`);
   mkdirSync(dirname(exe), { recursive: true });
   copyFileSync(nodeBinary(target), exe);
@@ -104,11 +116,16 @@ async function seaExecutable(target, command, bundle, addons) {
   return { exe, assets };
 }
 
+/** files: [source path, name in the tarball], or [{ link: target }, name] for a symbolic link. */
 function tarball(name, files) {
   const stage = join(WORK, 'tar', name);
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(stage, { recursive: true });
   for (const [src, as] of files) {
+    if (typeof src === 'object') {
+      symlinkSync(src.link, join(stage, as));
+      continue;
+    }
     copyFileSync(src, join(stage, as));
     chmodSync(join(stage, as), statSync(src).mode & 0o777);
   }
@@ -134,7 +151,7 @@ async function main() {
   log(`embedding Node ${NODE_LTS}`);
 
   const bundles = {};
-  for (const command of ['rport', 'rportd', 'rport-watchdog']) {
+  for (const command of ['rport', 'rportd']) {
     const file = join(WORK, `${command}.cjs`);
     const { addons } = await bundleCommand(command, file, VERSION);
     bundles[command] = { file, addons };
@@ -151,9 +168,11 @@ async function main() {
     const name = (pkg) => `${pkg}-${VERSION}-${target}`;
     if (x) {
       const win = (f) => [join(ROOT, 'packaging/windows', f), f];
-      tarball(name('rport'), [[built[target].rport.exe, 'rport.exe'], [built[target]['rport-watchdog'].exe, 'rport-watchdog.exe'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], win('install.ps1'), win('rport-watchdog.ps1')]);
+      tarball(name('rport'), [[built[target].rport.exe, 'rport.exe'], win('rport-watchdog.cmd'), [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], win('install.ps1'), win('rport-watchdog.ps1')]);
     } else {
-      tarball(name('rport'), [[built[target].rport.exe, 'rport'], [built[target]['rport-watchdog'].exe, 'rport-watchdog'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], [join(ROOT, 'packaging/systemd/rport.service'), 'rport.service']]);
+      // As installed: rport-watchdog is rport under another name (the tests and the bench run it so too).
+      symlinkSync('rport', join(BIN, target, 'rport-watchdog'));
+      tarball(name('rport'), [[built[target].rport.exe, 'rport'], [{ link: 'rport' }, 'rport-watchdog'], [join(ROOT, 'packaging/conf/rport.conf'), 'rport.conf.example'], [join(ROOT, 'packaging/systemd/rport.service'), 'rport.service']]);
       if (built[target].rportd) tarball(name('rportd'), [[built[target].rportd.exe, 'rportd'], [join(ROOT, 'packaging/conf/rportd.conf'), 'rportd.conf.example'], [join(ROOT, 'packaging/systemd/rportd.service'), 'rportd.service']]);
       // rport.service is Type=notify: a client without sd_notify.node would never become ready.
       if (!addons.has('sd_notify.node')) log(`no .deb for ${target}: sd_notify.node could not be built`);
@@ -162,7 +181,8 @@ async function main() {
   }
   sha256sums();
   rmSync(WORK, { recursive: true, force: true });
-  log(`done: ${readdirSync(OUT).join(' ')}`);
+  const total = readdirSync(OUT).reduce((n, f) => n + statSync(join(OUT, f)).size, 0);
+  log(`done: ${readdirSync(OUT).join(' ')} (${(total / 2 ** 20).toFixed(1)} MiB in all)`);
 }
 
 main().catch((err) => {

@@ -1,4 +1,4 @@
-// esbuild bundles of the three commands for Node's single executable applications (SEA): one CommonJS file
+// esbuild bundles of the two executables for Node's single executable applications (SEA): one CommonJS file
 // each (a SEA main script is CommonJS and its require() only reaches Node's built-in modules), every
 // native add-on turned into a call to src/native/sea-addon.ts, and the version and rport.conf template baked in.
 import { build } from 'esbuild';
@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ADDON_LOADER = join(ROOT, 'src/native/sea-addon.ts');
 
+/** The executables: rport is also rport-watchdog (src/cli/rport.ts dispatches by name or subcommand). */
 export const COMMANDS = {
   rport: 'src/cli/rport.ts',
   rportd: 'src/cli/rportd.ts',
-  'rport-watchdog': 'src/cli/rport-watchdog.ts',
 };
 
 /** What the client must not carry: the server, its registry and its API. */
@@ -108,7 +108,7 @@ export async function bundleCommand(command, outFile, version) {
     plugins: [seaPlugin(version, addons)],
   });
   const inputs = Object.keys(result.metafile.inputs).map((p) => relative(ROOT, resolve(ROOT, p)));
-  if (command === 'rport' || command === 'rport-watchdog') {
+  if (command === 'rport') {
     const bad = inputs.filter((p) => CLIENT_FORBIDDEN.some((re) => re.test(p)));
     if (bad.length) throw new Error(`the ${command} bundle must not contain server parts, but has ${bad.slice(0, 5).join(', ')}`);
   }

@@ -1,12 +1,13 @@
-// rport_<version>_<arch>.deb and rportd_<version>_<arch>.deb with dpkg-deb: the single executable and its
-// add-ons in /usr/lib/<pkg>/ (linked from /usr/bin), the systemd unit, /etc/rport/<pkg>.conf as a conffile,
-// maintainer scripts from packaging/deb/.
+// rport_<version>_<arch>.deb and rportd_<version>_<arch>.deb with dpkg-deb (xz): the single executable and
+// its add-ons in /usr/lib/<pkg>/ (linked from /usr/bin under each command's name), the systemd unit,
+// /etc/rport/<pkg>.conf as a conffile, maintainer scripts from packaging/deb/.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const PACKAGES = {
   rport: {
+    // One executable: rport-watchdog is rport called by that name.
     commands: ['rport', 'rport-watchdog'],
     // As StateDirectoryMode in the unit: state.json is read by rport-watchdog running as another user.
     stateMode: '0755',
@@ -36,22 +37,20 @@ function put(file, text, mode) {
 export function buildDebs({ root, out, work, version, arch, executables }) {
   const names = [];
   for (const [pkg, spec] of Object.entries(PACKAGES)) {
-    if (!spec.commands.every((c) => executables[c])) continue;
+    if (!executables[pkg]) continue;
     const stage = join(work, pkg);
     rmSync(stage, { recursive: true, force: true });
     const lib = join(stage, 'usr/lib', pkg);
     for (const d of ['DEBIAN', 'usr/bin', `usr/lib/${pkg}`, 'lib/systemd/system', 'etc/rport', `usr/share/doc/${pkg}`]) mkdirSync(join(stage, d), { recursive: true });
-    for (const c of spec.commands) {
-      const { exe, assets } = executables[c];
-      copyFileSync(exe, join(lib, c));
-      chmodSync(join(lib, c), 0o755);
-      // Beside the executable: loaded from there, so nothing is extracted under ProtectSystem=strict.
-      for (const [name, src] of Object.entries(assets)) {
-        copyFileSync(src, join(lib, name));
-        chmodSync(join(lib, name), 0o644);
-      }
-      symlinkSync(`../lib/${pkg}/${c}`, join(stage, 'usr/bin', c));
+    const { exe, assets } = executables[pkg];
+    copyFileSync(exe, join(lib, pkg));
+    chmodSync(join(lib, pkg), 0o755);
+    // Beside the executable: loaded from there, so nothing is extracted under ProtectSystem=strict.
+    for (const [name, src] of Object.entries(assets)) {
+      copyFileSync(src, join(lib, name));
+      chmodSync(join(lib, name), 0o644);
     }
+    for (const c of spec.commands) symlinkSync(`../lib/${pkg}/${pkg}`, join(stage, 'usr/bin', c));
     put(join(stage, 'lib/systemd/system', `${pkg}.service`), readFileSync(join(root, 'packaging/systemd', `${pkg}.service`), 'utf8'), 0o644);
     put(join(stage, 'etc/rport', `${pkg}.conf`), readFileSync(join(root, 'packaging/conf', `${pkg}.conf`), 'utf8'), 0o644);
     put(join(stage, `usr/share/doc/${pkg}/copyright`), `rport ${version}, MIT license. Includes Node.js (MIT) and its bundled dependencies.\n`, 0o644);
@@ -72,7 +71,7 @@ Description: ${spec.description}
       put(join(stage, 'DEBIAN', script), text, 0o755);
     }
     const file = `${pkg}_${version}_${arch}.deb`;
-    execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', stage, join(out, file)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+    execFileSync('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, join(out, file)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
     names.push(file);
   }
   return names;

@@ -1,68 +1,30 @@
 #!/usr/bin/env node
-import { RportClient } from '../client/client.js';
-import { StepClock } from '../watchdog/step-clock.js';
-import { CLIENT_KEYS, clientConfig } from '../config/client-config.js';
-import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
-import { reportNativeAcceleration } from '../transport/native.js';
-import { VERSION } from '../version.js';
-import { SdNotify } from '../watchdog/sd-notify.js';
-import { StateFile } from '../watchdog/state-file.js';
-import { Watchdog } from '../watchdog/watchdog.js';
-import { serviceCommand } from '../service/windows.js';
-import { initCommand } from './init.js';
-import { onShutdown, runMain, startService } from './main.js';
+// One executable for the client and its watchdog, so a package carries Node once: `rport watchdog ...`, or
+// rport called as rport-watchdog (the link the packages install; rport-watchdog.cmd on Windows). Each
+// command's code is loaded only when it runs.
+import { basename } from 'node:path';
+import { runMain } from './main.js';
 
-const SUBCOMMANDS: Record<string, (argv: string[]) => number | Promise<number>> = { init: initCommand, '--init': initCommand, service: serviceCommand };
+type Command = (argv: string[]) => number | Promise<number>;
 
-runMain('rport', async () => {
-  const sub = SUBCOMMANDS[process.argv[2] ?? ''];
-  if (sub) return sub(process.argv.slice(3));
-  const started = startService(
-    {
-      name: 'rport',
-      summary: 'the rport client. Keeps a connection to rportd alive, through restarts, dead links and bad networks.',
-      configFile: 'rport.conf',
-      defs: CLIENT_KEYS,
-      documented: RPORT_CLIENT_NAMES,
-      notes: `Subcommands: rport init --server HOST:PORT --auth ID:PASSWORD [--fingerprint SHA256:...] writes a
-starter rport.conf (rport init --help); rport service install|uninstall|start|stop runs it as a Windows
-service (rport service --help).
-Signals: SIGTERM/SIGINT stop (exit 0), SIGHUP skips the current wait and retries at once.
-Exit codes: 0 stopped, 1 gave up after max_retry_count failed attempts or failed to start, 2 bad config or usage.`,
-    },
-    clientConfig,
-  );
-  if (typeof started === 'number') return started;
-  const { cfg, root } = started;
-  const log = root.child('client');
-  log.info(`rport ${VERSION} starting (pid ${process.pid}); server ${cfg.servers.map((s) => s.href).join(', then ')}; client id ${cfg.id || '(assigned by the server: [client] id is not set and use_system_id = false)'}`);
-  reportNativeAcceleration(log);
-  if (!cfg.fingerprint) {
-    // Without it any server that answers (a man in the middle included) gets the password and the tunnels.
-    log.warn(`[client] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:..." from the line "host key fingerprint" rportd logs at start (journalctl -u rportd | grep fingerprint), or from GET /api/v1/status`);
-  }
+const SUBCOMMANDS: Record<string, () => Promise<Command>> = {
+  init: async () => (await import('./init.js')).initCommand,
+  '--init': async () => (await import('./init.js')).initCommand,
+  service: async () => (await import('../service/windows.js')).serviceCommand,
+};
 
-  const { notify, watchdogUsec } = SdNotify.fromEnvironment(root.child('watchdog'));
-  const clock = new StepClock();
-  const watchdog = new Watchdog(
-    cfg,
-    { stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined, notify, watchdogUsec },
-    clock,
-    root.child('watchdog'),
-  );
-  const client = new RportClient(cfg, log, watchdog, clock);
-  onShutdown(() => {
-    log.info('stopping');
-    watchdog.stop();
-    client.stop();
+/** The name it was called by: argv[0] as given (process.execPath is the link's target). */
+const WATCHDOG_NAME = 'rport-watchdog';
+const calledAs = basename(process.argv0).replace(/\.exe$/i, '');
+const argv = process.argv.slice(2);
+
+if (calledAs === WATCHDOG_NAME || argv[0] === 'watchdog') {
+  const args = calledAs === WATCHDOG_NAME ? argv : argv.slice(1);
+  runMain(WATCHDOG_NAME, async () => (await import('./watchdog-command.js')).watchdogMain(args));
+} else {
+  runMain('rport', async () => {
+    const sub = SUBCOMMANDS[argv[0] ?? ''];
+    if (sub) return (await sub())(argv.slice(1));
+    return (await import('./client-command.js')).clientMain();
   });
-  process.on('SIGHUP', () => {
-    log.info('SIGHUP: retrying now');
-    client.retryNow();
-  });
-  watchdog.start();
-  const code = await client.run();
-  watchdog.stop();
-  log.info(code === 0 ? 'stopped' : 'exiting with code 1');
-  return code;
-});
+}

@@ -10,9 +10,12 @@ const INSTALL_COMMAND_TIMEOUT_MS = 30_000;
 
 export const TASK_NAME = 'RPort-Watchdog';
 
-/** The command a scheduler runs: this very node and script (or the release's single executable), checking once. */
+/**
+ * The command a scheduler runs, checking once: this very node and script, or the release's executable (one
+ * for the client and the watchdog: its path, whatever link it was called by, and its watchdog command).
+ */
 function selfCommand(args: string[]): string[] {
-  const self = isSingleExecutable() ? [process.execPath] : [process.execPath, fileURLToPath(new URL('../cli/rport-watchdog.js', import.meta.url))];
+  const self = isSingleExecutable() ? [process.execPath, 'watchdog'] : [process.execPath, fileURLToPath(new URL('../cli/rport-watchdog.js', import.meta.url))];
   return [...self, 'run', '--once', ...args];
 }
 

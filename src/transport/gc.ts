@@ -7,8 +7,8 @@ let done = false;
  * Once per process, before the first connection: V8's young generation shrinks again once the process
  * is quiet (below). Turning incremental marking off here as well removed the doubled CPU per GB of
  * busy tunnels (BENCHMARKS.md), but V8 flags that change how it marks must be set before the heap is
- * used: set at run time, one test process died in V8 (unreachable code in ConcurrentMarking::RunMajor),
- * and the single executables take no V8 flags on their command line.
+ * used: set at run time, one test process died in V8 (unreachable code in ConcurrentMarking::RunMajor).
+ * The single executables start with it (EXEC_ARGV in scripts/release/build.mjs).
  */
 export function shrinkYoungGenerationWhenQuiet(): void {
   if (done) return;

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 const TIERS = {
-  unit: ['compat-config', 'layers', 'malloc-tune', 'packaging', 'units'],
+  unit: ['compat-config', 'layers', 'malloc-tune', 'packaging', 'tunnel-timers', 'units'],
   integration: [
     'api-attack', 'api-auth', 'api-compat', 'backpressure', 'client-auth-attack', 'commands', 'commands-attacks', 'commands-fleet',
     'compat', 'config', 'connection', 'docs', 'event-streams', 'files', 'files-symlinks', 'fuzz', 'hostile-peers', 'interop-openrport', 'interop-openrport-client', 'job-budgets',

@@ -9,7 +9,7 @@ import { METHOD } from '../src/transport/protocol.js';
 import { Proc, run } from '../harness/procs.js';
 import { cluster } from './cluster.js';
 import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
-import { BENCH_ADMISSION, BENCH_AUTH, Cleanup, delayRelay, withCleanup, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
+import { BENCH_ADMISSION, BENCH_AUTH, type Cleanup, delayRelay, withCleanup, opensshTunnels, rportTunnels, startRportd, tempDir } from './lib/setups.js';
 import { cpuSeconds, median, MiB, percentile, treeCpuSeconds, treeRssBytes } from './lib/stats.js';
 import { TrafficProcess } from './lib/traffic-process.js';
 

@@ -54,7 +54,7 @@ export function addonsForLts(addons, nodeDir, work) {
         });
       } catch (err) {
         process.stderr.write(`${err.stdout ?? ''}${err.stderr ?? ''}`);
-        throw new Error(`building ${name} for Node ${NODE_LTS} in ${src} failed (its output is above)`);
+        throw new Error(`building ${name} for Node ${NODE_LTS} in ${src} failed (its output is above)`, { cause: err });
       }
       mkdirSync(join(cached, '..'), { recursive: true });
       renameSync(join(src, spec.built), cached);

@@ -1,5 +1,5 @@
 import { parseArgs } from '../config/args.js';
-import { Config, ConfigError, describeKeys, loadConfig, type KeyDef } from '../config/loader.js';
+import { type Config, ConfigError, describeKeys, loadConfig, type KeyDef } from '../config/loader.js';
 import type { DocumentedNames } from '../config/rport-names.js';
 import { errorMessage, LEVELS, LogSink, Logger, type Level } from '../log.js';
 import { deadline } from '../timeout.js';

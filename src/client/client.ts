@@ -167,7 +167,7 @@ export class RportClient {
       return link;
     } catch (err) {
       link.close();
-      if (err instanceof RemoteError) throw new Error(`server refused the connection: ${err.message}`);
+      if (err instanceof RemoteError) throw new Error(`server refused the connection: ${err.message}`, { cause: err });
       throw err;
     }
   }

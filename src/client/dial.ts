@@ -301,10 +301,10 @@ async function sshLogin(a: Attempt, stream: ReturnType<typeof sshStream>): Promi
     await a.step('ssh', `SSH handshake and auth as ${authId}`, () => once(ssh, 'ready'));
   } catch (err) {
     if (refusedKey) {
-      throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`);
+      throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`, { cause: err });
     }
     if ((err as { level?: string }).level === 'client-authentication') {
-      throw new Error(`authentication failed: the server refused id "${authId}" and its password (check [client] auth)`);
+      throw new Error(`authentication failed: the server refused id "${authId}" and its password (check [client] auth)`, { cause: err });
     }
     throw err;
   }

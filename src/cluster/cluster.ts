@@ -96,9 +96,8 @@ export class Cluster implements ClusterView {
   }
 
   metrics(registry: Registry): void {
-    const self = this;
-    new Gauge({ name: 'rport_database_up', help: 'Whether the last heartbeat reached the registry database (1) or not (0)', registers: [registry], collect() { this.set(self.up ? 1 : 0); } });
-    new Gauge({ name: 'rport_cluster_nodes', help: 'Live nodes of the cluster, this one included', registers: [registry], collect() { this.set(self.peerNodes.size + 1); } });
+    const up: Gauge = new Gauge({ name: 'rport_database_up', help: 'Whether the last heartbeat reached the registry database (1) or not (0)', registers: [registry], collect: () => up.set(this.up ? 1 : 0) });
+    const nodes: Gauge = new Gauge({ name: 'rport_cluster_nodes', help: 'Live nodes of the cluster, this one included', registers: [registry], collect: () => nodes.set(this.peerNodes.size + 1) });
   }
 
   private async beat(): Promise<void> {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { errorMessage, type Level } from '../log.js';
 import { AddressRules, parseRemoteSpec } from '../shared/host-port.js';
-import { Config, ConfigError, type KeyDef } from './loader.js';
+import { type Config, ConfigError, type KeyDef } from './loader.js';
 import { logLevelOf } from './logging.js';
 import { parseServerUrl, type ServerUrl } from './server-url.js';
 import { VERSION } from '../version.js';

@@ -4,7 +4,7 @@ import { logLevelOf } from './logging.js';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { AddressRules, isAnyAddress, isLoopback, parseHostPort, type HostPort } from '../shared/host-port.js';
-import { Config, type KeyDef } from './loader.js';
+import { type Config, type KeyDef } from './loader.js';
 
 // RPort's default; the client's state.json shares it without a clash (rportd.db, rportd-host-key).
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\ProgramData\\rport' : '/var/lib/rport';

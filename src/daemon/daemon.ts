@@ -11,7 +11,7 @@ import { errorMessage, type Logger } from '../log.js';
 import type { HostKey } from '../transport/host-key.js';
 import { ClientListener } from '../server/client-listener.js';
 import { ClientRegistry } from '../server/client-registry.js';
-import { Credentials } from '../server/credentials.js';
+import { type Credentials } from '../server/credentials.js';
 import { DatabaseError, type Db } from '../server/db/db.js';
 import { PostgresDb } from '../server/db/postgres.js';
 import { SqliteDb } from '../server/db/sqlite.js';
@@ -83,7 +83,7 @@ export class Daemon {
       await db.close().catch(() => undefined);
       const hint = c.database.type === 'postgres' ? ': check [database] db_host, db_name, db_user and db_password, and that the server runs' : '';
       const why = err instanceof DatabaseError && err.cause instanceof Error ? err.cause.message : errorMessage(err);
-      throw new Error(`cannot open the registry database ${db.where}: ${why}${hint}`);
+      throw new Error(`cannot open the registry database ${db.where}: ${why}${hint}`, { cause: err });
     }
     const nodeId = loadNodeId(c.dataDir);
     const d = c.database;

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Config, ConfigError } from '../config/loader.js';
+import { type Config, ConfigError } from '../config/loader.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { folderWritableByOthers, myUserName, readableByOthers } from '../files.js';
 import { errorMessage, type Logger } from '../log.js';

@@ -5,4 +5,4 @@ import { createRequire } from 'node:module';
  * The release build (scripts/release/bundle.mjs) replaces this module in the single executables with
  * static require() calls of the same literal ids, so esbuild bundles them: call it with literals only.
  */
-export const packageRequire: (id: string) => any = createRequire(new URL('../../../package.json', import.meta.url));
+export const packageRequire: (id: string) => unknown = createRequire(new URL('../../../package.json', import.meta.url));

@@ -172,7 +172,7 @@ export class ClientConnection {
     control.on('activity', () => {
       if (this.session) this.session.lastSeenAt = Date.now();
     });
-    let remotes: unknown = [];
+    let remotes: unknown;
     try {
       const asked = parseRportConnectionRequest(data);
       remotes = asked.remotes;

@@ -43,9 +43,9 @@ export interface Acceleration {
   heapKept: boolean;
 }
 
-function loads<T>(load: () => any, read: (m: any) => T, otherwise: T): T {
+function loads<M, T>(load: () => unknown, read: (m: M) => T, otherwise: T): T {
   try {
-    return read(load());
+    return read(load() as M);
   } catch {
     return otherwise;
   }

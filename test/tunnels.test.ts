@@ -6,7 +6,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from './helpers/procs.js';
+import { cleanup, eventually, freePort, patient, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from './helpers/procs.js';
 import { sshdPath, startSshd } from './helpers/sshd.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
@@ -35,7 +35,7 @@ function roundTrip(port: number, data: Buffer): Promise<string> {
     });
     s.on('close', () => (got === data.length ? resolve(createHash('sha256').update(Buffer.concat(chunks)).digest('hex')) : reject(new Error(`got ${got} of ${data.length} bytes`))));
     s.on('error', reject);
-    s.setTimeout(20_000, () => s.destroy(new Error('round trip timed out')));
+    s.setTimeout(patient(20_000), () => s.destroy(new Error('round trip timed out')));
   });
 }
 

@@ -169,7 +169,7 @@ test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!sshdPath() && 'ope
   await client.waitFor(connected);
   const tunnel = await eventually(async () => (await server.api('/api/v1/clients/ssh-target/tunnels')).body.data.find((x: any) => x.listening), 5000, 'tunnel');
   const port = tunnel.local.split(':').pop();
-  const out = await promisify(execFile)('ssh', ['-i', userKey, '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: 20_000 });
+  const out = await promisify(execFile)('ssh', ['-i', userKey, '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: patient(20_000) });
   assert.equal(out.stdout.trim(), 'hello through rport');
 });
 

@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -85,9 +85,28 @@ export interface Exit {
  */
 export const PATIENCE = Number(process.env.RPORT_TEST_PATIENCE) > 0 ? Number(process.env.RPORT_TEST_PATIENCE) : 4;
 
-/** A failure bound for waiting on an event, scaled by PATIENCE. */
+/**
+ * How many times slower than idle this machine runs now, as measured: runnable tasks per core over the last
+ * minute (the load average), 1 when there are no more than cores. Read when a bound is needed, so a wait or a
+ * duration that ends under load is judged by the load it ran in.
+ */
+export function loadFactor(): number {
+  return Math.max(1, loadavg()[0]! / availableParallelism());
+}
+
+/** A failure bound for waiting on an event: PATIENCE times the nominal bound, times the measured load. */
 export function patient(ms: number): number {
-  return ms * PATIENCE;
+  return Math.round(ms * PATIENCE * loadFactor());
+}
+
+/**
+ * The upper bound for a duration a program promises (`nominal`: its timers) plus what its work around them
+ * may take (`slack`), the slack scaled by the measured load: a starved process fires its timers late and
+ * does its work slowly, but a bound that does not hold (a timer never armed, a default in place of the
+ * configured value) still fails, by its nominal part.
+ */
+export function promised(nominal: number, slack: number): number {
+  return Math.round(nominal + slack * loadFactor());
 }
 
 /**

@@ -9,6 +9,7 @@
 // that does not exist stops the run (exit 2). --dir DIR looks at DIR instead of dist/test.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,6 +25,8 @@ const TIERS = {
   system: ['cluster', 'cluster-attack', 'cluster-commands', 'commands-dashboard', 'dashboard', 'deb-install', 'release', 'release-wine', 'soak', 'store', 'systemd'],
 };
 const DEFAULT_TIER = 'integration';
+/** The files that take longest (each over 40 s on a 2-core machine), longest first. */
+const LONGEST = ['connection', 'api-compat', 'client-auth-attack', 'compat', 'registry', 'tunnels', 'config', 'watchdog', 'commands', 'api-auth', 'files'];
 
 const args = process.argv.slice(2);
 const dirAt = args.indexOf('--dir');
@@ -41,6 +44,11 @@ if (!existsSync(dir)) {
   process.exit(2);
 }
 
+const stray = LONGEST.filter((n) => !Object.values(TIERS).flat().includes(n));
+if (stray.length) {
+  process.stderr.write(`scripts/test.mjs: LONGEST names ${stray.join(', ')}, in no tier: remove it from LONGEST\n`);
+  process.exit(2);
+}
 const found = readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => f.slice(0, -'.test.js'.length));
 const listed = Object.values(TIERS).flat();
 const missing = listed.filter((n) => !found.includes(n));
@@ -53,10 +61,17 @@ if (unlisted.length) {
   process.stderr.write(`scripts/test.mjs: ${unlisted.map((n) => `test/${n}.test.ts`).join(', ')} in no tier: run with ${DEFAULT_TIER}; add to TIERS in scripts/test.mjs\n`);
 }
 const files = names.flatMap((n) => [...TIERS[n], ...(n === DEFAULT_TIER ? unlisted : [])]).map((n) => join(dir, `${n}.test.js`)).sort();
+// The longest files start first, so the run does not end waiting for one started last.
+const weight = (f) => LONGEST.indexOf(f.slice(dir.length + 1, -'.test.js'.length)) >>> 0;
+files.sort((a, b) => weight(a) - weight(b));
 
 if (args.includes('--list')) {
   process.stdout.write(`${files.join('\n')}\n`);
   process.exit(0);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+// Files run side by side, two a core: a file spends most of its time waiting (the timers it tests, processes
+// starting, sockets), not computing, so one a core leaves the cores idle. The waits and durations the tests
+// assert scale with the load this makes (test/helpers/procs.ts: loadFactor).
+const concurrency = availableParallelism() * 2;
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -10,12 +10,12 @@ import bcrypt from 'bcryptjs';
 import type { Link } from '../src/client/dial.js';
 import { FAILED_CHECK_MIN_MS } from '../src/server/credentials.js';
 import { METHOD, TUNNEL_BIND_PORT } from '../src/transport/protocol.js';
-import { cleanup, eventually, metric, startClient, startServer, tmpDir, writeFile, type ServerHandle } from '../harness/procs.js';
+import { cleanup, eventually, metric, patient, startClient, startServer, tmpDir, writeFile, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const connected = /INFO  client: connected to /;
 /** A regression may make a refused client connect and stay: fail then, do not hang. */
-const LIMIT = { timeout: 90_000 };
+const LIMIT = { timeout: patient(90_000) };
 
 /** Tries `passwords` as `user` on ONE SSH connection; resolves how many attempts the server answered. */
 async function guessOnOneConnection(port: number, user: string, passwords: string[], from?: string): Promise<number> {

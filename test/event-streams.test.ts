@@ -5,7 +5,7 @@ import { MAX_EVENT_STREAMS_PER_ADDRESS } from '../src/api/routes/events.js';
 import { sleep } from '../src/timeout.js';
 import { METHOD } from '../src/transport/protocol.js';
 import { apiCall } from './helpers/jobs-api.js';
-import { API_AUTH, CLIENT_AUTH, patient, startServer, type ServerHandle } from '../harness/procs.js';
+import { API_AUTH, CLIENT_AUTH, startServer, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawLink, requestConnect } from './helpers/raw-client.js';
 
 /** An event stream opened on a raw socket: what came back first, and whether the server ended it. */
@@ -59,7 +59,7 @@ test('event streams: at most MAX_EVENT_STREAMS_PER_ADDRESS from one address, and
       await link.control.request(METHOD.jobOutput, { jobs: [{ jid, stdout: chunk, stderr: chunk }] }, 30_000);
     }
   }
-  await server.proc.waitFor(/event stream of 127\.0\.0\.1 closed: it stopped reading, and \d+ bytes of events were waiting for it/, patient(30_000));
+  await server.proc.waitFor(/event stream of 127\.0\.0\.1 closed: it stopped reading, and \d+ bytes of events were waiting for it/, 30_000);
   stalled.socket.resume();
   await stalled.ended;
 });

@@ -16,14 +16,14 @@ import { rportConnectTarget } from './fuzz/rport-connect-target.js';
 import { controlTarget } from './fuzz/control-target.js';
 import { fuzz, readCorpus, STACK_FRAME, type Options, type Target } from './fuzz/engine.js';
 import { wireTarget } from './fuzz/wire-target.js';
-import { CLIENT_AUTH, cleanup, startServer, tmpDir, writeFile } from '../harness/procs.js';
+import { CLIENT_AUTH, cleanup, patient, startServer, tmpDir, writeFile } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
 const seconds = Number(process.env.FUZZ_SECONDS ?? 3);
 const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const options: Options = { seconds, maxRuns: Number(process.env.FUZZ_MAX_RUNS ?? Infinity), seed, coverage: true, save: process.env.FUZZ_SAVE === '1' };
 const only = process.env.FUZZ_TARGETS?.split(',');
-const LIMIT = { timeout: 60_000 + seconds * 2000 };
+const LIMIT = { timeout: patient(60_000) + seconds * 2000 };
 
 async function pass(t: test.TestContext, target: Target): Promise<void> {
   const corpus = readCorpus(target.name).length;

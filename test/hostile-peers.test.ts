@@ -7,10 +7,10 @@ import test from 'node:test';
 import WebSocket from 'ws';
 import { WS_SUBPROTOCOL } from '../src/transport/protocol.js';
 import { startServerInProcess } from './helpers/in-process.js';
-import { CLIENT_AUTH, cleanup, eventually, metric, startClient, startServer } from '../harness/procs.js';
+import { CLIENT_AUTH, cleanup, eventually, metric, patient, startClient, startServer } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
-const LIMIT = { timeout: 120_000 };
+const LIMIT = { timeout: patient(120_000) };
 const connected = /INFO  client: connected to /;
 
 /** Opens `n` TCP connections from `from` (a loopback address) and runs `then` on each once connected. */

@@ -81,7 +81,8 @@ test('test tiers: unit, integration and system together are every test file, onc
   const built = readdirSync(join(ROOT, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort();
   const tiers = ['unit', 'integration', 'system'].map((n) => list(n));
   assert.deepEqual(tiers.flat().sort(), built, 'each file in exactly one tier');
-  assert.deepEqual(list('all'), built, 'npm test runs them all');
+  assert.deepEqual(list('all').sort(), built, 'npm test runs them all');
+  assert.equal(list('integration')[0], 'connection.test.js', 'the longest file starts first');
   assert.ok(tiers[0]!.includes('units.test.js') && tiers[2]!.includes('deb-install.test.js'));
 
   const dir = tmpDir(t);

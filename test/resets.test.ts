@@ -9,13 +9,13 @@ import { connect } from 'node:net';
 import test from 'node:test';
 import { CONTROL_SUBSYSTEM, METHOD } from '../src/transport/protocol.js';
 import { STACK_FRAME } from './fuzz/engine.js';
-import { API_AUTH, CLIENT_AUTH, echoServer, eventually, freePort, startClient, startServer, type ServerHandle } from '../harness/procs.js';
+import { API_AUTH, CLIENT_AUTH, echoServer, eventually, freePort, patient, startClient, startServer, type ServerHandle } from '../harness/procs.js';
 import { connectRequest, rawSsh, resetWs, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
 /** Rounds in `npm test` (each resets about 40 connections); FUZZ_SECONDS adds rounds for that long. */
 const ROUNDS = 8;
 const seconds = Number(process.env.FUZZ_SECONDS ?? 0);
-const LIMIT = { timeout: 120_000 + seconds * 2000 };
+const LIMIT = { timeout: patient(120_000) + seconds * 2000 };
 const connected = /INFO  client: connected to /;
 const [user, password] = CLIENT_AUTH.split(':') as [string, string];
 const basic = `Basic ${Buffer.from(API_AUTH).toString('base64')}`;

@@ -9,9 +9,9 @@ import WebSocket from 'ws';
 import { RPORT_IDENT, WS_SUBPROTOCOL } from '../src/transport/protocol.js';
 import { sshStream } from '../src/transport/ws-stream.js';
 import { startServerInProcess } from './helpers/in-process.js';
-import { CLIENT_AUTH, cleanup, eventually, type AnyServer } from '../harness/procs.js';
+import { CLIENT_AUTH, cleanup, eventually, patient, type AnyServer } from '../harness/procs.js';
 
-const LIMIT = { timeout: 120_000 };
+const LIMIT = { timeout: patient(120_000) };
 const [USER, PASSWORD] = CLIENT_AUTH.split(':') as [string, string];
 
 /** What the ssh2 patch adds to a client: requests and channels of any name. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { freePort, startClient, startServer, target, API_AUTH, type ServerHandle } from '../harness/procs.js';
+import { freePort, patient, startClient, startServer, target, API_AUTH, type ServerHandle } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -23,7 +23,7 @@ function download(port: number, onFirstData?: () => void): { sock: Socket; done:
     sock.once('end', () => resolve({ how: 'end', bytes }));
     sock.once('error', (err: NodeJS.ErrnoException) => resolve({ how: err.code ?? err.message, bytes }));
     sock.once('close', () => resolve({ how: 'close without end or error', bytes }));
-    sock.setTimeout(20_000, () => resolve({ how: 'timeout', bytes }));
+    sock.setTimeout(patient(20_000), () => resolve({ how: 'timeout', bytes }));
   });
   done.then(() => sock.destroy());
   return { sock, done };
@@ -89,6 +89,7 @@ test('a user that aborts: the target sees a reset, not a clean end', async (t) =
     s.write('hello', () => undefined);
   });
   user = download(port, () => user!.resetAndDestroy()).sock;
-  const timeout = new Promise<string>((r) => setTimeout(() => r('nothing within 15s'), 15_000).unref());
+  const bound = patient(15_000);
+  const timeout = new Promise<string>((r) => setTimeout(() => r(`nothing within ${bound}ms`), bound).unref());
   assert.equal(await Promise.race([targetSaw, timeout]), 'ECONNRESET');
 });

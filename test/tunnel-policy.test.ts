@@ -5,7 +5,7 @@ import { test, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
-import { cleanup, freePort, run, startClient, tmpDir, writeFile, API_AUTH, type AnyServer } from '../harness/procs.js';
+import { cleanup, freePort, patient, run, startClient, tmpDir, writeFile, API_AUTH, type AnyServer } from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -241,7 +241,7 @@ syncBuiltinESMExports();
   await client.waitFor(/rebind\.test.*127\.0\.0\.2.*not allowed by \[client\] tunnel_allowed/);
 });
 
-test('tunnel policy keys: a bad value is one line naming the key and the fix', { timeout: 30_000 }, async (t) => {
+test('tunnel policy keys: a bad value is one line naming the key and the fix', { timeout: patient(30_000) }, async (t) => {
   const dir = tmpDir(t);
   const conf = (text: string) => writeFile(dir, 'rportd.conf', `[server]\nauth = "a:b"\ndata_dir = "${dir}"\n${text}`);
   const cases: Array<[string, string]> = [

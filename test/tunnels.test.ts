@@ -6,7 +6,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { cleanup, eventually, freePort, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from '../harness/procs.js';
+import { cleanup, eventually, freePort, patient, startClient, startServer, tmpDir, API_AUTH, type AnyServer } from '../harness/procs.js';
 import { sshdPath, startSshd } from '../harness/sshd.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
@@ -35,7 +35,7 @@ function roundTrip(port: number, data: Buffer): Promise<string> {
     });
     s.on('close', () => (got === data.length ? resolve(createHash('sha256').update(Buffer.concat(chunks)).digest('hex')) : reject(new Error(`got ${got} of ${data.length} bytes`))));
     s.on('error', reject);
-    s.setTimeout(20_000, () => s.destroy(new Error('round trip timed out')));
+    s.setTimeout(patient(20_000), () => s.destroy(new Error('round trip timed out')));
   });
 }
 
@@ -169,7 +169,7 @@ test('OpenSSH ssh through a tunnel to a real sshd', { skip: (!sshdPath() && 'ope
   await client.waitFor(connected);
   const tunnel = await eventually(async () => (await server.api('/api/v1/clients/ssh-target/tunnels')).body.data.find((x: any) => x.listening), 5000, 'tunnel');
   const port = tunnel.local.split(':').pop();
-  const out = await promisify(execFile)('ssh', ['-i', userKey, '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: 20_000 });
+  const out = await promisify(execFile)('ssh', ['-i', userKey, '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', 'root@127.0.0.1', 'echo', 'hello through rport'], { timeout: patient(20_000) });
   assert.equal(out.stdout.trim(), 'hello through rport');
 });
 

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { accepting, API_AUTH, CLIENT_AUTH, freePort, runProgram, tmpDir, writeFile, type Proc } from '../../harness/procs.js';
+import { accepting, API_AUTH, CLIENT_AUTH, freePort, patient, runProgram, tmpDir, writeFile, type Proc } from '../../harness/procs.js';
 
 // The real openrport 0.9.13 binaries, as RPort users run them: ../shared/peers/openrport/bin from the repo
 // root (dist/test/helpers/ is three below it), or OPENRPORT_BIN (a worktree elsewhere).
@@ -69,6 +69,6 @@ export function exchange(port: number, data: Buffer, expect: number): Promise<{ 
     });
     sock.once('end', () => done('end'));
     sock.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
-    sock.setTimeout(20_000, () => done('timeout'));
+    sock.setTimeout(patient(20_000), () => done('timeout'));
   });
 }

@@ -71,7 +71,17 @@ if (args.includes('--list')) {
 }
 // Files run side by side, two a core: a file spends most of its time waiting (the timers it tests, processes
 // starting, sockets), not computing, so one a core leaves the cores idle. The waits and durations the tests
-// assert scale with the load this makes (test/helpers/procs.ts: loadFactor).
-const concurrency = availableParallelism() * 2;
-const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...files], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+// assert scale with the load this makes (harness/procs.ts: loadFactor). The system tier stays at two: its
+// files share the machine's systemd, PostgreSQL and packages and measure restarts and memory.
+const system = new Set(TIERS.system.map((n) => join(dir, `${n}.test.js`)));
+const runs = [
+  [files.filter((f) => !system.has(f)), availableParallelism() * 2],
+  [files.filter((f) => system.has(f)), 2],
+];
+let status = 0;
+for (const [group, concurrency] of runs) {
+  if (group.length === 0) continue;
+  const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' });
+  status ||= r.status ?? 1;
+}
+process.exit(status);

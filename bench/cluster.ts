@@ -14,7 +14,8 @@ const asTest = (c: Cleanup) => ({ after: (fn: () => unknown) => c.add(fn) }) as 
 async function allConnected(f: { connected(): number }, n: number, boundMs: number): Promise<number> {
   const t0 = performance.now();
   while (f.connected() < n) {
-    if (performance.now() - t0 > boundMs) throw new Error(`only ${f.connected()} of ${n} clients back within ${boundMs / 1000} s`);
+    if (performance.now() - t0 > boundMs)
+      throw new Error(`only ${f.connected()} of ${n} clients back within ${boundMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return (performance.now() - t0) / 1000;
@@ -40,22 +41,28 @@ export async function cluster(o: Options): Promise<Row[]> {
     const pg = await startPostgres(asTest(c));
     const nodes = [];
     for (let i = 0; i < 3; i++) nodes.push(await startRportd(c, [...pg.flags, '--key-seed', 'bench cluster']));
-    const front = await startHaproxy(asTest(c), nodes.map((d) => d.serverPort));
+    const front = await startHaproxy(
+      asTest(c),
+      nodes.map((d) => d.serverPort),
+    );
     const t0 = performance.now();
     const f = await fleet(c, front, n, '3m', `${maxRetrySec}s`, 'multi');
     const seconds = (performance.now() - t0) / 1000;
     const rss = nodes.map((d) => rssBytes(d.server.pid));
     const status = await Promise.all(nodes.map((d) => d.api('GET', '/api/v1/status')));
     const here = status.map((s) => s.data.clients_connected_here as number);
-    o.note(`three nodes: ${n} clients in ${f1(seconds)} s, per node ${here.join('/')}, ${rss.map((r) => f1(r / MiB)).join('/')} MiB`);
+    o.note(
+      `three nodes: ${n} clients in ${f1(seconds)} s, per node ${here.join('/')}, ${rss.map((r) => f1(r / MiB)).join('/')} MiB`,
+    );
     rows.push({
-      scenario: '9. Cluster', measure: `${n} clients connected: one node (SQLite) vs three nodes (PostgreSQL, HAProxy)`,
+      scenario: '9. Cluster',
+      measure: `${n} clients connected: one node (SQLite) vs three nodes (PostgreSQL, HAProxy)`,
       rport: `three: ${f1(seconds)} s, ${here.join('/')} clients, ${f1(Math.max(...rss) / MiB)} MiB at most per node`,
       openssh: `one: ${f1(one.seconds)} s, ${n} clients, ${f1(one.rss / MiB)} MiB`,
     });
 
     // API latency: a tunnel created and deleted on the node that holds the client, and through another node.
-    const [a, , cNode] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]];
+    const [a, , cNode] = nodes as [(typeof nodes)[0], (typeof nodes)[0], (typeof nodes)[0]];
     const idC = status[2]!.data.node_id as string;
     const list = await a.api('GET', '/api/v1/clients?page[limit]=500&fields[clients]=id,node_id');
     const client = (list.data as Array<{ id: string; node_id: string }>).find((x) => x.node_id === idC)!.id;
@@ -75,8 +82,10 @@ export async function cluster(o: Options): Promise<Row[]> {
       forwarded.push(await pair(a));
     }
     rows.push({
-      scenario: '9. Cluster', measure: `API: create + delete a tunnel, median of ${runs}`,
-      rport: `through another node: ${f1(median(forwarded))} ms`, openssh: `on the client's node: ${f1(median(direct))} ms`,
+      scenario: '9. Cluster',
+      measure: `API: create + delete a tunnel, median of ${runs}`,
+      rport: `through another node: ${f1(median(forwarded))} ms`,
+      openssh: `on the client's node: ${f1(median(direct))} ms`,
       ratio: `+${f1(median(forwarded) - median(direct))} ms forwarded`,
     });
 
@@ -91,8 +100,11 @@ export async function cluster(o: Options): Promise<Row[]> {
     const after = await Promise.all([a, cNode].map((d) => d.api('GET', '/api/v1/status')));
     o.note(`storm: ${lost} clients of the lost node back in ${f1(back)} s`);
     rows.push({
-      scenario: '9. Cluster', measure: `one of three nodes SIGKILLed: its ${lost} clients back on the others (max_retry_interval ${maxRetrySec}s)`,
-      rport: `${f1(back)} s, now ${after.map((s) => s.data.clients_connected_here).join('/')}`, goal: `within ${maxRetrySec + 10} s`, met: back <= maxRetrySec + 10,
+      scenario: '9. Cluster',
+      measure: `one of three nodes SIGKILLed: its ${lost} clients back on the others (max_retry_interval ${maxRetrySec}s)`,
+      rport: `${f1(back)} s, now ${after.map((s) => s.data.clients_connected_here).join('/')}`,
+      goal: `within ${maxRetrySec + 10} s`,
+      met: back <= maxRetrySec + 10,
     });
   });
   return rows;

@@ -22,13 +22,22 @@ const log = new Logger(LogSink.stderr(), 'error', 'fleet');
 const clients: RportClient[] = [];
 for (let i = 0; i < n; i++) {
   const flags = new Map<string, string[]>([
-    ['server', [server!]], ['auth', ['bench:bench-secret']], ['id', [`${prefix}-${i}`]], ['keep-alive', [keepAlive!]],
-    ['max-retry-interval', [maxRetry!]], ['data-dir', ['/nonexistent']],
+    ['server', [server!]],
+    ['auth', ['bench:bench-secret']],
+    ['id', [`${prefix}-${i}`]],
+    ['keep-alive', [keepAlive!]],
+    ['max-retry-interval', [maxRetry!]],
+    ['data-dir', ['/nonexistent']],
   ]);
   const cfg = clientConfig(loadConfig(CLIENT_KEYS, undefined, flags));
   let up = false;
   const observer: ClientObserver = {
-    facts: () => ({ integration: false, systemd_watchdog_sec: null, heartbeat_budget_sec: 0, last_state: up ? 'connected' : 'reconnecting' }),
+    facts: () => ({
+      integration: false,
+      systemd_watchdog_sec: null,
+      heartbeat_budget_sec: 0,
+      last_state: up ? 'connected' : 'reconnecting',
+    }),
     connected: () => {
       if (!up) connected++;
       up = true;

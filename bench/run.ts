@@ -11,7 +11,9 @@ import { SCENARIOS, type Row, type ScenarioName } from './scenarios.js';
 
 const args = process.argv.slice(2);
 if (args.includes('--help')) {
-  process.stdout.write(`npm run bench -- [--quick] [${Object.keys(SCENARIOS).join('|')} ...]\n  --quick: smaller sizes, under 2 minutes in all\n`);
+  process.stdout.write(
+    `npm run bench -- [--quick] [${Object.keys(SCENARIOS).join('|')} ...]\n  --quick: smaller sizes, under 2 minutes in all\n`,
+  );
   process.exit(0);
 }
 const quick = args.includes('--quick');
@@ -47,7 +49,10 @@ const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
 process.stdout.write(`${machine.join('\n')}\n${command}\n\n`);
 
 // The machine is shared: the load before and after the run says how much the figures may be off.
-const load = () => loadavg().map((x) => x.toFixed(2)).join(', ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(', ');
 const loadBefore = load();
 const runs = 5;
 const rows: Row[] = [];
@@ -71,7 +76,10 @@ const header = ['Scenario', 'Measure', 'rport', 'OpenSSH ssh -R / anchor', 'raw 
 const table = [
   `| ${header.join(' | ')} |`,
   `| ${header.map(() => '---').join(' | ')} |`,
-  ...rows.map((r) => `| ${[r.scenario, r.measure, r.rport, r.openssh ?? '', r.raw ?? '', r.ratio ?? '', r.goal ?? '', r.met === undefined ? '' : r.met ? 'yes' : '**no**'].join(' | ')} |`),
+  ...rows.map(
+    (r) =>
+      `| ${[r.scenario, r.measure, r.rport, r.openssh ?? '', r.raw ?? '', r.ratio ?? '', r.goal ?? '', r.met === undefined ? '' : r.met ? 'yes' : '**no**'].join(' | ')} |`,
+  ),
 ].join('\n');
 process.stdout.write(`\n${table}\n\nin ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
 
@@ -201,7 +209,10 @@ ${notes.map((n) => `- ${n}`).join('\n')}
 const benchmarks = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
 // The cluster alone (it needs PostgreSQL and HAProxy) keeps its own section beside the full run's figures.
 if (names.length === 1 && names[0] === 'cluster') {
-  writeSection(benchmarks, 'cluster', `## Cluster (\`${command}\`, ${new Date().toISOString().slice(0, 10)})
+  writeSection(
+    benchmarks,
+    'cluster',
+    `## Cluster (\`${command}\`, ${new Date().toISOString().slice(0, 10)})
 
 Three rportd nodes on one private PostgreSQL behind HAProxy (all on 127.0.0.1, real processes; the clients
 in one process), against one node on SQLite. Machine: ${machine.join('; ')}.
@@ -211,7 +222,8 @@ ${table}
 Connecting is CPU-bound (an SSH key exchange per client): on one machine the three nodes share its cores with
 PostgreSQL, HAProxy and the fleet, so the connect time shows the cluster's overhead, not its capacity; on
 separate machines each node takes its share of the fleet with its own cores and file descriptors.
-`);
+`,
+  );
 } else if (quick || names.length) {
   // A quick or partial run must not replace the full run's figures.
   process.stdout.write('BENCHMARKS.md kept: only a full run (npm run bench, every scenario) rewrites it\n');

@@ -1,7 +1,16 @@
 // The bench's traffic generator and sink, in a child process of their own (forked with IPC by
 // bench/lib/traffic-process.ts): neither rport's event loop nor the bench's carries the load, and both
 // systems are driven by the same code in the same kind of process.
-import { echoTarget, manySink, parallelInto, pingPong, pullFrom, pushInto, sinkTarget, sourceTarget } from './lib/traffic.js';
+import {
+  echoTarget,
+  manySink,
+  parallelInto,
+  pingPong,
+  pullFrom,
+  pushInto,
+  sinkTarget,
+  sourceTarget,
+} from './lib/traffic.js';
 
 const sink = await sinkTarget();
 let pull = 0;

@@ -10,7 +10,9 @@ import { accepting, cleanup, freePort, Proc, tmpDir, writeFile } from './procs.j
 function pgBin(): string | undefined {
   const root = '/usr/lib/postgresql';
   if (!existsSync(root)) return undefined;
-  const versions = readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'postgres'))).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(join(root, v, 'bin', 'postgres')))
+    .sort((a, b) => Number(b) - Number(a));
   return versions[0] && join(root, versions[0], 'bin');
 }
 
@@ -61,15 +63,30 @@ export async function startPostgres(t: TestContext): Promise<Postgres> {
   const asRoot = process.getuid?.() === 0;
   const ids = asRoot ? { uid: idOf('-u', 'postgres')!, gid: idOf('-g', 'postgres')! } : {};
   if (asRoot) for (const d of [dir, sock]) chownSync(d, ids.uid!, ids.gid!);
-  execFileSync(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'rport', '--no-sync', '-E', 'UTF8'], { stdio: 'ignore', ...ids, cwd: dir, timeout: 60_000 });
-  writeFile(data, 'postgresql.auto.conf', 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n');
+  execFileSync(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'rport', '--no-sync', '-E', 'UTF8'], {
+    stdio: 'ignore',
+    ...ids,
+    cwd: dir,
+    timeout: 60_000,
+  });
+  writeFile(
+    data,
+    'postgresql.auto.conf',
+    'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n',
+  );
   const port = await freePort();
   let proc: Proc | undefined;
   const pg: Postgres = {
     port,
     flags: ['--db-type', 'postgres', '--db-host', `127.0.0.1:${port}`, '--db-name', 'postgres', '--db-user', 'rport'],
     async start() {
-      proc = new Proc(spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', sock], { stdio: ['ignore', 'pipe', 'pipe'], ...ids, cwd: dir }));
+      proc = new Proc(
+        spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', sock], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          ...ids,
+          cwd: dir,
+        }),
+      );
       await proc.waitFor(/database system is ready to accept connections/, 30_000);
     },
     async stop() {
@@ -87,7 +104,10 @@ export async function startPostgres(t: TestContext): Promise<Postgres> {
 export async function startHaproxy(t: TestContext, backends: number[]): Promise<number> {
   const dir = tmpDir(t, 'rport-haproxy-');
   const port = await freePort();
-  const cfg = writeFile(dir, 'haproxy.cfg', `global
+  const cfg = writeFile(
+    dir,
+    'haproxy.cfg',
+    `global
   maxconn 4096
 defaults
   mode tcp
@@ -103,7 +123,8 @@ backend nodes
   balance roundrobin
   default-server inter 500ms fall 2 rise 2
 ${backends.map((p, i) => `  server n${i} 127.0.0.1:${p} check`).join('\n')}
-`);
+`,
+  );
   const proc = new Proc(spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] }));
   cleanup(t, () => proc.stop());
   await accepting(port, proc);
@@ -115,10 +136,18 @@ ${backends.map((p, i) => `  server n${i} 127.0.0.1:${p} check`).join('\n')}
  * client "ghost-client": what a node that froze or lost its network looks like to the others.
  */
 export async function plantGhostNode(pg: Postgres): Promise<void> {
-  const db = await PostgresDb.open({ host: '127.0.0.1', port: pg.port, database: 'postgres', user: 'rport', password: '' }, new Logger(LogSink.stderr(), 'error', 'test'));
+  const db = await PostgresDb.open(
+    { host: '127.0.0.1', port: pg.port, database: 'postgres', user: 'rport', password: '' },
+    new Logger(LogSink.stderr(), 'error', 'test'),
+  );
   const closedPort = await freePort();
   const now = Date.now();
-  await db.run('INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)', ['ghost', `http://127.0.0.1:${closedPort}`, '', '127.0.0.1', now, now]);
-  await db.run("INSERT INTO clients (id, connected, node_id, session_id, auth_id) VALUES ('ghost-client', 1, 'ghost', 'g', 'bench')");
+  await db.run(
+    'INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ['ghost', `http://127.0.0.1:${closedPort}`, '', '127.0.0.1', now, now],
+  );
+  await db.run(
+    "INSERT INTO clients (id, connected, node_id, session_id, auth_id) VALUES ('ghost-client', 1, 'ghost', 'g', 'bench')",
+  );
   await db.close();
 }

@@ -59,7 +59,11 @@ export function victim(dir: string, mode = 0o600): { path: string; untouched(): 
   return {
     path,
     untouched() {
-      assert.equal(readFileSync(path, 'utf8'), 'precious: not an id, not a key\n', `${path} was written through a symlink`);
+      assert.equal(
+        readFileSync(path, 'utf8'),
+        'precious: not an id, not a key\n',
+        `${path} was written through a symlink`,
+      );
       assert.equal(statSync(path).mode & 0o7777, mode, `${path} had its mode changed through a symlink`);
     },
   };
@@ -70,7 +74,10 @@ export function victim(dir: string, mode = 0o600): { path: string; untouched(): 
  * root's home) cannot, and a test that runs a command as another user is then skipped with that reason.
  */
 export function runtimeRunsAs(uid: number): boolean {
-  return process.getuid?.() === 0 && spawnSync(process.execPath, ['-e', ''], { uid, stdio: 'ignore', timeout: 30_000 }).status === 0;
+  return (
+    process.getuid?.() === 0 &&
+    spawnSync(process.execPath, ['-e', ''], { uid, stdio: 'ignore', timeout: 30_000 }).status === 0
+  );
 }
 
 export interface Exit {
@@ -122,7 +129,11 @@ export function loggedAt(line: string): number {
 /** Log lines as they come, and a way to wait for one: a process's output, or an in-process logger's. */
 export class Lines {
   readonly lines: string[] = [];
-  private readonly waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void; reject: (err: Error) => void }> = [];
+  private readonly waiters: Array<{
+    re: RegExp;
+    resolve: (m: RegExpMatchArray) => void;
+    reject: (err: Error) => void;
+  }> = [];
   /** Why no more lines will come (the process exited), once that is so. */
   private ended: string | undefined;
 
@@ -168,8 +179,14 @@ export class Lines {
     return new Promise((resolve, reject) => {
       const w = {
         re,
-        resolve: (m: RegExpMatchArray) => { clearTimeout(timer); resolve(m); },
-        reject: (err: Error) => { clearTimeout(timer); reject(err); },
+        resolve: (m: RegExpMatchArray) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
@@ -235,7 +252,12 @@ export interface RunOptions {
   uid?: number;
 }
 
-export function run(command: 'rport' | 'rportd' | 'rport-watchdog', args: string[], env: NodeJS.ProcessEnv = {}, o: RunOptions = {}): Proc {
+export function run(
+  command: 'rport' | 'rportd' | 'rport-watchdog',
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  o: RunOptions = {},
+): Proc {
   const child = spawn(process.execPath, [join(CLI_DIR, `${command}.js`), ...args], {
     env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', WATCHDOG_PID: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -256,7 +278,10 @@ export function runProgram(t: TestContext, file: string, args: string[]): Proc {
 
 /** A real AF_UNIX datagram socket as systemd's NOTIFY_SOCKET (a path, or @name): what it received, one message a line. */
 export async function notifyReceiver(t: TestContext, address: string): Promise<Proc & { messages(): string[] }> {
-  const rx = runProgram(t, 'python3', [fileURLToPath(new URL('../../harness/notify_receiver.py', import.meta.url)), address]);
+  const rx = runProgram(t, 'python3', [
+    fileURLToPath(new URL('../../harness/notify_receiver.py', import.meta.url)),
+    address,
+  ]);
   await rx.waitFor(/"listening"/);
   return Object.assign(rx, { messages: () => rx.lines.slice(1).map((l) => JSON.parse(l) as string) });
 }
@@ -281,25 +306,51 @@ export const CLIENT_AUTH = 'client1:s3cret';
 export const API_AUTH = 'admin:apipass';
 
 /** Starts rportd on free loopback ports and waits until it listens. */
-export async function startServer(t: TestContext, extra: string[] = [], fixed?: { port: number; apiPort: number; dataDir: string }): Promise<ServerHandle> {
+export async function startServer(
+  t: TestContext,
+  extra: string[] = [],
+  fixed?: { port: number; apiPort: number; dataDir: string },
+): Promise<ServerHandle> {
   const { port, apiPort, dataDir, args } = await serverArgs(t, extra, fixed);
   const proc = run('rportd', args);
   cleanup(t, () => proc.stop());
   const m = await proc.waitFor(/host key fingerprint (SHA256:\S+)/);
   await proc.waitFor(/listening for clients/);
   return {
-    proc, port, apiPort, dataDir, fingerprint: m[1]!, args,
+    proc,
+    port,
+    apiPort,
+    dataDir,
+    fingerprint: m[1]!,
+    args,
     api: apiCaller(apiPort),
   };
 }
 
 /** The flags startServer gives rportd: loopback ports, the test credentials, debug logs. */
-export async function serverArgs(t: TestContext, extra: string[], fixed?: { port: number; apiPort: number; dataDir: string }): Promise<{ port: number; apiPort: number; dataDir: string; args: string[] }> {
+export async function serverArgs(
+  t: TestContext,
+  extra: string[],
+  fixed?: { port: number; apiPort: number; dataDir: string },
+): Promise<{ port: number; apiPort: number; dataDir: string; args: string[] }> {
   const port = fixed?.port ?? (await freePort());
   const apiPort = fixed?.apiPort ?? (await freePort());
   const dataDir = fixed?.dataDir ?? tmpDir(t, 'rportd-');
-  const args = ['--address', `127.0.0.1:${port}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH,
-    '--auth', CLIENT_AUTH, '--data-dir', dataDir, '--log-level', 'debug', ...extra];
+  const args = [
+    '--address',
+    `127.0.0.1:${port}`,
+    '--api-address',
+    `127.0.0.1:${apiPort}`,
+    '--api-auth',
+    API_AUTH,
+    '--auth',
+    CLIENT_AUTH,
+    '--data-dir',
+    dataDir,
+    '--log-level',
+    'debug',
+    ...extra,
+  ];
   return { port, apiPort, dataDir, args };
 }
 
@@ -307,11 +358,20 @@ export async function serverArgs(t: TestContext, extra: string[], fixed?: { port
  * One API call on 127.0.0.1, for tests and the bench: basic auth (none when auth is ''), a JSON body when
  * one is given; the answer parsed as JSON.
  */
-export async function apiRequest(apiPort: number, method: string, path: string, o: { body?: unknown; auth?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
+export async function apiRequest(
+  apiPort: number,
+  method: string,
+  path: string,
+  o: { body?: unknown; auth?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: any }> {
   const auth = o.auth ?? API_AUTH;
   const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
     method,
-    headers: { ...(auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {}), ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
+    headers: {
+      ...(auth ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {}),
+      ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...o.headers,
+    },
     body: o.body !== undefined ? JSON.stringify(o.body) : undefined,
   });
   const text = await res.text();
@@ -325,14 +385,22 @@ export function apiCaller(apiPort: number): ServerHandle['api'] {
 
 /** One counter of rportd's /metrics (0 when it has no sample yet), e.g. `rport_handshake_failures_total{reason="auth"}`. */
 export async function metric(server: AnyServer, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${server.apiPort}/metrics`, { headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` } });
+  const res = await fetch(`http://127.0.0.1:${server.apiPort}/metrics`, {
+    headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` },
+  });
   if (!res.ok) throw new Error(`GET /metrics answered ${res.status}: ${await res.text()}`);
   const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(await res.text());
   return m ? Number(m[1]) : 0;
 }
 
 /** Starts rport against a server port with short, test-friendly timings unless overridden. */
-export function startClient(t: TestContext, server: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, o: RunOptions = {}): Proc {
+export function startClient(
+  t: TestContext,
+  server: string,
+  extra: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  o: RunOptions = {},
+): Proc {
   const proc = run('rport', clientArgs(t, server, extra), env, o);
   cleanup(t, () => proc.stop());
   return proc;
@@ -340,12 +408,33 @@ export function startClient(t: TestContext, server: string, extra: string[] = []
 
 /** The flags startClient gives rport: the test credentials, short timings, debug logs, its own data_dir. */
 export function clientArgs(t: TestContext, server: string, extra: string[]): string[] {
-  return ['--server', server, '--auth', CLIENT_AUTH, '--log-level', 'debug', '--keep-alive', '1s', '--keep-alive-timeout', '1s',
-    '--max-retry-interval', '2s', '--connect-timeout', '3s', '--data-dir', tmpDir(t, 'rport-data-'), ...extra];
+  return [
+    '--server',
+    server,
+    '--auth',
+    CLIENT_AUTH,
+    '--log-level',
+    'debug',
+    '--keep-alive',
+    '1s',
+    '--keep-alive-timeout',
+    '1s',
+    '--max-retry-interval',
+    '2s',
+    '--connect-timeout',
+    '3s',
+    '--data-dir',
+    tmpDir(t, 'rport-data-'),
+    ...extra,
+  ];
 }
 
 /** Waits until `check` returns a value that is not undefined, polling; fails after patient(ms). */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, ms = 10_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  ms = 10_000,
+  what = 'condition',
+): Promise<T> {
   ms = patient(ms);
   const end = Date.now() + ms;
   for (;;) {
@@ -365,7 +454,8 @@ export async function accepting(port: number, proc: Proc, ms = 10_000): Promise<
       s.on('error', () => resolve(false));
     });
     if (ok) return;
-    if (proc.exit || Date.now() > end) throw new Error(`nothing accepted connections on 127.0.0.1:${port}:\n${proc.output}`);
+    if (proc.exit || Date.now() > end)
+      throw new Error(`nothing accepted connections on 127.0.0.1:${port}:\n${proc.output}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -379,10 +469,11 @@ export async function blackHole(t: TestContext, port = 0): Promise<{ port: numbe
   const srv = createServer((s) => held.push(s));
   await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
   let closed: Promise<void> | undefined;
-  const close = () => (closed ??= new Promise<void>((r) => {
-    for (const s of held) s.destroy();
-    srv.close(() => r());
-  }));
+  const close = () =>
+    (closed ??= new Promise<void>((r) => {
+      for (const s of held) s.destroy();
+      srv.close(() => r());
+    }));
   cleanup(t, close);
   return { port: (srv.address() as { port: number }).port, close };
 }
@@ -408,9 +499,13 @@ export async function target(t: TestContext, onConn: (s: Socket) => void): Promi
     onConn(s);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  cleanup(t, () => new Promise((r) => {
-    for (const s of open) s.destroy();
-    srv.close(r);
-  }));
+  cleanup(
+    t,
+    () =>
+      new Promise((r) => {
+        for (const s of open) s.destroy();
+        srv.close(r);
+      }),
+  );
   return (srv.address() as AddressInfo).port;
 }

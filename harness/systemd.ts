@@ -1,5 +1,16 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statfsSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmdirSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -9,11 +20,16 @@ export const SYSTEMD_PATHS = ['/lib/systemd/systemd', '/usr/lib/systemd/systemd'
 /** Looked up when asked: the bench may install systemd after this module is loaded. */
 const systemdPath = (): string | undefined => SYSTEMD_PATHS.find((p) => existsSync(p));
 /** Other programs the harness runs, each with its Debian package. */
-export const HARNESS_TOOLS: Record<string, string> = { '/usr/bin/unshare': 'util-linux', '/usr/bin/setsid': 'util-linux', '/usr/bin/systemctl': 'systemd' };
+export const HARNESS_TOOLS: Record<string, string> = {
+  '/usr/bin/unshare': 'util-linux',
+  '/usr/bin/setsid': 'util-linux',
+  '/usr/bin/systemctl': 'systemd',
+};
 
 /** Why a real systemd cannot run here, or undefined when it can. */
 export function systemdUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (a private mount namespace and a cgroup of its own for systemd --user)';
+  if (process.getuid?.() !== 0)
+    return 'needs root (a private mount namespace and a cgroup of its own for systemd --user)';
   if (!systemdPath()) return 'systemd is not installed';
   for (const tool of Object.keys(HARNESS_TOOLS)) if (!existsSync(tool)) return `${tool} is missing`;
   return undefined;
@@ -48,18 +64,29 @@ function removeTree(dir: string): void {
  */
 export class UserSystemd {
   readonly env: NodeJS.ProcessEnv;
-  private constructor(readonly dir: string, private readonly manager: ChildProcess, private readonly cgroups: string[]) {
+  private constructor(
+    readonly dir: string,
+    private readonly manager: ChildProcess,
+    private readonly cgroups: string[],
+  ) {
     const { DBUS_SESSION_BUS_ADDRESS: _d, NOTIFY_SOCKET: _n, ...rest } = process.env;
     this.env = { ...rest, XDG_RUNTIME_DIR: join(dir, 'runtime') };
   }
 
   /** `onCleanup` registers the manager's shutdown (a test's cleanup, or a benchmark's). */
-  static async start(onCleanup: (fn: () => Promise<void>) => void, opts: { configHome?: string; parent?: string } = {}): Promise<UserSystemd> {
+  static async start(
+    onCleanup: (fn: () => Promise<void>) => void,
+    opts: { configHome?: string; parent?: string } = {},
+  ): Promise<UserSystemd> {
     const dir = mkdtempSync(join(opts.parent ?? '/var/tmp', 'rport-systemd-'));
     for (const d of ['units', 'runtime', 'home', 'logs']) mkdirSync(join(dir, d));
     chmodSync(join(dir, 'runtime'), 0o700);
-    for (const u of ['exit.target', 'systemd-exit.service', 'shutdown.target']) copyFileSync(`/usr/lib/systemd/user/${u}`, join(dir, 'units', u));
-    writeFileSync(join(dir, 'units', 'harness.target'), '[Unit]\nDescription=test harness target\nDefaultDependencies=no\n');
+    for (const u of ['exit.target', 'systemd-exit.service', 'shutdown.target'])
+      copyFileSync(`/usr/lib/systemd/user/${u}`, join(dir, 'units', u));
+    writeFileSync(
+      join(dir, 'units', 'harness.target'),
+      '[Unit]\nDescription=test harness target\nDefaultDependencies=no\n',
+    );
     const cgroups = cgroupDirs(`rport-test-${process.pid}-${Date.now()}`);
     for (const c of cgroups) mkdirSync(c, { recursive: true });
     const script = `set -e
@@ -68,10 +95,14 @@ mkdir -p /run/systemd/system
 for d in ${cgroups.join(' ')}; do echo $$ > $d/cgroup.procs; done
 export HOME="$0/home" XDG_CONFIG_HOME="${opts.configHome ?? '$0/home/.config'}" XDG_DATA_HOME="$0/home/.local/share" XDG_STATE_HOME="$0/home/.local/state" XDG_CACHE_HOME="$0/home/.cache" SYSTEMD_UNIT_PATH="$0/units"
 exec ${systemdPath()} --user --unit=harness.target`;
-    const manager = spawn('setsid', ['unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script, dir], {
-      stdio: 'ignore',
-      env: { ...process.env, XDG_RUNTIME_DIR: join(dir, 'runtime'), NOTIFY_SOCKET: '' },
-    });
+    const manager = spawn(
+      'setsid',
+      ['unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script, dir],
+      {
+        stdio: 'ignore',
+        env: { ...process.env, XDG_RUNTIME_DIR: join(dir, 'runtime'), NOTIFY_SOCKET: '' },
+      },
+    );
     const sd = new UserSystemd(dir, manager, cgroups);
     onCleanup(() => sd.stop());
     const end = Date.now() + 10_000;
@@ -98,7 +129,9 @@ exec ${systemdPath()} --user --unit=harness.target`;
 
   async stop(): Promise<void> {
     await this.systemctl('exit').catch(() => undefined);
-    const gone = new Promise<void>((r) => (this.manager.exitCode !== null ? r() : this.manager.once('exit', () => r())));
+    const gone = new Promise<void>((r) =>
+      this.manager.exitCode !== null ? r() : this.manager.once('exit', () => r()),
+    );
     const timer = setTimeout(() => this.manager.kill('SIGKILL'), 5000);
     await gone;
     clearTimeout(timer);

@@ -4,10 +4,14 @@
 import { spawnSync } from 'node:child_process';
 
 if (process.platform !== 'linux') {
-  process.stdout.write(`rport: not building the sd_notify and malloc_tune add-ons on ${process.platform} (systemd is Linux-only)\n`);
+  process.stdout.write(
+    `rport: not building the sd_notify and malloc_tune add-ons on ${process.platform} (systemd is Linux-only)\n`,
+  );
   process.exit(0);
 }
 // npm tells its scripts where its own node-gyp is; outside npm, the one on PATH.
 const gyp = process.env.npm_config_node_gyp;
-const r = gyp ? spawnSync(process.execPath, [gyp, 'rebuild'], { stdio: 'inherit' }) : spawnSync('node-gyp', ['rebuild'], { stdio: 'inherit' });
+const r = gyp
+  ? spawnSync(process.execPath, [gyp, 'rebuild'], { stdio: 'inherit' })
+  : spawnSync('node-gyp', ['rebuild'], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -18,15 +18,65 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const TIERS = {
   unit: ['compat-config', 'layers', 'malloc-tune', 'packaging', 'tunnel-timers', 'units'],
   integration: [
-    'api-attack', 'api-auth', 'api-compat', 'backpressure', 'client-auth-attack', 'commands', 'commands-attacks', 'commands-fleet',
-    'compat', 'config', 'connection', 'docs', 'event-streams', 'files', 'files-symlinks', 'fuzz', 'hostile-peers', 'interop-openrport', 'interop-openrport-client', 'job-budgets',
-    'registry', 'resets', 'rport-server-attack', 'rport-watchdog', 'stock-client-attack', 'tunnel-abort', 'tunnel-policy', 'tunnels', 'watchdog',
+    'api-attack',
+    'api-auth',
+    'api-compat',
+    'backpressure',
+    'client-auth-attack',
+    'commands',
+    'commands-attacks',
+    'commands-fleet',
+    'compat',
+    'config',
+    'connection',
+    'docs',
+    'event-streams',
+    'files',
+    'files-symlinks',
+    'fuzz',
+    'hostile-peers',
+    'interop-openrport',
+    'interop-openrport-client',
+    'job-budgets',
+    'registry',
+    'resets',
+    'rport-server-attack',
+    'rport-watchdog',
+    'stock-client-attack',
+    'tunnel-abort',
+    'tunnel-policy',
+    'tunnels',
+    'watchdog',
   ],
-  system: ['cluster', 'cluster-attack', 'cluster-commands', 'commands-dashboard', 'dashboard', 'deb-install', 'release', 'release-wine', 'soak', 'store', 'systemd'],
+  system: [
+    'cluster',
+    'cluster-attack',
+    'cluster-commands',
+    'commands-dashboard',
+    'dashboard',
+    'deb-install',
+    'release',
+    'release-wine',
+    'soak',
+    'store',
+    'systemd',
+  ],
 };
 const DEFAULT_TIER = 'integration';
 /** The files that take longest (each over 40 s on a 2-core machine), longest first. */
-const LONGEST = ['connection', 'api-compat', 'client-auth-attack', 'compat', 'registry', 'tunnels', 'config', 'watchdog', 'commands', 'api-auth', 'files'];
+const LONGEST = [
+  'connection',
+  'api-compat',
+  'client-auth-attack',
+  'compat',
+  'registry',
+  'tunnels',
+  'config',
+  'watchdog',
+  'commands',
+  'api-auth',
+  'files',
+];
 
 const args = process.argv.slice(2);
 const dirAt = args.indexOf('--dir');
@@ -49,18 +99,27 @@ if (stray.length) {
   process.stderr.write(`scripts/test.mjs: LONGEST names ${stray.join(', ')}, in no tier: remove it from LONGEST\n`);
   process.exit(2);
 }
-const found = readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => f.slice(0, -'.test.js'.length));
+const found = readdirSync(dir)
+  .filter((f) => f.endsWith('.test.js'))
+  .map((f) => f.slice(0, -'.test.js'.length));
 const listed = Object.values(TIERS).flat();
 const missing = listed.filter((n) => !found.includes(n));
 if (missing.length) {
-  process.stderr.write(`scripts/test.mjs: ${missing.map((n) => `test/${n}.test.ts`).join(', ')} listed in TIERS but not found: remove it from scripts/test.mjs\n`);
+  process.stderr.write(
+    `scripts/test.mjs: ${missing.map((n) => `test/${n}.test.ts`).join(', ')} listed in TIERS but not found: remove it from scripts/test.mjs\n`,
+  );
   process.exit(2);
 }
 const unlisted = found.filter((n) => !listed.includes(n));
 if (unlisted.length) {
-  process.stderr.write(`scripts/test.mjs: ${unlisted.map((n) => `test/${n}.test.ts`).join(', ')} in no tier: run with ${DEFAULT_TIER}; add to TIERS in scripts/test.mjs\n`);
+  process.stderr.write(
+    `scripts/test.mjs: ${unlisted.map((n) => `test/${n}.test.ts`).join(', ')} in no tier: run with ${DEFAULT_TIER}; add to TIERS in scripts/test.mjs\n`,
+  );
 }
-const files = names.flatMap((n) => [...TIERS[n], ...(n === DEFAULT_TIER ? unlisted : [])]).map((n) => join(dir, `${n}.test.js`)).sort();
+const files = names
+  .flatMap((n) => [...TIERS[n], ...(n === DEFAULT_TIER ? unlisted : [])])
+  .map((n) => join(dir, `${n}.test.js`))
+  .sort();
 // The longest files start first, so the run does not end waiting for one started last.
 const weight = (f) => LONGEST.indexOf(f.slice(dir.length + 1, -'.test.js'.length)) >>> 0;
 files.sort((a, b) => weight(a) - weight(b));
@@ -81,7 +140,9 @@ const runs = [
 let status = 0;
 for (const [group, concurrency] of runs) {
   if (group.length === 0) continue;
-  const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...group], {
+    stdio: 'inherit',
+  });
   status ||= r.status ?? 1;
 }
 process.exit(status);

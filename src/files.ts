@@ -1,5 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
@@ -29,7 +42,7 @@ export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWr
     try {
       if (!WINDOWS) fchmodSync(fd, o.mode);
       const buf = typeof data === 'string' ? Buffer.from(data) : data;
-      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+      for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off);
       if (o.durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -48,7 +61,9 @@ export function writeFileAtomic(path: string, data: string | Buffer, o: AtomicWr
 /** A user's name from /etc/passwd, or "uid N" when it has none there. */
 export function userName(uid: number): string {
   try {
-    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    const line = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((l) => l.split(':')[2] === String(uid));
     if (line) return line.split(':')[0]!;
   } catch {
     // no passwd file: the number is all there is
@@ -96,7 +111,11 @@ export function folderWritableByOthers(dir: string, strict = false): UnsafeFolde
     // that user would break the service, so the fix is to run as the folder's owner.
     const owner = userName(st.uid);
     const why = `${dir} belongs to ${owner}, not to ${myUserName()} (this process), and ${owner} could replace files in it`;
-    return { kind: 'folder owned by another user', why, text: `${why}: run this as ${owner} (e.g. sudo -u ${owner} ..., as its service does), or use a folder of ${myUserName()}'s` };
+    return {
+      kind: 'folder owned by another user',
+      why,
+      text: `${why}: run this as ${owner} (e.g. sudo -u ${owner} ..., as its service does), or use a folder of ${myUserName()}'s`,
+    };
   }
   return undefined;
 }
@@ -125,7 +144,10 @@ function openNoFollow(path: string, flags: number): number {
   try {
     return openSync(path, flags | O_NOFOLLOW);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symbolic link, which rport does not follow among its own files (another user may have planted it): remove it`);
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP')
+      throw new UnsafeFileError(
+        `${path} is a symbolic link, which rport does not follow among its own files (another user may have planted it): remove it`,
+      );
     throw err;
   }
 }
@@ -138,14 +160,19 @@ function openNoFollow(path: string, flags: number): number {
  */
 export function readSmallFile(path: string, maxBytes: number, follow = true): string {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-  const fd = follow ? openSync(path, constants.O_RDONLY | O_NONBLOCK) : openNoFollow(path, constants.O_RDONLY | O_NONBLOCK);
+  const fd = follow
+    ? openSync(path, constants.O_RDONLY | O_NONBLOCK)
+    : openNoFollow(path, constants.O_RDONLY | O_NONBLOCK);
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new UnsafeFileError(`${path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})`);
+    if (!st.isFile())
+      throw new UnsafeFileError(
+        `${path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})`,
+      );
     // One byte past the cap, so a file that grew after fstat is caught too.
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
-    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
     if (n > maxBytes) throw new UnsafeFileError(`${path} is larger than ${maxBytes} bytes`);
     return buf.toString('utf8', 0, n);
   } finally {
@@ -183,9 +210,14 @@ export function openForAppend(path: string, mode: number): number {
     // a missing folder: open reports it
   }
   try {
-    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0), mode);
+    return openSync(
+      path,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (unsafe ? O_NOFOLLOW : 0),
+      mode,
+    );
   } catch (err) {
-    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe.why}`);
+    if (unsafe && (err as NodeJS.ErrnoException).code === 'ELOOP')
+      throw new UnsafeFileError(`${path} is a symlink, not followed because ${unsafe.why}`);
     throw err;
   }
 }

@@ -86,13 +86,23 @@ export class Logger {
 
   private emit(level: Level, msg: string): void {
     if (!this.enabled(level)) return;
-    this.sink.write(`${timestamp(new Date())} ${level.toUpperCase().padEnd(5)} ${this.component}: ${escapeControls(msg)}`);
+    this.sink.write(
+      `${timestamp(new Date())} ${level.toUpperCase().padEnd(5)} ${this.component}: ${escapeControls(msg)}`,
+    );
   }
 
-  error(msg: string): void { this.emit('error', msg); }
-  warn(msg: string): void { this.emit('warn', msg); }
-  info(msg: string): void { this.emit('info', msg); }
-  debug(msg: string): void { this.emit('debug', msg); }
+  error(msg: string): void {
+    this.emit('error', msg);
+  }
+  warn(msg: string): void {
+    this.emit('warn', msg);
+  }
+  info(msg: string): void {
+    this.emit('info', msg);
+  }
+  debug(msg: string): void {
+    this.emit('debug', msg);
+  }
 }
 
 /** The message of anything thrown, without a stack trace. */
@@ -126,7 +136,10 @@ export class LogLimiter {
     setTimeout(() => {
       const held = this.held.get(kind)!;
       this.held.delete(kind);
-      if (held.count > 0) this.log.warn(`${held.count} more like this in the last ${this.intervalMs / 1000}s (${kind}); the last: ${held.last}`);
+      if (held.count > 0)
+        this.log.warn(
+          `${held.count} more like this in the last ${this.intervalMs / 1000}s (${kind}); the last: ${held.last}`,
+        );
     }, this.intervalMs).unref();
   }
 }

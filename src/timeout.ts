@@ -5,7 +5,11 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A step that did not finish in time; `step` names it for log lines and error messages. */
 export class TimeoutError extends Error {
-  constructor(readonly step: string, readonly ms: number, detail = '') {
+  constructor(
+    readonly step: string,
+    readonly ms: number,
+    detail = '',
+  ) {
     super(`${step} timed out after ${formatDuration(Math.round(ms))}${detail}`);
   }
 }
@@ -20,7 +24,12 @@ export interface Deadline {
  * unless cancelled first. Waits beyond MAX_TIMER_MS are reached in steps. `unref`: the wait alone does
  * not keep the process running (for timers of things that end with the process anyway).
  */
-export function deadline(ms: number, what: string, onExpire: (err: TimeoutError) => void, o: { unref?: boolean } = {}): Deadline {
+export function deadline(
+  ms: number,
+  what: string,
+  onExpire: (err: TimeoutError) => void,
+  o: { unref?: boolean } = {},
+): Deadline {
   let left = Math.max(0, ms);
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
@@ -44,8 +53,14 @@ export function withTimeout<T>(work: Promise<T>, ms: number, step: string, onTim
       reject(err);
     });
     work.then(
-      (v) => { d.cancel(); resolve(v); },
-      (e) => { d.cancel(); reject(e); },
+      (v) => {
+        d.cancel();
+        resolve(v);
+      },
+      (e) => {
+        d.cancel();
+        reject(e);
+      },
     );
   });
 }

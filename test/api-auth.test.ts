@@ -22,7 +22,13 @@ interface Answer {
  * One request with the path sent byte for byte as given: fetch and URL would resolve dot segments and
  * normalise what an attacker sends on purpose.
  */
-const raw = (port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> => rawRequest(port, method, path, headers, body);
+const raw = (
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Answer> => rawRequest(port, method, path, headers, body);
 
 const json = (o: unknown) => ({ 'content-type': 'application/json', body: JSON.stringify(o) });
 
@@ -33,7 +39,13 @@ async function login(port: number, username = USER, password = PASSWORD): Promis
 
 test('issue 1: percent-encoded paths to the API and /metrics without credentials are refused', async (t) => {
   const server = await startServerInProcess(t);
-  for (const path of ['/%61pi/v1/clients', '/api/v1/%63lients', '/%6detrics', '/%61%70%69/v1/status', '/api/v1/%65vents']) {
+  for (const path of [
+    '/%61pi/v1/clients',
+    '/api/v1/%63lients',
+    '/%6detrics',
+    '/%61%70%69/v1/status',
+    '/api/v1/%65vents',
+  ]) {
     const r = await raw(server.apiPort, 'GET', path);
     assert.equal(r.status, 401, `${path}: ${r.status} ${r.body.slice(0, 200)}`);
     assert.doesNotMatch(r.body, /"data"|rport_/, path);
@@ -82,7 +94,10 @@ test('issue 2: a flood of failed logins writes a bounded number of log lines', a
   const server = await startServerInProcess(t, ['--api-max-failed-login', '1000']);
   for (let i = 0; i < 40; i++) {
     assert.equal((await login(server.apiPort, `user${i}`, 'wrong')).status, 401);
-    assert.equal((await raw(server.apiPort, 'GET', '/api/v1/clients', { authorization: basic(`user${i}:wrong`) })).status, 401);
+    assert.equal(
+      (await raw(server.apiPort, 'GET', '/api/v1/clients', { authorization: basic(`user${i}:wrong`) })).status,
+      401,
+    );
   }
   const failures = server.proc.lines.filter((l) => /failed API login/.test(l));
   assert.ok(failures.length >= 1 && failures.length <= 2, `${failures.length} failure lines:\n${failures.join('\n')}`);
@@ -97,10 +112,13 @@ test('tokens: logout revokes the presented token and ends its event stream; the 
 
   // An event stream opened with this token must not outlive it.
   const streamEnded = new Promise<number>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: `/api/v1/events?token=${encodeURIComponent(token)}` }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, path: `/api/v1/events?token=${encodeURIComponent(token)}` },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      },
+    );
     req.on('error', reject);
     req.end();
     cleanup(t, () => req.destroy());
@@ -116,8 +134,13 @@ test('tokens: logout revokes the presented token and ends its event stream; the 
 
   const tokens: string[] = [];
   for (let i = 0; i < 21; i++) tokens.push(JSON.parse((await login(port)).body).data.token);
-  assert.equal((await raw(port, 'GET', '/api/v1/status', { authorization: `Bearer ${tokens[0]}` })).status, 401, 'the oldest token was evicted');
-  for (const tk of tokens.slice(1)) assert.equal((await raw(port, 'GET', '/api/v1/status', { authorization: `Bearer ${tk}` })).status, 200);
+  assert.equal(
+    (await raw(port, 'GET', '/api/v1/status', { authorization: `Bearer ${tokens[0]}` })).status,
+    401,
+    'the oldest token was evicted',
+  );
+  for (const tk of tokens.slice(1))
+    assert.equal((await raw(port, 'GET', '/api/v1/status', { authorization: `Bearer ${tk}` })).status, 200);
 });
 
 test('security headers on the dashboard and the API, no CORS, no inline script, body size limit', async (t) => {
@@ -141,12 +164,18 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
   assert.equal(refused.status, 401);
   assert.equal(refused.headers['x-frame-options'], 'DENY');
   assert.equal(refused.headers['content-security-policy'], csp);
-  const api = await raw(server.apiPort, 'GET', '/api/v1/status', { authorization: basic(API_AUTH), origin: 'http://evil.example' });
+  const api = await raw(server.apiPort, 'GET', '/api/v1/status', {
+    authorization: basic(API_AUTH),
+    origin: 'http://evil.example',
+  });
   assert.equal(api.status, 200);
   assert.equal(api.headers['x-content-type-options'], 'nosniff');
   assert.equal(api.headers['cache-control'], 'no-store');
   assert.equal(api.headers['access-control-allow-origin'], undefined);
-  const preflight = await raw(server.apiPort, 'OPTIONS', '/api/v1/clients', { origin: 'http://evil.example', 'access-control-request-method': 'DELETE' });
+  const preflight = await raw(server.apiPort, 'OPTIONS', '/api/v1/clients', {
+    origin: 'http://evil.example',
+    'access-control-request-method': 'DELETE',
+  });
   assert.ok(preflight.status >= 400, `preflight: ${preflight.status}`);
   assert.equal(preflight.headers['access-control-allow-origin'], undefined);
 
@@ -155,7 +184,10 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
   assert.equal(tooBig.status, 413);
   assert.equal(JSON.parse(tooBig.body).errors[0].code, 'bad_request');
   // Without credentials the body is not even read: 401 before 413.
-  assert.equal((await raw(server.apiPort, 'POST', '/api/v1/credentials', { 'content-type': 'application/json' }, big)).status, 401);
+  assert.equal(
+    (await raw(server.apiPort, 'POST', '/api/v1/credentials', { 'content-type': 'application/json' }, big)).status,
+    401,
+  );
 });
 
 /** The API app in this process, with a real store, listening on loopback: so the test can ask it for its routes. */
@@ -167,7 +199,8 @@ async function inProcessApi(t: import('node:test').TestContext, logIntervalMs?: 
 }
 
 /** Status and (for refusals) body; a stream that was wrongly opened is cut at once. */
-const probe = (port: number, method: string, path: string, headers: Record<string, string>) => rawRequest(port, method, path, headers, '', (res) => res.statusCode! < 400);
+const probe = (port: number, method: string, path: string, headers: Record<string, string>) =>
+  rawRequest(port, method, path, headers, '', (res) => res.statusCode! < 400);
 
 const hex = (ch: string) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`;
 
@@ -215,17 +248,40 @@ const WRONG: Array<[string, Record<string, string>]> = [
   ['empty bearer', { authorization: 'Bearer ' }],
 ];
 
-const PUBLIC = ['GET /', 'HEAD /', 'GET /dashboard.css', 'HEAD /dashboard.css', 'GET /dashboard.js', 'HEAD /dashboard.js', 'GET /dashboard-commands.js', 'HEAD /dashboard-commands.js', 'POST /api/v1/login'];
+const PUBLIC = [
+  'GET /',
+  'HEAD /',
+  'GET /dashboard.css',
+  'HEAD /dashboard.css',
+  'GET /dashboard.js',
+  'HEAD /dashboard.js',
+  'GET /dashboard-commands.js',
+  'HEAD /dashboard-commands.js',
+  'POST /api/v1/login',
+];
 
 test('issue 1, table-driven: every registered route, under every path variant, refuses requests without or with wrong credentials', async (t) => {
   const { app, port } = await inProcessApi(t);
   const routes = apiRoutes(app);
-  assert.ok(routes.some((r) => r.url === '/metrics') && routes.some((r) => r.url === '/api/v1/events'), 'the route list comes from the app');
+  assert.ok(
+    routes.some((r) => r.url === '/metrics') && routes.some((r) => r.url === '/api/v1/events'),
+    'the route list comes from the app',
+  );
   // A new public route is a decision to make here, in the open.
-  assert.deepEqual(routes.filter((r) => r.public).map((r) => `${r.method} ${r.url}`).sort(), [...PUBLIC].sort());
+  assert.deepEqual(
+    routes
+      .filter((r) => r.public)
+      .map((r) => `${r.method} ${r.url}`)
+      .sort(),
+    [...PUBLIC].sort(),
+  );
   const closed = routes.filter((r) => !r.public);
   // Unknown paths too: 401 before any 404, so probing learns nothing.
-  closed.push({ method: 'GET', url: '/api/v1/nothing', public: false }, { method: 'GET', url: '/nothing', public: false }, { method: 'OPTIONS', url: '/api/v1/clients', public: false });
+  closed.push(
+    { method: 'GET', url: '/api/v1/nothing', public: false },
+    { method: 'GET', url: '/nothing', public: false },
+    { method: 'OPTIONS', url: '/api/v1/clients', public: false },
+  );
 
   let tried = 0;
   for (const r of closed) {
@@ -233,14 +289,24 @@ test('issue 1, table-driven: every registered route, under every path variant, r
     // The route answers the right credentials: so the refusals below come from auth, not from a wrong path.
     if (!r.url.includes('nothing') && r.method !== 'OPTIONS') {
       const ok = await probe(port, r.method, path, { authorization: basic(API_AUTH) });
-      assert.ok(![401, 403, 429].includes(ok.status), `${r.method} ${path} with the right credentials: ${ok.status} ${ok.body}`);
+      assert.ok(
+        ![401, 403, 429].includes(ok.status),
+        `${r.method} ${path} with the right credentials: ${ok.status} ${ok.body}`,
+      );
     }
     for (const p of variants(path)) {
       for (const [what, headers] of WRONG) {
         const res = await probe(port, r.method, p, headers);
         tried++;
-        assert.ok(res.status >= 400, `${r.method} ${p} (${what}) answered ${res.status}: route ${r.method} ${r.url} is open`);
-        assert.doesNotMatch(res.body, /"data"|rport_|event:/, `${r.method} ${p} (${what}) leaked: ${res.body.slice(0, 200)}`);
+        assert.ok(
+          res.status >= 400,
+          `${r.method} ${p} (${what}) answered ${res.status}: route ${r.method} ${r.url} is open`,
+        );
+        assert.doesNotMatch(
+          res.body,
+          /"data"|rport_|event:/,
+          `${r.method} ${p} (${what}) leaked: ${res.body.slice(0, 200)}`,
+        );
       }
     }
   }
@@ -252,14 +318,24 @@ test('issue 1, table-driven: every registered route, under every path variant, r
 test('issue 2: repeated failure lines are summed up with their count when the interval ends', async (t) => {
   const { port, logFile } = await inProcessApi(t, 2000);
   // Sent together, so that they fall into one interval even on a slow machine.
-  const all = await Promise.all(Array.from({ length: 20 }, (_, i) => probe(port, 'GET', '/api/v1/status', { authorization: basic(`user${i}:wrong`) })));
+  const all = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      probe(port, 'GET', '/api/v1/status', { authorization: basic(`user${i}:wrong`) }),
+    ),
+  );
   assert.ok(all.every((r) => r.status === 401));
-  const lines = () => readFileSync(logFile, 'utf8').split('\n').filter((l) => /failed API login/.test(l));
+  const lines = () =>
+    readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter((l) => /failed API login/.test(l));
   // Every failure is in the log, as a line of its own or in a count.
   const accounted = () => lines().reduce((n, l) => n + Number(/(\d+) more like this/.exec(l)?.[1] ?? 1), 0);
   await eventually(() => (accounted() === 20 ? true : undefined), 10_000, 'all 20 failures accounted for in the log');
   assert.ok(lines().length <= 4, lines().join('\n'));
-  assert.match(lines().join('\n'), /\d+ more like this in the last 2s \(api-login-failed\); the last: failed API login as "user\d+" from 127\.0\.0\.1/);
+  assert.match(
+    lines().join('\n'),
+    /\d+ more like this in the last 2s \(api-login-failed\); the last: failed API login as "user\d+" from 127\.0\.0\.1/,
+  );
 });
 
 test('tokens expire after TOKEN_TTL_MS, are capped per user and in all (oldest first), and compare in constant time', () => {
@@ -275,7 +351,10 @@ test('tokens expire after TOKEN_TTL_MS, are capped per user and in all (oldest f
   assert.equal(tokens.valid(mine[0]!), false, 'the oldest of the user is evicted');
   assert.ok(mine.slice(1).every((tk) => tokens.valid(tk)));
   const others = Array.from({ length: MAX_TOKENS }, (_, i) => tokens.issue(`u${i}`).token);
-  assert.ok(mine.every((tk) => !tokens.valid(tk)), 'the oldest in all are evicted');
+  assert.ok(
+    mine.every((tk) => !tokens.valid(tk)),
+    'the oldest in all are evicted',
+  );
   assert.ok(others.every((tk) => tokens.valid(tk)));
   let ended = 0;
   tokens.watch(others[0]!, () => ended++);

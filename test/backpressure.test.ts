@@ -6,16 +6,28 @@ import { test, type TestContext } from 'node:test';
 import { cleanup, eventually, startClient, startServer, API_AUTH } from '../harness/procs.js';
 
 const MiB = 1 << 20;
-const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+const rssBytes = (pid: number) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 /** `target` listening, rportd, a client `id` with long keep-alives (it gets stopped), and a tunnel to the target. */
 async function tunnelTo(t: TestContext, id: string, target: Server) {
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   cleanup(t, () => new Promise((r) => target.close(() => r(undefined))));
   const server = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', id, '--keep-alive', '3m', '--keep-alive-timeout', '1m']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, [
+    '--id',
+    id,
+    '--keep-alive',
+    '3m',
+    '--keep-alive-timeout',
+    '1m',
+  ]);
   await client.waitFor(/INFO  client: connected to/);
-  const r = await server.api(`/api/v1/clients/${id}/tunnels?remote=127.0.0.1:${(target.address() as AddressInfo).port}`, API_AUTH, 'PUT');
+  const r = await server.api(
+    `/api/v1/clients/${id}/tunnels?remote=127.0.0.1:${(target.address() as AddressInfo).port}`,
+    API_AUTH,
+    'PUT',
+  );
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return { server, client, port: Number(r.body.data.local.split(':').pop()) };
 }
@@ -65,12 +77,23 @@ test('a stalled client: rportd holds little of what its tunnel connections send,
   await new Promise((resolve) => setTimeout(resolve, 3000));
   const grown = rssBytes(server.proc.pid) - rssBefore;
   const offered = streams * each;
-  assert.ok(grown < 40 * MiB, `rportd grew by ${(grown / MiB).toFixed(1)} MiB while its client was stopped and ${offered / MiB} MiB waited to be sent`);
+  assert.ok(
+    grown < 40 * MiB,
+    `rportd grew by ${(grown / MiB).toFixed(1)} MiB while its client was stopped and ${offered / MiB} MiB waited to be sent`,
+  );
 
   client.child.kill('SIGCONT');
-  await eventually(() => ([...received.values()].every((x) => x.bytes === each) ? true : undefined), 60_000, 'all bytes at the target');
+  await eventually(
+    () => ([...received.values()].every((x) => x.bytes === each) ? true : undefined),
+    60_000,
+    'all bytes at the target',
+  );
   for (let i = 0; i < streams; i++) {
-    assert.equal(received.get(i)!.hash.digest('hex'), createHash('sha256').update(payloads[i]!).digest('hex'), `connection ${i} byte-exact`);
+    assert.equal(
+      received.get(i)!.hash.digest('hex'),
+      createHash('sha256').update(payloads[i]!).digest('hex'),
+      `connection ${i} byte-exact`,
+    );
   }
 });
 
@@ -97,18 +120,28 @@ test('tunnel users who stop reading: rportd holds a bounded amount for them, and
   cleanup(t, () => readers.forEach((s) => s.destroy()));
   await new Promise((resolve) => setTimeout(resolve, 4000));
   const grown = rssBytes(server.proc.pid) - rssBefore;
-  assert.ok(grown < 110 * MiB, `rportd grew by ${(grown / MiB).toFixed(1)} MiB for ${streams} readers that read nothing of ${streams * each / MiB} MiB`);
+  assert.ok(
+    grown < 110 * MiB,
+    `rportd grew by ${(grown / MiB).toFixed(1)} MiB for ${streams} readers that read nothing of ${(streams * each) / MiB} MiB`,
+  );
 
-  const sums = await Promise.all(readers.map((s) => new Promise<string>((resolve, reject) => {
-    const hash = createHash('sha256');
-    let got = 0;
-    s.on('data', (b: Buffer) => {
-      hash.update(b);
-      got += b.length;
-    });
-    s.on('end', () => (got === each ? resolve(hash.digest('hex')) : reject(new Error(`got ${got} of ${each} bytes`))));
-    s.resume();
-  })));
+  const sums = await Promise.all(
+    readers.map(
+      (s) =>
+        new Promise<string>((resolve, reject) => {
+          const hash = createHash('sha256');
+          let got = 0;
+          s.on('data', (b: Buffer) => {
+            hash.update(b);
+            got += b.length;
+          });
+          s.on('end', () =>
+            got === each ? resolve(hash.digest('hex')) : reject(new Error(`got ${got} of ${each} bytes`)),
+          );
+          s.resume();
+        }),
+    ),
+  );
   const want = createHash('sha256').update(payload).digest('hex');
   sums.forEach((sum, i) => assert.equal(sum, want, `reader ${i} byte-exact`));
 });

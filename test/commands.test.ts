@@ -21,7 +21,10 @@ test("filter: RPort's allow, deny and order rules (rport.example.conf) as a tabl
   const defaults = commandsOf(dir, '');
   const zip = commandsOf(dir, "[remote-commands]\nallow = ['^/usr/bin/.*']\ndeny = ['^/usr/bin/zip']\n");
   const onlyZip = commandsOf(dir, "[remote-commands]\norder = ['deny','allow']\ndeny = ['.*']\nallow = ['zip$']\n");
-  const denyAllowOpen = commandsOf(dir, "[remote-commands]\norder = ['deny','allow']\nallow = []\ndeny = ['^/sbin/']\n");
+  const denyAllowOpen = commandsOf(
+    dir,
+    "[remote-commands]\norder = ['deny','allow']\nallow = []\ndeny = ['^/sbin/']\n",
+  );
   const insensitive = commandsOf(dir, "[remote-commands]\nallow = ['(?i)^c:\\\\windows\\\\system32\\\\.*']\n");
   const cases: Array<[string, CommandsConfig, string, boolean]> = [
     ['defaults: a full path in /usr/bin', defaults, '/usr/bin/uptime', true],
@@ -51,17 +54,43 @@ test("filter: RPort's allow, deny and order rules (rport.example.conf) as a tabl
   ];
   for (const [name, cfg, command, allowed] of cases) assert.equal(checkCommand(cfg, command).allowed, allowed, name);
   assert.deepEqual(
-    [defaults.enabled, defaults.sendBackLimit, defaults.scriptsEnabled, defaults.order, defaults.allow.map(String), defaults.deny.map(String)],
-    [true, 4194304, false, 'allow-deny', ['/^\\/usr\\/bin\\/.*/', '/^\\/usr\\/local\\/bin\\/.*/', '/^C:\\\\Windows\\\\System32\\\\.*/'], ['/(\\||<|>|;|,|\\n|&|\\$|`)/', String(defaults.deny[1])]],
+    [
+      defaults.enabled,
+      defaults.sendBackLimit,
+      defaults.scriptsEnabled,
+      defaults.order,
+      defaults.allow.map(String),
+      defaults.deny.map(String),
+    ],
+    [
+      true,
+      4194304,
+      false,
+      'allow-deny',
+      ['/^\\/usr\\/bin\\/.*/', '/^\\/usr\\/local\\/bin\\/.*/', '/^C:\\\\Windows\\\\System32\\\\.*/'],
+      ['/(\\||<|>|;|,|\\n|&|\\$|`)/', String(defaults.deny[1])],
+    ],
   );
-  assert.deepEqual(commandsOf(dir, "[interpreter-aliases]\npy = '/usr/bin/python3'\npwsh7enc = ['C:\\pwsh.exe', 'windows-1252', 'cp437']\n").aliases, { py: '/usr/bin/python3', pwsh7enc: 'C:\\pwsh.exe' });
+  assert.deepEqual(
+    commandsOf(
+      dir,
+      "[interpreter-aliases]\npy = '/usr/bin/python3'\npwsh7enc = ['C:\\pwsh.exe', 'windows-1252', 'cp437']\n",
+    ).aliases,
+    { py: '/usr/bin/python3', pwsh7enc: 'C:\\pwsh.exe' },
+  );
 });
 
 test('bad [remote-commands] values: one line naming the key, exit 2', async (t) => {
   const dir = tmpDir(t);
   const cases: Array<[string, RegExp]> = [
-    ["[remote-commands]\nallow = ['^/usr/bin/(']\n", /\[remote-commands\] allow = .* has "\^\/usr\/bin\/\(", which is not a regular expression/],
-    ["[remote-commands]\norder = ['allow']\n", /\[remote-commands\] order = \["allow"\] must be \['allow','deny'\] or \['deny','allow'\]/],
+    [
+      "[remote-commands]\nallow = ['^/usr/bin/(']\n",
+      /\[remote-commands\] allow = .* has "\^\/usr\/bin\/\(", which is not a regular expression/,
+    ],
+    [
+      "[remote-commands]\norder = ['allow']\n",
+      /\[remote-commands\] order = \["allow"\] must be \['allow','deny'\] or \['deny','allow'\]/,
+    ],
     ['[remote-commands]\nsend_back_limit = 0\n', /\[remote-commands\] send_back_limit = 0 must be 1 to 16777216 bytes/],
     ['[remote-scripts]\nenabled = "yes"\n', /\[remote-scripts\] enabled = "yes" is not true or false/],
     ['[interpreter-aliases]\npy = 3\n', /\[interpreter-aliases\] py is not an interpreter path/],
@@ -79,7 +108,20 @@ test("a hostile server cannot get past the client's filter, scripts off, or its 
   const dir = tmpDir(t);
   const marker = (n: number) => join(dir, `pwned-${n}`);
   const server = await hostileServer(t, commandsOf(dir, ''));
-  const ask = (over: Record<string, unknown>) => server.request(METHOD.jobRun, { jid: `j${Math.random().toString(36).slice(2)}`, command: '/usr/bin/true', is_script: false, interpreter: '', cwd: '', timeout_sec: 5, ...over }, 5000);
+  const ask = (over: Record<string, unknown>) =>
+    server.request(
+      METHOD.jobRun,
+      {
+        jid: `j${Math.random().toString(36).slice(2)}`,
+        command: '/usr/bin/true',
+        is_script: false,
+        interpreter: '',
+        cwd: '',
+        timeout_sec: 5,
+        ...over,
+      },
+      5000,
+    );
   const refusals: Array<[Record<string, unknown>, RegExp]> = [
     [{ command: `/usr/bin/true; /usr/bin/touch ${marker(1)}` }, /command is not allowed/],
     [{ command: `/bin/touch ${marker(2)}` }, /command is not allowed: .* no \[remote-commands\] allow pattern/],
@@ -87,17 +129,31 @@ test("a hostile server cannot get past the client's filter, scripts off, or its 
     [{ command: `/usr/bin/touch\n${marker(4)}` }, /command is not allowed/],
     [{ command: `/usr/bin/touch ${marker(5)}`, is_script: true }, /remote scripts are disabled/],
     // The filter checks the command line; an interpreter of the server's choosing would run it otherwise.
-    [{ command: `/usr/bin/touch ${marker(6)}`, interpreter: '/usr/bin/perl' }, /interpreter "\/usr\/bin\/perl" refused: commands run without a shell/],
+    [
+      { command: `/usr/bin/touch ${marker(6)}`, interpreter: '/usr/bin/perl' },
+      /interpreter "\/usr\/bin\/perl" refused: commands run without a shell/,
+    ],
     [{ command: `/usr/bin/touch ${marker(7)}`, jid: '../../etc' }, /malformed job request: jid/],
     [{ command: `/usr/bin/touch ${marker(8)}`, timeout_sec: 0 }, /malformed job request: timeout_sec/],
   ];
   for (const [over, re] of refusals) {
-    await assert.rejects(ask(over), (err: Error) => err instanceof RemoteError && re.test(err.message), JSON.stringify(over));
+    await assert.rejects(
+      ask(over),
+      (err: Error) => err instanceof RemoteError && re.test(err.message),
+      JSON.stringify(over),
+    );
   }
   for (let i = 1; i <= 8; i++) assert.ok(!existsSync(marker(i)), `marker ${i} was not created`);
 
   const off = await hostileServer(t, commandsOf(dir, '[remote-commands]\nenabled = false\n'));
-  await assert.rejects(off.request(METHOD.jobRun, { jid: 'a1', command: `/usr/bin/touch ${marker(9)}`, is_script: false, interpreter: '', cwd: '', timeout_sec: 5 }, 5000), /remote commands execution is disabled/);
+  await assert.rejects(
+    off.request(
+      METHOD.jobRun,
+      { jid: 'a1', command: `/usr/bin/touch ${marker(9)}`, is_script: false, interpreter: '', cwd: '', timeout_sec: 5 },
+      5000,
+    ),
+    /remote commands execution is disabled/,
+  );
   assert.ok(!existsSync(marker(9)));
   // The control: an allowed command does run.
   await ask({ command: `/usr/bin/touch ${marker(10)}` });
@@ -119,9 +175,23 @@ function alive(pid: number): boolean {
 test('commands and scripts on a real client: allowed, refused, script temp files, timeout kills the tree, truncation, pings keep going', async (t) => {
   const dir = tmpDir(t);
   const server = await startServer(t);
-  const conf = writeFile(dir, 'rport.conf', "[remote-commands]\nallow = ['^/usr/bin/.*', '^/bin/.*']\nsend_back_limit = 1000\n[remote-scripts]\nenabled = true\n");
+  const conf = writeFile(
+    dir,
+    'rport.conf',
+    "[remote-commands]\nallow = ['^/usr/bin/.*', '^/bin/.*']\nsend_back_limit = 1000\n[remote-scripts]\nenabled = true\n",
+  );
   const data = tmpDir(t);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['-c', conf, '--id', 'box', '--data-dir', data, '--watchdog-integration', '--watchdog-interval', '500ms']);
+  const client = startClient(t, `127.0.0.1:${server.port}`, [
+    '-c',
+    conf,
+    '--id',
+    'box',
+    '--data-dir',
+    data,
+    '--watchdog-integration',
+    '--watchdog-interval',
+    '500ms',
+  ]);
   await client.waitFor(/connected to/);
   /** state.json as the watchdog writes it, sampled while `work` runs: each sample must keep the watchdog's own promise. */
   const watchdogDuring = async <T>(work: Promise<T>): Promise<{ value: T; updates: number }> => {
@@ -161,7 +231,12 @@ test('commands and scripts on a real client: allowed, refused, script temp files
   await client.waitFor(/job \S+: refused: command is not allowed/);
 
   // A script: written to a private folder, which goes afterwards.
-  const script = await runJob(server, 'box', { script: Buffer.from('echo "$0"\nstat -c %a "$(dirname "$0")"\n').toString('base64'), interpreter: 'sh' }, 'scripts');
+  const script = await runJob(
+    server,
+    'box',
+    { script: Buffer.from('echo "$0"\nstat -c %a "$(dirname "$0")"\n').toString('base64'), interpreter: 'sh' },
+    'scripts',
+  );
   assert.equal(script.status, 'successful', JSON.stringify(script));
   const [path, mode] = script.result.stdout.trim().split('\n');
   assert.equal(mode, '700');
@@ -170,7 +245,14 @@ test('commands and scripts on a real client: allowed, refused, script temp files
   // A script that leaves a child behind and sleeps past its timeout: the whole tree dies, pings go on.
   const pidFile = join(dir, 'grandchild.pid');
   let from = client.mark();
-  const { value: slow, updates: slowUpdates } = await watchdogDuring(runJob(server, 'box', { script: Buffer.from(`sleep 300 &\necho $! > ${pidFile}\nsleep 300\n`).toString('base64'), timeout_sec: 3 }, 'scripts'));
+  const { value: slow, updates: slowUpdates } = await watchdogDuring(
+    runJob(
+      server,
+      'box',
+      { script: Buffer.from(`sleep 300 &\necho $! > ${pidFile}\nsleep 300\n`).toString('base64'), timeout_sec: 3 },
+      'scripts',
+    ),
+  );
   assert.ok(slowUpdates >= 3, `state.json updated ${slowUpdates} times while the script slept`);
   assert.equal(slow.status, 'failed');
   assert.match(slow.error, /timed out after 3s/);
@@ -180,13 +262,18 @@ test('commands and scripts on a real client: allowed, refused, script temp files
 
   // A flood: cut at send_back_limit with RPort's marker, and the keep-alive pings are not held up.
   from = client.mark();
-  const { value: flood, updates: floodUpdates } = await watchdogDuring(runJob(server, 'box', { command: '/usr/bin/yes', timeout_sec: 3 }));
+  const { value: flood, updates: floodUpdates } = await watchdogDuring(
+    runJob(server, 'box', { command: '/usr/bin/yes', timeout_sec: 3 }),
+  );
   assert.ok(floodUpdates >= 3, `state.json updated ${floodUpdates} times during the flood`);
   assert.equal(flood.status, 'failed');
   assert.match(flood.error, /timed out/);
   assert.equal(flood.result.stdout.indexOf('[maximum send_back_limit of 1000 bytes exceeded'), 1001);
   assert.ok(flood.result.stdout.startsWith('y\ny\n'));
-  assert.ok(countLines(client.lines, /ping to \S+ succeeded/, from) >= 2, `pings during the flood:\n${client.lines.slice(from).join('\n')}`);
+  assert.ok(
+    countLines(client.lines, /ping to \S+ succeeded/, from) >= 2,
+    `pings during the flood:\n${client.lines.slice(from).join('\n')}`,
+  );
   assert.equal(countLines(client.lines, /connection to .* lost/, 0), 0);
 
   const list = await apiCall(server, 'GET', '/api/v1/clients/box/commands');
@@ -195,13 +282,18 @@ test('commands and scripts on a real client: allowed, refused, script temp files
   assert.equal(list.body.data[0].result, undefined, 'lists leave the output out');
   const offline = await apiCall(server, 'POST', '/api/v1/clients/nobody/commands', { command: '/usr/bin/true' });
   assert.equal(offline.status, 404);
-  const sudo = await apiCall(server, 'POST', '/api/v1/clients/box/commands', { command: '/usr/bin/true', is_sudo: true });
+  const sudo = await apiCall(server, 'POST', '/api/v1/clients/box/commands', {
+    command: '/usr/bin/true',
+    is_sudo: true,
+  });
   assert.equal(sudo.status, 400);
   assert.match(sudo.body.errors[0].title, /is_sudo is not implemented/);
   const badScript = await apiCall(server, 'POST', '/api/v1/clients/box/scripts', { script: 'not base64!' });
   assert.equal(badScript.status, 400);
   // Within 128 KiB, but control characters would make its control message too long for the client: refused here.
-  const escaped = await apiCall(server, 'POST', '/api/v1/clients/box/scripts', { script: Buffer.alloc(100 << 10, 1).toString('base64') });
+  const escaped = await apiCall(server, 'POST', '/api/v1/clients/box/scripts', {
+    script: Buffer.alloc(100 << 10, 1).toString('base64'),
+  });
   assert.equal(escaped.status, 400);
   assert.match(escaped.body.errors[0].title, /once JSON-encoded/);
   assert.equal(countLines(client.lines, /connection to .* lost/, 0), 0);
@@ -225,7 +317,10 @@ test('a command running across an rportd restart: the job shows unknown, then it
   const client = startClient(t, `127.0.0.1:${server.port}`, ['-c', conf, '--id', 'steady']);
   await client.waitFor(/connected to/);
   // The script waits for the test to open the gate, so that it surely runs through the restart.
-  const r = await apiCall(server, 'POST', '/api/v1/clients/steady/scripts', { script: Buffer.from(`echo before\nwhile [ ! -e ${gate} ]; do sleep 0.1; done\necho after\n`).toString('base64'), timeout_sec: 60 });
+  const r = await apiCall(server, 'POST', '/api/v1/clients/steady/scripts', {
+    script: Buffer.from(`echo before\nwhile [ ! -e ${gate} ]; do sleep 0.1; done\necho after\n`).toString('base64'),
+    timeout_sec: 60,
+  });
   assert.equal(r.status, 200);
   const jid = r.body.data.jid;
   await client.waitFor(/job \S+: script started/);
@@ -235,10 +330,14 @@ test('a command running across an rportd restart: the job shows unknown, then it
   assert.equal(unknown.status, 'unknown', 'not running forever');
   assert.match(unknown.error, /rportd restarted/);
   writeFile(dir, 'gate', '');
-  const done = await eventually(async () => {
-    const j = (await apiCall(again, 'GET', `/api/v1/clients/steady/commands/${jid}`)).body.data;
-    return j.status === 'successful' ? j : undefined;
-  }, 30_000, 'the result after the reconnect');
+  const done = await eventually(
+    async () => {
+      const j = (await apiCall(again, 'GET', `/api/v1/clients/steady/commands/${jid}`)).body.data;
+      return j.status === 'successful' ? j : undefined;
+    },
+    30_000,
+    'the result after the reconnect',
+  );
   assert.equal(done.result.stdout, 'before\nafter\n');
   assert.equal(done.created_by, 'admin');
 });
@@ -272,11 +371,28 @@ test('a hostile client cannot write results into jobs that are not its own, out 
   };
   const victim = await connectAs('victim');
   const attacker = await connectAs('attacker');
-  const job = await jobs.runOne('victim', { command: '/usr/bin/uptime', is_script: false, interpreter: '', cwd: '', timeout_sec: 60 }, 'admin');
+  const job = await jobs.runOne(
+    'victim',
+    { command: '/usr/bin/uptime', is_script: false, interpreter: '', cwd: '', timeout_sec: 60 },
+    'admin',
+  );
   assert.equal(job.status, 'running');
   assert.equal(job.pid, 4242);
-  const part = (seq: number, data: Buffer, jid = job.jid) => ({ jid, seq, stream: 'stdout', data: data.toString('base64') });
-  const done = (parts: number, jid = job.jid) => ({ jid, parts, status: 'successful', exit_code: 0, error: '', started_at: Date.now(), finished_at: Date.now() });
+  const part = (seq: number, data: Buffer, jid = job.jid) => ({
+    jid,
+    seq,
+    stream: 'stdout',
+    data: data.toString('base64'),
+  });
+  const done = (parts: number, jid = job.jid) => ({
+    jid,
+    parts,
+    status: 'successful',
+    exit_code: 0,
+    error: '',
+    started_at: Date.now(),
+    finished_at: Date.now(),
+  });
 
   await assert.rejects(attacker.request(METHOD.jobPart, part(0, Buffer.from('forged')), 5000), /is not this client's/);
   await assert.rejects(attacker.request(METHOD.jobDone, done(0), 5000), /is not this client's/);
@@ -288,7 +404,8 @@ test('a hostile client cannot write results into jobs that are not its own, out 
   let emitted = 0;
   jobs.on('output', (o: { stdout: string; stderr: string }) => (emitted += o.stdout.length + o.stderr.length));
   const flood = 'o'.repeat(100 << 10);
-  for (let i = 0; i < 12; i++) await victim.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: flood, stderr: flood }] }, 5000);
+  for (let i = 0; i < 12; i++)
+    await victim.request(METHOD.jobOutput, { jobs: [{ jid: job.jid, stdout: flood, stderr: flood }] }, 5000);
   assert.equal(emitted, 2 << 20, 'live output sent on to event streams');
   assert.equal(jobs.liveOutput(job.jid)!.stdout.length, 1 << 20);
   // The owner itself: parts in order only, each stream within its bound, the end must count them all.
@@ -306,5 +423,8 @@ test('a hostile client cannot write results into jobs that are not its own, out 
   const row = (await jobs.store.job(job.jid))!;
   assert.deepEqual([row.status, row.stdout, row.exit_code], ['successful', 'up 3 days\n', 0]);
   // Finished is final: a second result, even from the owner, is refused.
-  await assert.rejects(victim.request(METHOD.jobDone, done(0), 5000), /not one of this client's jobs awaiting a result/);
+  await assert.rejects(
+    victim.request(METHOD.jobDone, done(0), 5000),
+    /not one of this client's jobs awaiting a result/,
+  );
 });

@@ -18,23 +18,58 @@ type Row<C> = [section: string, key: string, toml: string, expect: ((c: C) => vo
 
 const CLIENT_ROWS: Array<Row<ClientConfig>> = [
   ['client', 'server', '"0.0.0.0:8080"', (c) => assert.equal(c.servers[0]!.href, 'ws://0.0.0.0:8080/')],
-  ['client', 'fallback_servers', '["fallback-a.example.com:9090","fallback-b.example.com:80"]',
-    (c) => assert.deepEqual(c.servers.slice(1).map((s) => s.href), ['ws://fallback-a.example.com:9090/', 'ws://fallback-b.example.com:80/'])],
+  [
+    'client',
+    'fallback_servers',
+    '["fallback-a.example.com:9090","fallback-b.example.com:80"]',
+    (c) =>
+      assert.deepEqual(
+        c.servers.slice(1).map((s) => s.href),
+        ['ws://fallback-a.example.com:9090/', 'ws://fallback-b.example.com:80/'],
+      ),
+  ],
   ['client', 'server_switchback_interval', "'2m'", (c) => assert.equal(c.switchbackIntervalMs, 120_000)],
-  ['client', 'fingerprint', '"36:98:56:12:f3:dc:e5:8d:ac:96:48:23:b6:f0:42:15"', (c) => assert.equal(c.fingerprint, '36:98:56:12:f3:dc:e5:8d:ac:96:48:23:b6:f0:42:15')],
+  [
+    'client',
+    'fingerprint',
+    '"36:98:56:12:f3:dc:e5:8d:ac:96:48:23:b6:f0:42:15"',
+    (c) => assert.equal(c.fingerprint, '36:98:56:12:f3:dc:e5:8d:ac:96:48:23:b6:f0:42:15'),
+  ],
   ['client', 'auth', '"clientAuth1:1234"', (c) => assert.deepEqual([c.authId, c.password], ['clientAuth1', '1234'])],
-  ['client', 'proxy', '"http://admin:password@my-server.com:8081"', (c) => assert.equal(c.proxy?.href, 'http://admin:password@my-server.com:8081/')],
+  [
+    'client',
+    'proxy',
+    '"http://admin:password@my-server.com:8081"',
+    (c) => assert.equal(c.proxy?.href, 'http://admin:password@my-server.com:8081/'),
+  ],
   ['client', 'use_system_id', 'true', (c) => assert.equal(c.id, readFileSync('/etc/machine-id', 'utf8').trim())],
-  ['client', 'id', '"5616a70e-81a0-4eec-bab3-0861e3c88334"', (c) => assert.equal(c.id, '5616a70e-81a0-4eec-bab3-0861e3c88334')],
+  [
+    'client',
+    'id',
+    '"5616a70e-81a0-4eec-bab3-0861e3c88334"',
+    (c) => assert.equal(c.id, '5616a70e-81a0-4eec-bab3-0861e3c88334'),
+  ],
   ['client', 'use_hostname', 'true', (c) => assert.equal(c.name, hostname())],
   ['client', 'name', '"my_win_vm_1"', (c) => assert.equal(c.name, 'my_win_vm_1')],
   ['client', 'attributes_file_path', '"/var/lib/rport/client_attributes.json"', 'ignored'],
   ['client', 'tags', "['win', 'server', 'vm']", (c) => assert.deepEqual(c.tags, ['win', 'server', 'vm'])],
   ['client', 'remotes', "[\n  '3389:3389',\n  '5050'\n]", (c) => assert.deepEqual(c.remotes, ['3389:3389', '5050'])],
-  ['client', 'tunnel_allowed', "[':80','192.168.1.0/24:3389','192.168.1.100']", (c) => {
-    assert.deepEqual([c.tunnelAllowed.allows('127.0.0.1', 80), c.tunnelAllowed.allows('192.168.1.7', 3389), c.tunnelAllowed.allows('192.168.1.100', 22)], [true, true, true]);
-    assert.equal(c.tunnelAllowed.allows('192.168.1.7', 22), false);
-  }],
+  [
+    'client',
+    'tunnel_allowed',
+    "[':80','192.168.1.0/24:3389','192.168.1.100']",
+    (c) => {
+      assert.deepEqual(
+        [
+          c.tunnelAllowed.allows('127.0.0.1', 80),
+          c.tunnelAllowed.allows('192.168.1.7', 3389),
+          c.tunnelAllowed.allows('192.168.1.100', 22),
+        ],
+        [true, true, true],
+      );
+      assert.equal(c.tunnelAllowed.allows('192.168.1.7', 22), false);
+    },
+  ],
   ['client', 'allow_root', 'false', 'ignored'],
   ['client', 'updates_interval', "'4h'", 'ignored'],
   ['client', 'data_dir', '"/var/lib/rport"', (c) => assert.equal(c.dataDir, '/var/lib/rport')],
@@ -47,20 +82,42 @@ const CLIENT_ROWS: Array<Row<ClientConfig>> = [
   ['connection', 'max_retry_interval', "'5m'", (c) => assert.equal(c.maxRetryIntervalMs, 300_000)],
   ['connection', 'watchdog_integration', 'false', (c) => assert.equal(c.watchdogIntegration, false)],
   ['connection', 'hostname', '"myvm1.lan"', (c) => assert.equal(c.headers.Host, 'myvm1.lan')],
-  ['connection', 'headers', "['User-Agent: test1', 'Authorization: Basic XXXXXX']",
-    (c) => assert.deepEqual(c.headers, { 'User-Agent': 'test1', Authorization: 'Basic XXXXXX' })],
+  [
+    'connection',
+    'headers',
+    "['User-Agent: test1', 'Authorization: Basic XXXXXX']",
+    (c) => assert.deepEqual(c.headers, { 'User-Agent': 'test1', Authorization: 'Basic XXXXXX' }),
+  ],
   ['logging', 'log_file', '"/var/log/rport/rport.log"', (c) => assert.equal(c.logFile, '/var/log/rport/rport.log')],
   ['logging', 'log_level', '"info"', (c) => assert.equal(c.logLevel, 'info')],
   ['remote-commands', 'enabled', 'true', (c) => assert.equal(c.commands.enabled, true)],
   ['remote-commands', 'send_back_limit', '4194304', (c) => assert.equal(c.commands.sendBackLimit, 4194304)],
-  ['remote-commands', 'allow', "['^/usr/bin/.*','^/usr/local/bin/.*','^C:\\\\Windows\\\\System32\\\\.*']",
-    (c) => assert.deepEqual(c.commands.allow.map((r) => r.test('C:\\Windows\\System32\\ipconfig.exe')), [false, false, true])],
-  ['remote-commands', 'deny', "['(\\||<|>|;|,|\\n|&)']", (c) => assert.equal(c.commands.deny[0]!.test('/usr/bin/a | b'), true)],
+  [
+    'remote-commands',
+    'allow',
+    "['^/usr/bin/.*','^/usr/local/bin/.*','^C:\\\\Windows\\\\System32\\\\.*']",
+    (c) =>
+      assert.deepEqual(
+        c.commands.allow.map((r) => r.test('C:\\Windows\\System32\\ipconfig.exe')),
+        [false, false, true],
+      ),
+  ],
+  [
+    'remote-commands',
+    'deny',
+    "['(\\||<|>|;|,|\\n|&)']",
+    (c) => assert.equal(c.commands.deny[0]!.test('/usr/bin/a | b'), true),
+  ],
   ['remote-commands', 'order', "['allow','deny']", (c) => assert.equal(c.commands.order, 'allow-deny')],
   ['remote-scripts', 'enabled', 'false', (c) => assert.equal(c.commands.scriptsEnabled, false)],
   ['monitoring', 'enabled', 'true', 'ignored'],
   ['monitoring', 'interval', '60', 'ignored'],
-  ['monitoring', 'fs_type_include', "['ext3','ext4','xfs','jfs','ntfs','btrfs','hfs','apfs','exfat','smbfs','nfs']", 'ignored'],
+  [
+    'monitoring',
+    'fs_type_include',
+    "['ext3','ext4','xfs','jfs','ntfs','btrfs','hfs','apfs','exfat','smbfs','nfs']",
+    'ignored',
+  ],
   ['monitoring', 'fs_path_exclude', "['/mnt/*','h:']", 'ignored'],
   ['monitoring', 'fs_path_exclude_recurse', 'false', 'ignored'],
   ['monitoring', 'fs_identify_mountpoints_by_device', 'true', 'ignored'],
@@ -69,10 +126,25 @@ const CLIENT_ROWS: Array<Row<ClientConfig>> = [
   ['monitoring', 'pm_max_number_monitored_processes', '500', 'ignored'],
   ['monitoring', 'net_lan', "['', '1000']", 'ignored'],
   ['monitoring', 'net_wan', "['', '1000']", 'ignored'],
-  ['interpreter-aliases', 'pwsh7', "'C:\\Program Files\\PowerShell\\7\\pwsh.exe'", (c) => assert.equal(c.commands.aliases.pwsh7, 'C:\\Program Files\\PowerShell\\7\\pwsh.exe')],
-  ['interpreter-aliases', 'pwsh7enc', "['C:\\Program Files\\PowerShell\\7\\pwsh.exe', 'windows-1252', 'cp437']", (c) => assert.equal(c.commands.aliases.pwsh7enc, 'C:\\Program Files\\PowerShell\\7\\pwsh.exe')],
+  [
+    'interpreter-aliases',
+    'pwsh7',
+    "'C:\\Program Files\\PowerShell\\7\\pwsh.exe'",
+    (c) => assert.equal(c.commands.aliases.pwsh7, 'C:\\Program Files\\PowerShell\\7\\pwsh.exe'),
+  ],
+  [
+    'interpreter-aliases',
+    'pwsh7enc',
+    "['C:\\Program Files\\PowerShell\\7\\pwsh.exe', 'windows-1252', 'cp437']",
+    (c) => assert.equal(c.commands.aliases.pwsh7enc, 'C:\\Program Files\\PowerShell\\7\\pwsh.exe'),
+  ],
   ['file-reception', 'enabled', 'true', 'ignored'],
-  ['file-reception', 'protected', "['/bin', '/sbin', '/boot', '/usr/bin', '/usr/sbin', '/dev', '/lib*', '/run']", 'ignored'],
+  [
+    'file-reception',
+    'protected',
+    "['/bin', '/sbin', '/boot', '/usr/bin', '/usr/sbin', '/dev', '/lib*', '/run']",
+    'ignored',
+  ],
 ];
 
 const SERVER_ROWS: Array<Row<ServerConfig>> = [
@@ -82,19 +154,34 @@ const SERVER_ROWS: Array<Row<ServerConfig>> = [
   ['server', 'pairing_url', '"https://pairing.example.com"', 'ignored'],
   ['server', 'key_seed', '"<YOUR_SEED>"', (c) => assert.equal(c.keySeed, '<YOUR_SEED>')],
   ['server', 'auth', '"clientAuth1:1234"', (c) => assert.equal(c.auth, 'clientAuth1:1234')],
-  ['server', 'auth_file', '"/var/lib/rport/client-auth.json"', (c) => assert.equal(c.authFile, '/var/lib/rport/client-auth.json')],
+  [
+    'server',
+    'auth_file',
+    '"/var/lib/rport/client-auth.json"',
+    (c) => assert.equal(c.authFile, '/var/lib/rport/client-auth.json'),
+  ],
   ['server', 'auth_table', '"clients_auth"', 'ignored'],
   ['server', 'auth_multiuse_creds', 'true', (c) => assert.equal(c.multiuseCreds, true)],
   ['server', 'equate_clientauthid_clientid', 'false', (c) => assert.equal(c.equateAuthIdClientId, false)],
   ['server', 'auth_write', 'true', 'ignored'],
   ['server', 'proxy', '"http://intranet.lan:8080/"', 'ignored'],
-  ['server', 'used_ports', "[ '1024-2000', '9000', '9090' ]", (c) => assert.deepEqual([c.tunnels.ports.length, c.tunnels.ports.at(-1)], [2000 - 1025 + 1 + 2, 9090])],
+  [
+    'server',
+    'used_ports',
+    "[ '1024-2000', '9000', '9090' ]",
+    (c) => assert.deepEqual([c.tunnels.ports.length, c.tunnels.ports.at(-1)], [2000 - 1025 + 1 + 2, 9090]),
+  ],
   ['server', 'excluded_ports', "['1-1024']", (c) => assert.equal(Math.min(...c.tunnels.ports), 20000)],
   ['server', 'data_dir', '"/var/lib/rport"', (c) => assert.equal(c.dataDir, '/var/lib/rport')],
   ['server', 'sqlite_wal', 'true', 'ignored'],
   ['server', 'max_concurrent_ssh_handshakes', '4', 'ignored'],
   ['server', 'purge_disconnected_clients', 'false', (c) => assert.equal(c.keepDisconnectedMs, undefined)],
-  ['server', 'keep_disconnected_clients', '"1h"', (c) => assert.equal(c.keepDisconnectedMs, undefined, 'ignored without purge_disconnected_clients = true')],
+  [
+    'server',
+    'keep_disconnected_clients',
+    '"1h"',
+    (c) => assert.equal(c.keepDisconnectedMs, undefined, 'ignored without purge_disconnected_clients = true'),
+  ],
   ['server', 'purge_disconnected_clients_interval', '"1m"', (c) => assert.equal(c.purgeIntervalMs, 60_000)],
   ['server', 'check_clients_connection_interval', '"5m"', (c) => assert.equal(c.checkIntervalMs, 300_000)],
   ['server', 'check_clients_connection_timeout', '"30s"', (c) => assert.equal(c.checkTimeoutMs, 30_000)],
@@ -187,8 +274,20 @@ const SERVER_ROWS: Array<Row<ServerConfig>> = [
   ['plus-license', 'id', '"<your-license-id>"', 'ignored'],
   ['plus-license', 'key', '"<your-license-key>"', 'ignored'],
   ['plus-license', 'proxy_url', '"http://user:pass@proxy.example.com:8080"', 'ignored'],
-  ...['provider', 'authorize_url', 'redirect_uri', 'token_url', 'client_id', 'client_secret', 'device_client_id', 'device_authorize_url',
-    'device_client_secret', 'required_organization', 'required_group_id', 'permitted_user_match'].map((k): Row<ServerConfig> => ['plus-oauth', k, '"x"', 'ignored']),
+  ...[
+    'provider',
+    'authorize_url',
+    'redirect_uri',
+    'token_url',
+    'client_id',
+    'client_secret',
+    'device_client_id',
+    'device_authorize_url',
+    'device_client_secret',
+    'required_organization',
+    'required_group_id',
+    'permitted_user_match',
+  ].map((k): Row<ServerConfig> => ['plus-oauth', k, '"x"', 'ignored']),
   ['plus-oauth', 'permitted_user_list', 'true', 'ignored'],
 ];
 
@@ -203,18 +302,39 @@ function fileWith(dir: string, base: Record<string, string>, rows: Array<Row<unk
   for (const [s, k, v] of rows) {
     const lines = sections.get(s) ?? [];
     // A row replaces the base's line for the same key.
-    sections.set(s, [...lines.map((l) => l.split('\n').filter((x) => !x.startsWith(`${k} =`)).join('\n')), `${k} = ${v}`]);
+    sections.set(s, [
+      ...lines.map((l) =>
+        l
+          .split('\n')
+          .filter((x) => !x.startsWith(`${k} =`))
+          .join('\n'),
+      ),
+      `${k} = ${v}`,
+    ]);
   }
-  return writeFile(dir, `f${Math.random().toString(36).slice(2)}.conf`, [...sections].map(([s, l]) => `[${s}]\n${l.join('\n')}\n`).join('\n'));
+  return writeFile(
+    dir,
+    `f${Math.random().toString(36).slice(2)}.conf`,
+    [...sections].map(([s, l]) => `[${s}]\n${l.join('\n')}\n`).join('\n'),
+  );
 }
 
-function check<C>(dir: string, rows: Array<Row<C>>, base: Record<string, string>, load: (file: string) => Config, build: (c: Config) => C): void {
+function check<C>(
+  dir: string,
+  rows: Array<Row<C>>,
+  base: Record<string, string>,
+  load: (file: string) => Config,
+  build: (c: Config) => C,
+): void {
   for (const row of rows) {
     const [section, key, value, expect] = row;
     const config = load(fileWith(dir, base, [row as Row<unknown>]));
     const built = build(config);
     if (expect === 'ignored') {
-      assert.ok(config.ignored.includes(`[${section}] ${key}`) || config.ignored.includes(`[${section}]`), `[${section}] ${key} = ${value} named as not implemented: ${config.ignored}`);
+      assert.ok(
+        config.ignored.includes(`[${section}] ${key}`) || config.ignored.includes(`[${section}]`),
+        `[${section}] ${key} = ${value} named as not implemented: ${config.ignored}`,
+      );
     } else {
       assert.deepEqual(config.ignored, [], `[${section}] ${key} is implemented`);
       expect(built);
@@ -230,8 +350,16 @@ test("every key of RPort's rport.example.conf loads with RPort's meaning or is n
   // All of them at once, as a user's file holds them (the example's id and use_system_id both set: id wins).
   const all = loadClient(fileWith(tmpDir(t), CLIENT_BASE, CLIENT_ROWS as Array<Row<unknown>>));
   assert.equal(clientConfig(all).id, '5616a70e-81a0-4eec-bab3-0861e3c88334');
-  assert.deepEqual(all.ignored, ['[client] attributes_file_path', '[client] allow_root', '[client] updates_interval', '[client] bind_interface',
-    '[client] ip_api_url', '[client] ip_refresh_min', '[monitoring]', '[file-reception]']);
+  assert.deepEqual(all.ignored, [
+    '[client] attributes_file_path',
+    '[client] allow_root',
+    '[client] updates_interval',
+    '[client] bind_interface',
+    '[client] ip_api_url',
+    '[client] ip_refresh_min',
+    '[monitoring]',
+    '[file-reception]',
+  ]);
 });
 
 test("every key of RPort's rportd.example.conf loads with RPort's meaning or is named as not implemented", (t) => {
@@ -244,14 +372,38 @@ test("RPort's defaults: API off, data_dir /var/lib/rport, disconnected clients k
   const dir = tmpDir(t);
   const s = serverConfig(loadServer(writeFile(dir, 'd.conf', '[server]\nauth = "c:p"\n')));
   assert.deepEqual([s.api.address, s.dataDir, s.keepDisconnectedMs], [undefined, '/var/lib/rport', undefined]);
-  const purging = serverConfig(loadServer(writeFile(dir, 'p.conf', '[server]\nauth = "c:p"\npurge_disconnected_clients = true\nkeep_disconnected_clients = "2h"\n')));
+  const purging = serverConfig(
+    loadServer(
+      writeFile(
+        dir,
+        'p.conf',
+        '[server]\nauth = "c:p"\npurge_disconnected_clients = true\nkeep_disconnected_clients = "2h"\n',
+      ),
+    ),
+  );
   assert.equal(purging.keepDisconnectedMs, 7_200_000);
-  assert.throws(() => serverConfig(loadServer(writeFile(dir, 'q.conf', '[server]\nauth = "c:p"\npurge_disconnected_clients = true\nkeep_disconnected_clients = "169h"\n'))),
-    (e: Error) => e instanceof ConfigError && /keep_disconnected_clients = "169h" is above RPort's maximum of 168h/.test(e.message));
+  assert.throws(
+    () =>
+      serverConfig(
+        loadServer(
+          writeFile(
+            dir,
+            'q.conf',
+            '[server]\nauth = "c:p"\npurge_disconnected_clients = true\nkeep_disconnected_clients = "169h"\n',
+          ),
+        ),
+      ),
+    (e: Error) =>
+      e instanceof ConfigError && /keep_disconnected_clients = "169h" is above RPort's maximum of 168h/.test(e.message),
+  );
   const c = clientConfig(loadClient(writeFile(dir, 'c.conf', '[client]\nserver = "h"\nauth = "c:p"\n')));
   assert.deepEqual([c.id, c.name, c.dataDir], [machineId(), hostname(), '/var/lib/rport']);
   assert.equal(machineId(), readFileSync('/etc/machine-id', 'utf8').trim(), 'the machine id as it is, not a hash');
-  const bare = clientConfig(loadClient(writeFile(dir, 'b.conf', '[client]\nserver = "h"\nauth = "c:p"\nuse_system_id = false\nuse_hostname = false\n')));
+  const bare = clientConfig(
+    loadClient(
+      writeFile(dir, 'b.conf', '[client]\nserver = "h"\nauth = "c:p"\nuse_system_id = false\nuse_hostname = false\n'),
+    ),
+  );
   assert.deepEqual([bare.id, bare.name], ['', ''], 'no id: the server assigns one, as RPort');
   assert.equal(c.headers['User-Agent'], `rport ${VERSION}`);
 });
@@ -259,37 +411,70 @@ test("RPort's defaults: API off, data_dir /var/lib/rport, disconnected clients k
 test('RPORT_AUTH and RPORT_FINGERPRINT stand in for [client] auth and fingerprint when the file and the flags do not set them', (t) => {
   const dir = tmpDir(t);
   Object.assign(process.env, { RPORT_AUTH: 'envid:envpw', RPORT_FINGERPRINT: 'SHA256:fromTheEnvironment0' });
-  t.after(() => { delete process.env.RPORT_AUTH; delete process.env.RPORT_FINGERPRINT; });
+  t.after(() => {
+    delete process.env.RPORT_AUTH;
+    delete process.env.RPORT_FINGERPRINT;
+  });
   const fromEnv = clientConfig(loadClient(writeFile(dir, 'e.conf', '[client]\nserver = "h"\nid = "x"\n')));
-  assert.deepEqual([fromEnv.authId, fromEnv.password, fromEnv.fingerprint], ['envid', 'envpw', 'SHA256:fromTheEnvironment0']);
-  const fileWins = clientConfig(loadClient(writeFile(dir, 'f.conf', '[client]\nserver = "h"\nid = "x"\nauth = "c:p"\nfingerprint = "SHA256:fromTheFile000000"\n')));
+  assert.deepEqual(
+    [fromEnv.authId, fromEnv.password, fromEnv.fingerprint],
+    ['envid', 'envpw', 'SHA256:fromTheEnvironment0'],
+  );
+  const fileWins = clientConfig(
+    loadClient(
+      writeFile(
+        dir,
+        'f.conf',
+        '[client]\nserver = "h"\nid = "x"\nauth = "c:p"\nfingerprint = "SHA256:fromTheFile000000"\n',
+      ),
+    ),
+  );
   assert.deepEqual([fileWins.authId, fileWins.fingerprint], ['c', 'SHA256:fromTheFile000000']);
   process.env.RPORT_AUTH = 'no-password';
-  assert.throws(() => clientConfig(loadClient(writeFile(dir, 'g.conf', '[client]\nserver = "h"\nid = "x"\n'))),
-    { message: 'the environment variable RPORT_AUTH is not in the form "id:password" (it stands in for [client] auth)' });
+  assert.throws(() => clientConfig(loadClient(writeFile(dir, 'g.conf', '[client]\nserver = "h"\nid = "x"\n'))), {
+    message: 'the environment variable RPORT_AUTH is not in the form "id:password" (it stands in for [client] auth)',
+  });
 });
 
 test("server addresses in RPort's forms: default ports, http(s) schemes; socks5 proxies", (t) => {
   const cases: Array<[string, string]> = [
-    ['host:80', 'ws://host:80/'], ['127.0.0.1:80', 'ws://127.0.0.1:80/'], ['rport.example.com', 'ws://rport.example.com:80/'],
-    ['http://rport.example.com', 'ws://rport.example.com:80/'], ['https://rport.example.com', 'wss://rport.example.com:443/'],
-    ['wss://h:443', 'wss://h:443/'], ['ws://h:8080/path', 'ws://h:8080/path'], ['[::1]:80', 'ws://[::1]:80/'], ['https://h:80', 'wss://h:80/'],
+    ['host:80', 'ws://host:80/'],
+    ['127.0.0.1:80', 'ws://127.0.0.1:80/'],
+    ['rport.example.com', 'ws://rport.example.com:80/'],
+    ['http://rport.example.com', 'ws://rport.example.com:80/'],
+    ['https://rport.example.com', 'wss://rport.example.com:443/'],
+    ['wss://h:443', 'wss://h:443/'],
+    ['ws://h:8080/path', 'ws://h:8080/path'],
+    ['[::1]:80', 'ws://[::1]:80/'],
+    ['https://h:80', 'wss://h:80/'],
   ];
   for (const [text, href] of cases) assert.equal(parseServerUrl(text)?.href, href, text);
   const dir = tmpDir(t);
-  const proxy = (p: string) => clientConfig(loadClient(writeFile(dir, 'p.conf', `[client]\nserver = "h"\nauth = "c:p"\nid = "x"\nproxy = "${p}"\n`))).proxy?.href;
+  const proxy = (p: string) =>
+    clientConfig(
+      loadClient(writeFile(dir, 'p.conf', `[client]\nserver = "h"\nauth = "c:p"\nid = "x"\nproxy = "${p}"\n`)),
+    ).proxy?.href;
   assert.equal(proxy('socks5://u:p@127.0.0.1:1080'), 'socks5://u:p@127.0.0.1:1080');
   assert.equal(proxy('http://proxy:80'), 'http://proxy/');
-  assert.throws(() => proxy('https://proxy:443'), /\[client\] proxy = "https:\/\/proxy:443" is an https:\/\/ proxy, which neither RPort nor rport supports: use http:\/\/ or socks5:\/\//);
+  assert.throws(
+    () => proxy('https://proxy:443'),
+    /\[client\] proxy = "https:\/\/proxy:443" is an https:\/\/ proxy, which neither RPort nor rport supports: use http:\/\/ or socks5:\/\//,
+  );
 });
 
 test('the documented set matches the tables: every row is a documented name, and every documented name has a row', () => {
-  for (const [names, rows] of [[RPORT_CLIENT_NAMES, CLIENT_ROWS], [RPORT_SERVER_NAMES, SERVER_ROWS]] as const) {
+  for (const [names, rows] of [
+    [RPORT_CLIENT_NAMES, CLIENT_ROWS],
+    [RPORT_SERVER_NAMES, SERVER_ROWS],
+  ] as const) {
     const fromRows = new Set(rows.map(([s, k]) => `${s}.${k}`));
     for (const [s, keys] of Object.entries(names)) {
       if (keys === '*') continue;
       // The few struct spellings beside the example's (labels, pm_kerneltasks_enabled, ...) have no example value.
-      const missing = keys.filter((k) => !fromRows.has(`${s}.${k}`) && !['labels', 'pm_kerneltasks_enabled', 'pm_max_number_processes'].includes(k));
+      const missing = keys.filter(
+        (k) =>
+          !fromRows.has(`${s}.${k}`) && !['labels', 'pm_kerneltasks_enabled', 'pm_max_number_processes'].includes(k),
+      );
       assert.deepEqual(missing, [], `[${s}] keys without a row`);
     }
   }

@@ -2,21 +2,46 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { blackHole, cleanup, eventually, freePort, loggedAt, promised, startClient, startServer, tmpDir } from '../harness/procs.js';
+import {
+  blackHole,
+  cleanup,
+  eventually,
+  freePort,
+  loggedAt,
+  promised,
+  startClient,
+  startServer,
+  tmpDir,
+} from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
 
 test('connects, authenticates, and the API lists the client; the API wants its credentials', async (t) => {
   const server = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'c-api', '--name', 'box', '--tags', 'a,b', '--fingerprint', server.fingerprint]);
+  const client = startClient(t, `127.0.0.1:${server.port}`, [
+    '--id',
+    'c-api',
+    '--name',
+    'box',
+    '--tags',
+    'a,b',
+    '--fingerprint',
+    server.fingerprint,
+  ]);
   await client.waitFor(connected);
   await client.waitFor(/ping to 127\.0\.0\.1:\d+ succeeded within/);
   assert.doesNotMatch(client.output, /fingerprint is not set/);
   // Start-up report: native crypto, and ssh2 patched for windows larger than 2 MiB (WAN throughput).
   for (const proc of [client, server.proc]) {
-    assert.ok(proc.lines.some((l) => l.includes('ssh2 native crypto binding is active')), proc.lines.join('\n'));
-    assert.ok(proc.lines.some((l) => l.includes('ssh2 channel windows grow to 16 MiB (patches/ssh2+1.17.0.patch applied)')), proc.lines.join('\n'));
+    assert.ok(
+      proc.lines.some((l) => l.includes('ssh2 native crypto binding is active')),
+      proc.lines.join('\n'),
+    );
+    assert.ok(
+      proc.lines.some((l) => l.includes('ssh2 channel windows grow to 16 MiB (patches/ssh2+1.17.0.patch applied)')),
+      proc.lines.join('\n'),
+    );
   }
   const list = await eventually(async () => {
     const r = await server.api('/api/v1/clients');
@@ -42,18 +67,33 @@ test('a wrong password is refused with a clear line; max_retry_count gives up wi
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:wrong', '--max-retry-count', '1']);
   const exit = await client.exited;
   assert.equal(exit.code, 1);
-  assert.match(client.output, /attempt 1 to 127\.0\.0\.1:\d+ failed: authentication failed: the server refused id "client1" and its password \(check \[client\] auth\)/);
-  assert.match(client.output, /giving up after 2 failed attempts \(max_retry_count = 1\); the last one: authentication failed/);
+  assert.match(
+    client.output,
+    /attempt 1 to 127\.0\.0\.1:\d+ failed: authentication failed: the server refused id "client1" and its password \(check \[client\] auth\)/,
+  );
+  assert.match(
+    client.output,
+    /giving up after 2 failed attempts \(max_retry_count = 1\); the last one: authentication failed/,
+  );
   await server.proc.waitFor(/failed login as "client1" from 127\.0\.0\.1/);
 });
 
 test('a client without [client] fingerprint warns at start, naming the key and where the server shows its fingerprint', async (t) => {
   const server = await startServer(t);
   const client = startClient(t, `127.0.0.1:${server.port}`);
-  const warning = await client.waitFor(/WARN  client: \[client\] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:\.\.\." from the line "host key fingerprint" rportd logs at start/);
+  const warning = await client.waitFor(
+    /WARN  client: \[client\] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:\.\.\." from the line "host key fingerprint" rportd logs at start/,
+  );
   await client.waitFor(connected);
-  assert.ok(client.lines.indexOf(warning.input!) < client.lines.findIndex((l) => connected.test(l)), 'the warning comes at start, before the connection');
-  assert.equal((await server.api('/api/v1/status')).body.data.fingerprint, server.fingerprint, 'the API shows the fingerprint the warning points to');
+  assert.ok(
+    client.lines.indexOf(warning.input!) < client.lines.findIndex((l) => connected.test(l)),
+    'the warning comes at start, before the connection',
+  );
+  assert.equal(
+    (await server.api('/api/v1/status')).body.data.fingerprint,
+    server.fingerprint,
+    'the API shows the fingerprint the warning points to',
+  );
 });
 
 test('a server key that does not match [client] fingerprint is refused', async (t) => {
@@ -61,7 +101,12 @@ test('a server key that does not match [client] fingerprint is refused', async (
   const wrong = 'SHA256:' + 'A'.repeat(43);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--fingerprint', wrong, '--max-retry-count', '0']);
   assert.equal((await client.exited).code, 1);
-  assert.match(client.output, new RegExp(`server host key ${server.fingerprint.replace(/[+/]/g, '\\$&')} does not match \\[client\\] fingerprint = "${wrong}": refusing to connect`));
+  assert.match(
+    client.output,
+    new RegExp(
+      `server host key ${server.fingerprint.replace(/[+/]/g, '\\$&')} does not match \\[client\\] fingerprint = "${wrong}": refusing to connect`,
+    ),
+  );
   assert.doesNotMatch(client.output, /connected to/);
 });
 
@@ -84,7 +129,7 @@ test('the server killed with SIGKILL and restarted: the client is back within it
   assert.equal((await again.api('/api/v1/clients')).body.data.length, 1);
 });
 
-test("max_retry_count as RPort: 0 makes one attempt, 1 retries once", async (t) => {
+test('max_retry_count as RPort: 0 makes one attempt, 1 retries once', async (t) => {
   const port = await freePort(); // nothing listens there
   const once = startClient(t, `127.0.0.1:${port}`, ['--max-retry-count', '0']);
   assert.equal((await once.exited).code, 1);
@@ -101,13 +146,21 @@ test('waits between attempts grow and are capped at max_retry_interval; max_retr
   const client = startClient(t, `127.0.0.1:${port}`, ['--max-retry-interval', '3s', '--max-retry-count', '5']);
   const exit = await client.exited;
   assert.equal(exit.code, 1);
-  const waits = [...client.output.matchAll(/Retrying in ([\d.]+)(ms|s)\.\.\./g)].map((m) => Number(m[1]) * (m[2] === 's' ? 1000 : 1));
+  const waits = [...client.output.matchAll(/Retrying in ([\d.]+)(ms|s)\.\.\./g)].map(
+    (m) => Number(m[1]) * (m[2] === 's' ? 1000 : 1),
+  );
   assert.equal(waits.length, 5, client.output);
   assert.ok(waits[0]! >= 800 && waits[0]! <= 1000, `first wait ${waits}`);
   assert.ok(waits[1]! > waits[0]! && waits[2]! > waits[1]!, `grows: ${waits}`);
-  assert.ok(waits.every((w) => w <= 3000), `capped: ${waits}`);
+  assert.ok(
+    waits.every((w) => w <= 3000),
+    `capped: ${waits}`,
+  );
   assert.ok(waits[4]! >= 2400, `reaches the cap: ${waits}`);
-  assert.match(client.output, /giving up after 6 failed attempts \(max_retry_count = 5\); the last one: .*ECONNREFUSED/);
+  assert.match(
+    client.output,
+    /giving up after 6 failed attempts \(max_retry_count = 5\); the last one: .*ECONNREFUSED/,
+  );
 });
 
 test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeout + 1 s', async (t) => {
@@ -119,7 +172,11 @@ test('a frozen (SIGSTOP) server is noticed within keep_alive + keep_alive_timeou
   const lastPing = [...client.lines].reverse().find((l) => /ping to .* succeeded/.test(l))!;
   server.proc.kill('SIGSTOP');
   cleanup(t, () => server.proc.kill('SIGCONT'));
-  const lost = await client.waitFor(/connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/, 6000, mark);
+  const lost = await client.waitFor(
+    /connection to 127\.0\.0\.1:\d+ lost: ping failed: ping request timed out after 1s/,
+    6000,
+    mark,
+  );
   // As the client logged it, from its last answered ping: the server froze after that ping. The 1 s beyond
   // keep_alive + keep_alive_timeout is the client's work, scaled by the measured load.
   const took = loggedAt(lost.input!) - loggedAt(lastPing);
@@ -135,7 +192,10 @@ test('a stale session of the same client id is replaced; a live one keeps its id
 
   const live = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'same-id', '--max-retry-count', '0']);
   assert.equal((await live.exited).code, 1);
-  assert.match(live.output, /server refused the connection: client id "same-id" is already connected from 127\.0\.0\.1 and answered a ping within [\d.]+ms: give each client its own \[client\] id/);
+  assert.match(
+    live.output,
+    /server refused the connection: client id "same-id" is already connected from 127\.0\.0\.1 and answered a ping within [\d.]+ms: give each client its own \[client\] id/,
+  );
 
   a.kill('SIGSTOP'); // half-open: the server still holds its session
   cleanup(t, () => a.kill('SIGCONT'));
@@ -143,17 +203,28 @@ test('a stale session of the same client id is replaced; a live one keeps its id
   await b.waitFor(connected, 8000);
   await server.proc.waitFor(/replacing the stale session of client same-id/);
   const list = (await server.api('/api/v1/clients')).body.data;
-  assert.deepEqual(list.map((c: { id: string; pid: number }) => [c.id, c.pid]), [['same-id', b.pid]]);
+  assert.deepEqual(
+    list.map((c: { id: string; pid: number }) => [c.id, c.pid]),
+    [['same-id', b.pid]],
+  );
 });
 
 test('the server drops a client that went silent and does not answer its ping', async (t) => {
-  const server = await startServer(t, ['--check-clients-connection-interval', '1s', '--check-clients-connection-timeout', '500ms']);
+  const server = await startServer(t, [
+    '--check-clients-connection-interval',
+    '1s',
+    '--check-clients-connection-timeout',
+    '500ms',
+  ]);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'silent', '--keep-alive', '0s']);
   await client.waitFor(connected);
   await eventually(async () => ((await server.api('/api/v1/clients')).body.data.length === 1 ? true : undefined));
   client.kill('SIGSTOP');
   cleanup(t, () => client.kill('SIGCONT'));
-  await server.proc.waitFor(/client silent \(127\.0\.0\.1\) silent for .* and did not answer a ping: ping request timed out after 500ms; dropping it/, 5000);
+  await server.proc.waitFor(
+    /client silent \(127\.0\.0\.1\) silent for .* and did not answer a ping: ping request timed out after 500ms; dropping it/,
+    5000,
+  );
   assert.equal((await server.api('/api/v1/clients?connected=true')).body.data.length, 0);
   const [gone] = (await server.api('/api/v1/clients?connected=false')).body.data;
   assert.equal(gone.id, 'silent');
@@ -191,8 +262,18 @@ test('SIGHUP skips the current wait and retries at once', async (t) => {
 test('fallback servers are used in order, and the client switches back to the main one when it answers', async (t) => {
   const main = await blackHole(t); // holds the main server's port: it accepts and never answers
   const fallback = await startServer(t);
-  const client = startClient(t, `127.0.0.1:${main.port}`, ['--fallback-servers', `127.0.0.1:${fallback.port}`, '--server-switchback-interval', '1s', '--connect-timeout', '1s']);
-  await client.waitFor(new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${main.port} failed: WebSocket upgrade .* timed out`), 5000);
+  const client = startClient(t, `127.0.0.1:${main.port}`, [
+    '--fallback-servers',
+    `127.0.0.1:${fallback.port}`,
+    '--server-switchback-interval',
+    '1s',
+    '--connect-timeout',
+    '1s',
+  ]);
+  await client.waitFor(
+    new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${main.port} failed: WebSocket upgrade .* timed out`),
+    5000,
+  );
   const m = await client.waitFor(connected, 10_000);
   assert.equal(m[1], `127.0.0.1:${fallback.port}`);
   await main.close();
@@ -200,14 +281,21 @@ test('fallback servers are used in order, and the client switches back to the ma
   await client.waitFor(/switching back to the main server/, 5000);
   await client.waitFor(new RegExp(`connected to 127\\.0\\.0\\.1:${main.port} within`), 5000);
   assert.equal((await mainServer.api('/api/v1/clients')).body.data.length, 1);
-  await eventually(async () => ((await fallback.api('/api/v1/clients?connected=true')).body.data.length === 0 ? true : undefined), 5000, 'fallback released the client');
+  await eventually(
+    async () => ((await fallback.api('/api/v1/clients?connected=true')).body.data.length === 0 ? true : undefined),
+    5000,
+    'fallback released the client',
+  );
 });
 
 test('failed logins from one address get it banned for ban_time', async (t) => {
   const server = await startServer(t, ['--max-failed-login', '2', '--ban-time', '1h']);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'client1:bad', '--max-retry-count', '2']);
   assert.equal((await client.exited).code, 1);
-  assert.match(client.output, /giving up after 3 failed attempts .* server answered the WebSocket upgrade with HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/);
+  assert.match(
+    client.output,
+    /giving up after 3 failed attempts .* server answered the WebSocket upgrade with HTTP 403 \(too many failed logins from 127\.0\.0\.1: banned for another (59m\d+s|1h0m0s)\)/,
+  );
   // Even the right password is refused while banned.
   const good = startClient(t, `127.0.0.1:${server.port}`, ['--max-retry-count', '0']);
   assert.equal((await good.exited).code, 1);
@@ -231,15 +319,39 @@ test('through an HTTP CONNECT proxy', async (t) => {
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
   cleanup(t, () => proxy.close());
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--proxy', `http://127.0.0.1:${(proxy.address() as { port: number }).port}`]);
+  const client = startClient(t, `127.0.0.1:${server.port}`, [
+    '--proxy',
+    `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
+  ]);
   await client.waitFor(connected);
   assert.deepEqual(seen, [`CONNECT 127.0.0.1:${server.port} HTTP/1.1`]);
 });
 
 test('wss:// with TLS: verified against tls_ca; an untrusted certificate is refused', async (t) => {
   const dir = tmpDir(t);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      `${dir}/key.pem`,
+      '-out',
+      `${dir}/cert.pem`,
+    ],
+    { stdio: 'ignore' },
+  );
   const server = await startServer(t, ['--tls-cert', `${dir}/cert.pem`, '--tls-key', `${dir}/key.pem`]);
   const ok = startClient(t, `wss://localhost:${server.port}`, ['--tls-ca', `${dir}/cert.pem`]);
   await ok.waitFor(connected);
@@ -253,7 +365,12 @@ test('every step has a timeout: a server that never answers the WebSocket upgrad
   const client = startClient(t, `127.0.0.1:${port}`, ['--connect-timeout', '1s', '--max-retry-count', '1']);
   assert.equal((await client.exited).code, 1);
   // The upgrade gets what the TCP connect left of connect_timeout: under load, less than 900 ms.
-  assert.match(client.output, new RegExp(`attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|[5-9]\\d\\dms)`));
+  assert.match(
+    client.output,
+    new RegExp(
+      `attempt 1 to 127\\.0\\.0\\.1:${port} failed: WebSocket upgrade at ws://127\\.0\\.0\\.1:${port}/ timed out after (1s|[5-9]\\d\\dms)`,
+    ),
+  );
   // Two attempts of 1 s and one wait of at most 1 s, as the client logged them: nothing waited for longer
   // (2 s of slack for the client's work around its timers, scaled by the measured load).
   const began = loggedAt(client.lines.find((l) => /attempt 1: connecting/.test(l))!);
@@ -268,11 +385,21 @@ test('auth_file: plain and bcrypt ($2y$ as PHP writes it) passwords', async (t) 
   const hash = bcrypt.hashSync('hashed-pw', 4).replace(/^\$2[ab]\$/, '$2y$');
   const authFile = writeFile(dir, 'auth.json', JSON.stringify({ plain: 'plain-pw', hashed: hash }));
   const server = await startServer(t, ['--auth-file', authFile]);
-  for (const [id, pw] of [['plain', 'plain-pw'], ['hashed', 'hashed-pw']]) {
+  for (const [id, pw] of [
+    ['plain', 'plain-pw'],
+    ['hashed', 'hashed-pw'],
+  ]) {
     const ok = startClient(t, `127.0.0.1:${server.port}`, ['--auth', `${id}:${pw}`, '--id', id!]);
     await ok.waitFor(connected);
   }
-  const bad = startClient(t, `127.0.0.1:${server.port}`, ['--auth', 'hashed:wrong', '--id', 'x', '--max-retry-count', '0']);
+  const bad = startClient(t, `127.0.0.1:${server.port}`, [
+    '--auth',
+    'hashed:wrong',
+    '--id',
+    'x',
+    '--max-retry-count',
+    '0',
+  ]);
   assert.equal((await bad.exited).code, 1);
   assert.match(bad.output, /authentication failed/);
 });
@@ -284,7 +411,11 @@ test('a client killed with SIGKILL is dropped by the server at once, not after t
   client.kill('SIGKILL');
   await server.proc.waitFor(/client killed disconnected \(127\.0\.0\.1\)/, 3000);
   // Seen by the connection's end, not by the liveness check (which would log its unanswered ping first).
-  assert.equal(server.proc.lines.some((l) => /did not answer a ping/.test(l)), false, server.proc.output);
+  assert.equal(
+    server.proc.lines.some((l) => /did not answer a ping/.test(l)),
+    false,
+    server.proc.output,
+  );
   assert.equal((await server.api('/api/v1/clients?connected=true')).body.data.length, 0);
 });
 
@@ -296,12 +427,26 @@ test('client_login_timeout: a connection that logs in but never sends its connec
   const [id, password] = ['client1', 's3cret'];
   // client_login_timeout counts from the TCP accept, so from before the dial.
   const t0 = Date.now();
-  const link = await dial({ server: parseServerUrl(`127.0.0.1:${server.port}`)!, proxy: undefined, extraCa: undefined, headers: {}, authId: id, password, fingerprint: '', timeoutMs: 5000 },
-    new StepClock(), () => undefined);
+  const link = await dial(
+    {
+      server: parseServerUrl(`127.0.0.1:${server.port}`)!,
+      proxy: undefined,
+      extraCa: undefined,
+      headers: {},
+      authId: id,
+      password,
+      fingerprint: '',
+      timeoutMs: 5000,
+    },
+    new StepClock(),
+    () => undefined,
+  );
   cleanup(t, () => link.close());
   await new Promise<void>((r) => link.ssh.once('close', () => r()));
   const took = Date.now() - t0;
   // Not before the timeout (load only delays); after it, the dial's and the drop's work, scaled by the load.
   assert.ok(took >= 800 && took < promised(1000, 2000), `dropped after ${took}ms`);
-  await server.proc.waitFor(/dropping 127\.0\.0\.1: no accepted connection request within 1s \(\[server\] client_login_timeout\)/);
+  await server.proc.waitFor(
+    /dropping 127\.0\.0\.1: no accepted connection request within 1s \(\[server\] client_login_timeout\)/,
+  );
 });

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +32,9 @@ const DEBS = ['rport', 'rportd'].map((p) => join(ROOT, 'release', `${p}_${VERSIO
 const exec = promisify(execFile);
 
 function installed(pkg: string): boolean {
-  return spawnSync('dpkg-query', ['-W', '-f', '${Status}', pkg], { encoding: 'utf8' }).stdout.includes('install ok installed');
+  return spawnSync('dpkg-query', ['-W', '-f', '${Status}', pkg], { encoding: 'utf8' }).stdout.includes(
+    'install ok installed',
+  );
 }
 
 const getent = (user: string) => spawnSync('getent', ['passwd', user]).status === 0;
@@ -33,8 +45,10 @@ function whySkip(noPrivateRoot: string | undefined): string | undefined {
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'the amd64 packages install on linux-x64 only';
   const sd = systemdUnavailable();
   if (sd) return `a real systemd is not available: ${sd}`;
-  for (const tool of ['/usr/bin/dpkg', '/usr/bin/dpkg-deb', '/usr/sbin/adduser', '/usr/sbin/deluser']) if (!existsSync(tool)) return `${tool} is missing`;
-  for (const pkg of ['rport', 'rportd']) if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not testing over it`;
+  for (const tool of ['/usr/bin/dpkg', '/usr/bin/dpkg-deb', '/usr/sbin/adduser', '/usr/sbin/deluser'])
+    if (!existsSync(tool)) return `${tool} is missing`;
+  for (const pkg of ['rport', 'rportd'])
+    if (installed(pkg)) return `the ${pkg} package is already installed on this machine: not testing over it`;
   const missing = DEBS.find((d) => !existsSync(d));
   if (missing) return `${missing} not found: build the release first (npm run release -- linux-x64)`;
   return noPrivateRoot;
@@ -85,9 +99,18 @@ ${extra}`;
 async function unsupportedSandboxing(sd: UserSystemd, unitText: string): Promise<string[]> {
   const out: string[] = [];
   for (const [, directive] of unitText.matchAll(/^((?:Protect|Private)\w+)=yes$/gm)) {
-    sd.writeUnit('probe.service', `[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nExecStart=/bin/true\n${directive}=yes\n`);
+    sd.writeUnit(
+      'probe.service',
+      `[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nExecStart=/bin/true\n${directive}=yes\n`,
+    );
     await sd.systemctl('daemon-reload');
-    if (await sd.systemctl('start', 'probe.service').then(() => false, () => true)) out.push(directive!);
+    if (
+      await sd.systemctl('start', 'probe.service').then(
+        () => false,
+        () => true,
+      )
+    )
+      out.push(directive!);
   }
   return out;
 }
@@ -98,16 +121,28 @@ async function install(t: TestContext): Promise<void> {
   assert.equal(dpkg.status, 0, dpkg.stderr);
   // No systemd as PID 1 here: each package says what to do next, naming commands that exist.
   t.diagnostic(dpkg.stderr);
-  assert.match(dpkg.stderr, /^rport: next: rport init --server HOST:PORT --fingerprint SHA256:\.\.\. --auth ID:PASSWORD --force \(writes \/etc\/rport\/rport\.conf\), then start rport \(no systemd running here: /m);
-  assert.match(dpkg.stderr, /^rportd: next: set auth in \/etc\/rport\/rportd\.conf \(every key: rportd --help\), then start rportd \(no systemd running here: /m);
+  assert.match(
+    dpkg.stderr,
+    /^rport: next: rport init --server HOST:PORT --fingerprint SHA256:\.\.\. --auth ID:PASSWORD --force \(writes \/etc\/rport\/rport\.conf\), then start rport \(no systemd running here: /m,
+  );
+  assert.match(
+    dpkg.stderr,
+    /^rportd: next: set auth in \/etc\/rport\/rportd\.conf \(every key: rportd --help\), then start rportd \(no systemd running here: /m,
+  );
   assert.doesNotMatch(dpkg.stderr, /rportd init/);
 
   // What the packages put in place.
   assert.equal(execFileSync('/usr/bin/rport', ['--version'], { encoding: 'utf8' }).trim(), `rport ${VERSION}`);
   assert.equal(execFileSync('/usr/bin/rportd', ['--version'], { encoding: 'utf8' }).trim(), `rportd ${VERSION}`);
-  assert.equal(execFileSync('/usr/bin/rport-watchdog', ['--version'], { encoding: 'utf8' }).trim(), `rport-watchdog ${VERSION}`);
+  assert.equal(
+    execFileSync('/usr/bin/rport-watchdog', ['--version'], { encoding: 'utf8' }).trim(),
+    `rport-watchdog ${VERSION}`,
+  );
   // One executable: the watchdog is rport called by that name.
-  assert.deepEqual(['rport', 'rport-watchdog'].map((c) => readlinkSync(`/usr/bin/${c}`)), ['../lib/rport/rport', '../lib/rport/rport']);
+  assert.deepEqual(
+    ['rport', 'rport-watchdog'].map((c) => readlinkSync(`/usr/bin/${c}`)),
+    ['../lib/rport/rport', '../lib/rport/rport'],
+  );
   assert.ok(!existsSync('/usr/lib/rport/rport-watchdog'));
   const uid = Number(execFileSync('id', ['-u', 'rport'], { encoding: 'utf8' }));
   const gid = Number(execFileSync('id', ['-g', 'rport'], { encoding: 'utf8' }));
@@ -119,16 +154,32 @@ async function install(t: TestContext): Promise<void> {
   assert.equal(owned('/var/lib/rportd'), 'rport:rport 700');
   assert.equal(owned('/var/log/rport'), 'rport:rport 750');
   assert.equal(owned('/etc/rport/rport.conf'), '0:rport 640');
-  assert.match(execFileSync('dpkg-query', ['-W', '-f', '${Conffiles}', 'rport'], { encoding: 'utf8' }), /\/etc\/rport\/rport\.conf [0-9a-f]{32}/);
-  for (const f of ['/lib/systemd/system/rport.service', '/lib/systemd/system/rportd.service', '/usr/lib/rport/sd_notify.node', '/usr/lib/rport/sshcrypto.node']) assert.ok(existsSync(f), f);
+  assert.match(
+    execFileSync('dpkg-query', ['-W', '-f', '${Conffiles}', 'rport'], { encoding: 'utf8' }),
+    /\/etc\/rport\/rport\.conf [0-9a-f]{32}/,
+  );
+  for (const f of [
+    '/lib/systemd/system/rport.service',
+    '/lib/systemd/system/rportd.service',
+    '/usr/lib/rport/sd_notify.node',
+    '/usr/lib/rport/sshcrypto.node',
+  ])
+    assert.ok(existsSync(f), f);
 
   // rportd from its installed unit, configured as an operator would.
   const dir = tmpDir(t);
   const port = await freePort();
   // The shipped file with three lines changed; its data_dir is the package's.
   const shipped = readFileSync('/etc/rport/rportd.conf', 'utf8');
-  const conf = shipped.replace(/^ {2}address = "0\.0\.0\.0:8080"$/m, `  address = "127.0.0.1:${port}"`).replace(/^ {2}#auth = .*$/m, `  auth = "${CLIENT_AUTH}"`).replace(/^ {2}address = "127\.0\.0\.1:3000"$/m, '  address = ""');
-  assert.equal(conf.split('\n').filter((l, i) => l !== shipped.split('\n')[i]).length, 3, 'the shipped rportd.conf has the lines an operator edits');
+  const conf = shipped
+    .replace(/^ {2}address = "0\.0\.0\.0:8080"$/m, `  address = "127.0.0.1:${port}"`)
+    .replace(/^ {2}#auth = .*$/m, `  auth = "${CLIENT_AUTH}"`)
+    .replace(/^ {2}address = "127\.0\.0\.1:3000"$/m, '  address = ""');
+  assert.equal(
+    conf.split('\n').filter((l, i) => l !== shipped.split('\n')[i]).length,
+    3,
+    'the shipped rportd.conf has the lines an operator edits',
+  );
   writeFileSync('/etc/rport/rportd.conf', conf);
   // As an admin would (README); without systemd running, systemctl links the units all the same.
   execFileSync('systemctl', ['enable', 'rport.service', 'rportd.service'], { stdio: 'ignore', timeout: 30_000 });
@@ -149,7 +200,10 @@ async function install(t: TestContext): Promise<void> {
   ] as const) {
     const text = readFileSync(`/lib/systemd/system/${pkg}.service`, 'utf8');
     const unsupported = await unsupportedSandboxing(sd, text);
-    if (unsupported.length) t.diagnostic(`${pkg}.service: this machine cannot set up ${unsupported.join(', ')} (226/NAMESPACE on /bin/true): turned off in the drop-in`);
+    if (unsupported.length)
+      t.diagnostic(
+        `${pkg}.service: this machine cannot set up ${unsupported.join(', ')} (226/NAMESPACE on /bin/true): turned off in the drop-in`,
+      );
     sd.writeUnit(`${pkg}.service`, text);
     mkdirSync(join(units, `${pkg}.service.d`));
     writeFileSync(join(units, `${pkg}.service.d`, 'harness.conf'), dropIn(log, extra, unsupported));
@@ -158,30 +212,68 @@ async function install(t: TestContext): Promise<void> {
   /** Starts a unit; a failure shows systemd's status and the service's log, not just the exit code. */
   const start = async (unit: string, log: string) => {
     await sd.systemctl('start', unit).catch(async (err: Error) => {
-      const status = await exec('systemctl', ['--user', 'status', '--no-pager', unit], { env: sd.env }).then((r) => r.stdout, (e: { stdout?: string }) => e.stdout ?? '');
+      const status = await exec('systemctl', ['--user', 'status', '--no-pager', unit], { env: sd.env }).then(
+        (r) => r.stdout,
+        (e: { stdout?: string }) => e.stdout ?? '',
+      );
       throw new Error(`${err.message}\n${status}\n${existsSync(log) ? readFileSync(log, 'utf8') : '(no log)'}`);
     });
   };
   await start('rportd.service', serverLog);
   const serverText = () => (existsSync(serverLog) ? readFileSync(serverLog, 'utf8') : '');
-  const fingerprint = await eventually(() => /host key fingerprint (SHA256:\S+)/.exec(serverText())?.[1], 10_000, 'rportd logs its fingerprint').catch((err: Error) => {
+  const fingerprint = await eventually(
+    () => /host key fingerprint (SHA256:\S+)/.exec(serverText())?.[1],
+    10_000,
+    'rportd logs its fingerprint',
+  ).catch((err: Error) => {
     throw new Error(`${err.message}; its log:\n${serverText()}`);
   });
-  assert.ok(existsSync('/var/lib/rportd/rportd.db'), 'the registry in the package\'s data folder');
+  assert.ok(existsSync('/var/lib/rportd/rportd.db'), "the registry in the package's data folder");
 
   // The client configured in one line by the installed rport, then started by its installed unit.
-  const init = await exec('/usr/bin/rport', ['init', '--force', '--server', `127.0.0.1:${port}`, '--fingerprint', fingerprint, '--auth', CLIENT_AUTH, '--id', 'deb-client', '--log-level', 'debug']);
+  const init = await exec('/usr/bin/rport', [
+    'init',
+    '--force',
+    '--server',
+    `127.0.0.1:${port}`,
+    '--fingerprint',
+    fingerprint,
+    '--auth',
+    CLIENT_AUTH,
+    '--id',
+    'deb-client',
+    '--log-level',
+    'debug',
+  ]);
   assert.match(init.stdout, /wrote \/etc\/rport\/rport\.conf/);
   const written = readFileSync('/etc/rport/rport.conf', 'utf8');
-  assert.match(written, /^ {2}## rportd to connect to: .*\n {2}server = "127\.0\.0\.1:\d+"$/m, 'the packaged template, commented, with the values set');
+  assert.match(
+    written,
+    /^ {2}## rportd to connect to: .*\n {2}server = "127\.0\.0\.1:\d+"$/m,
+    'the packaged template, commented, with the values set',
+  );
   assert.match(written, /^ {2}#proxy = ""$/m);
   assert.equal(owned('/etc/rport/rport.conf'), '0:rport 640', 'the service user can still read it; others cannot');
   await start('rport.service', clientLog); // returns on READY=1
-  await eventually(async () => (/^connected to 127\.0\.0\.1:\d+ within/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined), 15_000, 'the installed client connected');
-  const state = await eventually(() => (existsSync('/var/lib/rport/state.json') ? JSON.parse(readFileSync('/var/lib/rport/state.json', 'utf8')) : undefined), 10_000, 'state.json');
+  await eventually(
+    async () =>
+      /^connected to 127\.0\.0\.1:\d+ within/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined,
+    15_000,
+    'the installed client connected',
+  );
+  const state = await eventually(
+    () =>
+      existsSync('/var/lib/rport/state.json')
+        ? JSON.parse(readFileSync('/var/lib/rport/state.json', 'utf8'))
+        : undefined,
+    10_000,
+    'state.json',
+  );
   assert.equal(typeof state.last_update_ts, 'number');
   assert.equal(owned('/var/lib/rport/state.json').split(' ')[0], 'rport:rport', 'written by the rport user');
-  const status = await exec('systemctl', ['--user', 'status', '--no-pager', 'rport.service'], { env: sd.env }).then((r) => r.stdout);
+  const status = await exec('systemctl', ['--user', 'status', '--no-pager', 'rport.service'], { env: sd.env }).then(
+    (r) => r.stdout,
+  );
   for (const line of status.split('\n')) t.diagnostic(line);
   assert.match(status, /Loaded: loaded \(.*rport\.service/);
   assert.match(status, /Drop-In: .*rport\.service\.d/);
@@ -197,71 +289,139 @@ async function install(t: TestContext): Promise<void> {
   // Frozen: systemd's watchdog kills it and Restart=always brings it back, connected again.
   const pid = await sd.show('rport.service', 'MainPID');
   process.kill(Number(pid), 'SIGSTOP');
-  await eventually(async () => {
-    const [newPid, sub] = (await sd.systemctl('show', '-p', 'MainPID', '-p', 'SubState', '--value', 'rport.service')).split('\n');
-    return newPid !== pid && newPid !== '0' && sub === 'running' ? true : undefined;
-  }, 15_000, 'the frozen client restarted');
+  await eventually(
+    async () => {
+      const [newPid, sub] = (
+        await sd.systemctl('show', '-p', 'MainPID', '-p', 'SubState', '--value', 'rport.service')
+      ).split('\n');
+      return newPid !== pid && newPid !== '0' && sub === 'running' ? true : undefined;
+    },
+    15_000,
+    'the frozen client restarted',
+  );
   assert.ok(Number(await sd.show('rport.service', 'NRestarts')) >= 1);
-  await eventually(async () => (/^connected to/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined), 15_000, 'connected after the restart');
+  await eventually(
+    async () => (/^connected to/.test(await sd.show('rport.service', 'StatusText')) ? true : undefined),
+    15_000,
+    'connected after the restart',
+  );
   assert.ok(packageProcesses().length >= 2, 'rport and rportd run from the packages');
 
   // dpkg -r while both run: prerm stops them; the conffiles and data stay until --purge.
   const removed = spawnSync('dpkg', ['-r', 'rport', 'rportd'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(removed.status, 0, removed.stderr);
-  await eventually(() => (packageProcesses().length === 0 ? true : undefined), 10_000, `nothing of the packages left running (${packageProcesses().join(', ')})`);
-  for (const f of ['/usr/bin/rport', '/usr/lib/rport', '/usr/bin/rportd', '/lib/systemd/system/rport.service']) assert.ok(!existsSync(f), `${f} removed`);
-  assert.ok(existsSync('/etc/rport/rport.conf') && existsSync('/var/lib/rport/state.json'), 'dpkg -r keeps config and data');
+  await eventually(
+    () => (packageProcesses().length === 0 ? true : undefined),
+    10_000,
+    `nothing of the packages left running (${packageProcesses().join(', ')})`,
+  );
+  for (const f of ['/usr/bin/rport', '/usr/lib/rport', '/usr/bin/rportd', '/lib/systemd/system/rport.service'])
+    assert.ok(!existsSync(f), `${f} removed`);
+  assert.ok(
+    existsSync('/etc/rport/rport.conf') && existsSync('/var/lib/rport/state.json'),
+    'dpkg -r keeps config and data',
+  );
   const purged = spawnSync('dpkg', ['--purge', 'rport', 'rportd'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(purged.status, 0, purged.stderr);
-  for (const f of ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport']) assert.ok(!existsSync(f), `${f} purged`);
-  for (const f of ['rport.service', 'rportd.service']) assert.ok(!existsSync(join(WANTS, f)) && !isLink(join(WANTS, f)), `${WANTS}/${f} removed`);
+  for (const f of ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport'])
+    assert.ok(!existsSync(f), `${f} purged`);
+  for (const f of ['rport.service', 'rportd.service'])
+    assert.ok(!existsSync(join(WANTS, f)) && !isLink(join(WANTS, f)), `${WANTS}/${f} removed`);
   assert.deepEqual(packageProcesses(), []);
 }
 
 /** What of the packages and the harness the host shows: the same before and after the test. */
 function hostState() {
-  const paths = ['/etc/rport', '/var/lib/rport', '/var/lib/rportd', '/var/log/rport', '/var/log/rportd', '/usr/bin/rport', '/usr/bin/rportd', '/usr/lib/rport', '/lib/systemd/system/rport.service', join(WANTS, 'rport.service'), join(WANTS, 'rportd.service')];
+  const paths = [
+    '/etc/rport',
+    '/var/lib/rport',
+    '/var/lib/rportd',
+    '/var/log/rport',
+    '/var/log/rportd',
+    '/usr/bin/rport',
+    '/usr/bin/rportd',
+    '/usr/lib/rport',
+    '/lib/systemd/system/rport.service',
+    join(WANTS, 'rport.service'),
+    join(WANTS, 'rportd.service'),
+  ];
   return {
     user: getent('rport'),
     packages: ['rport', 'rportd'].filter(installed),
     paths: paths.filter((p) => existsSync(p) || isLink(p)),
-    harness: ['/var/tmp', '/var/lib'].flatMap((d) => readdirSync(d).filter((n) => n.startsWith('rport-systemd-')).map((n) => join(d, n))),
+    harness: ['/var/tmp', '/var/lib'].flatMap((d) =>
+      readdirSync(d)
+        .filter((n) => n.startsWith('rport-systemd-'))
+        .map((n) => join(d, n)),
+    ),
   };
 }
 
-const INSTALL = 'the .deb packages: dpkg -i, the installed units under a real systemd (connected, state.json, status, frozen -> restarted), dpkg -r and --purge';
+const INSTALL =
+  'the .deb packages: dpkg -i, the installed units under a real systemd (connected, state.json, status, frozen -> restarted), dpkg -r and --purge';
 if (inPrivateRoot()) {
   test(INSTALL, { timeout: 18 * 60_000 }, install);
 } else {
   const noPrivateRoot = privateRootUnavailable();
-  test('a private root: writes to /, /etc, /usr and /var/tmp stay in it, /proc is its own, what it leaves running ends with it, NODE_TEST_CONTEXT is not passed on', { skip: noPrivateRoot }, async () => {
-    const name = `rport-private-root-probe-${process.pid}`;
-    const files = ['/', '/etc', '/usr/bin', '/var/tmp'].map((d) => join(d, name));
-    const { code, output } = await runInPrivateRoot(['bash', '-c', `set -e; touch ${files.join(' ')}; ls ${files.join(' ')} >/dev/null; (exec -a ${name} sleep 600) & grep -q pivot_root /proc/1/cmdline && echo "own /proc, context \${NODE_TEST_CONTEXT-unset}"`], {
-      timeoutMs: 30_000,
-      env: { ...process.env, NODE_TEST_CONTEXT: 'child-v8' },
-    });
-    assert.equal(code, 0, output);
-    assert.match(output, /^own \/proc, context unset$/m, 'PID 1 of its /proc is the private root\'s shell; no NODE_TEST_CONTEXT');
-    for (const f of files) assert.ok(!existsSync(f), `${f} is not on the host`);
-    const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(`${name}\0`);
-      } catch {
-        return false;
-      }
-    })());
-    assert.deepEqual(left, [], 'the process it left running ended with it');
-    assert.equal(inPrivateRoot(), false, 'the host has no mark of a private root');
-  });
+  test(
+    'a private root: writes to /, /etc, /usr and /var/tmp stay in it, /proc is its own, what it leaves running ends with it, NODE_TEST_CONTEXT is not passed on',
+    { skip: noPrivateRoot },
+    async () => {
+      const name = `rport-private-root-probe-${process.pid}`;
+      const files = ['/', '/etc', '/usr/bin', '/var/tmp'].map((d) => join(d, name));
+      const { code, output } = await runInPrivateRoot(
+        [
+          'bash',
+          '-c',
+          `set -e; touch ${files.join(' ')}; ls ${files.join(' ')} >/dev/null; (exec -a ${name} sleep 600) & grep -q pivot_root /proc/1/cmdline && echo "own /proc, context \${NODE_TEST_CONTEXT-unset}"`,
+        ],
+        {
+          timeoutMs: 30_000,
+          env: { ...process.env, NODE_TEST_CONTEXT: 'child-v8' },
+        },
+      );
+      assert.equal(code, 0, output);
+      assert.match(
+        output,
+        /^own \/proc, context unset$/m,
+        "PID 1 of its /proc is the private root's shell; no NODE_TEST_CONTEXT",
+      );
+      for (const f of files) assert.ok(!existsSync(f), `${f} is not on the host`);
+      const left = readdirSync('/proc').filter(
+        (p) =>
+          /^\d+$/.test(p) &&
+          (() => {
+            try {
+              return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(`${name}\0`);
+            } catch {
+              return false;
+            }
+          })(),
+      );
+      assert.deepEqual(left, [], 'the process it left running ended with it');
+      assert.equal(inPrivateRoot(), false, 'the host has no mark of a private root');
+    },
+  );
 
-  test(`${INSTALL}, in a private root; the host unchanged`, { skip: whySkip(noPrivateRoot), timeout: 20 * 60_000 }, async (t) => {
-    const before = hostState();
-    const { code, output } = await runInPrivateRoot([process.execPath, '--test-reporter=tap', fileURLToPath(import.meta.url)], { timeoutMs: 19 * 60_000 });
-    // Its diagnostics (dpkg's lines, systemctl status) as this test's; all of its output when it failed.
-    for (const line of output.split('\n')) if (code !== 0 || line.startsWith('# ')) t.diagnostic(code !== 0 ? line : line.slice(2));
-    assert.equal(code, 0, `the run in the private root failed (its output is above):\n${output.split('\n').slice(-40).join('\n')}`);
-    assert.match(output, /^# pass 1$/m, 'the test ran in the private root');
-    assert.deepEqual(hostState(), before, 'nothing of the packages or the harness on the host');
-  });
+  test(
+    `${INSTALL}, in a private root; the host unchanged`,
+    { skip: whySkip(noPrivateRoot), timeout: 20 * 60_000 },
+    async (t) => {
+      const before = hostState();
+      const { code, output } = await runInPrivateRoot(
+        [process.execPath, '--test-reporter=tap', fileURLToPath(import.meta.url)],
+        { timeoutMs: 19 * 60_000 },
+      );
+      // Its diagnostics (dpkg's lines, systemctl status) as this test's; all of its output when it failed.
+      for (const line of output.split('\n'))
+        if (code !== 0 || line.startsWith('# ')) t.diagnostic(code !== 0 ? line : line.slice(2));
+      assert.equal(
+        code,
+        0,
+        `the run in the private root failed (its output is above):\n${output.split('\n').slice(-40).join('\n')}`,
+      );
+      assert.match(output, /^# pass 1$/m, 'the test ran in the private root');
+      assert.deepEqual(hostState(), before, 'nothing of the packages or the harness on the host');
+    },
+  );
 }

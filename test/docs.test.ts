@@ -33,13 +33,20 @@ function sameDefault(def: KeyDef, cell: string): boolean | undefined {
   if (!m) return undefined;
   const v = m[1]!;
   switch (def.type) {
-    case 'duration': case 'seconds': return parseDuration(v) === def.default;
+    case 'duration':
+    case 'seconds':
+      return parseDuration(v) === def.default;
     // RPort's list form of a table: [] is the empty one.
-    case 'table': return (v === '[]' || v === '{}') && Object.keys(def.default as object).length === 0;
-    case 'int': return Number(v) === def.default;
-    case 'bool': return v === String(def.default);
-    case 'strings': return JSON.stringify(JSON.parse(v)) === JSON.stringify(def.default);
-    default: return v === def.default;
+    case 'table':
+      return (v === '[]' || v === '{}') && Object.keys(def.default as object).length === 0;
+    case 'int':
+      return Number(v) === def.default;
+    case 'bool':
+      return v === String(def.default);
+    case 'strings':
+      return JSON.stringify(JSON.parse(v)) === JSON.stringify(def.default);
+    default:
+      return v === def.default;
   }
 }
 
@@ -50,7 +57,10 @@ function checkTable(text: string, defs: KeyDef[], where: string): number {
     assert.ok(def, `${where} names [${row.section}] ${row.key}, which is not in the key tables:\n${row.line}`);
     const same = sameDefault(def, row.cell);
     if (same === undefined) continue;
-    assert.ok(same, `${where} gives [${row.section}] ${row.key} the default ${row.cell}; the code has ${JSON.stringify(def.default)}`);
+    assert.ok(
+      same,
+      `${where} gives [${row.section}] ${row.key} the default ${row.cell}; the code has ${JSON.stringify(def.default)}`,
+    );
     checked++;
   }
   return checked;
@@ -74,7 +84,11 @@ test('the API routes the docs name exist', async (t) => {
   await app.ready();
   // The README's route table is under /api/v1, as its text says; the dashboard's files and /metrics are not.
   const absolute = (path: string) => (/^\/(api\/|metrics|dashboard|$)/.test(path) ? path : `/api/v1${path}`);
-  const shape = (path: string) => absolute(path).replace(/\[.*$|\?.*$/, '').replace(/\{[^}]+\}|:[a-z_]+/g, ':').replace(/\/$/, '');
+  const shape = (path: string) =>
+    absolute(path)
+      .replace(/\[.*$|\?.*$/, '')
+      .replace(/\{[^}]+\}|:[a-z_]+/g, ':')
+      .replace(/\/$/, '');
   const known = new Set(apiRoutes(app).map((r) => `${r.method} ${shape(r.url)}`));
   let checked = 0;
   for (const file of ['README.md', 'docs/security.md', 'docs/commands.md', 'docs/cluster.md']) {
@@ -95,7 +109,14 @@ test('the API routes the docs name exist', async (t) => {
 
 test('the files the docs name exist: relative links, repository paths in backticks, and the config a README command reads (made earlier in its block)', () => {
   const root = fileURLToPath(new URL('../../', import.meta.url));
-  const docs = ['README.md', 'DEVELOPERS.md', 'BENCHMARKS.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)].filter((f) => existsSync(join(root, f)));
+  const docs = [
+    'README.md',
+    'DEVELOPERS.md',
+    'BENCHMARKS.md',
+    ...readdirSync(join(root, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ].filter((f) => existsSync(join(root, f)));
   // Written by a run, not kept in the checkout.
   const madeByRuns = new Set(['test/fuzz/crashes/']);
   let checked = 0;
@@ -103,10 +124,15 @@ test('the files the docs name exist: relative links, repository paths in backtic
     const text = read(file);
     for (const [, link] of text.matchAll(/\]\(([^)\s#]+)(?:#[^)]*)?\)/g)) {
       if (/^[a-z]+:/.test(link!)) continue;
-      assert.ok(existsSync(join(root, dirname(file), link!)), `${file} links to ${link}, which the checkout does not have`);
+      assert.ok(
+        existsSync(join(root, dirname(file), link!)),
+        `${file} links to ${link}, which the checkout does not have`,
+      );
       checked++;
     }
-    for (const [, path] of text.matchAll(/`((?:packaging|docs|scripts|test|src|bench|native|patches|\.ci)\/[^`\s*<]*)`/g)) {
+    for (const [, path] of text.matchAll(
+      /`((?:packaging|docs|scripts|test|src|bench|native|patches|\.ci)\/[^`\s*<]*)`/g,
+    )) {
       if (madeByRuns.has(path!)) continue;
       assert.ok(existsSync(join(root, path!)), `${file} names ${path}, which the checkout does not have`);
       checked++;
@@ -122,7 +148,11 @@ test('the files the docs name exist: relative links, repository paths in backtic
       for (const [, conf] of line.matchAll(/ -c (\S+)/g)) {
         if (conf!.startsWith('/')) continue;
         if (/\binit\b/.test(line)) made.add(conf!);
-        else assert.ok(made.has(conf!) || existsSync(join(root, conf!)), `README.md runs "${line.trim()}", but a checkout has no ${conf} and the block does not make it`);
+        else
+          assert.ok(
+            made.has(conf!) || existsSync(join(root, conf!)),
+            `README.md runs "${line.trim()}", but a checkout has no ${conf} and the block does not make it`,
+          );
         checked++;
       }
     }
@@ -138,24 +168,46 @@ test("docs/migrating.md's not-implemented names are ones rportd and rport accept
   const end = text.indexOf('`[plus-*]`.', start);
   assert.ok(end > start, 'the list ends with `[plus-*]`.');
   const paragraph = text.slice(start, end);
-  const implemented = (section: string, key: string) => [...CLIENT_KEYS, ...SERVER_KEYS].some((d) => d.section === section && d.key === key);
-  const documented = (section: string, key?: string) => [RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES].some((n) => {
-    const keys = n[section];
-    return keys !== undefined && (key === undefined || keys === '*' || keys.includes(key));
-  });
+  const implemented = (section: string, key: string) =>
+    [...CLIENT_KEYS, ...SERVER_KEYS].some((d) => d.section === section && d.key === key);
+  const documented = (section: string, key?: string) =>
+    [RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES].some((n) => {
+      const keys = n[section];
+      return keys !== undefined && (key === undefined || keys === '*' || keys.includes(key));
+    });
   let checked = 0;
   for (const [, name] of paragraph.matchAll(/`([^`]+)`/g)) {
     const withSection = /^\[([a-z-]+)\](?: ([a-z_]+))?/.exec(name!);
     if (withSection) {
       const [, section, key] = withSection;
-      assert.ok(documented(section!, key), `docs/migrating.md names ${name} as ignored, but RPort's names do not have it: rport refuses it`);
-      if (key) assert.ok(!implemented(section!, key), `docs/migrating.md names ${name} as not implemented and ignored, but [${section}] ${key} is in the key tables (it is read, and a value rport does not take is refused)`);
+      assert.ok(
+        documented(section!, key),
+        `docs/migrating.md names ${name} as ignored, but RPort's names do not have it: rport refuses it`,
+      );
+      if (key)
+        assert.ok(
+          !implemented(section!, key),
+          `docs/migrating.md names ${name} as not implemented and ignored, but [${section}] ${key} is in the key tables (it is read, and a value rport does not take is refused)`,
+        );
       // "in `[api]`: ..." introduces the keys after it; a section named alone is ignored as a whole.
-      else if (!paragraph.includes(`\`${name}\`:`)) assert.ok(![...CLIENT_KEYS, ...SERVER_KEYS].some((d) => d.section === section), `docs/migrating.md names the section ${name} as ignored, but rport reads keys of it`);
+      else if (!paragraph.includes(`\`${name}\`:`))
+        assert.ok(
+          ![...CLIENT_KEYS, ...SERVER_KEYS].some((d) => d.section === section),
+          `docs/migrating.md names the section ${name} as ignored, but rport reads keys of it`,
+        );
       checked++;
     } else if (/^[a-z_]+$/.test(name!)) {
-      const sections = [...new Set([RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES].flatMap((n) => Object.keys(n).filter((s) => Array.isArray(n[s]) && (n[s] as string[]).includes(name!))))];
-      assert.ok(sections.some((s) => !implemented(s, name!)), `docs/migrating.md names ${name} as ignored, but no section of RPort's names has it unimplemented`);
+      const sections = [
+        ...new Set(
+          [RPORT_CLIENT_NAMES, RPORT_SERVER_NAMES].flatMap((n) =>
+            Object.keys(n).filter((s) => Array.isArray(n[s]) && (n[s] as string[]).includes(name!)),
+          ),
+        ),
+      ];
+      assert.ok(
+        sections.some((s) => !implemented(s, name!)),
+        `docs/migrating.md names ${name} as ignored, but no section of RPort's names has it unimplemented`,
+      );
       checked++;
     }
   }

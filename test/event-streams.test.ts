@@ -15,7 +15,9 @@ function openStream(server: ServerHandle): Promise<{ socket: Socket; head: strin
     const ended = new Promise<void>((done) => socket.once('close', () => done()));
     socket.on('error', () => undefined);
     socket.once('error', reject);
-    socket.write(`GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:${server.apiPort}\r\nAuthorization: Basic ${Buffer.from(API_AUTH).toString('base64')}\r\n\r\n`);
+    socket.write(
+      `GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:${server.apiPort}\r\nAuthorization: Basic ${Buffer.from(API_AUTH).toString('base64')}\r\n\r\n`,
+    );
     socket.once('data', (d) => resolve({ socket, head: d.toString('latin1'), ended }));
   });
 }
@@ -51,7 +53,16 @@ test('event streams: at most MAX_EVENT_STREAMS_PER_ADDRESS from one address, and
     return { pid: 5000 + jids.length, started_at: Date.now() };
   });
   await requestConnect(link, connectRequest('talker', 4300));
-  for (let i = 0; i < 16; i++) assert.equal((await apiCall(server, 'POST', '/api/v1/clients/talker/commands', { command: '/usr/bin/uptime', timeout_sec: 600 })).status, 200);
+  for (let i = 0; i < 16; i++)
+    assert.equal(
+      (
+        await apiCall(server, 'POST', '/api/v1/clients/talker/commands', {
+          command: '/usr/bin/uptime',
+          timeout_sec: 600,
+        })
+      ).status,
+      200,
+    );
   const chunk = 'z'.repeat(100 << 10);
   for (const jid of jids) {
     for (let i = 0; i < 11; i++) {
@@ -59,7 +70,10 @@ test('event streams: at most MAX_EVENT_STREAMS_PER_ADDRESS from one address, and
       await link.control.request(METHOD.jobOutput, { jobs: [{ jid, stdout: chunk, stderr: chunk }] }, 30_000);
     }
   }
-  await server.proc.waitFor(/event stream of 127\.0\.0\.1 closed: it stopped reading, and \d+ bytes of events were waiting for it/, 30_000);
+  await server.proc.waitFor(
+    /event stream of 127\.0\.0\.1 closed: it stopped reading, and \d+ bytes of events were waiting for it/,
+    30_000,
+  );
   stalled.socket.resume();
   await stalled.ended;
 });

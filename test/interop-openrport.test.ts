@@ -3,7 +3,19 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { runJob } from './helpers/jobs-api.js';
 import { exchange, OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
-import { eventually, freePort, runProgram, startClient, startServer, target, tmpDir, writeFile, API_AUTH, CLIENT_AUTH, type ServerHandle } from '../harness/procs.js';
+import {
+  eventually,
+  freePort,
+  runProgram,
+  startClient,
+  startServer,
+  target,
+  tmpDir,
+  writeFile,
+  API_AUTH,
+  CLIENT_AUTH,
+  type ServerHandle,
+} from '../harness/procs.js';
 
 const BIN = OPENRPORT_BIN;
 const skip = openrportSkip('interop-openrport');
@@ -30,48 +42,84 @@ interface StockOptions {
 /** The real RPort client with an rport.conf as RPort users write it. */
 function stockClient(t: TestContext, server: ServerHandle, o: StockOptions) {
   const dir = tmpDir(t, 'openrport-client-');
-  const conf = writeFile(dir, 'rport.conf', [
-    '[client]', `  server = "127.0.0.1:${server.port}"`, `  fingerprint = "${o.fingerprint}"`, `  auth = "${AUTH_ID}:${o.password ?? AUTH_PW}"`,
-    `  id = "${o.id}"`, `  name = "stock ${o.id}"`, '  allow_root = true', "  updates_interval = '0'", `  data_dir = "${dir}"`,
-    `  tunnel_allowed = ["${o.tunnelAllowed ?? '127.0.0.1'}"]`, `  remotes = [${(o.remotes ?? []).map((r) => `'${r}'`).join(', ')}]`,
-    '[connection]', '  keep_alive = "2s"', '  keep_alive_timeout = "5s"',
-    '[remote-commands]', '  enabled = true', '  allow = ["^/usr/bin/.*", "^/bin/.*"]', '[remote-scripts]', '  enabled = true',
-    '[logging]', '  log_level = "debug"', '',
-  ].join('\n'));
+  const conf = writeFile(
+    dir,
+    'rport.conf',
+    [
+      '[client]',
+      `  server = "127.0.0.1:${server.port}"`,
+      `  fingerprint = "${o.fingerprint}"`,
+      `  auth = "${AUTH_ID}:${o.password ?? AUTH_PW}"`,
+      `  id = "${o.id}"`,
+      `  name = "stock ${o.id}"`,
+      '  allow_root = true',
+      "  updates_interval = '0'",
+      `  data_dir = "${dir}"`,
+      `  tunnel_allowed = ["${o.tunnelAllowed ?? '127.0.0.1'}"]`,
+      `  remotes = [${(o.remotes ?? []).map((r) => `'${r}'`).join(', ')}]`,
+      '[connection]',
+      '  keep_alive = "2s"',
+      '  keep_alive_timeout = "5s"',
+      '[remote-commands]',
+      '  enabled = true',
+      '  allow = ["^/usr/bin/.*", "^/bin/.*"]',
+      '[remote-scripts]',
+      '  enabled = true',
+      '[logging]',
+      '  log_level = "debug"',
+      '',
+    ].join('\n'),
+  );
   return runProgram(t, join(BIN, 'rport'), ['-c', conf]);
 }
 
 async function listed(server: ServerHandle, id: string): Promise<any> {
-  return eventually(async () => {
-    const r = await server.api(`/api/v1/clients/${id}`);
-    return r.status === 200 && r.body.data.connection_state === 'connected' ? r.body.data : undefined;
-  }, 30_000, `client ${id} listed as connected`);
+  return eventually(
+    async () => {
+      const r = await server.api(`/api/v1/clients/${id}`);
+      return r.status === 200 && r.body.data.connection_state === 'connected' ? r.body.data : undefined;
+    },
+    30_000,
+    `client ${id} listed as connected`,
+  );
 }
 
 async function tunnel(server: ServerHandle, client: string, remotePort: number): Promise<number> {
-  const r = await server.api(`/api/v1/clients/${client}/tunnels?remote=127.0.0.1:${remotePort}&local=127.0.0.1:0`, API_AUTH, 'PUT');
+  const r = await server.api(
+    `/api/v1/clients/${client}/tunnels?remote=127.0.0.1:${remotePort}&local=127.0.0.1:0`,
+    API_AUTH,
+    'PUT',
+  );
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return Number(r.body.data.local.split(':').pop());
 }
 
-test('a stock RPort client pinned to a real rportd\'s fingerprint connects to rportd of the same key_seed, and its tunnels carry bytes both ways', { skip }, async (t) => {
-  const fingerprint = await realFingerprint(t, SEED);
-  const server = await startServer(t, ['--key-seed', SEED]);
-  await server.proc.waitFor(new RegExp(`${fingerprint} in the MD5 form RPort clients pin`));
-  stockClient(t, server, { id: 'stock-tunnel', fingerprint });
-  const view = await listed(server, 'stock-tunnel');
-  assert.equal(view.name, 'stock stock-tunnel');
-  await server.proc.waitFor(/client stock-tunnel \(stock stock-tunnel\) connected from 127\.0\.0\.1 as client1/);
+test(
+  "a stock RPort client pinned to a real rportd's fingerprint connects to rportd of the same key_seed, and its tunnels carry bytes both ways",
+  { skip },
+  async (t) => {
+    const fingerprint = await realFingerprint(t, SEED);
+    const server = await startServer(t, ['--key-seed', SEED]);
+    await server.proc.waitFor(new RegExp(`${fingerprint} in the MD5 form RPort clients pin`));
+    stockClient(t, server, { id: 'stock-tunnel', fingerprint });
+    const view = await listed(server, 'stock-tunnel');
+    assert.equal(view.name, 'stock stock-tunnel');
+    await server.proc.waitFor(/client stock-tunnel \(stock stock-tunnel\) connected from 127\.0\.0\.1 as client1/);
 
-  // The target sends back each byte transformed, so both directions are checked.
-  const port = await tunnel(server, 'stock-tunnel', await target(t, (s) => s.on('data', (b: Buffer) => s.write(b.map((x) => 255 - x)))));
-  const sent = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
-  const r = await exchange(port, sent, sent.length);
-  assert.equal(r.how, 'complete', `got ${r.got.length} bytes back of ${sent.length}`);
-  assert.ok(r.got.equals(sent.map((x) => 255 - x)));
-});
+    // The target sends back each byte transformed, so both directions are checked.
+    const port = await tunnel(
+      server,
+      'stock-tunnel',
+      await target(t, (s) => s.on('data', (b: Buffer) => s.write(b.map((x) => 255 - x)))),
+    );
+    const sent = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+    const r = await exchange(port, sent, sent.length);
+    assert.equal(r.how, 'complete', `got ${r.got.length} bytes back of ${sent.length}`);
+    assert.ok(r.got.equals(sent.map((x) => 255 - x)));
+  },
+);
 
-test('a stock RPort client: a target\'s reset reaches the user as a reset', { skip }, async (t) => {
+test("a stock RPort client: a target's reset reaches the user as a reset", { skip }, async (t) => {
   const server = await startServer(t, ['--key-seed', SEED]);
   const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
   stockClient(t, server, { id: 'stock-reset', fingerprint: fp.slice(0, 11) });
@@ -81,56 +129,77 @@ test('a stock RPort client: a target\'s reset reaches the user as a reset', { sk
   assert.equal(r.how, 'ECONNRESET', `the user's connection ended with "${r.how}"`);
 });
 
-test('a stock RPort client runs a command and a script through rportd\'s API, with their output', { skip }, async (t) => {
-  const server = await startServer(t, ['--key-seed', SEED]);
-  const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
-  stockClient(t, server, { id: 'stock-jobs', fingerprint: fp });
-  await listed(server, 'stock-jobs');
-  const cmd = await runJob(server, 'stock-jobs', { command: '/usr/bin/printf interop-out', timeout_sec: 30 });
-  assert.equal(cmd.status, 'successful', JSON.stringify(cmd));
-  assert.equal(cmd.result.stdout, 'interop-out');
-  const script = await runJob(server, 'stock-jobs', { script: Buffer.from('echo script-out\necho script-err >&2\nexit 3\n').toString('base64'), interpreter: 'sh', timeout_sec: 30 }, 'scripts');
-  assert.equal(script.status, 'failed', JSON.stringify(script));
-  assert.equal(script.result.stdout, 'script-out\n');
-  assert.equal(script.result.stderr, 'script-err\n');
-  const refused = await runJob(server, 'stock-jobs', { command: '/opt/not-allowed', timeout_sec: 30 });
-  assert.equal(refused.status, 'failed');
-  assert.match(refused.error ?? '', /command is not allowed/);
-});
+test(
+  "a stock RPort client runs a command and a script through rportd's API, with their output",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    stockClient(t, server, { id: 'stock-jobs', fingerprint: fp });
+    await listed(server, 'stock-jobs');
+    const cmd = await runJob(server, 'stock-jobs', { command: '/usr/bin/printf interop-out', timeout_sec: 30 });
+    assert.equal(cmd.status, 'successful', JSON.stringify(cmd));
+    assert.equal(cmd.result.stdout, 'interop-out');
+    const script = await runJob(
+      server,
+      'stock-jobs',
+      {
+        script: Buffer.from('echo script-out\necho script-err >&2\nexit 3\n').toString('base64'),
+        interpreter: 'sh',
+        timeout_sec: 30,
+      },
+      'scripts',
+    );
+    assert.equal(script.status, 'failed', JSON.stringify(script));
+    assert.equal(script.result.stdout, 'script-out\n');
+    assert.equal(script.result.stderr, 'script-err\n');
+    const refused = await runJob(server, 'stock-jobs', { command: '/opt/not-allowed', timeout_sec: 30 });
+    assert.equal(refused.status, 'failed');
+    assert.match(refused.error ?? '', /command is not allowed/);
+  },
+);
 
-test('a stock RPort client reconnects after rportd restarts; a wrong password is refused and logged', { skip }, async (t) => {
-  const dataDir = tmpDir(t, 'rportd-data-');
-  const fixed = { port: await freePort(), apiPort: await freePort(), dataDir };
-  const first = await startServer(t, ['--key-seed', SEED], fixed);
-  const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(first.proc.output)![1]!;
-  const client = stockClient(t, first, { id: 'stock-back', fingerprint: fp });
-  await listed(first, 'stock-back');
-  await first.proc.stop();
-  const mark = client.mark();
-  const second = await startServer(t, ['--key-seed', SEED], fixed);
-  await listed(second, 'stock-back');
-  await client.waitFor(/Connected to 127\.0\.0\.1/, 30_000, mark);
+test(
+  'a stock RPort client reconnects after rportd restarts; a wrong password is refused and logged',
+  { skip },
+  async (t) => {
+    const dataDir = tmpDir(t, 'rportd-data-');
+    const fixed = { port: await freePort(), apiPort: await freePort(), dataDir };
+    const first = await startServer(t, ['--key-seed', SEED], fixed);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(first.proc.output)![1]!;
+    const client = stockClient(t, first, { id: 'stock-back', fingerprint: fp });
+    await listed(first, 'stock-back');
+    await first.proc.stop();
+    const mark = client.mark();
+    const second = await startServer(t, ['--key-seed', SEED], fixed);
+    await listed(second, 'stock-back');
+    await client.waitFor(/Connected to 127\.0\.0\.1/, 30_000, mark);
 
-  const wrong = stockClient(t, second, { id: 'stock-wrong', fingerprint: fp, password: 'not-the-password' });
-  await second.proc.waitFor(/failed login as "client1" from 127\.0\.0\.1/, 30_000);
-  await wrong.waitFor(/unable to authenticate|authentication failed/i, 30_000);
-  assert.equal((await second.api('/api/v1/clients/stock-wrong')).status, 404);
-});
+    const wrong = stockClient(t, second, { id: 'stock-wrong', fingerprint: fp, password: 'not-the-password' });
+    await second.proc.waitFor(/failed login as "client1" from 127\.0\.0\.1/, 30_000);
+    await wrong.waitFor(/unable to authenticate|authentication failed/i, 30_000);
+    assert.equal((await second.api('/api/v1/clients/stock-wrong')).status, 404);
+  },
+);
 
-test('a mixed fleet: a stock RPort client and an rport client in one rportd, each with a working tunnel', { skip }, async (t) => {
-  const server = await startServer(t, ['--key-seed', SEED]);
-  const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
-  stockClient(t, server, { id: 'fleet-stock', fingerprint: fp });
-  const ours = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'fleet-rport', '--fingerprint', fp]);
-  await ours.waitFor(/INFO  client: connected to/, 30_000);
-  await listed(server, 'fleet-stock');
-  await listed(server, 'fleet-rport');
-  const echo = await target(t, (s) => s.pipe(s));
-  for (const id of ['fleet-stock', 'fleet-rport']) {
-    const r = await exchange(await tunnel(server, id, echo), Buffer.from(`via ${id}`), `via ${id}`.length);
-    assert.deepEqual([r.how, r.got.toString()], ['complete', `via ${id}`]);
-  }
-});
+test(
+  'a mixed fleet: a stock RPort client and an rport client in one rportd, each with a working tunnel',
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    stockClient(t, server, { id: 'fleet-stock', fingerprint: fp });
+    const ours = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'fleet-rport', '--fingerprint', fp]);
+    await ours.waitFor(/INFO  client: connected to/, 30_000);
+    await listed(server, 'fleet-stock');
+    await listed(server, 'fleet-rport');
+    const echo = await target(t, (s) => s.pipe(s));
+    for (const id of ['fleet-stock', 'fleet-rport']) {
+      const r = await exchange(await tunnel(server, id, echo), Buffer.from(`via ${id}`), `via ${id}`.length);
+      assert.deepEqual([r.how, r.got.toString()], ['complete', `via ${id}`]);
+    }
+  },
+);
 
 test("a stock RPort client's [client] remotes become tunnels on rportd, on the port it names", { skip }, async (t) => {
   const fixed = await freePort();
@@ -139,7 +208,14 @@ test("a stock RPort client's [client] remotes become tunnels on rportd, on the p
   const echo = await target(t, (s) => s.pipe(s));
   stockClient(t, server, { id: 'stock-remotes', fingerprint: fp, remotes: [`127.0.0.1:${fixed}:127.0.0.1:${echo}`] });
   await listed(server, 'stock-remotes');
-  await eventually(async () => ((await server.api('/api/v1/clients/stock-remotes/tunnels')).body.data.some((x: any) => x.listening) ? true : undefined), 20_000, 'the client-defined tunnel listening');
+  await eventually(
+    async () =>
+      (await server.api('/api/v1/clients/stock-remotes/tunnels')).body.data.some((x: any) => x.listening)
+        ? true
+        : undefined,
+    20_000,
+    'the client-defined tunnel listening',
+  );
   const r = await exchange(fixed, Buffer.from('through remotes'), 'through remotes'.length);
   assert.deepEqual([r.how, r.got.toString()], ['complete', 'through remotes']);
 });

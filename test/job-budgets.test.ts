@@ -26,7 +26,10 @@ test("a client that never finishes its results holds at most one result's bytes,
   });
   await requestConnect(evil, connectRequest('evil', 4242));
   for (let i = 0; i < 8; i++) {
-    const r = await apiCall(server, 'POST', '/api/v1/clients/evil/commands', { command: '/usr/bin/uptime', timeout_sec: 600 });
+    const r = await apiCall(server, 'POST', '/api/v1/clients/evil/commands', {
+      command: '/usr/bin/uptime',
+      timeout_sec: 600,
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
   }
   assert.equal(jids.length, 8);
@@ -56,7 +59,10 @@ test("a client that never finishes its results holds at most one result's bytes,
     return { accepted, refusal: '' };
   };
   const first = await flood(evil);
-  assert.ok(first.accepted <= (32 << 20) + 4096, `the server took ${first.accepted >> 20} MiB of unfinished results from one client`);
+  assert.ok(
+    first.accepted <= (32 << 20) + 4096,
+    `the server took ${first.accepted >> 20} MiB of unfinished results from one client`,
+  );
   assert.match(first.refusal, /client evil has over \d+ bytes of unfinished results/);
 
   // An honest client's result of a few MiB arrives whole meanwhile.

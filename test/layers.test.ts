@@ -12,8 +12,23 @@ import { fileURLToPath } from 'node:url';
  * docs/architecture.md draws the same list. A new folder fails the test below until it is placed here.
  */
 const LAYERS = [
-  'shared', 'version.ts', 'files.ts', 'log.ts', 'timeout.ts', 'config', 'native', 'transport', 'watchdog',
-  'client', 'supervisor', 'service', 'server', 'cluster', 'api', 'daemon', 'cli',
+  'shared',
+  'version.ts',
+  'files.ts',
+  'log.ts',
+  'timeout.ts',
+  'config',
+  'native',
+  'transport',
+  'watchdog',
+  'client',
+  'supervisor',
+  'service',
+  'server',
+  'cluster',
+  'api',
+  'daemon',
+  'cli',
 ];
 
 /** The TypeScript sources, not dist/: `import type` is erased from the compiled files. */
@@ -21,7 +36,8 @@ const SOURCES = fileURLToPath(new URL('../../src/', import.meta.url));
 /** The compiled files, for what a command loads at run time. */
 const COMPILED = fileURLToPath(new URL('../src/', import.meta.url));
 
-const IMPORT = /^\s*(?:import|export)\s[^'";]*?from\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm;
+const IMPORT =
+  /^\s*(?:import|export)\s[^'";]*?from\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm;
 
 /** The specifiers a file imports (static, type-only and dynamic), as written. */
 function specifiers(file: string): string[] {
@@ -46,24 +62,40 @@ function tsFiles(dir: string): string[] {
 const layerOf = (file: string) => relative(SOURCES, file).split('/')[0]!;
 
 /** Every module of ours a compiled file reaches through static and dynamic imports, and the packages they load. */
-function reach(file: string, modules = new Set<string>(), packages = new Set<string>()): { modules: Set<string>; packages: Set<string> } {
+function reach(
+  file: string,
+  modules = new Set<string>(),
+  packages = new Set<string>(),
+): { modules: Set<string>; packages: Set<string> } {
   if (modules.has(file)) return { modules, packages };
   modules.add(file);
   for (const spec of specifiers(file)) {
     if (spec.startsWith('.')) reach(target(file, spec), modules, packages);
-    else if (!spec.startsWith('node:')) packages.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+    else if (!spec.startsWith('node:'))
+      packages.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
   }
   return { modules, packages };
 }
 
 test('each command loads only its own layers and packages', () => {
   // rport is one executable for the client and its watchdog: each of the two loads only its own part.
-  const watchdog = { neverPackages: ['ssh2', 'ws', 'better-sqlite3', 'fastify', 'bcryptjs'], neverFolders: ['client', 'server', 'api', 'transport'] };
+  const watchdog = {
+    neverPackages: ['ssh2', 'ws', 'better-sqlite3', 'fastify', 'bcryptjs'],
+    neverFolders: ['client', 'server', 'api', 'transport'],
+  };
   const table: Array<{ command: string; neverPackages: string[]; neverFolders: string[] }> = [
     { command: 'rport-watchdog', ...watchdog },
     { command: 'watchdog-command', ...watchdog },
-    { command: 'client-command', neverPackages: ['better-sqlite3', 'fastify', 'bcryptjs', 'prom-client'], neverFolders: ['server', 'api', 'supervisor'] },
-    { command: 'rport', neverPackages: ['better-sqlite3', 'fastify', 'bcryptjs', 'prom-client'], neverFolders: ['server', 'api'] },
+    {
+      command: 'client-command',
+      neverPackages: ['better-sqlite3', 'fastify', 'bcryptjs', 'prom-client'],
+      neverFolders: ['server', 'api', 'supervisor'],
+    },
+    {
+      command: 'rport',
+      neverPackages: ['better-sqlite3', 'fastify', 'bcryptjs', 'prom-client'],
+      neverFolders: ['server', 'api'],
+    },
   ];
   for (const { command, neverPackages, neverFolders } of table) {
     const { modules, packages } = reach(join(COMPILED, 'cli', `${command}.js`));
@@ -74,8 +106,14 @@ test('each command loads only its own layers and packages', () => {
 });
 
 test('every folder and file of src/ has its place in the layers', () => {
-  const unplaced = readdirSync(SOURCES).filter((name) => (statSync(join(SOURCES, name)).isDirectory() || name.endsWith('.ts')) && !LAYERS.includes(name));
-  assert.deepEqual(unplaced, [], `src/${unplaced[0]} is in no layer: add it to LAYERS in test/layers.test.ts (and to docs/architecture.md)`);
+  const unplaced = readdirSync(SOURCES).filter(
+    (name) => (statSync(join(SOURCES, name)).isDirectory() || name.endsWith('.ts')) && !LAYERS.includes(name),
+  );
+  assert.deepEqual(
+    unplaced,
+    [],
+    `src/${unplaced[0]} is in no layer: add it to LAYERS in test/layers.test.ts (and to docs/architecture.md)`,
+  );
   const gone = LAYERS.filter((name) => !readdirSync(SOURCES).includes(name));
   assert.deepEqual(gone, [], `LAYERS names ${gone.join(', ')}, which src/ no longer has`);
 });
@@ -84,7 +122,11 @@ test('docs/architecture.md draws the same layers in the same order', () => {
   const doc = readFileSync(fileURLToPath(new URL('../../docs/architecture.md', import.meta.url)), 'utf8');
   const line = /^layers, bottom up: (.+)$/m.exec(doc);
   assert.ok(line, 'docs/architecture.md has no "layers, bottom up: a < b < ..." line');
-  assert.deepEqual(line[1]!.split(' < '), LAYERS, 'docs/architecture.md lists other layers than LAYERS in test/layers.test.ts: make them one list');
+  assert.deepEqual(
+    line[1]!.split(' < '),
+    LAYERS,
+    'docs/architecture.md lists other layers than LAYERS in test/layers.test.ts: make them one list',
+  );
 });
 
 test('a layer imports only itself and the layers below it, types included', () => {
@@ -94,7 +136,8 @@ test('a layer imports only itself and the layers below it, types included', () =
     for (const spec of specifiers(file).filter((s) => s.startsWith('.'))) {
       const to = target(file, spec);
       const layer = layerOf(to);
-      if (to.startsWith(SOURCES) && LAYERS.indexOf(layer) > from) crossed.push(`src/${relative(SOURCES, file)} imports ${spec} (${layer} is above ${layerOf(file)})`);
+      if (to.startsWith(SOURCES) && LAYERS.indexOf(layer) > from)
+        crossed.push(`src/${relative(SOURCES, file)} imports ${spec} (${layer} is above ${layerOf(file)})`);
       if (!to.startsWith(SOURCES)) crossed.push(`src/${relative(SOURCES, file)} imports ${spec}, outside src/`);
     }
   }
@@ -103,7 +146,13 @@ test('a layer imports only itself and the layers below it, types included', () =
 
 test('no import cycles between files of src/', () => {
   const edges = new Map<string, string[]>();
-  for (const file of tsFiles(SOURCES)) edges.set(file, specifiers(file).filter((s) => s.startsWith('.')).map((s) => target(file, s)));
+  for (const file of tsFiles(SOURCES))
+    edges.set(
+      file,
+      specifiers(file)
+        .filter((s) => s.startsWith('.'))
+        .map((s) => target(file, s)),
+    );
   // Depth-first: a file met again while still on the path closes a cycle.
   const done = new Set<string>();
   const cycles: string[] = [];
@@ -122,13 +171,24 @@ test('an API route module imports no other route module: what two share is in ap
   const routes = join(SOURCES, 'api', 'routes');
   const shared = join(routes, 'schemas.ts');
   const crossed = tsFiles(routes).flatMap((file) =>
-    specifiers(file).filter((s) => s.startsWith('.')).map((s) => target(file, s)).filter((to) => dirname(to) === routes && to !== shared && to !== file).map((to) => `${relative(SOURCES, file)} imports ${relative(SOURCES, to)}`));
+    specifiers(file)
+      .filter((s) => s.startsWith('.'))
+      .map((s) => target(file, s))
+      .filter((to) => dirname(to) === routes && to !== shared && to !== file)
+      .map((to) => `${relative(SOURCES, file)} imports ${relative(SOURCES, to)}`),
+  );
   assert.deepEqual(crossed, []);
 });
 
 test('bench/ and harness/ import nothing of test/: what tests and benchmarks share is in harness/', () => {
   const root = fileURLToPath(new URL('../../', import.meta.url));
-  const crossed = ['bench', 'harness'].filter((dir) => existsSync(join(root, dir))).flatMap((dir) => tsFiles(join(root, dir))).flatMap((file) =>
-    specifiers(file).filter((s) => s.startsWith('.') && relative(root, target(file, s)).startsWith('test/')).map((s) => `${relative(root, file)} imports ${s}`));
+  const crossed = ['bench', 'harness']
+    .filter((dir) => existsSync(join(root, dir)))
+    .flatMap((dir) => tsFiles(join(root, dir)))
+    .flatMap((file) =>
+      specifiers(file)
+        .filter((s) => s.startsWith('.') && relative(root, target(file, s)).startsWith('test/'))
+        .map((s) => `${relative(root, file)} imports ${s}`),
+    );
   assert.deepEqual(crossed, []);
 });

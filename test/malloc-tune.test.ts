@@ -16,7 +16,13 @@ const m = createRequire(${JSON.stringify(NATIVE)})('../../../build/Release/mallo
 process.stdout.write(JSON.stringify({ kept: keepFreedMemory(), reported: nativeAcceleration().heapKept, release: typeof m.releaseFreedMemory() }));
 `;
 
-test('malloc_tune loads on glibc Linux: freed heap is kept for tunnel buffers, and can be given back', { skip: process.platform !== 'linux' && 'glibc only' }, () => {
-  const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8', timeout: 60_000 }));
-  assert.deepEqual(out, { kept: true, reported: true, release: 'boolean' });
-});
+test(
+  'malloc_tune loads on glibc Linux: freed heap is kept for tunnel buffers, and can be given back',
+  { skip: process.platform !== 'linux' && 'glibc only' },
+  () => {
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8', timeout: 60_000 }),
+    );
+    assert.deepEqual(out, { kept: true, reported: true, release: 'boolean' });
+  },
+);

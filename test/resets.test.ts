@@ -9,7 +9,17 @@ import { connect } from 'node:net';
 import test from 'node:test';
 import { CONTROL_SUBSYSTEM, METHOD } from '../src/transport/protocol.js';
 import { STACK_FRAME } from './fuzz/engine.js';
-import { API_AUTH, CLIENT_AUTH, echoServer, eventually, freePort, patient, startClient, startServer, type ServerHandle } from '../harness/procs.js';
+import {
+  API_AUTH,
+  CLIENT_AUTH,
+  echoServer,
+  eventually,
+  freePort,
+  patient,
+  startClient,
+  startServer,
+  type ServerHandle,
+} from '../harness/procs.js';
 import { connectRequest, rawSsh, resetWs, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
 /** Rounds in `npm test` (each resets about 40 connections); FUZZ_SECONDS adds rounds for that long. */
@@ -36,25 +46,31 @@ const random = (n: number) => Math.floor(Math.random() * n);
 const cut = (text: string) => text.slice(0, 1 + random(text.length - 1));
 
 /** An SSH login inside the WebSocket, reset when `stage` is reached (or at once, if the connection ends first). */
-function sshReset(port: number, stage: 'handshake' | 'password' | 'ready' | 'channel' | 'session' | 'random'): Promise<void> {
+function sshReset(
+  port: number,
+  stage: 'handshake' | 'password' | 'ready' | 'channel' | 'session' | 'random',
+): Promise<void> {
   const { ssh, ws, closed } = rawSsh(port, user, [{ type: 'password', username: user, password } as never]);
   const reset = () => resetWs(ws);
   if (stage === 'random') setTimeout(reset, random(40));
   else if (stage === 'handshake') ssh.once('handshake', reset);
   else if (stage === 'password') ssh.once('handshake', () => setImmediate(reset));
-  else ssh.once('ready', () => {
-    if (stage === 'ready') return reset();
-    ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => {
-      if (err) return reset();
-      if (stage === 'channel') {
-        ch.write('{"id":1,"method":"connect","par');
-        return setImmediate(reset);
-      }
-      // A whole connection request, then gone: the same process each time, so each replaces the last.
-      ch.write(JSON.stringify({ id: 1, method: METHOD.connect, params: connectRequest('reset-victim', 4242) }) + '\n');
-      ch.once('data', reset);
+  else
+    ssh.once('ready', () => {
+      if (stage === 'ready') return reset();
+      ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => {
+        if (err) return reset();
+        if (stage === 'channel') {
+          ch.write('{"id":1,"method":"connect","par');
+          return setImmediate(reset);
+        }
+        // A whole connection request, then gone: the same process each time, so each replaces the last.
+        ch.write(
+          JSON.stringify({ id: 1, method: METHOD.connect, params: connectRequest('reset-victim', 4242) }) + '\n',
+        );
+        ch.once('data', reset);
+      });
     });
-  });
   ws.once('close', () => ssh.end());
   // A stage the server never answers must not hang the test: reset after 10 s in any case.
   const bound = setTimeout(reset, 10_000);
@@ -79,8 +95,10 @@ function stages(server: ServerHandle, tunnelPort: number): Array<() => Promise<v
   const c = server.port;
   const a = server.apiPort;
   const upgrade = upgradeRequest(c);
-  const apiGet = (path: string, auth = true) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${a}\r\n${auth ? `Authorization: ${basic}\r\n` : ''}\r\n`;
-  const apiPost = (path: string, body: string, length = body.length) => `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${a}\r\nAuthorization: ${basic}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n${body}`;
+  const apiGet = (path: string, auth = true) =>
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${a}\r\n${auth ? `Authorization: ${basic}\r\n` : ''}\r\n`;
+  const apiPost = (path: string, body: string, length = body.length) =>
+    `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${a}\r\nAuthorization: ${basic}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n${body}`;
   const job = apiPost('/api/v1/cluster/jobs/j1/run', '{}');
   return [
     // The client port.
@@ -96,7 +114,11 @@ function stages(server: ServerHandle, tunnelPort: number): Array<() => Promise<v
     () => sendAndReset(c, upgradeRequest(c, { 'Sec-WebSocket-Protocol': 'not-rport' }), { after: 'answer' }),
     () => sendAndReset(c, upgradeRequest(c, { 'X-Rport-Auth-Id': user }), { from: BANNED_FROM }),
     () => sendAndReset(c, upgradeRequest(c, { 'X-Rport-Auth-Id': user }), { from: BANNED_FROM, after: 'answer' }),
-    () => sendAndReset(c, Buffer.concat([Buffer.from(upgrade), Buffer.from([0x82, 0x85, 1, 2, 3, 4, 0x52, 0x51, 0x50, 0x29, 0x33])])),
+    () =>
+      sendAndReset(
+        c,
+        Buffer.concat([Buffer.from(upgrade), Buffer.from([0x82, 0x85, 1, 2, 3, 4, 0x52, 0x51, 0x50, 0x29, 0x33])]),
+      ),
     () => sshReset(c, 'handshake'),
     () => sshReset(c, 'password'),
     () => sshReset(c, 'ready'),
@@ -116,7 +138,15 @@ function stages(server: ServerHandle, tunnelPort: number): Array<() => Promise<v
     () => sendAndReset(a, apiGet('/'), { after: 'answer' }),
     () => sendAndReset(a, job),
     () => sendAndReset(a, job, { after: 'answer' }),
-    () => sendAndReset(a, apiPost('/api/v1/cluster/clients/c1/takeover', '{"pid":1,"process_start":1,"hostname":"h","address":"a","node_id":"n"}'), { after: 'answer' }),
+    () =>
+      sendAndReset(
+        a,
+        apiPost(
+          '/api/v1/cluster/clients/c1/takeover',
+          '{"pid":1,"process_start":1,"hostname":"h","address":"a","node_id":"n"}',
+        ),
+        { after: 'answer' },
+      ),
     () => sendAndReset(a, apiGet('/api/v1/cluster'), { after: 'answer' }),
     // A tunnel port.
     () => sendAndReset(tunnelPort, ''),
@@ -125,55 +155,95 @@ function stages(server: ServerHandle, tunnelPort: number): Array<() => Promise<v
   ];
 }
 
-test('resets at every stage on the client port, the API, the cluster routes and a tunnel port: rportd keeps serving, logs no error, keeps no sockets or memory', LIMIT, async (t) => {
-  const echo = await echoServer(t);
-  const tunnelPort = await freePort();
-  const server = await startServer(t, ['--log-level', 'info', '--max-failed-login', '1', '--used-ports', `20000-30000,${tunnelPort}`]);
-  const { closed } = rawSsh(server.port, user, [{ type: 'password', username: user, password: 'wrong' } as never], {}, BANNED_FROM);
-  await closed;
-  const carrier = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'carrier', '--remotes', `127.0.0.1:${tunnelPort}:127.0.0.1:${echo}`]);
-  await carrier.waitFor(connected);
-  await eventually(async () => ((await server.api('/api/v1/clients/carrier/tunnels')).body.data.some((x: { listening: boolean }) => x.listening) ? true : undefined), 10_000, 'the tunnel listening');
+test(
+  'resets at every stage on the client port, the API, the cluster routes and a tunnel port: rportd keeps serving, logs no error, keeps no sockets or memory',
+  LIMIT,
+  async (t) => {
+    const echo = await echoServer(t);
+    const tunnelPort = await freePort();
+    const server = await startServer(t, [
+      '--log-level',
+      'info',
+      '--max-failed-login',
+      '1',
+      '--used-ports',
+      `20000-30000,${tunnelPort}`,
+    ]);
+    const { closed } = rawSsh(
+      server.port,
+      user,
+      [{ type: 'password', username: user, password: 'wrong' } as never],
+      {},
+      BANNED_FROM,
+    );
+    await closed;
+    const carrier = startClient(t, `127.0.0.1:${server.port}`, [
+      '--id',
+      'carrier',
+      '--remotes',
+      `127.0.0.1:${tunnelPort}:127.0.0.1:${echo}`,
+    ]);
+    await carrier.waitFor(connected);
+    await eventually(
+      async () =>
+        (await server.api('/api/v1/clients/carrier/tunnels')).body.data.some((x: { listening: boolean }) => x.listening)
+          ? true
+          : undefined,
+      10_000,
+      'the tunnel listening',
+    );
 
-  const all = stages(server, tunnelPort);
-  const round = () => Promise.all(all.map((stage) => stage()));
-  // Open files counted before any reset; RSS after one round: what V8 and SQLite grow once is not a leak.
-  const fdsBefore = proc(server, fds);
-  await round();
-  const rssBefore = proc(server, rssMiB);
-  let resets = all.length;
-  const end = Date.now() + seconds * 1000;
-  // A long run (npm run fuzz) grows to a plateau of V8's and malloc's sizing (85 MiB in 150 s, flat for its
-  // second half): a leak is what still grows after the first half.
-  let rssHalf: number | undefined;
-  for (let i = 0; i < ROUNDS || Date.now() < end; i++) {
-    if (seconds > 0 && rssHalf === undefined && Date.now() > end - (seconds * 1000) / 2) rssHalf = proc(server, rssMiB);
+    const all = stages(server, tunnelPort);
+    const round = () => Promise.all(all.map((stage) => stage()));
+    // Open files counted before any reset; RSS after one round: what V8 and SQLite grow once is not a leak.
+    const fdsBefore = proc(server, fds);
     await round();
-    // And as many at random stages, all at once.
-    await Promise.all(all.map(() => all[random(all.length)]!()));
-    resets += 2 * all.length;
-    proc(server, fds);
-  }
-  t.diagnostic(`${resets} connections reset`);
+    const rssBefore = proc(server, rssMiB);
+    let resets = all.length;
+    const end = Date.now() + seconds * 1000;
+    // A long run (npm run fuzz) grows to a plateau of V8's and malloc's sizing (85 MiB in 150 s, flat for its
+    // second half): a leak is what still grows after the first half.
+    let rssHalf: number | undefined;
+    for (let i = 0; i < ROUNDS || Date.now() < end; i++) {
+      if (seconds > 0 && rssHalf === undefined && Date.now() > end - (seconds * 1000) / 2)
+        rssHalf = proc(server, rssMiB);
+      await round();
+      // And as many at random stages, all at once.
+      await Promise.all(all.map(() => all[random(all.length)]!()));
+      resets += 2 * all.length;
+      proc(server, fds);
+    }
+    t.diagnostic(`${resets} connections reset`);
 
-  assert.equal(server.proc.exit, undefined, `rportd exited:\n${server.proc.output}`);
-  // The stages got as far as they meant to: a refusal of the banned pair, a whole session.
-  await server.proc.waitFor(/refused a connection from 127\.0\.0\.6 for "client1"/);
-  await server.proc.waitFor(/client reset-victim \(reset-victim\) connected/);
-  const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'after-resets']);
-  await client.waitFor(connected);
-  assert.equal((await server.api('/api/v1/status')).status, 200);
-  await tunnelReset(tunnelPort, true);
-  const bad = server.proc.lines.filter((l) => / ERROR /.test(l) || STACK_FRAME.test(l) || /Unhandled|uncaught/i.test(l));
-  assert.deepEqual(bad, [], 'no error line, no stack frame');
-  // Sockets go as their peers vanish; the clients started here add a few.
-  await eventually(() => (proc(server, fds) <= fdsBefore + 16 ? true : undefined), 30_000, `rportd's open files back near ${fdsBefore}`);
-  const grown = proc(server, rssMiB) - rssBefore;
-  t.diagnostic(`open files: ${fdsBefore} before, ${proc(server, fds)} after; RSS grew by ${grown.toFixed(1)} MiB`);
-  if (rssHalf === undefined) assert.ok(grown < 64, `rportd's RSS grew by ${grown.toFixed(1)} MiB over ${resets} resets`);
-  else {
-    const late = proc(server, rssMiB) - rssHalf;
-    t.diagnostic(`RSS grew by ${late.toFixed(1)} MiB in the run's second half`);
-    assert.ok(late < 24, `rportd's RSS still grew by ${late.toFixed(1)} MiB in the second half of ${resets} resets: a leak`);
-  }
-});
+    assert.equal(server.proc.exit, undefined, `rportd exited:\n${server.proc.output}`);
+    // The stages got as far as they meant to: a refusal of the banned pair, a whole session.
+    await server.proc.waitFor(/refused a connection from 127\.0\.0\.6 for "client1"/);
+    await server.proc.waitFor(/client reset-victim \(reset-victim\) connected/);
+    const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'after-resets']);
+    await client.waitFor(connected);
+    assert.equal((await server.api('/api/v1/status')).status, 200);
+    await tunnelReset(tunnelPort, true);
+    const bad = server.proc.lines.filter(
+      (l) => / ERROR /.test(l) || STACK_FRAME.test(l) || /Unhandled|uncaught/i.test(l),
+    );
+    assert.deepEqual(bad, [], 'no error line, no stack frame');
+    // Sockets go as their peers vanish; the clients started here add a few.
+    await eventually(
+      () => (proc(server, fds) <= fdsBefore + 16 ? true : undefined),
+      30_000,
+      `rportd's open files back near ${fdsBefore}`,
+    );
+    const grown = proc(server, rssMiB) - rssBefore;
+    t.diagnostic(`open files: ${fdsBefore} before, ${proc(server, fds)} after; RSS grew by ${grown.toFixed(1)} MiB`);
+    if (rssHalf === undefined)
+      assert.ok(grown < 64, `rportd's RSS grew by ${grown.toFixed(1)} MiB over ${resets} resets`);
+    else {
+      const late = proc(server, rssMiB) - rssHalf;
+      t.diagnostic(`RSS grew by ${late.toFixed(1)} MiB in the run's second half`);
+      assert.ok(
+        late < 24,
+        `rportd's RSS still grew by ${late.toFixed(1)} MiB in the second half of ${resets} resets: a leak`,
+      );
+    }
+  },
+);

@@ -16,7 +16,10 @@ type Conn = ssh2.Connection & {
 };
 
 /** A WebSocket + SSH server announcing itself as RPort's; `onRequest` answers the client's requests. */
-async function rportServer(t: TestContext, onRequest: (name: string, data: Buffer | undefined, accept: (b?: Buffer) => void) => void): Promise<{ port: number; connected: Promise<Conn> }> {
+async function rportServer(
+  t: TestContext,
+  onRequest: (name: string, data: Buffer | undefined, accept: (b?: Buffer) => void) => void,
+): Promise<{ port: number; connected: Promise<Conn> }> {
   const key = loadHostKey('', 'hostile-rport-server').privateKey;
   let connected!: (c: Conn) => void;
   const ready = new Promise<Conn>((r) => (connected = r));
@@ -32,10 +35,14 @@ async function rportServer(t: TestContext, onRequest: (name: string, data: Buffe
   // As RPort's server: the 101 names no subprotocol.
   wss.on('connection', (ws) => ssh.injectSocket(sshStream(ws) as never));
   await new Promise((r) => wss.once('listening', r));
-  cleanup(t, () => new Promise((r) => {
-    for (const c of wss.clients) c.terminate();
-    wss.close(r);
-  }));
+  cleanup(
+    t,
+    () =>
+      new Promise((r) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(r);
+      }),
+  );
   return { port: (wss.address() as AddressInfo).port, connected: ready };
 }
 

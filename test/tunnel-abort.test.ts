@@ -6,13 +6,20 @@ import { freePort, patient, startClient, startServer, target, API_AUTH, type Ser
 const connected = /INFO  client: connected to (\S+) within/;
 
 async function tunnel(server: ServerHandle, client: string, remotePort: number): Promise<number> {
-  const r = await server.api(`/api/v1/clients/${client}/tunnels?remote=127.0.0.1:${remotePort}&local=127.0.0.1:0`, API_AUTH, 'PUT');
+  const r = await server.api(
+    `/api/v1/clients/${client}/tunnels?remote=127.0.0.1:${remotePort}&local=127.0.0.1:0`,
+    API_AUTH,
+    'PUT',
+  );
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return Number(r.body.data.local.split(':').pop());
 }
 
 /** How a user's connection to the tunnel ended: "end" (a clean FIN) or the error code, and the bytes it got. */
-function download(port: number, onFirstData?: () => void): { sock: Socket; done: Promise<{ how: string; bytes: number }> } {
+function download(
+  port: number,
+  onFirstData?: () => void,
+): { sock: Socket; done: Promise<{ how: string; bytes: number }> } {
   const sock = connect(port, '127.0.0.1');
   let bytes = 0;
   const done = new Promise<{ how: string; bytes: number }>((resolve) => {
@@ -63,14 +70,14 @@ test('a clean end still delivers every byte and a FIN, not a reset', async (t) =
   assert.deepEqual(r, { how: 'end', bytes: whole.length });
 });
 
-test('a killed client: the user\'s open connection is reset', async (t) => {
+test("a killed client: the user's open connection is reset", async (t) => {
   const { port, client } = await setup(t, 'killed', (s) => s.write('first bytes'));
   const d = download(port, () => client.kill('SIGKILL'));
   const r = await d.done;
   assert.equal(r.how, 'ECONNRESET', `the user's connection ended with "${r.how}"`);
 });
 
-test('a target that refuses the connection: the user\'s connection is reset', async (t) => {
+test("a target that refuses the connection: the user's connection is reset", async (t) => {
   const server = await startServer(t);
   const client = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'refused']);
   await client.waitFor(connected);

@@ -5,7 +5,17 @@ import { test, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { startClientInProcess, startServerInProcess } from './helpers/in-process.js';
-import { cleanup, freePort, patient, run, startClient, tmpDir, writeFile, API_AUTH, type AnyServer } from '../harness/procs.js';
+import {
+  cleanup,
+  freePort,
+  patient,
+  run,
+  startClient,
+  tmpDir,
+  writeFile,
+  API_AUTH,
+  type AnyServer,
+} from '../harness/procs.js';
 
 const connected = /INFO  client: connected to (\S+) within/;
 
@@ -23,9 +33,17 @@ function put(server: AnyServer, client: string, query: string): Promise<{ status
 }
 
 /** In this process, unless the test needs the client's own environment (a preload): then as a process. */
-async function connectedClient(t: TestContext, server: AnyServer, id: string, extra: string[] = [], env?: NodeJS.ProcessEnv) {
+async function connectedClient(
+  t: TestContext,
+  server: AnyServer,
+  id: string,
+  extra: string[] = [],
+  env?: NodeJS.ProcessEnv,
+) {
   const to = `127.0.0.1:${server.port}`;
-  const client = env ? startClient(t, to, ['--id', id, ...extra], env) : startClientInProcess(t, to, ['--id', id, ...extra]);
+  const client = env
+    ? startClient(t, to, ['--id', id, ...extra], env)
+    : startClientInProcess(t, to, ['--id', id, ...extra]);
   await client.waitFor(connected);
   return client;
 }
@@ -34,7 +52,10 @@ async function connectedClient(t: TestContext, server: AnyServer, id: string, ex
 function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -48,22 +69,30 @@ test('explicit ports: only from used_ports and never from excluded_ports, refuse
     const r = await put(server, 'ports', `remote=127.0.0.1:${target}&local=127.0.0.1:${port}`);
     assert.equal(r.status, 400, `port ${port}: ${JSON.stringify(r.body)}`);
     assert.equal(r.body.errors[0].code, 'port_not_allowed');
-    assert.match(r.body.errors[0].title, new RegExp(`port ${port} .*\\[server\\] used_ports \\(1000-1100,${fixed}\\).*excluded_ports \\(1-1024\\)`));
+    assert.match(
+      r.body.errors[0].title,
+      new RegExp(`port ${port} .*\\[server\\] used_ports \\(1000-1100,${fixed}\\).*excluded_ports \\(1-1024\\)`),
+    );
   }
   assert.equal((await put(server, 'ports', `remote=127.0.0.1:${target}&local=127.0.0.1:${fixed}`)).status, 200);
   assert.ok(await listening(fixed));
 });
 
-test('a tunnel that names no address stays on loopback in a new install, and the answer and log line say so; RPort\'s 0.0.0.0 behind tunnel_bind_addresses, with a warning', async (t) => {
+test("a tunnel that names no address stays on loopback in a new install, and the answer and log line say so; RPort's 0.0.0.0 behind tunnel_bind_addresses, with a warning", async (t) => {
   const target = await echo(t);
   let server = await startServerInProcess(t);
   await connectedClient(t, server, 'no-local');
   let r = await put(server, 'no-local', `remote=127.0.0.1:${target}`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.match(r.body.data.local, /^127\.0\.0\.1:\d+$/);
-  const loopback = /listens on 127\.0\.0\.1:\d+, on this machine only: the request named no address and \[server\] tunnel_bind_addresses starts with 127\.0\.0\.1; ask for local=0\.0\.0\.0:PORT \(with an acl\) to reach it from other hosts/;
+  const loopback =
+    /listens on 127\.0\.0\.1:\d+, on this machine only: the request named no address and \[server\] tunnel_bind_addresses starts with 127\.0\.0\.1; ask for local=0\.0\.0\.0:PORT \(with an acl\) to reach it from other hosts/;
   assert.match(r.body.data.note, loopback);
-  await server.proc.waitFor(new RegExp(`INFO  tunnels: tunnel ${r.body.data.id}: 127\\.0\\.0\\.1:\\d+ -> client no-local -> 127\\.0\\.0\\.1:${target}: ${loopback.source}`));
+  await server.proc.waitFor(
+    new RegExp(
+      `INFO  tunnels: tunnel ${r.body.data.id}: 127\\.0\\.0\\.1:\\d+ -> client no-local -> 127\\.0\\.0\\.1:${target}: ${loopback.source}`,
+    ),
+  );
   // Named addresses get no note.
   r = await put(server, 'no-local', `remote=127.0.0.1:${target}&local=127.0.0.1:0`);
   assert.equal(r.body.data.note, undefined);
@@ -73,15 +102,26 @@ test('a tunnel that names no address stays on loopback in a new install, and the
   await connectedClient(t, server, 'rport-style');
   r = await put(server, 'rport-style', `remote=127.0.0.1:${target}`);
   assert.match(r.body.data.local, /^0\.0\.0\.0:\d+$/);
-  assert.match(r.body.data.note, /for every network this server is on, with no acl: .* \(RPort's default\); add an acl/);
-  await server.proc.waitFor(new RegExp(`WARN  tunnels: tunnel ${r.body.data.id}: 0\\.0\\.0\\.0:\\d+ -> .* for every network this server is on, with no acl`));
+  assert.match(
+    r.body.data.note,
+    /for every network this server is on, with no acl: .* \(RPort's default\); add an acl/,
+  );
+  await server.proc.waitFor(
+    new RegExp(
+      `WARN  tunnels: tunnel ${r.body.data.id}: 0\\.0\\.0\\.0:\\d+ -> .* for every network this server is on, with no acl`,
+    ),
+  );
 });
 
 test('status and tunnels show addresses one can reach: the API where it listens, never 0.0.0.0', async (t) => {
   const target = await echo(t);
   // The client port on every address (the default), the API on loopback; traffic stays on 127.0.0.1.
   const port = await freePort();
-  const server = await startServerInProcess(t, ['--address', `0.0.0.0:${port}`], { port, apiPort: await freePort(), dataDir: tmpDir(t, 'rportd-') });
+  const server = await startServerInProcess(t, ['--address', `0.0.0.0:${port}`], {
+    port,
+    apiPort: await freePort(),
+    dataDir: tmpDir(t, 'rportd-'),
+  });
   await connectedClient(t, server, 'where');
   const self = (await server.api('/api/v1/status')).body.data.cluster_nodes[0];
   assert.equal(self.api_url, `http://127.0.0.1:${server.apiPort}`);
@@ -105,7 +145,11 @@ test('bind addresses: only those [server] tunnel_bind_addresses permits; a tunne
   await connectedClient(t, server, 'bind-loopback');
   for (const local of ['0.0.0.0:0', '127.0.0.2:0', 'localhost:0']) {
     r = await put(server, 'bind-loopback', `remote=127.0.0.1:${target}&local=${local}`);
-    assert.deepEqual([r.status, r.body.errors?.[0]?.code], [400, 'bind_address_not_allowed'], `${local}: ${JSON.stringify(r.body)}`);
+    assert.deepEqual(
+      [r.status, r.body.errors?.[0]?.code],
+      [400, 'bind_address_not_allowed'],
+      `${local}: ${JSON.stringify(r.body)}`,
+    );
   }
   r = await put(server, 'bind-loopback', `remote=127.0.0.1:${target}`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -116,15 +160,23 @@ test('max_tunnels_per_client: parallel requests beyond the cap get 400, and a de
   const target = await echo(t);
   const server = await startServerInProcess(t, ['--max-tunnels-per-client', '3']);
   await connectedClient(t, server, 'greedy');
-  const all = await Promise.all(Array.from({ length: 10 }, () => put(server, 'greedy', `remote=127.0.0.1:${target}&local=127.0.0.1:0`)));
+  const all = await Promise.all(
+    Array.from({ length: 10 }, () => put(server, 'greedy', `remote=127.0.0.1:${target}&local=127.0.0.1:0`)),
+  );
   const ok = all.filter((r) => r.status === 200);
   assert.equal(ok.length, 3, JSON.stringify(all.map((r) => r.status)));
   for (const r of all.filter((x) => x.status !== 200)) {
     assert.deepEqual([r.status, r.body.errors[0].code], [400, 'too_many_tunnels']);
-    assert.match(r.body.errors[0].title, /client greedy has 3 tunnels, the most \[server\] max_tunnels_per_client allows/);
+    assert.match(
+      r.body.errors[0].title,
+      /client greedy has 3 tunnels, the most \[server\] max_tunnels_per_client allows/,
+    );
   }
   assert.equal((await server.api('/api/v1/clients/greedy/tunnels')).body.data.length, 3);
-  assert.equal((await server.api(`/api/v1/clients/greedy/tunnels/${ok[0]!.body.data.id}`, API_AUTH, 'DELETE')).status, 204);
+  assert.equal(
+    (await server.api(`/api/v1/clients/greedy/tunnels/${ok[0]!.body.data.id}`, API_AUTH, 'DELETE')).status,
+    204,
+  );
   assert.equal((await put(server, 'greedy', `remote=127.0.0.1:${target}`)).status, 200);
 });
 
@@ -132,18 +184,34 @@ test('the same rules for [client] remotes (a warning each) and for stored tunnel
   const target = await echo(t);
   const [good, stored] = [await freePort(), await freePort()];
   let server = await startServerInProcess(t, ['--used-ports', `20000-30000,${good},${stored}`]);
-  const remotes = [`127.0.0.1:80:127.0.0.1:${target}`, `127.0.0.2:${good}:127.0.0.1:${target}`, `127.0.0.1:${good}:127.0.0.1:${target}`];
+  const remotes = [
+    `127.0.0.1:80:127.0.0.1:${target}`,
+    `127.0.0.2:${good}:127.0.0.1:${target}`,
+    `127.0.0.1:${good}:127.0.0.1:${target}`,
+  ];
   await connectedClient(t, server, 'remotes', ['--remotes', remotes.join(',')]);
-  await server.proc.waitFor(/client remotes: \[client\] remotes entry "127\.0\.0\.1:80:[^"]+" refused: port 80 is not in \[server\] used_ports/);
-  await server.proc.waitFor(/client remotes: \[client\] remotes entry "127\.0\.0\.2:\d+:[^"]+" refused: bind address 127\.0\.0\.2 is not in \[server\] tunnel_bind_addresses/);
+  await server.proc.waitFor(
+    /client remotes: \[client\] remotes entry "127\.0\.0\.1:80:[^"]+" refused: port 80 is not in \[server\] used_ports/,
+  );
+  await server.proc.waitFor(
+    /client remotes: \[client\] remotes entry "127\.0\.0\.2:\d+:[^"]+" refused: bind address 127\.0\.0\.2 is not in \[server\] tunnel_bind_addresses/,
+  );
   const r = await put(server, 'remotes', `remote=127.0.0.1:${target}&local=127.0.0.1:${stored}`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   const list = (await server.api('/api/v1/clients/remotes/tunnels')).body.data.map((x: any) => x.local).sort();
   assert.deepEqual(list, [`127.0.0.1:${good}`, `127.0.0.1:${stored}`].sort());
 
   await server.proc.stop();
-  server = await startServerInProcess(t, ['--used-ports', `20000-30000,${good}`], { port: server.port, apiPort: server.apiPort, dataDir: server.dataDir });
-  await server.proc.waitFor(new RegExp(`stored tunnel ${r.body.data.id} of client remotes \\(127\\.0\\.0\\.1:${stored} -> [^)]+\\) not restored: port ${stored} is not in \\[server\\] used_ports`));
+  server = await startServerInProcess(t, ['--used-ports', `20000-30000,${good}`], {
+    port: server.port,
+    apiPort: server.apiPort,
+    dataDir: server.dataDir,
+  });
+  await server.proc.waitFor(
+    new RegExp(
+      `stored tunnel ${r.body.data.id} of client remotes \\(127\\.0\\.0\\.1:${stored} -> [^)]+\\) not restored: port ${stored} is not in \\[server\\] used_ports`,
+    ),
+  );
   await server.proc.waitFor(/client remotes .* connected/);
   const after = (await server.api('/api/v1/clients/remotes/tunnels')).body.data.map((x: any) => x.local);
   assert.deepEqual(after, [`127.0.0.1:${good}`]);
@@ -156,7 +224,11 @@ test('acl given without any entry is a 400, never a tunnel open to all', async (
   await connectedClient(t, server, 'acl-empty');
   for (const acl of [',,,', '%20,%20', '']) {
     const r = await put(server, 'acl-empty', `remote=127.0.0.1:${target}&acl=${acl}`);
-    assert.deepEqual([r.status, r.body.errors?.[0]?.code], [400, 'bad_request'], `acl="${acl}": ${JSON.stringify(r.body)}`);
+    assert.deepEqual(
+      [r.status, r.body.errors?.[0]?.code],
+      [400, 'bad_request'],
+      `acl="${acl}": ${JSON.stringify(r.body)}`,
+    );
     assert.match(r.body.errors[0].title, /querystring field "acl" .*no address/);
   }
   assert.deepEqual((await server.api('/api/v1/clients/acl-empty/tunnels')).body.data, []);
@@ -173,7 +245,10 @@ test('idle_timeout beyond the 24.8-day timer limit: the tunnel stays', async (t)
   const short = await put(server, 'long-idle', `remote=127.0.0.1:${target}&idle_timeout=1s`);
   await server.proc.waitFor(new RegExp(`tunnel ${short.body.data.id} idle for 1s: deleting it`), 5000);
   const list = (await server.api('/api/v1/clients/long-idle/tunnels')).body.data;
-  assert.deepEqual(list.map((x: any) => [x.id, x.listening]), [[long.body.data.id, true]]);
+  assert.deepEqual(
+    list.map((x: any) => [x.id, x.listening]),
+    [[long.body.data.id, true]],
+  );
 });
 
 test('a PUT that fails after the listener opened closes the listener', async (t) => {
@@ -202,11 +277,17 @@ test('DNS rebinding: tunnel_allowed is checked on the address that is dialed, at
   const allowed = await echo(t);
   let forbiddenHits = 0;
   let forbidden: Server | undefined;
-  forbidden = createServer((s) => { forbiddenHits++; s.end('forbidden'); });
+  forbidden = createServer((s) => {
+    forbiddenHits++;
+    s.end('forbidden');
+  });
   await new Promise<void>((r) => forbidden!.listen(allowed, '127.0.0.2', r));
   cleanup(t, () => new Promise((r) => forbidden!.close(r)));
   // A name whose first answer is allowed and whose later answers point elsewhere, as a rebinding DNS server gives.
-  const preload = writeFile(tmpDir(t), 'rebind.mjs', `
+  const preload = writeFile(
+    tmpDir(t),
+    'rebind.mjs',
+    `
 import dns from 'node:dns';
 import { syncBuiltinESMExports } from 'node:module';
 let asked = 0;
@@ -225,9 +306,12 @@ dns.promises.lookup = async (host, options) => {
   return options?.all ? [{ address: a, family: 4 }] : { address: a, family: 4 };
 };
 syncBuiltinESMExports();
-`);
+`,
+  );
   const server = await startServerInProcess(t);
-  const client = await connectedClient(t, server, 'rebind', ['--tunnel-allowed', '127.0.0.1'], { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` });
+  const client = await connectedClient(t, server, 'rebind', ['--tunnel-allowed', '127.0.0.1'], {
+    NODE_OPTIONS: `--import=${pathToFileURL(preload).href}`,
+  });
   const r = await put(server, 'rebind', `remote=rebind.test:${allowed}&local=127.0.0.1:0`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   const outcome = await new Promise<string>((resolve) => {
@@ -241,17 +325,28 @@ syncBuiltinESMExports();
   await client.waitFor(/rebind\.test.*127\.0\.0\.2.*not allowed by \[client\] tunnel_allowed/);
 });
 
-test('tunnel policy keys: a bad value is one line naming the key and the fix', { timeout: patient(30_000) }, async (t) => {
-  const dir = tmpDir(t);
-  const conf = (text: string) => writeFile(dir, 'rportd.conf', `[server]\nauth = "a:b"\ndata_dir = "${dir}"\n${text}`);
-  const cases: Array<[string, string]> = [
-    ['tunnel_bind_addresses = ["localhost"]', '[server] tunnel_bind_addresses = ["localhost"] has "localhost", which is not an IP address (use e.g. ["0.0.0.0", "127.0.0.1"])'],
-    ['tunnel_bind_addresses = []', '[server] tunnel_bind_addresses = [] is empty: no tunnel could listen (use e.g. ["0.0.0.0"])'],
-    ['max_tunnels_per_client = 0', '[server] max_tunnels_per_client = 0 must be at least 1 (use e.g. 64)'],
-  ];
-  for (const [line, message] of cases) {
-    const p = run('rportd', ['-c', conf(line)]);
-    assert.equal((await p.exited).code, 2, p.output);
-    assert.deepEqual(p.lines, [`${dir}/rportd.conf: ${message}`]);
-  }
-});
+test(
+  'tunnel policy keys: a bad value is one line naming the key and the fix',
+  { timeout: patient(30_000) },
+  async (t) => {
+    const dir = tmpDir(t);
+    const conf = (text: string) =>
+      writeFile(dir, 'rportd.conf', `[server]\nauth = "a:b"\ndata_dir = "${dir}"\n${text}`);
+    const cases: Array<[string, string]> = [
+      [
+        'tunnel_bind_addresses = ["localhost"]',
+        '[server] tunnel_bind_addresses = ["localhost"] has "localhost", which is not an IP address (use e.g. ["0.0.0.0", "127.0.0.1"])',
+      ],
+      [
+        'tunnel_bind_addresses = []',
+        '[server] tunnel_bind_addresses = [] is empty: no tunnel could listen (use e.g. ["0.0.0.0"])',
+      ],
+      ['max_tunnels_per_client = 0', '[server] max_tunnels_per_client = 0 must be at least 1 (use e.g. 64)'],
+    ];
+    for (const [line, message] of cases) {
+      const p = run('rportd', ['-c', conf(line)]);
+      assert.equal((await p.exited).code, 2, p.output);
+      assert.deepEqual(p.lines, [`${dir}/rportd.conf: ${message}`]);
+    }
+  },
+);

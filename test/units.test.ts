@@ -7,7 +7,13 @@ import { parseServerUrl } from '../src/config/server-url.js';
 import { ConfigError, loadConfig, type KeyDef } from '../src/config/loader.js';
 import { escapeControls } from '../src/log.js';
 import { formatBan, LoginThrottle, memoryRecords, SOURCE_FACTOR } from '../src/server/login-throttle.js';
-import { AddressRules, formatHostPort, parseHostPort, parseRemoteSpec, type HostPort } from '../src/shared/host-port.js';
+import {
+  AddressRules,
+  formatHostPort,
+  parseHostPort,
+  parseRemoteSpec,
+  type HostPort,
+} from '../src/shared/host-port.js';
 import { ControlChannel, MAX_LINE, RemoteError } from '../src/transport/control-channel.js';
 import { fingerprintMatches, loadHostKey } from '../src/transport/host-key.js';
 import ssh2 from 'ssh2';
@@ -49,8 +55,14 @@ test('backoff grows from about 1 s, doubles, and never exceeds max_retry_interva
     const waits = Array.from({ length: 8 }, () => b.next());
     assert.ok(waits[0]! >= 800 && waits[0]! <= 1000, `first wait ${waits[0]}`);
     for (let i = 1; i < 4; i++) assert.ok(waits[i]! > waits[i - 1]!, `grows: ${waits}`);
-    assert.ok(waits.every((w) => w <= 10_000), `capped: ${waits}`);
-    assert.ok(waits.slice(5).every((w) => w >= 8_000), `reaches the cap: ${waits}`);
+    assert.ok(
+      waits.every((w) => w <= 10_000),
+      `capped: ${waits}`,
+    );
+    assert.ok(
+      waits.slice(5).every((w) => w >= 8_000),
+      `reaches the cap: ${waits}`,
+    );
   }
   const b = new Backoff(5000, () => 0);
   b.next();
@@ -118,7 +130,10 @@ test('deadline(): waits past the 24.8-day timer limit in steps', (t) => {
 test('withTimeout(): the work settles it, or a TimeoutError in the one duration format', async () => {
   assert.equal(await withTimeout(Promise.resolve(7), 1000, 'quick'), 7);
   let tornDown = false;
-  await assert.rejects(withTimeout(new Promise(() => {}), 5, 'stuck step', () => (tornDown = true)), (err: unknown) => err instanceof TimeoutError && err.message === 'stuck step timed out after 5ms');
+  await assert.rejects(
+    withTimeout(new Promise(() => {}), 5, 'stuck step', () => (tornDown = true)),
+    (err: unknown) => err instanceof TimeoutError && err.message === 'stuck step timed out after 5ms',
+  );
   assert.ok(tornDown, 'onTimeout ran');
   assert.equal(new TimeoutError('ping request', 1234.4).message, 'ping request timed out after 1.234s');
 });
@@ -174,14 +189,21 @@ test('address rules, table-driven: CIDR, address, :port, CIDR:port, IPv6, IPv4-m
     [['[::1]:22'], '::1', 80, false],
     [['127.0.0.0/8'], '::ffff:127.0.0.1', 22, true],
   ];
-  for (const [rules, ip, port, want] of cases) assert.equal(AddressRules.parse(rules).allows(ip, port), want, `${JSON.stringify(rules)} ${ip}:${port}`);
+  for (const [rules, ip, port, want] of cases)
+    assert.equal(AddressRules.parse(rules).allows(ip, port), want, `${JSON.stringify(rules)} ${ip}:${port}`);
   for (const bad of ['10.0.0.0/33', 'not-an-address', '10.0.0.0/8:x', '::1/129']) {
-    assert.throws(() => AddressRules.parse([bad]), new RegExp(`"${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}" is not an address`), bad);
+    assert.throws(
+      () => AddressRules.parse([bad]),
+      new RegExp(`"${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}" is not an address`),
+      bad,
+    );
   }
 });
 
 test("the loader's converters, table-driven: each type from TOML and from a flag", (t) => {
-  const defs: KeyDef[] = (['string', 'duration', 'seconds', 'int', 'bool', 'strings', 'table'] as const).map((type) => ({ section: 's', key: type, type, default: '', help: '' }));
+  const defs: KeyDef[] = (['string', 'duration', 'seconds', 'int', 'bool', 'strings', 'table'] as const).map(
+    (type) => ({ section: 's', key: type, type, default: '', help: '' }),
+  );
   const dir = tmpDir(t);
   const fromToml = (key: string, toml: string) => {
     const file = writeFile(dir, `${key}.toml`, `[s]\n${key} = ${toml}\n`);
@@ -199,19 +221,42 @@ test("the loader's converters, table-driven: each type from TOML and from a flag
     }
   };
   const toml: Array<[string, string, unknown]> = [
-    ['string', '"x"', 'x'], ['string', '1', 'error'],
-    ['duration', '"1m30s"', 90_000], ['duration', '0', 0], ['duration', '30', 'error'], ['duration', '"-1s"', 'error'], ['duration', '"soon"', 'error'],
-    ['seconds', '30', 30_000], ['seconds', '"30"', 30_000], ['seconds', '"2m"', 120_000],
-    ['int', '5', 5], ['int', '5.5', 'error'], ['int', '"5"', 'error'],
-    ['bool', 'true', true], ['bool', '"true"', 'error'],
-    ['strings', '["a", "b"]', ['a', 'b']], ['strings', '"a,b"', 'error'], ['strings', '["a", 1]', 'error'],
-    ['table', '["Name: v", "X=y"]', { Name: 'v', X: 'y' }], ['table', '{ A = "b" }', { A: 'b' }], ['table', '["no separator"]', 'error'], ['table', '{ A = 1 }', 'error'],
+    ['string', '"x"', 'x'],
+    ['string', '1', 'error'],
+    ['duration', '"1m30s"', 90_000],
+    ['duration', '0', 0],
+    ['duration', '30', 'error'],
+    ['duration', '"-1s"', 'error'],
+    ['duration', '"soon"', 'error'],
+    ['seconds', '30', 30_000],
+    ['seconds', '"30"', 30_000],
+    ['seconds', '"2m"', 120_000],
+    ['int', '5', 5],
+    ['int', '5.5', 'error'],
+    ['int', '"5"', 'error'],
+    ['bool', 'true', true],
+    ['bool', '"true"', 'error'],
+    ['strings', '["a", "b"]', ['a', 'b']],
+    ['strings', '"a,b"', 'error'],
+    ['strings', '["a", 1]', 'error'],
+    ['table', '["Name: v", "X=y"]', { Name: 'v', X: 'y' }],
+    ['table', '{ A = "b" }', { A: 'b' }],
+    ['table', '["no separator"]', 'error'],
+    ['table', '{ A = 1 }', 'error'],
   ];
   for (const [key, text, want] of toml) assert.deepEqual(fromToml(key, text), want, `TOML ${key} = ${text}`);
   const flags: Array<[string, string, unknown]> = [
-    ['string', 'x', 'x'], ['duration', '250ms', 250], ['duration', '250', 'error'], ['seconds', '7', 7000],
-    ['int', '-1', -1], ['int', '1e3', 'error'], ['bool', 'true', true], ['bool', 'yes', 'error'],
-    ['strings', 'a, b,,c', ['a', 'b', 'c']], ['table', 'User-Agent: x', { 'User-Agent': 'x' }], ['table', 'nothing', 'error'],
+    ['string', 'x', 'x'],
+    ['duration', '250ms', 250],
+    ['duration', '250', 'error'],
+    ['seconds', '7', 7000],
+    ['int', '-1', -1],
+    ['int', '1e3', 'error'],
+    ['bool', 'true', true],
+    ['bool', 'yes', 'error'],
+    ['strings', 'a, b,,c', ['a', 'b', 'c']],
+    ['table', 'User-Agent: x', { 'User-Agent': 'x' }],
+    ['table', 'nothing', 'error'],
   ];
   for (const [key, text, want] of flags) assert.deepEqual(fromFlag(key, text), want, `--${key} ${text}`);
 });
@@ -242,8 +287,14 @@ test('the login throttle with an injected clock: counted before the check, per p
   // Parallel attempts: each is counted when it starts, so the 4th is refused before the first three finish.
   const par = new LoginThrottle(3, 60_000, { now: () => now });
   const started = Array.from({ length: 10 }, () => par.begin('2.2.2.2', 'x'));
-  assert.deepEqual(started.map((a) => a.bannedMs > 0), [false, false, false, true, true, true, true, true, true, true]);
-  assert.deepEqual(started.slice(0, 3).map((a) => a.last), [false, false, true]);
+  assert.deepEqual(
+    started.map((a) => a.bannedMs > 0),
+    [false, false, false, true, true, true, true, true, true, true],
+  );
+  assert.deepEqual(
+    started.slice(0, 3).map((a) => a.last),
+    [false, false, true],
+  );
   // An attempt that could not be checked (busy) gives its count back.
   const busy = new LoginThrottle(2, 60_000, { now: () => now });
   busy.begin('3.3.3.3', 'x');
@@ -253,7 +304,9 @@ test('the login throttle with an injected clock: counted before the check, per p
 
   // A source spraying over unknown ids is banned from unknown ids after max_failed_login x SOURCE_FACTOR failures.
   const spray = new LoginThrottle(3, 60_000, { now: () => now });
-  const kinds = Array.from({ length: 3 * SOURCE_FACTOR }, (_, i) => spray.failed('9.9.9.9', spray.begin('9.9.9.9', `id${i}`), false));
+  const kinds = Array.from({ length: 3 * SOURCE_FACTOR }, (_, i) =>
+    spray.failed('9.9.9.9', spray.begin('9.9.9.9', `id${i}`), false),
+  );
   assert.deepEqual(kinds.slice(0, -1).filter(Boolean), []);
   assert.equal(kinds.at(-1), 'source');
   assert.equal(spray.sourceBannedFor('9.9.9.9'), 60_000);
@@ -290,7 +343,14 @@ test('the login throttle with an injected clock: counted before the check, per p
   // database, whose lock would otherwise hold up every API request), only failures are written.
   const writes: string[] = [];
   const inner = memoryRecords();
-  const watched = new LoginThrottle(3, 60_000, { now: () => now, records: { get: (k) => inner.get(k), set: (k, r) => (writes.push('set'), inner.set(k, r)), clear: (k) => (writes.push('clear'), inner.clear(k)) } });
+  const watched = new LoginThrottle(3, 60_000, {
+    now: () => now,
+    records: {
+      get: (k) => inner.get(k),
+      set: (k, r) => (writes.push('set'), inner.set(k, r)),
+      clear: (k) => (writes.push('clear'), inner.clear(k)),
+    },
+  });
   for (let i = 0; i < 5; i++) {
     watched.begin('4.4.4.4', 'ok');
     watched.succeeded('4.4.4.4', 'ok');
@@ -307,7 +367,10 @@ test('log escaping, table-driven: what changes how a line reads is escaped, ever
     ['\x1b[2J\x00\x7f\x85', '\\x1b[2J\\x00\\x7f\\x85'],
     ['\u2028\u2029', '\\u2028\\u2029'],
     ['evil\u202egnp.exe', 'evil\\u202egnp.exe'],
-    ['\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c', '\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c'],
+    [
+      '\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c',
+      '\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c',
+    ],
     ['zero\u200bwidth\u2060\ufeff\u00ad', 'zero\\u200bwidth\\u2060\\ufeff\\xad'],
     ['tag \u{e0041}', 'tag \\u{e0041}'],
     ['lone \ud800', 'lone \\ud800'],
@@ -324,7 +387,10 @@ test('control channel framing, table-driven: split and joined lines, limits, gar
     return { near: Duplex.from({ readable: a, writable: b }), far: { write: (s: string) => a.write(s), read: b } };
   };
   // Chunkings of the same two requests: each must be seen as exactly two messages.
-  const msgs = [JSON.stringify({ id: 1, method: 'echo', params: { x: 'a' } }), JSON.stringify({ id: 2, method: 'echo', params: { x: 'b\n' } })];
+  const msgs = [
+    JSON.stringify({ id: 1, method: 'echo', params: { x: 'a' } }),
+    JSON.stringify({ id: 2, method: 'echo', params: { x: 'b\n' } }),
+  ];
   const whole = msgs.join('\n') + '\n';
   const chunkings: Array<[string, string[]]> = [
     ['one chunk', [whole]],
@@ -340,7 +406,17 @@ test('control channel framing, table-driven: split and joined lines, limits, gar
     far.read.on('data', (b: Buffer) => (out += b.toString()));
     for (const c of chunks) far.write(c);
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(out.trim().split('\n').map((l) => JSON.parse(l)), [{ id: 1, result: { x: 'a' } }, { id: 2, result: { x: 'b\n' } }], what);
+    assert.deepEqual(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+      [
+        { id: 1, result: { x: 'a' } },
+        { id: 2, result: { x: 'b\n' } },
+      ],
+      what,
+    );
     ch.close();
   }
   // What ends the channel, and the reason it gives.
@@ -365,7 +441,9 @@ test('control channel framing, table-driven: split and joined lines, limits, gar
   far.read.on('data', (b: Buffer) => asked.push(...b.toString().trim().split('\n')));
   const ok = ch.request('a', {}, 5000);
   const bad = ch.request('b', {}, 5000);
-  far.write('{"id":1,"result":{"v":1}}\n{"id":2,"error":"refused: no"}\n{"id":99,"result":0}\n{"id":7,"method":"nothing"}\n');
+  far.write(
+    '{"id":1,"result":{"v":1}}\n{"id":2,"error":"refused: no"}\n{"id":99,"result":0}\n{"id":7,"method":"nothing"}\n',
+  );
   assert.deepEqual(await ok, { v: 1 });
   await assert.rejects(bad, (e: unknown) => e instanceof RemoteError && e.message === 'refused: no');
   await new Promise((r) => setImmediate(r));
@@ -374,16 +452,25 @@ test('control channel framing, table-driven: split and joined lines, limits, gar
 });
 
 test("key_seed gives RPort's host key (the MD5 fingerprints openrport 0.9.13's rportd logs for these seeds); RPort's MD5 form matches by a prefix of 12 bytes or more", () => {
-  for (const [seed, md5] of [['abc-seed-123', '45:f3:be:90:08:bd:85:e5:72:52:77:14:4c:af:f9:62'], ['interop-key-seed', '4c:6e:d5:6c:3a:76:ae:e8:9c:8f:97:5b:64:74:e7:04']] as const) {
+  for (const [seed, md5] of [
+    ['abc-seed-123', '45:f3:be:90:08:bd:85:e5:72:52:77:14:4c:af:f9:62'],
+    ['interop-key-seed', '4c:6e:d5:6c:3a:76:ae:e8:9c:8f:97:5b:64:74:e7:04'],
+  ] as const) {
     const key = loadHostKey('/nonexistent', seed);
     assert.equal(key.md5Fingerprint, md5, seed);
     const parsed = ssh2.utils.parseKey(key.privateKey);
     const blob = (Array.isArray(parsed) ? parsed[0]! : (parsed as ssh2.ParsedKey)).getPublicSSH();
     const cases: Array<[string, boolean]> = [
-      [md5, true], [md5.toUpperCase(), true], [md5.slice(0, 35), true], [` ${md5.slice(0, 41)} `, true],
-      [key.fingerprint, true], [key.fingerprint.slice(7, 30), true],
+      [md5, true],
+      [md5.toUpperCase(), true],
+      [md5.slice(0, 35), true],
+      [` ${md5.slice(0, 41)} `, true],
+      [key.fingerprint, true],
+      [key.fingerprint.slice(7, 30), true],
       // Shorter than 12 bytes pins no key, even where it is a true prefix.
-      [md5.slice(0, 11), false], [md5.slice(0, 32), false], ['00:11:22:33:44:55:66:77:88:99:aa:bb', false],
+      [md5.slice(0, 11), false],
+      [md5.slice(0, 32), false],
+      ['00:11:22:33:44:55:66:77:88:99:aa:bb', false],
       [md5.slice(0, 35).replace(/.$/, md5[34] === '0' ? '1' : '0'), false],
     ];
     for (const [expected, ok] of cases) assert.equal(fingerprintMatches(expected, blob), ok, `${seed}: "${expected}"`);

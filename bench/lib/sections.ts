@@ -18,6 +18,11 @@ export function writeSection(file: string, name: string, text: string): string {
   const doc = read(file);
   const begin = doc.indexOf(`<!-- ${name}: begin -->`);
   const endMark = `<!-- ${name}: end -->`;
-  writeFileSync(file, begin < 0 ? `${doc.trimEnd()}\n\n${section}\n` : `${doc.slice(0, begin)}${section}${doc.slice(doc.indexOf(endMark) + endMark.length)}`);
+  writeFileSync(
+    file,
+    begin < 0
+      ? `${doc.trimEnd()}\n\n${section}\n`
+      : `${doc.slice(0, begin)}${section}${doc.slice(doc.indexOf(endMark) + endMark.length)}`,
+  );
   return section;
 }

@@ -46,14 +46,33 @@ export interface RportStack {
 const API_AUTH = 'admin:bench-api';
 export const BENCH_AUTH = 'bench:bench-secret';
 /** The bench's fleets and handshake bursts all come from 127.0.0.1: one address may have them all pending at once. */
-export const BENCH_ADMISSION = ['--max-unauthenticated-connections', '20000', '--max-unauthenticated-connections-per-address', '20000'];
+export const BENCH_ADMISSION = [
+  '--max-unauthenticated-connections',
+  '20000',
+  '--max-unauthenticated-connections-per-address',
+  '20000',
+];
 
 /** rportd on loopback; with `via` the clients connect through that port (a delay relay) instead. */
 export async function startRportd(c: Cleanup, extra: string[] = []): Promise<Omit<RportStack, 'client'>> {
   const serverPort = await freePort();
   const apiPort = await freePort();
-  const server = run('rportd', ['--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`, '--api-auth', API_AUTH, '--auth', BENCH_AUTH,
-    '--data-dir', tempDir(c, 'rportd-bench-'), '--log-level', 'warn', ...BENCH_ADMISSION, ...extra]);
+  const server = run('rportd', [
+    '--address',
+    `127.0.0.1:${serverPort}`,
+    '--api-address',
+    `127.0.0.1:${apiPort}`,
+    '--api-auth',
+    API_AUTH,
+    '--auth',
+    BENCH_AUTH,
+    '--data-dir',
+    tempDir(c, 'rportd-bench-'),
+    '--log-level',
+    'warn',
+    ...BENCH_ADMISSION,
+    ...extra,
+  ]);
   c.add(() => server.stop());
   await portOpen(apiPort);
   const api = async (method: string, path: string) => {
@@ -68,10 +87,25 @@ export async function startRportd(c: Cleanup, extra: string[] = []): Promise<Omi
  * rportd + one rport client + a tunnel from a server port to each of `targetPorts` on the client's side.
  * `via(serverPort)` puts something (a delay relay) between client and server.
  */
-export async function rportTunnels(c: Cleanup, targetPorts: number[], via?: (serverPort: number) => Promise<number>): Promise<RportStack & { entries: number[] }> {
+export async function rportTunnels(
+  c: Cleanup,
+  targetPorts: number[],
+  via?: (serverPort: number) => Promise<number>,
+): Promise<RportStack & { entries: number[] }> {
   const d = await startRportd(c);
   const port = via ? await via(d.serverPort) : d.serverPort;
-  const client = run('rport', ['--server', `127.0.0.1:${port}`, '--auth', BENCH_AUTH, '--id', 'bench-client', '--log-level', 'info', '--data-dir', tempDir(c, 'rport-bench-')]);
+  const client = run('rport', [
+    '--server',
+    `127.0.0.1:${port}`,
+    '--auth',
+    BENCH_AUTH,
+    '--id',
+    'bench-client',
+    '--log-level',
+    'info',
+    '--data-dir',
+    tempDir(c, 'rport-bench-'),
+  ]);
   c.add(() => client.stop());
   await client.waitFor(/connected to/, 15_000);
   const entries: number[] = [];
@@ -83,15 +117,51 @@ export async function rportTunnels(c: Cleanup, targetPorts: number[], via?: (ser
 }
 
 /** A private sshd (its own host key and config, never the system's) and `ssh -R` to `targetPort`. */
-export async function opensshTunnels(c: Cleanup, targetPorts: number[], via?: (sshdPort: number) => Promise<number>): Promise<{ entries: number[]; sshd: Proc; ssh: Proc }> {
-  const { port: sshdPort, userKey, proc: sshd } = await startSshd(tempDir(c, 'sshd-bench-'), (fn) => c.add(fn), ['AllowTcpForwarding yes', 'Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com']);
+export async function opensshTunnels(
+  c: Cleanup,
+  targetPorts: number[],
+  via?: (sshdPort: number) => Promise<number>,
+): Promise<{ entries: number[]; sshd: Proc; ssh: Proc }> {
+  const {
+    port: sshdPort,
+    userKey,
+    proc: sshd,
+  } = await startSshd(tempDir(c, 'sshd-bench-'), (fn) => c.add(fn), [
+    'AllowTcpForwarding yes',
+    'Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com',
+  ]);
   const connectPort = via ? await via(sshdPort) : sshdPort;
   const entries: number[] = [];
   for (const _ of targetPorts) entries.push(await freePort());
   const forwards = targetPorts.flatMap((t, i) => ['-R', `127.0.0.1:${entries[i]}:127.0.0.1:${t}`]);
-  const ssh = new Proc(spawn('ssh', ['-N', '-T', '-c', 'aes128-gcm@openssh.com', '-i', userKey, '-p', String(connectPort),
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR',
-    ...forwards, 'root@127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const ssh = new Proc(
+    spawn(
+      'ssh',
+      [
+        '-N',
+        '-T',
+        '-c',
+        'aes128-gcm@openssh.com',
+        '-i',
+        userKey,
+        '-p',
+        String(connectPort),
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'ExitOnForwardFailure=yes',
+        '-o',
+        'LogLevel=ERROR',
+        ...forwards,
+        'root@127.0.0.1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
+  );
   c.add(() => ssh.stop());
   for (const e of entries) await portOpen(e, 15_000);
   return { entries, sshd, ssh };
@@ -119,9 +189,12 @@ export async function delayRelay(c: Cleanup, targetPort: number, oneWayMs: numbe
     delayed(outbound, inbound);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  c.add(() => new Promise<void>((r) => {
-    for (const s of sockets) s.destroy();
-    server.close(() => r());
-  }));
+  c.add(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  );
   return (server.address() as { port: number }).port;
 }

@@ -32,7 +32,13 @@ function processTree(pid: number): number[] {
   for (let i = 0; i < out.length; i++) {
     try {
       for (const tid of readdirSync(`/proc/${out[i]}/task`)) {
-        out.push(...readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+        out.push(
+          ...readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8')
+            .trim()
+            .split(/\s+/)
+            .filter(Boolean)
+            .map(Number),
+        );
       }
     } catch {
       // exited meanwhile
@@ -56,5 +62,16 @@ export function treeCpuSeconds(pid: number): number {
 
 /** Resident memory of a process and its descendants in bytes. */
 export function treeRssBytes(pid: number): number {
-  return processTree(pid).reduce((sum, p) => sum + (() => { try { return rssBytes(p); } catch { return 0; } })(), 0);
+  return processTree(pid).reduce(
+    (sum, p) =>
+      sum +
+      (() => {
+        try {
+          return rssBytes(p);
+        } catch {
+          return 0;
+        }
+      })(),
+    0,
+  );
 }

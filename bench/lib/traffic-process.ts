@@ -5,13 +5,21 @@ import type { Cleanup } from './setups.js';
 const SCRIPT = fileURLToPath(new URL('../traffic-child.js', import.meta.url));
 
 /** The target ports the traffic process serves: a sink, a source, an echo, and a sink for many streams. */
-export interface TargetPorts { sink: number; source: number; echo: number; many: number }
+export interface TargetPorts {
+  sink: number;
+  source: number;
+  echo: number;
+  many: number;
+}
 
 /** The traffic generator and its targets in their own process (bench/traffic-child.ts), driven over IPC. */
 export class TrafficProcess {
   private next = 0;
   private readonly pending = new Map<number, { resolve(v: any): void; reject(e: Error): void }>();
-  private constructor(private readonly child: ChildProcess, readonly targets: TargetPorts) {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly targets: TargetPorts,
+  ) {
     child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -31,11 +39,14 @@ export class TrafficProcess {
 
   static async start(c: Cleanup): Promise<TrafficProcess> {
     const child = fork(SCRIPT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    c.add(() => new Promise<void>((r) => {
-      if (child.exitCode !== null || child.signalCode !== null) return r();
-      child.once('exit', () => r());
-      child.kill();
-    }));
+    c.add(
+      () =>
+        new Promise<void>((r) => {
+          if (child.exitCode !== null || child.signalCode !== null) return r();
+          child.once('exit', () => r());
+          child.kill();
+        }),
+    );
     const targets = await new Promise<TargetPorts>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('traffic process not ready within 10 s')), 10_000);
       child.once('message', (m: { ready: TargetPorts }) => {
@@ -71,7 +82,11 @@ export class TrafficProcess {
    * `n` parallel streams of `each` bytes into `port` (to the many-streams sink): fairness from each
    * stream's connect to its end, and at the sink from each stream's first byte to its end.
    */
-  parallel(port: number, n: number, each: number): Promise<{ seconds: number; fairness: number; sinkFairness: number }> {
+  parallel(
+    port: number,
+    n: number,
+    each: number,
+  ): Promise<{ seconds: number; fairness: number; sinkFairness: number }> {
     return this.call('parallel', port, n, each);
   }
 }

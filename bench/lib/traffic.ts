@@ -25,14 +25,17 @@ export interface Target {
 }
 
 function listen(server: Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+  );
 }
 
 function closer(server: Server, sockets: Set<Socket>): () => Promise<void> {
-  return () => new Promise((r) => {
-    for (const s of sockets) s.destroy();
-    server.close(() => r());
-  });
+  return () =>
+    new Promise((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
 }
 
 /** A target that reads and discards; `received(n)` resolves when one connection has delivered n bytes. */
@@ -86,7 +89,11 @@ export async function echoTarget(): Promise<Target> {
 }
 
 /** Pushes `bytes` into `port`; resolves seconds until the sink counted them all. */
-export async function pushInto(port: number, bytes: number, sink: { expect(b: number): Promise<number> }): Promise<number> {
+export async function pushInto(
+  port: number,
+  bytes: number,
+  sink: { expect(b: number): Promise<number> },
+): Promise<number> {
   const done = sink.expect(bytes);
   const t0 = performance.now();
   const s = connect(port, '127.0.0.1');
@@ -149,7 +156,10 @@ export async function portOpen(port: number, ms = 10_000): Promise<void> {
   for (;;) {
     const ok = await new Promise<boolean>((r) => {
       const s = connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); r(true); });
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
       s.once('error', () => r(false));
     });
     if (ok) return;
@@ -184,24 +194,34 @@ export async function manySink(delivered: (ms: number) => void): Promise<Target>
  * the fastest stream's time over the slowest's, each timed from its own connect to its end (from one
  * common start, 100 connects made even raw TCP score 0.2: it timed connection set-up, not the sharing).
  */
-export async function parallelInto(entry: number, n: number, each: number): Promise<{ seconds: number; fairness: number }> {
+export async function parallelInto(
+  entry: number,
+  n: number,
+  each: number,
+): Promise<{ seconds: number; fairness: number }> {
   const times: number[] = [];
   const chunk = Buffer.alloc(256 * 1024, 0x33);
   const t0 = performance.now();
   let last = t0;
-  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve, reject) => {
-    const s = connect(entry, '127.0.0.1');
-    let connected = 0;
-    s.once('connect', () => {
-      connected = performance.now();
-      pump(s, each, () => s.end(), chunk);
-    });
-    s.on('error', reject);
-    s.on('close', () => {
-      last = performance.now();
-      times.push(last - connected);
-      resolve();
-    });
-  })));
+  await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const s = connect(entry, '127.0.0.1');
+          let connected = 0;
+          s.once('connect', () => {
+            connected = performance.now();
+            pump(s, each, () => s.end(), chunk);
+          });
+          s.on('error', reject);
+          s.on('close', () => {
+            last = performance.now();
+            times.push(last - connected);
+            resolve();
+          });
+        }),
+    ),
+  );
   return { seconds: (last - t0) / 1000, fairness: Math.min(...times) / Math.max(...times) };
 }

@@ -43,9 +43,21 @@ export function createApi(o: ApiOptions): FastifyInstance {
   // removeAdditional off: fastify's default strips unknown parameters silently; here they are refused by name.
   // maxParamLength: the router's own limit (100) answered 414 before the auth hook ran, so a long id told an
   // outsider which routes take parameters; Node's header limit bounds the path, the routes check their ids.
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, routerOptions: { maxParamLength: 16 << 10 }, ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } } });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT,
+    routerOptions: { maxParamLength: 16 << 10 },
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+  });
   const tokens = new Tokens(undefined, o.maxTokenLifetimeMs);
-  const auth = new ApiAuth({ user: o.user, password: o.password, tokens, throttle: o.throttle, log: o.log, logIntervalMs: o.logIntervalMs });
+  const auth = new ApiAuth({
+    user: o.user,
+    password: o.password,
+    tokens,
+    throttle: o.throttle,
+    log: o.log,
+    logIntervalMs: o.logIntervalMs,
+  });
   const routes: RouteInfo[] = [];
   routeTables.set(app, routes);
   app.addHook('onRoute', (r) => {
@@ -57,8 +69,14 @@ export function createApi(o: ApiOptions): FastifyInstance {
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
-        defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'"], connectSrc: ["'self'"],
-        formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"],
+        defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'"],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
       },
     },
     xFrameOptions: { action: 'deny' },
@@ -85,7 +103,8 @@ export function createApi(o: ApiOptions): FastifyInstance {
     const peer = peerCheck(o, req);
     if (peer instanceof ApiError) return fail(reply, peer.status, peer.code, peer.message);
     if (peer) return;
-    if (req.routeOptions.config.cluster) return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
+    if (req.routeOptions.config.cluster)
+      return fail(reply, 401, 'unauthorized', 'a node-to-node route: only other nodes of the cluster may call it');
     return auth.hook(req, reply);
   });
   app.addHook('preValidation', async (req) => {
@@ -93,22 +112,40 @@ export function createApi(o: ApiOptions): FastifyInstance {
     if (refused) throw refused;
   });
 
-  app.setNotFoundHandler((req, reply) => fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`));
+  app.setNotFoundHandler((req, reply) =>
+    fail(reply, 404, 'not_found', `no such route: ${req.method} ${req.url.split('?')[0]} (the API is under /api/v1)`),
+  );
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.status, err.code, err.message, err.detail);
     if (err instanceof TunnelError) return fail(reply, TUNNEL_ERROR_STATUS[err.code], err.code, err.message);
-    if (err instanceof DatabaseError) return fail(reply, 503, 'database_unavailable', `${err.message}: this node serves its clients and tunnels meanwhile; try again when the database is back`);
+    if (err instanceof DatabaseError)
+      return fail(
+        reply,
+        503,
+        'database_unavailable',
+        `${err.message}: this node serves its clients and tunnels meanwhile; try again when the database is back`,
+      );
     if (err.validation) {
       const v = err.validation[0];
       const context = err.validationContext ?? 'request';
       // An unknown parameter is named, so that a caller learns which one this server does not take.
-      const extra = v?.keyword === 'additionalProperties' ? (v.params as { additionalProperty?: string }).additionalProperty : undefined;
+      const extra =
+        v?.keyword === 'additionalProperties'
+          ? (v.params as { additionalProperty?: string }).additionalProperty
+          : undefined;
       if (extra !== undefined) return fail(reply, 400, 'bad_request', `${context} field "${extra}" is not known here`);
       const field = v?.instancePath ? ` field "${v.instancePath.slice(1)}"` : '';
       return fail(reply, 400, 'bad_request', `${context}${field} ${v?.message ?? 'is invalid'}`);
     }
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return fail(reply, 415, 'bad_request', `the request body is ${JSON.stringify(req.headers['content-type'] ?? '')}: send JSON (content-type: application/json); only POST /api/v1/login takes a form too`);
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return fail(reply, 413, 'bad_request', `the request body is over the limit of ${BODY_LIMIT} bytes`);
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return fail(
+        reply,
+        415,
+        'bad_request',
+        `the request body is ${JSON.stringify(req.headers['content-type'] ?? '')}: send JSON (content-type: application/json); only POST /api/v1/login takes a form too`,
+      );
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return fail(reply, 413, 'bad_request', `the request body is over the limit of ${BODY_LIMIT} bytes`);
     if (err.statusCode && err.statusCode < 500) return fail(reply, err.statusCode, 'bad_request', err.message);
     o.log.error(`API error: ${err.message}`);
     return fail(reply, 500, 'internal', err.message);
@@ -117,22 +154,36 @@ export function createApi(o: ApiOptions): FastifyInstance {
   const open = { config: { public: true } };
   app.get('/', open, async (_req, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
   app.get('/dashboard.css', open, async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
-  app.get('/dashboard.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
-  app.get('/dashboard-commands.js', open, async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(COMMANDS_JS));
+  app.get('/dashboard.js', open, async (_req, reply) =>
+    reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS),
+  );
+  app.get('/dashboard-commands.js', open, async (_req, reply) =>
+    reply.type('text/javascript; charset=utf-8').send(COMMANDS_JS),
+  );
 
   loginRoutes(app, o, tokens, auth);
 
   app.get('/api/v1/status', async () => {
     // The database may be away: this node then says so and what it holds itself.
     const counts = await o.registry.counts().catch(() => undefined);
-    return { data: {
-      version: VERSION, fingerprint: o.fingerprint, uptime_sec: Math.round((Date.now() - o.startedAt) / 1000),
-      clients_connected: counts?.connected ?? o.registry.size, clients_disconnected: counts ? counts.known - counts.connected : null,
-      clients_known: counts?.known ?? null, clients_connected_here: o.registry.size, tunnels: o.tunnels.all().length,
-      ...o.cluster?.status(),
-      // RPort's facts about itself, as they are here: credentials from the config and the API, one API user, no 2FA, no tunnel proxy.
-      clients_auth_mode: 'Read Write', users_auth_source: 'Static Credentials', two_fa_enabled: false, tunnel_proxy_enabled: false,
-    } };
+    return {
+      data: {
+        version: VERSION,
+        fingerprint: o.fingerprint,
+        uptime_sec: Math.round((Date.now() - o.startedAt) / 1000),
+        clients_connected: counts?.connected ?? o.registry.size,
+        clients_disconnected: counts ? counts.known - counts.connected : null,
+        clients_known: counts?.known ?? null,
+        clients_connected_here: o.registry.size,
+        tunnels: o.tunnels.all().length,
+        ...o.cluster?.status(),
+        // RPort's facts about itself, as they are here: credentials from the config and the API, one API user, no 2FA, no tunnel proxy.
+        clients_auth_mode: 'Read Write',
+        users_auth_source: 'Static Credentials',
+        two_fa_enabled: false,
+        tunnel_proxy_enabled: false,
+      },
+    };
   });
 
   const options = o.tunnelOptions;
@@ -144,7 +195,9 @@ export function createApi(o: ApiOptions): FastifyInstance {
   commandRoutes(app, o);
   eventRoutes(app, o, tokens, viewer);
 
-  app.get('/metrics', async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()),
+  );
 
   return app;
 }

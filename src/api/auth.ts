@@ -21,7 +21,6 @@ declare module 'fastify' {
 
 export const ipOf = (req: FastifyRequest) => plainAddress(req.ip);
 
-
 /** The bearer token presented: the Authorization header, or ?token= on the routes that take it there. */
 export function presentedToken(req: FastifyRequest): string | undefined {
   const header = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
@@ -37,7 +36,6 @@ function basicOf(req: FastifyRequest): { user: string; password: string } | unde
   const i = text.indexOf(':');
   return i < 0 ? undefined : { user: text.slice(0, i), password: text.slice(i + 1) };
 }
-
 
 // Names come from the peer: quoted and cut so they cannot forge or flood log lines.
 const shown = (name: string) => JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}...` : name);
@@ -85,13 +83,24 @@ export class ApiAuth {
     // a 429 only for unknown names would tell which name is the API's.
     if (!userOk && t.sourceBannedFor(ip) > 0) {
       t.cancel(ip, user);
-      this.lines.warn('api-ban', `API logins from ${ip}: refused a login as ${shown(user)}, the address is barred from unknown user names after ${t.maxFailed * SOURCE_FACTOR} failures`);
+      this.lines.warn(
+        'api-ban',
+        `API logins from ${ip}: refused a login as ${shown(user)}, the address is barred from unknown user names after ${t.maxFailed * SOURCE_FACTOR} failures`,
+      );
       return { ok: false, bannedMs: 0 };
     }
     const ban = t.failed(ip, attempt, userOk);
     this.lines.warn('api-login-failed', `failed API login as ${shown(user)} from ${ip}`);
-    if (ban === 'account') this.lines.warn('api-ban', `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${formatBan(t.bannedFor(ip, user))} ([api] max_failed_login)`);
-    if (ban === 'source') this.lines.warn('api-ban', `API logins from ${ip}: ${t.maxFailed * SOURCE_FACTOR} failed logins as unknown users, the address may try only the real user for ${formatBan(t.sourceBannedFor(ip))}`);
+    if (ban === 'account')
+      this.lines.warn(
+        'api-ban',
+        `API logins as ${shown(user)} from ${ip}: ${t.maxFailed} failed logins, banned for ${formatBan(t.bannedFor(ip, user))} ([api] max_failed_login)`,
+      );
+    if (ban === 'source')
+      this.lines.warn(
+        'api-ban',
+        `API logins from ${ip}: ${t.maxFailed * SOURCE_FACTOR} failed logins as unknown users, the address may try only the real user for ${formatBan(t.sourceBannedFor(ip))}`,
+      );
     return { ok: false, bannedMs: 0 };
   }
 
@@ -111,12 +120,22 @@ export class ApiAuth {
     }
     // A stale token gets a Bearer challenge: a Basic one would make the browser pop up its login dialog over the dashboard.
     reply.header('www-authenticate', token ? 'Bearer realm="rportd", error="invalid_token"' : 'Basic realm="rportd"');
-    return fail(reply, 401, 'unauthorized', 'log in: HTTP basic auth with the [api] auth credentials, or a bearer token from POST /api/v1/login');
+    return fail(
+      reply,
+      401,
+      'unauthorized',
+      'log in: HTTP basic auth with the [api] auth credentials, or a bearer token from POST /api/v1/login',
+    );
   };
 
   refuseBanned(reply: FastifyReply, ip: string, user: string, ms: number) {
     reply.header('retry-after', String(Math.ceil(ms / 1000)));
     const until = new Date(Date.now() + ms).toISOString();
-    return fail(reply, 429, 'too_many_failed_logins', `too many failed logins as ${shown(user)} from ${ip}: try again after ${until} (in ${formatBan(ms)})`);
+    return fail(
+      reply,
+      429,
+      'too_many_failed_logins',
+      `too many failed logins as ${shown(user)} from ${ip}: try again after ${until} (in ${formatBan(ms)})`,
+    );
   }
 }

@@ -81,7 +81,8 @@ function checkField(form: ListForm, field: string, allowed: readonly string[], w
 }
 
 function pageNumber(key: string, value: string, min: number, max: number): number {
-  if (!/^\d{1,9}$/.test(value) || Number(value) < min || Number(value) > max) throw bad(`query parameter ${key} = "${value}" must be a whole number from ${min} to ${max}`);
+  if (!/^\d{1,9}$/.test(value) || Number(value) < min || Number(value) > max)
+    throw bad(`query parameter ${key} = "${value}" must be a whole number from ${min} to ${max}`);
   return Number(value);
 }
 
@@ -94,33 +95,54 @@ export function parseListQuery(query: RawQuery, form: ListForm): ListQuery {
   const q: ListQuery = { filters: [], sort: [], fields: undefined, limit: DEFAULT_PAGE_LIMIT, offset: 0 };
   for (const [key, raw] of Object.entries(query)) {
     if (raw === undefined) continue;
-    if (Array.isArray(raw)) throw bad(`query parameter ${key} is given ${raw.length} times: give it once (a filter takes a comma-separated list)`);
+    if (Array.isArray(raw))
+      throw bad(
+        `query parameter ${key} is given ${raw.length} times: give it once (a filter takes a comma-separated list)`,
+      );
     const value = raw;
     if (form.own?.includes(key)) continue;
     if (key === 'page[limit]') q.limit = pageNumber(key, value, 1, MAX_PAGE_LIMIT);
     else if (key === 'page[offset]') q.offset = pageNumber(key, value, 0, 999_999_999);
     else if (key === 'sort') {
       if (!form.sortable) throw bad(`query parameter sort: this list cannot be sorted`);
-      q.sort = value.split(',').filter(Boolean).map((s) => {
-        const field = s.replace(/^-/, '');
-        checkField(form, field, form.sortable!, 'sort');
-        return { field, desc: s.startsWith('-') };
-      });
+      q.sort = value
+        .split(',')
+        .filter(Boolean)
+        .map((s) => {
+          const field = s.replace(/^-/, '');
+          checkField(form, field, form.sortable!, 'sort');
+          return { field, desc: s.startsWith('-') };
+        });
     } else if (key.startsWith('filter[') && key.endsWith(']')) {
       const names = key.slice(7, -1).split('|');
       const fields = names.includes('*') ? [...form.filterable] : names;
       for (const f of fields) checkField(form, f, form.filterable, `filter[${key.slice(7, -1)}]`);
       const m = /^(or|and)\((.*)\)$/.exec(value);
-      const terms = (m ? m[2]! : value).split(',').map((s) => s.trim()).filter(Boolean);
-      if (terms.length === 0) throw bad(`query parameter ${key} has no value: give one or more values, e.g. ${key}=a*,b`);
+      const terms = (m ? m[2]! : value)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      if (terms.length === 0)
+        throw bad(`query parameter ${key} has no value: give one or more values, e.g. ${key}=a*,b`);
       q.filters.push({ fields, all: m?.[1] === 'and', patterns: terms.map((x) => x.toLowerCase()) });
     } else if (key.startsWith('fields[') && key.endsWith(']')) {
       const resource = key.slice(7, -1);
-      if (resource !== form.resource || !form.fieldNames) throw bad(`query parameter ${key}: this list has fields[${form.resource}] only`);
-      q.fields = value.split(',').map((s) => s.trim()).filter(Boolean);
+      if (resource !== form.resource || !form.fieldNames)
+        throw bad(`query parameter ${key}: this list has fields[${form.resource}] only`);
+      q.fields = value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       for (const f of q.fields) checkField(form, f, form.fieldNames, `fields[${resource}]`);
     } else {
-      const known = ['page[limit]', 'page[offset]', 'filter[FIELD]', ...(form.sortable ? ['sort'] : []), ...(form.fieldNames ? [`fields[${form.resource}]`] : []), ...(form.own ?? [])];
+      const known = [
+        'page[limit]',
+        'page[offset]',
+        'filter[FIELD]',
+        ...(form.sortable ? ['sort'] : []),
+        ...(form.fieldNames ? [`fields[${form.resource}]`] : []),
+        ...(form.own ?? []),
+      ];
       throw bad(`query parameter "${key}" is not known here: use ${known.join(', ')}`);
     }
   }
@@ -137,7 +159,9 @@ function matches(f: Filter, item: Record<string, unknown>, steps: { left: number
   const hit = (p: string) => values.some((v) => globMatch(p, v.toLowerCase(), steps));
   const found = f.all ? f.patterns.every(hit) : f.patterns.some(hit);
   if (steps.left < 0) {
-    throw bad(`the filters of this request take more than ${MAX_FILTER_STEPS.toLocaleString('en')} matching steps over this list (the limit per request, patterns x text): use fewer or shorter patterns with fewer "*"`);
+    throw bad(
+      `the filters of this request take more than ${MAX_FILTER_STEPS.toLocaleString('en')} matching steps over this list (the limit per request, patterns x text): use fewer or shorter patterns with fewer "*"`,
+    );
   }
   return found;
 }
@@ -148,7 +172,10 @@ function compare(a: unknown, b: unknown): number {
 }
 
 /** Filters, sorts, counts and cuts the list as the query says; `count` is the number before the cut. */
-export function applyListQuery<T extends Record<string, unknown>>(items: T[], q: ListQuery): { data: Array<Partial<T>>; meta: { count: number } } {
+export function applyListQuery<T extends Record<string, unknown>>(
+  items: T[],
+  q: ListQuery,
+): { data: Array<Partial<T>>; meta: { count: number } } {
   const steps = { left: MAX_FILTER_STEPS };
   const kept = items.filter((item) => q.filters.every((f) => matches(f, item, steps)));
   if (q.sort.length) {

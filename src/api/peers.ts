@@ -20,10 +20,20 @@ export const fromPeer = (req: FastifyRequest): boolean => peerCalls.has(req);
 export function peerCheck(o: ApiOptions, req: FastifyRequest): ApiError | 'peer' | undefined {
   const header = req.headers[SIGNATURE_HEADER];
   if (header === undefined) return undefined;
-  const why = typeof header !== 'string' ? 'it is given more than once' : o.cluster ? o.cluster.verify(req.method, req.url, header) : 'this node is in no cluster';
+  const why =
+    typeof header !== 'string'
+      ? 'it is given more than once'
+      : o.cluster
+        ? o.cluster.verify(req.method, req.url, header)
+        : 'this node is in no cluster';
   if (typeof why === 'string') return new ApiError(401, 'unauthorized', `node-to-node signature refused: ${why}`);
   const config = req.routeOptions.config;
-  if (!config.cluster && !config.forwarded) return new ApiError(403, 'forbidden', `${req.method} ${req.url.split('?')[0]} is not a node-to-node call: the cluster signature opens only those (use the [api] auth credentials)`);
+  if (!config.cluster && !config.forwarded)
+    return new ApiError(
+      403,
+      'forbidden',
+      `${req.method} ${req.url.split('?')[0]} is not a node-to-node call: the cluster signature opens only those (use the [api] auth credentials)`,
+    );
   peerCalls.set(req, why.bodySha256);
   return 'peer';
 }
@@ -39,13 +49,22 @@ export function peerBodyCheck(req: FastifyRequest, bodySha256: string | undefine
  * A call about a client held by another node goes to that node, once (a forwarded call is never sent on):
  * returns the reply when it was forwarded, undefined when this node answers it.
  */
-export async function forwardToHolder(o: ApiOptions, req: FastifyRequest, reply: FastifyReply, clientId: string): Promise<FastifyReply | undefined> {
+export async function forwardToHolder(
+  o: ApiOptions,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  clientId: string,
+): Promise<FastifyReply | undefined> {
   if (!o.cluster || fromPeer(req)) return undefined;
   let node: NodeRow | undefined;
   try {
     node = await o.registry.holder(clientId);
   } catch (err) {
-    throw new ApiError(503, 'database_unavailable', `which node holds client "${clientId}" is unknown: the registry database is out of reach (${errorMessage(err)})`);
+    throw new ApiError(
+      503,
+      'database_unavailable',
+      `which node holds client "${clientId}" is unknown: the registry database is out of reach (${errorMessage(err)})`,
+    );
   }
   if (!node) return undefined;
   let r: { status: number; body: string };

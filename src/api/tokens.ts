@@ -28,7 +28,10 @@ export class Tokens {
   private readonly live = new Map<string, Live>();
 
   /** `maxLifetimeMs`: [api] max_token_lifetime, the cap of every token's lifetime. */
-  constructor(private readonly now: () => number = Date.now, readonly maxLifetimeMs = MAX_TOKEN_LIFETIME_HOURS * 3600_000) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    readonly maxLifetimeMs = MAX_TOKEN_LIFETIME_HOURS * 3600_000,
+  ) {}
 
   /**
    * A new token for `user`, valid `ttlMs` (at most max_token_lifetime); minted with the token `from`, it
@@ -39,8 +42,18 @@ export class Tokens {
     for (const [h, v] of this.live) if (v.expires <= now) this.end(h);
     // The token minted from and its own makers are not evicted to make room: the new one would go with them.
     const kin = new Set<string>();
-    for (let h = from === undefined ? undefined : hashOf(from); h !== undefined && this.live.has(h); h = this.live.get(h)!.parent) kin.add(h);
-    if (kin.size >= MAX_TOKENS_PER_USER) throw new ApiError(400, 'bad_request', `the token presented ends a chain of ${kin.size} tokens, each minted from the one before, the most there may be: log in with the credentials instead`);
+    for (
+      let h = from === undefined ? undefined : hashOf(from);
+      h !== undefined && this.live.has(h);
+      h = this.live.get(h)!.parent
+    )
+      kin.add(h);
+    if (kin.size >= MAX_TOKENS_PER_USER)
+      throw new ApiError(
+        400,
+        'bad_request',
+        `the token presented ends a chain of ${kin.size} tokens, each minted from the one before, the most there may be: log in with the credentials instead`,
+      );
     const evict = (hashes: string[], over: number) => {
       for (const h of hashes.filter((x) => !kin.has(x)).slice(0, Math.max(0, over))) this.end(h);
     };
@@ -49,7 +62,10 @@ export class Tokens {
     evict([...this.live.keys()], this.live.size - MAX_TOKENS + 1);
     const parent = kin.size ? hashOf(from!) : undefined;
     const token = randomBytes(32).toString('base64url');
-    const expires = Math.min(now + Math.min(ttlMs, this.maxLifetimeMs), parent ? this.live.get(parent)!.expires : Infinity);
+    const expires = Math.min(
+      now + Math.min(ttlMs, this.maxLifetimeMs),
+      parent ? this.live.get(parent)!.expires : Infinity,
+    );
     this.live.set(hashOf(token), { user, expires, watchers: new Set(), parent });
     return { token, expires_at: new Date(expires).toISOString() };
   }

@@ -29,18 +29,26 @@ Exit codes: 0 stopped, 1 gave up after max_retry_count failed attempts or failed
   if (typeof started === 'number') return started;
   const { cfg, root } = started;
   const log = root.child('client');
-  log.info(`rport ${VERSION} starting (pid ${process.pid}); server ${cfg.servers.map((s) => s.href).join(', then ')}; client id ${cfg.id || '(assigned by the server: [client] id is not set and use_system_id = false)'}`);
+  log.info(
+    `rport ${VERSION} starting (pid ${process.pid}); server ${cfg.servers.map((s) => s.href).join(', then ')}; client id ${cfg.id || '(assigned by the server: [client] id is not set and use_system_id = false)'}`,
+  );
   reportNativeAcceleration(log);
   if (!cfg.fingerprint) {
     // Without it any server that answers (a man in the middle included) gets the password and the tunnels.
-    log.warn(`[client] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:..." from the line "host key fingerprint" rportd logs at start (journalctl -u rportd | grep fingerprint), or from GET /api/v1/status`);
+    log.warn(
+      `[client] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:..." from the line "host key fingerprint" rportd logs at start (journalctl -u rportd | grep fingerprint), or from GET /api/v1/status`,
+    );
   }
 
   const { notify, watchdogUsec } = SdNotify.fromEnvironment(root.child('watchdog'));
   const clock = new StepClock();
   const watchdog = new Watchdog(
     cfg,
-    { stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined, notify, watchdogUsec },
+    {
+      stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined,
+      notify,
+      watchdogUsec,
+    },
     clock,
     root.child('watchdog'),
   );

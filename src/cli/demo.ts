@@ -65,27 +65,66 @@ let announced = false;
 
 /** The demo tunnel, through the API as an operator would open it. */
 async function openTunnel(): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${apiPort}/api/v1/clients/demo-client/tunnels?remote=127.0.0.1:${webPort}&local=127.0.0.1:0`, {
-    method: 'PUT',
-    headers: { authorization: `Basic ${Buffer.from(`admin:${apiPassword}`).toString('base64')}` },
-  });
+  const res = await fetch(
+    `http://127.0.0.1:${apiPort}/api/v1/clients/demo-client/tunnels?remote=127.0.0.1:${webPort}&local=127.0.0.1:0`,
+    {
+      method: 'PUT',
+      headers: { authorization: `Basic ${Buffer.from(`admin:${apiPassword}`).toString('base64')}` },
+    },
+  );
   const body = (await res.json()) as { data?: { local: string }; errors?: Array<{ title: string }> };
   return body.data ? `curl http://${body.data.local}/` : `(not opened: ${body.errors?.[0]?.title})`;
 }
 // The secrets go in config files only the user can read: on a command line, ps would show them to everyone.
 const serverConf = join(dataDir, 'server', 'rportd.conf');
 const clientConf = join(dataDir, 'client', 'rport.conf');
-writeFileAtomic(serverConf, `[server]\nauth = ${JSON.stringify(`demo-client:${clientSecret}`)}\n[api]\nauth = ${JSON.stringify(`admin:${apiPassword}`)}\n`, { mode: 0o600 });
+writeFileAtomic(
+  serverConf,
+  `[server]\nauth = ${JSON.stringify(`demo-client:${clientSecret}`)}\n[api]\nauth = ${JSON.stringify(`admin:${apiPassword}`)}\n`,
+  { mode: 0o600 },
+);
 writeFileAtomic(clientConf, `[client]\nauth = ${JSON.stringify(`demo-client:${clientSecret}`)}\n`, { mode: 0o600 });
-const server = start('rportd', ['-c', serverConf, '--address', `127.0.0.1:${serverPort}`, '--api-address', `127.0.0.1:${apiPort}`,
-  '--data-dir', join(dataDir, 'server')], (line) => {
-  const fp = /host key fingerprint (SHA256:\S+)/.exec(line);
-  if (!fp || client) return;
-  client = start('rport', ['-c', clientConf, '--server', `127.0.0.1:${serverPort}`, '--fingerprint', fp[1]!, '--id', 'demo-client',
-    '--name', 'demo', '--tags', 'demo', '--keep-alive', '10s', '--watchdog-integration', '--data-dir', join(dataDir, 'client')], (l) => {
-    if (/connected to \S+ within/.test(l) && !announced) {
-      announced = true;
-      void openTunnel().then((tunnel) => process.stdout.write(`
+const server = start(
+  'rportd',
+  [
+    '-c',
+    serverConf,
+    '--address',
+    `127.0.0.1:${serverPort}`,
+    '--api-address',
+    `127.0.0.1:${apiPort}`,
+    '--data-dir',
+    join(dataDir, 'server'),
+  ],
+  (line) => {
+    const fp = /host key fingerprint (SHA256:\S+)/.exec(line);
+    if (!fp || client) return;
+    client = start(
+      'rport',
+      [
+        '-c',
+        clientConf,
+        '--server',
+        `127.0.0.1:${serverPort}`,
+        '--fingerprint',
+        fp[1]!,
+        '--id',
+        'demo-client',
+        '--name',
+        'demo',
+        '--tags',
+        'demo',
+        '--keep-alive',
+        '10s',
+        '--watchdog-integration',
+        '--data-dir',
+        join(dataDir, 'client'),
+      ],
+      (l) => {
+        if (/connected to \S+ within/.test(l) && !announced) {
+          announced = true;
+          void openTunnel().then((tunnel) =>
+            process.stdout.write(`
   rport demo is running.
     dashboard:  http://127.0.0.1:${apiPort}/   user admin, password ${apiPassword}
     tunnel:     ${tunnel}   (rportd's port -> the client -> a web page only the client can reach)
@@ -94,10 +133,13 @@ const server = start('rportd', ['-c', serverConf, '--address', `127.0.0.1:${serv
     try:        kill -STOP ${server.pid} (freeze the server; the client notices within keep_alive + keep_alive_timeout), then kill -CONT ${server.pid}
   Ctrl-C stops both.
 
-`));
-    }
-  });
-});
+`),
+          );
+        }
+      },
+    );
+  },
+);
 
 let stopping = false;
 const stop = () => {

@@ -25,7 +25,9 @@ function tomlValue(def: KeyDef, parsed: unknown, raw: string): unknown {
 /** `key = value` as TOML on one line; a table inline. */
 function tomlLine(key: string, value: unknown): string {
   if (value && typeof value === 'object' && !Array.isArray(value)) {
-    return `${key} = { ${Object.entries(value).map(([k, v]) => `${stringify({ [k]: v }).trim()}`).join(', ')} }`;
+    return `${key} = { ${Object.entries(value)
+      .map(([k, v]) => `${stringify({ [k]: v }).trim()}`)
+      .join(', ')} }`;
   }
   return stringify({ [key]: value }).trim();
 }
@@ -34,7 +36,10 @@ function tomlLine(key: string, value: unknown): string {
  * The template with each value set: its `#key = ...` or `key = ...` line in the section replaced, or the
  * line added at the section's end (the section at the file's end when the template has none).
  */
-export function fillTemplate(template: string, values: Array<{ section: string; key: string; value: unknown }>): string {
+export function fillTemplate(
+  template: string,
+  values: Array<{ section: string; key: string; value: unknown }>,
+): string {
   const lines = template.split('\n');
   for (const { section, key, value } of values) {
     const start = lines.findIndex((l) => l.trim() === `[${section}]`);
@@ -82,8 +87,9 @@ function writeConf(file: string, text: string, force: boolean): void {
 /** `rport init` (also `rport --init`): exit 0 written, 2 bad flags or an existing file without --force. */
 export function initCommand(argv: string[]): number {
   const args = parseArgs(argv, CLIENT_KEYS, ['force']);
-  if (args.help) return process.stdout.write(INIT_USAGE), 0;
-  if (args.positional.length) throw new ConfigError(`unexpected argument "${args.positional[0]}" (see rport init --help)`);
+  if (args.help) return (process.stdout.write(INIT_USAGE), 0);
+  if (args.positional.length)
+    throw new ConfigError(`unexpected argument "${args.positional[0]}" (see rport init --help)`);
   const force = args.flags.get('force')?.at(-1) === 'true';
   args.flags.delete('force');
   const file = args.config ?? DEFAULT_CLIENT_CONF;
@@ -94,7 +100,9 @@ export function initCommand(argv: string[]): number {
   clientConfig(config);
   const values = CLIENT_KEYS.flatMap((def) => {
     const raw = flags.get(flagName(def));
-    return raw ? [{ section: def.section, key: def.key, value: tomlValue(def, config.get(def.section, def.key), raw.at(-1)!) }] : [];
+    return raw
+      ? [{ section: def.section, key: def.key, value: tomlValue(def, config.get(def.section, def.key), raw.at(-1)!) }]
+      : [];
   });
   writeConf(file, fillTemplate(clientTemplate(), values), force);
   process.stdout.write(`wrote ${file}\n`);

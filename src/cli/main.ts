@@ -24,7 +24,9 @@ export function openLogger(logFile: string, level: Level, component: string, whe
     try {
       sink = LogSink.file(logFile);
     } catch (err) {
-      throw new ConfigError(`${where} cannot be opened for writing: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+      throw new ConfigError(
+        `${where} cannot be opened for writing: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+      );
     }
   }
   return new Logger(sink, level, component);
@@ -39,7 +41,8 @@ export function runMain(command: string, main: () => Promise<number>): void {
     (code) => process.exit(code),
     (err) => {
       // Whoever reads only the log file must see why the service did not start.
-      const fileLog = failureLog ?? (err instanceof ConfigError && err.logFile ? fileLogger(err.logFile, command) : undefined);
+      const fileLog =
+        failureLog ?? (err instanceof ConfigError && err.logFile ? fileLogger(err.logFile, command) : undefined);
       if (err instanceof ConfigError) {
         fileLog?.error(err.message);
         process.stderr.write(`${err.message}\n`);
@@ -102,20 +105,27 @@ ${cmd.notes}
 `);
     return 0;
   }
-  if (args.version) return process.stdout.write(`${cmd.name} ${VERSION}\n`), 0;
+  if (args.version) return (process.stdout.write(`${cmd.name} ${VERSION}\n`), 0);
   if (args.positional.length) throw new ConfigError(`unexpected argument "${args.positional[0]}" (see --help)`);
   const config = loadConfig(cmd.defs, args.config, args.flags, cmd.documented);
   // Opened before the rest of the config is checked, so that a bad value is reported in log_file too.
   const logFile = config.get<string>('logging', 'log_file');
   const level = config.get<string>('logging', 'log_level');
-  const root = openLogger(logFile, (LEVELS as readonly string[]).includes(level) ? (level as Level) : 'info', cmd.name, config.where('logging', 'log_file'));
+  const root = openLogger(
+    logFile,
+    (LEVELS as readonly string[]).includes(level) ? (level as Level) : 'info',
+    cmd.name,
+    config.where('logging', 'log_file'),
+  );
   if (logFile) failureLog = root;
   const cfg = build(config);
   // One line for an RPort file: what is not implemented, and the one default kept unlike RPort's on purpose
   // (without log_file RPort logs nothing; a service that logs nothing cannot say why it failed).
   const notes = [
     ...(config.ignored.length ? [`ignoring what this version does not implement: ${config.ignored.join(', ')}`] : []),
-    ...(logFile ? [] : ['[logging] log_file is not set: logging to stderr, where RPort logs nothing (see docs/migrating.md)']),
+    ...(logFile
+      ? []
+      : ['[logging] log_file is not set: logging to stderr, where RPort logs nothing (see docs/migrating.md)']),
   ];
   if (args.config && notes.length) root.info(`${args.config}: ${notes.join('; ')}`);
   return { cfg, config, root };

@@ -33,13 +33,23 @@ Exit codes otherwise: 0 success, 1 failure, 2 bad usage.
 `;
 
 function printVerdict(v: Verdict, json: boolean, statePath: string): void {
-  if (json) process.stdout.write(JSON.stringify({ status: v.status, reason: v.reason, state_file: statePath, age_sec: v.ageSec ?? null, state: v.state ?? null, pid: v.pid ?? null }) + '\n');
+  if (json)
+    process.stdout.write(
+      JSON.stringify({
+        status: v.status,
+        reason: v.reason,
+        state_file: statePath,
+        age_sec: v.ageSec ?? null,
+        state: v.state ?? null,
+        pid: v.pid ?? null,
+      }) + '\n',
+    );
   else process.stdout.write(`${v.status}: ${v.reason}\n`);
 }
 
 export async function watchdogMain(argv: string[]): Promise<number> {
   const args = parseArgs(argv, WATCHDOG_OPTIONS);
-  if (args.version) return process.stdout.write(`rport-watchdog ${VERSION}\n`), 0;
+  if (args.version) return (process.stdout.write(`rport-watchdog ${VERSION}\n`), 0);
   const command = args.positional[0];
   if (args.help || !command) {
     process.stdout.write(USAGE);
@@ -47,18 +57,22 @@ export async function watchdogMain(argv: string[]): Promise<number> {
   }
   const opts = loadConfig(WATCHDOG_OPTIONS, undefined, args.flags);
   // The packaged client's config, so `rport-watchdog check` works as installed; --state alone still wins.
-  const config = args.config ?? (opts.get<string>('watchdog', 'state') || !existsSync(DEFAULT_CLIENT_CONF) ? undefined : DEFAULT_CLIENT_CONF);
+  const config =
+    args.config ??
+    (opts.get<string>('watchdog', 'state') || !existsSync(DEFAULT_CLIENT_CONF) ? undefined : DEFAULT_CLIENT_CONF);
   const ms = (k: string) => opts.get<number>('watchdog', k);
 
   if (command === 'install' || command === 'uninstall') {
     const cronFile = opts.get<string>('watchdog', 'cron_file');
-    if (command === 'install' && !config) throw new ConfigError('install needs -c /path/to/rport.conf, so the scheduled check knows which client to watch');
+    if (command === 'install' && !config)
+      throw new ConfigError('install needs -c /path/to/rport.conf, so the scheduled check knows which client to watch');
     const steps = command === 'install' ? installSteps(['-c', config!], cronFile) : uninstallSteps(cronFile);
     const { ok, lines } = await applySteps(steps, opts.get<boolean>('watchdog', 'print'));
     process.stdout.write(lines.join('\n') + '\n');
     return ok ? 0 : 1;
   }
-  if (command !== 'check' && command !== 'run') throw new ConfigError(`unknown command "${command}": use check, run, install or uninstall (see --help)`);
+  if (command !== 'check' && command !== 'run')
+    throw new ConfigError(`unknown command "${command}": use check, run, install or uninstall (see --help)`);
 
   const target = resolveTarget(config, opts);
   const threshold = ms('threshold') > 0 ? Math.round(ms('threshold') / 1000) : undefined;
@@ -67,7 +81,13 @@ export async function watchdogMain(argv: string[]): Promise<number> {
   if (command === 'check') {
     const v: Verdict = target.disabled
       ? { status: 'unknown', reason: target.disabled }
-      : judge({ file: readStateFile(target.statePath), nowSec: Math.floor(Date.now() / 1000), thresholdSec: threshold, budgetSec: target.budgetSec, graceSec });
+      : judge({
+          file: readStateFile(target.statePath),
+          nowSec: Math.floor(Date.now() / 1000),
+          thresholdSec: threshold,
+          budgetSec: target.budgetSec,
+          graceSec,
+        });
     printVerdict(v, opts.get<boolean>('watchdog', 'json'), target.statePath);
     return EXIT_CODE[v.status];
   }

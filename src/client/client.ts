@@ -24,7 +24,10 @@ const PROCESS_START = Date.now() - Math.round(process.uptime() * 1000);
 const since = (t0: bigint) => Number(process.hrtime.bigint() - t0);
 
 /** The client's first request on the control channel: who it is, and what it brings. */
-export function connectionRequest(cfg: Pick<ClientConfig, 'id' | 'name' | 'tags' | 'hostname' | 'remotes'>, watchdog: WatchdogFacts | undefined): ConnectRequest {
+export function connectionRequest(
+  cfg: Pick<ClientConfig, 'id' | 'name' | 'tags' | 'hostname' | 'remotes'>,
+  watchdog: WatchdogFacts | undefined,
+): ConnectRequest {
   return {
     id: cfg.id,
     name: cfg.name,
@@ -84,7 +87,9 @@ export class RportClient {
         const why = errorMessage(err);
         // RPort's meaning: max_retry_count counts retries after the first attempt, so 0 makes one attempt.
         if (this.cfg.maxRetryCount >= 0 && failures > this.cfg.maxRetryCount) {
-          this.log.error(`giving up after ${failures} failed attempt${failures > 1 ? 's' : ''} (max_retry_count = ${this.cfg.maxRetryCount}); the last one: ${why}`);
+          this.log.error(
+            `giving up after ${failures} failed attempt${failures > 1 ? 's' : ''} (max_retry_count = ${this.cfg.maxRetryCount}); the last one: ${why}`,
+          );
           return 1;
         }
         this.log.warn(`attempt ${failures} to ${server.hostPort} failed: ${why}`);
@@ -162,8 +167,12 @@ export class RportClient {
     this.jobs.attach(link.control);
     try {
       const left = Math.max(1, end - performance.now());
-      const reply = await clock.run('request', 'connection request', left, () => link.control.request<ConnectReply>(METHOD.connect, request, left));
-      this.log.debug(`server accepted the connection request (session ${reply.sessionId}, host key ${link.fingerprint}${link.rport ? ', a stock RPort server' : ''})`);
+      const reply = await clock.run('request', 'connection request', left, () =>
+        link.control.request<ConnectReply>(METHOD.connect, request, left),
+      );
+      this.log.debug(
+        `server accepted the connection request (session ${reply.sessionId}, host key ${link.fingerprint}${link.rport ? ', a stock RPort server' : ''})`,
+      );
       return link;
     } catch (err) {
       link.close();
@@ -190,13 +199,20 @@ export class RportClient {
       }
       let lastRttMs: number | undefined;
       while (!this.stopped) {
-        const interval = keepAliveMs - Math.min(keepAliveMs * KEEPALIVE_JITTER, MAX_KEEPALIVE_JITTER_MS) * Math.random();
+        const interval =
+          keepAliveMs - Math.min(keepAliveMs * KEEPALIVE_JITTER, MAX_KEEPALIVE_JITTER_MS) * Math.random();
         this.clock.begin('waiting for the next ping', interval + TIMER_SLACK_MS);
         const early = await Promise.race([this.sleep(interval).then(() => undefined), lost]);
         if (early !== undefined || this.stopped) return early ?? 'stopped';
         const t0 = process.hrtime.bigint();
         try {
-          await this.clock.run('ping', `ping to ${server.hostPort}`, keepAliveTimeoutMs, () => link.control.request(METHOD.ping, { last_rtt_ms: lastRttMs, watchdog: this.observer.facts() }, keepAliveTimeoutMs));
+          await this.clock.run('ping', `ping to ${server.hostPort}`, keepAliveTimeoutMs, () =>
+            link.control.request(
+              METHOD.ping,
+              { last_rtt_ms: lastRttMs, watchdog: this.observer.facts() },
+              keepAliveTimeoutMs,
+            ),
+          );
         } catch (err) {
           return `ping failed: ${errorMessage(err)}`;
         }

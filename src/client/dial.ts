@@ -41,8 +41,14 @@ function once<T>(emitter: NodeJS.EventEmitter, ok: string, fail: string[] = ['er
       emitter.off(ok, onOk);
       for (const f of fail) emitter.off(f, onFail);
     };
-    const onOk = (v: T) => { cleanup(); resolve(v); };
-    const onFail = (e: unknown) => { cleanup(); reject(e instanceof Error ? e : new Error(String(e))); };
+    const onOk = (v: T) => {
+      cleanup();
+      resolve(v);
+    };
+    const onFail = (e: unknown) => {
+      cleanup();
+      reject(e instanceof Error ? e : new Error(String(e)));
+    };
     emitter.on(ok, onOk);
     for (const f of fail) emitter.on(f, onFail);
   });
@@ -53,7 +59,9 @@ function once<T>(emitter: NodeJS.EventEmitter, ok: string, fail: string[] = ['er
  * neither paused nor flowing: the next reader (TLS or HTTP) starts it, and no byte is lost in between.
  */
 function proxyConnect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void> {
-  const auth = proxy.username ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}\r\n` : '';
+  const auth = proxy.username
+    ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}\r\n`
+    : '';
   const host = isIP(target.host) === 6 ? `[${target.host}]` : target.host;
   sock.write(`CONNECT ${host}:${target.port} HTTP/1.1\r\nHost: ${host}:${target.port}\r\n${auth}\r\n`);
   return new Promise<void>((resolve, reject) => {
@@ -74,7 +82,11 @@ function proxyConnect(sock: Socket, target: ServerUrl, proxy: URL): Promise<void
         if (end >= 0) {
           if (end + 4 < head.length) sock.unshift(head.subarray(end + 4));
           const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
-          return done(/^HTTP\/1\.[01] 2\d\d/.test(status) ? undefined : new Error(`proxy refused CONNECT to ${target.hostPort}: ${status}`));
+          return done(
+            /^HTTP\/1\.[01] 2\d\d/.test(status)
+              ? undefined
+              : new Error(`proxy refused CONNECT to ${target.hostPort}: ${status}`),
+          );
         }
         if (head.length > 16384) return done(new Error('proxy answered with an over-long header'));
       }
@@ -107,8 +119,17 @@ function readBytes(sock: Socket, n: number): Promise<Buffer> {
   });
 }
 
-const SOCKS5_REPLIES = ['', 'general failure', 'not allowed by its rules', 'network unreachable', 'host unreachable', 'connection refused',
-  'TTL expired', 'command not supported', 'address type not supported'];
+const SOCKS5_REPLIES = [
+  '',
+  'general failure',
+  'not allowed by its rules',
+  'network unreachable',
+  'host unreachable',
+  'connection refused',
+  'TTL expired',
+  'command not supported',
+  'address type not supported',
+];
 
 /** An IPv6 address as 16 bytes; undefined for forms with an embedded IPv4 part (sent as a name instead). */
 function ipv6Bytes(ip: string): Buffer | undefined {
@@ -140,17 +161,25 @@ async function socks5Connect(sock: Socket, target: ServerUrl, proxy: URL): Promi
     const [, status] = await readBytes(sock, 2);
     if (status !== 0) throw new Error(`SOCKS5 proxy ${proxy.host} refused the user and password of [client] proxy`);
   } else if (method !== 0) {
-    throw new Error(`SOCKS5 proxy ${proxy.host} wants a login${user ? ' of a kind rport does not speak' : ': put user:password@ in [client] proxy'}`);
+    throw new Error(
+      `SOCKS5 proxy ${proxy.host} wants a login${user ? ' of a kind rport does not speak' : ': put user:password@ in [client] proxy'}`,
+    );
   }
   const v6 = isIP(target.host) === 6 ? ipv6Bytes(target.host) : undefined;
-  const addr = isIP(target.host) === 4 ? Buffer.from([1, ...target.host.split('.').map(Number)])
-    : v6 ? Buffer.concat([Buffer.from([4]), v6])
-    : Buffer.concat([Buffer.from([3, Buffer.byteLength(target.host)]), Buffer.from(target.host)]);
+  const addr =
+    isIP(target.host) === 4
+      ? Buffer.from([1, ...target.host.split('.').map(Number)])
+      : v6
+        ? Buffer.concat([Buffer.from([4]), v6])
+        : Buffer.concat([Buffer.from([3, Buffer.byteLength(target.host)]), Buffer.from(target.host)]);
   const port = Buffer.alloc(2);
   port.writeUInt16BE(target.port);
   sock.write(Buffer.concat([Buffer.from([5, 1, 0]), addr, port]));
   const [, reply, , atyp] = await readBytes(sock, 4);
-  if (reply !== 0) throw new Error(`SOCKS5 proxy ${proxy.host} could not connect to ${target.hostPort}: ${SOCKS5_REPLIES[reply!] ?? `reply ${reply}`}`);
+  if (reply !== 0)
+    throw new Error(
+      `SOCKS5 proxy ${proxy.host} could not connect to ${target.hostPort}: ${SOCKS5_REPLIES[reply!] ?? `reply ${reply}`}`,
+    );
   // The address the proxy bound, which we do not need, then the tunnel is open.
   const left = atyp === 1 ? 6 : atyp === 4 ? 18 : (await readBytes(sock, 1))[0]! + 2;
   await readBytes(sock, left);
@@ -160,12 +189,16 @@ async function socks5Connect(sock: Socket, target: ServerUrl, proxy: URL): Promi
 function withHint(err: unknown, target: string, viaProxy: boolean): Error {
   const code = (err as NodeJS.ErrnoException).code;
   const key = viaProxy ? '[client] proxy' : '[client] server';
-  const hint = code === 'ECONNREFUSED'
-    ? `${target} refused the connection (ECONNREFUSED): ${viaProxy ? 'is the proxy running there? check [client] proxy' : "is rportd running and listening there? check [client] server against rportd's [server] address"}`
-    : code === 'ENOTFOUND' || code === 'EAI_NONAME' ? `${target} is not a known host name: check ${key}`
-    : code === 'EAI_AGAIN' ? `DNS could not resolve ${target} now (temporary failure): check the DNS server, or ${key}`
-    : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? `no route to ${target}: check the network, or ${key}`
-    : undefined;
+  const hint =
+    code === 'ECONNREFUSED'
+      ? `${target} refused the connection (ECONNREFUSED): ${viaProxy ? 'is the proxy running there? check [client] proxy' : "is rportd running and listening there? check [client] server against rportd's [server] address"}`
+      : code === 'ENOTFOUND' || code === 'EAI_NONAME'
+        ? `${target} is not a known host name: check ${key}`
+        : code === 'EAI_AGAIN'
+          ? `DNS could not resolve ${target} now (temporary failure): check the DNS server, or ${key}`
+          : code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
+            ? `no route to ${target}: check the network, or ${key}`
+            : undefined;
   return hint ? new Error(hint) : (err as Error);
 }
 
@@ -211,7 +244,11 @@ class Attempt {
 /** Step dns: the server's (or the proxy's) address; an IP address is used as it is. */
 async function resolveHop(a: Attempt, host: string): Promise<string> {
   if (isIP(host)) return host;
-  const { address } = await a.step('dns', `DNS lookup of ${host}`, () => lookup(host)).catch((e) => { throw withHint(e, host, !!a.o.proxy); });
+  const { address } = await a
+    .step('dns', `DNS lookup of ${host}`, () => lookup(host))
+    .catch((e) => {
+      throw withHint(e, host, !!a.o.proxy);
+    });
   a.debug(`${host} resolved to ${address}`);
   return address;
 }
@@ -220,24 +257,32 @@ async function resolveHop(a: Attempt, host: string): Promise<string> {
 async function connectTcp(a: Attempt, host: string, port: number): Promise<Socket> {
   const tcp = a.track(netConnect({ host, port }));
   tcp.setNoDelay(true);
-  await a.step('tcp', `TCP connect to ${host}:${port}`, () => once(tcp, 'connect')).catch((e) => { throw withHint(e, `${host}:${port}`, !!a.o.proxy); });
+  await a
+    .step('tcp', `TCP connect to ${host}:${port}`, () => once(tcp, 'connect'))
+    .catch((e) => {
+      throw withHint(e, `${host}:${port}`, !!a.o.proxy);
+    });
   return tcp;
 }
 
 /** Step proxy: HTTP CONNECT or SOCKS5 to the server through [client] proxy. */
 function throughProxy(a: Attempt, tcp: Socket, proxy: URL): Promise<void> {
   const socks = proxy.protocol.startsWith('socks5');
-  return a.step('proxy', `proxy ${socks ? 'SOCKS5' : 'CONNECT'} through ${proxy.host}`, () => (socks ? socks5Connect : proxyConnect)(tcp, a.o.server, proxy));
+  return a.step('proxy', `proxy ${socks ? 'SOCKS5' : 'CONNECT'} through ${proxy.host}`, () =>
+    (socks ? socks5Connect : proxyConnect)(tcp, a.o.server, proxy),
+  );
 }
 
 /** Step tls (wss:// only): the handshake, verified against the system store and [client] tls_ca. */
 async function startTls(a: Attempt, tcp: Socket): Promise<TLSSocket> {
   const { server, extraCa } = a.o;
-  const tls = a.track(tlsConnect({
-    socket: tcp,
-    servername: isIP(server.host) ? undefined : server.host,
-    ca: extraCa ? [...rootCertificates, extraCa] : undefined,
-  }));
+  const tls = a.track(
+    tlsConnect({
+      socket: tcp,
+      servername: isIP(server.host) ? undefined : server.host,
+      ca: extraCa ? [...rootCertificates, extraCa] : undefined,
+    }),
+  );
   await a.step('tls', `TLS handshake with ${server.hostPort}`, () => once(tls, 'secureConnect'));
   return tls;
 }
@@ -245,16 +290,18 @@ async function startTls(a: Attempt, tcp: Socket): Promise<TLSSocket> {
 /** Step websocket: the upgrade, with rportd's reason when it refuses; returns the stream SSH runs on. */
 async function upgradeToWebSocket(a: Attempt, sock: Socket | TLSSocket): Promise<ReturnType<typeof sshStream>> {
   const { server, headers, authId } = a.o;
-  const ws = a.track(new WebSocket(server.href, WS_SUBPROTOCOL, {
-    createConnection: () => sock,
-    perMessageDeflate: false,
-    headers: { ...headers, [AUTH_ID_HEADER]: encodeURIComponent(authId) },
-    maxPayload: 4 << 20,
-    // A zero mask lets ws skip masking here and unmasking at the server (one pass over every byte each).
-    // Masking keeps a browser page's chosen bytes from poisoning proxy caches; these bytes are SSH's own,
-    // encrypted after the key exchange, and no page chooses them.
-    generateMask: (mask) => void mask.fill(0),
-  }));
+  const ws = a.track(
+    new WebSocket(server.href, WS_SUBPROTOCOL, {
+      createConnection: () => sock,
+      perMessageDeflate: false,
+      headers: { ...headers, [AUTH_ID_HEADER]: encodeURIComponent(authId) },
+      maxPayload: 4 << 20,
+      // A zero mask lets ws skip masking here and unmasking at the server (one pass over every byte each).
+      // Masking keeps a browser page's chosen bytes from poisoning proxy caches; these bytes are SSH's own,
+      // encrypted after the key exchange, and no page chooses them.
+      generateMask: (mask) => void mask.fill(0),
+    }),
+  );
   // Wrapped at once, not after 'open': the server's first SSH bytes can arrive with the HTTP 101 and
   // are emitted before an await after 'open' would resume. The stream queues writes until open.
   const wsStream = sshStream(ws);
@@ -268,11 +315,17 @@ async function upgradeToWebSocket(a: Attempt, sock: Socket | TLSSocket): Promise
       const own = res.headers['x-rport-error'];
       const why = own ?? res.statusMessage ?? '';
       // Without rportd's own reason header, something else answered: most often the API's port.
-      const hint = own ? '' : `: ${server.hostPort} is not rportd's client port (the API, a web server or a proxy answered): set [client] server to rportd's [server] address`;
-      reject(new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}${hint}`));
+      const hint = own
+        ? ''
+        : `: ${server.hostPort} is not rportd's client port (the API, a web server or a proxy answered): set [client] server to rportd's [server] address`;
+      reject(
+        new Error(`server answered the WebSocket upgrade with HTTP ${res.statusCode}${why ? ` (${why})` : ''}${hint}`),
+      );
     });
   });
-  await a.step('websocket', `WebSocket upgrade at ${server.href}`, () => Promise.race([once(ws, 'open'), upgradeFailed]));
+  await a.step('websocket', `WebSocket upgrade at ${server.href}`, () =>
+    Promise.race([once(ws, 'open'), upgradeFailed]),
+  );
   return wsStream;
 }
 
@@ -280,7 +333,10 @@ async function upgradeToWebSocket(a: Attempt, sock: Socket | TLSSocket): Promise
  * Step ssh: the key exchange, the host key checked against [client] fingerprint, and the password login
  * (ssh2 reports them as one 'ready'); a refused key or login becomes the line that names the key to fix.
  */
-async function sshLogin(a: Attempt, stream: ReturnType<typeof sshStream>): Promise<{ ssh: ssh2.Client; fingerprint: string }> {
+async function sshLogin(
+  a: Attempt,
+  stream: ReturnType<typeof sshStream>,
+): Promise<{ ssh: ssh2.Client; fingerprint: string }> {
   const { authId, password, fingerprint } = a.o;
   const ssh = a.track(new ssh2.Client());
   let seenFingerprint = '';
@@ -301,10 +357,16 @@ async function sshLogin(a: Attempt, stream: ReturnType<typeof sshStream>): Promi
     await a.step('ssh', `SSH handshake and auth as ${authId}`, () => once(ssh, 'ready'));
   } catch (err) {
     if (refusedKey) {
-      throw new Error(`server host key ${seenFingerprint} does not match [client] fingerprint = "${fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`, { cause: err });
+      throw new Error(
+        `server host key ${seenFingerprint} does not match [client] fingerprint = "${fingerprint}": refusing to connect (check the server's fingerprint in its start-up log)`,
+        { cause: err },
+      );
     }
     if ((err as { level?: string }).level === 'client-authentication') {
-      throw new Error(`authentication failed: the server refused id "${authId}" and its password (check [client] auth)`, { cause: err });
+      throw new Error(
+        `authentication failed: the server refused id "${authId}" and its password (check [client] auth)`,
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -318,9 +380,14 @@ async function sshLogin(a: Attempt, stream: ReturnType<typeof sshStream>): Promi
 async function openControlChannel(a: Attempt, ssh: ssh2.Client): Promise<Control> {
   // A stock RPort server has no control channel: its requests are SSH global requests.
   if (speaksRport(ssh)) return new RportDialect(ssh, a.debug);
-  const stream = await a.step('control', 'opening the control channel', () => new Promise<ssh2.ClientChannel>((resolve, reject) => {
-    ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
-  }));
+  const stream = await a.step(
+    'control',
+    'opening the control channel',
+    () =>
+      new Promise<ssh2.ClientChannel>((resolve, reject) => {
+        ssh.subsys(CONTROL_SUBSYSTEM, (err, ch) => (err ? reject(err) : resolve(ch)));
+      }),
+  );
   return new ControlChannel(stream);
 }
 
@@ -332,13 +399,24 @@ async function openControlChannel(a: Attempt, ssh: ssh2.Client): Promise<Control
 export async function dial(o: DialOptions, clock: StepClock, debug: (m: string) => void): Promise<Link> {
   const a = new Attempt(o, clock, debug);
   try {
-    const hop = o.proxy ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port || 80) } : o.server;
+    const hop = o.proxy
+      ? { host: o.proxy.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(o.proxy.port || 80) }
+      : o.server;
     const tcp = await connectTcp(a, await resolveHop(a, hop.host), hop.port);
     if (o.proxy) await throughProxy(a, tcp, o.proxy);
     const sock = o.server.secure ? await startTls(a, tcp) : tcp;
     const { ssh, fingerprint } = await sshLogin(a, await upgradeToWebSocket(a, sock));
     const control = await openControlChannel(a, ssh);
-    return { ssh, control, rport: control instanceof RportDialect, fingerprint, close: () => { control.close(); a.closeAll(); } };
+    return {
+      ssh,
+      control,
+      rport: control instanceof RportDialect,
+      fingerprint,
+      close: () => {
+        control.close();
+        a.closeAll();
+      },
+    };
   } catch (err) {
     a.closeAll();
     throw err;

@@ -6,8 +6,17 @@ import { errorMessage } from '../log.js';
 import { MAX_LINE, RemoteError, type Control } from '../transport/control-channel.js';
 import { GlobalRequestControl, type GlobalRequests } from '../transport/global-request.js';
 import {
-  METHOD, RPORT_IDENT, RPORT_REQUEST, type ConnectReply, type ConnectRequest, type JobDone, type JobPart, type JobRunReply, type JobRunRequest,
-  type RportConnectionRequest, type RportJob,
+  METHOD,
+  RPORT_IDENT,
+  RPORT_REQUEST,
+  type ConnectReply,
+  type ConnectRequest,
+  type JobDone,
+  type JobPart,
+  type JobRunReply,
+  type JobRunRequest,
+  type RportConnectionRequest,
+  type RportJob,
 } from '../transport/protocol.js';
 
 /** RPort's client sends one SessionID per process: the server tells a reconnect from a second process by it. */
@@ -30,10 +39,24 @@ const MAX_KEPT_JOBS = 200;
 /** rport's connection request in RPort's form (Go field names). */
 export function rportConnectionRequest(r: ConnectRequest): RportConnectionRequest {
   return {
-    ID: r.id, Name: r.name, SessionID: SESSION_ID, OS: r.os, OSKernel: r.os, OSArch: r.arch, Version: r.version, Hostname: r.hostname, Tags: r.tags,
+    ID: r.id,
+    Name: r.name,
+    SessionID: SESSION_ID,
+    OS: r.os,
+    OSKernel: r.os,
+    OSArch: r.arch,
+    Version: r.version,
+    Hostname: r.hostname,
+    Tags: r.tags,
     Remotes: r.remotes.map((spec) => {
       const s = parseRemoteSpec(spec)!; // checked by the config loader
-      return { lhost: s.local.host, lport: s.local.port ? String(s.local.port) : '', rhost: s.remote.host, rport: String(s.remote.port), protocol: 'tcp' };
+      return {
+        lhost: s.local.host,
+        lport: s.local.port ? String(s.local.port) : '',
+        rhost: s.remote.host,
+        rport: String(s.remote.port),
+        protocol: 'tcp',
+      };
     }),
   };
 }
@@ -48,12 +71,21 @@ export type RportRequestHandler = (payload: unknown) => unknown;
  * check_port, run_cmd as job.run). What RPort has no message for (live output) is dropped here.
  */
 export class RportDialect extends GlobalRequestControl implements Control {
-
-  constructor(private readonly ssh: ssh2.Client, private readonly debug: (m: string) => void) {
+  constructor(
+    private readonly ssh: ssh2.Client,
+    private readonly debug: (m: string) => void,
+  ) {
     super(ssh as unknown as GlobalRequests & EventEmitter);
     // The ssh2 patch's events for RPort's requests and channels, not in its types.
-    (ssh as unknown as EventEmitter).on('request', (name: string, data: Buffer | undefined, accept: (b?: Buffer) => void, reject: (b?: Buffer) => void) => void this.onRequest(name, data, accept, reject));
-    this.handle(RPORT_REQUEST.capabilities, (caps) => void this.debug(`server capabilities: ${JSON.stringify(caps).slice(0, 200)}`));
+    (ssh as unknown as EventEmitter).on(
+      'request',
+      (name: string, data: Buffer | undefined, accept: (b?: Buffer) => void, reject: (b?: Buffer) => void) =>
+        void this.onRequest(name, data, accept, reject),
+    );
+    this.handle(
+      RPORT_REQUEST.capabilities,
+      (caps) => void this.debug(`server capabilities: ${JSON.stringify(caps).slice(0, 200)}`),
+    );
     // rport keeps no attributes or update status for the server to refresh: accepted, as a stock client would.
     this.handle(RPORT_REQUEST.updateAttributes, () => undefined);
     this.handle(RPORT_REQUEST.refreshUpdates, () => undefined);
@@ -63,7 +95,9 @@ export class RportDialect extends GlobalRequestControl implements Control {
   request<T>(method: string, params: unknown, timeoutMs: number): Promise<T> {
     switch (method) {
       case METHOD.connect:
-        return this.ask(RPORT_REQUEST.connect, rportConnectionRequest(params as ConnectRequest), timeoutMs).then(() => ({ sessionId: SESSION_ID }) satisfies ConnectReply as T);
+        return this.ask(RPORT_REQUEST.connect, rportConnectionRequest(params as ConnectRequest), timeoutMs).then(
+          () => ({ sessionId: SESSION_ID }) satisfies ConnectReply as T,
+        );
       case METHOD.ping:
         return this.ask(RPORT_REQUEST.ping, undefined, timeoutMs).then(() => ({ now: Date.now() }) as T);
       case METHOD.jobPart: {
@@ -90,7 +124,11 @@ export class RportDialect extends GlobalRequestControl implements Control {
     const run = this.handlers.get(METHOD.jobRun);
     if (!run) throw new Error('remote commands are not served');
     const req: JobRunRequest = {
-      jid: job.jid as string, command: job.command as string, is_script: job.is_script as boolean, interpreter: job.interpreter ?? '', cwd: job.cwd ?? '',
+      jid: job.jid as string,
+      command: job.command as string,
+      is_script: job.is_script as boolean,
+      interpreter: job.interpreter ?? '',
+      cwd: job.cwd ?? '',
       timeout_sec: job.timeout_sec as number,
     };
     jobs.set(String(job.jid), { job: job as RportJob, parts: [] });
@@ -111,11 +149,22 @@ export class RportDialect extends GlobalRequestControl implements Control {
   private async cmdResult(d: JobDone): Promise<void> {
     const kept = jobs.get(d.jid);
     if (!kept) throw new RemoteError(`job ${d.jid} is not known (more than ${MAX_KEPT_JOBS} jobs came after it)`);
-    const text = (stream: 'stdout' | 'stderr') => Buffer.concat(kept.parts.filter((p) => p.stream === stream).sort((a, b) => a.seq - b.seq).map((p) => Buffer.from(p.data, 'base64'))).toString('utf8');
+    const text = (stream: 'stdout' | 'stderr') =>
+      Buffer.concat(
+        kept.parts
+          .filter((p) => p.stream === stream)
+          .sort((a, b) => a.seq - b.seq)
+          .map((p) => Buffer.from(p.data, 'base64')),
+      ).toString('utf8');
     const stdout = text('stdout');
     const job: RportJob = {
-      ...kept.job, status: d.status, pid: kept.job.pid ?? null, started_at: new Date(d.started_at).toISOString(), finished_at: new Date(d.finished_at).toISOString(),
-      error: d.error, result: { stdout, stderr: text('stderr'), summary: stdout.slice(0, 100) },
+      ...kept.job,
+      status: d.status,
+      pid: kept.job.pid ?? null,
+      started_at: new Date(d.started_at).toISOString(),
+      finished_at: new Date(d.finished_at).toISOString(),
+      error: d.error,
+      result: { stdout, stderr: text('stderr'), summary: stdout.slice(0, 100) },
     };
     if (this.closedWith) throw this.closedWith;
     (this.ssh as unknown as GlobalRequests).globalRequest(RPORT_REQUEST.cmdResult, Buffer.from(JSON.stringify(job)));
@@ -123,7 +172,12 @@ export class RportDialect extends GlobalRequestControl implements Control {
   }
 
   /** A request of the server: JSON in, JSON or the reason out, as RPort's client answers. */
-  private async onRequest(name: string, data: Buffer | undefined, accept: (b?: Buffer) => void, reject: (b?: Buffer) => void): Promise<void> {
+  private async onRequest(
+    name: string,
+    data: Buffer | undefined,
+    accept: (b?: Buffer) => void,
+    reject: (b?: Buffer) => void,
+  ): Promise<void> {
     // Answered empty, as RPort's client does (the server measures the round trip).
     if (name === RPORT_REQUEST.ping) return accept();
     const handler = this.handlers.get(name);
@@ -144,5 +198,4 @@ export class RportDialect extends GlobalRequestControl implements Control {
       reject(Buffer.from(errorMessage(err)));
     }
   }
-
 }

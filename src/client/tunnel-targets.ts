@@ -7,7 +7,13 @@ import { errorMessage, type Logger } from '../log.js';
 import { deadline, TimeoutError, withTimeout } from '../timeout.js';
 import type { Control } from '../transport/control-channel.js';
 import { pipeSocketChannel } from '../transport/pipe.js';
-import { METHOD, RPORT_CHANNEL, RPORT_REQUEST, TUNNEL_BIND_PORT, type TunnelOpenRequest } from '../transport/protocol.js';
+import {
+  METHOD,
+  RPORT_CHANNEL,
+  RPORT_REQUEST,
+  TUNNEL_BIND_PORT,
+  type TunnelOpenRequest,
+} from '../transport/protocol.js';
 
 /** Bound on dialing a tunnel target; the server's caller sees the channel refused when it runs out. */
 export const TARGET_DIAL_TIMEOUT_MS = 10_000;
@@ -73,18 +79,22 @@ export class TunnelTargets {
     control.handle(RPORT_REQUEST.checkTunnelAllowed, async (p) => {
       const target = this.parse((p as { Remote?: unknown })?.Remote);
       const checked = await this.check(target);
-      if (checked.allowed.length === 0) this.log.warn(`refused a tunnel to ${checked.shown}: not allowed by [client] tunnel_allowed`);
+      if (checked.allowed.length === 0)
+        this.log.warn(`refused a tunnel to ${checked.shown}: not allowed by [client] tunnel_allowed`);
       return { IsAllowed: checked.allowed.length > 0 };
     });
     control.handle(RPORT_REQUEST.checkPort, (p) => this.checkPort(p));
-    (ssh as unknown as EventEmitter).on('channel', (type: string, data: Buffer | undefined, accept: () => ssh2.ClientChannel, reject: () => void) => {
-      const target = type === RPORT_CHANNEL.tunnel ? parseHostPort(data?.toString('utf8') ?? '', '') : undefined;
-      if (!target?.host) {
-        this.log.warn(`refused a channel of type "${type.slice(0, 64)}" from the server: not a tunnel to host:port`);
-        return reject();
-      }
-      void this.dial(target, 'the server', accept, reject);
-    });
+    (ssh as unknown as EventEmitter).on(
+      'channel',
+      (type: string, data: Buffer | undefined, accept: () => ssh2.ClientChannel, reject: () => void) => {
+        const target = type === RPORT_CHANNEL.tunnel ? parseHostPort(data?.toString('utf8') ?? '', '') : undefined;
+        if (!target?.host) {
+          this.log.warn(`refused a channel of type "${type.slice(0, 64)}" from the server: not a tunnel to host:port`);
+          return reject();
+        }
+        void this.dial(target, 'the server', accept, reject);
+      },
+    );
   }
 
   private parse(remote: unknown): HostPort {
@@ -100,10 +110,14 @@ export class TunnelTargets {
   private async checkPort(p: unknown): Promise<{ Open: boolean; ErrMsg: string }> {
     const r = (p ?? {}) as { HostPort?: unknown; Timeout?: unknown };
     const target = this.parse(r.HostPort);
-    const ms = Math.min(TARGET_DIAL_TIMEOUT_MS, typeof r.Timeout === 'number' && r.Timeout > 0 ? r.Timeout / 1e6 : TARGET_DIAL_TIMEOUT_MS);
+    const ms = Math.min(
+      TARGET_DIAL_TIMEOUT_MS,
+      typeof r.Timeout === 'number' && r.Timeout > 0 ? r.Timeout / 1e6 : TARGET_DIAL_TIMEOUT_MS,
+    );
     try {
       const checked = await this.check(target);
-      if (checked.allowed.length === 0) return { Open: false, ErrMsg: `${checked.shown} is not allowed by the client's [client] tunnel_allowed` };
+      if (checked.allowed.length === 0)
+        return { Open: false, ErrMsg: `${checked.shown} is not allowed by the client's [client] tunnel_allowed` };
       (await connectTo(checked.allowed[0]!, target.port, ms)).destroy();
       return { Open: true, ErrMsg: '' };
     } catch (err) {
@@ -114,7 +128,9 @@ export class TunnelTargets {
   private async check(target: HostPort): Promise<Checked> {
     const addresses = isIP(target.host)
       ? [target.host]
-      : (await withTimeout(lookup(target.host, { all: true }), DNS_TIMEOUT_MS, `DNS lookup of ${target.host}`)).map((a) => a.address);
+      : (await withTimeout(lookup(target.host, { all: true }), DNS_TIMEOUT_MS, `DNS lookup of ${target.host}`)).map(
+          (a) => a.address,
+        );
     return {
       addresses,
       allowed: addresses.filter((ip) => this.allowed.allows(ip, target.port)),
@@ -130,20 +146,29 @@ export class TunnelTargets {
       this.log.warn(`refused a tunnel to ${checked.shown}: not allowed by [client] tunnel_allowed`);
       throw new Error(`tunnel to ${req.remote} is not allowed by the client's [client] tunnel_allowed`);
     }
-    await new Promise<void>((resolve, reject) => ssh.forwardIn(req.id, TUNNEL_BIND_PORT, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      ssh.forwardIn(req.id, TUNNEL_BIND_PORT, (err) => (err ? reject(err) : resolve())),
+    );
     this.targets.set(req.id, target);
     this.log.info(`tunnel ${req.id} to ${req.remote} ready`);
     return { remote: req.remote };
   }
 
   /** Resolves and checks the target anew, then tries its allowed addresses in turn; a refusal reaches the server as a refused channel. */
-  private async dial(target: HostPort, from: string, accept: () => ssh2.ClientChannel, reject: () => void): Promise<void> {
+  private async dial(
+    target: HostPort,
+    from: string,
+    accept: () => ssh2.ClientChannel,
+    reject: () => void,
+  ): Promise<void> {
     const until = Date.now() + TARGET_DIAL_TIMEOUT_MS;
     let sock: Socket | undefined;
     try {
       const checked = await this.check(target);
       if (checked.allowed.length === 0) {
-        this.log.warn(`tunnel connection from ${from} to ${checked.shown} refused: not allowed by [client] tunnel_allowed`);
+        this.log.warn(
+          `tunnel connection from ${from} to ${checked.shown} refused: not allowed by [client] tunnel_allowed`,
+        );
         return reject();
       }
       for (const [i, ip] of checked.allowed.entries()) {

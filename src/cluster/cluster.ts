@@ -96,18 +96,34 @@ export class Cluster implements ClusterView {
   }
 
   metrics(registry: Registry): void {
-    const up: Gauge = new Gauge({ name: 'rport_database_up', help: 'Whether the last heartbeat reached the registry database (1) or not (0)', registers: [registry], collect: () => up.set(this.up ? 1 : 0) });
-    const nodes: Gauge = new Gauge({ name: 'rport_cluster_nodes', help: 'Live nodes of the cluster, this one included', registers: [registry], collect: () => nodes.set(this.peerNodes.size + 1) });
+    const up: Gauge = new Gauge({
+      name: 'rport_database_up',
+      help: 'Whether the last heartbeat reached the registry database (1) or not (0)',
+      registers: [registry],
+      collect: () => up.set(this.up ? 1 : 0),
+    });
+    const nodes: Gauge = new Gauge({
+      name: 'rport_cluster_nodes',
+      help: 'Live nodes of the cluster, this one included',
+      registers: [registry],
+      collect: () => nodes.set(this.peerNodes.size + 1),
+    });
   }
 
   private async beat(): Promise<void> {
     const now = Date.now();
     await this.store.nodes.heartbeat({
-      id: this.nodeId, api_url: this.address.apiUrl, client_address: this.address.clientAddress, public_host: this.address.publicHost,
-      started_at: this.startedAt, heartbeat_at: now,
+      id: this.nodeId,
+      api_url: this.address.apiUrl,
+      client_address: this.address.clientAddress,
+      public_host: this.address.publicHost,
+      started_at: this.startedAt,
+      heartbeat_at: now,
     });
     const nodes = await this.store.nodes.nodes();
-    this.peerNodes = new Map(nodes.filter((n) => n.id !== this.nodeId && n.heartbeat_at >= now - DEAD_AFTER_MS).map((n) => [n.id, n]));
+    this.peerNodes = new Map(
+      nodes.filter((n) => n.id !== this.nodeId && n.heartbeat_at >= now - DEAD_AFTER_MS).map((n) => [n.id, n]),
+    );
   }
 
   private tick(): Promise<void> {
@@ -120,7 +136,10 @@ export class Cluster implements ClusterView {
     try {
       await this.beat();
     } catch (err) {
-      if (this.up) this.log.warn(`registry database out of reach: ${errorMessage(err)}; connected clients and tunnels go on, new clients are refused until it is back`);
+      if (this.up)
+        this.log.warn(
+          `registry database out of reach: ${errorMessage(err)}; connected clients and tunnels go on, new clients are refused until it is back`,
+        );
       this.up = false;
       // What changes meanwhile is written again once it answers.
       registry.behind = true;
@@ -138,7 +157,9 @@ export class Cluster implements ClusterView {
       // database every node gets the time to write its heartbeat before anyone is declared dead.
       if (now - this.upSince >= DEAD_AFTER_MS) {
         for (const id of await this.store.nodes.sweepDeadNodes(now - DEAD_AFTER_MS, now)) {
-          this.log.warn(`node ${id} sent no heartbeat for ${formatDuration(DEAD_AFTER_MS)}: declared dead, its clients released (they connect again to any node)`);
+          this.log.warn(
+            `node ${id} sent no heartbeat for ${formatDuration(DEAD_AFTER_MS)}: declared dead, its clients released (they connect again to any node)`,
+          );
           registry.changed();
         }
       }
@@ -164,10 +185,19 @@ export class Cluster implements ClusterView {
     }
     const host = url?.hostname.replace(/^\[(.*)\]$/, '$1') ?? '';
     const port = Number(url?.port || 80);
-    const allowed = !!url && url.protocol === 'http:' && url.origin + '/' === url.href && isIP(host) !== 0 && !!this.address.allowedNodes?.allows(host, port);
+    const allowed =
+      !!url &&
+      url.protocol === 'http:' &&
+      url.origin + '/' === url.href &&
+      isIP(host) !== 0 &&
+      !!this.address.allowedNodes?.allows(host, port);
     if (!allowed) {
-      const why = this.address.allowedNodes ? 'an address outside [database] allowed_node_addresses' : 'a node on SQLite calls no other node';
-      throw new NodeUnavailable(`node ${node.id} is registered at ${JSON.stringify(node.api_url.slice(0, 200))}, ${why}: not called (a row planted in the nodes table, or add the node's address to allowed_node_addresses)`);
+      const why = this.address.allowedNodes
+        ? 'an address outside [database] allowed_node_addresses'
+        : 'a node on SQLite calls no other node';
+      throw new NodeUnavailable(
+        `node ${node.id} is registered at ${JSON.stringify(node.api_url.slice(0, 200))}, ${why}: not called (a row planted in the nodes table, or add the node's address to allowed_node_addresses)`,
+      );
     }
     return url!.origin;
   }
@@ -178,25 +208,52 @@ export class Cluster implements ClusterView {
     const target = new URL(`${this.urlOf(node)}${url}`);
     const text = body === undefined ? '' : JSON.stringify(body);
     // Signed as sent: the URL parser may percent-encode what the caller's client left raw.
-    const headers: Record<string, string> = { [SIGNATURE_HEADER]: this.signer.sign(method, target.pathname + target.search, text) };
+    const headers: Record<string, string> = {
+      [SIGNATURE_HEADER]: this.signer.sign(method, target.pathname + target.search, text),
+    };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    return fetch(target, { method, headers, body: body === undefined ? undefined : text, signal: AbortSignal.timeout(timeoutMs) });
+    return fetch(target, {
+      method,
+      headers,
+      body: body === undefined ? undefined : text,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
   }
 
   async takeOver(node: NodeRow, info: ConnectRequest, ip: string): Promise<void> {
     let res: Response;
     try {
-      const body = { pid: info.pid, process_start: info.processStart, hostname: info.hostname, address: ip, node_id: this.nodeId };
-      res = await this.call(node, 'POST', `/api/v1/cluster/clients/${encodeURIComponent(info.id)}/takeover`, body, TAKEOVER_TIMEOUT_MS);
+      const body = {
+        pid: info.pid,
+        process_start: info.processStart,
+        hostname: info.hostname,
+        address: ip,
+        node_id: this.nodeId,
+      };
+      res = await this.call(
+        node,
+        'POST',
+        `/api/v1/cluster/clients/${encodeURIComponent(info.id)}/takeover`,
+        body,
+        TAKEOVER_TIMEOUT_MS,
+      );
     } catch (err) {
       // A node that does not answer is taken to be gone: its session cannot be serving the client.
       if (err instanceof NodeUnavailable) this.log.warn(`client ${info.id}: ${err.message}; taken over`);
-      else this.log.info(`client ${info.id} was held by node ${node.id}, which does not answer (${errorMessage(err)}): taken over`);
+      else
+        this.log.info(
+          `client ${info.id} was held by node ${node.id}, which does not answer (${errorMessage(err)}): taken over`,
+        );
       return;
     }
     const text = await res.text().catch(() => '');
-    if (res.status === 409) throw new Refusal('duplicate', `${errorTitle(text, 'the session on the other node is alive')} (on node ${node.id})`);
-    if (!res.ok) this.log.warn(`client ${info.id}: node ${node.id} answered the takeover with ${res.status}: taken over anyway`);
+    if (res.status === 409)
+      throw new Refusal(
+        'duplicate',
+        `${errorTitle(text, 'the session on the other node is alive')} (on node ${node.id})`,
+      );
+    if (!res.ok)
+      this.log.warn(`client ${info.id}: node ${node.id} answered the takeover with ${res.status}: taken over anyway`);
   }
 
   /** The claims of another node's signature on a call to this node, or the one line that says why it is refused. */
@@ -212,7 +269,9 @@ export class Cluster implements ClusterView {
       return { status: res.status, body: await res.text() };
     } catch (err) {
       if (err instanceof NodeUnavailable) throw err;
-      throw new NodeUnavailable(`the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`);
+      throw new NodeUnavailable(
+        `the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`,
+      );
     }
   }
 
@@ -221,8 +280,21 @@ export class Cluster implements ClusterView {
       node_id: this.nodeId,
       database: { type: this.store.kind, where: this.store.where, up: this.up },
       cluster_nodes: [
-        { id: this.nodeId, api_url: this.address.apiUrl, client_address: this.address.clientAddress, public_address: this.address.publicHost, self: true },
-        ...[...this.peerNodes.values()].map((n) => ({ id: n.id, api_url: n.api_url, client_address: n.client_address, public_address: n.public_host, last_heartbeat: new Date(n.heartbeat_at).toISOString(), self: false })),
+        {
+          id: this.nodeId,
+          api_url: this.address.apiUrl,
+          client_address: this.address.clientAddress,
+          public_address: this.address.publicHost,
+          self: true,
+        },
+        ...[...this.peerNodes.values()].map((n) => ({
+          id: n.id,
+          api_url: n.api_url,
+          client_address: n.client_address,
+          public_address: n.public_host,
+          last_heartbeat: new Date(n.heartbeat_at).toISOString(),
+          self: false,
+        })),
       ],
     };
   }

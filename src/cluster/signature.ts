@@ -18,7 +18,9 @@ export const sha256 = (body: string | Buffer) => createHash('sha256').update(bod
 const EMPTY = sha256('');
 
 function mac(secret: string, method: string, url: string, time: string, nonce: string, body: string): string {
-  return createHmac('sha256', secret).update([method.toUpperCase(), url, time, nonce, body].join('\n')).digest('base64url');
+  return createHmac('sha256', secret)
+    .update([method.toUpperCase(), url, time, nonce, body].join('\n'))
+    .digest('base64url');
 }
 
 /** A signed call's claims, once its MAC is checked: the body must still be compared with `bodySha256`. */
@@ -30,7 +32,10 @@ export interface Signed {
 export class Signer {
   private readonly seen = new Map<string, number>();
 
-  constructor(private readonly secret: () => string, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly secret: () => string,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** The header value for a call of `method` to `url` (path and query) with `body` (the bytes sent, '' for none). */
   sign(method: string, url: string, body: string): string {
@@ -45,11 +50,14 @@ export class Signer {
     const secret = this.secret();
     if (!secret) return 'this node has not joined the cluster yet';
     const [version, time, nonce, hash, got, ...rest] = header.split(' ');
-    if (version !== 'v1' || !time || !/^\d{1,15}$/.test(time) || !nonce || !hash || !got || rest.length) return 'it is not "v1 TIME NONCE BODY_SHA256 MAC"';
-    if (!safeEqual(got, mac(secret, method, url, time, nonce, hash))) return 'its MAC is wrong (another cluster secret, or the method, path or time changed on the way)';
+    if (version !== 'v1' || !time || !/^\d{1,15}$/.test(time) || !nonce || !hash || !got || rest.length)
+      return 'it is not "v1 TIME NONCE BODY_SHA256 MAC"';
+    if (!safeEqual(got, mac(secret, method, url, time, nonce, hash)))
+      return 'its MAC is wrong (another cluster secret, or the method, path or time changed on the way)';
     const now = this.now();
     const skew = Math.abs(now - Number(time));
-    if (skew > MAX_SIGNATURE_AGE_MS) return `it was made ${formatDuration(skew)} away from this node's clock, more than ${formatDuration(MAX_SIGNATURE_AGE_MS)}: a replay, or the nodes' clocks disagree (use NTP)`;
+    if (skew > MAX_SIGNATURE_AGE_MS)
+      return `it was made ${formatDuration(skew)} away from this node's clock, more than ${formatDuration(MAX_SIGNATURE_AGE_MS)}: a replay, or the nodes' clocks disagree (use NTP)`;
     for (const [n, until] of this.seen) {
       if (until > now && this.seen.size < MAX_NONCES) break;
       this.seen.delete(n);

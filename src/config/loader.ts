@@ -83,13 +83,17 @@ function convert(type: ValueType, raw: unknown, fromFlag: boolean): Value | unde
       if (fromFlag && (raw === 'true' || raw === 'false')) return raw === 'true';
       return undefined;
     case 'strings':
-      if (fromFlag && typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+      if (fromFlag && typeof raw === 'string')
+        return raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       return Array.isArray(raw) && raw.every((s) => typeof s === 'string') ? (raw as string[]) : undefined;
     case 'table': {
       // RPort's form is a list of "Name: value" strings; a TOML table and a flag "Name: value" work too.
       const pair = (text: unknown) => {
         const m = typeof text === 'string' ? /^([^:=]+)[:=]\s*(.*)$/.exec(text) : null;
-        return m && m[1]!.trim() ? [m[1]!.trim(), m[2]!.trim()] as const : undefined;
+        return m && m[1]!.trim() ? ([m[1]!.trim(), m[2]!.trim()] as const) : undefined;
       };
       if (fromFlag && typeof raw === 'string') {
         const p = pair(raw);
@@ -97,7 +101,9 @@ function convert(type: ValueType, raw: unknown, fromFlag: boolean): Value | unde
       }
       if (Array.isArray(raw)) {
         const pairs = raw.map(pair);
-        return pairs.every((p) => p !== undefined) ? Object.fromEntries(pairs as Array<readonly [string, string]>) : undefined;
+        return pairs.every((p) => p !== undefined)
+          ? Object.fromEntries(pairs as Array<readonly [string, string]>)
+          : undefined;
       }
       if (!isPlainObject(raw)) return undefined;
       const out: Record<string, string> = {};
@@ -130,7 +136,9 @@ export class Config {
   /** A duration that a timer waits for: the client's interval timers cannot wait longer than MAX_TIMER_MS, so it is refused. */
   timer(section: string, key: string): number {
     const ms = this.get<number>(section, key);
-    return ms <= MAX_TIMER_MS ? ms : this.fail(section, key, "is longer than 24 days, more than a timer can wait (use e.g. '24h')");
+    return ms <= MAX_TIMER_MS
+      ? ms
+      : this.fail(section, key, "is longer than 24 days, more than a timer can wait (use e.g. '24h')");
   }
 
   /** Where a value came from: "rport.conf: [connection] keep_alive = \"3s\"", "--keep-alive \"3s\"", or "[connection] keep_alive" for a default. */
@@ -169,7 +177,8 @@ class KnownNames {
   private readonly keys = new Map<string, Set<string> | '*'>();
 
   constructor(defs: KeyDef[], documented: DocumentedNames) {
-    for (const [section, names] of Object.entries(documented)) this.keys.set(section, names === '*' ? '*' : new Set(names));
+    for (const [section, names] of Object.entries(documented))
+      this.keys.set(section, names === '*' ? '*' : new Set(names));
     for (const d of defs) {
       const set = this.keys.get(d.section);
       if (set === '*') continue;
@@ -202,7 +211,12 @@ class KnownNames {
  * this product does not implement is collected in `ignored`, so that a user's full RPort config loads; any
  * other name is a mistake and throws, naming the nearest known name.
  */
-export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<string, string[]>, documented: DocumentedNames = {}): Config {
+export function loadConfig(
+  defs: KeyDef[],
+  file: string | undefined,
+  flags: Map<string, string[]>,
+  documented: DocumentedNames = {},
+): Config {
   let logFile: string | undefined;
   try {
     return load(defs, file, flags, documented, (f) => (logFile = f));
@@ -212,7 +226,13 @@ export function loadConfig(defs: KeyDef[], file: string | undefined, flags: Map<
   }
 }
 
-function load(defs: KeyDef[], file: string | undefined, flags: Map<string, string[]>, documented: DocumentedNames, sawLogFile: (f: string) => void): Config {
+function load(
+  defs: KeyDef[],
+  file: string | undefined,
+  flags: Map<string, string[]>,
+  documented: DocumentedNames,
+  sawLogFile: (f: string) => void,
+): Config {
   const values = new Map<string, Value>();
   const origins = new Map<string, string>();
   const ignored: string[] = [];
@@ -293,9 +313,13 @@ export function describeKeys(defs: KeyDef[]): string {
       lines.push('', `  [${section}]`);
     }
     const shown =
-      d.type === 'duration' || d.type === 'seconds' ? formatDuration(d.default as number)
-      : Array.isArray(d.default) ? d.default.join(',')
-      : typeof d.default === 'object' ? '' : String(d.default);
+      d.type === 'duration' || d.type === 'seconds'
+        ? formatDuration(d.default as number)
+        : Array.isArray(d.default)
+          ? d.default.join(',')
+          : typeof d.default === 'object'
+            ? ''
+            : String(d.default);
     lines.push(`    --${flagName(d).padEnd(34)} ${d.help}${shown !== '' ? ` (default ${shown})` : ''}`);
   }
   return lines.join('\n');

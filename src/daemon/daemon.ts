@@ -65,11 +65,19 @@ export class Daemon {
     private readonly log: Logger,
   ) {
     const plain: RequestListener = (_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
+      res
+        .writeHead(426, { 'content-type': 'text/plain' })
+        .end('rportd: connect with an rport client (WebSocket, subprotocol rport-v1)\n');
     };
     // A peer that never finishes its HTTP request is cut off early; client_login_timeout bounds the rest.
-    const limits = { headersTimeout: UPGRADE_HEADERS_TIMEOUT_MS, requestTimeout: UPGRADE_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
-    this.http = cfg.tls ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key, ...limits }, plain) : createServer(limits, plain);
+    const limits = {
+      headersTimeout: UPGRADE_HEADERS_TIMEOUT_MS,
+      requestTimeout: UPGRADE_HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: 1000,
+    };
+    this.http = cfg.tls
+      ? createTlsServer({ cert: cfg.tls.cert, key: cfg.tls.key, ...limits }, plain)
+      : createServer(limits, plain);
   }
 
   /** The registry in its database, joined to the cluster (a lone node on SQLite is a cluster of one). */
@@ -81,7 +89,10 @@ export class Daemon {
       await this.store.migrate();
     } catch (err) {
       await db.close().catch(() => undefined);
-      const hint = c.database.type === 'postgres' ? ': check [database] db_host, db_name, db_user and db_password, and that the server runs' : '';
+      const hint =
+        c.database.type === 'postgres'
+          ? ': check [database] db_host, db_name, db_user and db_password, and that the server runs'
+          : '';
       const why = err instanceof DatabaseError && err.cause instanceof Error ? err.cause.message : errorMessage(err);
       throw new Error(`cannot open the registry database ${db.where}: ${why}${hint}`, { cause: err });
     }
@@ -92,13 +103,26 @@ export class Daemon {
     const api = c.api.address;
     const apiHost = d.type === 'postgres' || !api || isAnyAddress(api.host) ? publicHost : api.host;
     const apiUrl = api ? `http://${formatHostPort({ host: apiHost, port: api.port })}` : '';
-    this.cluster = new Cluster(nodeId, this.store, { apiUrl, clientAddress: formatHostPort({ host: publicHost, port: c.address.port }), publicHost, allowedNodes: d.type === 'postgres' ? d.allowedNodes : undefined }, c.checkTimeoutMs, this.log.child('cluster'));
+    this.cluster = new Cluster(
+      nodeId,
+      this.store,
+      {
+        apiUrl,
+        clientAddress: formatHostPort({ host: publicHost, port: c.address.port }),
+        publicHost,
+        allowedNodes: d.type === 'postgres' ? d.allowedNodes : undefined,
+      },
+      c.checkTimeoutMs,
+      this.log.child('cluster'),
+    );
     this.credentials.useStore(this.store.credentials);
     this.registry = new ClientRegistry(this.store, this.cluster, this.log.child('registry'));
     await this.cluster.join(this.registry);
     this.jobs = new JobService(this.store.jobs, this.registry, this.log.child('jobs'));
     await this.jobs.init();
-    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost }, () => this.registry.changed());
+    this.tunnels = new TunnelManager(c.tunnels, this.log.child('tunnels'), this.store, { id: nodeId, publicHost }, () =>
+      this.registry.changed(),
+    );
     await this.tunnels.load();
     this.tunnelOptions = this.tunnels.options;
     this.metrics = new Metrics(this.registry, this.tunnels);
@@ -107,7 +131,9 @@ export class Daemon {
     this.purgeFailures = failures.purge;
     this.throttle = new LoginThrottle(c.maxFailedLogin, c.banTimeMs, { records: failures, realm: 'clients' });
     this.apiThrottle = new LoginThrottle(c.api.maxFailedLogin, c.api.banTimeMs, { records: failures, realm: 'api' });
-    this.log.info(`node ${nodeId}: registry in ${db.where}${d.type === 'postgres' ? `, ${this.cluster.peers().size} other live node(s)` : ''}`);
+    this.log.info(
+      `node ${nodeId}: registry in ${db.where}${d.type === 'postgres' ? `, ${this.cluster.peers().size} other live node(s)` : ''}`,
+    );
   }
 
   async start(): Promise<AddressInfo> {
@@ -121,7 +147,11 @@ export class Daemon {
       registry: this.registry,
       log: this.log.child('clients'),
       checkTimeoutMs: c.checkTimeoutMs,
-      admission: { total: c.maxUnauthenticated, perAddress: c.maxUnauthenticatedPerAddress, loginTimeoutMs: c.loginTimeoutMs },
+      admission: {
+        total: c.maxUnauthenticated,
+        perAddress: c.maxUnauthenticatedPerAddress,
+        loginTimeoutMs: c.loginTimeoutMs,
+      },
       maxAuthTries: c.maxAuthTries,
       identity: { multiuseCreds: c.multiuseCreds, equateAuthIdClientId: c.equateAuthIdClientId },
       tunnels: this.tunnels,
@@ -135,7 +165,10 @@ export class Daemon {
     this.checker = setInterval(() => this.checkSilentClients(), period);
     this.checker.unref();
     // Stale login failures go every minute; disconnected clients only with purge_disconnected_clients (RPort).
-    this.purger = setInterval(() => void this.purge().catch((err) => this.log.warn(`purge skipped: ${errorMessage(err)}`)), c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs));
+    this.purger = setInterval(
+      () => void this.purge().catch((err) => this.log.warn(`purge skipped: ${errorMessage(err)}`)),
+      c.keepDisconnectedMs === undefined ? 60_000 : Math.min(60_000, c.purgeIntervalMs),
+    );
     this.purger.unref();
     return clients;
   }
@@ -148,7 +181,9 @@ export class Daemon {
       this.checking.add(s.sessionId);
       s.ping(this.cfg.checkTimeoutMs)
         .catch((err) => {
-          this.log.warn(`client ${s.info.id} (${s.remoteAddress}) silent for ${formatDuration(now - s.lastSeenAt)} and did not answer a ping: ${errorMessage(err)}; dropping it`);
+          this.log.warn(
+            `client ${s.info.id} (${s.remoteAddress}) silent for ${formatDuration(now - s.lastSeenAt)} and did not answer a ping: ${errorMessage(err)}; dropping it`,
+          );
           this.registry.delete(s);
           s.close('no answer to the liveness check');
         })
@@ -175,13 +210,26 @@ export class Daemon {
     const c = this.cfg.api;
     if (!c.address) return undefined;
     const app = createApi({
-      user: c.user, password: c.password, registry: this.registry, tunnels: this.tunnels, tunnelOptions: this.tunnelOptions, credentials: this.credentials, jobs: this.jobs, cluster: this.cluster,
-      metrics: this.metrics, fingerprint: this.hostKey.fingerprint, startedAt: Date.now(), throttle: this.apiThrottle, log, maxTokenLifetimeMs: c.maxTokenLifetimeMs,
+      user: c.user,
+      password: c.password,
+      registry: this.registry,
+      tunnels: this.tunnels,
+      tunnelOptions: this.tunnelOptions,
+      credentials: this.credentials,
+      jobs: this.jobs,
+      cluster: this.cluster,
+      metrics: this.metrics,
+      fingerprint: this.hostKey.fingerprint,
+      startedAt: Date.now(),
+      throttle: this.apiThrottle,
+      log,
+      maxTokenLifetimeMs: c.maxTokenLifetimeMs,
     });
     await app.ready();
     const address = await listen(app.server, c.address.host, c.address.port, 'the API ([api] address)');
     this.api = app;
-    if (!c.user) log.warn(`the API on ${c.address.host}:${address.port} has no [api] auth: anyone on this machine can use it`);
+    if (!c.user)
+      log.warn(`the API on ${c.address.host}:${address.port} has no [api] auth: anyone on this machine can use it`);
     return address;
   }
 

@@ -11,8 +11,13 @@ import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
 
 const WHY: Record<string, string> = {
-  EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'the file system is read-only', ENOENT: 'a folder on the way is missing',
-  ENOTDIR: 'a part of the path is a file, not a folder', ENOSPC: 'the disk is full', SQLITE_CANTOPEN: 'the database cannot be opened',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'the file system is read-only',
+  ENOENT: 'a folder on the way is missing',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  ENOSPC: 'the disk is full',
+  SQLITE_CANTOPEN: 'the database cannot be opened',
   SQLITE_READONLY: 'the database is read-only',
 };
 
@@ -28,19 +33,30 @@ function dataDirError(c: Config, dir: string, err: unknown): Error {
   // The user named is this process's, never $(id -un): pasted into an admin's root shell that is root.
   const user = myUserName();
   if (e.code === 'EROFS') {
-    return new Error(`${key}: cannot write in ${dir}${file}: the file system is read-only there (under systemd, ProtectSystem=strict leaves only the unit's StateDirectory= and ReadWritePaths= writable): set [server] data_dir to the unit's StateDirectory, or add ReadWritePaths=${dir} to the unit`);
+    return new Error(
+      `${key}: cannot write in ${dir}${file}: the file system is read-only there (under systemd, ProtectSystem=strict leaves only the unit's StateDirectory= and ReadWritePaths= writable): set [server] data_dir to the unit's StateDirectory, or add ReadWritePaths=${dir} to the unit`,
+    );
   }
   if (e.code === 'EACCES' || e.code === 'EPERM') {
-    return new Error(`${key}: cannot use ${dir}${file}: permission denied to ${user}, the user rportd runs as: give the folder and its files to ${user} (chown -R ${user} ${dir}; a run as root leaves root's files behind), or set another [server] data_dir`);
+    return new Error(
+      `${key}: cannot use ${dir}${file}: permission denied to ${user}, the user rportd runs as: give the folder and its files to ${user} (chown -R ${user} ${dir}; a run as root leaves root's files behind), or set another [server] data_dir`,
+    );
   }
-  return new Error(`${key}: cannot create files in ${dir}${file}: ${WHY[e.code] ?? e.code}: create the folder, writable by ${user}, the user rportd runs as (mkdir -p ${dir} && chown ${user} ${dir}), or set another [server] data_dir`);
+  return new Error(
+    `${key}: cannot create files in ${dir}${file}: ${WHY[e.code] ?? e.code}: create the folder, writable by ${user}, the user rportd runs as (mkdir -p ${dir} && chown ${user} ${dir}), or set another [server] data_dir`,
+  );
 }
 
 /**
  * rportd once its config is read: its secrets and data_dir checked, the daemon started, stopped by `onShutdown`
  * (SIGTERM/SIGINT in the command). Resolves with the exit code.
  */
-export async function runDaemon(cfg: ServerConfig, loaded: Config, root: Logger, onShutdown: (stop: () => void) => void): Promise<number> {
+export async function runDaemon(
+  cfg: ServerConfig,
+  loaded: Config,
+  root: Logger,
+  onShutdown: (stop: () => void) => void,
+): Promise<number> {
   const log = root.child('server');
   let credentials: Credentials;
   try {
@@ -56,7 +72,7 @@ export async function runDaemon(cfg: ServerConfig, loaded: Config, root: Logger,
     mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
     // Another user who can write there could plant links to the files rportd writes as its own.
     const unsafe = folderWritableByOthers(cfg.dataDir, true);
-    if (unsafe) throw new ConfigError(`${loaded.where("server", "data_dir")}: ${unsafe.text}`);
+    if (unsafe) throw new ConfigError(`${loaded.where('server', 'data_dir')}: ${unsafe.text}`);
     hostKey = loadHostKey(cfg.dataDir, cfg.keySeed);
     daemon = new Daemon(cfg, hostKey, credentials, root);
   } catch (err) {
@@ -64,7 +80,11 @@ export async function runDaemon(cfg: ServerConfig, loaded: Config, root: Logger,
   }
   // As OpenSSH does for private keys: say so when a secret file is open to other users (the database is
   // made 0600 by the store itself).
-  for (const [what, file] of [['[server] auth_file', cfg.authFile], ['[server] tls_key', loaded.get<string>('server', 'tls_key')], ['host key', hostKey.file]]) {
+  for (const [what, file] of [
+    ['[server] auth_file', cfg.authFile],
+    ['[server] tls_key', loaded.get<string>('server', 'tls_key')],
+    ['host key', hostKey.file],
+  ]) {
     const warning = file ? readableByOthers(file, what!) : undefined;
     if (warning) log.warn(warning);
   }
@@ -72,13 +92,19 @@ export async function runDaemon(cfg: ServerConfig, loaded: Config, root: Logger,
     throw dataDirError(loaded, cfg.dataDir, err);
   });
   const api = await daemon.startApi(root.child('api'));
-  log.info(`rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`);
-  log.info(`host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source}), ${hostKey.md5Fingerprint} in the MD5 form RPort clients pin`);
+  log.info(
+    `rportd ${VERSION} listening for clients on ${cfg.tls ? 'wss' : 'ws'}://${clients.address}:${clients.port}/ (pid ${process.pid}); ${credentials.size} client credential(s)`,
+  );
+  log.info(
+    `host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source}), ${hostKey.md5Fingerprint} in the MD5 form RPort clients pin`,
+  );
   if (api) log.info(`API listening on http://${api.address}:${api.port}/api/v1/`);
-  await new Promise<void>((resolve) => onShutdown(() => {
-    log.info('stopping');
-    void daemon.stop().then(resolve);
-  }));
+  await new Promise<void>((resolve) =>
+    onShutdown(() => {
+      log.info('stopping');
+      void daemon.stop().then(resolve);
+    }),
+  );
   log.info('stopped');
   return 0;
 }

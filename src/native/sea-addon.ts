@@ -75,5 +75,7 @@ function extract(name: string): string {
       tried.push(root);
     }
   }
-  throw new Error(`cannot extract the native add-on ${name}: no private writable cache folder (tried ${tried.join(', ')}); put ${name} beside the executable`);
+  throw new Error(
+    `cannot extract the native add-on ${name}: no private writable cache folder (tried ${tried.join(', ')}); put ${name} beside the executable`,
+  );
 }

@@ -12,8 +12,7 @@ export interface AdmissionLimits {
 }
 
 export type AdmissionEvent =
-  | { kind: 'per_address' | 'total'; address: string }
-  | { kind: 'timeout'; address: string; upgraded: boolean };
+  { kind: 'per_address' | 'total'; address: string } | { kind: 'timeout'; address: string; upgraded: boolean };
 
 interface Pending {
   socket: Socket;
@@ -70,7 +69,9 @@ export class PendingConnections {
     }
     const key = keyOf(socket);
     const entry: Pending = {
-      socket, address, upgraded: false,
+      socket,
+      address,
+      upgraded: false,
       timer: deadline(this.limits.loginTimeoutMs, 'login', () => {
         this.report({ kind: 'timeout', address, upgraded: entry.upgraded });
         this.drop(entry);

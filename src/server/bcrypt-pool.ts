@@ -31,7 +31,8 @@ export class BcryptPool {
   constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism() - 1))) {}
 
   compare(password: string, hash: string): Promise<boolean> {
-    if (this.queue.length >= MAX_QUEUED_CHECKS) return Promise.reject(new PoolBusyError(`${MAX_QUEUED_CHECKS} password checks are already waiting`));
+    if (this.queue.length >= MAX_QUEUED_CHECKS)
+      return Promise.reject(new PoolBusyError(`${MAX_QUEUED_CHECKS} password checks are already waiting`));
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, password, hash, resolve, reject });
       this.dispatch();
@@ -57,7 +58,10 @@ export class BcryptPool {
 
   private spawn(): Worker {
     this.started++;
-    const worker = BCRYPT_WORKER.code !== undefined ? new Worker(BCRYPT_WORKER.code, { eval: true }) : new Worker(BCRYPT_WORKER.url!);
+    const worker =
+      BCRYPT_WORKER.code !== undefined
+        ? new Worker(BCRYPT_WORKER.code, { eval: true })
+        : new Worker(BCRYPT_WORKER.url!);
     worker.unref();
     worker.on('message', (m: { id: number; ok: boolean }) => {
       const job = this.running.get(worker);

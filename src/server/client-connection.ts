@@ -5,7 +5,16 @@ import { formatDuration } from '../shared/duration.js';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';
 import { deadline } from '../timeout.js';
 import { ControlChannel, type Control } from '../transport/control-channel.js';
-import { CONTROL_SUBSYSTEM, METHOD, RPORT_REFUSAL, RPORT_REQUEST, TUNNEL_BIND_PORT, type ConnectReply, type ConnectRequest, type WatchdogFacts } from '../transport/protocol.js';
+import {
+  CONTROL_SUBSYSTEM,
+  METHOD,
+  RPORT_REFUSAL,
+  RPORT_REQUEST,
+  TUNNEL_BIND_PORT,
+  type ConnectReply,
+  type ConnectRequest,
+  type WatchdogFacts,
+} from '../transport/protocol.js';
 import { PoolBusyError } from './bcrypt-pool.js';
 import type { ClientRegistry, ClientSession } from './client-registry.js';
 import { parseRportConnectionRequest, validateConnectRequest, validateWatchdogFacts } from './connect-request.js';
@@ -79,13 +88,18 @@ export class ClientConnection {
     client.on('authentication', (ctx) => void this.onAuthentication(ctx));
     // The ssh2 patch hands over every global request (RPort's carry JSON) and channels of other types.
     const events = client as unknown as NodeJS.EventEmitter;
-    events.on('request', (accept: Accept, reject: Reject, name: string, data: unknown) => this.onRequest(name, Buffer.isBuffer(data) ? data : undefined, accept, reject));
-    events.on('channel', (type: string, data: Buffer | undefined, accept: () => ssh2.Channel, reject: (code?: number) => void) => {
-      if (this.rport) return this.rport.onChannel(type, data, accept, reject);
-      reject(1); // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
-      c.metrics.messagesRefused.inc({ kind: 'channel' });
-      c.limited.warn('channel', `refused a channel of type "${type.slice(0, 64)}" from ${ip}: not one rportd takes`);
-    });
+    events.on('request', (accept: Accept, reject: Reject, name: string, data: unknown) =>
+      this.onRequest(name, Buffer.isBuffer(data) ? data : undefined, accept, reject),
+    );
+    events.on(
+      'channel',
+      (type: string, data: Buffer | undefined, accept: () => ssh2.Channel, reject: (code?: number) => void) => {
+        if (this.rport) return this.rport.onChannel(type, data, accept, reject);
+        reject(1); // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
+        c.metrics.messagesRefused.inc({ kind: 'channel' });
+        c.limited.warn('channel', `refused a channel of type "${type.slice(0, 64)}" from ${ip}: not one rportd takes`);
+      },
+    );
     client.on('ready', () => client.on('session', (accept, reject) => this.onSession(accept, reject)));
   }
 
@@ -112,7 +126,10 @@ export class ClientConnection {
       return ctx.reject(['password']);
     }
     if (++this.authTries > c.maxAuthTries) {
-      c.limited.warn('auth tries', `closing the connection from ${ip}: more than ${c.maxAuthTries} login attempts on it ([server] max_auth_tries)`);
+      c.limited.warn(
+        'auth tries',
+        `closing the connection from ${ip}: more than ${c.maxAuthTries} login attempts on it ([server] max_auth_tries)`,
+      );
       ctx.reject();
       return this.drop();
     }
@@ -122,7 +139,10 @@ export class ClientConnection {
     const attempt = c.throttle.begin(ip, user);
     if (attempt.bannedMs > 0) {
       c.metrics.handshakeFailures.inc({ reason: 'banned' });
-      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: banned for another ${formatBan(attempt.bannedMs)} after max_failed_login failures`);
+      c.limited.warn(
+        'banned login',
+        `refused a login as "${user}" from ${ip}: banned for another ${formatBan(attempt.bannedMs)} after max_failed_login failures`,
+      );
       return ctx.reject(['password']);
     }
     let result: CheckResult;
@@ -132,7 +152,10 @@ export class ClientConnection {
       // Too many checks waiting: refused, not counted against the id (the flood is not its fault).
       c.throttle.cancel(ip, user);
       c.metrics.handshakeFailures.inc({ reason: 'busy' });
-      c.limited.warn('busy', `refused a login as "${user}" from ${ip} unchecked: ${err instanceof PoolBusyError ? err.message : errorMessage(err)}`);
+      c.limited.warn(
+        'busy',
+        `refused a login as "${user}" from ${ip} unchecked: ${err instanceof PoolBusyError ? err.message : errorMessage(err)}`,
+      );
       return ctx.reject(['password']);
     }
     if (result === 'ok') {
@@ -147,11 +170,19 @@ export class ClientConnection {
     if (sourceBan > 0) {
       c.throttle.cancel(ip, user);
       c.metrics.handshakeFailures.inc({ reason: 'banned' });
-      c.limited.warn('banned login', `refused a login as "${user}" from ${ip}: the address is banned from unknown ids for another ${formatBan(sourceBan)} after ${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids`);
+      c.limited.warn(
+        'banned login',
+        `refused a login as "${user}" from ${ip}: the address is banned from unknown ids for another ${formatBan(sourceBan)} after ${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids`,
+      );
     } else {
       c.metrics.handshakeFailures.inc({ reason: 'auth' });
       const ban = c.throttle.failed(ip, attempt, result !== 'unknown');
-      const what = ban === 'source' ? `: ${ip} may not try unknown ids for ban_time (${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids)` : ban === 'account' ? `: ${ip} may not try "${user}" for ban_time (max_failed_login reached)` : '';
+      const what =
+        ban === 'source'
+          ? `: ${ip} may not try unknown ids for ban_time (${c.throttle.maxFailed * SOURCE_FACTOR} failures at unknown ids)`
+          : ban === 'account'
+            ? `: ${ip} may not try "${user}" for ban_time (max_failed_login reached)`
+            : '';
       c.limited.warn('failed login', `failed login as "${user}" from ${ip}${what}`);
     }
     if (!this.closed) ctx.reject(['password']);
@@ -161,7 +192,8 @@ export class ClientConnection {
     // Tunnel bindings: the bind address is a tunnel id the client agreed to carry (see TunnelTargets).
     if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') return accept?.();
     if (this.rport) return this.rport.onRequest(name, data, accept, reject);
-    if (name === RPORT_REQUEST.connect && !this.session && !this.rportConnecting) return void this.onRportConnect(data, accept, reject);
+    if (name === RPORT_REQUEST.connect && !this.session && !this.rportConnecting)
+      return void this.onRportConnect(data, accept, reject);
     reject?.();
   }
 
@@ -180,7 +212,8 @@ export class ClientConnection {
     } catch (err) {
       const refusal = this.refused(err);
       // RPort's client matches these words: it closes and retries with its backoff.
-      const text = refusal.reason === 'duplicate' ? `${RPORT_REFUSAL.alreadyConnected} ${refusal.message}` : refusal.message;
+      const text =
+        refusal.reason === 'duplicate' ? `${RPORT_REFUSAL.alreadyConnected} ${refusal.message}` : refusal.message;
       reject?.(Buffer.from(text));
       // Not drop(): the reason must reach the client first. A peer that never closes is still pending, so
       // client_login_timeout ends it.
@@ -195,7 +228,10 @@ export class ClientConnection {
   private refused(err: unknown): Refusal {
     const refusal = err instanceof Refusal ? err : new Refusal('refused', errorMessage(err));
     this.c.metrics.handshakeFailures.inc({ reason: refusal.reason });
-    this.c.limited.warn(`refused ${refusal.reason}`, `refused a connection request from ${this.ip} as ${this.authId}: ${refusal.message}`);
+    this.c.limited.warn(
+      `refused ${refusal.reason}`,
+      `refused a connection request from ${this.ip} as ${this.authId}: ${refusal.message}`,
+    );
     return refusal;
   }
 
@@ -224,7 +260,12 @@ export class ClientConnection {
   }
 
   /** A connection request of either protocol; named: the client id once it is known. */
-  private async connectRequest(asked: ConnectRequest, control: Control, forward: Forward, named?: (id: string) => void): Promise<ConnectReply> {
+  private async connectRequest(
+    asked: ConnectRequest,
+    control: Control,
+    forward: Forward,
+    named?: (id: string) => void,
+  ): Promise<ConnectReply> {
     if (this.session) throw new Refusal('refused', 'already connected on this connection');
     const { c } = this;
     // As RPort: no id from the client gets the credential's id under equate_clientauthid_clientid, else a new one.
@@ -245,7 +286,9 @@ export class ClientConnection {
       c.jobs?.attach(info.id, control);
       this.hooks.accepted();
       c.metrics.handshakes.inc();
-      c.log.info(`client ${info.id} (${info.name}) connected from ${this.ip} as ${this.authId}, version ${info.version}, pid ${info.pid}`);
+      c.log.info(
+        `client ${info.id} (${info.name}) connected from ${this.ip} as ${this.authId}, version ${info.version}, pid ${info.pid}`,
+      );
       const link: ClientLink = (this.link = { control, forward });
       // After the reply: the client must be connected before it can answer tunnel requests.
       setImmediate(() => void c.tunnels.attach(info.id, link, info.remotes));
@@ -260,7 +303,9 @@ export class ClientConnection {
     // Not here: held by another node of the cluster? That node checks its session the same way.
     if (!old) return c.registry.takeOverRemote(info, this.ip).catch(storeDown);
     await checkStale(old, info, this.ip, c.checkTimeoutMs);
-    c.log.info(`replacing the stale session of client ${info.id} (from ${old.remoteAddress}) with the new one from ${this.ip}`);
+    c.log.info(
+      `replacing the stale session of client ${info.id} (from ${old.remoteAddress}) with the new one from ${this.ip}`,
+    );
     c.registry.delete(old);
     old.close('replaced by a new connection of the same client');
   }
@@ -287,21 +332,22 @@ export class ClientConnection {
         return rtt;
       },
       // One forwarded channel, as for a tunnel connection: the client opens it only once it reached the target.
-      probeTunnel: (tunnelId, timeoutMs) => new Promise((resolve, reject) => {
-        let done = false;
-        const answer = deadline(timeoutMs, 'tunnel probe', () => {
-          done = true;
-          reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
-        });
-        forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
-          answer.cancel();
-          if (!err) channel.close();
-          if (done) return;
-          done = true;
-          if (err) reject(err);
-          else resolve();
-        });
-      }),
+      probeTunnel: (tunnelId, timeoutMs) =>
+        new Promise((resolve, reject) => {
+          let done = false;
+          const answer = deadline(timeoutMs, 'tunnel probe', () => {
+            done = true;
+            reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
+          });
+          forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
+            answer.cancel();
+            if (!err) channel.close();
+            if (done) return;
+            done = true;
+            if (err) reject(err);
+            else resolve();
+          });
+        }),
       close: (reason) => {
         c.log.debug(`closing the session of ${info.id}: ${reason}`);
         control.close();
@@ -334,16 +380,28 @@ export class ClientConnection {
  * reconnecting or does not answer a short ping; a live one keeps the id and the newcomer is refused. Also
  * what a node answers when another node of the cluster asks about a session it holds.
  */
-export async function checkStale(old: ClientSession, info: ConnectRequest, ip: string, checkTimeoutMs: number): Promise<void> {
-  const sameProcess = old.info.pid === info.pid && old.info.processStart === info.processStart && old.info.hostname === info.hostname;
+export async function checkStale(
+  old: ClientSession,
+  info: ConnectRequest,
+  ip: string,
+  checkTimeoutMs: number,
+): Promise<void> {
+  const sameProcess =
+    old.info.pid === info.pid && old.info.processStart === info.processStart && old.info.hostname === info.hostname;
   if (!sameProcess) {
     const rtt = await old.ping(Math.min(checkTimeoutMs, STALE_CHECK_MAX_MS)).catch(() => undefined);
     if (rtt !== undefined) {
       // Two hosts with one id: most often a cloned machine, whose copied machine id is its client id (use_system_id).
       if (old.info.hostname !== info.hostname) {
-        throw new Refusal('duplicate', `client id "${info.id}" is already connected from host "${old.info.hostname}" (${old.remoteAddress}) and is used by host "${info.hostname}" (${ip}) too: a cloned machine with a duplicate machine id? Give the clone a new machine id (remove /etc/machine-id, run systemd-machine-id-setup, restart rport) or set its [client] id`);
+        throw new Refusal(
+          'duplicate',
+          `client id "${info.id}" is already connected from host "${old.info.hostname}" (${old.remoteAddress}) and is used by host "${info.hostname}" (${ip}) too: a cloned machine with a duplicate machine id? Give the clone a new machine id (remove /etc/machine-id, run systemd-machine-id-setup, restart rport) or set its [client] id`,
+        );
       }
-      throw new Refusal('duplicate', `client id "${info.id}" is already connected from ${old.remoteAddress} and answered a ping within ${rtt.toFixed(1)}ms: give each client its own [client] id`);
+      throw new Refusal(
+        'duplicate',
+        `client id "${info.id}" is already connected from ${old.remoteAddress} and answered a ping within ${rtt.toFixed(1)}ms: give each client its own [client] id`,
+      );
     }
   }
 }
@@ -351,5 +409,8 @@ export async function checkStale(old: ClientSession, info: ConnectRequest, ip: s
 /** A registry lookup that fails is the database's fault, not the client's: a refusal that says so. */
 function storeDown(err: unknown): never {
   if (err instanceof Refusal) throw err;
-  throw new Refusal('unavailable', `the server's registry database is out of reach (${errorMessage(err)}): the client retries later`);
+  throw new Refusal(
+    'unavailable',
+    `the server's registry database is out of reach (${errorMessage(err)}): the client retries later`,
+  );
 }

@@ -106,13 +106,22 @@ export class ClientListener {
     switch (e.kind) {
       case 'per_address':
         metrics.connectionsRefused.inc({ limit: e.kind });
-        return limited.warn(e.kind, `refused a connection from ${e.address}: it already has ${a.perAddress} connections that have not logged in ([server] max_unauthenticated_connections_per_address)`);
+        return limited.warn(
+          e.kind,
+          `refused a connection from ${e.address}: it already has ${a.perAddress} connections that have not logged in ([server] max_unauthenticated_connections_per_address)`,
+        );
       case 'total':
         metrics.connectionsRefused.inc({ limit: e.kind });
-        return limited.warn(e.kind, `closed the oldest connection that had not logged in (from ${e.address}) to make room: ${a.total} are open ([server] max_unauthenticated_connections)`);
+        return limited.warn(
+          e.kind,
+          `closed the oldest connection that had not logged in (from ${e.address}) to make room: ${a.total} are open ([server] max_unauthenticated_connections)`,
+        );
       case 'timeout':
         metrics.handshakeFailures.inc({ reason: 'timeout' });
-        return limited.warn('login timeout', `dropping ${e.address}: no accepted connection request within ${formatDuration(a.loginTimeoutMs)} ([server] client_login_timeout)${e.upgraded ? '' : ', not even a WebSocket upgrade'}`);
+        return limited.warn(
+          'login timeout',
+          `dropping ${e.address}: no accepted connection request within ${formatDuration(a.loginTimeoutMs)} ([server] client_login_timeout)${e.upgraded ? '' : ', not even a WebSocket upgrade'}`,
+        );
     }
   }
 
@@ -122,7 +131,9 @@ export class ClientListener {
     // a refusal is written) would be an uncaught 'error' that ends rportd.
     socket.on('error', this.dropOnError);
     const refuse = (status: number, why: string) => {
-      socket.end(`HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      socket.end(
+        `HTTP/1.1 ${status} ${why.split(':')[0]}\r\nX-Rport-Error: ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+      );
     };
     // Only a banned pair is refused here: an address banned from unknown ids may still log in as an id
     // that exists, and telling the two apart here would tell which ids exist.
@@ -130,11 +141,17 @@ export class ClientListener {
     const banned = claimed === undefined ? 0 : this.o.throttle.bannedFor(ip, claimed);
     if (banned > 0) {
       this.o.metrics.handshakeFailures.inc({ reason: 'banned' });
-      this.context.limited.warn('banned', `refused a connection from ${ip} for "${claimed}": banned after too many failed logins`);
+      this.context.limited.warn(
+        'banned',
+        `refused a connection from ${ip} for "${claimed}": banned after too many failed logins`,
+      );
       return refuse(403, `too many failed logins from ${ip}: banned for another ${formatBan(banned)}`);
     }
-    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
-    if (!offered.includes(WS_SUBPROTOCOL)) return refuse(400, `WebSocket subprotocol ${WS_SUBPROTOCOL} required: is this an rport client?`);
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((s) => s.trim());
+    if (!offered.includes(WS_SUBPROTOCOL))
+      return refuse(400, `WebSocket subprotocol ${WS_SUBPROTOCOL} required: is this an rport client?`);
     this.pending.upgraded(req.socket);
     const tcp = req.socket;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.upgraded(ws, ip, tcp));
@@ -155,7 +172,11 @@ export class ClientListener {
     // ssh2 drops a peer whose first line is not SSH's without a word: say so here, where the address is known.
     ws.once('message', (first: Buffer) => {
       const line = first.subarray(0, 64).toString('latin1').split(/\r?\n/)[0]!;
-      if (!SSH_IDENT.test(line)) this.context.limited.warn('identification line', `refused a connection from ${ip} at the identification line: it sent "${line}", not "SSH-2.0-..." or RPort's "SSH-rport-v1-client"`);
+      if (!SSH_IDENT.test(line))
+        this.context.limited.warn(
+          'identification line',
+          `refused a connection from ${ip} at the identification line: it sent "${line}", not "SSH-2.0-..." or RPort's "SSH-rport-v1-client"`,
+        );
     });
     const stream = sshStream(ws);
     Object.assign(stream, { remoteAddress: ip, remotePort: tcp.remotePort, remoteFamily: tcp.remoteFamily });
@@ -167,6 +188,9 @@ export class ClientListener {
     const closed = Promise.all([...this.clients].map((c) => new Promise<void>((r) => c.once('close', () => r()))));
     for (const ws of this.sockets) ws.terminate();
     this.wss.close();
-    return withTimeout(closed, CLOSE_WAIT_MS, 'closing the client connections').then(() => undefined, (err) => this.o.log.warn(errorMessage(err)));
+    return withTimeout(closed, CLOSE_WAIT_MS, 'closing the client connections').then(
+      () => undefined,
+      (err) => this.o.log.warn(errorMessage(err)),
+    );
   }
 }

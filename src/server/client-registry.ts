@@ -117,9 +117,20 @@ export class ClientRegistry implements IdentityRecords {
   private row(s: ClientSession): ConnectedClient {
     const i = s.info;
     return {
-      id: i.id, name: i.name, tags: JSON.stringify(i.tags), hostname: i.hostname, os: i.os, arch: i.arch, version: i.version,
-      address: s.remoteAddress, auth_id: s.authId, pid: i.pid, process_start: i.processStart,
-      watchdog: s.watchdog ? JSON.stringify(s.watchdog) : null, node_id: this.nodeId, session_id: s.sessionId,
+      id: i.id,
+      name: i.name,
+      tags: JSON.stringify(i.tags),
+      hostname: i.hostname,
+      os: i.os,
+      arch: i.arch,
+      version: i.version,
+      address: s.remoteAddress,
+      auth_id: s.authId,
+      pid: i.pid,
+      process_start: i.processStart,
+      watchdog: s.watchdog ? JSON.stringify(s.watchdog) : null,
+      node_id: this.nodeId,
+      session_id: s.sessionId,
     };
   }
 
@@ -129,7 +140,10 @@ export class ClientRegistry implements IdentityRecords {
       await this.store.clients.clientConnected(this.row(session), session.connectedAt);
     } catch (err) {
       this.failed(err);
-      throw new Refusal('unavailable', `the server's registry database (${this.store.where}) is out of reach: ${errorMessage(err)}; the client retries later`);
+      throw new Refusal(
+        'unavailable',
+        `the server's registry database (${this.store.where}) is out of reach: ${errorMessage(err)}; the client retries later`,
+      );
     }
     this.byId.set(session.info.id, session);
     this.changed();
@@ -140,7 +154,9 @@ export class ClientRegistry implements IdentityRecords {
     if (this.byId.get(session.info.id) !== session) return;
     this.byId.delete(session.info.id);
     this.unsaved.delete(session.info.id);
-    this.store.clients.clientDisconnected(session.info.id, session.sessionId, Date.now()).catch((err) => this.failed(err));
+    this.store.clients
+      .clientDisconnected(session.info.id, session.sessionId, Date.now())
+      .catch((err) => this.failed(err));
     this.changed();
   }
 
@@ -148,7 +164,11 @@ export class ClientRegistry implements IdentityRecords {
   seen(session: ClientSession, watchdog: WatchdogFacts | undefined): void {
     if (watchdog) session.watchdog = watchdog;
     const id = session.info.id;
-    this.unsaved.set(id, { id, at: session.lastSeenAt, watchdog: watchdog ? JSON.stringify(watchdog) : this.unsaved.get(id)?.watchdog });
+    this.unsaved.set(id, {
+      id,
+      at: session.lastSeenAt,
+      watchdog: watchdog ? JSON.stringify(watchdog) : this.unsaved.get(id)?.watchdog,
+    });
     this.changed();
   }
 
@@ -166,17 +186,27 @@ export class ClientRegistry implements IdentityRecords {
   }
 
   private failed(err: unknown): void {
-    if (!this.behind) this.log.warn(`registry database (${this.store.where}) write failed: ${errorMessage(err)}; connected clients and tunnels go on, the database catches up when it answers`);
+    if (!this.behind)
+      this.log.warn(
+        `registry database (${this.store.where}) write failed: ${errorMessage(err)}; connected clients and tunnels go on, the database catches up when it answers`,
+      );
     this.behind = true;
   }
 
   /** The database answers again: this node's rows say what it holds now. */
   async resync(): Promise<void> {
     const now = Date.now();
-    const live = [...this.byId.values()].map((s) => ({ client: this.row(s), connectedAt: s.connectedAt, seenAt: s.lastSeenAt }));
+    const live = [...this.byId.values()].map((s) => ({
+      client: this.row(s),
+      connectedAt: s.connectedAt,
+      seenAt: s.lastSeenAt,
+    }));
     await this.store.clients.resyncNode(this.nodeId, live, now);
     this.unsaved.clear();
-    if (this.behind) this.log.info(`registry database (${this.store.where}) caught up: ${live.length} connected client(s) written again`);
+    if (this.behind)
+      this.log.info(
+        `registry database (${this.store.where}) caught up: ${live.length} connected client(s) written again`,
+      );
     this.behind = false;
     this.changed();
   }
@@ -214,7 +244,10 @@ export class ClientRegistry implements IdentityRecords {
 
   /** Every client of the cluster, connected or not. */
   async clients(): Promise<ClientRecord[]> {
-    const [rows, restarts] = await Promise.all([this.store.clients.clients(), this.store.clients.restartsSince(Date.now() - DAY_MS)]);
+    const [rows, restarts] = await Promise.all([
+      this.store.clients.clients(),
+      this.store.clients.restartsSince(Date.now() - DAY_MS),
+    ]);
     const peers = this.cluster.peers();
     return rows.map((row) => this.record(row, restarts, peers));
   }

@@ -62,11 +62,16 @@ export class Credentials {
         doc = JSON.parse(readFileSync(authFile, 'utf8'));
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        throw new Error(`${authFile}: ${e.code ? `cannot read: ${e.code}` : `not valid JSON: ${e.message}`} (expected {"client-id": "password", ...})`, { cause: err });
+        throw new Error(
+          `${authFile}: ${e.code ? `cannot read: ${e.code}` : `not valid JSON: ${e.message}`} (expected {"client-id": "password", ...})`,
+          { cause: err },
+        );
       }
-      if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(`${authFile}: expected a JSON object of client id to password`);
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+        throw new Error(`${authFile}: expected a JSON object of client id to password`);
       for (const [id, pw] of Object.entries(doc)) {
-        if (typeof pw !== 'string' || !pw) throw new Error(`${authFile}: the password of "${id}" must be a non-empty string`);
+        if (typeof pw !== 'string' || !pw)
+          throw new Error(`${authFile}: the password of "${id}" must be a non-empty string`);
         byId.set(id, pw);
       }
     }

@@ -27,19 +27,34 @@ export interface CredentialIds {
  * the credential that first registered it, so one client's credential cannot take another client's id (and
  * its tunnels). The operator frees an id by deleting the client.
  */
-export async function checkIdentity(clientId: string, authId: string, rules: IdentityRules, records: IdentityRecords, credentials: CredentialIds): Promise<void> {
+export async function checkIdentity(
+  clientId: string,
+  authId: string,
+  rules: IdentityRules,
+  records: IdentityRecords,
+  credentials: CredentialIds,
+): Promise<void> {
   const ownId = clientId === authId;
   if (!ownId && (await credentials.exists(clientId))) {
-    throw new Refusal('identity', `client id "${clientId}" is the id of the credential "${clientId}", so only that credential may use it, not "${authId}": give this client another id (or log in as "${clientId}")`);
+    throw new Refusal(
+      'identity',
+      `client id "${clientId}" is the id of the credential "${clientId}", so only that credential may use it, not "${authId}": give this client another id (or log in as "${clientId}")`,
+    );
   }
   const owner = ownId ? undefined : await records.ownerOf(clientId);
   if (owner && owner !== authId) {
-    throw new Refusal('identity', `client id "${clientId}" belongs to the credential "${owner}", not "${authId}": use ${owner}'s credential, or delete client "${clientId}" through the API to free the id`);
+    throw new Refusal(
+      'identity',
+      `client id "${clientId}" belongs to the credential "${owner}", not "${authId}": use ${owner}'s credential, or delete client "${clientId}" through the API to free the id`,
+    );
   }
   if (!rules.multiuseCreds) {
     const other = (await records.clientsOf(authId)).find((id) => id !== clientId);
     if (other !== undefined) {
-      throw new Refusal('identity', `credential "${authId}" is already used by client "${other}" ([server] auth_multiuse_creds = false): give this client a credential of its own, or delete client "${other}" through the API`);
+      throw new Refusal(
+        'identity',
+        `credential "${authId}" is already used by client "${other}" ([server] auth_multiuse_creds = false): give this client a credential of its own, or delete client "${other}" through the API`,
+      );
     }
   }
 }

@@ -57,7 +57,11 @@ export class LoginThrottle {
   /** Checks under way per pair: counted against its tries, never written to the store. */
   private readonly running = new Map<string, number>();
 
-  constructor(maxFailed: number, private readonly banMs: number, o: { records?: FailureRecords; realm?: 'clients' | 'api'; now?: () => number } = {}) {
+  constructor(
+    maxFailed: number,
+    private readonly banMs: number,
+    o: { records?: FailureRecords; realm?: 'clients' | 'api'; now?: () => number } = {},
+  ) {
     this.maxFailed = maxFailed;
     this.records = o.records ?? memoryRecords();
     this.realm = o.realm ?? 'clients';

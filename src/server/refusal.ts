@@ -3,7 +3,10 @@
  * reason labels rport_handshake_failures_total. Anything else thrown while accepting is a fault.
  */
 export class Refusal extends Error {
-  constructor(readonly reason: 'refused' | 'identity' | 'duplicate' | 'unavailable', message: string) {
+  constructor(
+    readonly reason: 'refused' | 'identity' | 'duplicate' | 'unavailable',
+    message: string,
+  ) {
     super(message);
   }
 }

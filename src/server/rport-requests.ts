@@ -5,7 +5,16 @@ import { VERSION } from '../version.js';
 import { MAX_LINE, RateBucket, RemoteError, type Control } from '../transport/control-channel.js';
 import { GlobalRequestControl, type GlobalRequests } from '../transport/global-request.js';
 import {
-  METHOD, RPORT_CHANNEL, RPORT_REFUSAL, RPORT_REQUEST, type JobDone, type JobPart, type JobRunReply, type JobRunRequest, type RportJob, type TunnelOpenRequest,
+  METHOD,
+  RPORT_CHANNEL,
+  RPORT_REFUSAL,
+  RPORT_REQUEST,
+  type JobDone,
+  type JobPart,
+  type JobRunReply,
+  type JobRunRequest,
+  type RportJob,
+  type TunnelOpenRequest,
 } from '../transport/protocol.js';
 import type { Metrics } from './metrics.js';
 import type { Forward } from './tunnels/index.js';
@@ -13,7 +22,6 @@ import type { Forward } from './tunnels/index.js';
 /** An answer to a request of the peer: data on success, the reason on failure (RPort's client shows it). */
 export type Accept = ((data?: Buffer) => void) | undefined;
 export type Reject = ((why?: Buffer) => void) | undefined;
-
 
 /** What the server keeps of a stock client's job output channels: live output only, the result comes whole. */
 const MAX_OUTPUT_CHANNELS = 64;
@@ -44,7 +52,10 @@ export class RPortRequests extends GlobalRequestControl implements Control {
   /** Sent once after the connection request: no monitoring and no IP address reports, rportd keeps neither. */
   sendCapabilities(): void {
     const caps = { ServerVersion: VERSION, MonitoringVersion: 0, IPAddressesVersion: 0 };
-    (this.ssh as unknown as GlobalRequests).globalRequest(RPORT_REQUEST.capabilities, Buffer.from(JSON.stringify(caps)));
+    (this.ssh as unknown as GlobalRequests).globalRequest(
+      RPORT_REQUEST.capabilities,
+      Buffer.from(JSON.stringify(caps)),
+    );
   }
 
   /** Our methods as RPort's requests. */
@@ -55,7 +66,8 @@ export class RPortRequests extends GlobalRequestControl implements Control {
       case METHOD.tunnelOpen: {
         const p = params as TunnelOpenRequest;
         return this.ask(RPORT_REQUEST.checkTunnelAllowed, { Remote: p.remote }, timeoutMs).then((answer) => {
-          if ((answer as { IsAllowed?: unknown })?.IsAllowed !== true) throw new RemoteError(`tunnel to ${p.remote} is not allowed by the client's tunnel_allowed`);
+          if ((answer as { IsAllowed?: unknown })?.IsAllowed !== true)
+            throw new RemoteError(`tunnel to ${p.remote} is not allowed by the client's tunnel_allowed`);
           this.remotes.set(p.id, p.remote);
           return null as T;
         });
@@ -67,7 +79,10 @@ export class RPortRequests extends GlobalRequestControl implements Control {
         return this.ask(RPORT_REQUEST.runCmd, this.job(params as JobRunRequest), timeoutMs).then((answer) => {
           const a = (answer ?? {}) as { Pid?: unknown; StartedAt?: unknown };
           const started = typeof a.StartedAt === 'string' ? Date.parse(a.StartedAt) : NaN;
-          return { pid: Number.isInteger(a.Pid) ? (a.Pid as number) : 0, started_at: Number.isFinite(started) ? started : Date.now() } satisfies JobRunReply as T;
+          return {
+            pid: Number.isInteger(a.Pid) ? (a.Pid as number) : 0,
+            started_at: Number.isFinite(started) ? started : Date.now(),
+          } satisfies JobRunReply as T;
         });
       default:
         return Promise.reject(new RemoteError(`an RPort client has no ${method}`));
@@ -84,7 +99,8 @@ export class RPortRequests extends GlobalRequestControl implements Control {
   /** A global request of the client, after its connection request was accepted. */
   onRequest(name: string, data: Buffer | undefined, accept: Accept, reject: Reject): void {
     if (!this.rate.take()) return this.refuse(name, `more than ${this.rate.perSecond} requests a second`, true);
-    if (data && data.length > MAX_LINE) return this.refuse(name, `${data.length} bytes, over ${MAX_LINE >> 10} KiB`, true);
+    if (data && data.length > MAX_LINE)
+      return this.refuse(name, `${data.length} bytes, over ${MAX_LINE >> 10} KiB`, true);
     this.emit('activity');
     switch (name) {
       case RPORT_REQUEST.ping:
@@ -118,7 +134,11 @@ export class RPortRequests extends GlobalRequestControl implements Control {
     if (type !== RPORT_CHANNEL.stdout && type !== RPORT_CHANNEL.stderr) {
       reject(1); // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
       const shown = type.slice(0, 64);
-      return this.refuse(`${shown} channel`, `channels of type "${shown}" are not taken (a client may not make the server dial)`, false);
+      return this.refuse(
+        `${shown} channel`,
+        `channels of type "${shown}" are not taken (a client may not make the server dial)`,
+        false,
+      );
     }
     const job = this.json(`${type} channel`, data) as Partial<RportJob> | undefined;
     if (!job || typeof job.jid !== 'string' || this.outputChannels >= MAX_OUTPUT_CHANNELS) return reject();
@@ -127,8 +147,13 @@ export class RPortRequests extends GlobalRequestControl implements Control {
     const jid = job.jid;
     channel.setEncoding('utf8');
     channel.on('data', (text: string) => {
-      if (!this.rate.take()) return this.refuse(`${type} channel`, `more than ${this.rate.perSecond} messages a second`, true);
-      void this.tell(METHOD.jobOutput, { jobs: [{ jid, stdout: type === RPORT_CHANNEL.stdout ? text : '', stderr: type === RPORT_CHANNEL.stderr ? text : '' }] });
+      if (!this.rate.take())
+        return this.refuse(`${type} channel`, `more than ${this.rate.perSecond} messages a second`, true);
+      void this.tell(METHOD.jobOutput, {
+        jobs: [
+          { jid, stdout: type === RPORT_CHANNEL.stdout ? text : '', stderr: type === RPORT_CHANNEL.stderr ? text : '' },
+        ],
+      });
     });
     channel.once('close', () => this.outputChannels--);
   }
@@ -136,8 +161,16 @@ export class RPortRequests extends GlobalRequestControl implements Control {
   /** RPort's Job for one of ours. */
   private job(r: JobRunRequest): RportJob {
     return {
-      jid: r.jid, client_id: this.clientId, command: r.command, cwd: r.cwd, interpreter: r.interpreter, timeout_sec: r.timeout_sec,
-      is_script: r.is_script, is_sudo: false, stream_result: true, started_at: new Date().toISOString(),
+      jid: r.jid,
+      client_id: this.clientId,
+      command: r.command,
+      cwd: r.cwd,
+      interpreter: r.interpreter,
+      timeout_sec: r.timeout_sec,
+      is_script: r.is_script,
+      is_sudo: false,
+      stream_result: true,
+      started_at: new Date().toISOString(),
     };
   }
 
@@ -149,18 +182,28 @@ export class RPortRequests extends GlobalRequestControl implements Control {
     const parts: JobPart[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
       const text = job.result?.[stream];
-      if (typeof text === 'string' && text) parts.push({ jid: String(job.jid), seq: parts.length, stream, data: Buffer.from(text).toString('base64') });
+      if (typeof text === 'string' && text)
+        parts.push({ jid: String(job.jid), seq: parts.length, stream, data: Buffer.from(text).toString('base64') });
     }
     // RPort's "unknown" is a job past its timeout that it stopped watching: no exit to report.
     const done: JobDone = {
-      jid: String(job.jid), parts: parts.length, status: job.status === 'successful' ? 'successful' : 'failed', exit_code: job.status === 'successful' ? 0 : null,
-      error: typeof job.error === 'string' ? job.error : '', started_at: time(job.started_at), finished_at: time(job.finished_at),
+      jid: String(job.jid),
+      parts: parts.length,
+      status: job.status === 'successful' ? 'successful' : 'failed',
+      exit_code: job.status === 'successful' ? 0 : null,
+      error: typeof job.error === 'string' ? job.error : '',
+      started_at: time(job.started_at),
+      finished_at: time(job.finished_at),
     };
     try {
       for (const p of parts) await this.tell(METHOD.jobPart, p, true);
       await this.tell(METHOD.jobDone, done, true);
     } catch (err) {
-      this.refuse(RPORT_REQUEST.cmdResult, `the result of job ${String(job.jid).slice(0, 64)} is not taken: ${errorMessage(err)}`, false);
+      this.refuse(
+        RPORT_REQUEST.cmdResult,
+        `the result of job ${String(job.jid).slice(0, 64)} is not taken: ${errorMessage(err)}`,
+        false,
+      );
     }
   }
 
@@ -188,13 +231,15 @@ export class RPortRequests extends GlobalRequestControl implements Control {
     const kind = what.replace(/[^a-z_ -]/gi, '').slice(0, 32);
     this.c.metrics.messagesRefused.inc({ kind });
     // Rate-limited: a peer can repeat these at will.
-    this.c.limited.warn(`refused ${kind}`, `refused ${what} from client ${this.clientId} (${this.ip}): ${why}${fatal ? ': closing the connection' : ''}`);
+    this.c.limited.warn(
+      `refused ${kind}`,
+      `refused ${what} from client ${this.clientId} (${this.ip}): ${why}${fatal ? ': closing the connection' : ''}`,
+    );
     if (fatal) {
       this.shutdown(new Error(`${what}: ${why}`));
       this.ssh.end();
     }
   }
-
 }
 
 /** What the ssh2 patch adds to a server-side connection. */

@@ -7,13 +7,20 @@ import type { FailedLoginRecords } from './store/failed-logins.js';
  * answers at once whatever the database does (a login is never held up by it), and a write that fails is
  * logged once until one succeeds again. Each node of a cluster counts the logins it sees.
  */
-export async function storedFailures(store: FailedLoginRecords, log: Logger): Promise<FailureRecords & { purge(now: number, before: number): Promise<void> }> {
+export async function storedFailures(
+  store: FailedLoginRecords,
+  log: Logger,
+): Promise<FailureRecords & { purge(now: number, before: number): Promise<void> }> {
   const m = await store.failedLogins();
   let failing = false;
-  const write = (p: Promise<void>) => p.then(() => void (failing = false), (err) => {
-    if (!failing) log.warn(`login failure counts not saved: ${errorMessage(err)}; they are kept in memory`);
-    failing = true;
-  });
+  const write = (p: Promise<void>) =>
+    p.then(
+      () => void (failing = false),
+      (err) => {
+        if (!failing) log.warn(`login failure counts not saved: ${errorMessage(err)}; they are kept in memory`);
+        failing = true;
+      },
+    );
   return {
     get: (k) => m.get(k),
     set: (k: string, r: FailureRecord) => {

@@ -30,7 +30,8 @@ export interface ServiceStep {
   file?: { path: string; content: Buffer | string | null };
 }
 
-const xmlText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const xmlText = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /**
  * A Windows service must answer the service control manager (SCM), which a Node program cannot do by
@@ -61,7 +62,12 @@ export function wrapperXml(exe: string, conf: string): string {
 }
 
 /** The steps of an action for the rport.exe at `exe`; `assets` reads the wrapper from the executable. */
-export function serviceSteps(action: string, exe: string, conf: string, assets: (name: string) => Buffer): ServiceStep[] {
+export function serviceSteps(
+  action: string,
+  exe: string,
+  conf: string,
+  assets: (name: string) => Buffer,
+): ServiceStep[] {
   const dir = dirname(exe);
   const wrapper = join(dir, 'rport-service.exe');
   const sc = 'sc.exe';
@@ -70,7 +76,10 @@ export function serviceSteps(action: string, exe: string, conf: string, assets: 
       return [
         { describe: `service wrapper ${wrapper} (WinSW)`, file: { path: wrapper, content: assets('winsw.exe') } },
         { describe: `${wrapper}.config`, file: { path: `${wrapper}.config`, content: assets('winsw.exe.config') } },
-        { describe: `service configuration ${join(dir, 'rport-service.xml')}`, file: { path: join(dir, 'rport-service.xml'), content: wrapperXml(exe, conf) } },
+        {
+          describe: `service configuration ${join(dir, 'rport-service.xml')}`,
+          file: { path: join(dir, 'rport-service.xml'), content: wrapperXml(exe, conf) },
+        },
         { describe: `register service ${SERVICE_NAME} with its recovery actions`, command: [wrapper, 'install'] },
         // Recovery actions also when rport exits with an error code, not only when it crashes.
         { describe: 'recovery actions on non-crash failures too', command: [sc, 'failureflag', SERVICE_NAME, '1'] },
@@ -87,7 +96,9 @@ export function serviceSteps(action: string, exe: string, conf: string, assets: 
     case 'stop':
       return [{ describe: `${action} service ${SERVICE_NAME}`, command: [sc, action, SERVICE_NAME] }];
     default:
-      throw new ConfigError(`unknown service action "${action}": use install, uninstall, start or stop (see rport service --help)`);
+      throw new ConfigError(
+        `unknown service action "${action}": use install, uninstall, start or stop (see rport service --help)`,
+      );
   }
 }
 
@@ -116,23 +127,39 @@ function seaAsset(name: string): Buffer {
 /** `rport service ...`: exit 0 done, 1 a step failed, 2 bad usage or not possible here. */
 export async function serviceCommand(argv: string[]): Promise<number> {
   const args = parseArgs(argv, [], ['print']);
-  if (args.help) return process.stdout.write(SERVICE_USAGE), 0;
+  if (args.help) return (process.stdout.write(SERVICE_USAGE), 0);
   const action = args.positional[0];
-  if (!action) throw new ConfigError('rport service needs an action: install, uninstall, start or stop (see rport service --help)');
+  if (!action)
+    throw new ConfigError(
+      'rport service needs an action: install, uninstall, start or stop (see rport service --help)',
+    );
   const print = args.flags.get('print')?.at(-1) === 'true';
   const conf = args.config ?? DEFAULT_CLIENT_CONF;
   // Built once without the wrapper's bytes: checks the action before anything else is said.
   const planned = serviceSteps(action, process.execPath, conf, () => Buffer.alloc(0));
   if (print) {
     for (const s of planned) {
-      process.stdout.write(s.command ? `${s.command.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}\n` : `${s.file!.content === null ? 'remove' : 'write'} ${s.file!.path}\n`);
+      process.stdout.write(
+        s.command
+          ? `${s.command.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}\n`
+          : `${s.file!.content === null ? 'remove' : 'write'} ${s.file!.path}\n`,
+      );
     }
     return 0;
   }
-  if (process.platform !== 'win32') throw new ConfigError(`rport service is for Windows; on Linux the rport package installs rport.service (systemctl enable --now rport)`);
-  if (!isSingleExecutable()) throw new ConfigError('rport service needs rport.exe from the release (it carries the service wrapper); from a checkout use --print');
+  if (process.platform !== 'win32')
+    throw new ConfigError(
+      `rport service is for Windows; on Linux the rport package installs rport.service (systemctl enable --now rport)`,
+    );
+  if (!isSingleExecutable())
+    throw new ConfigError(
+      'rport service needs rport.exe from the release (it carries the service wrapper); from a checkout use --print',
+    );
   const steps = serviceSteps(action, process.execPath, conf, seaAsset);
-  if (action === 'install' && !existsSync(conf)) throw new ConfigError(`${conf} does not exist: write it first with rport init --server HOST:PORT --auth ID:PASSWORD`);
+  if (action === 'install' && !existsSync(conf))
+    throw new ConfigError(
+      `${conf} does not exist: write it first with rport init --server HOST:PORT --auth ID:PASSWORD`,
+    );
   for (const step of steps) {
     try {
       const out = await runStep(step);

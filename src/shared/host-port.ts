@@ -42,9 +42,14 @@ export interface RemoteSpec {
 }
 
 export function parseRemoteSpec(text: string): RemoteSpec | undefined {
-  const parts = text.trim().replace(/^R:/, '').match(/\[[^\]]+\]|[^:]+/g) ?? [];
+  const parts =
+    text
+      .trim()
+      .replace(/^R:/, '')
+      .match(/\[[^\]]+\]|[^:]+/g) ?? [];
   const host = (s: string) => s.replace(/^\[(.*)\]$/, '$1');
-  const port = (s: string | undefined) => (s !== undefined && /^\d{1,5}$/.test(s) && Number(s) <= 65535 ? Number(s) : undefined);
+  const port = (s: string | undefined) =>
+    s !== undefined && /^\d{1,5}$/.test(s) && Number(s) <= 65535 ? Number(s) : undefined;
   let local: HostPort;
   let remote: HostPort;
   switch (parts.length) {
@@ -80,27 +85,32 @@ export class AddressRules {
 
   /** Throws an Error naming the first rule that cannot be read. */
   static parse(list: string[]): AddressRules {
-    return new AddressRules(list.map((text) => {
-      const m = /^(.*?)(?::(\d{1,5}))?$/.exec(text.trim().replace(/^\[(.*)\](?=:\d+$)/, '$1'))!;
-      let addr: string = m[1]!;
-      let port: string | undefined = m[2];
-      // A bare IPv6 address has colons of its own; only "[v6]:port" or "v4:port" carry a port.
-      if (isIP(text.trim()) === 6 || /^[0-9a-f:]+\/\d+$/i.test(text.trim())) [addr, port] = [text.trim(), undefined];
-      if (!addr) return { net: undefined, port: Number(port) };
-      const [ip, bits] = addr.split('/');
-      const family = isIP(ip!);
-      const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits);
-      if (!family || !(prefix >= 0 && prefix <= (family === 6 ? 128 : 32))) throw new Error(`"${text}" is not an address, CIDR, CIDR:port or :port`);
-      const net = new BlockList();
-      net.addSubnet(ip!, prefix, family === 6 ? 'ipv6' : 'ipv4');
-      return { net, port: port === undefined ? undefined : Number(port) };
-    }));
+    return new AddressRules(
+      list.map((text) => {
+        const m = /^(.*?)(?::(\d{1,5}))?$/.exec(text.trim().replace(/^\[(.*)\](?=:\d+$)/, '$1'))!;
+        let addr: string = m[1]!;
+        let port: string | undefined = m[2];
+        // A bare IPv6 address has colons of its own; only "[v6]:port" or "v4:port" carry a port.
+        if (isIP(text.trim()) === 6 || /^[0-9a-f:]+\/\d+$/i.test(text.trim())) [addr, port] = [text.trim(), undefined];
+        if (!addr) return { net: undefined, port: Number(port) };
+        const [ip, bits] = addr.split('/');
+        const family = isIP(ip!);
+        const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits);
+        if (!family || !(prefix >= 0 && prefix <= (family === 6 ? 128 : 32)))
+          throw new Error(`"${text}" is not an address, CIDR, CIDR:port or :port`);
+        const net = new BlockList();
+        net.addSubnet(ip!, prefix, family === 6 ? 'ipv6' : 'ipv4');
+        return { net, port: port === undefined ? undefined : Number(port) };
+      }),
+    );
   }
 
   allows(ip: string, port?: number): boolean {
     if (this.rules.length === 0) return true;
     const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
     const v4 = plainAddress(ip);
-    return this.rules.some((r) => (r.port === undefined || r.port === port) && (!r.net || r.net.check(v4, isIP(v4) === 4 ? 'ipv4' : family)));
+    return this.rules.some(
+      (r) => (r.port === undefined || r.port === port) && (!r.net || r.net.check(v4, isIP(v4) === 4 ? 'ipv4' : family)),
+    );
   }
 }

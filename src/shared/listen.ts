@@ -6,7 +6,12 @@ export function listen(server: Server, host: string, port: number, what: string)
     // Kept after listening: an 'error' then is a failed accept() (the one connection is lost, the server
     // keeps listening), which must not become an uncaught exception.
     server.on('error', (err: NodeJS.ErrnoException) => {
-      const hint = err.code === 'EADDRINUSE' ? 'another process uses it: stop it or choose another port' : err.code === 'EACCES' ? 'ports below 1024 need root' : err.message;
+      const hint =
+        err.code === 'EADDRINUSE'
+          ? 'another process uses it: stop it or choose another port'
+          : err.code === 'EACCES'
+            ? 'ports below 1024 need root'
+            : err.message;
       reject(new Error(`cannot listen on ${host}:${port} for ${what}: ${hint}`));
     });
     server.listen(port, host, () => resolve(server.address() as AddressInfo));

@@ -10,9 +10,13 @@ export interface CommandResult {
 /** Runs a shell command with a timeout (killed when it runs over), collecting its output. */
 export function runCommand(command: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = process.platform === 'win32'
-      ? spawn('powershell.exe', ['-NoProfile', '-NonInteractive', '-Command', command], { env: { ...process.env, ...env }, windowsHide: true })
-      : spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, detached: true });
+    const child =
+      process.platform === 'win32'
+        ? spawn('powershell.exe', ['-NoProfile', '-NonInteractive', '-Command', command], {
+            env: { ...process.env, ...env },
+            windowsHide: true,
+          })
+        : spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, detached: true });
     let output = '';
     let timedOut = false;
     const collect = (b: Buffer) => {
@@ -42,7 +46,10 @@ export function runCommand(command: string, env: NodeJS.ProcessEnv, timeoutMs: n
 /** The platform's way to restart the client service and to ask whether it is meant to run. */
 export function platformCommands(service: string): { restart: string; running: string } {
   if (process.platform === 'win32') {
-    return { restart: `Restart-Service -Name '${service}'`, running: `if ((Get-Service -Name '${service}').Status -ne 'Running') { exit 1 }` };
+    return {
+      restart: `Restart-Service -Name '${service}'`,
+      running: `if ((Get-Service -Name '${service}').Status -ne 'Running') { exit 1 }`,
+    };
   }
   return { restart: `systemctl restart ${service}`, running: `systemctl is-active --quiet ${service}` };
 }

@@ -15,7 +15,9 @@ export const TASK_NAME = 'RPort-Watchdog';
  * for the client and the watchdog: its path, whatever link it was called by, and its watchdog command).
  */
 function selfCommand(args: string[]): string[] {
-  const self = isSingleExecutable() ? [process.execPath, 'watchdog'] : [process.execPath, fileURLToPath(new URL('../cli/rport-watchdog.js', import.meta.url))];
+  const self = isSingleExecutable()
+    ? [process.execPath, 'watchdog']
+    : [process.execPath, fileURLToPath(new URL('../cli/rport-watchdog.js', import.meta.url))];
   return [...self, 'run', '--once', ...args];
 }
 
@@ -35,8 +37,14 @@ export function installSteps(args: string[], cronFile: string): InstallStep[] {
   if (process.platform === 'win32') {
     const tr = cmd.map(winQuote).join(' ');
     return [
-      { describe: `scheduled task ${TASK_NAME} every 5 minutes as SYSTEM`, command: `schtasks /Create /F /TN "${TASK_NAME}" /SC MINUTE /MO 5 /RU SYSTEM /RL HIGHEST /TR '${tr}'` },
-      { describe: `scheduled task ${TASK_NAME}-Startup at start-up as SYSTEM`, command: `schtasks /Create /F /TN "${TASK_NAME}-Startup" /SC ONSTART /DELAY 0005:00 /RU SYSTEM /RL HIGHEST /TR '${tr}'` },
+      {
+        describe: `scheduled task ${TASK_NAME} every 5 minutes as SYSTEM`,
+        command: `schtasks /Create /F /TN "${TASK_NAME}" /SC MINUTE /MO 5 /RU SYSTEM /RL HIGHEST /TR '${tr}'`,
+      },
+      {
+        describe: `scheduled task ${TASK_NAME}-Startup at start-up as SYSTEM`,
+        command: `schtasks /Create /F /TN "${TASK_NAME}-Startup" /SC ONSTART /DELAY 0005:00 /RU SYSTEM /RL HIGHEST /TR '${tr}'`,
+      },
     ];
   }
   const line = cmd.map(quote).join(' ');
@@ -48,7 +56,10 @@ export function uninstallSteps(cronFile: string): InstallStep[] {
   if (process.platform === 'win32') {
     return [
       { describe: `remove scheduled task ${TASK_NAME}`, command: `schtasks /Delete /F /TN "${TASK_NAME}"` },
-      { describe: `remove scheduled task ${TASK_NAME}-Startup`, command: `schtasks /Delete /F /TN "${TASK_NAME}-Startup"` },
+      {
+        describe: `remove scheduled task ${TASK_NAME}-Startup`,
+        command: `schtasks /Delete /F /TN "${TASK_NAME}-Startup"`,
+      },
     ];
   }
   return [{ describe: `remove cron file ${cronFile}`, file: { path: cronFile, content: null } }];
@@ -60,7 +71,11 @@ export async function applySteps(steps: InstallStep[], print: boolean): Promise<
   let ok = true;
   for (const s of steps) {
     if (s.file && (print || (s.file.content !== null && !existsSync(dirname(s.file.path))))) {
-      lines.push(s.file.content === null ? `would remove ${s.file.path}` : `${print ? '' : `${dirname(s.file.path)} does not exist (no cron here?); `}add this to your crontab or scheduler:\n${s.file.content}`);
+      lines.push(
+        s.file.content === null
+          ? `would remove ${s.file.path}`
+          : `${print ? '' : `${dirname(s.file.path)} does not exist (no cron here?); `}add this to your crontab or scheduler:\n${s.file.content}`,
+      );
       continue;
     }
     if (print) {
@@ -70,12 +85,15 @@ export async function applySteps(steps: InstallStep[], print: boolean): Promise<
     if (s.file) {
       try {
         if (s.file.content === null) {
-          if (existsSync(s.file.path) && readFileSync(s.file.path, 'utf8').includes('rport-watchdog')) unlinkSync(s.file.path);
+          if (existsSync(s.file.path) && readFileSync(s.file.path, 'utf8').includes('rport-watchdog'))
+            unlinkSync(s.file.path);
         } else writeFileAtomic(s.file.path, s.file.content, { mode: 0o644 });
         lines.push(`done: ${s.describe}`);
       } catch (err) {
         ok = false;
-        lines.push(`failed: ${s.describe}: ${(err as NodeJS.ErrnoException).code ?? err} (run as root, or use --print)`);
+        lines.push(
+          `failed: ${s.describe}: ${(err as NodeJS.ErrnoException).code ?? err} (run as root, or use --print)`,
+        );
       }
       continue;
     }

@@ -42,7 +42,9 @@ export class Supervisor {
   }
 
   async runForever(signal: AbortSignal): Promise<void> {
-    this.o.log.info(`watching ${this.o.target.statePath} every ${formatDuration(this.o.intervalMs)}; restart with: ${this.restartCmd}`);
+    this.o.log.info(
+      `watching ${this.o.target.statePath} every ${formatDuration(this.o.intervalMs)}; restart with: ${this.restartCmd}`,
+    );
     while (!signal.aborted) {
       await this.checkOnce();
       await sleep(this.o.intervalMs, signal);
@@ -55,7 +57,13 @@ export class Supervisor {
     const memory = loadMemory(this.o.memoryFile);
     const verdict: Verdict = target.disabled
       ? { status: 'unknown', reason: target.disabled }
-      : judge({ file: readStateFile(target.statePath), nowSec, thresholdSec: this.o.thresholdSec, budgetSec: target.budgetSec, graceSec: this.o.graceSec });
+      : judge({
+          file: readStateFile(target.statePath),
+          nowSec,
+          thresholdSec: this.o.thresholdSec,
+          budgetSec: target.budgetSec,
+          graceSec: this.o.graceSec,
+        });
 
     if (verdict.status !== 'hung') {
       if (verdict.status === 'healthy') log.info(`healthy: ${verdict.reason}`);
@@ -64,19 +72,31 @@ export class Supervisor {
     } else {
       memory.strikes++;
       if (memory.strikes < STRIKES_TO_RESTART) {
-        log.warn(`hung (strike ${memory.strikes} of ${STRIKES_TO_RESTART}): ${verdict.reason}; checking again before restarting`);
+        log.warn(
+          `hung (strike ${memory.strikes} of ${STRIKES_TO_RESTART}): ${verdict.reason}; checking again before restarting`,
+        );
       } else if (await this.restartAllowed(verdict, memory.restarts, nowSec)) {
-        log.error(`hung (strike ${memory.strikes} of ${STRIKES_TO_RESTART}): ${verdict.reason}; restarting the client: ${this.restartCmd}`);
-        const r = await runCommand(this.restartCmd, { RPORT_PID: String(verdict.pid ?? ''), RPORT_STATE_FILE: target.statePath }, this.o.commandTimeoutMs);
+        log.error(
+          `hung (strike ${memory.strikes} of ${STRIKES_TO_RESTART}): ${verdict.reason}; restarting the client: ${this.restartCmd}`,
+        );
+        const r = await runCommand(
+          this.restartCmd,
+          { RPORT_PID: String(verdict.pid ?? ''), RPORT_STATE_FILE: target.statePath },
+          this.o.commandTimeoutMs,
+        );
         if (r.code === 0) log.info(`restart command succeeded${r.output ? `: ${r.output}` : ''}`);
-        else log.error(`restart command ${r.timedOut ? `timed out after ${formatDuration(this.o.commandTimeoutMs)}` : `failed with exit code ${r.code}`}${r.output ? `: ${r.output}` : ''}`);
+        else
+          log.error(
+            `restart command ${r.timedOut ? `timed out after ${formatDuration(this.o.commandTimeoutMs)}` : `failed with exit code ${r.code}`}${r.output ? `: ${r.output}` : ''}`,
+          );
         memory.restarts.push(nowSec);
         memory.strikes = 0;
       }
     }
     memory.restarts = memory.restarts.filter((t) => nowSec - t < HOUR_SEC);
     const err = saveMemory(this.o.memoryFile, memory);
-    if (err) log.warn(`cannot save ${this.o.memoryFile} (${err}): strikes and restarts are not remembered between runs`);
+    if (err)
+      log.warn(`cannot save ${this.o.memoryFile} (${err}): strikes and restarts are not remembered between runs`);
     return verdict;
   }
 
@@ -85,24 +105,32 @@ export class Supervisor {
     const recent = restarts.filter((t) => nowSec - t < HOUR_SEC);
     if (recent.length >= this.o.maxRestartsPerHour) {
       const until = Math.min(...recent) + HOUR_SEC;
-      log.error(`hung: ${verdict.reason}; NOT restarting: ${recent.length} restarts in the last hour reached --max-restarts ${this.o.maxRestartsPerHour} (next allowed in ${formatDuration((until - nowSec) * 1000)}); look at the client's log`);
+      log.error(
+        `hung: ${verdict.reason}; NOT restarting: ${recent.length} restarts in the last hour reached --max-restarts ${this.o.maxRestartsPerHour} (next allowed in ${formatDuration((until - nowSec) * 1000)}); look at the client's log`,
+      );
       return false;
     }
     // Backoff: after the k-th restart in an hour, wait 2^k check intervals before the next one.
     const last = Math.max(0, ...recent);
     const pauseSec = Math.ceil((this.o.intervalMs / 1000) * 2 ** recent.length);
     if (recent.length > 0 && nowSec - last < pauseSec) {
-      log.warn(`hung: ${verdict.reason}; holding off: the last restart was ${nowSec - last}s ago, the pause after ${recent.length} restart(s) is ${pauseSec}s`);
+      log.warn(
+        `hung: ${verdict.reason}; holding off: the last restart was ${nowSec - last}s ago, the pause after ${recent.length} restart(s) is ${pauseSec}s`,
+      );
       return false;
     }
     if (this.runningCmd) {
       const r = await runCommand(this.runningCmd, {}, this.o.commandTimeoutMs);
       if (r.code !== 0) {
-        log.warn(`hung: ${verdict.reason}; but the service is not meant to run (${this.runningCmd} exited ${r.code ?? 'on timeout'}): stopped on purpose, not restarting`);
+        log.warn(
+          `hung: ${verdict.reason}; but the service is not meant to run (${this.runningCmd} exited ${r.code ?? 'on timeout'}): stopped on purpose, not restarting`,
+        );
         return false;
       }
     } else if (verdict.pid !== undefined && !pidAlive(verdict.pid)) {
-      log.warn(`hung: ${verdict.reason}; but process ${verdict.pid} is gone: stopped on purpose or crashed, not restarting (the service manager restarts crashed services)`);
+      log.warn(
+        `hung: ${verdict.reason}; but process ${verdict.pid} is gone: stopped on purpose or crashed, not restarting (the service manager restarts crashed services)`,
+      );
       return false;
     }
     return true;

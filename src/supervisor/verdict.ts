@@ -36,7 +36,11 @@ export const EXIT_CODE: Record<Status, number> = { healthy: 0, hung: 1, unknown:
 
 export function judge(input: VerdictInput): Verdict {
   const f = input.file;
-  if ('missing' in f) return { status: 'unknown', reason: 'state.json does not exist: is watchdog_integration on and has the client ever started?' };
+  if ('missing' in f)
+    return {
+      status: 'unknown',
+      reason: 'state.json does not exist: is watchdog_integration on and has the client ever started?',
+    };
   if ('unreadable' in f) return { status: 'unknown', reason: `state.json cannot be read: ${f.unreadable}` };
   let doc: Record<string, unknown>;
   try {
@@ -44,9 +48,11 @@ export function judge(input: VerdictInput): Verdict {
   } catch {
     return { status: 'unknown', reason: 'state.json is not valid JSON' };
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { status: 'unknown', reason: 'state.json is not a JSON object' };
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    return { status: 'unknown', reason: 'state.json is not a JSON object' };
   const ts = doc.last_update_ts;
-  if (typeof ts !== 'number' || !Number.isFinite(ts)) return { status: 'unknown', reason: 'state.json has no numeric last_update_ts' };
+  if (typeof ts !== 'number' || !Number.isFinite(ts))
+    return { status: 'unknown', reason: 'state.json has no numeric last_update_ts' };
   const age = input.nowSec - ts;
   const base = {
     ageSec: age,
@@ -54,7 +60,9 @@ export function judge(input: VerdictInput): Verdict {
     pid: typeof doc.pid === 'number' ? doc.pid : undefined,
   };
   // The reason is printed by `check` for monitoring agents that read one line: the file's text stays on it.
-  const last = escapeControls(`last update ${age}s ago (${base.state ?? 'unknown state'}${typeof doc.last_message === 'string' && doc.last_message ? `: ${doc.last_message}` : ''})`);
+  const last = escapeControls(
+    `last update ${age}s ago (${base.state ?? 'unknown state'}${typeof doc.last_message === 'string' && doc.last_message ? `: ${doc.last_message}` : ''})`,
+  );
 
   if (input.thresholdSec !== undefined) {
     return age > input.thresholdSec
@@ -67,16 +75,35 @@ export function judge(input: VerdictInput): Verdict {
     // that was far ahead, a file written by something else) would keep a hung client "healthy" forever.
     const limit = input.budgetSec ?? MAX_PROMISE_SEC;
     const next = Math.min(promised, ts + limit);
-    const capped = next < promised ? ` (its promise of ${promised - ts}s after the last update is beyond the ${limit}s ${input.budgetSec === undefined ? 'believed without rport.conf' : 'heartbeat budget'})` : '';
+    const capped =
+      next < promised
+        ? ` (its promise of ${promised - ts}s after the last update is beyond the ${limit}s ${input.budgetSec === undefined ? 'believed without rport.conf' : 'heartbeat budget'})`
+        : '';
     const overdue = input.nowSec - next;
     return overdue > input.graceSec
-      ? { ...base, status: 'hung', reason: `${last}; it promised to write again by ${overdue}s ago${capped} (grace ${input.graceSec}s)` }
+      ? {
+          ...base,
+          status: 'hung',
+          reason: `${last}; it promised to write again by ${overdue}s ago${capped} (grace ${input.graceSec}s)`,
+        }
       : { ...base, status: 'healthy', reason: `${last}; next update due within ${-overdue}s${capped}` };
   }
   if (input.budgetSec !== undefined) {
     return age > input.budgetSec
-      ? { ...base, status: 'hung', reason: `${last}, older than the ${input.budgetSec}s that keep_alive and max_retry_interval allow` }
-      : { ...base, status: 'healthy', reason: `${last}, within the ${input.budgetSec}s that keep_alive and max_retry_interval allow` };
+      ? {
+          ...base,
+          status: 'hung',
+          reason: `${last}, older than the ${input.budgetSec}s that keep_alive and max_retry_interval allow`,
+        }
+      : {
+          ...base,
+          status: 'healthy',
+          reason: `${last}, within the ${input.budgetSec}s that keep_alive and max_retry_interval allow`,
+        };
   }
-  return { ...base, status: 'unknown', reason: `${last}, but the file has no next_update_by: pass -c rport.conf or --threshold` };
+  return {
+    ...base,
+    status: 'unknown',
+    reason: `${last}, but the file has no next_update_by: pass -c rport.conf or --threshold`,
+  };
 }

@@ -53,7 +53,7 @@ export class RemoteError extends Error {}
 
 /** A peer's error value as one readable line: it may be blank, not a string, or hold newlines. */
 function remoteErrorText(error: unknown): string {
-  const text = typeof error === 'string' ? error : JSON.stringify(error) ?? '';
+  const text = typeof error === 'string' ? error : (JSON.stringify(error) ?? '');
   return text.trim() ? escapeControls(text) : 'the peer refused the request without saying why';
 }
 
@@ -66,7 +66,10 @@ export class ControlChannel extends EventEmitter implements Control {
   private readonly rate: RateBucket;
 
   /** messagesPerSecond: more than that from the peer, sustained, ends the channel (a flood is not a client). */
-  constructor(private readonly stream: Duplex, private readonly messagesPerSecond = Infinity) {
+  constructor(
+    private readonly stream: Duplex,
+    private readonly messagesPerSecond = Infinity,
+  ) {
     super();
     this.rate = new RateBucket(messagesPerSecond);
     stream.setEncoding('utf8');
@@ -112,11 +115,13 @@ export class ControlChannel extends EventEmitter implements Control {
       if (line) this.dispatch(line);
       if (this.closedWith) return;
     }
-    if (this.buffered.length > MAX_LINE) this.shutdown(new Error(`control message over ${MAX_LINE >> 10} KiB from the peer`));
+    if (this.buffered.length > MAX_LINE)
+      this.shutdown(new Error(`control message over ${MAX_LINE >> 10} KiB from the peer`));
   }
 
   private dispatch(line: string): void {
-    if (!this.rate.take()) return this.shutdown(new Error(`more than ${this.messagesPerSecond} control messages a second from the peer`));
+    if (!this.rate.take())
+      return this.shutdown(new Error(`more than ${this.messagesPerSecond} control messages a second from the peer`));
     this.emit('activity');
     let msg: { id?: unknown; method?: unknown; params?: unknown; result?: unknown; error?: unknown };
     try {
@@ -124,7 +129,8 @@ export class ControlChannel extends EventEmitter implements Control {
     } catch {
       return this.shutdown(new Error('control message from the peer is not JSON'));
     }
-    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return this.shutdown(new Error('control message from the peer is not a JSON object'));
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg))
+      return this.shutdown(new Error('control message from the peer is not a JSON object'));
     if (typeof msg.method === 'string') {
       void this.answer(msg.id, msg.method, msg.params);
       return;

@@ -16,7 +16,8 @@ export function shrinkYoungGenerationWhenQuiet(): void {
   const collectYoung = youngGenerationCollector();
   if (collectYoung) {
     setInterval(() => {
-      if (getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size > YOUNG_GROWN_BYTES) collectYoung();
+      if (getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size > YOUNG_GROWN_BYTES)
+        collectYoung();
     }, YOUNG_CHECK_EVERY_MS).unref();
   }
 }

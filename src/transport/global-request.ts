@@ -11,7 +11,13 @@ export interface GlobalRequests {
  * RPort's request with an answer: its JSON (or undefined when empty); a refusal rejects with the peer's
  * reason, and the owner's 'close' (the connection ended) rejects at once.
  */
-export function askGlobal(ssh: GlobalRequests, owner: EventEmitter, name: string, body: unknown, timeoutMs: number): Promise<unknown> {
+export function askGlobal(
+  ssh: GlobalRequests,
+  owner: EventEmitter,
+  name: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<unknown> {
   const answer = new Promise<unknown>((resolve, reject) => {
     const onClose = (err: Error) => reject(err);
     owner.once('close', onClose);

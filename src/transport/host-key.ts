@@ -14,7 +14,10 @@ export function fingerprintOf(publicKeyBlob: Buffer): string {
 
 /** "aa:bb:..." MD5 of the blob, the form RPort's rportd logs and its clients pin. */
 export function md5FingerprintOf(publicKeyBlob: Buffer): string {
-  return createHash('md5').update(publicKeyBlob).digest('hex').replace(/(..)(?!$)/g, '$1:');
+  return createHash('md5')
+    .update(publicKeyBlob)
+    .digest('hex')
+    .replace(/(..)(?!$)/g, '$1:');
 }
 
 /**
@@ -25,7 +28,10 @@ export function md5FingerprintOf(publicKeyBlob: Buffer): string {
  */
 export function fingerprintMatches(expected: string, publicKeyBlob: Buffer): boolean {
   const want = expected.trim();
-  if (/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i.test(want)) return want.length >= MIN_MD5_FINGERPRINT_BYTES * 3 - 1 && md5FingerprintOf(publicKeyBlob).startsWith(want.toLowerCase());
+  if (/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i.test(want))
+    return (
+      want.length >= MIN_MD5_FINGERPRINT_BYTES * 3 - 1 && md5FingerprintOf(publicKeyBlob).startsWith(want.toLowerCase())
+    );
   const bare = want.replace(/^SHA256:/, '');
   return bare.length >= MIN_FINGERPRINT_CHARS && fingerprintOf(publicKeyBlob).slice('SHA256:'.length).startsWith(bare);
 }
@@ -44,7 +50,8 @@ export interface HostKey {
 
 function describe(privateKey: string, source: string): HostKey {
   const parsed = utils.parseKey(privateKey);
-  if (parsed instanceof Error) throw new Error(`${source} is not a usable private key (${parsed.message}): delete it to have a new one generated`);
+  if (parsed instanceof Error)
+    throw new Error(`${source} is not a usable private key (${parsed.message}): delete it to have a new one generated`);
   const key = Array.isArray(parsed) ? parsed[0]! : parsed;
   const blob = key.getPublicSSH();
   return { privateKey, fingerprint: fingerprintOf(blob), md5Fingerprint: md5FingerprintOf(blob), source };
@@ -93,7 +100,9 @@ export function loadHostKey(dataDir: string, keySeed: string): HostKey {
   if (text !== undefined) return { ...describe(text, file), file };
   // ECDSA P-256 from Node's crypto, the kind key_seed derives too. (ssh2's own ed25519 generator makes
   // about 1 key in 170 that its parser then rejects as malformed.)
-  const generated = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString();
+  const generated = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+    .privateKey.export({ type: 'sec1', format: 'pem' })
+    .toString();
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileAtomic(file, generated, { mode: 0o600, durable: true });
   return { ...describe(generated, `${file} (new)`), file };

@@ -116,7 +116,6 @@ export interface JobDone {
   finished_at: number;
 }
 
-
 /**
  * RPort's protocol (openrport 0.9): SSH inside the WebSocket with these identification lines, password auth
  * (user = auth id), then SSH global requests carrying JSON both ways and one channel per tunnel connection.

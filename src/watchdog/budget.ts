@@ -20,7 +20,9 @@ export interface HeartbeatBudget {
   maxMs: number;
 }
 
-export function heartbeatBudget(c: Pick<ClientConfig, 'keepAliveMs' | 'keepAliveTimeoutMs' | 'maxRetryIntervalMs' | 'connectTimeoutMs'>): HeartbeatBudget {
+export function heartbeatBudget(
+  c: Pick<ClientConfig, 'keepAliveMs' | 'keepAliveTimeoutMs' | 'maxRetryIntervalMs' | 'connectTimeoutMs'>,
+): HeartbeatBudget {
   const connectedMs = c.keepAliveMs + c.keepAliveTimeoutMs + TIMER_SLACK_MS;
   const reconnectingMs = c.maxRetryIntervalMs + c.connectTimeoutMs + TIMER_SLACK_MS;
   return { connectedMs, reconnectingMs, maxMs: Math.max(connectedMs, reconnectingMs) };

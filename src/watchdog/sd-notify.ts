@@ -46,16 +46,22 @@ export class SdNotify {
     delete env.WATCHDOG_USEC;
     delete env.WATCHDOG_PID;
     if (!socket) {
-      log.debug('NOTIFY_SOCKET is not set: not using systemd watchdog integration (not started by systemd as Type=notify)');
+      log.debug(
+        'NOTIFY_SOCKET is not set: not using systemd watchdog integration (not started by systemd as Type=notify)',
+      );
       return { notify: undefined, watchdogUsec: undefined };
     }
     if (!socket.startsWith('/') && !socket.startsWith('@')) {
-      log.warn(`NOTIFY_SOCKET ${socket} is neither a path nor an abstract name (@...): not using systemd watchdog integration`);
+      log.warn(
+        `NOTIFY_SOCKET ${socket} is neither a path nor an abstract name (@...): not using systemd watchdog integration`,
+      );
       return { notify: undefined, watchdogUsec: undefined };
     }
     const binding = loadBinding();
     if (typeof binding === 'string') {
-      log.error(`NOTIFY_SOCKET ${socket} is set but the sd_notify add-on is not available (${binding}): run npm rebuild in the rport folder (single executables: put sd_notify.node beside it), or systemd will kill this service`);
+      log.error(
+        `NOTIFY_SOCKET ${socket} is set but the sd_notify add-on is not available (${binding}): run npm rebuild in the rport folder (single executables: put sd_notify.node beside it), or systemd will kill this service`,
+      );
       return { notify: undefined, watchdogUsec: undefined };
     }
     log.debug(`Using NOTIFY_SOCKET ${socket} for systemd watchdog integration`);
@@ -64,7 +70,9 @@ export class SdNotify {
 
   /** Sends one message; failures are logged once per errno and never thrown. */
   send(fields: Record<string, string>): boolean {
-    const payload = Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/\n/g, ' ')}`).join('\n');
+    const payload = Object.entries(fields)
+      .map(([k, v]) => `${k}=${v.replace(/\n/g, ' ')}`)
+      .join('\n');
     const rc = this.binding.send(this.socket, Buffer.from(payload));
     if (rc === 0) {
       this.failures.clear();

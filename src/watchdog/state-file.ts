@@ -19,7 +19,12 @@ export interface StateRecord {
 
 export const STATE_FILE_NAME = 'state.json';
 
-export function stateRecord(state: WatchdogState, message: string, atMicros: number, nextByMicros: number): StateRecord {
+export function stateRecord(
+  state: WatchdogState,
+  message: string,
+  atMicros: number,
+  nextByMicros: number,
+): StateRecord {
   return {
     last_update: goTimestamp(atMicros),
     last_update_ts: Math.floor(atMicros / 1e6),
@@ -40,7 +45,10 @@ export class StateFile {
   readonly path: string;
   private readonly reported = new Set<string>();
 
-  constructor(dir: string, private readonly log: Logger) {
+  constructor(
+    dir: string,
+    private readonly log: Logger,
+  ) {
     this.path = join(dir, STATE_FILE_NAME);
     try {
       mkdirSync(dir, { recursive: true });
@@ -55,7 +63,10 @@ export class StateFile {
       unsafe = folderWritableByOthers(dirname(this.path));
       if (!unsafe) writeFileAtomic(this.path, JSON.stringify(record, null, 2) + '\n', { mode: 0o644 });
     } catch (err) {
-      this.report((err as NodeJS.ErrnoException).code ?? errorMessage(err), 'Make [client] data_dir writable for the rport user');
+      this.report(
+        (err as NodeJS.ErrnoException).code ?? errorMessage(err),
+        'Make [client] data_dir writable for the rport user',
+      );
       return false;
     }
     if (unsafe) {
@@ -72,6 +83,8 @@ export class StateFile {
   private report(kind: string, fix: string): void {
     if (this.reported.has(kind)) return;
     this.reported.add(kind);
-    this.log.error(`cannot write ${this.path} (${kind}): a supervisor reading it will think the client hangs; the client keeps running. ${fix}`);
+    this.log.error(
+      `cannot write ${this.path} (${kind}): a supervisor reading it will think the client hangs; the client keeps running. ${fix}`,
+    );
   }
 }

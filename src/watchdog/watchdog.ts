@@ -48,16 +48,27 @@ export class Watchdog implements ClientObserver {
   /** Writes the initialized state, tells systemd READY=1 (without waiting for a connection), starts the heartbeat. */
   start(): void {
     const budget = heartbeatBudget(this.cfg);
-    if (this.parts.stateFile) this.log.info(`watchdog integration on: writing ${this.parts.stateFile.path}; longest gap between updates ${describeBudget(budget)}`);
+    if (this.parts.stateFile)
+      this.log.info(
+        `watchdog integration on: writing ${this.parts.stateFile.path}; longest gap between updates ${describeBudget(budget)}`,
+      );
     const usec = this.parts.watchdogUsec;
     if (this.parts.notify && usec) {
       const wdMs = usec / 1000;
-      this.log.info(`systemd watchdog armed (WatchdogSec=${formatDuration(wdMs)}): WATCHDOG=1 on every event and every ${formatDuration(wdMs / 2)} while the connection loop is within its step deadline`);
+      this.log.info(
+        `systemd watchdog armed (WatchdogSec=${formatDuration(wdMs)}): WATCHDOG=1 on every event and every ${formatDuration(wdMs / 2)} while the connection loop is within its step deadline`,
+      );
       if (wdMs < budget.maxMs) {
-        this.log.warn(`systemd WatchdogSec=${formatDuration(wdMs)} is below the heartbeat budget ${formatDuration(budget.maxMs)}: this client covers the gap with in-step heartbeats, but a client relying on events alone would be killed while healthy; WatchdogSec=${suggestedWatchdogSec(budget)} covers the budget`);
+        this.log.warn(
+          `systemd WatchdogSec=${formatDuration(wdMs)} is below the heartbeat budget ${formatDuration(budget.maxMs)}: this client covers the gap with in-step heartbeats, but a client relying on events alone would be killed while healthy; WatchdogSec=${suggestedWatchdogSec(budget)} covers the budget`,
+        );
       }
     }
-    this.parts.notify?.send({ READY: '1', STATUS: `initialized: connecting to ${this.cfg.servers[0]!.hostPort}`, MAINPID: String(process.pid) });
+    this.parts.notify?.send({
+      READY: '1',
+      STATUS: `initialized: connecting to ${this.cfg.servers[0]!.hostPort}`,
+      MAINPID: String(process.pid),
+    });
     this.update('initialized', '', this.cfg.connectTimeoutMs);
     if (Number.isFinite(this.heartbeatMs)) {
       this.timer = setInterval(() => this.heartbeat(), this.heartbeatMs);
@@ -80,11 +91,19 @@ export class Watchdog implements ClientObserver {
   }
 
   connected(server: string, latencyNs: number): void {
-    this.update('connected', `connected to ${server} within ${formatNanos(latencyNs)}`, this.cfg.keepAliveMs + this.cfg.keepAliveTimeoutMs);
+    this.update(
+      'connected',
+      `connected to ${server} within ${formatNanos(latencyNs)}`,
+      this.cfg.keepAliveMs + this.cfg.keepAliveTimeoutMs,
+    );
   }
 
   pinged(server: string, latencyNs: number): void {
-    this.update('connected', `ping to ${server} succeeded within ${formatNanos(latencyNs)}`, this.cfg.keepAliveMs + this.cfg.keepAliveTimeoutMs);
+    this.update(
+      'connected',
+      `ping to ${server} succeeded within ${formatNanos(latencyNs)}`,
+      this.cfg.keepAliveMs + this.cfg.keepAliveTimeoutMs,
+    );
   }
 
   retrying(waitMs: number): void {
@@ -103,7 +122,10 @@ export class Watchdog implements ClientObserver {
   /** Between events: the same state and message with a new time, but only while the loop makes progress. */
   private heartbeat(): void {
     if (!this.clock.withinDeadline(DEADLINE_GRACE_MS)) {
-      if (!this.withheld) this.log.error(`connection step "${this.clock.step}" is past its deadline: withholding watchdog heartbeats so the supervisor restarts the client`);
+      if (!this.withheld)
+        this.log.error(
+          `connection step "${this.clock.step}" is past its deadline: withholding watchdog heartbeats so the supervisor restarts the client`,
+        );
       this.withheld = true;
       return;
     }

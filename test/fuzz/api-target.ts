@@ -37,7 +37,13 @@ async function start(): Promise<Api> {
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   out.port = (app.server.address() as { port: number }).port;
-  const login = await send(out, 'POST', '/api/v1/login', { 'content-type': 'application/json' }, JSON.stringify({ username: USER, password: PASSWORD }));
+  const login = await send(
+    out,
+    'POST',
+    '/api/v1/login',
+    { 'content-type': 'application/json' },
+    JSON.stringify({ username: USER, password: PASSWORD }),
+  );
   out.token = (JSON.parse(login.body) as { data: { token: string } }).data.token;
   return out;
 }
@@ -49,24 +55,86 @@ export async function stopApi(): Promise<void> {
 
 // An event stream opened with credentials never ends: its head is the answer.
 const send = (a: Api, method: string, path: string, headers: Record<string, string>, body: string) =>
-  rawRequest(a.port, method, path, headers, body, (res) => String(res.headers['content-type']).startsWith('text/event-stream'));
+  rawRequest(a.port, method, path, headers, body, (res) =>
+    String(res.headers['content-type']).startsWith('text/event-stream'),
+  );
 
-const PATHS = ['/', '/dashboard.css', '/dashboard.js', '/api/v1/login', '/api/v1/logout', '/api/v1/status', '/api/v1/clients', '/api/v1/clients/c1',
-  '/api/v1/clients/c1/tunnels', '/api/v1/clients/c1/tunnels/t1', '/api/v1/credentials', '/api/v1/credentials/c1', '/api/v1/events', '/metrics', '/nothing'];
+const PATHS = [
+  '/',
+  '/dashboard.css',
+  '/dashboard.js',
+  '/api/v1/login',
+  '/api/v1/logout',
+  '/api/v1/status',
+  '/api/v1/clients',
+  '/api/v1/clients/c1',
+  '/api/v1/clients/c1/tunnels',
+  '/api/v1/clients/c1/tunnels/t1',
+  '/api/v1/credentials',
+  '/api/v1/credentials/c1',
+  '/api/v1/events',
+  '/metrics',
+  '/nothing',
+];
 const QUERY = ['connected', 'tag', 'q', 'local', 'remote', 'acl', 'idle_timeout', 'token'];
 
-const generate = fc.record({
-  method: fc.constantFrom('GET', 'GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'),
-  path: fc.oneof(fc.constantFrom(...PATHS), fc.webPath()),
-  query: fc.array(fc.tuple(fc.constantFrom(...QUERY), fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('true', '127.0.0.1:22', '2222', '10.0.0.0/8', '5m', VALID_TOKEN))), { maxLength: 3 }),
-  auth: fc.constantFrom('', VALID_BASIC, `Bearer ${VALID_TOKEN}`, 'Basic Zm9vOmJhcg==', 'Bearer x', 'Basic', 'Basic %%%'),
-  type: fc.constantFrom('', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1'),
-  body: fc.oneof(fc.constant(''), fc.json({ maxDepth: 2 }), fc.constant('{"username":"admin","password":"x"}'), fc.constant('{"id":"c2","password":"longenough-pw"}'), fc.string({ maxLength: 40 })),
-}).map((r) => {
-  const query = r.query.length ? '?' + r.query.map(([k, v]) => `${k}=${encodeURIComponent(v).replace(/%7B%7B/g, '{{').replace(/%7D%7D/g, '}}')}`).join('&') : '';
-  const head = [`${r.method} ${r.path}${query}`, ...(r.auth ? [`authorization: ${r.auth}`] : []), ...(r.type ? [`content-type: ${r.type}`] : [])];
-  return Buffer.from(`${head.join('\n')}\n\n${r.body}`);
-});
+const generate = fc
+  .record({
+    method: fc.constantFrom('GET', 'GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'),
+    path: fc.oneof(fc.constantFrom(...PATHS), fc.webPath()),
+    query: fc.array(
+      fc.tuple(
+        fc.constantFrom(...QUERY),
+        fc.oneof(
+          fc.string({ maxLength: 10 }),
+          fc.constantFrom('true', '127.0.0.1:22', '2222', '10.0.0.0/8', '5m', VALID_TOKEN),
+        ),
+      ),
+      { maxLength: 3 },
+    ),
+    auth: fc.constantFrom(
+      '',
+      VALID_BASIC,
+      `Bearer ${VALID_TOKEN}`,
+      'Basic Zm9vOmJhcg==',
+      'Bearer x',
+      'Basic',
+      'Basic %%%',
+    ),
+    type: fc.constantFrom(
+      '',
+      'application/json',
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'application/json; charset=latin1',
+    ),
+    body: fc.oneof(
+      fc.constant(''),
+      fc.json({ maxDepth: 2 }),
+      fc.constant('{"username":"admin","password":"x"}'),
+      fc.constant('{"id":"c2","password":"longenough-pw"}'),
+      fc.string({ maxLength: 40 }),
+    ),
+  })
+  .map((r) => {
+    const query = r.query.length
+      ? '?' +
+        r.query
+          .map(
+            ([k, v]) =>
+              `${k}=${encodeURIComponent(v)
+                .replace(/%7B%7B/g, '{{')
+                .replace(/%7D%7D/g, '}}')}`,
+          )
+          .join('&')
+      : '';
+    const head = [
+      `${r.method} ${r.path}${query}`,
+      ...(r.auth ? [`authorization: ${r.auth}`] : []),
+      ...(r.type ? [`content-type: ${r.type}`] : []),
+    ];
+    return Buffer.from(`${head.join('\n')}\n\n${r.body}`);
+  });
 
 /** "METHOD target", header lines, a blank line, the body: bytes that do not fit are made to fit, as an HTTP parser would refuse them anyway. */
 function parse(text: string, a: Api): { method: string; path: string; headers: Record<string, string>; body: string } {
@@ -83,7 +151,11 @@ function parse(text: string, a: Api): { method: string; path: string; headers: R
     const colon = l.indexOf(':');
     if (colon <= 0) continue;
     const name = l.slice(0, colon).trim().toLowerCase();
-    const value = l.slice(colon + 1).trim().replace(VALID_BASIC, BASIC).replace(VALID_TOKEN, a.token);
+    const value = l
+      .slice(colon + 1)
+      .trim()
+      .replace(VALID_BASIC, BASIC)
+      .replace(VALID_TOKEN, a.token);
     try {
       validateHeaderName(name);
       validateHeaderValue(name, value);
@@ -111,8 +183,34 @@ function validPercentEncoding(path: string): boolean {
 export const apiTarget: Target = {
   name: 'api',
   generate,
-  dictionary: [...PATHS, ...QUERY.map((q) => `&${q}=`), '?', '%', '%2e', '%2F', '..', '//', ';', '#', '\nauthorization: ', VALID_BASIC, `Bearer ${VALID_TOKEN}`,
-    '\ncontent-type: application/json', '\n\n', '{', '}', '"', ':', '[', ']', 'null', '"id"', '"password"', '"username"', '\\u0000'],
+  dictionary: [
+    ...PATHS,
+    ...QUERY.map((q) => `&${q}=`),
+    '?',
+    '%',
+    '%2e',
+    '%2F',
+    '..',
+    '//',
+    ';',
+    '#',
+    '\nauthorization: ',
+    VALID_BASIC,
+    `Bearer ${VALID_TOKEN}`,
+    '\ncontent-type: application/json',
+    '\n\n',
+    '{',
+    '}',
+    '"',
+    ':',
+    '[',
+    ']',
+    'null',
+    '"id"',
+    '"password"',
+    '"username"',
+    '\\u0000',
+  ],
   maxLen: 20 << 10,
   cover: /\/dist\/src\/api\/|\/find-my-way\/|\/fastify\/lib\//,
   async run(data) {
@@ -133,9 +231,15 @@ export const apiTarget: Target = {
     if (STACK_FRAME.test(res.body)) throw new Error(`${what}: a stack frame in the body: ${res.body.slice(0, 300)}`);
     // Node's HTTP parser refuses a malformed request, and the router a path that is not valid percent-encoding,
     // before any route or hook, credentials or not: nothing about the routes leaks from either.
-    if (res.status === 400 && (res.body === '{"error":"Bad Request","message":"Client Error","statusCode":400}' || !validPercentEncoding(r.path.split('?')[0]!))) return;
+    if (
+      res.status === 400 &&
+      (res.body === '{"error":"Bad Request","message":"Client Error","statusCode":400}' ||
+        !validPercentEncoding(r.path.split('?')[0]!))
+    )
+      return;
     const credentials = r.headers.authorization !== undefined || /[?&]token=/.test(r.path);
-    if (!credentials && !a.lastPublic && res.status !== 401) throw new Error(`${what} without credentials on a route that is not public (not 401): ${res.body.slice(0, 200)}`);
+    if (!credentials && !a.lastPublic && res.status !== 401)
+      throw new Error(`${what} without credentials on a route that is not public (not 401): ${res.body.slice(0, 200)}`);
   },
   async check() {
     const a = await (api ??= start());

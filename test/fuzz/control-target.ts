@@ -9,15 +9,38 @@ import { METHOD } from '../../src/transport/protocol.js';
 import { connectRequest } from '../helpers/raw-client.js';
 import { assertOneLine, STACK_FRAME, type Target } from './engine.js';
 
-const json = fc.oneof(
-  fc.jsonValue({ maxDepth: 3 }),
-  fc.record({ id: fc.oneof(fc.integer(), fc.constant(1), fc.string()), method: fc.constantFrom(...Object.values(METHOD), 'x', '__proto__', 'constructor'), params: fc.jsonValue({ maxDepth: 2 }) }, { requiredKeys: ['method'] }),
-  fc.record({ id: fc.constantFrom(1, 2, 0, -1), result: fc.jsonValue({ maxDepth: 2 }), error: fc.jsonValue({ maxDepth: 1 }) }, { requiredKeys: [] }),
-  fc.constant({ id: 7, method: METHOD.connect, params: connectRequest('c1', 1) }),
-  fc.constant({ id: 8, method: METHOD.ping, params: { last_rtt_ms: 1.5, watchdog: { integration: true, systemd_watchdog_sec: null, heartbeat_budget_sec: 5, last_state: 'connected' } } }),
-).map((v) => JSON.stringify(v));
+const json = fc
+  .oneof(
+    fc.jsonValue({ maxDepth: 3 }),
+    fc.record(
+      {
+        id: fc.oneof(fc.integer(), fc.constant(1), fc.string()),
+        method: fc.constantFrom(...Object.values(METHOD), 'x', '__proto__', 'constructor'),
+        params: fc.jsonValue({ maxDepth: 2 }),
+      },
+      { requiredKeys: ['method'] },
+    ),
+    fc.record(
+      { id: fc.constantFrom(1, 2, 0, -1), result: fc.jsonValue({ maxDepth: 2 }), error: fc.jsonValue({ maxDepth: 1 }) },
+      { requiredKeys: [] },
+    ),
+    fc.constant({ id: 7, method: METHOD.connect, params: connectRequest('c1', 1) }),
+    fc.constant({
+      id: 8,
+      method: METHOD.ping,
+      params: {
+        last_rtt_ms: 1.5,
+        watchdog: { integration: true, systemd_watchdog_sec: null, heartbeat_budget_sec: 5, last_state: 'connected' },
+      },
+    }),
+  )
+  .map((v) => JSON.stringify(v));
 
-const generate = fc.tuple(fc.nat(255), fc.array(fc.oneof(json, fc.string({ maxLength: 20 }), fc.constant('a'.repeat(MAX_LINE + 10))), { maxLength: 8 }))
+const generate = fc
+  .tuple(
+    fc.nat(255),
+    fc.array(fc.oneof(json, fc.string({ maxLength: 20 }), fc.constant('a'.repeat(MAX_LINE + 10))), { maxLength: 8 }),
+  )
   .map(([split, lines]) => Buffer.concat([Buffer.from([split]), Buffer.from(lines.join('\n') + '\n')]));
 
 /** The server's handlers, as ClientConnection registers them: a Refusal or a bad ping must not escape. */
@@ -33,7 +56,29 @@ function serverSide(control: ControlChannel): void {
 export const controlTarget: Target = {
   name: 'control',
   generate,
-  dictionary: ['\n', '{', '}', '"id":', '"method":', '"params":', '"result":', '"error":', 'null', '1', '"connect"', '"ping"', '"tunnel.open"', '[', ']', ',', '"', '\\u0000', '\\ud800', '1e400', '"__proto__"'],
+  dictionary: [
+    '\n',
+    '{',
+    '}',
+    '"id":',
+    '"method":',
+    '"params":',
+    '"result":',
+    '"error":',
+    'null',
+    '1',
+    '"connect"',
+    '"ping"',
+    '"tunnel.open"',
+    '[',
+    ']',
+    ',',
+    '"',
+    '\\u0000',
+    '\\ud800',
+    '1e400',
+    '"__proto__"',
+  ],
   maxLen: MAX_LINE + 4096,
   cover: /\/dist\/src\/(transport|server\/connect-request)/,
   async run(data) {
@@ -53,7 +98,8 @@ export const controlTarget: Target = {
     const ours = control.request(METHOD.ping, {}, 10_000).catch((err: Error) => err);
     const body = data.subarray(1);
     // Whole, or in pieces the input chooses (at most 64 of them, to stay fast).
-    const size = (data[0] ?? 0) % 2 === 0 ? body.length || 1 : Math.max(1 + (data[0]! >> 1), Math.ceil(body.length / 64));
+    const size =
+      (data[0] ?? 0) % 2 === 0 ? body.length || 1 : Math.max(1 + (data[0]! >> 1), Math.ceil(body.length / 64));
     for (let i = 0; i < body.length && !control.closed; i += size) {
       stream.push(body.subarray(i, i + size));
       await new Promise((r) => setImmediate(r));
@@ -73,6 +119,6 @@ export const controlTarget: Target = {
     }
     if (!reason) throw new Error('the channel did not report why it closed');
     assertOneLine(reason.message, 'the close reason');
-    if (answer instanceof Error) assertOneLine(answer.message, 'our request\'s failure');
+    if (answer instanceof Error) assertOneLine(answer.message, "our request's failure");
   },
 };

@@ -48,9 +48,16 @@ export interface Result {
 }
 
 export class Crash extends Error {
-  constructor(readonly target: string, readonly input: Buffer, readonly cause: unknown, readonly file?: string) {
+  constructor(
+    readonly target: string,
+    readonly input: Buffer,
+    readonly cause: unknown,
+    readonly file?: string,
+  ) {
     const b64 = input.toString('base64');
-    super(`${target}: ${cause instanceof Error ? cause.message : String(cause)}\n  input (base64, ${input.length} bytes): ${b64.length > 400 ? `${b64.slice(0, 400)}...` : b64}${file ? `\n  saved as ${file}` : ''}`);
+    super(
+      `${target}: ${cause instanceof Error ? cause.message : String(cause)}\n  input (base64, ${input.length} bytes): ${b64.length > 400 ? `${b64.slice(0, 400)}...` : b64}${file ? `\n  saved as ${file}` : ''}`,
+    );
   }
 }
 
@@ -62,7 +69,9 @@ export const hashOf = (b: Buffer) => createHash('sha1').update(b).digest('hex').
 export function readCorpus(target: string): Buffer[] {
   const dir = join(CORPUS_DIR, target);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).sort().map((f) => readFileSync(join(dir, f)));
+  return readdirSync(dir)
+    .sort()
+    .map((f) => readFileSync(join(dir, f)));
 }
 
 function saveTo(dir: string, data: Buffer): string {
@@ -101,7 +110,12 @@ class Coverage {
 
   /** Takes (and resets) the counts; true when something new ran. */
   collect(): boolean {
-    const { result } = this.post('Profiler.takePreciseCoverage') as { result: Array<{ url: string; functions: Array<{ ranges: Array<{ startOffset: number; endOffset: number; count: number }> }> }> };
+    const { result } = this.post('Profiler.takePreciseCoverage') as {
+      result: Array<{
+        url: string;
+        functions: Array<{ ranges: Array<{ startOffset: number; endOffset: number; count: number }> }>;
+      }>;
+    };
     let fresh = false;
     for (const script of result) {
       if (!this.cover.test(script.url)) continue;
@@ -161,7 +175,8 @@ function mutate(rand: () => number, base: Buffer, corpus: Buffer[], dictionary: 
         break;
       }
       default:
-        if (dictionary.length) b = Buffer.concat([b.subarray(0, at), Buffer.from(dictionary[int(dictionary.length)]!), b.subarray(at)]);
+        if (dictionary.length)
+          b = Buffer.concat([b.subarray(0, at), Buffer.from(dictionary[int(dictionary.length)]!), b.subarray(at)]);
     }
   }
   return b.length > maxLen ? b.subarray(0, maxLen) : b;
@@ -214,7 +229,8 @@ export async function fuzz(target: Target, o: Options): Promise<Result> {
   // Inputs against another process run several at once; its coverage is not ours to see.
   const batch = async (inputs: Buffer[], keep: boolean) => {
     const n = target.parallel ?? 1;
-    for (let i = 0; i < inputs.length; i += n) await Promise.all(inputs.slice(i, i + n).map((d) => one(d, keep && n === 1)));
+    for (let i = 0; i < inputs.length; i += n)
+      await Promise.all(inputs.slice(i, i + n).map((d) => one(d, keep && n === 1)));
     if (target.check) await target.check();
   };
   try {
@@ -223,9 +239,12 @@ export async function fuzz(target: Target, o: Options): Promise<Result> {
     const end = performance.now() + o.seconds * 1000;
     let seed = o.seed;
     while (performance.now() < end && runs - replayed < o.maxRuns) {
-      const inputs = rand() < 0.3 || corpus.length === 0
-        ? fc.sample(target.generate, { numRuns: 20, seed: seed++ })
-        : Array.from({ length: 20 }, () => mutate(rand, corpus[Math.floor(rand() * corpus.length)]!, corpus, target.dictionary, target.maxLen));
+      const inputs =
+        rand() < 0.3 || corpus.length === 0
+          ? fc.sample(target.generate, { numRuns: 20, seed: seed++ })
+          : Array.from({ length: 20 }, () =>
+              mutate(rand, corpus[Math.floor(rand() * corpus.length)]!, corpus, target.dictionary, target.maxLen),
+            );
       await batch(inputs, true);
     }
     return { replayed, runs: runs - replayed, added, blocks: coverage?.size ?? 0 };
@@ -241,5 +260,6 @@ export const STACK_FRAME = /^\s+at .+(:\d+:\d+\)?|\(native\)|\(<anonymous>\))$/m
 
 /** Bad input gets one clear line: not empty, no line break, no stack frame. */
 export function assertOneLine(message: string, what: string): void {
-  if (!message.trim() || /[\r\n]/.test(message) || STACK_FRAME.test(message)) throw new Error(`${what} is not one clear line: ${JSON.stringify(message)}`);
+  if (!message.trim() || /[\r\n]/.test(message) || STACK_FRAME.test(message))
+    throw new Error(`${what} is not one clear line: ${JSON.stringify(message)}`);
 }

@@ -20,7 +20,10 @@ const [user, password] = API_AUTH.split(':') as [string, string];
  * its route table or drive it fast. Logins never turn into bans (max_failed_login 0). Closing the app
  * closes its store.
  */
-export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: number } = {}): { app: FastifyInstance; logFile: string } {
+export function apiApp(
+  dir: string,
+  o: { logLevel?: Level; logIntervalMs?: number } = {},
+): { app: FastifyInstance; logFile: string } {
   const logFile = join(dir, 'rportd.log');
   const log = new Logger(LogSink.file(logFile), o.logLevel ?? 'warn', 'api');
   const db = new SqliteDb(join(dir, 'data'));
@@ -28,13 +31,28 @@ export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: numbe
   // SQLite runs its operations in order: every query waits for the migration.
   void store.migrate();
   const registry = new ClientRegistry(store, soloCluster('test-node'), log);
-  const tunnels = new TunnelManager({ ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 }, log, store);
+  const tunnels = new TunnelManager(
+    { ports: [], usedPorts: '', excludedPorts: '', bindAddresses: ['127.0.0.1'], maxPerClient: 1 },
+    log,
+    store,
+  );
   const credentials = Credentials.load('client1:s3cret', '');
   credentials.useStore(store.credentials);
   const tunnelOptions = tunnels.options;
   const app = createApi({
-    user, password, registry, tunnels, tunnelOptions, credentials, jobs: new JobService(store.jobs, registry, log), metrics: new Metrics(registry, tunnels),
-    fingerprint: 'SHA256:test', startedAt: Date.now(), throttle: new LoginThrottle(0, 3600_000), log, logIntervalMs: o.logIntervalMs,
+    user,
+    password,
+    registry,
+    tunnels,
+    tunnelOptions,
+    credentials,
+    jobs: new JobService(store.jobs, registry, log),
+    metrics: new Metrics(registry, tunnels),
+    fingerprint: 'SHA256:test',
+    startedAt: Date.now(),
+    throttle: new LoginThrottle(0, 3600_000),
+    log,
+    logIntervalMs: o.logIntervalMs,
   });
   app.addHook('onClose', async () => {
     await registry.close();
@@ -48,19 +66,39 @@ export function apiApp(dir: string, o: { logLevel?: Level; logIntervalMs?: numbe
  * attacks and fuzzing. The body of an answer that `cut` picks (an event stream, a success) is not read:
  * the connection is cut at its head, since such a stream never ends.
  */
-export function rawRequest(port: number, method: string, path: string, headers: Record<string, string>, body = '', cut: (res: IncomingMessage) => boolean = () => false): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+export function rawRequest(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body = '',
+  cut: (res: IncomingMessage) => boolean = () => false,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers: { connection: 'close', ...headers }, timeout: 10_000 }, (res) => {
-      if (cut(res)) {
-        resolve({ status: res.statusCode!, headers: res.headers, body: '' });
-        req.destroy();
-        return;
-      }
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        headers: { connection: 'close', ...headers },
+        timeout: 10_000,
+      },
+      (res) => {
+        if (cut(res)) {
+          resolve({ status: res.statusCode!, headers: res.headers, body: '' });
+          req.destroy();
+          return;
+        }
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('no answer within 10s')));
     req.on('error', (err) => reject(new Error(`${method} ${path}: ${err.message}`)));
     req.end(body);

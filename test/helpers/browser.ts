@@ -14,17 +14,32 @@ export const NO_CHROMIUM = !CHROMIUM && 'Chromium is not installed (apt-get inst
  * A page in headless Chromium, closed with the test, with its console errors collected: the CSP forbids
  * inline script and style, and a violation shows up as a console error.
  */
-export async function browserPage(t: TestContext, viewport: { width: number; height: number }, timeoutMs: number): Promise<{ page: Page; consoleErrors: string[] }> {
+export async function browserPage(
+  t: TestContext,
+  viewport: { width: number; height: number },
+  timeoutMs: number,
+): Promise<{ page: Page; consoleErrors: string[] }> {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   cleanup(t, () => browser.close());
   const page = await browser.newPage({ viewport });
   page.setDefaultTimeout(timeoutMs);
   const consoleErrors: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
   return { page, consoleErrors };
 }
 

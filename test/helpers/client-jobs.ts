@@ -15,14 +15,24 @@ export const CLIENT_BASE = '[client]\nserver = "127.0.0.1:9"\nauth = "c:p"\nid =
 
 /** [remote-commands] and friends as rport reads them from a file. */
 export function commandsOf(dir: string, text: string): CommandsConfig {
-  return clientConfig(loadConfig(CLIENT_KEYS, writeFile(dir, `c${Math.random()}.conf`, CLIENT_BASE + text), new Map(), RPORT_CLIENT_NAMES)).commands;
+  return clientConfig(
+    loadConfig(
+      CLIENT_KEYS,
+      writeFile(dir, `c${Math.random()}.conf`, CLIENT_BASE + text),
+      new Map(),
+      RPORT_CLIENT_NAMES,
+    ),
+  ).commands;
 }
 
 /**
  * A server written in the test: a control channel to ClientJobs, sending what a compromised rportd might.
  * `ended` has the end of every job the client delivered, by jid.
  */
-export async function hostileServer(t: TestContext, cfg: CommandsConfig): Promise<ControlChannel & { ended: Map<string, JobDone> }> {
+export async function hostileServer(
+  t: TestContext,
+  cfg: CommandsConfig,
+): Promise<ControlChannel & { ended: Map<string, JobDone> }> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const accepted = new Promise<Socket>((r) => srv.once('connection', r));

@@ -15,12 +15,24 @@ import { Credentials } from '../../src/server/credentials.js';
 import { loadHostKey } from '../../src/transport/host-key.js';
 import { StateFile } from '../../src/watchdog/state-file.js';
 import { Watchdog } from '../../src/watchdog/watchdog.js';
-import { apiCaller, cleanup, clientArgs, Lines, serverArgs, type Exit, type ServerHandle } from '../../harness/procs.js';
+import {
+  apiCaller,
+  cleanup,
+  clientArgs,
+  Lines,
+  serverArgs,
+  type Exit,
+  type ServerHandle,
+} from '../../harness/procs.js';
 
 /** An in-process server's or client's log lines, and stop() as a process handle has it. */
 export class InProcess extends Lines {
   exit: Exit | undefined;
-  constructor(name: string, readonly exited: Promise<Exit>, private readonly stopper: () => void) {
+  constructor(
+    name: string,
+    readonly exited: Promise<Exit>,
+    private readonly stopper: () => void,
+  ) {
     super(name);
     void exited.then((e) => (this.exit = e));
   }
@@ -33,11 +45,19 @@ export class InProcess extends Lines {
 }
 
 function logger(lines: Lines, level: string, component: string): Logger {
-  return new Logger(LogSink.lines((l) => lines.push(l)), level as 'debug', component);
+  return new Logger(
+    LogSink.lines((l) => lines.push(l)),
+    level as 'debug',
+    component,
+  );
 }
 
 /** rportd with startServer's flags, in this process; the same handle, its log lines as `proc`. */
-export async function startServerInProcess(t: TestContext, extra: string[] = [], fixed?: { port: number; apiPort: number; dataDir: string }): Promise<ServerHandle<InProcess>> {
+export async function startServerInProcess(
+  t: TestContext,
+  extra: string[] = [],
+  fixed?: { port: number; apiPort: number; dataDir: string },
+): Promise<ServerHandle<InProcess>> {
   const { port, apiPort, dataDir, args } = await serverArgs(t, extra, fixed);
   const cfg = serverConfig(loadConfig(SERVER_KEYS, undefined, parseArgs(args, SERVER_KEYS).flags));
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
@@ -56,13 +76,24 @@ export async function startServerInProcess(t: TestContext, extra: string[] = [],
 
 /** rport with startClient's flags, in this process: the connection loop and its watchdog, as the command wires them. */
 export function startClientInProcess(t: TestContext, server: string, extra: string[] = []): InProcess {
-  const cfg = clientConfig(loadConfig(CLIENT_KEYS, undefined, parseArgs(clientArgs(t, server, extra), CLIENT_KEYS).flags));
+  const cfg = clientConfig(
+    loadConfig(CLIENT_KEYS, undefined, parseArgs(clientArgs(t, server, extra), CLIENT_KEYS).flags),
+  );
   let finished!: (e: Exit) => void;
   let stop = () => {};
   const proc = new InProcess('rport', new Promise<Exit>((r) => (finished = r)), () => stop());
   const root = logger(proc, cfg.logLevel, 'rport');
   const clock = new StepClock();
-  const watchdog = new Watchdog(cfg, { stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined, notify: undefined, watchdogUsec: undefined }, clock, root.child('watchdog'));
+  const watchdog = new Watchdog(
+    cfg,
+    {
+      stateFile: cfg.watchdogIntegration ? new StateFile(cfg.dataDir, root.child('watchdog')) : undefined,
+      notify: undefined,
+      watchdogUsec: undefined,
+    },
+    clock,
+    root.child('watchdog'),
+  );
   const client = new RportClient(cfg, root.child('client'), watchdog, clock);
   stop = () => {
     watchdog.stop();

@@ -3,7 +3,17 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { accepting, API_AUTH, CLIENT_AUTH, freePort, patient, runProgram, tmpDir, writeFile, type Proc } from '../../harness/procs.js';
+import {
+  accepting,
+  API_AUTH,
+  CLIENT_AUTH,
+  freePort,
+  patient,
+  runProgram,
+  tmpDir,
+  writeFile,
+  type Proc,
+} from '../../harness/procs.js';
 
 // The real openrport 0.9.13 binaries, as RPort users run them: ../shared/peers/openrport/bin from the repo
 // root (dist/test/helpers/ is three below it), or OPENRPORT_BIN (a worktree elsewhere).
@@ -12,7 +22,10 @@ export const OPENRPORT_BIN = process.env.OPENRPORT_BIN ?? join(REPO, '..', 'shar
 
 /** false when both binaries are there, else why the tests that need them are skipped (said once per file). */
 export function openrportSkip(file: string): string | false {
-  const skip = existsSync(join(OPENRPORT_BIN, 'rport')) && existsSync(join(OPENRPORT_BIN, 'rportd')) ? false : `no openrport binaries in ${OPENRPORT_BIN} (set OPENRPORT_BIN to their folder to run these tests)`;
+  const skip =
+    existsSync(join(OPENRPORT_BIN, 'rport')) && existsSync(join(OPENRPORT_BIN, 'rportd'))
+      ? false
+      : `no openrport binaries in ${OPENRPORT_BIN} (set OPENRPORT_BIN to their folder to run these tests)`;
   if (skip) console.log(`# ${file}: skipped: ${skip}`);
   return skip;
 }
@@ -28,11 +41,19 @@ export interface RealServer {
 }
 
 /** A real RPort rportd on loopback with this key_seed; `fixed` keeps ports and data_dir across a restart. */
-export async function realServer(t: TestContext, seed: string, fixed?: { port: number; apiPort: number; dir: string }): Promise<RealServer> {
+export async function realServer(
+  t: TestContext,
+  seed: string,
+  fixed?: { port: number; apiPort: number; dir: string },
+): Promise<RealServer> {
   const dir = fixed?.dir ?? tmpDir(t, 'openrportd-');
-  const port = fixed?.port ?? await freePort();
-  const apiPort = fixed?.apiPort ?? await freePort();
-  const conf = writeFile(dir, 'rportd.conf', `[server]\n  address = "127.0.0.1:${port}"\n  key_seed = "${seed}"\n  auth = "${CLIENT_AUTH}"\n  data_dir = "${dir}"\n  allow_root = true\n[api]\n  address = "127.0.0.1:${apiPort}"\n  jwt_secret = "0123456789abcdef0123456789abcdef"\n  auth = "${API_AUTH}"\n[logging]\n  log_level = "debug"\n`);
+  const port = fixed?.port ?? (await freePort());
+  const apiPort = fixed?.apiPort ?? (await freePort());
+  const conf = writeFile(
+    dir,
+    'rportd.conf',
+    `[server]\n  address = "127.0.0.1:${port}"\n  key_seed = "${seed}"\n  auth = "${CLIENT_AUTH}"\n  data_dir = "${dir}"\n  allow_root = true\n[api]\n  address = "127.0.0.1:${apiPort}"\n  jwt_secret = "0123456789abcdef0123456789abcdef"\n  auth = "${API_AUTH}"\n[logging]\n  log_level = "debug"\n`,
+  );
   const proc = runProgram(t, join(OPENRPORT_BIN, 'rportd'), ['-c', conf]);
   const m = await proc.waitFor(/Fingerprint ((?:[0-9a-f]{2}:){15}[0-9a-f]{2})/, 20_000);
   await proc.waitFor(/API Listening on/, 20_000);
@@ -41,7 +62,12 @@ export async function realServer(t: TestContext, seed: string, fixed?: { port: n
   await accepting(port, proc, 20_000);
   const api = async (method: string, path: string) => {
     const r = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
-      method, headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}`, 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),
+      method,
+      headers: {
+        authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}`,
+        'content-type': 'application/json',
+      },
+      signal: AbortSignal.timeout(10_000),
     });
     const text = await r.text();
     return { status: r.status, body: text ? JSON.parse(text) : undefined };

@@ -26,7 +26,9 @@ const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
 
 /** Every mount point below "/" on this machine except the special ones, parents first. */
 function submounts(): string[] {
-  const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
+  const points = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
     .map((l) => l.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
   const kept = [...new Set(points)].filter((p) => p !== '/' && !SPECIAL.some((d) => under(p, d)));
   return kept.sort((a, b) => a.split('/').length - b.split('/').length);
@@ -46,7 +48,11 @@ function script(token: string): string {
   submounts().forEach((m, i) => {
     const target = q(`${L}/root${m}`);
     // A directory gets a writable overlay; a file (or a file system overlayfs cannot stack on) is read-only.
-    lines.push(statSync(m).isDirectory() ? `overlay ${q(m)} ${i + 1} ${target} 2>/dev/null || mount --bind -o ro ${q(m)} ${target}` : `mount --bind -o ro ${q(m)} ${target}`);
+    lines.push(
+      statSync(m).isDirectory()
+        ? `overlay ${q(m)} ${i + 1} ${target} 2>/dev/null || mount --bind -o ro ${q(m)} ${target}`
+        : `mount --bind -o ro ${q(m)} ${target}`,
+    );
   });
   lines.push(
     `cd ${L}/root`,
@@ -72,9 +78,29 @@ function script(token: string): string {
 export function privateRootUnavailable(): string | undefined {
   if (process.platform !== 'linux') return 'a private root needs Linux namespaces';
   if (process.getuid?.() !== 0) return 'a private root needs root (mount and PID namespaces, overlay mounts)';
-  for (const tool of ['/usr/bin/unshare', '/usr/sbin/pivot_root']) if (!existsSync(tool)) return `${tool} is missing (util-linux)`;
-  const r = spawnSync('unshare', ['--mount', '--pid', '--fork', '--propagation', 'private', '--kill-child', '--', 'bash', '-c', script('probe'), 'private-root', 'true'], { encoding: 'utf8', timeout: 30_000 });
-  return r.status === 0 ? undefined : `cannot make a private root here: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]}`;
+  for (const tool of ['/usr/bin/unshare', '/usr/sbin/pivot_root'])
+    if (!existsSync(tool)) return `${tool} is missing (util-linux)`;
+  const r = spawnSync(
+    'unshare',
+    [
+      '--mount',
+      '--pid',
+      '--fork',
+      '--propagation',
+      'private',
+      '--kill-child',
+      '--',
+      'bash',
+      '-c',
+      script('probe'),
+      'private-root',
+      'true',
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  return r.status === 0
+    ? undefined
+    : `cannot make a private root here: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]}`;
 }
 
 /** Whether this process runs in a private root made by runInPrivateRoot (its mark in the private /run). */
@@ -89,13 +115,33 @@ export function inPrivateRoot(): boolean {
  * NODE_TEST_CONTEXT is left out of its environment: a test file run there reports on its own stdout,
  * not over the runner's channel of the test that started it.
  */
-export function runInPrivateRoot(argv: string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<{ code: number | null; output: string }> {
+export function runInPrivateRoot(
+  argv: string[],
+  opts: { timeoutMs: number; env?: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; output: string }> {
   const token = randomBytes(8).toString('hex');
   const { NODE_TEST_CONTEXT: _c, ...env } = opts.env ?? process.env;
-  const child = spawn('unshare', ['--mount', '--pid', '--fork', '--propagation', 'private', '--kill-child', '--', 'bash', '-c', script(token), 'private-root', ...argv], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...env, [MARK_ENV]: token },
-  });
+  const child = spawn(
+    'unshare',
+    [
+      '--mount',
+      '--pid',
+      '--fork',
+      '--propagation',
+      'private',
+      '--kill-child',
+      '--',
+      'bash',
+      '-c',
+      script(token),
+      'private-root',
+      ...argv,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...env, [MARK_ENV]: token },
+    },
+  );
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d));
   child.stderr.on('data', (d: Buffer) => (output += d));

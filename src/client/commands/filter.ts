@@ -22,6 +22,10 @@ export function checkCommand(cfg: Pick<CommandsConfig, 'allow' | 'deny' | 'order
     return { allowed: true, reason: `it matches the allow pattern ${allow.source} and no deny pattern` };
   }
   if (allow) return { allowed: true, reason: `it matches the allow pattern ${allow.source} (order deny,allow)` };
-  if (deny) return { allowed: false, reason: `it matches the deny pattern ${deny.source} and no allow pattern (order deny,allow)` };
+  if (deny)
+    return {
+      allowed: false,
+      reason: `it matches the deny pattern ${deny.source} and no allow pattern (order deny,allow)`,
+    };
   return { allowed: true, reason: 'it matches neither allow nor deny (order deny,allow permits it)' };
 }

@@ -3,7 +3,15 @@ import type { CommandsConfig } from '../../config/client-config.js';
 import { errorMessage, type Logger } from '../../log.js';
 import { sleep } from '../../timeout.js';
 import { RemoteError, type Control } from '../../transport/control-channel.js';
-import { MAX_JOB_TIMEOUT_SEC, METHOD, type JobDone, type JobOutput, type JobPart, type JobRunReply, type JobRunRequest } from '../../transport/protocol.js';
+import {
+  MAX_JOB_TIMEOUT_SEC,
+  METHOD,
+  type JobDone,
+  type JobOutput,
+  type JobPart,
+  type JobRunReply,
+  type JobRunRequest,
+} from '../../transport/protocol.js';
 import { checkCommand } from './filter.js';
 import { JobRefused, killTree, startJob } from './runner.js';
 
@@ -42,14 +50,24 @@ function validRun(params: unknown): JobRunRequest {
   if (typeof p.command !== 'string' || !p.command) throw bad('command');
   if (typeof p.is_script !== 'boolean') throw bad('is_script');
   if (typeof p.interpreter !== 'string' || typeof p.cwd !== 'string') throw bad('interpreter or cwd');
-  if (typeof p.timeout_sec !== 'number' || !Number.isInteger(p.timeout_sec) || p.timeout_sec < 1 || p.timeout_sec > MAX_JOB_TIMEOUT_SEC) throw bad('timeout_sec');
+  if (
+    typeof p.timeout_sec !== 'number' ||
+    !Number.isInteger(p.timeout_sec) ||
+    p.timeout_sec < 1 ||
+    p.timeout_sec > MAX_JOB_TIMEOUT_SEC
+  )
+    throw bad('timeout_sec');
   return p as JobRunRequest;
 }
 
 function toParts(jid: string, stdout: Buffer, stderr: Buffer): JobPart[] {
   const parts: JobPart[] = [];
-  for (const [stream, b] of [['stdout', stdout], ['stderr', stderr]] as const) {
-    for (let i = 0; i < b.length; i += PART_BYTES) parts.push({ jid, seq: parts.length, stream, data: b.subarray(i, i + PART_BYTES).toString('base64') });
+  for (const [stream, b] of [
+    ['stdout', stdout],
+    ['stderr', stderr],
+  ] as const) {
+    for (let i = 0; i < b.length; i += PART_BYTES)
+      parts.push({ jid, seq: parts.length, stream, data: b.subarray(i, i + PART_BYTES).toString('base64') });
   }
   return parts;
 }
@@ -70,7 +88,10 @@ export class ClientJobs {
   private delivering = false;
   private nextSendAt = 0;
 
-  constructor(private readonly cfg: CommandsConfig, private readonly log: Logger) {
+  constructor(
+    private readonly cfg: CommandsConfig,
+    private readonly log: Logger,
+  ) {
     this.flusher = setInterval(() => void this.flushLive(), FLUSH_MS);
     this.flusher.unref();
   }
@@ -100,45 +121,76 @@ export class ClientJobs {
     try {
       job = validRun(params);
       const what = job.is_script ? 'script' : 'command';
-      if (!this.cfg.enabled) throw new JobRefused('remote commands execution is disabled ([remote-commands] enabled = false)');
-      if (job.is_script && !this.cfg.scriptsEnabled) throw new JobRefused('remote scripts are disabled ([remote-scripts] enabled = false)');
+      if (!this.cfg.enabled)
+        throw new JobRefused('remote commands execution is disabled ([remote-commands] enabled = false)');
+      if (job.is_script && !this.cfg.scriptsEnabled)
+        throw new JobRefused('remote scripts are disabled ([remote-scripts] enabled = false)');
       if (!job.is_script) {
         const d = checkCommand(this.cfg, job.command);
         if (!d.allowed) throw new JobRefused(`command is not allowed: ${JSON.stringify(job.command)}: ${d.reason}`);
         this.log.info(`job ${job.jid}: command ${JSON.stringify(job.command)} allowed: ${d.reason}`);
       }
-      if (this.running.has(job.jid) || this.starting.has(job.jid) || this.undelivered.has(job.jid)) throw new JobRefused(`job ${job.jid} is known already`);
-      if (this.running.size + this.starting.size >= MAX_RUNNING) throw new JobRefused(`${MAX_RUNNING} jobs are running already: try again later`);
-      const r: Running = { pid: 0, stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8'), live: { stdout: '', stderr: '' } };
+      if (this.running.has(job.jid) || this.starting.has(job.jid) || this.undelivered.has(job.jid))
+        throw new JobRefused(`job ${job.jid} is known already`);
+      if (this.running.size + this.starting.size >= MAX_RUNNING)
+        throw new JobRefused(`${MAX_RUNNING} jobs are running already: try again later`);
+      const r: Running = {
+        pid: 0,
+        stdout: new StringDecoder('utf8'),
+        stderr: new StringDecoder('utf8'),
+        live: { stdout: '', stderr: '' },
+      };
       this.starting.add(job.jid);
       let started;
       try {
-        started = await startJob({
-          command: job.command, isScript: job.is_script, interpreter: job.interpreter, cwd: job.cwd, timeoutMs: job.timeout_sec * 1000,
-          sendBackLimit: this.cfg.sendBackLimit, aliases: this.cfg.aliases, useShell: this.cfg.useShell,
-        }, (stream, chunk) => {
-          r.live[stream] += r[stream].write(chunk);
-        });
+        started = await startJob(
+          {
+            command: job.command,
+            isScript: job.is_script,
+            interpreter: job.interpreter,
+            cwd: job.cwd,
+            timeoutMs: job.timeout_sec * 1000,
+            sendBackLimit: this.cfg.sendBackLimit,
+            aliases: this.cfg.aliases,
+            useShell: this.cfg.useShell,
+          },
+          (stream, chunk) => {
+            r.live[stream] += r[stream].write(chunk);
+          },
+        );
       } finally {
         this.starting.delete(job.jid);
       }
       r.pid = started.pid;
       this.running.set(job.jid, r);
-      this.log.info(`job ${job.jid}: ${what} started as pid ${started.pid}${job.interpreter ? ` with ${job.interpreter}` : ''}, timeout ${job.timeout_sec}s`);
+      this.log.info(
+        `job ${job.jid}: ${what} started as pid ${started.pid}${job.interpreter ? ` with ${job.interpreter}` : ''}, timeout ${job.timeout_sec}s`,
+      );
       void started.done.then((o) => {
         this.running.delete(job.jid);
-        this.log.info(`job ${job.jid}: ${o.status}${o.error ? ` (${o.error})` : ''} after ${o.finishedAt - o.startedAt}ms, ${o.stdout.length} bytes of stdout, ${o.stderr.length} of stderr`);
+        this.log.info(
+          `job ${job.jid}: ${o.status}${o.error ? ` (${o.error})` : ''} after ${o.finishedAt - o.startedAt}ms, ${o.stdout.length} bytes of stdout, ${o.stderr.length} of stderr`,
+        );
         const parts = toParts(job.jid, o.stdout, o.stderr);
         this.keep(job.jid, {
           parts,
-          done: { jid: job.jid, parts: parts.length, status: o.status, exit_code: o.exitCode, error: o.error, started_at: o.startedAt, finished_at: o.finishedAt },
+          done: {
+            jid: job.jid,
+            parts: parts.length,
+            status: o.status,
+            exit_code: o.exitCode,
+            error: o.error,
+            started_at: o.startedAt,
+            finished_at: o.finishedAt,
+          },
           bytes: o.stdout.length + o.stderr.length,
         });
         void this.deliver();
       });
       return { pid: started.pid, started_at: started.startedAt };
     } catch (err) {
-      const jid = typeof (params as { jid?: unknown })?.jid === 'string' ? (params as { jid: string }).jid.slice(0, 64) : '?';
+      const jid =
+        typeof (params as { jid?: unknown })?.jid === 'string' ? (params as { jid: string }).jid.slice(0, 64) : '?';
       this.log.warn(`job ${jid}: refused: ${errorMessage(err)}`);
       throw err;
     }
@@ -152,7 +204,9 @@ export class ClientJobs {
       if (this.undelivered.size <= MAX_UNDELIVERED && total <= MAX_UNDELIVERED_BYTES) break;
       this.undelivered.delete(old);
       total -= x.bytes;
-      this.log.warn(`job ${old}: result dropped undelivered: more than ${MAX_UNDELIVERED} results or ${MAX_UNDELIVERED_BYTES >> 20} MiB wait for the server`);
+      this.log.warn(
+        `job ${old}: result dropped undelivered: more than ${MAX_UNDELIVERED} results or ${MAX_UNDELIVERED_BYTES >> 20} MiB wait for the server`,
+      );
     }
   }
 

@@ -40,7 +40,9 @@ export class JobRefused extends Error {}
 type Flavour = 'cmd' | 'powershell' | 'posix';
 
 function flavourOf(path: string): Flavour {
-  const name = basename(path.replace(/\\/g, '/')).toLowerCase().replace(/\.exe$/, '');
+  const name = basename(path.replace(/\\/g, '/'))
+    .toLowerCase()
+    .replace(/\.exe$/, '');
   return name === 'cmd' ? 'cmd' : name === 'powershell' || name === 'pwsh' ? 'powershell' : 'posix';
 }
 
@@ -61,7 +63,9 @@ function interpreterPath(spec: JobSpec): string {
       return 'powershell.exe';
     default:
       if (spec.isScript && isAbsolute(name)) return name;
-      throw new JobRefused(`unknown interpreter "${name}": use sh, bash, cmd, powershell or a name of [interpreter-aliases]${spec.isScript ? ', or a full path' : ''}`);
+      throw new JobRefused(
+        `unknown interpreter "${name}": use sh, bash, cmd, powershell or a name of [interpreter-aliases]${spec.isScript ? ', or a full path' : ''}`,
+      );
   }
 }
 
@@ -91,7 +95,8 @@ export function programArgv(command: string): string[] {
   if (word !== undefined) argv.push(word);
   if (!argv.length) throw new JobRefused('the command is empty');
   const program = firstWord(command);
-  if (/["']/.test(program)) throw new JobRefused(`the program ${program} is quoted: name it unquoted, as the filter sees it`);
+  if (/["']/.test(program))
+    throw new JobRefused(`the program ${program} is quoted: name it unquoted, as the filter sees it`);
   return argv;
 }
 
@@ -100,7 +105,8 @@ const firstWord = (command: string) => command.replace(/^[ \t]+/, '').split(/[ \
 /** With or without a shell: a program named through '.' or '..' segments could leave the folder an allow pattern names. */
 function refuseDotSegments(command: string): void {
   const program = firstWord(command);
-  if (program.split(/[\\/]/).some((seg) => seg === '.' || seg === '..')) throw new JobRefused(`the program ${program} has a '.' or '..' segment: name it by its plain full path`);
+  if (program.split(/[\\/]/).some((seg) => seg === '.' || seg === '..'))
+    throw new JobRefused(`the program ${program} has a '.' or '..' segment: name it by its plain full path`);
 }
 
 /**
@@ -110,7 +116,10 @@ function refuseDotSegments(command: string): void {
 export function interpreterArgv(spec: JobSpec, scriptFile?: string): string[] {
   if (scriptFile === undefined) refuseDotSegments(spec.command);
   if (scriptFile === undefined && !spec.useShell) {
-    if (spec.interpreter) throw new JobRefused(`interpreter "${spec.interpreter}" refused: commands run without a shell ([remote-commands] use_shell = false); send a script, or set use_shell = true for RPort's sh -c`);
+    if (spec.interpreter)
+      throw new JobRefused(
+        `interpreter "${spec.interpreter}" refused: commands run without a shell ([remote-commands] use_shell = false); send a script, or set use_shell = true for RPort's sh -c`,
+      );
     return programArgv(spec.command);
   }
   const path = interpreterPath(spec);
@@ -121,7 +130,8 @@ export function interpreterArgv(spec: JobSpec, scriptFile?: string): string[] {
     return [path, '-c', spec.command];
   }
   if (flavour === 'cmd') return [path, '/c', scriptFile];
-  if (flavour === 'powershell') return [path, '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', scriptFile];
+  if (flavour === 'powershell')
+    return [path, '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', scriptFile];
   return [path, scriptFile];
 }
 
@@ -165,7 +175,9 @@ class Capture {
 
   result(): Buffer {
     // RPort's wording, so that a reader of either knows the cut.
-    const marker = this.truncated ? [Buffer.from(`\n[maximum send_back_limit of ${this.limit} bytes exceeded: the rest was dropped]\n`)] : [];
+    const marker = this.truncated
+      ? [Buffer.from(`\n[maximum send_back_limit of ${this.limit} bytes exceeded: the rest was dropped]\n`)]
+      : [];
     return Buffer.concat([...this.chunks, ...marker]);
   }
 }
@@ -183,7 +195,10 @@ export interface RunningJob {
  */
 export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise<RunningJob> {
   if (spec.cwd) {
-    const isDir = await stat(spec.cwd).then((s) => s.isDirectory(), () => false);
+    const isDir = await stat(spec.cwd).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
     if (!isDir) throw new JobRefused(`cwd ${spec.cwd} is not a folder on the client`);
   }
   let folder: string | undefined;
@@ -194,7 +209,8 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
     scriptFile = join(folder, `script${scriptExtension(path)}`);
     await writeFile(scriptFile, spec.command, { mode: 0o700, flag: 'wx' });
   }
-  const removeScript = () => (folder ? rm(folder, { recursive: true, force: true }).catch(() => {}) : Promise.resolve());
+  const removeScript = () =>
+    folder ? rm(folder, { recursive: true, force: true }).catch(() => {}) : Promise.resolve();
   // Throws only for commands (a script's interpreter was checked above), so no script file is left behind.
   const argv = interpreterArgv(spec, scriptFile);
   const startedAt = Date.now();
@@ -240,10 +256,22 @@ export async function startJob(spec: JobSpec, onOutput: OutputListener): Promise
       const { code, signal } = exit!;
       const error = timedOut
         ? `timed out after ${spec.timeoutMs / 1000}s: the process and the processes it started were killed`
-        : signal ? `ended by signal ${signal}` : code !== 0 ? `exit code ${code}` : '';
-      void removeScript().then(() => resolve({
-        status: error ? 'failed' : 'successful', exitCode: code, error, startedAt, finishedAt: Date.now(), stdout: out.result(), stderr: err.result(),
-      }));
+        : signal
+          ? `ended by signal ${signal}`
+          : code !== 0
+            ? `exit code ${code}`
+            : '';
+      void removeScript().then(() =>
+        resolve({
+          status: error ? 'failed' : 'successful',
+          exitCode: code,
+          error,
+          startedAt,
+          finishedAt: Date.now(),
+          stdout: out.result(),
+          stderr: err.result(),
+        }),
+      );
     };
     child.once('exit', (code, signal) => {
       exit = { code, signal };

@@ -28,7 +28,8 @@ function numbered(sql: string): string {
 function sqlOf(q: pg.Pool | pg.PoolClient): Sql {
   return {
     all: async <T>(sql: string, params: Param[] = []) => (await q.query(numbered(sql), params)).rows as T[],
-    get: async <T>(sql: string, params: Param[] = []) => (await q.query(numbered(sql), params)).rows[0] as T | undefined,
+    get: async <T>(sql: string, params: Param[] = []) =>
+      (await q.query(numbered(sql), params)).rows[0] as T | undefined,
     run: async (sql: string, params: Param[] = []) => (await q.query(numbered(sql), params)).rowCount ?? 0,
   };
 }
@@ -43,7 +44,10 @@ export class PostgresDb implements Db {
   readonly where: string;
   private readonly direct: Sql;
 
-  private constructor(private readonly pool: pg.Pool, where: string) {
+  private constructor(
+    private readonly pool: pg.Pool,
+    where: string,
+  ) {
     this.where = where;
     this.direct = sqlOf(pool);
   }
@@ -52,15 +56,31 @@ export class PostgresDb implements Db {
   static async open(s: PostgresSettings, log: Logger): Promise<PostgresDb> {
     const { default: pgModule } = await import('pg');
     const pool = new pgModule.Pool({
-      host: s.host, port: s.port, database: s.database, user: s.user, password: s.password || undefined,
-      max: 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, idleTimeoutMillis: 30_000, keepAlive: true,
-      statement_timeout: STATEMENT_TIMEOUT_MS, query_timeout: STATEMENT_TIMEOUT_MS + 2_000,
+      host: s.host,
+      port: s.port,
+      database: s.database,
+      user: s.user,
+      password: s.password || undefined,
+      max: 10,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+      query_timeout: STATEMENT_TIMEOUT_MS + 2_000,
       application_name: 'rportd',
-      types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? Number : pgModule.types.getTypeParser(oid, format as 'text'))) as typeof pgModule.types.getTypeParser },
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === INT8_OID
+            ? Number
+            : pgModule.types.getTypeParser(oid, format as 'text')) as typeof pgModule.types.getTypeParser,
+      },
     });
     // An idle connection that breaks (the server restarted) must not crash the process: the pool drops it.
     pool.on('error', (err) => log.warn(`PostgreSQL connection lost: ${errorMessage(err)}`));
-    return new PostgresDb(pool, `postgres://${s.user}@${s.host.startsWith('/') ? s.host : `${s.host}:${s.port}`}/${s.database}`);
+    return new PostgresDb(
+      pool,
+      `postgres://${s.user}@${s.host.startsWith('/') ? s.host : `${s.host}:${s.port}`}/${s.database}`,
+    );
   }
 
   /** Errors of the server or the connection say which database they come from. */
@@ -115,7 +135,10 @@ export class PostgresDb implements Db {
       if (from > migrations.length) throw newerSchema(this.where, from, migrations.length);
       // DDL is transactional in PostgreSQL: every step commits with the version, or none does.
       for (let v = from; v < migrations.length; v++) {
-        for (const statement of migrations[v]!.split(';').map((s) => s.trim()).filter(Boolean)) await q.run(statement);
+        for (const statement of migrations[v]!.split(';')
+          .map((s) => s.trim())
+          .filter(Boolean))
+          await q.run(statement);
       }
       await q.run('DELETE FROM rport_schema');
       await q.run('INSERT INTO rport_schema (version) VALUES (?)', [migrations.length]);

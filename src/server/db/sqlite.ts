@@ -31,7 +31,9 @@ export class SqliteDb implements Db {
     // -wal and -shm files it creates the database's mode. Files an older rportd left readable are tightened.
     if (process.platform !== 'win32') {
       try {
-        closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+        closeSync(
+          openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
+        );
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }

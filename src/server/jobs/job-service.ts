@@ -82,14 +82,22 @@ export class JobService extends EventEmitter {
   /** How a multi-client job reaches a client held by another node (set where the cluster's API is). */
   remote: RemoteRun | undefined;
 
-  constructor(readonly store: JobStore, private readonly registry: ClientRegistry, private readonly log: Logger) {
+  constructor(
+    readonly store: JobStore,
+    private readonly registry: ClientRegistry,
+    private readonly log: Logger,
+  ) {
     super();
     this.setMaxListeners(0);
   }
 
   /** At start: what the last run left running has no one waiting for it now. */
   async init(): Promise<void> {
-    await this.store.abandonRunning(this.registry.nodeId, 'unknown', 'rportd restarted while the job ran: its result is filled in if the client delivers it');
+    await this.store.abandonRunning(
+      this.registry.nodeId,
+      'unknown',
+      'rportd restarted while the job ran: its result is filled in if the client delivers it',
+    );
   }
 
   /** Once stopping, connections closing are the server's own doing: their jobs stay running until the next start says why. */
@@ -114,7 +122,15 @@ export class JobService extends EventEmitter {
       for (const [jid, o] of this.owners) {
         if (o.via !== control) continue;
         o.via = undefined;
-        void this.settle(jid, { status: 'unknown', error: 'the client disconnected while the job ran: its result is filled in if the client reconnects and delivers it' }, false);
+        void this.settle(
+          jid,
+          {
+            status: 'unknown',
+            error:
+              'the client disconnected while the job ran: its result is filled in if the client reconnects and delivers it',
+          },
+          false,
+        );
       }
     });
   }
@@ -143,9 +159,25 @@ export class JobService extends EventEmitter {
   private async newJob(clientId: string, ask: JobAsk, createdBy: string, multiJobId: string | null): Promise<JobRow> {
     const name = (await this.registry.knownName(clientId)) ?? '';
     const row: JobRow = {
-      jid: randomUUID(), client_id: clientId, client_name: name, multi_job_id: multiJobId, status: 'running', command: ask.command, is_script: ask.is_script ? 1 : 0,
-      interpreter: ask.interpreter, cwd: ask.cwd, timeout_sec: ask.timeout_sec, pid: null, created_by: createdBy, started_at: Date.now(),
-      finished_at: null, exit_code: null, error: '', stdout: '', stderr: '', node_id: this.registry.nodeId,
+      jid: randomUUID(),
+      client_id: clientId,
+      client_name: name,
+      multi_job_id: multiJobId,
+      status: 'running',
+      command: ask.command,
+      is_script: ask.is_script ? 1 : 0,
+      interpreter: ask.interpreter,
+      cwd: ask.cwd,
+      timeout_sec: ask.timeout_sec,
+      pid: null,
+      created_by: createdBy,
+      started_at: Date.now(),
+      finished_at: null,
+      exit_code: null,
+      error: '',
+      stdout: '',
+      stderr: '',
+      node_id: this.registry.nodeId,
     };
     await this.store.insertJob(row);
     return row;
@@ -162,16 +194,32 @@ export class JobService extends EventEmitter {
     }
     this.owners.set(jid, { clientId, via: control });
     if (row.node_id !== this.registry.nodeId) await this.store.updateJob(jid, { node_id: this.registry.nodeId });
-    const request: JobRunRequest = { jid, command: row.command, is_script: row.is_script === 1, interpreter: row.interpreter, cwd: row.cwd, timeout_sec: row.timeout_sec };
-    this.log.info(`job ${jid}: ${request.is_script ? 'script' : `command ${JSON.stringify(request.command)}`} to client ${clientId}, by ${row.created_by}${multiJobId ? ` (multi-client job ${multiJobId})` : ''}`);
+    const request: JobRunRequest = {
+      jid,
+      command: row.command,
+      is_script: row.is_script === 1,
+      interpreter: row.interpreter,
+      cwd: row.cwd,
+      timeout_sec: row.timeout_sec,
+    };
+    this.log.info(
+      `job ${jid}: ${request.is_script ? 'script' : `command ${JSON.stringify(request.command)}`} to client ${clientId}, by ${row.created_by}${multiJobId ? ` (multi-client job ${multiJobId})` : ''}`,
+    );
     try {
       const reply = await control.request<JobRunReply>(METHOD.jobRun, request, DISPATCH_TIMEOUT_MS);
       const pid = Number.isInteger(reply?.pid) ? reply.pid : null;
       if (this.owners.has(jid)) await this.store.updateJob(jid, { pid });
       if (this.owners.has(jid)) {
-        this.deadlines.set(jid, deadline(row.timeout_sec * 1000 + RESULT_GRACE_MS, `job ${jid} result`, () => {
-          void this.settle(jid, { status: 'unknown', error: `no result from the client within timeout_sec + ${RESULT_GRACE_MS / 1000}s` }, false);
-        }));
+        this.deadlines.set(
+          jid,
+          deadline(row.timeout_sec * 1000 + RESULT_GRACE_MS, `job ${jid} result`, () => {
+            void this.settle(
+              jid,
+              { status: 'unknown', error: `no result from the client within timeout_sec + ${RESULT_GRACE_MS / 1000}s` },
+              false,
+            );
+          }),
+        );
       }
     } catch (err) {
       // Refused by the client (its filter, scripts off, ...) or the connection failed: either way the job did not run.
@@ -211,7 +259,9 @@ export class JobService extends EventEmitter {
       await this.remote!(node, row.jid);
       this.log.info(`job ${row.jid}: sent to client ${clientId} by node ${node.id} (multi-client job ${multiJobId})`);
     } catch (err) {
-      this.log.info(`job ${row.jid}: node ${node.id}, which holds client ${clientId}, did not send it: ${errorMessage(err)}`);
+      this.log.info(
+        `job ${row.jid}: node ${node.id}, which holds client ${clientId}, did not send it: ${errorMessage(err)}`,
+      );
       await this.store.updateJob(row.jid, { status: 'failed', error: errorMessage(err), finished_at: Date.now() });
     }
     this.emit('changed', row.jid, clientId);
@@ -220,9 +270,20 @@ export class JobService extends EventEmitter {
 
   /** Creates a multi-client job and runs it in the background (concurrently, or one client after the other). */
   async runMulti(spec: MultiJobSpec, createdBy: string): Promise<MultiJobRow> {
-    const m: MultiJobRow = { jid: randomUUID(), created_by: createdBy, started_at: Date.now(), spec: JSON.stringify(spec) };
+    const m: MultiJobRow = {
+      jid: randomUUID(),
+      created_by: createdBy,
+      started_at: Date.now(),
+      spec: JSON.stringify(spec),
+    };
     await this.store.insertMultiJob(m);
-    const ask: JobAsk = { command: spec.command, is_script: spec.is_script, interpreter: spec.interpreter, cwd: spec.cwd, timeout_sec: spec.timeout_sec };
+    const ask: JobAsk = {
+      command: spec.command,
+      is_script: spec.is_script,
+      interpreter: spec.interpreter,
+      cwd: spec.cwd,
+      timeout_sec: spec.timeout_sec,
+    };
     const run = async () => {
       if (spec.concurrent) {
         await Promise.all(spec.client_ids.map((id) => this.runOnHolder(id, ask, createdBy, m.jid)));
@@ -233,7 +294,9 @@ export class JobService extends EventEmitter {
         const row = started.status === 'running' ? await this.waitDone(started.jid) : started;
         // As RPort: an offline client does not abort the rest.
         if (spec.abort_on_err && row.status === 'failed' && row.error !== 'client is not connected') {
-          this.log.info(`multi-client job ${m.jid}: aborted after job ${row.jid} on client ${id} failed (abort_on_error)`);
+          this.log.info(
+            `multi-client job ${m.jid}: aborted after job ${row.jid} on client ${id} failed (abort_on_error)`,
+          );
           return;
         }
       }
@@ -273,7 +336,12 @@ export class JobService extends EventEmitter {
       return jid;
     }
     const row = await this.store.job(jid);
-    if (!row || row.client_id !== clientId || row.finished_at !== null || (row.status !== 'running' && row.status !== 'unknown')) {
+    if (
+      !row ||
+      row.client_id !== clientId ||
+      row.finished_at !== null ||
+      (row.status !== 'running' && row.status !== 'unknown')
+    ) {
       throw new RefusedResult(`job ${jid} is not one of this client's jobs awaiting a result`);
     }
     this.owners.set(jid, { clientId, via: this.controls.get(clientId) });
@@ -295,7 +363,8 @@ export class JobService extends EventEmitter {
       kept.stdout += out;
       kept.stderr += err;
       this.live.set(j.jid, kept);
-      if (out || err) this.emit('output', { jid: j.jid, client_id: clientId, stdout: out, stderr: err } satisfies LiveOutput);
+      if (out || err)
+        this.emit('output', { jid: j.jid, client_id: clientId, stdout: out, stderr: err } satisfies LiveOutput);
     }
     return null;
   }
@@ -317,16 +386,23 @@ export class JobService extends EventEmitter {
   private async onPart(clientId: string, via: Control, params: unknown): Promise<null> {
     const p = (params ?? {}) as Partial<Record<keyof JobPart, unknown>>;
     const jid = await this.owns(clientId, p.jid);
-    if (typeof p.seq !== 'number' || (p.stream !== 'stdout' && p.stream !== 'stderr') || typeof p.data !== 'string') throw new RefusedResult('malformed result part');
+    if (typeof p.seq !== 'number' || (p.stream !== 'stdout' && p.stream !== 'stderr') || typeof p.data !== 'string')
+      throw new RefusedResult('malformed result part');
     if (p.seq === 0) this.dropAssembly(jid);
     const a = this.assemblies.get(jid) ?? { clientId, via, next: 0, stdout: [], stderr: [], bytes: 0 };
     a.via = via;
-    if (p.seq !== a.next) throw new RefusedResult(`result part ${p.seq} of job ${jid} out of order (expected ${a.next})`);
+    if (p.seq !== a.next)
+      throw new RefusedResult(`result part ${p.seq} of job ${jid} out of order (expected ${a.next})`);
     const data = Buffer.from(p.data, 'base64');
     const streamBytes = a[p.stream].reduce((n, b) => n + b.length, 0) + data.length;
-    const over = streamBytes > MAX_STREAM_BYTES ? `the ${p.stream} of job ${jid} is over ${MAX_STREAM_BYTES} bytes`
-      : (this.clientAssemblingBytes.get(clientId) ?? 0) + data.length > MAX_CLIENT_ASSEMBLING_BYTES ? `client ${clientId} has over ${MAX_CLIENT_ASSEMBLING_BYTES} bytes of unfinished results: finish one before sending the next`
-      : this.assemblingBytes + data.length > MAX_ASSEMBLING_BYTES ? 'too many results arriving at once: try again later' : undefined;
+    const over =
+      streamBytes > MAX_STREAM_BYTES
+        ? `the ${p.stream} of job ${jid} is over ${MAX_STREAM_BYTES} bytes`
+        : (this.clientAssemblingBytes.get(clientId) ?? 0) + data.length > MAX_CLIENT_ASSEMBLING_BYTES
+          ? `client ${clientId} has over ${MAX_CLIENT_ASSEMBLING_BYTES} bytes of unfinished results: finish one before sending the next`
+          : this.assemblingBytes + data.length > MAX_ASSEMBLING_BYTES
+            ? 'too many results arriving at once: try again later'
+            : undefined;
     if (over) {
       // The client drops a refused result: what arrived of it would only hold the client's budget.
       this.dropAssembly(jid);
@@ -344,18 +420,23 @@ export class JobService extends EventEmitter {
     const d = (params ?? {}) as Partial<Record<keyof JobDone, unknown>>;
     const jid = await this.owns(clientId, d.jid);
     const time = (t: unknown) => (typeof t === 'number' && Number.isFinite(t) ? Math.round(t) : Date.now());
-    if ((d.status !== 'successful' && d.status !== 'failed') || typeof d.parts !== 'number') throw new RefusedResult('malformed job end');
+    if ((d.status !== 'successful' && d.status !== 'failed') || typeof d.parts !== 'number')
+      throw new RefusedResult('malformed job end');
     const a = this.assemblies.get(jid) ?? { next: 0, stdout: [], stderr: [] };
     if (a.next !== d.parts) throw new RefusedResult(`job ${jid} ended with ${a.next} of its ${d.parts} result parts`);
-    await this.settle(jid, {
-      status: d.status,
-      exit_code: typeof d.exit_code === 'number' && Number.isInteger(d.exit_code) ? d.exit_code : null,
-      error: typeof d.error === 'string' ? d.error.slice(0, 4096) : '',
-      started_at: time(d.started_at),
-      finished_at: time(d.finished_at),
-      stdout: Buffer.concat(a.stdout).toString('utf8'),
-      stderr: Buffer.concat(a.stderr).toString('utf8'),
-    }, true);
+    await this.settle(
+      jid,
+      {
+        status: d.status,
+        exit_code: typeof d.exit_code === 'number' && Number.isInteger(d.exit_code) ? d.exit_code : null,
+        error: typeof d.error === 'string' ? d.error.slice(0, 4096) : '',
+        started_at: time(d.started_at),
+        finished_at: time(d.finished_at),
+        stdout: Buffer.concat(a.stdout).toString('utf8'),
+        stderr: Buffer.concat(a.stderr).toString('utf8'),
+      },
+      true,
+    );
     this.log.info(`job ${jid}: ${d.status} on client ${clientId}`);
     return null;
   }

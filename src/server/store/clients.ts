@@ -33,7 +33,24 @@ const UPSERT_CLIENT = `INSERT INTO clients (id, name, tags, hostname, os, arch, 
     last_seen_at = excluded.last_seen_at, watchdog = excluded.watchdog, node_id = excluded.node_id, session_id = excluded.session_id`;
 
 function upsertClient(q: Sql, c: ConnectedClient, connectedAt: number, seenAt: number): Promise<number> {
-  return q.run(UPSERT_CLIENT, [c.id, c.name, c.tags, c.hostname, c.os, c.arch, c.version, c.address, c.auth_id, c.pid, c.process_start, connectedAt, seenAt, c.watchdog, c.node_id, c.session_id]);
+  return q.run(UPSERT_CLIENT, [
+    c.id,
+    c.name,
+    c.tags,
+    c.hostname,
+    c.os,
+    c.arch,
+    c.version,
+    c.address,
+    c.auth_id,
+    c.pid,
+    c.process_start,
+    connectedAt,
+    seenAt,
+    c.watchdog,
+    c.node_id,
+    c.session_id,
+  ]);
 }
 
 /**
@@ -41,7 +58,10 @@ function upsertClient(q: Sql, c: ConnectedClient, connectedAt: number, seenAt: n
  * written before nodes had ids: on SQLite only this node can have written them.
  */
 export async function disconnectClientsOfNode(q: Sql, nodeId: string, now: number, unnamed: boolean): Promise<void> {
-  await q.run(`UPDATE clients SET connected = 0, disconnected_at = COALESCE(disconnected_at, ?) WHERE connected = 1 AND (node_id = ?${unnamed ? " OR node_id = ''" : ''})`, [now, nodeId]);
+  await q.run(
+    `UPDATE clients SET connected = 0, disconnected_at = COALESCE(disconnected_at, ?) WHERE connected = 1 AND (node_id = ?${unnamed ? " OR node_id = ''" : ''})`,
+    [now, nodeId],
+  );
 }
 
 /** The clients table with the restarts counted per client. */
@@ -51,9 +71,17 @@ export class ClientRecords {
   /** A client connected: its row is created or updated; a new pid or start time is counted as a restart. */
   clientConnected(c: ConnectedClient, now: number): Promise<void> {
     return this.db.tx(async (q) => {
-      const old = await q.get<Pick<ClientRow, 'pid' | 'process_start'>>('SELECT pid, process_start FROM clients WHERE id = ?', [c.id]);
+      const old = await q.get<Pick<ClientRow, 'pid' | 'process_start'>>(
+        'SELECT pid, process_start FROM clients WHERE id = ?',
+        [c.id],
+      );
       if (old && old.pid !== null && (old.pid !== c.pid || old.process_start !== c.process_start)) {
-        await q.run('INSERT INTO client_restarts (client_id, at, old_pid, new_pid) VALUES (?, ?, ?, ?)', [c.id, now, old.pid, c.pid]);
+        await q.run('INSERT INTO client_restarts (client_id, at, old_pid, new_pid) VALUES (?, ?, ?, ?)', [
+          c.id,
+          now,
+          old.pid,
+          c.pid,
+        ]);
       }
       await upsertClient(q, c, now, now);
     });
@@ -61,7 +89,10 @@ export class ClientRecords {
 
   /** Only the session that wrote the row marks it disconnected: its successor (on any node) keeps it. */
   async clientDisconnected(id: string, sessionId: string, now: number): Promise<void> {
-    await this.db.run('UPDATE clients SET connected = 0, disconnected_at = ?, last_seen_at = ? WHERE id = ? AND session_id = ?', [now, now, id, sessionId]);
+    await this.db.run(
+      'UPDATE clients SET connected = 0, disconnected_at = ?, last_seen_at = ? WHERE id = ? AND session_id = ?',
+      [now, now, id, sessionId],
+    );
   }
 
   /** Last-seen times (and watchdog facts, where they changed) of many clients in one transaction. */
@@ -79,11 +110,21 @@ export class ClientRecords {
    * After the database was out of reach: the rows of this node say what it holds now. Its live sessions
    * are written again (no restart counted), its rows of clients that left meanwhile are marked disconnected.
    */
-  resyncNode(nodeId: string, live: Array<{ client: ConnectedClient; connectedAt: number; seenAt: number }>, now: number): Promise<void> {
+  resyncNode(
+    nodeId: string,
+    live: Array<{ client: ConnectedClient; connectedAt: number; seenAt: number }>,
+    now: number,
+  ): Promise<void> {
     return this.db.tx(async (q) => {
       const ids = new Set(live.map((l) => l.client.id));
       const rows = await q.all<{ id: string }>('SELECT id FROM clients WHERE node_id = ? AND connected = 1', [nodeId]);
-      for (const r of rows) if (!ids.has(r.id)) await q.run('UPDATE clients SET connected = 0, disconnected_at = ? WHERE id = ? AND node_id = ?', [now, r.id, nodeId]);
+      for (const r of rows)
+        if (!ids.has(r.id))
+          await q.run('UPDATE clients SET connected = 0, disconnected_at = ? WHERE id = ? AND node_id = ?', [
+            now,
+            r.id,
+            nodeId,
+          ]);
       for (const l of live) await upsertClient(q, l.client, l.connectedAt, l.seenAt);
     });
   }
@@ -98,7 +139,9 @@ export class ClientRecords {
   }
 
   async clientIdsOfCredential(authId: string): Promise<string[]> {
-    return (await this.db.all<{ id: string }>('SELECT id FROM clients WHERE auth_id = ? ORDER BY id', [authId])).map((r) => r.id);
+    return (await this.db.all<{ id: string }>('SELECT id FROM clients WHERE auth_id = ? ORDER BY id', [authId])).map(
+      (r) => r.id,
+    );
   }
 
   async clientCount(): Promise<number> {
@@ -111,7 +154,10 @@ export class ClientRecords {
 
   /** Restarts per client since `since`, in one query (clients without any are absent). */
   async restartsSince(since: number): Promise<Map<string, number>> {
-    const rows = await this.db.all<{ client_id: string; n: number }>('SELECT client_id, COUNT(*) AS n FROM client_restarts WHERE at >= ? GROUP BY client_id', [since]);
+    const rows = await this.db.all<{ client_id: string; n: number }>(
+      'SELECT client_id, COUNT(*) AS n FROM client_restarts WHERE at >= ? GROUP BY client_id',
+      [since],
+    );
     return new Map(rows.map((r) => [r.client_id, r.n]));
   }
 
@@ -123,7 +169,9 @@ export class ClientRecords {
   /** keep_disconnected_clients: forget clients gone for longer; returns their ids. */
   purgeDisconnected(before: number): Promise<string[]> {
     return this.db.tx(async (q) => {
-      const ids = (await q.all<{ id: string }>('SELECT id FROM clients WHERE connected = 0 AND disconnected_at < ?', [before])).map((r) => r.id);
+      const ids = (
+        await q.all<{ id: string }>('SELECT id FROM clients WHERE connected = 0 AND disconnected_at < ?', [before])
+      ).map((r) => r.id);
       for (const id of ids) await deleteClientIn(q, id);
       await q.run('DELETE FROM client_restarts WHERE at < ?', [before - 86_400_000]);
       return ids;
@@ -133,5 +181,6 @@ export class ClientRecords {
 
 async function deleteClientIn(q: Sql, id: string): Promise<void> {
   await deleteTunnelsOfClient(q, id);
-  for (const table of ['clients WHERE id', 'client_restarts WHERE client_id']) await q.run(`DELETE FROM ${table} = ?`, [id]);
+  for (const table of ['clients WHERE id', 'client_restarts WHERE client_id'])
+    await q.run(`DELETE FROM ${table} = ?`, [id]);
 }

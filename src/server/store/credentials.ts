@@ -9,12 +9,18 @@ export class CredentialRecords {
   }
 
   async credential(id: string): Promise<string | undefined> {
-    return (await this.db.get<{ password_hash: string }>('SELECT password_hash FROM credentials WHERE id = ?', [id]))?.password_hash;
+    return (await this.db.get<{ password_hash: string }>('SELECT password_hash FROM credentials WHERE id = ?', [id]))
+      ?.password_hash;
   }
 
   /** False when the id exists already. */
   async addCredential(id: string, hash: string, now: number): Promise<boolean> {
-    return (await this.db.run('INSERT INTO credentials (id, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [id, hash, now])) === 1;
+    return (
+      (await this.db.run(
+        'INSERT INTO credentials (id, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING',
+        [id, hash, now],
+      )) === 1
+    );
   }
 
   async deleteCredential(id: string): Promise<boolean> {

@@ -6,13 +6,18 @@ export class FailedLoginRecords {
   constructor(private readonly db: Db) {}
 
   async failedLogins(): Promise<Map<string, FailureRecord>> {
-    const rows = await this.db.all<FailureRecord & { address: string }>('SELECT address, count, banned_until, last_failed_at FROM failed_logins');
+    const rows = await this.db.all<FailureRecord & { address: string }>(
+      'SELECT address, count, banned_until, last_failed_at FROM failed_logins',
+    );
     return new Map(rows.map(({ address, ...r }) => [address, r]));
   }
 
   async setFailedLogin(key: string, r: FailureRecord): Promise<void> {
-    await this.db.run(`INSERT INTO failed_logins (address, count, banned_until, last_failed_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (address) DO UPDATE SET count = excluded.count, banned_until = excluded.banned_until, last_failed_at = excluded.last_failed_at`, [key, r.count, r.banned_until, r.last_failed_at]);
+    await this.db.run(
+      `INSERT INTO failed_logins (address, count, banned_until, last_failed_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (address) DO UPDATE SET count = excluded.count, banned_until = excluded.banned_until, last_failed_at = excluded.last_failed_at`,
+      [key, r.count, r.banned_until, r.last_failed_at],
+    );
   }
 
   async clearFailedLogin(key: string): Promise<void> {

@@ -49,7 +49,12 @@ export interface JobRow {
   node_id: string;
 }
 
-export type JobPatch = Partial<Pick<JobRow, 'status' | 'pid' | 'started_at' | 'finished_at' | 'exit_code' | 'error' | 'stdout' | 'stderr' | 'node_id'>>;
+export type JobPatch = Partial<
+  Pick<
+    JobRow,
+    'status' | 'pid' | 'started_at' | 'finished_at' | 'exit_code' | 'error' | 'stdout' | 'stderr' | 'node_id'
+  >
+>;
 
 export interface MultiJobRow {
   jid: string;
@@ -59,8 +64,38 @@ export interface MultiJobRow {
   spec: string;
 }
 
-const PATCHABLE = ['status', 'pid', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr', 'node_id'] as const;
-const JOB_COLUMNS = ['jid', 'client_id', 'client_name', 'multi_job_id', 'status', 'command', 'is_script', 'interpreter', 'cwd', 'timeout_sec', 'pid', 'created_by', 'started_at', 'finished_at', 'exit_code', 'error', 'stdout', 'stderr', 'node_id'] as const;
+const PATCHABLE = [
+  'status',
+  'pid',
+  'started_at',
+  'finished_at',
+  'exit_code',
+  'error',
+  'stdout',
+  'stderr',
+  'node_id',
+] as const;
+const JOB_COLUMNS = [
+  'jid',
+  'client_id',
+  'client_name',
+  'multi_job_id',
+  'status',
+  'command',
+  'is_script',
+  'interpreter',
+  'cwd',
+  'timeout_sec',
+  'pid',
+  'created_by',
+  'started_at',
+  'finished_at',
+  'exit_code',
+  'error',
+  'stdout',
+  'stderr',
+  'node_id',
+] as const;
 
 /** PostgreSQL's text cannot hold NUL: output keeps its place with U+FFFD on every backend alike. */
 function text(v: Param): Param {
@@ -69,7 +104,11 @@ function text(v: Param): Param {
 
 /** The jobs a node sent and still awaits get `status` and `error` (also in a transaction of another aggregate). */
 export async function abandonRunning(q: Sql, nodeId: string, status: string, error: string): Promise<void> {
-  await q.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running' AND node_id = ?", [status, error, nodeId]);
+  await q.run("UPDATE jobs SET status = ?, error = ? WHERE status = 'running' AND node_id = ?", [
+    status,
+    error,
+    nodeId,
+  ]);
 }
 
 /** The JobStore on the registry's database, SQLite or PostgreSQL (the tables of the store's jobs migration). */
@@ -77,13 +116,19 @@ export class SqlJobStore implements JobStore {
   constructor(private readonly db: Sql) {}
 
   async insertJob(j: JobRow): Promise<void> {
-    await this.db.run(`INSERT INTO jobs (${JOB_COLUMNS.join(', ')}) VALUES (${JOB_COLUMNS.map(() => '?').join(', ')})`, JOB_COLUMNS.map((k) => text(j[k])));
+    await this.db.run(
+      `INSERT INTO jobs (${JOB_COLUMNS.join(', ')}) VALUES (${JOB_COLUMNS.map(() => '?').join(', ')})`,
+      JOB_COLUMNS.map((k) => text(j[k])),
+    );
   }
 
   async updateJob(jid: string, patch: JobPatch): Promise<void> {
     const keys = PATCHABLE.filter((k) => patch[k] !== undefined);
     if (!keys.length) return;
-    await this.db.run(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE jid = ?`, [...keys.map((k) => text(patch[k]!)), jid]);
+    await this.db.run(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE jid = ?`, [
+      ...keys.map((k) => text(patch[k]!)),
+      jid,
+    ]);
   }
 
   job(jid: string): Promise<JobRow | undefined> {
@@ -91,7 +136,10 @@ export class SqlJobStore implements JobStore {
   }
 
   jobsOfClient(clientId: string, limit: number): Promise<JobRow[]> {
-    return this.db.all<JobRow>('SELECT * FROM jobs WHERE client_id = ? ORDER BY started_at DESC, jid LIMIT ?', [clientId, limit]);
+    return this.db.all<JobRow>('SELECT * FROM jobs WHERE client_id = ? ORDER BY started_at DESC, jid LIMIT ?', [
+      clientId,
+      limit,
+    ]);
   }
 
   jobsOfMultiJob(multiJobId: string): Promise<JobRow[]> {
@@ -99,7 +147,12 @@ export class SqlJobStore implements JobStore {
   }
 
   async insertMultiJob(m: MultiJobRow): Promise<void> {
-    await this.db.run('INSERT INTO multi_jobs (jid, created_by, started_at, spec) VALUES (?, ?, ?, ?)', [m.jid, m.created_by, m.started_at, m.spec]);
+    await this.db.run('INSERT INTO multi_jobs (jid, created_by, started_at, spec) VALUES (?, ?, ?, ?)', [
+      m.jid,
+      m.created_by,
+      m.started_at,
+      m.spec,
+    ]);
   }
 
   multiJob(jid: string): Promise<MultiJobRow | undefined> {

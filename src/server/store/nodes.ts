@@ -33,9 +33,12 @@ export class SqlNodeRecords implements NodeRecords {
   constructor(private readonly db: Db) {}
 
   async heartbeat(n: NodeRow): Promise<void> {
-    await this.db.run(`INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)
+    await this.db.run(
+      `INSERT INTO nodes (id, api_url, client_address, public_host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET api_url = excluded.api_url, client_address = excluded.client_address, public_host = excluded.public_host,
-        started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`, [n.id, n.api_url, n.client_address, n.public_host, n.started_at, n.heartbeat_at]);
+        started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`,
+      [n.id, n.api_url, n.client_address, n.public_host, n.started_at, n.heartbeat_at],
+    );
   }
 
   nodes(): Promise<NodeRow[]> {
@@ -55,12 +58,19 @@ export class SqlNodeRecords implements NodeRecords {
 
   sweepDeadNodes(before: number, now: number): Promise<string[]> {
     return this.db.tx(async (q) => {
-      const dead = (await q.all<{ id: string }>('SELECT id FROM nodes WHERE heartbeat_at < ?', [before])).map((r) => r.id);
+      const dead = (await q.all<{ id: string }>('SELECT id FROM nodes WHERE heartbeat_at < ?', [before])).map(
+        (r) => r.id,
+      );
       for (const id of dead) {
         await disconnectClientsOfNode(q, id, now, false);
         await releasePortsOfNode(q, id);
         // Its jobs' results would have come in through it: no longer awaited there (a late one still counts).
-        await abandonRunning(q, id, 'unknown', `node ${id}, which sent the job, stopped heart-beating: its result is filled in if the client delivers it to another node`);
+        await abandonRunning(
+          q,
+          id,
+          'unknown',
+          `node ${id}, which sent the job, stopped heart-beating: its result is filled in if the client delivers it to another node`,
+        );
         await q.run('DELETE FROM nodes WHERE id = ?', [id]);
       }
       return dead;

@@ -46,10 +46,23 @@ export class TunnelRecords {
   }
 
   async saveTunnel(t: TunnelRow): Promise<void> {
-    await this.db.run(`INSERT INTO tunnels (id, client_id, local_host, local_port, remote, acl, idle_timeout_ms, created_by, source, created_at)
+    await this.db.run(
+      `INSERT INTO tunnels (id, client_id, local_host, local_port, remote, acl, idle_timeout_ms, created_by, source, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET local_host = excluded.local_host, local_port = excluded.local_port`,
-    [t.id, t.client_id, t.local_host, t.local_port, t.remote, t.acl, t.idle_timeout_ms, t.created_by, t.source, t.created_at]);
+      [
+        t.id,
+        t.client_id,
+        t.local_host,
+        t.local_port,
+        t.remote,
+        t.acl,
+        t.idle_timeout_ms,
+        t.created_by,
+        t.source,
+        t.created_at,
+      ],
+    );
   }
 
   deleteTunnel(id: string): Promise<void> {
@@ -65,8 +78,13 @@ export class TunnelRecords {
    * tunnel takes its own port back whichever node claimed it last (its client moved).
    */
   async claimPort(port: number, tunnelId: string, nodeId: string, claim: string): Promise<boolean> {
-    return (await this.db.run(`INSERT INTO port_claims (port, tunnel_id, node_id, claim) VALUES (?, ?, ?, ?)
-      ON CONFLICT (port) DO UPDATE SET node_id = excluded.node_id, claim = excluded.claim WHERE port_claims.tunnel_id = excluded.tunnel_id`, [port, tunnelId, nodeId, claim])) === 1;
+    return (
+      (await this.db.run(
+        `INSERT INTO port_claims (port, tunnel_id, node_id, claim) VALUES (?, ?, ?, ?)
+      ON CONFLICT (port) DO UPDATE SET node_id = excluded.node_id, claim = excluded.claim WHERE port_claims.tunnel_id = excluded.tunnel_id`,
+        [port, tunnelId, nodeId, claim],
+      )) === 1
+    );
   }
 
   /** Frees one claim: a late release of an earlier listener of the same tunnel leaves a newer claim alone. */
@@ -80,8 +98,10 @@ export class TunnelRecords {
   }
 
   async saveTunnelOptions(o: TunnelOptionsRow): Promise<void> {
-    await this.db.run(`INSERT INTO tunnel_options (tunnel_id, scheme, lport_random, auto_close_at) VALUES (?, ?, ?, ?)
+    await this.db.run(
+      `INSERT INTO tunnel_options (tunnel_id, scheme, lport_random, auto_close_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (tunnel_id) DO UPDATE SET scheme = excluded.scheme, lport_random = excluded.lport_random, auto_close_at = excluded.auto_close_at`,
-    [o.tunnel_id, o.scheme, o.lport_random, o.auto_close_at]);
+      [o.tunnel_id, o.scheme, o.lport_random, o.auto_close_at],
+    );
   }
 }

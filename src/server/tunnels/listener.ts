@@ -43,10 +43,19 @@ export class TunnelListeners {
   async listen(t: Tunnel, free: () => number[]): Promise<Server> {
     const fixed = t.local.port;
     const candidates = fixed ? [] : free();
-    const ports = fixed ? [fixed] : Array.from({ length: Math.min(PORT_TRIES, candidates.length) }, () => candidates[Math.floor(Math.random() * candidates.length)]!);
+    const ports = fixed
+      ? [fixed]
+      : Array.from(
+          { length: Math.min(PORT_TRIES, candidates.length) },
+          () => candidates[Math.floor(Math.random() * candidates.length)]!,
+        );
     for (const port of ports) {
       if (!(await this.claim(port, t))) {
-        if (fixed) throw new TunnelError('port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: another tunnel of the cluster holds the port`);
+        if (fixed)
+          throw new TunnelError(
+            'port_unavailable',
+            `cannot listen on ${formatHostPort({ host: t.local.host, port })}: another tunnel of the cluster holds the port`,
+          );
         continue;
       }
       // allowHalfOpen: a side that finished sending (FIN) may still receive the answer, as over plain TCP.
@@ -59,7 +68,10 @@ export class TunnelListeners {
         this.release(port, t.claim);
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EADDRINUSE' || fixed) {
-          throw new TunnelError('port_unavailable', `cannot listen on ${formatHostPort({ host: t.local.host, port })}: ${code === 'EADDRINUSE' ? 'the port is in use' : code ?? errorMessage(err)}`);
+          throw new TunnelError(
+            'port_unavailable',
+            `cannot listen on ${formatHostPort({ host: t.local.host, port })}: ${code === 'EADDRINUSE' ? 'the port is in use' : (code ?? errorMessage(err))}`,
+          );
         }
       }
     }
@@ -80,7 +92,9 @@ export class TunnelListeners {
 
   /** Frees a port claim; one that fails (the database is away) is taken back by its tunnel or freed when this node starts again. */
   private release(port: number, claim: string): void {
-    this.claims.releasePort(port, claim).catch((err) => this.log.debug(`port ${port}: claim not released: ${errorMessage(err)}`));
+    this.claims
+      .releasePort(port, claim)
+      .catch((err) => this.log.debug(`port ${port}: claim not released: ${errorMessage(err)}`));
   }
 
   /** The port is claimed in the store (unique across the cluster) before listening on it. */
@@ -89,7 +103,10 @@ export class TunnelListeners {
       t.claim = randomUUID();
       return await this.claims.claimPort(port, t.id, this.nodeId, t.claim);
     } catch (err) {
-      throw new TunnelError('database_unavailable', `port ${port} cannot be claimed: the registry database is out of reach (${errorMessage(err)}); try again when it is back`);
+      throw new TunnelError(
+        'database_unavailable',
+        `port ${port} cannot be claimed: the registry database is out of reach (${errorMessage(err)}); try again when it is back`,
+      );
     }
   }
 
@@ -116,7 +133,9 @@ export class TunnelListeners {
     link.forward(t.id, ip, sock.remotePort ?? 0, (err, channel) => {
       answer.cancel();
       if (err) {
-        this.log.warn(`tunnel ${t.id}: client ${t.clientId} could not reach ${formatHostPort(t.remote)} for ${ip}: ${errorMessage(err)}`);
+        this.log.warn(
+          `tunnel ${t.id}: client ${t.clientId} could not reach ${formatHostPort(t.remote)} for ${ip}: ${errorMessage(err)}`,
+        );
         return void sock.resetAndDestroy(); // as the target's refusal would be
       }
       if (sock.destroyed) return void channel.close();

@@ -43,7 +43,13 @@ export class TunnelManager {
   ) {
     this.rules = new TunnelRules(policy);
     this.timers = new TunnelTimers((clientId, tunnelId) => this.expire(clientId, tunnelId), log);
-    this.listeners = new TunnelListeners(store.tunnels, this.node.id, this.timers, (clientId) => this.links.get(clientId), log);
+    this.listeners = new TunnelListeners(
+      store.tunnels,
+      this.node.id,
+      this.timers,
+      (clientId) => this.links.get(clientId),
+      log,
+    );
     this.options = new TunnelOptions(store.tunnels, this.timers);
   }
 
@@ -147,14 +153,20 @@ export class TunnelManager {
     try {
       await this.reload(clientId);
     } catch (err) {
-      this.log.warn(`client ${clientId}: its tunnels could not be read from the registry database (${errorMessage(err)}): those known here listen again`);
+      this.log.warn(
+        `client ${clientId}: its tunnels could not be read from the registry database (${errorMessage(err)}): those known here listen again`,
+      );
     }
     if (this.links.get(clientId) !== link) return; // it went, or connected again, meanwhile
     const tunnels = this.tunnelsOf(clientId);
     for (const t of [...tunnels.values()]) {
       if (t.createdBy === 'client' && !remotes.includes(t.source)) {
         tunnels.delete(t.id);
-        await this.store.tunnels.deleteTunnel(t.id).catch((err) => this.log.warn(`tunnel ${t.id}: not deleted from the registry database: ${errorMessage(err)}`));
+        await this.store.tunnels
+          .deleteTunnel(t.id)
+          .catch((err) =>
+            this.log.warn(`tunnel ${t.id}: not deleted from the registry database: ${errorMessage(err)}`),
+          );
       }
     }
     for (const r of remotes) {
@@ -164,21 +176,30 @@ export class TunnelManager {
         continue;
       }
       if (![...tunnels.values()].some((t) => t.source === r)) {
-        const t = this.newTunnel(clientId, { local: spec.local, remote: spec.remote, acl: [], idleTimeoutMs: 0 }, 'client', r);
+        const t = this.newTunnel(
+          clientId,
+          { local: spec.local, remote: spec.remote, acl: [], idleTimeoutMs: 0 },
+          'client',
+          r,
+        );
         const refusal = this.refusal(t);
         if (refusal) {
           this.log.warn(`client ${clientId}: [client] remotes entry "${r}" refused: ${refusal.message}`);
           continue;
         }
         tunnels.set(t.id, t);
-        await this.save(t).catch((err) => this.log.warn(`tunnel ${t.id}: not saved in the registry database: ${errorMessage(err)}`));
+        await this.save(t).catch((err) =>
+          this.log.warn(`tunnel ${t.id}: not saved in the registry database: ${errorMessage(err)}`),
+        );
       }
     }
     for (const t of tunnels.values()) {
       try {
         await this.activate(t, link);
       } catch (err) {
-        this.log.error(`client ${clientId}: tunnel ${formatHostPort(t.local)} -> ${formatHostPort(t.remote)} not restored: ${errorMessage(err)}`);
+        this.log.error(
+          `client ${clientId}: tunnel ${formatHostPort(t.local)} -> ${formatHostPort(t.remote)} not restored: ${errorMessage(err)}`,
+        );
       }
     }
   }
@@ -192,7 +213,11 @@ export class TunnelManager {
 
   async create(clientId: string, req: TunnelRequest): Promise<Tunnel> {
     const link = this.links.get(clientId);
-    if (!link) throw new TunnelError('client_not_connected', `client ${clientId} is not connected: tunnels can be created only to connected clients`);
+    if (!link)
+      throw new TunnelError(
+        'client_not_connected',
+        `client ${clientId} is not connected: tunnels can be created only to connected clients`,
+      );
     const t = this.newTunnel(clientId, req, 'api', '');
     const refusal = this.refusal(t);
     if (refusal) throw refusal;
@@ -261,9 +286,23 @@ export class TunnelManager {
       throw new TunnelError('bad_request', `acl ${errorMessage(err)}`);
     }
     return {
-      id: randomUUID(), clientId, local: { host: req.local.host || this.rules.defaultHost, port: req.local.port }, remote: req.remote, acl: req.acl, aclRules,
-      idleTimeoutMs: req.idleTimeoutMs, createdBy, source, createdAt: Date.now(), listener: undefined, claim: '', sockets: new Set(),
-      idleTimer: undefined, connections: 0, bytesIn: 0, bytesOut: 0,
+      id: randomUUID(),
+      clientId,
+      local: { host: req.local.host || this.rules.defaultHost, port: req.local.port },
+      remote: req.remote,
+      acl: req.acl,
+      aclRules,
+      idleTimeoutMs: req.idleTimeoutMs,
+      createdBy,
+      source,
+      createdAt: Date.now(),
+      listener: undefined,
+      claim: '',
+      sockets: new Set(),
+      idleTimer: undefined,
+      connections: 0,
+      bytesIn: 0,
+      bytesOut: 0,
     };
   }
 
@@ -271,15 +310,24 @@ export class TunnelManager {
   private async activate(t: Tunnel, link: ClientLink): Promise<void> {
     this.listeners.close(t); // a listener left from the client's previous connection
     try {
-      await link.control.request(METHOD.tunnelOpen, { id: t.id, remote: formatHostPort(t.remote) }, CLIENT_ANSWER_TIMEOUT_MS);
+      await link.control.request(
+        METHOD.tunnelOpen,
+        { id: t.id, remote: formatHostPort(t.remote) },
+        CLIENT_ANSWER_TIMEOUT_MS,
+      );
     } catch (err) {
-      if (err instanceof RemoteError) throw new TunnelError('tunnel_refused', `client ${t.clientId} refused: ${err.message}`);
-      throw new TunnelError('client_unavailable', `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`);
+      if (err instanceof RemoteError)
+        throw new TunnelError('tunnel_refused', `client ${t.clientId} refused: ${err.message}`);
+      throw new TunnelError(
+        'client_unavailable',
+        `client ${t.clientId} did not confirm the tunnel: ${errorMessage(err)}`,
+      );
     }
     t.listener = await this.listeners.listen(t, () => this.rules.freePorts(this.listeningPorts()));
     t.node = { id: this.node.id, address: this.node.publicHost, listening: true };
     try {
-      if (this.links.get(t.clientId) !== link) throw new TunnelError('client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
+      if (this.links.get(t.clientId) !== link)
+        throw new TunnelError('client_unavailable', `client ${t.clientId} went while the tunnel was being opened`);
       // A tunnel already in the registry keeps the port it got (a new API tunnel is saved by create()).
       if (t.createdBy === 'client' || this.tunnelsOf(t.clientId).has(t.id)) await this.save(t);
     } catch (err) {
@@ -291,6 +339,10 @@ export class TunnelManager {
 
   /** The ports this node's tunnels listen on. */
   private listeningPorts(): Set<number> {
-    return new Set(this.all().filter((x) => x.listener).map((x) => x.local.port));
+    return new Set(
+      this.all()
+        .filter((x) => x.listener)
+        .map((x) => x.local.port),
+    );
   }
 }

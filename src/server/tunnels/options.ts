@@ -24,19 +24,36 @@ export class TunnelOptions {
 
   /** Arms the auto-close timers of the stored tunnels. */
   async init(): Promise<void> {
-    for (const row of await this.records.tunnelOptions()) if (row.auto_close_at !== null) this.timers.armAutoClose(row.client_id, row.tunnel_id, row.auto_close_at);
+    for (const row of await this.records.tunnelOptions())
+      if (row.auto_close_at !== null) this.timers.armAutoClose(row.client_id, row.tunnel_id, row.auto_close_at);
   }
 
   /** Every live tunnel's options by tunnel id: one read per answer. */
   async all(): Promise<Map<string, Options>> {
-    return new Map((await this.records.tunnelOptions()).map((r) => [r.tunnel_id, {
-      scheme: r.scheme, lport_random: !!r.lport_random, auto_close_at: r.auto_close_at === null ? null : new Date(r.auto_close_at).toISOString(),
-    }]));
+    return new Map(
+      (await this.records.tunnelOptions()).map((r) => [
+        r.tunnel_id,
+        {
+          scheme: r.scheme,
+          lport_random: !!r.lport_random,
+          auto_close_at: r.auto_close_at === null ? null : new Date(r.auto_close_at).toISOString(),
+        },
+      ]),
+    );
   }
 
-  async save(clientId: string, tunnelId: string, o: { scheme: string; lportRandom: boolean; autoCloseMs: number }): Promise<void> {
+  async save(
+    clientId: string,
+    tunnelId: string,
+    o: { scheme: string; lportRandom: boolean; autoCloseMs: number },
+  ): Promise<void> {
     const at = o.autoCloseMs > 0 ? Date.now() + o.autoCloseMs : null;
-    const row: TunnelOptionsRow = { tunnel_id: tunnelId, scheme: o.scheme, lport_random: o.lportRandom ? 1 : 0, auto_close_at: at };
+    const row: TunnelOptionsRow = {
+      tunnel_id: tunnelId,
+      scheme: o.scheme,
+      lport_random: o.lportRandom ? 1 : 0,
+      auto_close_at: at,
+    };
     await this.records.saveTunnelOptions(row);
     if (at !== null) this.timers.armAutoClose(clientId, tunnelId, at);
   }

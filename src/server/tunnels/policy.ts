@@ -10,8 +10,10 @@ import { TunnelError, type Endpoint, type Tunnel } from './tunnel.js';
 export function defaultBindNote(t: Pick<Tunnel, 'local' | 'acl'>): string {
   const at = formatHostPort(t.local);
   const why = `the request named no address and [server] tunnel_bind_addresses starts with ${t.local.host}`;
-  if (isLoopback(t.local.host)) return `listens on ${at}, on this machine only: ${why}; ask for local=0.0.0.0:PORT (with an acl) to reach it from other hosts`;
-  if (isAnyAddress(t.local.host) && t.acl.length === 0) return `listens on ${at} for every network this server is on, with no acl: ${why} (RPort's default); add an acl to limit who may connect`;
+  if (isLoopback(t.local.host))
+    return `listens on ${at}, on this machine only: ${why}; ask for local=0.0.0.0:PORT (with an acl) to reach it from other hosts`;
+  if (isAnyAddress(t.local.host) && t.acl.length === 0)
+    return `listens on ${at} for every network this server is on, with no acl: ${why} (RPort's default); add an acl to limit who may connect`;
   return `listens on ${at}: ${why}`;
 }
 
@@ -35,13 +37,22 @@ export class TunnelRules {
   refusal(clientId: string, local: Endpoint, count: number): TunnelError | undefined {
     const p = this.policy;
     if (!isIP(local.host) || !this.bindAddresses.check(local.host, isIP(local.host) === 6 ? 'ipv6' : 'ipv4')) {
-      return new TunnelError('bind_address_not_allowed', `bind address ${local.host} is not in [server] tunnel_bind_addresses (${p.bindAddresses.join(', ')})`);
+      return new TunnelError(
+        'bind_address_not_allowed',
+        `bind address ${local.host} is not in [server] tunnel_bind_addresses (${p.bindAddresses.join(', ')})`,
+      );
     }
     if (local.port && !this.ports.has(local.port)) {
-      return new TunnelError('port_not_allowed', `port ${local.port} is not in [server] used_ports (${p.usedPorts}) minus excluded_ports (${p.excludedPorts})`);
+      return new TunnelError(
+        'port_not_allowed',
+        `port ${local.port} is not in [server] used_ports (${p.usedPorts}) minus excluded_ports (${p.excludedPorts})`,
+      );
     }
     if (count >= p.maxPerClient) {
-      return new TunnelError('too_many_tunnels', `client ${clientId} has ${count} tunnels, the most [server] max_tunnels_per_client allows`);
+      return new TunnelError(
+        'too_many_tunnels',
+        `client ${clientId} has ${count} tunnels, the most [server] max_tunnels_per_client allows`,
+      );
     }
     return undefined;
   }

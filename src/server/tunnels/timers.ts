@@ -22,10 +22,17 @@ export class TunnelTimers {
   armIdle(t: Tunnel): void {
     if (t.idleTimeoutMs <= 0 || t.sockets.size > 0 || !t.listener) return;
     t.idleTimer?.cancel();
-    t.idleTimer = deadline(t.idleTimeoutMs, `tunnel ${t.id} idle`, () => {
-      this.log.info(`tunnel ${t.id} idle for ${formatDuration(t.idleTimeoutMs)}: deleting it`);
-      this.expire(t.clientId, t.id).catch((err) => this.log.warn(`tunnel ${t.id}: not deleted: ${errorMessage(err)}`));
-    }, { unref: true });
+    t.idleTimer = deadline(
+      t.idleTimeoutMs,
+      `tunnel ${t.id} idle`,
+      () => {
+        this.log.info(`tunnel ${t.id} idle for ${formatDuration(t.idleTimeoutMs)}: deleting it`);
+        this.expire(t.clientId, t.id).catch((err) =>
+          this.log.warn(`tunnel ${t.id}: not deleted: ${errorMessage(err)}`),
+        );
+      },
+      { unref: true },
+    );
   }
 
   /** A connection came, or the tunnel stopped listening. */
@@ -36,11 +43,21 @@ export class TunnelTimers {
   /** Deletes the tunnel at `at` (ms since 1970); one overdue already goes at once. */
   armAutoClose(clientId: string, tunnelId: string, at: number): void {
     this.autoClose.get(tunnelId)?.cancel();
-    this.autoClose.set(tunnelId, deadline(at - Date.now(), `auto-close of tunnel ${tunnelId}`, () => {
-      this.autoClose.delete(tunnelId);
-      this.log.info(`tunnel ${tunnelId} of client ${clientId} reached its auto-close time: deleting it`);
-      this.expire(clientId, tunnelId).catch((err) => this.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${errorMessage(err)}`));
-    }, { unref: true }));
+    this.autoClose.set(
+      tunnelId,
+      deadline(
+        at - Date.now(),
+        `auto-close of tunnel ${tunnelId}`,
+        () => {
+          this.autoClose.delete(tunnelId);
+          this.log.info(`tunnel ${tunnelId} of client ${clientId} reached its auto-close time: deleting it`);
+          this.expire(clientId, tunnelId).catch((err) =>
+            this.log.warn(`tunnel ${tunnelId}: not closed at its auto-close time: ${errorMessage(err)}`),
+          );
+        },
+        { unref: true },
+      ),
+    );
   }
 
   /** The tunnel is gone: no auto-close left behind. */

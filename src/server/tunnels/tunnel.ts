@@ -11,18 +11,34 @@ import type { Deadline } from '../../timeout.js';
 export type Endpoint = Readonly<HostPort>;
 
 /** Why a tunnel request cannot be carried out: the API answers the code with its own HTTP status. */
-export type TunnelErrorCode = 'bind_address_not_allowed' | 'port_not_allowed' | 'too_many_tunnels' | 'client_not_connected' | 'bad_request'
-  | 'tunnel_refused' | 'client_unavailable' | 'port_unavailable' | 'database_unavailable';
+export type TunnelErrorCode =
+  | 'bind_address_not_allowed'
+  | 'port_not_allowed'
+  | 'too_many_tunnels'
+  | 'client_not_connected'
+  | 'bad_request'
+  | 'tunnel_refused'
+  | 'client_unavailable'
+  | 'port_unavailable'
+  | 'database_unavailable';
 
 /** A tunnel request that cannot be carried out; the message is the one line a user reads. */
 export class TunnelError extends Error {
-  constructor(readonly code: TunnelErrorCode, message: string) {
+  constructor(
+    readonly code: TunnelErrorCode,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 /** Opens one channel that carries one tunnel connection. */
-export type Forward = (tunnelId: string, originIp: string, originPort: number, cb: (err: Error | undefined, channel: ssh2.Channel) => void) => void;
+export type Forward = (
+  tunnelId: string,
+  originIp: string,
+  originPort: number,
+  cb: (err: Error | undefined, channel: ssh2.Channel) => void,
+) => void;
 
 /** What the tunnel manager needs of a connected client. */
 export interface ClientLink {

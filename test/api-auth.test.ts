@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { apiRoutes } from '../src/api/api-server.js';
 import { safeEqual } from '../src/server/credentials.js';
 import { MAX_TOKENS, MAX_TOKENS_PER_USER, TOKEN_TTL_MS, Tokens } from '../src/api/tokens.js';
@@ -191,7 +191,7 @@ test('security headers on the dashboard and the API, no CORS, no inline script, 
 });
 
 /** The API app in this process, with a real store, listening on loopback: so the test can ask it for its routes. */
-async function inProcessApi(t: import('node:test').TestContext, logIntervalMs?: number) {
+async function inProcessApi(t: TestContext, logIntervalMs?: number) {
   const { app, logFile } = apiApp(tmpDir(t, 'rport-api-'), { logIntervalMs });
   await app.listen({ host: '127.0.0.1', port: 0 });
   cleanup(t, () => app.close());

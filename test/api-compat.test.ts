@@ -15,7 +15,7 @@ import {
 // Requests as RPort's OpenAPI files document them (api-doc/openapi in the openrport repository), and the
 // shapes of its answers: ErrorPayload, Client, Tunnel, ClientAuth, LoginResponse, the list's meta.count.
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 const basic = (auth: string) => `Basic ${Buffer.from(auth).toString('base64')}`;
 
 interface Answer {

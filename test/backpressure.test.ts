@@ -22,7 +22,7 @@ async function tunnelTo(t: TestContext, id: string, target: Server) {
     '--keep-alive-timeout',
     '1m',
   ]);
-  await client.waitFor(/INFO  client: connected to/);
+  await client.waitFor(/INFO {2}client: connected to/);
   const r = await server.api(
     `/api/v1/clients/${id}/tunnels?remote=127.0.0.1:${(target.address() as AddressInfo).port}`,
     API_AUTH,

@@ -23,7 +23,7 @@ import {
 } from '../harness/procs.js';
 import { connectRequest, rawLink, rawSsh, requestConnect } from './helpers/raw-client.js';
 
-const connected = /INFO  client: connected to /;
+const connected = /INFO {2}client: connected to /;
 /** A regression may make a refused client connect and stay: fail then, do not hang. */
 const LIMIT = { timeout: patient(90_000) };
 

@@ -31,7 +31,7 @@ import {
   type ServerHandle,
 } from '../harness/procs.js';
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 
 async function clientIds(server: ServerHandle): Promise<Array<{ id: string; name: string; connected: boolean }>> {
   return (await server.api('/api/v1/clients')).body.data;

@@ -14,7 +14,7 @@ import {
   tmpDir,
 } from '../harness/procs.js';
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 const seconds = (ms: number) => ms / 1000;
 
 test('connects, authenticates, and the API lists the client; the API wants its credentials', async (t) => {
@@ -82,7 +82,7 @@ test('a client without [client] fingerprint warns at start, naming the key and w
   const server = await startServer(t);
   const client = startClient(t, `127.0.0.1:${server.port}`);
   const warning = await client.waitFor(
-    /WARN  client: \[client\] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:\.\.\." from the line "host key fingerprint" rportd logs at start/,
+    /WARN {2}client: \[client\] fingerprint is not set: the server's host key is not checked, so a man in the middle would go unnoticed; set fingerprint = "SHA256:\.\.\." from the line "host key fingerprint" rportd logs at start/,
   );
   await client.waitFor(connected);
   assert.ok(

@@ -395,7 +395,7 @@ test(
         `${data}/rport-watchdog\\.log is a symlink, not followed because ${data} belongs to nobody, not to root \\(this process\\), and nobody could replace files in it; logging to stderr`,
       ),
     );
-    assert.match(p.output, /INFO  rport-watchdog: healthy: /);
+    assert.match(p.output, /INFO {2}rport-watchdog: healthy: /);
   },
 );
 
@@ -410,7 +410,7 @@ test('the logger escapes control characters: a message is always one line', (t) 
   assert.equal(lines().length, 1, lines().join('\n'));
   assert.match(
     lines()[0]!,
-    /WARN  watchdog: failed login as "x\\n2026-01-01 00:00:00\.000 INFO  server: client admin connected\\r\\x1b\[2J\\x00\\x7f\\x85\\u2028\\u2029\ttab"$/,
+    /WARN {2}watchdog: failed login as "x\\n2026-01-01 00:00:00\.000 INFO {2}server: client admin connected\\r\\x1b\[2J\\x00\\x7f\\x85\\u2028\\u2029\ttab"$/,
   );
 });
 

@@ -11,7 +11,7 @@ import { CLIENT_AUTH, cleanup, eventually, metric, patient, startClient, startSe
 import { connectRequest, rawLink, rawSsh, requestConnect, sendAndReset, upgradeRequest } from './helpers/raw-client.js';
 
 const LIMIT = { timeout: patient(120_000) };
-const connected = /INFO  client: connected to /;
+const connected = /INFO {2}client: connected to /;
 
 /** Opens `n` TCP connections from `from` (a loopback address) and runs `then` on each once connected. */
 async function open(
@@ -249,7 +249,7 @@ test(
     assert.equal(server.proc.exit, undefined, `rportd exited:\n${server.proc.output}`);
     const client = startClient(t, `127.0.0.1:${server.port}`);
     await client.waitFor(connected);
-    assert.ok(!server.proc.lines.some((l) => / ERROR |Unhandled|    at /.test(l)), server.proc.output);
+    assert.ok(!server.proc.lines.some((l) => / ERROR |Unhandled| {4}at /.test(l)), server.proc.output);
   },
 );
 

@@ -190,7 +190,7 @@ test(
     const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
     stockClient(t, server, { id: 'fleet-stock', fingerprint: fp });
     const ours = startClient(t, `127.0.0.1:${server.port}`, ['--id', 'fleet-rport', '--fingerprint', fp]);
-    await ours.waitFor(/INFO  client: connected to/, 30_000);
+    await ours.waitFor(/INFO {2}client: connected to/, 30_000);
     await listed(server, 'fleet-stock');
     await listed(server, 'fleet-rport');
     const echo = await target(t, (s) => s.pipe(s));

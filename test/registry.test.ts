@@ -14,7 +14,7 @@ import {
   type ServerHandle,
 } from '../harness/procs.js';
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 
 function call(
   server: ServerHandle,

@@ -26,7 +26,7 @@ import { connectRequest, rawSsh, resetWs, sendAndReset, upgradeRequest } from '.
 const ROUNDS = 8;
 const seconds = Number(process.env.FUZZ_SECONDS ?? 0);
 const LIMIT = { timeout: patient(120_000) + seconds * 2000 };
-const connected = /INFO  client: connected to /;
+const connected = /INFO {2}client: connected to /;
 const [user, password] = CLIENT_AUTH.split(':') as [string, string];
 const basic = `Basic ${Buffer.from(API_AUTH).toString('base64')}`;
 /** The address whose logins as client1 are banned (max_failed_login 1), for refusals of banned upgrades. */

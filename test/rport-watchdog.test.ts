@@ -175,7 +175,7 @@ test('run: two hung checks restart a frozen client through --restart-cmd; the ra
   client.kill('SIGSTOP');
   await eventually(() => (restarts().length === 1 ? true : undefined), 10_000, 'first restart');
   assert.deepEqual(restarts(), [String(client.pid)]);
-  assert.match(log(), /WARN  rport-watchdog: hung \(strike 1 of 2\)/);
+  assert.match(log(), /WARN {2}rport-watchdog: hung \(strike 1 of 2\)/);
   assert.match(log(), /ERROR rport-watchdog: hung \(strike 2 of 2\): .*; restarting the client: echo/);
   const firstHung = log().indexOf('strike 1 of 2');
   assert.ok(firstHung >= 0 && firstHung < log().indexOf('restarting the client'), 'a restart only after two strikes');

@@ -111,7 +111,7 @@ test(
       'the new process connected',
     );
     await sd.systemctl('stop', 'rport.service');
-    assert.match(readFileSync(log, 'utf8'), /INFO  client: stopped/);
+    assert.match(readFileSync(log, 'utf8'), /INFO {2}client: stopped/);
     await sd.stop();
     assert.ok(!existsSync(sd.dir), `${sd.dir}: the harness leaves nothing behind in /var/tmp`);
   },

@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { freePort, patient, startClient, startServer, target, API_AUTH, type ServerHandle } from '../harness/procs.js';
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 
 async function tunnel(server: ServerHandle, client: string, remotePort: number): Promise<number> {
   const r = await server.api(
@@ -89,13 +89,12 @@ test("a target that refuses the connection: the user's connection is reset", asy
 test('a user that aborts: the target sees a reset, not a clean end', async (t) => {
   let seen: (how: string) => void;
   const targetSaw = new Promise<string>((r) => (seen = r));
-  let user: Socket | undefined;
   const { port } = await setup(t, 'abort-user', (s) => {
     s.once('end', () => seen('end'));
     s.once('error', (err: NodeJS.ErrnoException) => seen(err.code ?? err.message));
     s.write('hello', () => undefined);
   });
-  user = download(port, () => user!.resetAndDestroy()).sock;
+  const user: Socket = download(port, () => user.resetAndDestroy()).sock;
   const bound = patient(15_000);
   const timeout = new Promise<string>((r) => setTimeout(() => r(`nothing within ${bound}ms`), bound).unref());
   assert.equal(await Promise.race([targetSaw, timeout]), 'ECONNRESET');

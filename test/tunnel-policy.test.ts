@@ -17,7 +17,7 @@ import {
   type AnyServer,
 } from '../harness/procs.js';
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 
 async function listen(t: TestContext, onConn: (s: Socket) => void, host = '127.0.0.1', port = 0): Promise<number> {
   const srv = createServer(onConn);
@@ -276,8 +276,7 @@ test('a PUT that fails after the listener opened closes the listener', async (t)
 test('DNS rebinding: tunnel_allowed is checked on the address that is dialed, at every dial', async (t) => {
   const allowed = await echo(t);
   let forbiddenHits = 0;
-  let forbidden: Server | undefined;
-  forbidden = createServer((s) => {
+  const forbidden: Server = createServer((s) => {
     forbiddenHits++;
     s.end('forbidden');
   });

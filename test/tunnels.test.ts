@@ -19,7 +19,7 @@ import {
 } from '../harness/procs.js';
 import { sshdPath, startSshd } from '../harness/sshd.js';
 
-const connected = /INFO  client: connected to (\S+) within/;
+const connected = /INFO {2}client: connected to (\S+) within/;
 
 async function echoServer(t: TestContext): Promise<number> {
   const srv = createServer((s) => s.pipe(s));
@@ -118,7 +118,9 @@ test('tunnel_allowed: a target the client does not allow is refused, with a clea
       },
     ],
   });
-  await client.waitFor(/WARN  tunnels: refused a tunnel to 127\.0\.0\.1:22: not allowed by \[client\] tunnel_allowed/);
+  await client.waitFor(
+    /WARN {2}tunnels: refused a tunnel to 127\.0\.0\.1:22: not allowed by \[client\] tunnel_allowed/,
+  );
 });
 
 test('acl: connections from addresses outside it are closed', async (t) => {

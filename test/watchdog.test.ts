@@ -240,7 +240,7 @@ test('the heartbeat budget is logged; a WatchdogSec below it gets a warning that
   await withSystemd.waitFor(/connected to/);
   assert.match(
     withSystemd.output,
-    /WARN  watchdog: systemd WatchdogSec=10s is below the heartbeat budget 3m31s: this client covers the gap with in-step heartbeats, but a client relying on events alone would be killed while healthy; WatchdogSec=221 covers the budget/,
+    /WARN {2}watchdog: systemd WatchdogSec=10s is below the heartbeat budget 3m31s: this client covers the gap with in-step heartbeats, but a client relying on events alone would be killed while healthy; WatchdogSec=221 covers the budget/,
   );
 });
 

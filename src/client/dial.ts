@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one connection attempt read top to bottom, one function a step under one clock */
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';

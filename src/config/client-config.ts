@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- every key of RPort's rport.conf in one table, as its documentation lists them */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- every key of RPort's rportd.conf in one table, as its documentation lists them */
 import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
 import { logLevelOf } from './logging.js';

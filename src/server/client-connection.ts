@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one client's session from SSH auth to close; split, its states would be shared between files */
 import { randomUUID } from 'node:crypto';
 import type ssh2 from 'ssh2';
 import type { WebSocket } from 'ws';

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- RPort's command and multi-client command routes, which share one request shape */
 import type { FastifyInstance } from 'fastify';
 import type { JobAsk, MultiJobSpec } from '../../server/jobs/job-service.js';
 import type { JobRow } from '../../server/store/jobs.js';

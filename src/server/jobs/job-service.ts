@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the job's life in one place: send, results in parts, budgets, timeouts, fleet jobs */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorMessage, type Logger } from '../../log.js';

@@ -75,29 +75,18 @@ function script(token: string): string {
 }
 
 /** Why a private root cannot be made here, or undefined when it can (tried once with /bin/true). */
+/** unshare's arguments: new mount and PID namespaces whose bash makes the private root, then runs argv. */
+function unshareArgs(token: string, argv: string[]): string[] {
+  const ns = ['--mount', '--pid', '--fork', '--propagation', 'private', '--kill-child'];
+  return [...ns, '--', 'bash', '-c', script(token), 'private-root', ...argv];
+}
+
 export function privateRootUnavailable(): string | undefined {
   if (process.platform !== 'linux') return 'a private root needs Linux namespaces';
   if (process.getuid?.() !== 0) return 'a private root needs root (mount and PID namespaces, overlay mounts)';
   for (const tool of ['/usr/bin/unshare', '/usr/sbin/pivot_root'])
     if (!existsSync(tool)) return `${tool} is missing (util-linux)`;
-  const r = spawnSync(
-    'unshare',
-    [
-      '--mount',
-      '--pid',
-      '--fork',
-      '--propagation',
-      'private',
-      '--kill-child',
-      '--',
-      'bash',
-      '-c',
-      script('probe'),
-      'private-root',
-      'true',
-    ],
-    { encoding: 'utf8', timeout: 30_000 },
-  );
+  const r = spawnSync('unshare', unshareArgs('probe', ['true']), { encoding: 'utf8', timeout: 30_000 });
   return r.status === 0
     ? undefined
     : `cannot make a private root here: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]}`;
@@ -121,27 +110,10 @@ export function runInPrivateRoot(
 ): Promise<{ code: number | null; output: string }> {
   const token = randomBytes(8).toString('hex');
   const { NODE_TEST_CONTEXT: _c, ...env } = opts.env ?? process.env;
-  const child = spawn(
-    'unshare',
-    [
-      '--mount',
-      '--pid',
-      '--fork',
-      '--propagation',
-      'private',
-      '--kill-child',
-      '--',
-      'bash',
-      '-c',
-      script(token),
-      'private-root',
-      ...argv,
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...env, [MARK_ENV]: token },
-    },
-  );
+  const child = spawn('unshare', unshareArgs(token, argv), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...env, [MARK_ENV]: token },
+  });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d));
   child.stderr.on('data', (d: Buffer) => (output += d));

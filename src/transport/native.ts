@@ -1,5 +1,5 @@
-import { packageRequire } from '../native/package-require.js';
-import { isSingleExecutable } from '../native/sea.js';
+import { packageRequire } from '../runtime/package-require.js';
+import { isSingleExecutable } from '../runtime/sea.js';
 
 /** The largest channel window patches/ssh2+1.17.0.patch grows to; unpatched ssh2 keeps 2 MiB. */
 export const PATCHED_SSH_WINDOW = 16 << 20;

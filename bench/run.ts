@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { nativeAcceleration } from '../src/transport/native.js';
+import { nativeAcceleration } from '../src/transport/acceleration.js';
 import { VERSION } from '../src/version.js';
 import { ensurePrerequisites } from './lib/prerequisites.js';
 import { writeKeepingSections, writeSection } from './lib/sections.js';

@@ -3,7 +3,7 @@ import { RportClient } from '../client/client.js';
 import { StepClock } from '../watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../config/client-config.js';
 import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
-import { reportNativeAcceleration } from '../transport/native.js';
+import { reportNativeAcceleration } from '../transport/acceleration.js';
 import { VERSION } from '../version.js';
 import { SdNotify } from '../watchdog/sd-notify.js';
 import { StateFile } from '../watchdog/state-file.js';

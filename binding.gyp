@@ -7,7 +7,7 @@
           "OS=='linux'",
           {
             "sources": [
-              "native/sd_notify.c"
+              "addons/sd_notify.c"
             ],
             "cflags": [
               "-O2",
@@ -27,7 +27,7 @@
           "OS=='linux'",
           {
             "sources": [
-              "native/malloc_tune.c"
+              "addons/malloc_tune.c"
             ],
             "cflags": [
               "-O2",

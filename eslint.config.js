@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'release/', 'node_modules/', 'test/fuzz/corpus/', 'native/'] },
+  { ignores: ['dist/', 'build/', 'release/', 'node_modules/', 'test/fuzz/corpus/', 'addons/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

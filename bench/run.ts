@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { nativeAcceleration } from '../src/transport/native.js';
+import { nativeAcceleration } from '../src/transport/acceleration.js';
 import { VERSION } from '../src/version.js';
 import { ensurePrerequisites } from './lib/prerequisites.js';
 import { writeKeepingSections, writeSection } from './lib/sections.js';
@@ -111,7 +111,7 @@ Notes:
   before malloc_tune, 13% of rportd's samples were the kernel's page-fault handler and 17.5% a memmove
   that faulted (ssh2's channelData copying each 64 KiB chunk into a fresh packet, socket reads into fresh
   buffers): 181 page faults per MB. glibc gave freed heap back to the kernel after every GC, and the next
-  buffers faulted it in again (costly on a VM). native/malloc_tune.c keeps up to 32 MiB of freed heap:
+  buffers faulted it in again (costly on a VM). addons/malloc_tune.c keeps up to 32 MiB of freed heap:
   3 faults per MB on rportd, 1 on rport.
 - CPU per GB, the two modes (2026-11-30, third pass; found with \`perf\`, \`--trace-gc\`, \`--trace-gc-nvp\` and
   \`--trace-incremental-marking\` on rportd, one stream of 256 MiB each way, 2 runs per process): rportd's CPU per

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { checkCommand } from '../src/client/commands/filter.js';
+import { checkCommand } from '../src/client/jobs/filter.js';
 import type { CommandsConfig } from '../src/config/client-config.js';
 import { ClientRegistry, soloCluster } from '../src/server/client-registry.js';
 import { SqliteDb } from '../src/server/db/sqlite.js';

@@ -131,7 +131,7 @@ test('the files the docs name exist: relative links, repository paths in backtic
       checked++;
     }
     for (const [, path] of text.matchAll(
-      /`((?:packaging|docs|scripts|test|src|bench|native|patches|\.ci)\/[^`\s*<]*)`/g,
+      /`((?:packaging|docs|scripts|test|src|bench|addons|patches|\.ci)\/[^`\s*<]*)`/g,
     )) {
       if (madeByRuns.has(path!)) continue;
       assert.ok(existsSync(join(root, path!)), `${file} names ${path}, which the checkout does not have`);

@@ -18,7 +18,7 @@ const LAYERS = [
   'log.ts',
   'timeout.ts',
   'config',
-  'native',
+  'runtime',
   'transport',
   'watchdog',
   'client',

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-const NATIVE = fileURLToPath(new URL('../src/transport/native.js', import.meta.url));
+const ACCELERATION = fileURLToPath(new URL('../src/transport/acceleration.js', import.meta.url));
 
 // The add-on is built and loads where it matters (glibc Linux), in a process of its own since it changes
 // that process's allocator. What it saves is measured by the bench, not here: rportd's page faults per MB
@@ -11,8 +11,8 @@ const NATIVE = fileURLToPath(new URL('../src/transport/native.js', import.meta.u
 // on when V8's sweeper frees them and could not fail reliably.
 const probe = `
 import { createRequire } from 'node:module';
-import { keepFreedMemory, nativeAcceleration } from ${JSON.stringify(NATIVE)};
-const m = createRequire(${JSON.stringify(NATIVE)})('../../../build/Release/malloc_tune.node');
+import { keepFreedMemory, nativeAcceleration } from ${JSON.stringify(ACCELERATION)};
+const m = createRequire(${JSON.stringify(ACCELERATION)})('../../../build/Release/malloc_tune.node');
 process.stdout.write(JSON.stringify({ kept: keepFreedMemory(), reported: nativeAcceleration().heapKept, release: typeof m.releaseFreedMemory() }));
 `;
 

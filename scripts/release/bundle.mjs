@@ -1,13 +1,13 @@
 // esbuild bundles of the two executables for Node's single executable applications (SEA): one CommonJS file
 // each (a SEA main script is CommonJS and its require() only reaches Node's built-in modules), every
-// native add-on turned into a call to src/native/sea-addon.ts, and the version and rport.conf template baked in.
+// native add-on turned into a call to src/runtime/sea-addon.ts, and the version and rport.conf template baked in.
 import { build } from 'esbuild';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const ADDON_LOADER = join(ROOT, 'src/native/sea-addon.ts');
+const ADDON_LOADER = join(ROOT, 'src/runtime/sea-addon.ts');
 
 /** The executables: rport is also rport-watchdog (src/cli/rport.ts dispatches by name or subcommand). */
 export const COMMANDS = {
@@ -48,7 +48,7 @@ function seaPlugin(version, addons) {
         contents: `export const clientTemplate = () => ${JSON.stringify(readFileSync(join(ROOT, 'packaging/conf/rport.conf'), 'utf8'))};`,
         loader: 'js',
       }));
-      b.onLoad({ filter: /[\\/]src[\\/]native[\\/]package-require\.ts$/ }, () => ({
+      b.onLoad({ filter: /[\\/]src[\\/]runtime[\\/]package-require\.ts$/ }, () => ({
         resolveDir: ROOT,
         loader: 'js',
         contents: `export function packageRequire(id) {\n  switch (id) {\n${packageRequireIds()

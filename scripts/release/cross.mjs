@@ -9,7 +9,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CC = 'aarch64-linux-gnu-gcc';
 
 /**
- * The path of native/<name>.c built as <name>.node against the Node headers in `headers`, or undefined
+ * The path of addons/<name>.c built as <name>.node against the Node headers in `headers`, or undefined
  * (with the reason printed) when it cannot be built here.
  */
 export function crossBuildAddon(name, workDir, headers) {
@@ -22,6 +22,6 @@ export function crossBuildAddon(name, workDir, headers) {
   mkdirSync(workDir, { recursive: true });
   const out = join(workDir, `${name}.node`);
   // Node-API symbols are resolved from the executable at load time, as node-gyp links them on Linux.
-  execFileSync(CC, ['-O2', '-Wall', '-shared', '-fPIC', `-DNODE_GYP_MODULE_NAME=${name}`, `-I${headers}`, '-o', out, join(ROOT, `native/${name}.c`)], { stdio: 'inherit', timeout: 120_000 });
+  execFileSync(CC, ['-O2', '-Wall', '-shared', '-fPIC', `-DNODE_GYP_MODULE_NAME=${name}`, `-I${headers}`, '-o', out, join(ROOT, `addons/${name}.c`)], { stdio: 'inherit', timeout: 120_000 });
   return out;
 }

@@ -1,17 +1,17 @@
-// The rport client's own command (the service): what `rport` runs without a subcommand.
+// The rport client's own command: what `rport` runs without a subcommand, until stopped.
 import { RportClient } from '../client/client.js';
 import { StepClock } from '../watchdog/step-clock.js';
 import { CLIENT_KEYS, clientConfig } from '../config/client-config.js';
 import { RPORT_CLIENT_NAMES } from '../config/rport-names.js';
-import { reportNativeAcceleration } from '../transport/native.js';
+import { reportNativeAcceleration } from '../transport/acceleration.js';
 import { VERSION } from '../version.js';
 import { SdNotify } from '../watchdog/sd-notify.js';
 import { StateFile } from '../watchdog/state-file.js';
 import { Watchdog } from '../watchdog/watchdog.js';
-import { onShutdown, startService } from './main.js';
+import { onShutdown, startConfigured } from './main.js';
 
 export async function clientMain(): Promise<number> {
-  const started = startService(
+  const started = startConfigured(
     {
       name: 'rport',
       summary: 'the rport client. Keeps a connection to rportd alive, through restarts, dead links and bad networks.',

@@ -40,7 +40,7 @@ export function runMain(command: string, main: () => Promise<number>): void {
   main().then(
     (code) => process.exit(code),
     (err) => {
-      // Whoever reads only the log file must see why the service did not start.
+      // Whoever reads only the log file must see why the command did not start.
       const fileLog =
         failureLog ?? (err instanceof ConfigError && err.logFile ? fileLogger(err.logFile, command) : undefined);
       if (err instanceof ConfigError) {
@@ -69,7 +69,8 @@ export function onShutdown(stop: () => void): void {
   process.once('SIGINT', handler);
 }
 
-export interface ServiceCommand {
+/** rport or rportd: the two commands that run from a config file until stopped. */
+export interface ConfiguredCommand {
   name: 'rport' | 'rportd';
   summary: string;
   configFile: string;
@@ -84,8 +85,8 @@ export interface ServiceCommand {
  * The start shared by rport and rportd: --help, --version, the config file and flags, the logger. Returns
  * an exit code when there is nothing more to do (help, version).
  */
-export function startService<T extends { logFile: string; logLevel: Level }>(
-  cmd: ServiceCommand,
+export function startConfigured<T extends { logFile: string; logLevel: Level }>(
+  cmd: ConfiguredCommand,
   build: (c: Config) => T,
 ): number | { cfg: T; config: Config; root: Logger } {
   const args = parseArgs(process.argv.slice(2), cmd.defs);
@@ -120,7 +121,7 @@ ${cmd.notes}
   if (logFile) failureLog = root;
   const cfg = build(config);
   // One line for an RPort file: what is not implemented, and the one default kept unlike RPort's on purpose
-  // (without log_file RPort logs nothing; a service that logs nothing cannot say why it failed).
+  // (without log_file RPort logs nothing; a process that logs nothing cannot say why it failed).
   const notes = [
     ...(config.ignored.length ? [`ignoring what this version does not implement: ${config.ignored.join(', ')}`] : []),
     ...(logFile

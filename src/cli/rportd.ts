@@ -2,10 +2,10 @@
 import { RPORT_SERVER_NAMES } from '../config/rport-names.js';
 import { SERVER_KEYS, serverConfig } from '../config/server-config.js';
 import { runDaemon } from '../daemon/run.js';
-import { onShutdown, runMain, startService } from './main.js';
+import { onShutdown, runMain, startConfigured } from './main.js';
 
 runMain('rportd', async () => {
-  const started = startService(
+  const started = startConfigured(
     {
       name: 'rportd',
       summary: 'the rport server. Accepts rport clients over WebSocket+SSH and serves the API.',

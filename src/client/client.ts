@@ -11,7 +11,7 @@ import { TIMER_SLACK_MS } from '../watchdog/budget.js';
 import type { ClientObserver } from '../watchdog/observer.js';
 import { StepClock } from '../watchdog/step-clock.js';
 import { Backoff } from './backoff.js';
-import { ClientJobs } from './commands/jobs.js';
+import { ClientJobs } from './jobs/client-jobs.js';
 import { dial, type Link } from './dial.js';
 import { TunnelTargets } from './tunnel-targets.js';
 

@@ -6,7 +6,7 @@ import { folderWritableByOthers, myUserName, readableByOthers } from '../files.j
 import { errorMessage, type Logger } from '../log.js';
 import { Credentials } from '../server/credentials.js';
 import { loadHostKey, type HostKey } from '../transport/host-key.js';
-import { reportNativeAcceleration } from '../transport/native.js';
+import { reportNativeAcceleration } from '../transport/acceleration.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
 

@@ -5,8 +5,8 @@ import { parseArgs } from '../config/args.js';
 import { DEFAULT_CLIENT_CONF } from '../config/client-config.js';
 import { ConfigError } from '../config/loader.js';
 import { errorMessage } from '../log.js';
-import { packageRequire } from '../native/package-require.js';
-import { isSingleExecutable } from '../native/sea.js';
+import { packageRequire } from '../runtime/package-require.js';
+import { isSingleExecutable } from '../runtime/sea.js';
 
 // Windows paths, also when --print shows the steps elsewhere.
 const { dirname, join } = win32;

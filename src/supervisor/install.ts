@@ -2,8 +2,8 @@ import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../files.js';
-import { isSingleExecutable } from '../native/sea.js';
-import { runCommand } from './commands.js';
+import { isSingleExecutable } from '../runtime/sea.js';
+import { runCommand } from './shell.js';
 
 /** Bound on one install step's command (systemctl, schtasks): they take seconds, or they hang. */
 const INSTALL_COMMAND_TIMEOUT_MS = 30_000;

@@ -1,7 +1,7 @@
 import { formatDuration } from '../shared/duration.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../timeout.js';
-import { pidAlive, platformCommands, runCommand } from './commands.js';
+import { pidAlive, platformCommands, runCommand } from './shell.js';
 import { loadMemory, saveMemory } from './memory.js';
 import { readStateFile, type Target } from './options.js';
 import { judge, type Verdict } from './verdict.js';

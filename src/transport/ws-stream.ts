@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { createWebSocketStream, type WebSocket } from 'ws';
 import { shrinkYoungGenerationWhenQuiet } from './gc.js';
-import { keepFreedMemory } from './native.js';
+import { keepFreedMemory } from './acceleration.js';
 
 /**
  * Bytes the WebSocket may hold in this process before tunnels stop reading their sockets. ssh2 writes

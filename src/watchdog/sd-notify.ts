@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import { packageRequire } from '../native/package-require.js';
+import { packageRequire } from '../runtime/package-require.js';
 
 type Binding = { send(address: string, payload: Buffer): number };
 

@@ -1,7 +1,7 @@
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { ClientJobs } from '../../src/client/commands/jobs.js';
+import { ClientJobs } from '../../src/client/jobs/client-jobs.js';
 import { CLIENT_KEYS, clientConfig, type CommandsConfig } from '../../src/config/client-config.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { RPORT_CLIENT_NAMES } from '../../src/config/rport-names.js';

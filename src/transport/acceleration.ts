@@ -1,10 +1,10 @@
-import { packageRequire } from '../native/package-require.js';
-import { isSingleExecutable } from '../native/sea.js';
+import { packageRequire } from '../runtime/package-require.js';
+import { isSingleExecutable } from '../runtime/sea.js';
 
 /** The largest channel window patches/ssh2+1.17.0.patch grows to; unpatched ssh2 keeps 2 MiB. */
 export const PATCHED_SSH_WINDOW = 16 << 20;
 
-/** Freed heap glibc keeps for the next buffers (see native/malloc_tune.c): 32 MiB took a tunnel's page faults off the profile. */
+/** Freed heap glibc keeps for the next buffers (see addons/malloc_tune.c): 32 MiB took a tunnel's page faults off the profile. */
 const KEEP_FREED_BYTES = 32 << 20;
 /**
  * How often the kept heap goes back to the system: an idle process must not hold 32 MiB it no longer uses
@@ -43,7 +43,7 @@ export interface Acceleration {
   bufferutil: boolean;
   /** The largest ssh2 channel window in bytes: PATCHED_SSH_WINDOW when the patch is applied. */
   sshWindow: number;
-  /** glibc keeps freed buffers' pages (native/malloc_tune.c). */
+  /** glibc keeps freed buffers' pages (addons/malloc_tune.c). */
   heapKept: boolean;
 }
 

@@ -9,7 +9,7 @@ import { getRawAsset } from 'node:sea';
  * first beside the executable (the .deb ships them there, so a read-only /usr under ProtectSystem=strict
  * needs no cache), then taken from the executable's own assets and extracted once into a private,
  * content-addressed cache. Throws when the add-on is not in this build: its users (ssh2, ws) fall back to
- * JavaScript, and native.ts says so in a warning.
+ * JavaScript, and transport/acceleration.ts says so in a warning.
  */
 export function loadAddon(name: string): unknown {
   const beside = join(dirname(process.execPath), name);

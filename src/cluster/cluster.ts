@@ -184,10 +184,12 @@ export class Cluster implements ClusterView {
       // Refused below, with the text as it is.
     }
     const host = url?.hostname.replace(/^\[(.*)\]$/, '$1') ?? '';
-    const port = Number(url?.port || 80);
+    const port = Number(url?.port || (url?.protocol === 'https:' ? 443 : 80));
+    // https: a node with [api] cert_file; fetch checks its certificate against the system's CAs (and
+    // NODE_EXTRA_CA_CERTS), so it must name the node's IP address.
     const allowed =
       !!url &&
-      url.protocol === 'http:' &&
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
       url.origin + '/' === url.href &&
       isIP(host) !== 0 &&
       !!this.address.allowedNodes?.allows(host, port);

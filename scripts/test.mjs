@@ -20,6 +20,7 @@ const TIERS = {
   integration: [
     'api-attack',
     'api-auth',
+    'api-tls',
     'api-compat',
     'backpressure',
     'client-auth-attack',

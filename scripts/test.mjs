@@ -55,6 +55,7 @@ const TIERS = {
     'cluster-commands',
     'commands-dashboard',
     'dashboard',
+    'dashboard-tls',
     'deb-install',
     'release',
     'release-wine',

@@ -2,7 +2,7 @@
 // reached by curl with that certificate as its only CA, so a server that sent another or none fails.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
@@ -16,36 +16,9 @@ import {
   tmpDir,
   type ServerHandle,
 } from '../harness/procs.js';
+import { makeCert } from './helpers/tls-cert.js';
 
 const exec = promisify(execFile);
-
-/** A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`. */
-function makeCert(dir: string, name: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore', timeout: 30_000 },
-  );
-  return { cert, key };
-}
 
 /** curl with a bound on the whole call; its exit code (0 or curl's error number) and output. */
 async function curl(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -126,6 +99,8 @@ test('the API over TLS: status with an https api_url and HSTS, login, an event s
 test('tls_min = "1.2" lets TLS 1.2 in; without TLS no HSTS, and an API beyond loopback says how to get TLS and that ACME is not there', async (t) => {
   const dir = tmpDir(t);
   const { cert, key } = makeCert(dir, 'api');
+  // A key others may read is named at start, as [server] tls_key is.
+  chmodSync(key, 0o640);
   const acmeLine =
     /the API on .* speaks plain HTTP beyond this machine: set \[api\] cert_file and key_file .*ACME .* is not available/;
 
@@ -152,6 +127,12 @@ test('tls_min = "1.2" lets TLS 1.2 in; without TLS no HSTS, and an API beyond lo
   assert.equal(r.code, 0, r.err);
   assert.equal(JSON.parse(r.out).data.clients_connected, 0);
   assert.ok(!acmeLine.test(tls12.proc.output), tls12.proc.output);
+  assert.match(
+    tls12.proc.output,
+    new RegExp(
+      `WARN .*\\[api\\] key_file ${key.replace(/[.]/g, '\\.')} is accessible by group or others \\(mode 0640\\)`,
+    ),
+  );
 
   const plain = await startServer(t, ['--api-address', `0.0.0.0:${await freePort()}`]);
   const plainPort = await apiPort(plain, 'http');
@@ -234,6 +215,16 @@ test('a bad certificate or key stops rportd at start with one line naming both f
   assert.equal(
     await refused(t, [...pair(a.cert, a.key), '--api-tls-min', '1.1']),
     '--api-tls-min "1.1" must be "1.2" or "1.3" (use e.g. "1.3")',
+  );
+
+  // The clients' listener's pair is checked the same way.
+  assert.match(
+    await refused(t, ['--tls-cert', a.cert, '--tls-key', b.key]),
+    new RegExp(
+      `^${both(a.cert, b.key)
+        .replace(/api-cert-file/, 'tls-cert')
+        .replace(/api-key-file/, 'tls-key')}the key is not`,
+    ),
   );
 
   // In a file, the file is named once and each key as written there.

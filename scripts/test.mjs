@@ -53,6 +53,7 @@ const TIERS = {
     'cluster',
     'cluster-attack',
     'cluster-commands',
+    'cluster-tls',
     'commands-dashboard',
     'dashboard',
     'dashboard-tls',

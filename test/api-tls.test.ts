@@ -1,11 +1,10 @@
 // TLS on the API ([api] cert_file, key_file, tls_min): a real rportd with a certificate made here by openssl,
 // reached by curl with that certificate as its only CA, so a server that sent another or none fails.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { promisify } from 'node:util';
 import {
   API_AUTH,
   freePort,
@@ -16,20 +15,7 @@ import {
   tmpDir,
   type ServerHandle,
 } from '../harness/procs.js';
-import { makeCert } from './helpers/tls-cert.js';
-
-const exec = promisify(execFile);
-
-/** curl with a bound on the whole call; its exit code (0 or curl's error number) and output. */
-async function curl(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await exec('curl', ['-sS', '--max-time', '20', ...args], { timeout: 30_000 });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, out: err.stdout ?? '', err: err.stderr ?? '' };
-  }
-}
+import { curl, makeCert } from './helpers/tls-cert.js';
 
 /** The port the API listens on, from the start-up line, which must name the scheme. */
 async function apiPort(server: ServerHandle, scheme: 'http' | 'https'): Promise<number> {

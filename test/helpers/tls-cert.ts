@@ -1,7 +1,10 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
 
 /** A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`. */
 export function makeCert(dir: string, name: string): { cert: string; key: string } {
@@ -35,4 +38,15 @@ export function makeCert(dir: string, name: string): { cert: string; key: string
 export function spkiHash(cert: string): string {
   const spki = new X509Certificate(readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(spki).digest('base64');
+}
+
+/** curl with a bound on the whole call; its exit code (0 or curl's error number) and output. */
+export async function curl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await exec('curl', ['-sS', '--max-time', '20', ...args], { timeout: 30_000 });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? -1, out: err.stdout ?? '', err: err.stderr ?? '' };
+  }
 }

@@ -40,7 +40,7 @@ function callFailure(err: unknown, timeoutMs: number): string {
   if (cause?.code && /CERT|SIGNATURE|ALTNAME/.test(cause.code))
     return `its TLS certificate was refused (${cause.message}): it must name the node's IP address and be signed by a CA this node trusts (the system's, or one added with NODE_EXTRA_CA_CERTS)`;
   if ((err as Error).name === 'TimeoutError') return `it did not answer within ${formatDuration(timeoutMs)}`;
-  return `it did not answer: ${cause?.message ?? errorMessage(err)}`;
+  return `it did not answer: ${cause?.message || cause?.code || errorMessage(err)}`;
 }
 
 /** An API request as it is sent on to another node. */

@@ -34,9 +34,9 @@ export function tlsPair(c: Config, section: string, certKey: string, keyKey: str
   const fail = (problem: string): never => {
     throw new ConfigError(`${both}: ${problem}`);
   };
-  const read = (key: string, file: string): string => {
+  const read = (key: string, path: string): string => {
     try {
-      return readFileSync(file, 'utf8');
+      return readFileSync(path, 'utf8');
     } catch (err) {
       return fail(
         `${key} cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}: give the path of a file rportd's user may read`,

@@ -20,6 +20,7 @@ const TIERS = {
   integration: [
     'api-attack',
     'api-auth',
+    'api-tls',
     'api-compat',
     'backpressure',
     'client-auth-attack',
@@ -52,8 +53,10 @@ const TIERS = {
     'cluster',
     'cluster-attack',
     'cluster-commands',
+    'cluster-tls',
     'commands-dashboard',
     'dashboard',
+    'dashboard-tls',
     'deb-install',
     'release',
     'release-wine',

@@ -48,6 +48,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
     bodyLimit: BODY_LIMIT,
     routerOptions: { maxParamLength: 16 << 10 },
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+    https: o.tls ? { cert: o.tls.cert, key: o.tls.key, minVersion: o.tls.minVersion } : null,
   });
   const tokens = new Tokens(undefined, o.maxTokenLifetimeMs);
   const auth = new ApiAuth({
@@ -81,8 +82,9 @@ export function createApi(o: ApiOptions): FastifyInstance {
     },
     xFrameOptions: { action: 'deny' },
     referrerPolicy: { policy: 'no-referrer' },
-    // The API speaks plain HTTP; HSTS is for whoever puts TLS in front of it.
-    strictTransportSecurity: false,
+    // Only when this server speaks TLS itself: over plain HTTP the header is ignored, and a TLS proxy in front
+    // sets its own. Not for subdomains: other services on them are not this server's to decide.
+    strictTransportSecurity: o.tls ? { maxAge: 31_536_000, includeSubDomains: false } : false,
   });
   // Bodies are JSON only (and a form on POST /login, see routes/login.ts): a page on another site can post
   // text/plain or a form without asking the browser first, never JSON.

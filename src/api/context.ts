@@ -1,4 +1,5 @@
 import type { Cluster } from '../cluster/cluster.js';
+import type { ApiTls } from '../config/tls-files.js';
 import type { Logger } from '../log.js';
 import type { ClientRegistry } from '../server/client-registry.js';
 import type { Credentials } from '../server/credentials.js';
@@ -33,6 +34,8 @@ export interface ApiOptions {
   maxTokenLifetimeMs?: number;
   /** The cluster this node is part of: node-to-node calls, forwarding, /status. */
   cluster?: Cluster;
+  /** [api] cert_file, key_file and tls_min: HTTPS only, with HSTS. */
+  tls?: ApiTls;
 }
 
 /** A function that shows tunnels as the API does, with their options read once for the whole answer. */

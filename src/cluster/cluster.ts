@@ -31,6 +31,18 @@ export function errorTitle(body: string, fallback: string): string {
 /** The node holding a client did not answer a forwarded call (the API answers 503). */
 export class NodeUnavailable extends Error {}
 
+/**
+ * Why a call to another node failed, from fetch's cause ("fetch failed" alone says nothing): a refused
+ * certificate is named with its fix, anything else as the network gave it.
+ */
+function callFailure(err: unknown, timeoutMs: number): string {
+  const cause = (err as Error).cause as NodeJS.ErrnoException | undefined;
+  if (cause?.code && /CERT|SIGNATURE|ALTNAME/.test(cause.code))
+    return `its TLS certificate was refused (${cause.message}): it must name the node's IP address and be signed by a CA this node trusts (the system's, or one added with NODE_EXTRA_CA_CERTS)`;
+  if ((err as Error).name === 'TimeoutError') return `it did not answer within ${formatDuration(timeoutMs)}`;
+  return `it did not answer: ${cause?.message || cause?.code || errorMessage(err)}`;
+}
+
 /** An API request as it is sent on to another node. */
 export interface ForwardedRequest {
   method: string;
@@ -184,10 +196,12 @@ export class Cluster implements ClusterView {
       // Refused below, with the text as it is.
     }
     const host = url?.hostname.replace(/^\[(.*)\]$/, '$1') ?? '';
-    const port = Number(url?.port || 80);
+    const port = Number(url?.port || (url?.protocol === 'https:' ? 443 : 80));
+    // https: a node with [api] cert_file; fetch checks its certificate against the system's CAs (and
+    // NODE_EXTRA_CA_CERTS), so it must name the node's IP address.
     const allowed =
       !!url &&
-      url.protocol === 'http:' &&
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
       url.origin + '/' === url.href &&
       isIP(host) !== 0 &&
       !!this.address.allowedNodes?.allows(host, port);
@@ -242,7 +256,7 @@ export class Cluster implements ClusterView {
       if (err instanceof NodeUnavailable) this.log.warn(`client ${info.id}: ${err.message}; taken over`);
       else
         this.log.info(
-          `client ${info.id} was held by node ${node.id}, which does not answer (${errorMessage(err)}): taken over`,
+          `client ${info.id} was held by node ${node.id}, which cannot be called (${callFailure(err, TAKEOVER_TIMEOUT_MS)}): taken over`,
         );
       return;
     }
@@ -270,7 +284,7 @@ export class Cluster implements ClusterView {
     } catch (err) {
       if (err instanceof NodeUnavailable) throw err;
       throw new NodeUnavailable(
-        `the client is held by node ${node.id} (${node.api_url}), which did not answer within ${formatDuration(FORWARD_TIMEOUT_MS)}: ${errorMessage(err)}; a client whose node is gone connects again to another node, retry then`,
+        `the client is held by node ${node.id} (${node.api_url}), which cannot be called: ${callFailure(err, FORWARD_TIMEOUT_MS)}; a client whose node is gone connects again to another node, retry then`,
       );
     }
   }

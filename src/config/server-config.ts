@@ -1,11 +1,11 @@
 /* eslint-disable max-lines -- every key of RPort's rportd.conf in one table, as its documentation lists them */
-import { readFileSync } from 'node:fs';
 import type { Level } from '../log.js';
 import { logLevelOf } from './logging.js';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { AddressRules, isAnyAddress, isLoopback, parseHostPort, type HostPort } from '../shared/host-port.js';
 import { type Config, type KeyDef } from './loader.js';
+import { apiTls, tlsPair, type ApiTls, type TlsPair } from './tls-files.js';
 
 // RPort's default; the client's state.json shares it without a clash (rportd.db, rportd-host-key).
 const DEFAULT_DATA_DIR = process.platform === 'win32' ? 'C:\\ProgramData\\rport' : '/var/lib/rport';
@@ -194,6 +194,30 @@ export const SERVER_KEYS: KeyDef[] = [
   },
   {
     section: 'api',
+    key: 'cert_file',
+    type: 'string',
+    default: '',
+    flag: 'api-cert-file',
+    help: 'PEM certificate (intermediates after it): with key_file, the API and dashboard speak HTTPS only',
+  },
+  {
+    section: 'api',
+    key: 'key_file',
+    type: 'string',
+    default: '',
+    flag: 'api-key-file',
+    help: 'PEM private key of cert_file, unencrypted',
+  },
+  {
+    section: 'api',
+    key: 'tls_min',
+    type: 'string',
+    default: '1.3',
+    flag: 'api-tls-min',
+    help: 'the oldest TLS version the API accepts: "1.2" or "1.3" (as RPort)',
+  },
+  {
+    section: 'api',
     key: 'max_token_lifetime',
     type: 'int',
     default: 2160,
@@ -277,7 +301,7 @@ export const SERVER_KEYS: KeyDef[] = [
 
 export interface ServerConfig {
   address: HostPort;
-  tls: { cert: string; key: string } | undefined;
+  tls: TlsPair | undefined;
   tunnels: TunnelPolicy;
   keySeed: string;
   auth: string;
@@ -301,6 +325,8 @@ export interface ServerConfig {
   /** The API's own login throttle ([api] max_failed_login and ban_time) and the cap on token lifetimes. */
   api: {
     address: HostPort | undefined;
+    /** cert_file, key_file and tls_min: the API speaks HTTPS only. */
+    tls: ApiTls | undefined;
     user: string;
     password: string;
     maxFailedLogin: number;
@@ -403,22 +429,6 @@ function allowedNodeAddresses(c: Config): AddressRules {
       `has ${(err as Error).message} (use e.g. ["10.0.0.0/24", "192.168.1.5"])`,
     );
   }
-}
-
-function readTls(c: Config): ServerConfig['tls'] {
-  const certFile = c.get<string>('server', 'tls_cert');
-  const keyFile = c.get<string>('server', 'tls_key');
-  if (!certFile && !keyFile) return undefined;
-  if (!certFile || !keyFile)
-    c.fail('server', certFile ? 'tls_cert' : 'tls_key', 'is set without its partner: set both tls_cert and tls_key');
-  const read = (key: string, file: string) => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch (err) {
-      return c.fail('server', key, `cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
-  };
-  return { cert: read('tls_cert', certFile), key: read('tls_key', keyFile) };
 }
 
 function portRanges(c: Config, key: string): Array<[number, number]> {
@@ -543,7 +553,7 @@ export function serverConfig(c: Config): ServerConfig {
   const database = databaseConfig(c, apiAddress);
   return {
     address: address as HostPort,
-    tls: readTls(c),
+    tls: tlsPair(c, 'server', 'tls_cert', 'tls_key'),
     tunnels: tunnelPolicy(c),
     keySeed: c.get<string>('server', 'key_seed'),
     auth,
@@ -564,6 +574,7 @@ export function serverConfig(c: Config): ServerConfig {
     banTimeMs: c.get<number>('server', 'ban_time'),
     api: {
       address: apiAddress,
+      tls: apiTls(c),
       user: apiAuth.slice(0, apiColon),
       password: apiAuth.slice(apiColon + 1),
       maxFailedLogin: apiMaxFailedLogin,

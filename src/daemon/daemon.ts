@@ -102,7 +102,7 @@ export class Daemon {
     // The API where it listens; other nodes of a cluster call it at node_address.
     const api = c.api.address;
     const apiHost = d.type === 'postgres' || !api || isAnyAddress(api.host) ? publicHost : api.host;
-    const apiUrl = api ? `http://${formatHostPort({ host: apiHost, port: api.port })}` : '';
+    const apiUrl = api ? `${c.api.tls ? 'https' : 'http'}://${formatHostPort({ host: apiHost, port: api.port })}` : '';
     this.cluster = new Cluster(
       nodeId,
       this.store,
@@ -224,6 +224,7 @@ export class Daemon {
       throttle: this.apiThrottle,
       log,
       maxTokenLifetimeMs: c.maxTokenLifetimeMs,
+      tls: c.tls,
     });
     await app.ready();
     const address = await listen(app.server, c.address.host, c.address.port, 'the API ([api] address)');

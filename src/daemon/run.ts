@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Config, ConfigError } from '../config/loader.js';
 import type { ServerConfig } from '../config/server-config.js';
+import { isLoopback } from '../shared/host-port.js';
 import { folderWritableByOthers, myUserName, readableByOthers } from '../files.js';
 import { errorMessage, type Logger } from '../log.js';
 import { Credentials } from '../server/credentials.js';
@@ -83,6 +84,7 @@ export async function runDaemon(
   for (const [what, file] of [
     ['[server] auth_file', cfg.authFile],
     ['[server] tls_key', loaded.get<string>('server', 'tls_key')],
+    ['[api] key_file', loaded.get<string>('api', 'key_file')],
     ['host key', hostKey.file],
   ]) {
     const warning = file ? readableByOthers(file, what!) : undefined;
@@ -98,7 +100,12 @@ export async function runDaemon(
   log.info(
     `host key fingerprint ${hostKey.fingerprint} (from ${hostKey.source}), ${hostKey.md5Fingerprint} in the MD5 form RPort clients pin`,
   );
-  if (api) log.info(`API listening on http://${api.address}:${api.port}/api/v1/`);
+  if (api) log.info(`API listening on ${cfg.api.tls ? 'https' : 'http'}://${api.address}:${api.port}/api/v1/`);
+  // Passwords and tokens cross the network in the clear: say how to stop that, and what is not on offer.
+  if (api && !cfg.api.tls && !isLoopback(api.address))
+    log.info(
+      `the API on ${api.address}:${api.port} speaks plain HTTP beyond this machine: set [api] cert_file and key_file to serve it over HTTPS (or put a TLS proxy in front); ACME ([api] enable_acme, automatic Let's Encrypt certificates) is not available in this version`,
+    );
   await new Promise<void>((resolve) =>
     onShutdown(() => {
       log.info('stopping');

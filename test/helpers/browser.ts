@@ -18,6 +18,8 @@ export async function browserPage(
   t: TestContext,
   viewport: { width: number; height: number },
   timeoutMs: number,
+  /** More command-line switches, e.g. a certificate to trust. */
+  extraArgs: string[] = [],
 ): Promise<{ page: Page; consoleErrors: string[] }> {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
@@ -31,6 +33,7 @@ export async function browserPage(
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   });
   cleanup(t, () => browser.close());

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- this node's membership: heartbeat, live peers, the sweep and forwarding read the same peer state */
 import { randomBytes } from 'node:crypto';
 import { Gauge, type Registry } from 'prom-client';
 import { isIP } from 'node:net';

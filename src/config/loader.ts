@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the one loader for files and flags: the converters, Config and the error lines share the key tables' types */
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { formatDuration, parseDuration } from '../shared/duration.js';

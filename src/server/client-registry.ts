@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- sessions in memory and rows in the store change together in each method */
 import { errorMessage, type Logger } from '../log.js';
 import type { ConnectRequest, WatchdogFacts } from '../transport/protocol.js';
 import type { IdentityRecords } from './identity.js';

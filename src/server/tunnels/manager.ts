@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- a client's tunnels, from request to close: every path goes through its one map of live tunnels */
 import { randomUUID } from 'node:crypto';
 import type { TunnelPolicy } from '../../config/server-config.js';
 import { errorMessage, type Logger } from '../../log.js';

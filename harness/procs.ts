@@ -13,15 +13,21 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
+/**
+ * A port nobody listens on, for a server the test starts (and may restart on it). Drawn from 10000-19999:
+ * below the kernel's ephemeral range, so no outgoing connection or listen(0) of a test running beside takes
+ * it between the test's stop and restart, and below RPort's default used_ports (20000-30000) for tunnels.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 10_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 const cleanups = new WeakMap<TestContext, Array<() => unknown>>();

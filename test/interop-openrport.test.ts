@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { openrportClientConf } from '../harness/openrport.js';
 import { runJob } from './helpers/jobs-api.js';
 import { exchange, OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
 import {
@@ -45,30 +46,16 @@ function stockClient(t: TestContext, server: ServerHandle, o: StockOptions) {
   const conf = writeFile(
     dir,
     'rport.conf',
-    [
-      '[client]',
-      `  server = "127.0.0.1:${server.port}"`,
-      `  fingerprint = "${o.fingerprint}"`,
-      `  auth = "${AUTH_ID}:${o.password ?? AUTH_PW}"`,
-      `  id = "${o.id}"`,
-      `  name = "stock ${o.id}"`,
-      '  allow_root = true',
-      "  updates_interval = '0'",
-      `  data_dir = "${dir}"`,
-      `  tunnel_allowed = ["${o.tunnelAllowed ?? '127.0.0.1'}"]`,
-      `  remotes = [${(o.remotes ?? []).map((r) => `'${r}'`).join(', ')}]`,
-      '[connection]',
-      '  keep_alive = "2s"',
-      '  keep_alive_timeout = "5s"',
-      '[remote-commands]',
-      '  enabled = true',
-      '  allow = ["^/usr/bin/.*", "^/bin/.*"]',
-      '[remote-scripts]',
-      '  enabled = true',
-      '[logging]',
-      '  log_level = "debug"',
-      '',
-    ].join('\n'),
+    openrportClientConf({
+      server: `127.0.0.1:${server.port}`,
+      fingerprint: o.fingerprint,
+      auth: `${AUTH_ID}:${o.password ?? AUTH_PW}`,
+      id: o.id,
+      dir,
+      tunnelAllowed: o.tunnelAllowed ?? '127.0.0.1',
+      remotes: o.remotes ?? [],
+      logLevel: 'debug',
+    }),
   );
   return runProgram(t, join(BIN, 'rport'), ['-c', conf]);
 }

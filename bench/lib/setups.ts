@@ -211,7 +211,7 @@ export async function openrportTunnels(
   const entries: number[] = [];
   for (const target of targetPorts) {
     const res = await fetch(
-      `http://127.0.0.1:${apiPort}/api/v1/clients/bench-openrport/tunnels?remote=127.0.0.1:${target}&local=127.0.0.1:${await freePort()}`,
+      `http://127.0.0.1:${apiPort}/api/v1/clients/bench-openrport/tunnels?remote=127.0.0.1:${target}`,
       {
         method: 'PUT',
         headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` },

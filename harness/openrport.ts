@@ -28,8 +28,8 @@ export function openrportdConf(o: {
 }
 
 /**
- * A real client's rport.conf as RPort users write it. allow_root: it refuses root otherwise; updates_interval 0:
- * no package-manager checks; keep-alive every 2 s so a lost server is seen within the tests' waits.
+ * A real client's rport.conf as RPort users write it. allow_root: it refuses root otherwise; updates_interval
+ * '0' unless given: no package-manager checks; keep-alive every 2 s so a lost server is seen within the tests' waits.
  */
 export function openrportClientConf(o: {
   server: string;
@@ -40,6 +40,7 @@ export function openrportClientConf(o: {
   tunnelAllowed: string;
   remotes: string[];
   logLevel: string;
+  updatesInterval?: string;
 }): string {
   return [
     '[client]',
@@ -49,7 +50,7 @@ export function openrportClientConf(o: {
     `  id = "${o.id}"`,
     `  name = "stock ${o.id}"`,
     '  allow_root = true',
-    "  updates_interval = '0'",
+    `  updates_interval = '${o.updatesInterval ?? '0'}'`,
     `  data_dir = "${o.dir}"`,
     `  tunnel_allowed = ["${o.tunnelAllowed}"]`,
     `  remotes = [${o.remotes.map((r) => `'${r}'`).join(', ')}]`,

@@ -38,6 +38,9 @@ interface StockOptions {
   tunnelAllowed?: string;
   /** [client] remotes, as RPort writes them. */
   remotes?: string[];
+  updatesInterval?: string;
+  /** The client's PATH (its package-manager checks look there). */
+  path?: string;
 }
 
 /** The real RPort client with an rport.conf as RPort users write it. */
@@ -55,8 +58,10 @@ function stockClient(t: TestContext, server: ServerHandle, o: StockOptions) {
       tunnelAllowed: o.tunnelAllowed ?? '127.0.0.1',
       remotes: o.remotes ?? [],
       logLevel: 'debug',
+      updatesInterval: o.updatesInterval,
     }),
   );
+  if (o.path !== undefined) return runProgram(t, '/usr/bin/env', [`PATH=${o.path}`, join(BIN, 'rport'), '-c', conf]);
   return runProgram(t, join(BIN, 'rport'), ['-c', conf]);
 }
 
@@ -205,4 +210,28 @@ test("a stock RPort client's [client] remotes become tunnels on rportd, on the p
   );
   const r = await exchange(fixed, Buffer.from('through remotes'), 'through remotes'.length);
   assert.deepEqual([r.how, r.got.toString()], ['complete', 'through remotes']);
+});
+
+test("a stock RPort client's updates_status is kept and shown in the API as RPort shows it", { skip }, async (t) => {
+  const server = await startServer(t, ['--key-seed', SEED]);
+  const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+  // A PATH without apt, yum or zypper: the real client's check reports that, and touches no package manager.
+  stockClient(t, server, { id: 'stock-updates', fingerprint: fp, updatesInterval: '2s', path: tmpDir(t, 'no-pkg-') });
+  await listed(server, 'stock-updates');
+  const status = await eventually(
+    async () => (await server.api('/api/v1/clients/stock-updates')).body.data.updates_status ?? undefined,
+    30_000,
+    'updates_status in the API',
+  );
+  assert.equal(status.error, 'no supported package manager found', JSON.stringify(status));
+  assert.equal(status.updates_available, 0);
+  assert.equal(status.reboot_pending, false);
+  assert.ok(Date.parse(status.refreshed) > Date.now() - 60_000, status.refreshed);
+  const listing = await server.api('/api/v1/clients?fields[clients]=id,updates_status');
+  assert.equal(listing.status, 200, JSON.stringify(listing.body));
+  assert.deepEqual(
+    listing.body.data.find((c: any) => c.id === 'stock-updates').updates_status.error,
+    'no supported package manager found',
+  );
+  assert.doesNotMatch(server.proc.output, /refused updates_status/);
 });

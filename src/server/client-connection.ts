@@ -205,6 +205,9 @@ export class ClientConnection {
     control.on('activity', () => {
       if (this.session) this.session.lastSeenAt = Date.now();
     });
+    control.on('updates', (json: string) => {
+      if (this.session) this.c.registry.updatesStatus(this.session, json);
+    });
     let remotes: unknown;
     try {
       const asked = parseRportConnectionRequest(data);

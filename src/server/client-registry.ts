@@ -172,6 +172,15 @@ export class ClientRegistry implements IdentityRecords {
     this.changed();
   }
 
+  /** A stock RPort client's report of pending OS updates (checked JSON), kept for the API. */
+  updatesStatus(session: ClientSession, json: string): void {
+    if (this.byId.get(session.info.id) !== session) return;
+    this.store.clients.setUpdatesStatus(session.info.id, json).then(
+      () => this.changed(),
+      (err: unknown) => this.failed(err),
+    );
+  }
+
   /** Writes the last-seen times gathered since the last flush; also at shutdown. Kept for the next try if it fails. */
   async flushSeen(): Promise<void> {
     if (this.unsaved.size === 0 || this.behind) return;

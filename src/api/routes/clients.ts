@@ -27,7 +27,6 @@ const MISSING: Record<string, string> = {
       'ipv4',
       'ipv6',
       'labels',
-      'updates_status',
       'ext_ip_addresses',
       'client_configuration',
     ].map((f) => [f, NOT_REPORTED]),

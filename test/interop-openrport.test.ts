@@ -235,3 +235,33 @@ test("a stock RPort client's updates_status is kept and shown in the API as RPor
   );
   assert.doesNotMatch(server.proc.output, /refused updates_status/);
 });
+
+test(
+  "a stock RPort client decides a tunnel's target: its tunnel_allowed (check_tunnel_allowed) and, with check_port=1, whether the target answers",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    stockClient(t, server, { id: 'stock-checks', fingerprint: fp });
+    await listed(server, 'stock-checks');
+    const ask = (remote: string, checkPort: boolean) =>
+      server.api(
+        `/api/v1/clients/stock-checks/tunnels?remote=${remote}&local=127.0.0.1:0${checkPort ? '&check_port=1' : ''}`,
+        API_AUTH,
+        'PUT',
+      );
+    const echo = await target(t, (s) => s.pipe(s));
+    const outside = await ask(`127.0.0.2:${echo}`, false);
+    assert.notEqual(outside.status, 200, JSON.stringify(outside.body));
+    assert.match(JSON.stringify(outside.body), /not allowed by the client's tunnel_allowed/);
+    const closed = await ask(`127.0.0.1:${await freePort()}`, true);
+    assert.equal(closed.status, 400, JSON.stringify(closed.body));
+    assert.match(JSON.stringify(closed.body), /ERR_CODE_REMOTE_PORT_NOT_OPEN/);
+    const open = await ask(`127.0.0.1:${echo}`, true);
+    assert.equal(open.status, 200, JSON.stringify(open.body));
+    const port = Number(open.body.data.local.split(':').pop());
+    const r = await exchange(port, Buffer.from('checked'), 'checked'.length);
+    assert.deepEqual([r.how, r.got.toString()], ['complete', 'checked']);
+    assert.equal((await server.api('/api/v1/clients/stock-checks/tunnels')).body.data.length, 1);
+  },
+);

@@ -335,23 +335,26 @@ export class ClientConnection {
         session.lastRttMs = Math.round(rtt * 1000) / 1000;
         return rtt;
       },
-      // One forwarded channel, as for a tunnel connection: the client opens it only once it reached the target.
+      // A stock RPort client: its check_port. Else one forwarded channel, as for a tunnel connection: rport's
+      // client opens it only once it reached the target.
       probeTunnel: (tunnelId, timeoutMs) =>
-        new Promise((resolve, reject) => {
-          let done = false;
-          const answer = deadline(timeoutMs, 'tunnel probe', () => {
-            done = true;
-            reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
-          });
-          forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
-            answer.cancel();
-            if (!err) channel.close();
-            if (done) return;
-            done = true;
-            if (err) reject(err);
-            else resolve();
-          });
-        }),
+        control instanceof RPortRequests
+          ? control.checkPort(tunnelId, timeoutMs)
+          : new Promise((resolve, reject) => {
+              let done = false;
+              const answer = deadline(timeoutMs, 'tunnel probe', () => {
+                done = true;
+                reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
+              });
+              forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
+                answer.cancel();
+                if (!err) channel.close();
+                if (done) return;
+                done = true;
+                if (err) reject(err);
+                else resolve();
+              });
+            }),
       close: (reason) => {
         c.log.debug(`closing the session of ${info.id}: ${reason}`);
         control.close();

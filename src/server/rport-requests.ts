@@ -89,6 +89,22 @@ export class RPortRequests extends GlobalRequestControl implements Control {
     }
   }
 
+  /**
+   * RPort's check_port for a tunnel's target: the client dials it and says whether it answered. (Its client
+   * accepts an `rport` channel before it dials, so a channel cannot tell.) Rejects with the client's reason.
+   */
+  async checkPort(tunnelId: string, timeoutMs: number): Promise<void> {
+    const remote = this.remotes.get(tunnelId);
+    if (!remote) throw new Error(`tunnel ${tunnelId} is not open on this client`);
+    // The client's own dial gets most of the time (a Go duration, in nanoseconds); the answer the rest.
+    const body = { HostPort: remote, Timeout: Math.floor(timeoutMs * 0.8) * 1e6 };
+    const answer = (await this.ask(RPORT_REQUEST.checkPort, body, timeoutMs)) as { Open?: unknown; ErrMsg?: unknown };
+    if (answer?.Open !== true)
+      throw new RemoteError(
+        typeof answer?.ErrMsg === 'string' && answer.ErrMsg ? answer.ErrMsg : 'the port is not open',
+      );
+  }
+
   /** The channel of one tunnel connection: RPort's `rport` type, with the target as its extra data. */
   readonly forward: Forward = (tunnelId, _ip, _port, cb) => {
     const remote = this.remotes.get(tunnelId);

@@ -265,3 +265,24 @@ test(
     assert.equal((await server.api('/api/v1/clients/stock-checks/tunnels')).body.data.length, 1);
   },
 );
+
+test(
+  "pings both ways with a stock RPort client: it stays connected on its own keep-alive pings, and a second process with its id is refused because the first answered rportd's ping",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    const first = stockClient(t, server, { id: 'stock-twin', fingerprint: fp });
+    await listed(server, 'stock-twin');
+    // Past its keep_alive_timeout (5 s) several times over: its pings (every 2 s) were answered.
+    await new Promise((r) => setTimeout(r, 12_000));
+    assert.doesNotMatch(first.output, /Retrying in/, 'the first client lost its connection');
+    const twin = stockClient(t, server, { id: 'stock-twin', fingerprint: fp });
+    await server.proc.waitFor(
+      /refused a connection request from 127\.0\.0\.1 as client1: client id "stock-twin" is already connected from 127\.0\.0\.1 and answered a ping within/,
+      30_000,
+    );
+    await twin.waitFor(/client is already connected/, 30_000);
+    assert.equal((await listed(server, 'stock-twin')).connection_state, 'connected');
+  },
+);

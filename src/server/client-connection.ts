@@ -76,6 +76,8 @@ export class ClientConnection {
   /** A stock RPort client's requests, once its connection request was accepted. */
   private rport: RPortRequests | undefined;
   private rportConnecting = false;
+  /** The step a failure now ends (a refusal, logged with it), until the client is connected. */
+  private step: string | undefined = 'key exchange';
 
   constructor(
     private readonly c: ConnectionContext,
@@ -84,7 +86,14 @@ export class ClientConnection {
     private readonly ws: WebSocket | undefined,
     private readonly hooks: ConnectionHooks,
   ) {
-    client.on('error', (err) => c.log.debug(`connection from ${ip}: ${errorMessage(err)}`));
+    client.on('error', (err) => {
+      if (!this.step || this.session) return c.log.debug(`connection from ${ip}: ${errorMessage(err)}`);
+      c.limited.warn(
+        `refused ${this.step}`,
+        `refused a connection from ${ip} at the ${this.step}: ${errorMessage(err)}`,
+      );
+    });
+    client.once('handshake', () => (this.step = 'authentication'));
     client.on('close', () => this.onClose());
     client.on('authentication', (ctx) => void this.onAuthentication(ctx));
     // The ssh2 patch hands over every global request (RPort's carry JSON) and channels of other types.
@@ -101,7 +110,10 @@ export class ClientConnection {
         c.limited.warn('channel', `refused a channel of type "${type.slice(0, 64)}" from ${ip}: not one rportd takes`);
       },
     );
-    client.on('ready', () => client.on('session', (accept, reject) => this.onSession(accept, reject)));
+    client.on('ready', () => {
+      this.step = 'connection request';
+      client.on('session', (accept, reject) => this.onSession(accept, reject));
+    });
   }
 
   /** end() waits for the peer's close handshake, which a dead peer never sends. */

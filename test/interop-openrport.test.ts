@@ -190,6 +190,10 @@ test(
       const r = await exchange(await tunnel(server, id, echo), Buffer.from(`via ${id}`), `via ${id}`.length);
       assert.deepEqual([r.how, r.got.toString()], ['complete', `via ${id}`]);
     }
+    // RPort's refresh route is for RPort's client: rport's reports no OS updates.
+    const refresh = await server.api('/api/v1/clients/fleet-rport/updates-status', API_AUTH, 'POST');
+    assert.equal(refresh.status, 409, JSON.stringify(refresh.body));
+    assert.match(JSON.stringify(refresh.body), /reports no pending OS updates/);
   },
 );
 
@@ -284,5 +288,27 @@ test(
     );
     await twin.waitFor(/client is already connected/, 30_000);
     assert.equal((await listed(server, 'stock-twin')).connection_state, 'connected');
+  },
+);
+
+test(
+  "POST /clients/{id}/updates-status has a stock RPort client check its pending OS updates now, as RPort's route does",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    // Its first check runs before it is connected (and is not sent); the next one would be in an hour.
+    const path = tmpDir(t, 'no-pkg-');
+    stockClient(t, server, { id: 'stock-refresh', fingerprint: fp, updatesInterval: '1h', path });
+    assert.equal((await listed(server, 'stock-refresh')).updates_status, null);
+    const r = await server.api('/api/v1/clients/stock-refresh/updates-status', API_AUTH, 'POST');
+    assert.equal(r.status, 204, JSON.stringify(r.body));
+    const status = await eventually(
+      async () => (await server.api('/api/v1/clients/stock-refresh')).body.data.updates_status ?? undefined,
+      30_000,
+      'updates_status after the refresh',
+    );
+    assert.equal(status.error, 'no supported package manager found', JSON.stringify(status));
+    assert.equal((await server.api('/api/v1/clients/nobody/updates-status', API_AUTH, 'POST')).status, 404);
   },
 );

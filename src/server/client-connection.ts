@@ -367,6 +367,10 @@ export class ClientConnection {
                 else resolve();
               });
             }),
+      refreshUpdates: (timeoutMs) =>
+        control instanceof RPortRequests
+          ? control.refreshUpdates(timeoutMs)
+          : Promise.reject(new Error("rport's client reports no pending OS updates (only RPort's client does)")),
       close: (reason) => {
         c.log.debug(`closing the session of ${info.id}: ${reason}`);
         control.close();

@@ -35,6 +35,8 @@ export interface ClientSession {
   ping(timeoutMs: number): Promise<number>;
   /** Has the client connect to a tunnel's target and hang up (RPort's check_port); rejects when it cannot. */
   probeTunnel(tunnelId: string, timeoutMs: number): Promise<void>;
+  /** Has a stock RPort client check its pending OS updates now (it sends updates_status); rejects for rport's. */
+  refreshUpdates(timeoutMs: number): Promise<void>;
   close(reason: string): void;
 }
 

@@ -105,6 +105,11 @@ export class RPortRequests extends GlobalRequestControl implements Control {
       );
   }
 
+  /** RPort's refresh_updates_status: the client checks its package manager and then sends updates_status. */
+  async refreshUpdates(timeoutMs: number): Promise<void> {
+    await this.ask(RPORT_REQUEST.refreshUpdates, undefined, timeoutMs);
+  }
+
   /** The channel of one tunnel connection: RPort's `rport` type, with the target as its extra data. */
   readonly forward: Forward = (tunnelId, _ip, _port, cb) => {
     const remote = this.remotes.get(tunnelId);

@@ -72,13 +72,23 @@ for (const name of chosen) {
   process.stdout.write(`   (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
 }
 
-const header = ['Scenario', 'Measure', 'rport', 'OpenSSH ssh -R / anchor', 'raw TCP', 'rport vs anchor', 'Goal', 'Met'];
+const header = [
+  'Scenario',
+  'Measure',
+  'rport',
+  'OpenSSH ssh -R / anchor',
+  'openrport 0.9.13 pair',
+  'raw TCP',
+  'rport vs anchor',
+  'Goal',
+  'Met',
+];
 const table = [
   `| ${header.join(' | ')} |`,
   `| ${header.map(() => '---').join(' | ')} |`,
   ...rows.map(
     (r) =>
-      `| ${[r.scenario, r.measure, r.rport, r.openssh ?? '', r.raw ?? '', r.ratio ?? '', r.goal ?? '', r.met === undefined ? '' : r.met ? 'yes' : '**no**'].join(' | ')} |`,
+      `| ${[r.scenario, r.measure, r.rport, r.openssh ?? '', r.openrport ?? '', r.raw ?? '', r.ratio ?? '', r.goal ?? '', r.met === undefined ? '' : r.met ? 'yes' : '**no**'].join(' | ')} |`,
   ),
 ].join('\n');
 process.stdout.write(`\n${table}\n\nin ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
@@ -88,7 +98,9 @@ const doc = `# Benchmarks
 Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${((Date.now() - started) / 1000).toFixed(0)} s; load average
 ${loadBefore} before, ${load()} after). Each figure is the median of ${runs} runs after a warm-up, measured in
 the same run as its anchor: OpenSSH's \`ssh -R\` (aes128-gcm, a private sshd on 127.0.0.1 with its own host
-key and config) and raw loopback TCP, the systems taking turns. Traffic is generated and counted by a
+key and config) and raw loopback TCP, the systems taking turns; beside them the real openrport 0.9.13 pair
+(its rportd and client from ../shared/peers/openrport, a tunnel made through its API), what an RPort user runs
+today: throughput, round trips and idle memory (a column that says "not run" when the binaries are absent). Traffic is generated and counted by a
 separate process (bench/traffic-child.ts), the same for every system. CPU seconds per GB are read from
 /proc/<pid>/stat (utime + stime) of each end's process tree (sshd with its per-connection children)
 over the measured runs. The machine has 2 cores shared with other work: MB/s are noisy, CPU s/GB much less so.${quick ? '\n\n**Quick run** (`--quick`): smaller sizes; run `npm run bench` for the full figures.' : ''}

@@ -6,6 +6,7 @@ import { connectionRequest } from '../src/client/client.js';
 import { dial } from '../src/client/dial.js';
 import { parseServerUrl } from '../src/config/server-url.js';
 import { METHOD } from '../src/transport/protocol.js';
+import { openrportMissing } from '../harness/openrport.js';
 import { Proc, run } from '../harness/procs.js';
 import { cluster } from './cluster.js';
 import { systemdUnavailable, UserSystemd } from '../harness/systemd.js';
@@ -16,6 +17,7 @@ import {
   delayRelay,
   withCleanup,
   opensshTunnels,
+  openrportTunnels,
   rportTunnels,
   startRportd,
   tempDir,
@@ -29,6 +31,8 @@ export interface Row {
   measure: string;
   rport: string;
   openssh?: string;
+  /** The real openrport 0.9.13 pair (rportd and client), when ../shared/peers/openrport is there. */
+  openrport?: string;
   raw?: string;
   ratio?: string;
   goal?: string;
@@ -45,8 +49,13 @@ const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
 const f1 = (x: number) => x.toFixed(1);
 const f0 = (x: number) => x.toFixed(0);
 
-type System = 'rport' | 'openssh' | 'raw';
-const SYSTEMS: System[] = ['raw', 'openssh', 'rport'];
+type System = 'rport' | 'openssh' | 'raw' | 'openrport';
+/** Why the real openrport pair is not measured (its column then says so), or undefined. */
+export const OPENRPORT_MISSING = openrportMissing();
+const SYSTEMS: System[] = ['raw', 'openssh', 'rport', ...(OPENRPORT_MISSING ? [] : ['openrport' as const])];
+/** The openrport pair's figure, when it ran. */
+const orp = <T>(v: Partial<Record<System, T>>, f: (x: T) => string): string =>
+  v.openrport === undefined ? `not run: ${OPENRPORT_MISSING}` : f(v.openrport);
 
 const forEachSystem = <R>(f: (s: System) => R): Record<System, R> =>
   Object.fromEntries(SYSTEMS.map((s) => [s, f(s)])) as Record<System, R>;
@@ -59,7 +68,7 @@ interface Setup {
   clientPid?: number;
 }
 
-/** Entry ports to the same targets: directly (raw), through ssh -R, and through rport. */
+/** Entry ports to the same targets: directly (raw), through ssh -R, through rport, through the openrport pair. */
 async function entriesFor(
   c: Cleanup,
   targets: number[],
@@ -70,6 +79,11 @@ async function entriesFor(
   if (system === 'openssh') {
     const o = await opensshTunnels(c, targets, via);
     return { entries: o.entries, serverPid: o.sshd.pid, clientPid: o.ssh.pid };
+  }
+  if (system === 'openrport') {
+    if (via) throw new Error('the openrport pair is measured on loopback only');
+    const o = await openrportTunnels(c, targets);
+    return { entries: o.entries, serverPid: o.server.pid, clientPid: o.client.pid };
   }
   const r = await rportTunnels(c, targets, via);
   return { entries: r.entries, serverPid: r.server.pid, clientPid: r.client.pid };
@@ -109,7 +123,7 @@ async function interleaved<T>(
   return { res, cpu };
 }
 
-/** The three systems' entry ports to the same targets, all set up at once. */
+/** Every system's entry ports to the same targets, all set up at once. */
 async function allEntries(c: Cleanup, targets: number[]): Promise<Record<System, Setup>> {
   const res = {} as Record<System, Setup>;
   for (const system of SYSTEMS) res[system] = await entriesFor(c, targets, system);
@@ -154,6 +168,7 @@ export async function throughput(o: Options): Promise<Row[]> {
       measure,
       rport: `${f0(v.rport)} MB/s`,
       openssh: `${f0(v.openssh)} MB/s`,
+      openrport: orp(v, (x) => `${f0(x)} MB/s`),
       raw: `${f0(v.raw)} MB/s`,
       ratio: ratio(v.rport / v.openssh),
       goal: '>= 1.2x OpenSSH',
@@ -164,6 +179,7 @@ export async function throughput(o: Options): Promise<Row[]> {
       measure,
       rport: `${perGb.rport[end].toFixed(2)} s`,
       openssh: `${perGb.openssh[end].toFixed(2)} s`,
+      openrport: orp(perGb, (x) => `${x[end].toFixed(2)} s`),
       ratio: ratio(perGb.rport[end] / perGb.openssh[end]),
       goal: '<= 1.0x OpenSSH',
       met: perGb.rport[end] <= perGb.openssh[end],
@@ -171,8 +187,8 @@ export async function throughput(o: Options): Promise<Row[]> {
     return [
       row(`one stream into the tunnel (${size / MiB} MiB, median of ${o.runs}, systems taking turns)`, intoMbps),
       row(`one stream out of the tunnel (${size / MiB} MiB)`, outMbps),
-      cpuRow('CPU s per GB, server end (rportd vs sshd, both directions)', 'server'),
-      cpuRow('CPU s per GB, client end (rport vs ssh, both directions)', 'client'),
+      cpuRow('CPU s per GB, server end (rportd vs sshd and openrport rportd, both directions)', 'server'),
+      cpuRow('CPU s per GB, client end (rport vs ssh and openrport rport, both directions)', 'client'),
     ];
   });
 }
@@ -199,6 +215,7 @@ export async function latency(o: Options): Promise<Row[]> {
         measure: `1-byte round trip, median (${rounds} x ${o.runs}, systems taking turns)`,
         rport: `${f0(med.rport)} us`,
         openssh: `${f0(med.openssh)} us`,
+        openrport: orp(med, (x) => `${f0(x)} us`),
         raw: `${f0(med.raw)} us`,
         ratio: ratio(med.rport / med.openssh),
         goal: '<= 1.0x OpenSSH',
@@ -209,6 +226,7 @@ export async function latency(o: Options): Promise<Row[]> {
         measure: `1-byte round trip, p99 (median of ${o.runs} runs' p99)`,
         rport: `${f0(p99.rport)} us`,
         openssh: `${f0(p99.openssh)} us`,
+        openrport: orp(p99, (x) => `${f0(x)} us`),
         raw: `${f0(p99.raw)} us`,
         ratio: `${ratio(p99.rport / p99.openssh)} (p99/median ${(p99.rport / med.rport).toFixed(2)})`,
         goal: '<= 1.5x OpenSSH p99',
@@ -243,6 +261,7 @@ export async function manyStreams(o: Options): Promise<Row[]> {
         measure: `${n} parallel streams into one tunnel, aggregate (${total / MiB} MiB, median of ${o.runs})`,
         rport: `${f0(agg.rport)} MB/s`,
         openssh: `${f0(agg.openssh)} MB/s`,
+        openrport: orp(agg, (x) => `${f0(x)} MB/s`),
         raw: `${f0(agg.raw)} MB/s`,
         ratio: ratio(agg.rport / agg.openssh),
         goal: '>= 1.5x OpenSSH',
@@ -253,6 +272,7 @@ export async function manyStreams(o: Options): Promise<Row[]> {
         measure: 'fairness: fastest / slowest stream time, each from its own connect',
         rport: fair.rport.toFixed(2),
         openssh: fair.openssh.toFixed(2),
+        openrport: orp(fair, (x) => x.toFixed(2)),
         raw: fair.raw.toFixed(2),
         goal: '>= 0.8',
         met: fair.rport >= 0.8,
@@ -551,10 +571,20 @@ export async function watchdog(o: Options): Promise<Row[]> {
     const b0 = relay.bytes();
     for (let i = 0; i < pings; i++) await client.waitFor(/ping to .* succeeded/, 5000, client.mark());
     const perPing = (relay.bytes() - b0) / pings;
+    // The real openrport pair idles through the same minute, one client on its rportd as on ours.
+    const real = OPENRPORT_MISSING ? undefined : await openrportTunnels(c, []);
+    const realAt = performance.now();
     // A long-running agent's memory: read after a minute connected, once start-up's garbage is collected.
     await new Promise((r) => setTimeout(r, Math.max(0, 60_000 - (performance.now() - connectedAt))));
     const rss = treeRssBytes(client.pid);
-    o.note(`watchdog: ${f0(perPing)} bytes per keep-alive, client RSS ${f1(rss / MiB)} MiB after a minute connected`);
+    const serverRss = treeRssBytes(d.server.pid);
+    await new Promise((r) => setTimeout(r, Math.max(0, 60_000 - (performance.now() - realAt))));
+    const idle: Partial<Record<System, { client: number; server: number }>> = real
+      ? { openrport: { client: treeRssBytes(real.client.pid), server: treeRssBytes(real.server.pid) } }
+      : {};
+    o.note(
+      `watchdog: ${f0(perPing)} bytes per keep-alive, RSS after a minute connected: client ${f1(rss / MiB)} MiB, rportd ${f1(serverRss / MiB)} MiB; openrport pair ${orp(idle, (x) => `client ${f1(x.client / MiB)} MiB, rportd ${f1(x.server / MiB)} MiB`)}`,
+    );
     rows.push({
       scenario: '8. Watchdog',
       measure: 'bytes on the wire per client per hour at keep_alive 3m (both directions, WebSocket+SSH)',
@@ -564,8 +594,15 @@ export async function watchdog(o: Options): Promise<Row[]> {
       scenario: '8. Watchdog',
       measure: 'idle client memory (RSS, a minute after connecting)',
       rport: `${f1(rss / MiB)} MiB`,
+      openrport: orp(idle, (x) => `${f1(x.client / MiB)} MiB`),
       goal: '<= 40 MiB',
       met: rss <= 40 * MiB,
+    });
+    rows.push({
+      scenario: '8. Watchdog',
+      measure: 'idle server memory, one client connected (RSS, a minute after it connected)',
+      rport: `${f1(serverRss / MiB)} MiB`,
+      openrport: orp(idle, (x) => `${f1(x.server / MiB)} MiB`),
     });
   });
   const why = systemdUnavailable();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { openrportClientConf } from '../harness/openrport.js';
 import { runJob } from './helpers/jobs-api.js';
 import { exchange, OPENRPORT_BIN, openrportSkip, realServer } from './helpers/openrport.js';
 import {
@@ -37,6 +38,9 @@ interface StockOptions {
   tunnelAllowed?: string;
   /** [client] remotes, as RPort writes them. */
   remotes?: string[];
+  updatesInterval?: string;
+  /** The client's PATH (its package-manager checks look there). */
+  path?: string;
 }
 
 /** The real RPort client with an rport.conf as RPort users write it. */
@@ -45,31 +49,19 @@ function stockClient(t: TestContext, server: ServerHandle, o: StockOptions) {
   const conf = writeFile(
     dir,
     'rport.conf',
-    [
-      '[client]',
-      `  server = "127.0.0.1:${server.port}"`,
-      `  fingerprint = "${o.fingerprint}"`,
-      `  auth = "${AUTH_ID}:${o.password ?? AUTH_PW}"`,
-      `  id = "${o.id}"`,
-      `  name = "stock ${o.id}"`,
-      '  allow_root = true',
-      "  updates_interval = '0'",
-      `  data_dir = "${dir}"`,
-      `  tunnel_allowed = ["${o.tunnelAllowed ?? '127.0.0.1'}"]`,
-      `  remotes = [${(o.remotes ?? []).map((r) => `'${r}'`).join(', ')}]`,
-      '[connection]',
-      '  keep_alive = "2s"',
-      '  keep_alive_timeout = "5s"',
-      '[remote-commands]',
-      '  enabled = true',
-      '  allow = ["^/usr/bin/.*", "^/bin/.*"]',
-      '[remote-scripts]',
-      '  enabled = true',
-      '[logging]',
-      '  log_level = "debug"',
-      '',
-    ].join('\n'),
+    openrportClientConf({
+      server: `127.0.0.1:${server.port}`,
+      fingerprint: o.fingerprint,
+      auth: `${AUTH_ID}:${o.password ?? AUTH_PW}`,
+      id: o.id,
+      dir,
+      tunnelAllowed: o.tunnelAllowed ?? '127.0.0.1',
+      remotes: o.remotes ?? [],
+      logLevel: 'debug',
+      updatesInterval: o.updatesInterval,
+    }),
   );
+  if (o.path !== undefined) return runProgram(t, '/usr/bin/env', [`PATH=${o.path}`, join(BIN, 'rport'), '-c', conf]);
   return runProgram(t, join(BIN, 'rport'), ['-c', conf]);
 }
 
@@ -198,6 +190,10 @@ test(
       const r = await exchange(await tunnel(server, id, echo), Buffer.from(`via ${id}`), `via ${id}`.length);
       assert.deepEqual([r.how, r.got.toString()], ['complete', `via ${id}`]);
     }
+    // RPort's refresh route is for RPort's client: rport's reports no OS updates.
+    const refresh = await server.api('/api/v1/clients/fleet-rport/updates-status', API_AUTH, 'POST');
+    assert.equal(refresh.status, 409, JSON.stringify(refresh.body));
+    assert.match(JSON.stringify(refresh.body), /reports no pending OS updates/);
   },
 );
 
@@ -219,3 +215,100 @@ test("a stock RPort client's [client] remotes become tunnels on rportd, on the p
   const r = await exchange(fixed, Buffer.from('through remotes'), 'through remotes'.length);
   assert.deepEqual([r.how, r.got.toString()], ['complete', 'through remotes']);
 });
+
+test("a stock RPort client's updates_status is kept and shown in the API as RPort shows it", { skip }, async (t) => {
+  const server = await startServer(t, ['--key-seed', SEED]);
+  const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+  // A PATH without apt, yum or zypper: the real client's check reports that, and touches no package manager.
+  stockClient(t, server, { id: 'stock-updates', fingerprint: fp, updatesInterval: '2s', path: tmpDir(t, 'no-pkg-') });
+  await listed(server, 'stock-updates');
+  const status = await eventually(
+    async () => (await server.api('/api/v1/clients/stock-updates')).body.data.updates_status ?? undefined,
+    30_000,
+    'updates_status in the API',
+  );
+  assert.equal(status.error, 'no supported package manager found', JSON.stringify(status));
+  assert.equal(status.updates_available, 0);
+  assert.equal(status.reboot_pending, false);
+  assert.ok(Date.parse(status.refreshed) > Date.now() - 60_000, status.refreshed);
+  const listing = await server.api('/api/v1/clients?fields[clients]=id,updates_status');
+  assert.equal(listing.status, 200, JSON.stringify(listing.body));
+  assert.deepEqual(
+    listing.body.data.find((c: any) => c.id === 'stock-updates').updates_status.error,
+    'no supported package manager found',
+  );
+  assert.doesNotMatch(server.proc.output, /refused updates_status/);
+});
+
+test(
+  "a stock RPort client decides a tunnel's target: its tunnel_allowed (check_tunnel_allowed) and, with check_port=1, whether the target answers",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    stockClient(t, server, { id: 'stock-checks', fingerprint: fp });
+    await listed(server, 'stock-checks');
+    const ask = (remote: string, checkPort: boolean) =>
+      server.api(
+        `/api/v1/clients/stock-checks/tunnels?remote=${remote}&local=127.0.0.1:0${checkPort ? '&check_port=1' : ''}`,
+        API_AUTH,
+        'PUT',
+      );
+    const echo = await target(t, (s) => s.pipe(s));
+    const outside = await ask(`127.0.0.2:${echo}`, false);
+    assert.notEqual(outside.status, 200, JSON.stringify(outside.body));
+    assert.match(JSON.stringify(outside.body), /not allowed by the client's tunnel_allowed/);
+    const closed = await ask(`127.0.0.1:${await freePort()}`, true);
+    assert.equal(closed.status, 400, JSON.stringify(closed.body));
+    assert.match(JSON.stringify(closed.body), /ERR_CODE_REMOTE_PORT_NOT_OPEN/);
+    const open = await ask(`127.0.0.1:${echo}`, true);
+    assert.equal(open.status, 200, JSON.stringify(open.body));
+    const port = Number(open.body.data.local.split(':').pop());
+    const r = await exchange(port, Buffer.from('checked'), 'checked'.length);
+    assert.deepEqual([r.how, r.got.toString()], ['complete', 'checked']);
+    assert.equal((await server.api('/api/v1/clients/stock-checks/tunnels')).body.data.length, 1);
+  },
+);
+
+test(
+  "pings both ways with a stock RPort client: it stays connected on its own keep-alive pings, and a second process with its id is refused because the first answered rportd's ping",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    const first = stockClient(t, server, { id: 'stock-twin', fingerprint: fp });
+    await listed(server, 'stock-twin');
+    // Past its keep_alive_timeout (5 s) several times over: its pings (every 2 s) were answered.
+    await new Promise((r) => setTimeout(r, 12_000));
+    assert.doesNotMatch(first.output, /Retrying in/, 'the first client lost its connection');
+    const twin = stockClient(t, server, { id: 'stock-twin', fingerprint: fp });
+    await server.proc.waitFor(
+      /refused a connection request from 127\.0\.0\.1 as client1: client id "stock-twin" is already connected from 127\.0\.0\.1 and answered a ping within/,
+      30_000,
+    );
+    await twin.waitFor(/client is already connected/, 30_000);
+    assert.equal((await listed(server, 'stock-twin')).connection_state, 'connected');
+  },
+);
+
+test(
+  "POST /clients/{id}/updates-status has a stock RPort client check its pending OS updates now, as RPort's route does",
+  { skip },
+  async (t) => {
+    const server = await startServer(t, ['--key-seed', SEED]);
+    const fp = /([0-9a-f]{2}(?::[0-9a-f]{2}){15}) in the MD5 form/.exec(server.proc.output)![1]!;
+    // Its first check runs before it is connected (and is not sent); the next one would be in an hour.
+    const path = tmpDir(t, 'no-pkg-');
+    stockClient(t, server, { id: 'stock-refresh', fingerprint: fp, updatesInterval: '1h', path });
+    assert.equal((await listed(server, 'stock-refresh')).updates_status, null);
+    const r = await server.api('/api/v1/clients/stock-refresh/updates-status', API_AUTH, 'POST');
+    assert.equal(r.status, 204, JSON.stringify(r.body));
+    const status = await eventually(
+      async () => (await server.api('/api/v1/clients/stock-refresh')).body.data.updates_status ?? undefined,
+      30_000,
+      'updates_status after the refresh',
+    );
+    assert.equal(status.error, 'no supported package manager found', JSON.stringify(status));
+    assert.equal((await server.api('/api/v1/clients/nobody/updates-status', API_AUTH, 'POST')).status, 404);
+  },
+);

@@ -194,3 +194,22 @@ test(
     await new Promise<void>((resolve) => ws.once('close', () => resolve()));
   },
 );
+
+test(
+  'a peer whose SSH breaks during the key exchange is refused and logged with its address and the step',
+  LIMIT,
+  async (t) => {
+    const server = await startServerInProcess(t);
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
+    cleanup(t, () => ws.terminate());
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => resolve());
+      ws.on('error', reject);
+    });
+    ws.send(Buffer.from('SSH-2.0-broken\r\n'));
+    // A packet whose length field no SSH packet has.
+    ws.send(Buffer.from([0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    await server.proc.waitFor(/refused a connection from 127\.0\.0\.1 at the key exchange: /);
+    await new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  },
+);

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OPENRPORT_BIN, openrportClientConf, openrportdConf } from '../../harness/openrport.js';
 import { apiRequest, freePort, Proc, run } from '../../harness/procs.js';
 import { startSshd } from '../../harness/sshd.js';
 import { portOpen } from './traffic.js';
@@ -165,6 +166,63 @@ export async function opensshTunnels(
   c.add(() => ssh.stop());
   for (const e of entries) await portOpen(e, 15_000);
   return { entries, sshd, ssh };
+}
+
+/**
+ * The real openrport 0.9.13 pair (their rportd, their client) with a tunnel to each of `targetPorts`, made
+ * through the real server's API: what an RPort user runs today, measured beside rport and OpenSSH.
+ */
+export async function openrportTunnels(
+  c: Cleanup,
+  targetPorts: number[],
+): Promise<{ entries: number[]; server: Proc; client: Proc }> {
+  const [port, apiPort] = [await freePort(), await freePort()];
+  const dir = tempDir(c, 'openrportd-bench-');
+  const conf = join(dir, 'rportd.conf');
+  writeFileSync(
+    conf,
+    openrportdConf({ port, apiPort, seed: 'bench-seed', auth: BENCH_AUTH, apiAuth: API_AUTH, dir, logLevel: 'error' }),
+  );
+  // Their rportd logs its fingerprint at info: the client takes none here (it then trusts any host key).
+  const server = new Proc(spawn(join(OPENRPORT_BIN, 'rportd'), ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  c.add(() => server.stop());
+  await portOpen(apiPort, 15_000);
+  await portOpen(port, 15_000);
+  const clientDir = tempDir(c, 'openrport-bench-');
+  const clientConf = join(clientDir, 'rport.conf');
+  writeFileSync(
+    clientConf,
+    openrportClientConf({
+      server: `127.0.0.1:${port}`,
+      fingerprint: '',
+      auth: BENCH_AUTH,
+      id: 'bench-openrport',
+      dir: clientDir,
+      tunnelAllowed: '127.0.0.1',
+      remotes: [],
+      logLevel: 'info',
+    }),
+  );
+  const client = new Proc(
+    spawn(join(OPENRPORT_BIN, 'rport'), ['-c', clientConf], { stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  c.add(() => client.stop());
+  await client.waitFor(/Connected to/, 15_000);
+  const entries: number[] = [];
+  for (const target of targetPorts) {
+    const res = await fetch(
+      `http://127.0.0.1:${apiPort}/api/v1/clients/bench-openrport/tunnels?remote=127.0.0.1:${target}`,
+      {
+        method: 'PUT',
+        headers: { authorization: `Basic ${Buffer.from(API_AUTH).toString('base64')}` },
+        signal: AbortSignal.timeout(15_000),
+      },
+    );
+    const body = (await res.json()) as { data?: { lport?: string } };
+    if (!res.ok) throw new Error(`openrport tunnel to ${target}: ${res.status} ${JSON.stringify(body)}`);
+    entries.push(Number(body.data?.lport));
+  }
+  return { entries, server, client };
 }
 
 /**

@@ -48,6 +48,8 @@ export function clientView<T>(r: ClientRecord, tunnels: T[]) {
     client_auth_id: c.auth_id,
     connection_state: c.connected ? 'connected' : 'disconnected',
     last_heartbeat_at: c.last_seen,
+    /** A stock RPort client's last report of pending OS updates; rport's client sends none (null). */
+    updates_status: r.row.updates_status ? (JSON.parse(r.row.updates_status) as unknown) : null,
     tunnels,
   };
 }
@@ -78,5 +80,6 @@ export const CLIENT_FIELDS = [
   'client_auth_id',
   'connection_state',
   'last_heartbeat_at',
+  'updates_status',
   'tunnels',
 ] as const;

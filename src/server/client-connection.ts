@@ -76,6 +76,8 @@ export class ClientConnection {
   /** A stock RPort client's requests, once its connection request was accepted. */
   private rport: RPortRequests | undefined;
   private rportConnecting = false;
+  /** The step a failure now ends (a refusal, logged with it), until the client is connected. */
+  private step: string | undefined = 'key exchange';
 
   constructor(
     private readonly c: ConnectionContext,
@@ -84,7 +86,14 @@ export class ClientConnection {
     private readonly ws: WebSocket | undefined,
     private readonly hooks: ConnectionHooks,
   ) {
-    client.on('error', (err) => c.log.debug(`connection from ${ip}: ${errorMessage(err)}`));
+    client.on('error', (err) => {
+      if (!this.step || this.session) return c.log.debug(`connection from ${ip}: ${errorMessage(err)}`);
+      c.limited.warn(
+        `refused ${this.step}`,
+        `refused a connection from ${ip} at the ${this.step}: ${errorMessage(err)}`,
+      );
+    });
+    client.once('handshake', () => (this.step = 'authentication'));
     client.on('close', () => this.onClose());
     client.on('authentication', (ctx) => void this.onAuthentication(ctx));
     // The ssh2 patch hands over every global request (RPort's carry JSON) and channels of other types.
@@ -101,7 +110,10 @@ export class ClientConnection {
         c.limited.warn('channel', `refused a channel of type "${type.slice(0, 64)}" from ${ip}: not one rportd takes`);
       },
     );
-    client.on('ready', () => client.on('session', (accept, reject) => this.onSession(accept, reject)));
+    client.on('ready', () => {
+      this.step = 'connection request';
+      client.on('session', (accept, reject) => this.onSession(accept, reject));
+    });
   }
 
   /** end() waits for the peer's close handshake, which a dead peer never sends. */
@@ -204,6 +216,9 @@ export class ClientConnection {
     const control = new RPortRequests(this.client, this.ip, this.authId, this.c, CONTROL_MESSAGES_PER_SECOND);
     control.on('activity', () => {
       if (this.session) this.session.lastSeenAt = Date.now();
+    });
+    control.on('updates', (json: string) => {
+      if (this.session) this.c.registry.updatesStatus(this.session, json);
     });
     let remotes: unknown;
     try {
@@ -332,23 +347,30 @@ export class ClientConnection {
         session.lastRttMs = Math.round(rtt * 1000) / 1000;
         return rtt;
       },
-      // One forwarded channel, as for a tunnel connection: the client opens it only once it reached the target.
+      // A stock RPort client: its check_port. Else one forwarded channel, as for a tunnel connection: rport's
+      // client opens it only once it reached the target.
       probeTunnel: (tunnelId, timeoutMs) =>
-        new Promise((resolve, reject) => {
-          let done = false;
-          const answer = deadline(timeoutMs, 'tunnel probe', () => {
-            done = true;
-            reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
-          });
-          forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
-            answer.cancel();
-            if (!err) channel.close();
-            if (done) return;
-            done = true;
-            if (err) reject(err);
-            else resolve();
-          });
-        }),
+        control instanceof RPortRequests
+          ? control.checkPort(tunnelId, timeoutMs)
+          : new Promise((resolve, reject) => {
+              let done = false;
+              const answer = deadline(timeoutMs, 'tunnel probe', () => {
+                done = true;
+                reject(new Error(`no answer within ${formatDuration(timeoutMs)}`));
+              });
+              forward(tunnelId, '127.0.0.1', 0, (err, channel) => {
+                answer.cancel();
+                if (!err) channel.close();
+                if (done) return;
+                done = true;
+                if (err) reject(err);
+                else resolve();
+              });
+            }),
+      refreshUpdates: (timeoutMs) =>
+        control instanceof RPortRequests
+          ? control.refreshUpdates(timeoutMs)
+          : Promise.reject(new Error("rport's client reports no pending OS updates (only RPort's client does)")),
       close: (reason) => {
         c.log.debug(`closing the session of ${info.id}: ${reason}`);
         control.close();

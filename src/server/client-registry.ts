@@ -36,6 +36,8 @@ export interface ClientSession {
   ping(timeoutMs: number): Promise<number>;
   /** Has the client connect to a tunnel's target and hang up (RPort's check_port); rejects when it cannot. */
   probeTunnel(tunnelId: string, timeoutMs: number): Promise<void>;
+  /** Has a stock RPort client check its pending OS updates now (it sends updates_status); rejects for rport's. */
+  refreshUpdates(timeoutMs: number): Promise<void>;
   close(reason: string): void;
 }
 
@@ -171,6 +173,15 @@ export class ClientRegistry implements IdentityRecords {
       watchdog: watchdog ? JSON.stringify(watchdog) : this.unsaved.get(id)?.watchdog,
     });
     this.changed();
+  }
+
+  /** A stock RPort client's report of pending OS updates (checked JSON), kept for the API. */
+  updatesStatus(session: ClientSession, json: string): void {
+    if (this.byId.get(session.info.id) !== session) return;
+    this.store.clients.setUpdatesStatus(session.info.id, json).then(
+      () => this.changed(),
+      (err: unknown) => this.failed(err),
+    );
   }
 
   /** Writes the last-seen times gathered since the last flush; also at shutdown. Kept for the next try if it fails. */

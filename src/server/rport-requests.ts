@@ -89,6 +89,27 @@ export class RPortRequests extends GlobalRequestControl implements Control {
     }
   }
 
+  /**
+   * RPort's check_port for a tunnel's target: the client dials it and says whether it answered. (Its client
+   * accepts an `rport` channel before it dials, so a channel cannot tell.) Rejects with the client's reason.
+   */
+  async checkPort(tunnelId: string, timeoutMs: number): Promise<void> {
+    const remote = this.remotes.get(tunnelId);
+    if (!remote) throw new Error(`tunnel ${tunnelId} is not open on this client`);
+    // The client's own dial gets most of the time (a Go duration, in nanoseconds); the answer the rest.
+    const body = { HostPort: remote, Timeout: Math.floor(timeoutMs * 0.8) * 1e6 };
+    const answer = (await this.ask(RPORT_REQUEST.checkPort, body, timeoutMs)) as { Open?: unknown; ErrMsg?: unknown };
+    if (answer?.Open !== true)
+      throw new RemoteError(
+        typeof answer?.ErrMsg === 'string' && answer.ErrMsg ? answer.ErrMsg : 'the port is not open',
+      );
+  }
+
+  /** RPort's refresh_updates_status: the client checks its package manager and then sends updates_status. */
+  async refreshUpdates(timeoutMs: number): Promise<void> {
+    await this.ask(RPORT_REQUEST.refreshUpdates, undefined, timeoutMs);
+  }
+
   /** The channel of one tunnel connection: RPort's `rport` type, with the target as its extra data. */
   readonly forward: Forward = (tunnelId, _ip, _port, cb) => {
     const remote = this.remotes.get(tunnelId);
@@ -115,7 +136,18 @@ export class RPortRequests extends GlobalRequestControl implements Control {
         // As RPort: a second connection request means the client missed the answer to its first.
         reject?.(Buffer.from(`unexpected connection request. ${RPORT_REFUSAL.reconnect}`));
         return this.refuse(name, 'a second connection request on one connection', true);
-      case RPORT_REQUEST.updatesStatus:
+      case RPORT_REQUEST.updatesStatus: {
+        const status = this.json(name, data);
+        if (!status) return reject?.();
+        try {
+          this.emit('updates', checkUpdatesStatus(status as Record<string, unknown>));
+          accept?.();
+        } catch (err) {
+          reject?.(Buffer.from(errorMessage(err)));
+          this.refuse(name, errorMessage(err), false);
+        }
+        return;
+      }
       case RPORT_REQUEST.saveMeasurement:
       case RPORT_REQUEST.ipAddresses:
         // Reports rportd has no place for yet: accepted (the client sends them again later) and not kept.
@@ -240,6 +272,44 @@ export class RPortRequests extends GlobalRequestControl implements Control {
       this.ssh.end();
     }
   }
+}
+
+const MAX_SUMMARIES = 10_000;
+const isCount = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 1e6;
+const isText = (x: unknown) => x === undefined || (typeof x === 'string' && x.length <= 4096);
+
+/**
+ * RPort's UpdatesStatus as rportd keeps it (the API shows it as RPort's does): its fields checked, any other
+ * dropped. Throws the first bad field.
+ */
+export function checkUpdatesStatus(v: Record<string, unknown>): string {
+  const bad = (field: string, what: string) => new Error(`updates_status field "${field}" must be ${what}`);
+  if (typeof v.refreshed !== 'string' || !Number.isFinite(Date.parse(v.refreshed))) throw bad('refreshed', 'a time');
+  for (const f of ['updates_available', 'security_updates_available'])
+    if (!isCount(v[f])) throw bad(f, 'a count from 0 to 1000000');
+  if (typeof v.reboot_pending !== 'boolean') throw bad('reboot_pending', 'true or false');
+  for (const f of ['error', 'hint']) if (!isText(v[f])) throw bad(f, 'text of at most 4096 characters');
+  const list = v.update_summaries ?? null;
+  if (list !== null && (!Array.isArray(list) || list.length > MAX_SUMMARIES))
+    throw bad('update_summaries', `a list of at most ${MAX_SUMMARIES}`);
+  const summaries = list?.map((s: unknown, i) => {
+    const o = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
+    if (!isText(o.title) || !isText(o.description) || typeof o.reboot_required !== 'boolean')
+      throw bad(`update_summaries[${i}]`, 'a title, a description and reboot_required');
+    if (typeof o.is_security_update !== 'boolean') throw bad(`update_summaries[${i}].is_security_update`, 'a boolean');
+    const { title, description, reboot_required, is_security_update } = o;
+    return { title, description, reboot_required, is_security_update };
+  });
+  const { refreshed, updates_available, security_updates_available, reboot_pending, error, hint } = v;
+  return JSON.stringify({
+    refreshed,
+    updates_available,
+    security_updates_available,
+    update_summaries: summaries ?? null,
+    reboot_pending,
+    error,
+    hint,
+  });
 }
 
 /** What the ssh2 patch adds to a server-side connection. */

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { OPENRPORT_BIN, openrportMissing, openrportdConf } from '../../harness/openrport.js';
 import {
   accepting,
   API_AUTH,
@@ -15,17 +14,11 @@ import {
   type Proc,
 } from '../../harness/procs.js';
 
-// The real openrport 0.9.13 binaries, as RPort users run them: ../shared/peers/openrport/bin from the repo
-// root (dist/test/helpers/ is three below it), or OPENRPORT_BIN (a worktree elsewhere).
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-export const OPENRPORT_BIN = process.env.OPENRPORT_BIN ?? join(REPO, '..', 'shared', 'peers', 'openrport', 'bin');
+export { OPENRPORT_BIN };
 
 /** false when both binaries are there, else why the tests that need them are skipped (said once per file). */
 export function openrportSkip(file: string): string | false {
-  const skip =
-    existsSync(join(OPENRPORT_BIN, 'rport')) && existsSync(join(OPENRPORT_BIN, 'rportd'))
-      ? false
-      : `no openrport binaries in ${OPENRPORT_BIN} (set OPENRPORT_BIN to their folder to run these tests)`;
+  const skip = openrportMissing() ?? false;
   if (skip) console.log(`# ${file}: skipped: ${skip}`);
   return skip;
 }
@@ -52,7 +45,7 @@ export async function realServer(
   const conf = writeFile(
     dir,
     'rportd.conf',
-    `[server]\n  address = "127.0.0.1:${port}"\n  key_seed = "${seed}"\n  auth = "${CLIENT_AUTH}"\n  data_dir = "${dir}"\n  allow_root = true\n[api]\n  address = "127.0.0.1:${apiPort}"\n  jwt_secret = "0123456789abcdef0123456789abcdef"\n  auth = "${API_AUTH}"\n[logging]\n  log_level = "debug"\n`,
+    openrportdConf({ port, apiPort, seed, auth: CLIENT_AUTH, apiAuth: API_AUTH, dir, logLevel: 'debug' }),
   );
   const proc = runProgram(t, join(OPENRPORT_BIN, 'rportd'), ['-c', conf]);
   const m = await proc.waitFor(/Fingerprint ((?:[0-9a-f]{2}:){15}[0-9a-f]{2})/, 20_000);

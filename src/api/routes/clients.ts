@@ -4,9 +4,13 @@ import { CLIENT_FIELDS, clientView } from '../client-view.js';
 import { clusterTunnels, type ApiOptions, type Tunnel } from '../context.js';
 import { ApiError } from '../errors.js';
 import { applyListQuery, parseListQuery, type ListForm, type RawQuery } from '../list-query.js';
+import { errorMessage } from '../../log.js';
+import { forwardToHolder } from '../peers.js';
 import { idParams } from './schemas.js';
 
 const NOT_REPORTED = 'the rport client does not report it';
+/** How long a client may take to answer refresh_updates_status (it answers at once, then checks). */
+const REFRESH_TIMEOUT_MS = 10_000;
 /** Client fields RPort documents that rport does not have. */
 const MISSING: Record<string, string> = {
   ...Object.fromEntries(
@@ -27,7 +31,6 @@ const MISSING: Record<string, string> = {
       'ipv4',
       'ipv6',
       'labels',
-      'updates_status',
       'ext_ip_addresses',
       'client_configuration',
     ].map((f) => [f, NOT_REPORTED]),
@@ -107,6 +110,22 @@ export function clientRoutes(app: FastifyInstance, o: ApiOptions, view: () => Pr
       if (!c) throw new ApiError(404, 'not_found', `no client with id "${req.params.id}"`);
       const [all, v] = await Promise.all([clusterTunnels(o), view()]);
       return { data: applyListQuery([withTunnels(c, all, v)], q).data[0] };
+    },
+  );
+
+  // RPort's route: a stock client checks its pending OS updates now; the API shows them once it reports.
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/clients/:id/updates-status',
+    { schema: { params: idParams } },
+    async (req, reply) => {
+      const forwarded = await forwardToHolder(o, req, reply, req.params.id);
+      if (forwarded) return forwarded;
+      const session = o.registry.get(req.params.id);
+      if (!session) throw new ApiError(404, 'not_found', `no connected client with id "${req.params.id}"`);
+      await session.refreshUpdates(REFRESH_TIMEOUT_MS).catch((err: unknown) => {
+        throw new ApiError(409, 'updates_not_refreshed', `client "${req.params.id}": ${errorMessage(err)}`);
+      });
+      return reply.code(204).send();
     },
   );
 

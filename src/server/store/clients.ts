@@ -20,9 +20,14 @@ export interface ClientRow {
   watchdog: string | null;
   node_id: string;
   session_id: string;
+  /** A stock RPort client's last updates_status (JSON), kept across its reconnects; null until it sends one. */
+  updates_status: string | null;
 }
 
-export type ConnectedClient = Omit<ClientRow, 'connected' | 'connected_at' | 'disconnected_at' | 'last_seen_at'>;
+export type ConnectedClient = Omit<
+  ClientRow,
+  'connected' | 'connected_at' | 'disconnected_at' | 'last_seen_at' | 'updates_status'
+>;
 
 // The first credential that registered an id keeps it, except that a credential's own id is always its own.
 const UPSERT_CLIENT = `INSERT INTO clients (id, name, tags, hostname, os, arch, version, address, auth_id, pid, process_start, connected, connected_at, disconnected_at, last_seen_at, watchdog, node_id, session_id)
@@ -104,6 +109,11 @@ export class ClientRecords {
         else await q.run('UPDATE clients SET last_seen_at = ?, watchdog = ? WHERE id = ?', [s.at, s.watchdog, s.id]);
       }
     });
+  }
+
+  /** A stock RPort client reported its pending OS updates. */
+  async setUpdatesStatus(id: string, json: string): Promise<void> {
+    await this.db.run('UPDATE clients SET updates_status = ? WHERE id = ?', [json, id]);
   }
 
   /**

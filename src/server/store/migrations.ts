@@ -117,4 +117,6 @@ export const MIGRATIONS: string[] = [
      started_at BIGINT NOT NULL,
      spec TEXT NOT NULL
    );`,
+  // A stock RPort client's last report of pending OS updates (RPort's UpdatesStatus JSON, as checked on arrival).
+  `ALTER TABLE clients ADD COLUMN updates_status TEXT;`,
 ];

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- a stock RPort client's whole protocol as one control channel: every request and channel type beside the limits they share */
 import type { EventEmitter } from 'node:events';
 import type ssh2 from 'ssh2';
 import { errorMessage, type LogLimiter, type Logger } from '../log.js';

@@ -3,7 +3,7 @@
 // connection requests. Real sockets on 127.0.0.1, rportd in the test's process.
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
-import test from 'node:test';
+import test, { type TestContext } from 'node:test';
 import ssh2 from 'ssh2';
 import WebSocket from 'ws';
 import { RPORT_IDENT, WS_SUBPROTOCOL } from '../src/transport/protocol.js';
@@ -176,17 +176,25 @@ test('a stock client that floods requests is disconnected', LIMIT, async (t) => 
   );
 });
 
+/** An rportd and a WebSocket opened to its client port, on which the test writes raw bytes as the peer. */
+async function rawPeer(
+  t: TestContext,
+): Promise<{ server: Awaited<ReturnType<typeof startServerInProcess>>; ws: WebSocket }> {
+  const server = await startServerInProcess(t);
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
+  cleanup(t, () => ws.terminate());
+  await new Promise<void>((resolve, reject) => {
+    ws.on('open', () => resolve());
+    ws.on('error', reject);
+  });
+  return { server, ws };
+}
+
 test(
   'a peer whose first line is not an SSH identification line is refused and logged with its address',
   LIMIT,
   async (t) => {
-    const server = await startServerInProcess(t);
-    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
-    cleanup(t, () => ws.terminate());
-    await new Promise<void>((resolve, reject) => {
-      ws.on('open', () => resolve());
-      ws.on('error', reject);
-    });
+    const { server, ws } = await rawPeer(t);
     ws.send(Buffer.from('SSH-rport-v9-client\r\n'));
     await server.proc.waitFor(
       /refused a connection from 127\.0\.0\.1 at the identification line: it sent "SSH-rport-v9-client"/,
@@ -199,13 +207,7 @@ test(
   'a peer whose SSH breaks during the key exchange is refused and logged with its address and the step',
   LIMIT,
   async (t) => {
-    const server = await startServerInProcess(t);
-    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, WS_SUBPROTOCOL, { perMessageDeflate: false });
-    cleanup(t, () => ws.terminate());
-    await new Promise<void>((resolve, reject) => {
-      ws.on('open', () => resolve());
-      ws.on('error', reject);
-    });
+    const { server, ws } = await rawPeer(t);
     ws.send(Buffer.from('SSH-2.0-broken\r\n'));
     // A packet whose length field no SSH packet has.
     ws.send(Buffer.from([0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0]));

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,18 +15,57 @@ process.on('exit', () => {
 
 /**
  * A port nobody listens on, for a server the test starts (and may restart on it). Drawn from 10000-19999:
- * below the kernel's ephemeral range, so no outgoing connection or listen(0) of a test running beside takes
- * it between the test's stop and restart, and below RPort's default used_ports (20000-30000) for tunnels.
+ * below the kernel's ephemeral range, so no outgoing connection or listen(0) takes it, and below RPort's
+ * default used_ports (20000-30000) for tunnels. Test files run side by side and a server takes a second to
+ * bind what it was given: a lock file per port (PORT_LOCKS) keeps it this process's until the process ends,
+ * so no other file is handed the same port meanwhile. A lock whose process is gone is taken over.
  */
 export async function freePort(): Promise<number> {
+  mkdirSync(PORT_LOCKS, { recursive: true });
   for (;;) {
     const port = 10_000 + Math.floor(Math.random() * 10_000);
+    if (!lockPort(port)) continue;
     const free = await new Promise<boolean>((resolve) => {
       const s = createServer();
       s.once('error', () => resolve(false));
       s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
     if (free) return port;
+  }
+}
+
+const PORT_LOCKS = join(tmpdir(), 'rport-test-ports');
+const lockedPorts: string[] = [];
+process.on('exit', () => {
+  for (const f of lockedPorts) rmSync(f, { force: true });
+});
+
+/** Takes `port` for this process: false when another live process holds it. */
+function lockPort(port: number, retry = true): boolean {
+  const file = join(PORT_LOCKS, String(port));
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+    lockedPorts.push(file);
+    return true;
+  } catch {
+    let holder: number;
+    try {
+      holder = Number(readFileSync(file, 'utf8'));
+    } catch {
+      return false;
+    }
+    if (!retry || holder === process.pid || alive(holder)) return false;
+    rmSync(file, { force: true });
+    return lockPort(port, false);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -188,7 +188,7 @@ export function createApi(o: ApiOptions): FastifyInstance {
     };
   });
 
-  const options = o.tunnelOptions;
+  const options = o.tunnels.options;
   const viewer = tunnelViewer(options);
   clientRoutes(app, o, viewer);
   tunnelRoutes(app, o, options);

@@ -17,8 +17,6 @@ export interface ApiOptions {
   password: string;
   registry: ClientRegistry;
   tunnels: TunnelManager;
-  /** The API tunnels' options and auto-close timers, which the server runs. */
-  tunnelOptions: TunnelOptions;
   credentials: Credentials;
   /** Remote commands and scripts. */
   jobs: JobService;

@@ -20,7 +20,7 @@ import { LoginThrottle } from '../server/login-throttle.js';
 import { Metrics } from '../server/metrics.js';
 import { Store } from '../server/store/index.js';
 import { storedFailures } from '../server/stored-failures.js';
-import { TunnelManager, type TunnelOptions } from '../server/tunnels/index.js';
+import { TunnelManager } from '../server/tunnels/index.js';
 import { Cluster } from '../cluster/cluster.js';
 import { loadNodeId } from '../cluster/node-id.js';
 
@@ -43,7 +43,6 @@ export class Daemon {
   cluster!: Cluster;
   registry!: ClientRegistry;
   tunnels!: TunnelManager;
-  tunnelOptions!: TunnelOptions;
   jobs!: JobService;
   metrics!: Metrics;
   /** Client logins' throttle, its counts in the store so bans survive a restart. */
@@ -124,7 +123,6 @@ export class Daemon {
       this.registry.changed(),
     );
     await this.tunnels.load();
-    this.tunnelOptions = this.tunnels.options;
     this.metrics = new Metrics(this.registry, this.tunnels);
     this.cluster.metrics(this.metrics.registry);
     const failures = await storedFailures(this.store.failedLogins, this.log.child('database'));
@@ -214,7 +212,6 @@ export class Daemon {
       password: c.password,
       registry: this.registry,
       tunnels: this.tunnels,
-      tunnelOptions: this.tunnelOptions,
       credentials: this.credentials,
       jobs: this.jobs,
       cluster: this.cluster,

@@ -38,13 +38,11 @@ export function apiApp(
   );
   const credentials = Credentials.load('client1:s3cret', '');
   credentials.useStore(store.credentials);
-  const tunnelOptions = tunnels.options;
   const app = createApi({
     user,
     password,
     registry,
     tunnels,
-    tunnelOptions,
     credentials,
     jobs: new JobService(store.jobs, registry, log),
     metrics: new Metrics(registry, tunnels),
